@@ -1,0 +1,23 @@
+// Package controlproto provides the two wire protocols of mcr and their
+// message types.
+//
+// Operator protocol (mcrctl ⇄ supervisor, SPEC §4): a unix stream socket
+// carrying newline-delimited JSON, one object per line in each direction.
+// A connection may pipeline any number of requests; replies come in request
+// order. A request line may be at most MaxRequestSize (1 MiB) bytes; a longer
+// line gets an invalid_argument reply and the rest of it is discarded.
+// Requests are decoded strictly: unknown fields are errors that name them.
+//
+// Worker protocol (supervisor ⇄ worker, SPEC §5): frames of a 4-byte
+// big-endian length followed by that many bytes of JSON, at most
+// MaxFrameSize (16 MiB). Commands (supervisor → worker, on the command
+// socketpair): AddRule, RemoveRule, SyncRules, Shutdown. A SyncRules too big
+// for one frame is split into parts that the worker applies atomically when
+// the last part arrives. Stats (worker → supervisor, on the stats pipe): a
+// stats.Snapshot per frame. Logs (worker → supervisor, on the log pipe): one
+// JSON log record per line, each shorter than PIPE_BUF so a write is atomic.
+// A frame that is too long or does not parse is a protocol error: the reader
+// reports it and never panics or allocates more than the limit.
+//
+// The fds a worker inherits are fixed by position: CommandFD, StatsFD, LogFD.
+package controlproto

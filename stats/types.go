@@ -1,0 +1,104 @@
+package stats
+
+// WorkerCounters are one worker's data-plane counters, cumulative since the
+// worker started. JSON names are fixed by SPEC §4.
+type WorkerCounters struct {
+	RxPackets uint64 `json:"rx_packets"`
+	// NoMatch counts well-formed UDP packets that matched no rule.
+	NoMatch uint64 `json:"no_match"`
+	// Malformed counts truncated packets, bad header lengths, bad IHL and
+	// lying length fields.
+	Malformed uint64 `json:"malformed"`
+	// Fragments counts IPv4 and IPv6 fragments (never forwarded).
+	Fragments uint64 `json:"fragments"`
+	// NotUDP counts well-formed IP packets that are not UDP.
+	NotUDP uint64 `json:"not_udp"`
+	// KernelDrops accumulates PACKET_STATISTICS tp_drops of the worker's
+	// AF_PACKET sockets (the kernel resets them on every read).
+	KernelDrops uint64 `json:"kernel_drops"`
+	// BufferExhausted counts packets dropped because no buffer was free.
+	BufferExhausted uint64 `json:"buffer_exhausted"`
+	// EgressErrors counts failed or dropped sends over all outputs.
+	EgressErrors uint64 `json:"egress_errors"`
+	// StatsDropped and LogsDropped count snapshots and log records the
+	// worker dropped because its pipe to the supervisor was full.
+	StatsDropped uint64 `json:"stats_dropped"`
+	LogsDropped  uint64 `json:"logs_dropped"`
+}
+
+// OutputCounters are the counters of one output of one rule.
+type OutputCounters struct {
+	PacketsOut uint64 `json:"packets_out"`
+	BytesOut   uint64 `json:"bytes_out"`
+	Errors     uint64 `json:"errors"`
+}
+
+// RuleCounters are one worker's cumulative counters for one rule. Outputs
+// are in the order of the rule's outputs.
+type RuleCounters struct {
+	ID        string           `json:"id"`
+	PacketsIn uint64           `json:"packets_in"`
+	BytesIn   uint64           `json:"bytes_in"`
+	Outputs   []OutputCounters `json:"outputs"`
+	// Error, when set, says why the worker cannot serve (part of) the rule,
+	// e.g. an output interface without an address.
+	Error string `json:"error,omitempty"`
+}
+
+// Snapshot is what a worker pushes on its stats pipe every stats interval.
+// It doubles as the worker's heartbeat. Rules lists only the rules whose
+// counters (or error) changed since the last snapshot the worker managed to
+// send; a rule absent from a snapshot did not change.
+type Snapshot struct {
+	Worker int `json:"worker"`
+	PID    int `json:"pid"`
+	// Seq increases by one per snapshot built (sent or dropped).
+	Seq uint64 `json:"seq"`
+	// UnixNano is the worker's clock when the snapshot was taken.
+	UnixNano    int64          `json:"unix_nano"`
+	RulesetHash string         `json:"ruleset_hash"`
+	Backend     string         `json:"backend"`
+	Counters    WorkerCounters `json:"counters"`
+	Rules       []RuleCounters `json:"rules,omitempty"`
+}
+
+// Report is the GetStats result (SPEC §4).
+type Report struct {
+	Rules   []RuleReport   `json:"rules"`
+	Workers []WorkerReport `json:"workers"`
+	Totals  Totals         `json:"totals"`
+}
+
+// RuleReport is one rule's counters summed over workers and lives.
+type RuleReport struct {
+	ID        string         `json:"id"`
+	PacketsIn uint64         `json:"packets_in"`
+	BytesIn   uint64         `json:"bytes_in"`
+	PPS       float64        `json:"pps"`
+	BPS       float64        `json:"bps"`
+	Outputs   []OutputReport `json:"outputs"`
+	Error     string         `json:"error,omitempty"`
+}
+
+// OutputReport is one output's counters summed over workers and lives.
+type OutputReport struct {
+	// Destination is "GROUP:PORT@IFACE", IPv6 as "[ff3e::1]:6000@eth1".
+	Destination string `json:"destination"`
+	PacketsOut  uint64 `json:"packets_out"`
+	BytesOut    uint64 `json:"bytes_out"`
+	Errors      uint64 `json:"errors"`
+}
+
+// WorkerReport is one worker slot's counters, summed over its lives.
+type WorkerReport struct {
+	Worker int `json:"worker"`
+	Core   int `json:"core"`
+	WorkerCounters
+}
+
+// Totals sums the report.
+type Totals struct {
+	PacketsIn   uint64 `json:"packets_in"`
+	PacketsOut  uint64 `json:"packets_out"`
+	KernelDrops uint64 `json:"kernel_drops"`
+}
