@@ -1,0 +1,37 @@
+package supervisor
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Config is the supervisor's configuration, filled from `mcrd supervisor`
+// flags (SPEC §3). Zero values mean the documented defaults.
+type Config struct {
+	// NumWorkers is the number of workers; 0 = number of usable CPUs.
+	NumWorkers int
+	// CPUs are the cores to pin workers to, worker i to CPUs[i%len(CPUs)];
+	// empty = all usable CPUs (ParseCPUList parses "0-3,8").
+	CPUs []int
+	// ControlSocket is the operator socket path; "" = /run/mcr/control.sock.
+	ControlSocket string
+	// ConfigPath is the rules file loaded at start and on SIGHUP, and the
+	// default target of SaveConfig; "" = none.
+	ConfigPath string
+	// Backend is the worker I/O backend: "auto" (default), "uring", "mmsg".
+	Backend string
+	// StatsInterval is the worker → supervisor stats period; 0 = 1s.
+	StatsInterval time.Duration
+	// LogLevel is the initial log level; SetLogLevel changes it at runtime.
+	LogLevel *slog.LevelVar
+	// Logger is where the supervisor logs (and re-emits worker logs).
+	Logger *slog.Logger
+	// MetricsListen is the Prometheus listen address; "" = off.
+	MetricsListen string
+	// WorkerExe is the binary re-executed as `WorkerExe worker …`;
+	// "" = /proc/self/exe.
+	WorkerExe string
+}
+
+// DefaultControlSocket is where mcrd listens and mcrctl connects by default.
+const DefaultControlSocket = "/run/mcr/control.sock"
