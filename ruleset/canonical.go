@@ -1,0 +1,107 @@
+package ruleset
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"slices"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// The canonical encoding is a flat binary form of a normalised rule. It is
+// what ids and ruleset hashes are computed over, so it must not change
+// between releases without a reason: a changed encoding changes every
+// default id. Format (v = signed varint as encoding/binary.AppendVarint,
+// s = uvarint length then the bytes):
+//
+//	input:  'I' s(interface) s(group) v(port) s(source)
+//	rule:   'R' s(id) s(name) input v(len(outputs)) outputs...
+//	output: 'O' s(interface) s(group) v(port) v(ttl) s(source)
+//
+// Every field is length-prefixed or fixed, so distinct rules never encode
+// to the same bytes.
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendInt(b []byte, v int) []byte {
+	return binary.AppendVarint(b, int64(v))
+}
+
+// appendInput appends the canonical encoding of in, which must be normalised.
+func appendInput(b []byte, in *Input) []byte {
+	b = append(b, 'I')
+	b = appendString(b, in.Interface)
+	b = appendString(b, in.Group)
+	b = appendInt(b, in.Port)
+	return appendString(b, in.Source)
+}
+
+func appendOutput(b []byte, o *Output) []byte {
+	b = append(b, 'O')
+	b = appendString(b, o.Interface)
+	b = appendString(b, o.Group)
+	b = appendInt(b, o.Port)
+	b = appendInt(b, o.TTL)
+	return appendString(b, o.Source)
+}
+
+// DefaultID is the id of a rule that has none: 16 lowercase hex digits of
+// the xxhash64 of the input's canonical encoding. Inputs that normalise to
+// the same value get the same id, in every process and release, so a rule
+// added without an id keeps it across restarts and config reloads.
+func DefaultID(in Input) string {
+	in.normalize()
+	return fmt.Sprintf("%016x", xxhash.Sum64(appendInput(nil, &in)))
+}
+
+// Canonical returns the rule's canonical encoding: deterministic bytes of
+// the normalised rule (with its default id when ID is empty), equal for two
+// rules exactly when their normalised forms are equal. r is not modified.
+func (r Rule) Canonical() []byte {
+	r.Outputs = slices.Clone(r.Outputs) // Normalize writes through the slice
+	r.Normalize()
+	b := make([]byte, 0, 64+48*len(r.Outputs))
+	b = append(b, 'R')
+	b = appendString(b, r.ID)
+	b = appendString(b, r.Name)
+	b = appendInput(b, &r.Input)
+	b = appendInt(b, len(r.Outputs))
+	for i := range r.Outputs {
+		b = appendOutput(b, &r.Outputs[i])
+	}
+	return b
+}
+
+// HashCanonical hashes a set of canonical encodings independently of their
+// order: xxhash64 over the encodings sorted bytewise, each preceded by its
+// length as a uvarint, printed as 16 lowercase hex digits. The supervisor
+// and each worker compute it over their rulesets and compare; callers that
+// encode more than a Rule (resolved ifindexes) hash their own encodings
+// with it. encs is not modified. The hash of no encodings is
+// "ef46db3751d8e999" (xxhash64 of nothing).
+func HashCanonical(encs [][]byte) string {
+	sorted := slices.Clone(encs)
+	slices.SortFunc(sorted, bytes.Compare)
+	d := xxhash.New()
+	var lenBuf [binary.MaxVarintLen64]byte
+	for _, e := range sorted {
+		n := binary.PutUvarint(lenBuf[:], uint64(len(e)))
+		d.Write(lenBuf[:n])
+		d.Write(e)
+	}
+	return fmt.Sprintf("%016x", d.Sum64())
+}
+
+// Hash is the ruleset hash of rules: HashCanonical of their Canonical
+// encodings. The order of rules does not matter.
+func Hash(rules []Rule) string {
+	encs := make([][]byte, len(rules))
+	for i := range rules {
+		encs[i] = rules[i].Canonical()
+	}
+	return HashCanonical(encs)
+}
