@@ -1,0 +1,157 @@
+package controlproto
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/mcrelay/mcr/ruleset"
+)
+
+// Canonical returns the canonical encoding of the resolved rule: the rule's
+// own canonical encoding (ruleset.Rule.Canonical, which normalises a copy)
+// followed by 'W' and, as signed varints, InputIfIndex, FanoutID,
+// len(OutputIfIndex) and each OutputIfIndex. It shadows Rule.Canonical so
+// that a rule re-resolved to new interface indexes encodes differently.
+func (w WorkerRule) Canonical() []byte {
+	b := w.Rule.Canonical()
+	b = append(b, 'W')
+	b = binary.AppendVarint(b, int64(w.InputIfIndex))
+	b = binary.AppendVarint(b, int64(w.FanoutID))
+	b = binary.AppendVarint(b, int64(len(w.OutputIfIndex)))
+	for _, ix := range w.OutputIfIndex {
+		b = binary.AppendVarint(b, int64(ix))
+	}
+	return b
+}
+
+// HashWorkerRules is the ruleset hash of a resolved worker ruleset:
+// ruleset.HashCanonical over each rule's WorkerRule.Canonical encoding, so
+// the order of rules does not matter. The supervisor computes it over the
+// ruleset it sends and each worker over the ruleset it holds, and the worker
+// reports it in every stats.Snapshot; a difference makes the supervisor send
+// SyncRules again. Both sides must compute it with this function.
+func HashWorkerRules(rules []WorkerRule) string {
+	encs := make([][]byte, len(rules))
+	for i := range rules {
+		encs[i] = rules[i].Canonical()
+	}
+	return ruleset.HashCanonical(encs)
+}
+
+// SyncCommands splits the complete ruleset rules into SyncRules commands
+// whose frame bodies are at most maxBody bytes each (maxBody <= 0 means
+// MaxFrameSize): parts numbered 0..Parts-1, each carrying the hash of the
+// whole set. An empty ruleset is one part without rules. The commands share
+// rules' backing array. It fails only when one rule alone does not fit.
+func SyncCommands(rules []WorkerRule, maxBody int) ([]WorkerCommand, error) {
+	if maxBody <= 0 {
+		maxBody = MaxFrameSize
+	}
+	hash := HashWorkerRules(rules)
+	// The envelope with the largest part numbers the split can produce,
+	// plus `,"rules":[]`, bounds every part's fixed cost.
+	bound := max(len(rules), 1)
+	envelope, err := json.Marshal(WorkerCommand{Type: WSyncRules, Hash: hash, Part: bound, Parts: bound})
+	if err != nil {
+		return nil, fmt.Errorf("encode SyncRules envelope: %w", err)
+	}
+	fixed := len(envelope) + len(`,"rules":[]`)
+
+	var starts []int // index of each part's first rule
+	size := maxBody  // forces a new part at the first rule
+	for i := range rules {
+		enc, err := json.Marshal(&rules[i])
+		if err != nil {
+			return nil, fmt.Errorf("encode rule %q: %w", rules[i].ID, err)
+		}
+		n := len(enc) + 1 // the comma before it, counted for every rule
+		if fixed+n > maxBody {
+			return nil, fmt.Errorf("split SyncRules: rule %q encodes to %d bytes, more than a %d-byte frame holds", rules[i].ID, len(enc), maxBody)
+		}
+		if size+n > maxBody {
+			starts = append(starts, i)
+			size = fixed
+		}
+		size += n
+	}
+	if len(starts) == 0 {
+		return []WorkerCommand{{Type: WSyncRules, Hash: hash, Part: 0, Parts: 1}}, nil
+	}
+	cmds := make([]WorkerCommand, len(starts))
+	for p, start := range starts {
+		end := len(rules)
+		if p+1 < len(starts) {
+			end = starts[p+1]
+		}
+		cmds[p] = WorkerCommand{Type: WSyncRules, Rules: rules[start:end:end], Hash: hash, Part: p, Parts: len(starts)}
+	}
+	return cmds, nil
+}
+
+// SyncAssembler collects the parts of a SyncRules on the worker side. Parts
+// must arrive in order, each with the Parts and Hash of the first; a part 0
+// always starts a new ruleset, abandoning an incomplete one (the supervisor
+// resent). It is not safe for concurrent use; the zero value is ready.
+type SyncAssembler struct {
+	hash  string
+	parts int
+	next  int // the part expected next; 0 when idle
+	rules []WorkerRule
+}
+
+// Add takes one SyncRules command. When cmd is the last part, Add returns
+// the complete ruleset (owned by the caller) with done set, after checking
+// that it hashes to cmd.Hash, so the worker can report cmd.Hash as its
+// ruleset hash. Any inconsistency (a part out of order, a changed Parts or
+// Hash, a hash mismatch) returns an error and drops the parts collected so
+// far; the worker keeps its previous ruleset and the supervisor, seeing the
+// old hash in the worker's stats, sends SyncRules again.
+func (a *SyncAssembler) Add(cmd *WorkerCommand) (rules []WorkerRule, done bool, err error) {
+	if err := a.accept(cmd); err != nil {
+		a.reset()
+		return nil, false, fmt.Errorf("assemble SyncRules: %w", err)
+	}
+	a.rules = append(a.rules, cmd.Rules...)
+	a.next++
+	if a.next < a.parts {
+		return nil, false, nil
+	}
+	rules = a.rules
+	if rules == nil {
+		rules = []WorkerRule{}
+	}
+	a.reset()
+	if got := HashWorkerRules(rules); got != cmd.Hash {
+		return nil, false, fmt.Errorf("assemble SyncRules: ruleset hashes to %s, supervisor sent %s", got, cmd.Hash)
+	}
+	return rules, true, nil
+}
+
+// accept checks cmd against the parts collected so far, starting a new
+// ruleset at part 0.
+func (a *SyncAssembler) accept(cmd *WorkerCommand) error {
+	switch {
+	case cmd.Type != WSyncRules:
+		return fmt.Errorf("command %s is not %s", strconv.Quote(cmd.Type), WSyncRules)
+	case cmd.Parts < 1 || cmd.Part < 0 || cmd.Part >= cmd.Parts:
+		return fmt.Errorf("part %d of %d is out of range", cmd.Part, cmd.Parts)
+	case cmd.Part == 0:
+		a.reset()
+		a.hash, a.parts = cmd.Hash, cmd.Parts
+		return nil
+	case a.next == 0:
+		return fmt.Errorf("part %d of %d arrived without part 0", cmd.Part, cmd.Parts)
+	case cmd.Part != a.next:
+		return fmt.Errorf("part %d of %d arrived, expected part %d", cmd.Part, cmd.Parts, a.next)
+	case cmd.Parts != a.parts || cmd.Hash != a.hash:
+		return fmt.Errorf("part %d says %d parts of ruleset %s, part 0 said %d parts of %s",
+			cmd.Part, cmd.Parts, cmd.Hash, a.parts, a.hash)
+	}
+	return nil
+}
+
+func (a *SyncAssembler) reset() {
+	*a = SyncAssembler{}
+}
