@@ -1,7 +1,6 @@
 package ruleset
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -77,23 +76,18 @@ func (r Rule) Canonical() []byte {
 }
 
 // HashCanonical hashes a set of canonical encodings independently of their
-// order: xxhash64 over the encodings sorted bytewise, each preceded by its
-// length as a uvarint, printed as 16 lowercase hex digits. The supervisor
-// and each worker compute it over their rulesets and compare; callers that
-// encode more than a Rule (resolved ifindexes) hash their own encodings
-// with it. encs is not modified. The hash of no encodings is
-// "ef46db3751d8e999" (xxhash64 of nothing).
+// order: it is the SetHash of encs, 16 lowercase hex digits. The supervisor
+// and each worker compare it over their rulesets; callers that encode more
+// than a Rule (resolved ifindexes) hash their own encodings with it, and
+// callers that change a ruleset one rule at a time keep a SetHash instead,
+// which gives the same string. The hash of no encodings is
+// "bb3302e8a9608868" (the zero SetHash).
 func HashCanonical(encs [][]byte) string {
-	sorted := slices.Clone(encs)
-	slices.SortFunc(sorted, bytes.Compare)
-	d := xxhash.New()
-	var lenBuf [binary.MaxVarintLen64]byte
-	for _, e := range sorted {
-		n := binary.PutUvarint(lenBuf[:], uint64(len(e)))
-		d.Write(lenBuf[:n])
-		d.Write(e)
+	var h SetHash
+	for _, e := range encs {
+		h.Add(e)
 	}
-	return fmt.Sprintf("%016x", d.Sum64())
+	return h.String()
 }
 
 // Hash is the ruleset hash of rules: HashCanonical of their Canonical

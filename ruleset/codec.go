@@ -18,8 +18,9 @@ import (
 // fields, values of the wrong JSON type and anything after the document are
 // errors. Every error is a *ValidationError naming the field path, e.g.
 // `rules[0].outputs[0]: unknown field "tll"` or
-// `rules[2].input.port: must be an integer, got string`. A null value
-// leaves its field empty, as encoding/json does.
+// `rules[2].input.port: must be an integer, got string`; byte offsets in
+// syntax errors count from 0. A null value leaves its field empty, as
+// encoding/json does.
 //
 // The decoded rules are then normalised (each gets its id) and checked with
 // ValidateSet; the returned Config holds the normalised rules in file order.
@@ -123,8 +124,8 @@ func decodeStrict(data []byte, s *schema, v any) error {
 	if err := checkValue(dec, tok, s, ""); err != nil {
 		return err
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return invalid("", "unexpected data after the JSON object at byte %d", dec.InputOffset())
+	if end := skipSpace(data, dec.InputOffset()); end < len(data) {
+		return invalid("", "unexpected data after the JSON object at byte %d", end)
 	}
 	if err := json.Unmarshal(data, v); err != nil {
 		return fmt.Errorf("decode: %w", err) // unreachable after checkValue
@@ -215,6 +216,16 @@ func closing(dec *json.Decoder, path string) *ValidationError {
 		return syntaxError(dec, path, err)
 	}
 	return nil
+}
+
+// skipSpace returns the offset of the first byte at or after off that is
+// not JSON whitespace.
+func skipSpace(data []byte, off int64) int {
+	i := int(off)
+	for i < len(data) && strings.IndexByte(" \t\r\n", data[i]) >= 0 {
+		i++
+	}
+	return i
 }
 
 func joinPath(path, name string) string {

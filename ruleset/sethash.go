@@ -1,6 +1,7 @@
 package ruleset
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/cespare/xxhash/v2"
@@ -41,13 +42,8 @@ func (h *SetHash) Len() int { return int(h.n) }
 // String is the hash as 16 lowercase hex digits.
 func (h SetHash) String() string {
 	var b [24]byte
-	put := func(o int, v uint64) {
-		for i := 0; i < 8; i++ {
-			b[o+i] = byte(v >> (8 * i))
-		}
-	}
-	put(0, h.sum)
-	put(8, h.xor)
-	put(16, h.n)
+	binary.LittleEndian.PutUint64(b[0:], h.sum)
+	binary.LittleEndian.PutUint64(b[8:], h.xor)
+	binary.LittleEndian.PutUint64(b[16:], h.n)
 	return fmt.Sprintf("%016x", xxhash.Sum64(b[:]))
 }
