@@ -30,6 +30,7 @@ type Ring struct {
 
 	sqHead    *uint32 // written by the kernel
 	sqTail    *uint32 // written by us, read by the kernel
+	sqFlags   *uint32 // written by the kernel
 	sqMask    uint32
 	sqEntries uint32
 	sqes      []SQE
@@ -69,12 +70,16 @@ const requiredFeatures = featSingleMmap | featNoDrop | featExtArg
 // the kernel still answers EINVAL (before 6.1), falls back to a plain CQSIZE
 // ring; SetupInfo says which. Errors the kernel uses to refuse io_uring as a
 // whole match ErrUnavailable and keep the errno.
-func New(cfg *Config) (*Ring, error) {
+func New(cfg *Config) (*Ring, error) { return newRing(cfg, sysSetup) }
+
+// newRing is New with the io_uring_setup call passed in, so tests can play
+// an older kernel.
+func newRing(cfg *Config, setup func(uint32, *params) (int, error)) (*Ring, error) {
 	c, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	fd, p, info, err := setupRing(c, sysSetup)
+	fd, p, info, err := setupRing(c, setup)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +141,7 @@ func (r *Ring) mapRings(p *params) error {
 	}
 
 	u32 := func(off uint32) *uint32 { return (*uint32)(unsafe.Pointer(&r.ringMem[off])) }
-	r.sqHead, r.sqTail = u32(p.sqOff.head), u32(p.sqOff.tail)
+	r.sqHead, r.sqTail, r.sqFlags = u32(p.sqOff.head), u32(p.sqOff.tail), u32(p.sqOff.flags)
 	r.sqMask, r.sqEntries = *u32(p.sqOff.ringMask), p.sqEntries
 	r.sqes = unsafe.Slice((*SQE)(unsafe.Pointer(&r.sqeMem[0])), p.sqEntries)
 	r.sqeTail = *r.sqTail
@@ -169,6 +174,16 @@ func (r *Ring) Entries() (sq, cq uint32) { return r.sqEntries, r.cqEntries }
 // InFlight returns the number of operations handed out by GetSQE whose final
 // CQE has not been reaped yet.
 func (r *Ring) InFlight() int { return r.inFlight }
+
+// Ready returns the number of CQEs Reap would return now, without entering
+// the kernel.
+func (r *Ring) Ready() int { return int(atomic.LoadUint32(r.cqTail) - *r.cqHead) }
+
+// TaskWorkPending reports whether the kernel holds completion work that
+// only the owner thread's next SubmitAndWait will turn into CQEs
+// (IORING_SQ_TASKRUN, from SETUP_TASKRUN_FLAG). On a plain ring it is
+// always false.
+func (r *Ring) TaskWorkPending() bool { return atomic.LoadUint32(r.sqFlags)&sqTaskrun != 0 }
 
 // GetSQE returns the next free SQE, zeroed and counted as in flight, or nil
 // when the SQ is full (Submit, then retry) or MaxInFlight operations are in
@@ -214,8 +229,8 @@ func (r *Ring) Submit() (int, error) {
 
 // SubmitAndWait submits prepared SQEs, runs the ring's deferred completion
 // work, and waits until minComplete CQEs are ready to Reap or timeout passed.
-// timeout 0 does not wait (but still posts finished completions); a negative
-// timeout waits without limit. It returns the number of SQEs consumed, not
+// minComplete 0 or timeout 0 does not wait (but still posts finished
+// completions); a negative timeout waits without limit. It returns the number of SQEs consumed, not
 // the number of CQEs. A timeout, EINTR, EAGAIN and EBUSY are not errors:
 // they return (0, nil) with unconsumed SQEs kept queued. Note that when SQEs
 // were submitted the kernel reports the count even if it then timed out, so

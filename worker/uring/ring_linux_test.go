@@ -15,15 +15,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// newRing locks the calling test goroutine to its OS thread, as every ring
+// testRing locks the calling test goroutine to its OS thread, as every ring
 // owner must (see Ring), and creates a ring that is closed at cleanup. Tests
 // create their sockets and buffers before the ring, so cleanup closes the
 // ring (cancelling its operations) before releasing them.
-func newRing(t *testing.T, cfg *Config) *Ring {
+func testRing(t *testing.T, cfg *Config) *Ring {
+	t.Helper()
+	return testRingWith(t, cfg, sysSetup)
+}
+
+func testRingWith(t *testing.T, cfg *Config, setup func(uint32, *params) (int, error)) *Ring {
 	t.Helper()
 	runtime.LockOSThread()
 	t.Cleanup(runtime.UnlockOSThread)
-	r, err := New(cfg)
+	r, err := newRing(cfg, setup)
 	if errors.Is(err, ErrUnavailable) {
 		t.Skipf("io_uring unavailable on this machine: %v", err)
 	}
@@ -124,7 +129,7 @@ func TestNewSizesAndSetupInfo(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := newRing(t, tt.cfg)
+			r := testRing(t, tt.cfg)
 			sq, cq := r.Entries()
 			if sq != tt.wantSQ || cq != tt.wantCQ {
 				t.Errorf("Entries() = %d, %d, want %d, %d", sq, cq, tt.wantSQ, tt.wantCQ)
@@ -210,8 +215,68 @@ func TestSetupFallback(t *testing.T) {
 	}
 }
 
+// TestOlderKernelSetups runs real rings set up the way older kernels allow:
+// with the SQ index array (before 6.6) and plain (before 6.1).
+func TestOlderKernelSetups(t *testing.T) {
+	refusing := func(mask uint32) func(uint32, *params) (int, error) {
+		return func(entries uint32, p *params) (int, error) {
+			if p.flags&mask != 0 {
+				return -1, unix.EINVAL
+			}
+			return sysSetup(entries, p)
+		}
+	}
+	tests := []struct {
+		name     string
+		refuse   uint32
+		wantInfo string
+	}{
+		{name: "SQ array", refuse: setupNoSQArray,
+			wantInfo: "flags=single_issuer,defer_taskrun,coop_taskrun,taskrun_flag,cqsize,submit_all"},
+		{name: "plain", refuse: setupDeferTaskrun,
+			wantInfo: "plain (kernel refused SINGLE_ISSUER|DEFER_TASKRUN: invalid argument)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := socketpair(t, unix.SOCK_DGRAM)
+			buf := mmap(t, 4096)
+			r := testRingWith(t, &Config{Entries: 8}, refusing(tt.refuse))
+			if got := r.SetupInfo(); got != tt.wantInfo {
+				t.Errorf("SetupInfo() = %q, want %q", got, tt.wantInfo)
+			}
+			// 20 NOPs in batches of 5 wrap the 8-entry SQ and CQ twice.
+			for batch := range 4 {
+				for i := range 5 {
+					sqe := getSQE(t, r)
+					sqe.PrepNop()
+					sqe.SetUserData(uint64(batch*5 + i))
+				}
+				for i, c := range waitCQEs(t, r, 5) {
+					if c != (CQE{UserData: uint64(batch*5 + i)}) {
+						t.Fatalf("batch %d CQE %d = %+v", batch, i, c)
+					}
+				}
+			}
+			// A RECV that has to wait, completed by a later SEND.
+			copy(buf, "ping")
+			getSQE(t, r).PrepRecv(b, addr(buf[1024:]), 1024, 0)
+			if _, err := r.Submit(); err != nil {
+				t.Fatal(err)
+			}
+			assertNoCQE(t, r)
+			sqe := getSQE(t, r)
+			sqe.PrepSend(a, addr(buf), 4, 0)
+			sqe.SetUserData(1)
+			got := byUserData(waitCQEs(t, r, 2))
+			if want := []CQE{{Res: 4}, {UserData: 1, Res: 4}}; !cmp.Equal(want, got) || string(buf[1024:1028]) != "ping" {
+				t.Errorf("RECV/SEND: %+v %q, want %+v \"ping\"", got, buf[1024:1028], want)
+			}
+		})
+	}
+}
+
 func TestProbe(t *testing.T) {
-	r := newRing(t, &Config{Entries: 8})
+	r := testRing(t, &Config{Entries: 8})
 	err := r.Probe(OpNop, OpSendmsg, OpRecvmsg, OpTimeout, OpPollAdd, OpAsyncCancel, OpRead, OpWrite, OpSend, OpRecv)
 	if err != nil {
 		t.Fatalf("Probe: %v", err)
@@ -219,10 +284,11 @@ func TestProbe(t *testing.T) {
 }
 
 func TestNopUserData(t *testing.T) {
-	r := newRing(t, &Config{Entries: 8})
+	r := testRing(t, &Config{Entries: 8})
 	for _, ud := range []uint64{1, 1 << 63, 42} {
-		getSQE(t, r).PrepNop()
-		r.sqes[(r.sqeTail-1)&r.sqMask].SetUserData(ud)
+		sqe := getSQE(t, r)
+		sqe.PrepNop()
+		sqe.SetUserData(ud)
 	}
 	if n, err := r.Submit(); n != 3 || err != nil {
 		t.Fatalf("Submit() = %d, %v, want 3, nil", n, err)
@@ -245,7 +311,7 @@ func TestReadStreamUntilPeerClose(t *testing.T) {
 	local, peer := fds[0], fds[1]
 	t.Cleanup(func() { unix.Close(local) })
 	buf := mmap(t, 4096)
-	r := newRing(t, &Config{Entries: 8})
+	r := testRing(t, &Config{Entries: 8})
 
 	read := func(ud uint64) {
 		sqe := getSQE(t, r)
@@ -284,7 +350,7 @@ func TestSendRecvDatagram(t *testing.T) {
 	sbuf, rbuf := mmap(t, 4096), mmap(t, 4096)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := newRing(t, &Config{Entries: 8}) // subtests run on goroutines of their own
+			r := testRing(t, &Config{Entries: 8}) // subtests run on goroutines of their own
 			for i := range tt.size {
 				sbuf[i] = byte(i*7 + tt.size)
 			}
@@ -330,7 +396,7 @@ func newMsg(mem []byte, bufs ...[]byte) msgLayout {
 func TestSendmsgRecvmsgIovecs(t *testing.T) {
 	a, b := socketpair(t, unix.SOCK_DGRAM)
 	mem := mmap(t, 4096)
-	r := newRing(t, &Config{Entries: 8})
+	r := testRing(t, &Config{Entries: 8})
 
 	// Sender: "hello, " + "world" from two iovecs. Receiver: 4 + 64 bytes.
 	s1, s2 := mem[1024:1031], mem[1100:1105]
@@ -367,7 +433,7 @@ func TestSubmitAndWaitTimeout(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := newRing(t, &Config{Entries: 8})
+			r := testRing(t, &Config{Entries: 8})
 			start := time.Now()
 			n, err := r.SubmitAndWait(1, tt.timeout)
 			took := time.Since(start)
@@ -384,7 +450,7 @@ func TestSubmitAndWaitTimeout(t *testing.T) {
 func TestSubmitAndWaitWakesOnCompletion(t *testing.T) {
 	a, b := socketpair(t, unix.SOCK_DGRAM)
 	buf := mmap(t, 4096)
-	r := newRing(t, &Config{Entries: 8})
+	r := testRing(t, &Config{Entries: 8})
 	getSQE(t, r).PrepRecv(b, addr(buf), uint32(len(buf)), 0)
 	go func() {
 		time.Sleep(20 * time.Millisecond) // let the RECV block in the kernel first
@@ -406,7 +472,7 @@ func TestSubmitAndWaitWakesOnCompletion(t *testing.T) {
 }
 
 func TestInFlightCap(t *testing.T) {
-	r := newRing(t, &Config{Entries: 8, MaxInFlight: 3})
+	r := testRing(t, &Config{Entries: 8, MaxInFlight: 3})
 	for range 3 {
 		getSQE(t, r).PrepNop()
 	}
@@ -429,7 +495,7 @@ func TestInFlightCap(t *testing.T) {
 }
 
 func TestFullSQ(t *testing.T) {
-	r := newRing(t, &Config{Entries: 4})
+	r := testRing(t, &Config{Entries: 4})
 	for range 4 {
 		getSQE(t, r).PrepNop()
 	}
@@ -453,7 +519,7 @@ func TestRecvMultishotBufRing(t *testing.T) {
 	)
 	a, b := socketpair(t, unix.SOCK_DGRAM)
 	pool := mmap(t, nbufs*bufSize)
-	r := newRing(t, &Config{Entries: 8})
+	r := testRing(t, &Config{Entries: 8})
 	br, err := r.RegisterBufRing(nbufs, group)
 	if err != nil {
 		t.Fatal(err)
@@ -517,12 +583,25 @@ func TestRecvMultishotBufRing(t *testing.T) {
 	if r.InFlight() != 1 {
 		t.Fatalf("InFlight() = %d with the multishot armed, want 1", r.InFlight())
 	}
+
+	// Cancelling ends the multishot with a final CQE without F_MORE.
+	sqe := getSQE(t, r)
+	sqe.PrepCancelFD(b)
+	sqe.SetUserData(3)
+	got = byUserData(waitCQEs(t, r, 2))
+	want := []CQE{{UserData: 2, Res: -int32(unix.ECANCELED)}, {UserData: 3, Res: 1}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("CQEs after cancel (-want +got):\n%s", diff)
+	}
+	if r.InFlight() != 0 {
+		t.Errorf("InFlight() = %d after cancel, want 0", r.InFlight())
+	}
 }
 
 func TestCancelFD(t *testing.T) {
 	_, b := socketpair(t, unix.SOCK_DGRAM)
 	buf := mmap(t, 4096)
-	r := newRing(t, &Config{Entries: 8})
+	r := testRing(t, &Config{Entries: 8})
 	for ud := uint64(1); ud <= 2; ud++ {
 		sqe := getSQE(t, r)
 		sqe.PrepRecv(b, addr(buf), uint32(len(buf)), 0)
@@ -549,7 +628,7 @@ func TestCancelFD(t *testing.T) {
 // TestOtherThreadGetsEEXIST checks that using a SINGLE_ISSUER ring from a
 // second OS thread fails clearly and keeps the SQE queued for the owner.
 func TestOtherThreadGetsEEXIST(t *testing.T) {
-	r := newRing(t, &Config{Entries: 8})
+	r := testRing(t, &Config{Entries: 8})
 	if r.flags&setupSingleIssuer == 0 {
 		t.Skipf("ring is not SINGLE_ISSUER: %s", r.SetupInfo())
 	}
@@ -601,10 +680,111 @@ func TestCloseCancelsInFlight(t *testing.T) {
 	}
 }
 
+func TestWriteToPipe(t *testing.T) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(p[0]); unix.Close(p[1]) })
+	buf := mmap(t, 4096)
+	r := testRing(t, &Config{Entries: 8})
+	copy(buf, "through the pipe")
+	getSQE(t, r).PrepWrite(p[1], addr(buf), 16)
+	if got := waitCQEs(t, r, 1); got[0].Res != 16 {
+		t.Fatalf("WRITE: %+v, want res 16", got[0])
+	}
+	got := make([]byte, 64)
+	n, err := unix.Read(p[0], got)
+	if err != nil || string(got[:n]) != "through the pipe" {
+		t.Fatalf("read %q, %v from the pipe, want %q", got[:n], err, "through the pipe")
+	}
+}
+
+func TestTimeoutOp(t *testing.T) {
+	mem := mmap(t, 4096)
+	r := testRing(t, &Config{Entries: 8})
+	ts := (*Timespec)(unsafe.Pointer(&mem[0]))
+	ts.Nsec = int64(10 * time.Millisecond)
+	sqe := getSQE(t, r)
+	sqe.PrepTimeout(ts, 0)
+	sqe.SetUserData(5)
+	start := time.Now()
+	got := waitCQEs(t, r, 1)
+	if got[0] != (CQE{UserData: 5, Res: -int32(unix.ETIME)}) {
+		t.Fatalf("TIMEOUT: %+v, want res -ETIME", got[0])
+	}
+	if took := time.Since(start); took < 10*time.Millisecond {
+		t.Errorf("TIMEOUT completed after %v, want at least 10ms", took)
+	}
+}
+
+func TestPollAdd(t *testing.T) {
+	a, b := socketpair(t, unix.SOCK_DGRAM)
+	r := testRing(t, &Config{Entries: 8})
+	drain := func() {
+		var buf [64]byte
+		if _, err := unix.Read(b, buf[:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unix.Write(a, []byte("x"))
+	getSQE(t, r).PrepPollAdd(b, unix.POLLIN)
+	if got := waitCQEs(t, r, 1); got[0] != (CQE{Res: unix.POLLIN}) {
+		t.Fatalf("one-shot poll: %+v, want res POLLIN without F_MORE", got[0])
+	}
+	drain()
+
+	sqe := getSQE(t, r)
+	sqe.PrepPollAddMultishot(b, unix.POLLIN)
+	sqe.SetUserData(1)
+	for i := range 2 {
+		unix.Write(a, []byte("x"))
+		if got := waitCQEs(t, r, 1); got[0] != (CQE{UserData: 1, Res: unix.POLLIN, Flags: CQEFMore}) {
+			t.Fatalf("multishot poll wakeup %d: %+v, want res POLLIN with F_MORE", i, got[0])
+		}
+		drain()
+	}
+	getSQE(t, r).PrepCancelFD(b)
+	got := byUserData(waitCQEs(t, r, 2))
+	if want := []CQE{{Res: 1}, {UserData: 1, Res: -int32(unix.ECANCELED)}}; !cmp.Equal(want, got) {
+		t.Errorf("after cancel: %+v, want %+v", got, want)
+	}
+}
+
+// TestDeferredCompletion shows DEFER_TASKRUN at work: a RECV woken by data
+// is only posted when the owner enters the kernel.
+func TestDeferredCompletion(t *testing.T) {
+	a, b := socketpair(t, unix.SOCK_DGRAM)
+	buf := mmap(t, 4096)
+	r := testRing(t, &Config{Entries: 8})
+	if r.flags&setupDeferTaskrun == 0 {
+		t.Skipf("ring is not DEFER_TASKRUN: %s", r.SetupInfo())
+	}
+	getSQE(t, r).PrepRecv(b, addr(buf), uint32(len(buf)), 0)
+	if _, err := r.Submit(); err != nil {
+		t.Fatal(err)
+	}
+	unix.Write(a, []byte("data"))
+	for deadline := time.Now().Add(2 * time.Second); !r.TaskWorkPending(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("TaskWorkPending() still false 2 s after the data arrived")
+		}
+	}
+	if n := r.Ready(); n != 0 {
+		t.Fatalf("Ready() = %d before entering the kernel, want 0", n)
+	}
+	if _, err := r.SubmitAndWait(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.Ready(); n != 1 || r.TaskWorkPending() {
+		t.Fatalf("after SubmitAndWait(0, 0): Ready() = %d, TaskWorkPending() = %v; want 1, false", n, r.TaskWorkPending())
+	}
+}
+
 func TestHotPathAllocs(t *testing.T) {
 	a, b := socketpair(t, unix.SOCK_DGRAM)
 	pool := mmap(t, 4*256)
-	r := newRing(t, &Config{Entries: 16})
+	r := testRing(t, &Config{Entries: 16})
 	br, err := r.RegisterBufRing(4, 1)
 	if err != nil {
 		t.Fatal(err)

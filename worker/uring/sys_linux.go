@@ -80,6 +80,9 @@ const (
 	registerPbufRing       = 22
 	registerUnregisterPbuf = 23
 
+	// SQ ring flags (IORING_SQ_*).
+	sqTaskrun = 1 << 2
+
 	// send/recv ioprio flags.
 	recvMultishot = 1 << 1 // IORING_RECV_MULTISHOT
 
