@@ -215,7 +215,7 @@ func splitRequest(line []byte) (map[string][]byte, *Error) {
 		return nil, syntaxError(dec, err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, Errorf(CodeInvalidArgument, "unexpected data after the JSON object at byte %d", dec.InputOffset())
+		return nil, Errorf(CodeInvalidArgument, "unexpected data after the JSON object")
 	}
 	return fields, nil
 }

@@ -53,11 +53,13 @@ func TestHashWorkerRules(t *testing.T) {
 	}
 
 	changes := map[string]func(r *WorkerRule){
-		"input ifindex":   func(r *WorkerRule) { r.InputIfIndex = 9 },
-		"fanout id":       func(r *WorkerRule) { r.FanoutID = 8 },
-		"output ifindex":  func(r *WorkerRule) { r.OutputIfIndex = []int{3, 5} },
-		"output missing":  func(r *WorkerRule) { r.OutputIfIndex = []int{3} },
-		"output port":     func(r *WorkerRule) { r.Outputs = []ruleset.Output{r.Outputs[0], {Interface: "eth2", Group: "10.1.0.50", Port: 6001}} },
+		"input ifindex":  func(r *WorkerRule) { r.InputIfIndex = 9 },
+		"fanout id":      func(r *WorkerRule) { r.FanoutID = 8 },
+		"output ifindex": func(r *WorkerRule) { r.OutputIfIndex = []int{3, 5} },
+		"output missing": func(r *WorkerRule) { r.OutputIfIndex = []int{3} },
+		"output port": func(r *WorkerRule) {
+			r.Outputs = []ruleset.Output{r.Outputs[0], {Interface: "eth2", Group: "10.1.0.50", Port: 6001}}
+		},
 		"rule name":       func(r *WorkerRule) { r.Name = "renamed" },
 		"input interface": func(r *WorkerRule) { r.Input.Interface = "eth9" },
 	}
