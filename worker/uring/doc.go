@@ -5,8 +5,9 @@
 // writes asynchronously.
 //
 // It is written directly over golang.org/x/sys/unix; the struct layouts and
-// constants follow include/uapi/linux/io_uring.h and were checked against the
-// 6.18 kernel (see the facts document in the mcr design notes).
+// constants follow include/uapi/linux/io_uring.h and were checked against
+// Linux 6.18. It needs Linux 5.11 (IORING_FEAT_EXT_ARG) at least; multishot
+// receive and provided-buffer rings need 6.0.
 //
 // # Threads
 //

@@ -18,7 +18,8 @@ import (
 // binds the ring to the creating OS thread and refuses every other thread
 // with EEXIST; with DEFER_TASKRUN completions are only posted while that
 // thread waits in SubmitAndWait. A Ring has no locks: never share it between
-// goroutines, and do not use it after Close.
+// goroutines, and do not use it after Close. The ring fd is close-on-exec
+// (the kernel installs it with O_CLOEXEC).
 type Ring struct {
 	fd    int
 	flags uint32 // setup flags the kernel accepted

@@ -134,6 +134,9 @@ func TestNewSizesAndSetupInfo(t *testing.T) {
 			if sq != tt.wantSQ || cq != tt.wantCQ {
 				t.Errorf("Entries() = %d, %d, want %d, %d", sq, cq, tt.wantSQ, tt.wantCQ)
 			}
+			if flags, err := unix.FcntlInt(uintptr(r.fd), unix.F_GETFD, 0); err != nil || flags&unix.FD_CLOEXEC == 0 {
+				t.Errorf("ring fd flags = %#x, %v; want FD_CLOEXEC", flags, err)
+			}
 			info := r.SetupInfo()
 			full := "flags=single_issuer,defer_taskrun,coop_taskrun,taskrun_flag,cqsize,submit_all"
 			switch {
@@ -370,6 +373,46 @@ func TestSendRecvDatagram(t *testing.T) {
 				t.Errorf("received bytes differ from sent bytes")
 			}
 		})
+	}
+}
+
+func TestSendtoUnconnected(t *testing.T) {
+	rx, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(rx) })
+	if err := unix.Bind(rx, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(rx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(tx) })
+	mem := mmap(t, 4096)
+	r := testRing(t, &Config{Entries: 8})
+
+	// struct sockaddr_in at mem[0:16]: family (host order), port (network order), address.
+	port := sa.(*unix.SockaddrInet4).Port
+	mem[0], mem[1] = unix.AF_INET, 0
+	mem[2], mem[3] = byte(port>>8), byte(port)
+	copy(mem[4:8], []byte{127, 0, 0, 1})
+	copy(mem[64:], "to 127.0.0.1")
+	sqe := getSQE(t, r)
+	sqe.PrepSendto(tx, addr(mem[64:]), 12, 0, addr(mem), 16)
+	sqe.SetFlags(SQEAsync)
+	if got := waitCQEs(t, r, 1); got[0].Res != 12 {
+		t.Fatalf("SEND with destination: %+v, want res 12", got[0])
+	}
+	buf := make([]byte, 64)
+	n, _, err := unix.Recvfrom(rx, buf, unix.MSG_DONTWAIT)
+	if err != nil || string(buf[:n]) != "to 127.0.0.1" {
+		t.Fatalf("receiver got %q, %v; want %q", buf[:n], err, "to 127.0.0.1")
 	}
 }
 

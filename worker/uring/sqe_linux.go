@@ -33,8 +33,9 @@ type SQE struct {
 // SetUserData sets the value the kernel copies into this operation's CQEs.
 func (s *SQE) SetUserData(u uint64) { s.userData = u }
 
-// SetFlags sets the IOSQE_* flags (SQEFixedFile, SQEIOLink, ...).
-func (s *SQE) SetFlags(f uint8) { s.flags = f }
+// SetFlags adds IOSQE_* flags (SQEIOLink, SQEAsync, ...) to those the Prep
+// method set: PrepRecvMultishot sets SQEBufferSelect, and it must stay.
+func (s *SQE) SetFlags(f uint8) { s.flags |= f }
 
 func (s *SQE) prep(op Op, fd int, addr uintptr, n uint32, off uint64) {
 	s.opcode = uint8(op)
@@ -73,9 +74,10 @@ func (s *SQE) PrepSend(fd int, buf uintptr, n uint32, msgFlags uint32) {
 	s.opFlags = msgFlags
 }
 
-// PrepSendto prepares send(2) of n bytes from buf to the socket address at
-// addr (addrLen bytes, e.g. a raw sockaddr_in), for unconnected sockets
-// (kernel 6.0+). The address must stay valid until the CQE, like buf.
+// PrepSendto prepares sendto(2) of n bytes from buf to the socket address at
+// addr (addrLen bytes, a raw sockaddr_in or sockaddr_in6), for unconnected
+// sockets; it uses the addr2/addr_len fields of IORING_OP_SEND (verified on
+// 6.18). The address must stay valid until the CQE, like buf.
 func (s *SQE) PrepSendto(fd int, buf uintptr, n uint32, msgFlags uint32, addr uintptr, addrLen uint16) {
 	s.PrepSend(fd, buf, n, msgFlags)
 	s.off = uint64(addr)

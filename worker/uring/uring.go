@@ -139,8 +139,10 @@ const (
 	CQEFMore         uint32 = 1 << 1 // more CQEs follow for this request (multishot, SEND_ZC)
 	CQEFSockNonempty uint32 = 1 << 2 // the socket still had data after this receive
 	CQEFNotif        uint32 = 1 << 3 // SEND_ZC notification: the buffer may be reused
-	cqeBufferShift          = 16
 )
+
+// cqeBufferShift is IORING_CQE_BUFFER_SHIFT: the buffer id's place in Flags.
+const cqeBufferShift = 16
 
 // CQE is one completion, laid out exactly as struct io_uring_cqe (16 bytes).
 type CQE struct {
@@ -168,6 +170,8 @@ type MissingOpsError struct {
 	Ops []Op // missing opcodes, in the order they were asked for
 }
 
+// Error names the missing opcodes, e.g.
+// "io_uring: kernel lacks opcodes RECV, SEND_ZC".
 func (e *MissingOpsError) Error() string {
 	names := make([]string, len(e.Ops))
 	for i, op := range e.Ops {
