@@ -1,0 +1,187 @@
+package packettest
+
+import (
+	"encoding/binary"
+	"net/netip"
+)
+
+const (
+	protoUDP      = 17
+	protoHopByHop = 0
+	protoFragment = 44
+	ipv6Header    = 40
+	udpHeader     = 8
+	defaultTTL    = 64
+)
+
+// BuildUDP4 returns an IPv4 packet (20-byte header, TTL 64, no flags)
+// carrying one UDP datagram from src to dst with payload. Both addresses must
+// be IPv4 or IPv4-mapped.
+func BuildUDP4(src, dst netip.AddrPort, payload []byte) []byte {
+	s, d := src.Addr().Unmap(), dst.Addr().Unmap()
+	if !s.Is4() || !d.Is4() {
+		panic("packettest.BuildUDP4: addresses must be IPv4: " + src.String() + " " + dst.String())
+	}
+	total := 20 + udpHeader + len(payload)
+	p := make([]byte, total)
+	p[0] = 0x45
+	binary.BigEndian.PutUint16(p[2:4], uint16(total))
+	p[8] = defaultTTL
+	p[9] = protoUDP
+	s4, d4 := s.As4(), d.As4()
+	copy(p[12:16], s4[:])
+	copy(p[16:20], d4[:])
+	SetIPv4Checksum(p)
+	putUDP(p[20:], src.Port(), dst.Port(), payload, pseudoSum(s4[:], d4[:], len(payload)))
+	return p
+}
+
+// BuildUDP6 returns an IPv6 packet (hop limit 64, no extension headers)
+// carrying one UDP datagram from src to dst with payload. Both addresses must
+// be IPv6 and not IPv4-mapped.
+func BuildUDP6(src, dst netip.AddrPort, payload []byte) []byte {
+	s, d := src.Addr(), dst.Addr()
+	if !s.Is6() || !d.Is6() || s.Is4In6() || d.Is4In6() {
+		panic("packettest.BuildUDP6: addresses must be IPv6: " + src.String() + " " + dst.String())
+	}
+	p := make([]byte, ipv6Header+udpHeader+len(payload))
+	p[0] = 0x60
+	binary.BigEndian.PutUint16(p[4:6], uint16(udpHeader+len(payload)))
+	p[6] = protoUDP
+	p[7] = defaultTTL
+	s16, d16 := s.As16(), d.As16()
+	copy(p[8:24], s16[:])
+	copy(p[24:40], d16[:])
+	putUDP(p[ipv6Header:], src.Port(), dst.Port(), payload, pseudoSum(s16[:], d16[:], len(payload)))
+	return p
+}
+
+// pseudoSum is the ones' complement sum of the UDP pseudo-header (RFC 768,
+// RFC 8200 8.1). IPv6's 32-bit length and IPv4's 16-bit one sum the same for
+// lengths below 64 KiB.
+func pseudoSum(src, dst []byte, payloadLen int) uint32 {
+	return sum16(src) + sum16(dst) + protoUDP + uint32(udpHeader+payloadLen)
+}
+
+func putUDP(u []byte, sport, dport uint16, payload []byte, pseudo uint32) {
+	binary.BigEndian.PutUint16(u[0:2], sport)
+	binary.BigEndian.PutUint16(u[2:4], dport)
+	binary.BigEndian.PutUint16(u[4:6], uint16(udpHeader+len(payload)))
+	copy(u[udpHeader:], payload)
+	c := ^fold(pseudo + sum16(u))
+	if c == 0 {
+		c = 0xffff // RFC 768: a computed 0 is sent as all ones
+	}
+	binary.BigEndian.PutUint16(u[6:8], c)
+}
+
+// SetIPv4Checksum recomputes the header checksum of the IPv4 packet p, for
+// tests that edit a header field and want only that edit to matter. An IHL
+// beyond the end of p sums the bytes present.
+func SetIPv4Checksum(p []byte) {
+	ihl := min(int(p[0]&0x0f)*4, len(p))
+	p[10], p[11] = 0, 0
+	binary.BigEndian.PutUint16(p[10:12], ^fold(sum16(p[:ihl])))
+}
+
+// WithIPv4Options returns a copy of the IPv4 packet p with opts (a multiple
+// of 4 bytes, at most 40) inserted as header options, IHL, total length and
+// header checksum updated.
+func WithIPv4Options(p, opts []byte) []byte {
+	if len(opts)%4 != 0 || len(opts) > 40 {
+		panic("packettest.WithIPv4Options: options must be a multiple of 4 bytes, at most 40")
+	}
+	ihl := int(p[0]&0x0f) * 4
+	q := make([]byte, 0, len(p)+len(opts))
+	q = append(append(append(q, p[:ihl]...), opts...), p[ihl:]...)
+	q[0] = 0x40 | byte((ihl+len(opts))/4)
+	binary.BigEndian.PutUint16(q[2:4], binary.BigEndian.Uint16(p[2:4])+uint16(len(opts)))
+	SetIPv4Checksum(q)
+	return q
+}
+
+// WithHopByHop6 returns a copy of the IPv6 packet p with an 8-byte
+// Hop-by-Hop Options header (one PadN option) inserted after the fixed
+// header, the shape routers and MLD add. The UDP checksum stays valid: the
+// pseudo-header does not cover extension headers.
+func WithHopByHop6(p []byte) []byte {
+	hbh := []byte{p[6], 0, 1, 4, 0, 0, 0, 0} // next header, length 0 (8 bytes), PadN of 4
+	q := make([]byte, 0, len(p)+len(hbh))
+	q = append(append(append(q, p[:ipv6Header]...), hbh...), p[ipv6Header:]...)
+	q[6] = protoHopByHop
+	binary.BigEndian.PutUint16(q[4:6], binary.BigEndian.Uint16(p[4:6])+uint16(len(hbh)))
+	return q
+}
+
+// Fragment splits an IP packet into fragments carrying at most size bytes of
+// its IP payload each (size is rounded down to a multiple of 8, at least 8),
+// as a sender would: IPv4 with the MF flag and fragment offsets, IPv6 with a
+// Fragment header (identification 0x6d6372). An IPv6 packet must not carry
+// extension headers.
+func Fragment(p []byte, size int) [][]byte {
+	size &^= 7
+	if size < 8 {
+		panic("packettest.Fragment: size must be at least 8")
+	}
+	if p[0]>>4 == 6 {
+		return fragment6(p, size)
+	}
+	return fragment4(p, size)
+}
+
+func fragment4(p []byte, size int) [][]byte {
+	ihl := int(p[0]&0x0f) * 4
+	payload := p[ihl:binary.BigEndian.Uint16(p[2:4])]
+	var frags [][]byte
+	for off := 0; off < len(payload); off += size {
+		chunk := payload[off:min(off+size, len(payload))]
+		f := append(append([]byte(nil), p[:ihl]...), chunk...)
+		binary.BigEndian.PutUint16(f[2:4], uint16(len(f)))
+		flags := uint16(off / 8)
+		if off+len(chunk) < len(payload) {
+			flags |= 0x2000 // more fragments
+		}
+		binary.BigEndian.PutUint16(f[6:8], flags)
+		SetIPv4Checksum(f)
+		frags = append(frags, f)
+	}
+	return frags
+}
+
+func fragment6(p []byte, size int) [][]byte {
+	payload := p[ipv6Header : ipv6Header+int(binary.BigEndian.Uint16(p[4:6]))]
+	var frags [][]byte
+	for off := 0; off < len(payload); off += size {
+		chunk := payload[off:min(off+size, len(payload))]
+		fh := []byte{p[6], 0, 0, 0, 0, 0x6d, 0x63, 0x72}
+		offM := uint16(off)
+		if off+len(chunk) < len(payload) {
+			offM |= 1 // M: more fragments
+		}
+		binary.BigEndian.PutUint16(fh[2:4], offM)
+		f := append(append(append([]byte(nil), p[:ipv6Header]...), fh...), chunk...)
+		f[6] = protoFragment
+		binary.BigEndian.PutUint16(f[4:6], uint16(len(fh)+len(chunk)))
+		frags = append(frags, f)
+	}
+	return frags
+}
+
+// sum16 adds b as big-endian 16-bit words, a trailing odd byte padded with 0.
+func sum16(b []byte) uint32 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	if len(b)%2 == 1 {
+		s += uint32(b[len(b)-1]) << 8
+	}
+	return s
+}
+
+func fold(s uint32) uint16 {
+	for s > 0xffff {
+		s = s>>16 + s&0xffff
+	}
+	return uint16(s)
+}
