@@ -17,7 +17,19 @@
 // stats.Snapshot per frame. Logs (worker → supervisor, on the log pipe): one
 // JSON log record per line, each shorter than PIPE_BUF so a write is atomic.
 // A frame that is too long or does not parse is a protocol error: the reader
-// reports it and never panics or allocates more than the limit.
+// reports it and never panics or allocates more than the limit; it skips an
+// oversized frame's body, so the frames after it are read normally.
+// FrameReader reads frames from a blocking reader (the supervisor's pipe
+// readers), FrameDecoder from chunks an event loop read itself (the worker).
+// SyncCommands and SyncAssembler split and join SyncRules; HashWorkerRules
+// is the ruleset hash both sides compare.
+//
+// Both directions of the operator protocol are here: DecodeRequest,
+// LineReader and WriteResponse for the daemon, Client for mcrctl and tests.
+// A Client's failures fall in three kinds that callers can tell apart: a
+// daemon error (*Error, with its Code), an unreachable daemon (Dial's error
+// wraps the errno: syscall.ENOENT, ECONNREFUSED, EACCES), and a connection
+// the daemon closed (ErrClosed).
 //
 // The fds a worker inherits are fixed by position: CommandFD, StatsFD, LogFD.
 package controlproto

@@ -22,10 +22,16 @@ type LineReader struct {
 // NewLineReader returns a reader of lines of at most limit bytes, newline
 // excluded, from r; limit <= 0 means MaxRequestSize.
 func NewLineReader(r io.Reader, limit int) *LineReader {
+	return newLineReader(r, limit, 64<<10)
+}
+
+// newLineReader is NewLineReader with a read buffer of bufSize bytes; tests
+// make it small so that lines span several reads.
+func newLineReader(r io.Reader, limit, bufSize int) *LineReader {
 	if limit <= 0 {
 		limit = MaxRequestSize
 	}
-	return &LineReader{br: bufio.NewReaderSize(r, 64<<10), limit: limit}
+	return &LineReader{br: bufio.NewReaderSize(r, bufSize), limit: limit}
 }
 
 // Next returns the next line without its "\n" (or "\r\n"), valid until the

@@ -31,7 +31,10 @@ func (w WorkerRule) Canonical() []byte {
 // the order of rules does not matter. The supervisor computes it over the
 // ruleset it sends and each worker over the ruleset it holds, and the worker
 // reports it in every stats.Snapshot; a difference makes the supervisor send
-// SyncRules again. Both sides must compute it with this function.
+// SyncRules again. Both sides must hash exactly these encodings: either with
+// this function, or, to avoid rehashing 100,000 rules (about 0.1 s) on every
+// AddRule or RemoveRule, with a ruleset.SetHash to which they Add and Remove
+// each WorkerRule.Canonical — it gives the same string.
 func HashWorkerRules(rules []WorkerRule) string {
 	encs := make([][]byte, len(rules))
 	for i := range rules {

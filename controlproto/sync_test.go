@@ -272,3 +272,18 @@ func TestSyncAssemblerPartZeroRestarts(t *testing.T) {
 		t.Errorf("ruleset (-want +got):\n%s", diff)
 	}
 }
+
+func TestHashWorkerRulesIncremental(t *testing.T) {
+	// A worker or supervisor keeping a ruleset.SetHash of the
+	// WorkerRule.Canonical encodings agrees with HashWorkerRules.
+	rules := testRules(10)
+	var h ruleset.SetHash
+	for i := range rules {
+		h.Add(rules[i].Canonical())
+	}
+	h.Remove(rules[3].Canonical())
+	want := HashWorkerRules(slices.Delete(slices.Clone(rules), 3, 4))
+	if got := h.String(); got != want {
+		t.Errorf("incremental hash %s, HashWorkerRules %s", got, want)
+	}
+}
