@@ -1,6 +1,7 @@
 package controlproto
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,9 +31,10 @@ type Client struct {
 	conn   net.Conn
 	closed atomic.Bool
 
-	mu    sync.Mutex // serialises requests; guards lines and err
-	lines *LineReader
-	err   error // the transport error that broke the connection
+	mu   sync.Mutex // serialises requests; guards br, line and err
+	br   *bufio.Reader
+	line []byte
+	err  error // the transport error that broke the connection
 }
 
 // Dial connects to the control socket at path. When the daemon is not
@@ -45,7 +47,7 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", path, err)
 	}
-	return &Client{conn: conn, lines: NewLineReader(conn, maxResponseSize)}, nil
+	return &Client{conn: conn, br: bufio.NewReaderSize(conn, 64<<10)}, nil
 }
 
 // Call sends req and decodes a successful result into result (a pointer, or
@@ -113,12 +115,9 @@ func (c *Client) roundTrip(ctx context.Context, line []byte) (Response, error) {
 	if _, err := c.conn.Write(line); err != nil {
 		return Response{}, c.transportError(ctx, "send request", err)
 	}
-	reply, tooLong, err := c.lines.Next()
-	switch {
-	case err != nil:
+	reply, err := c.readLine()
+	if err != nil {
 		return Response{}, c.transportError(ctx, "read response", err)
-	case tooLong:
-		return Response{}, fmt.Errorf("read response: longer than %d bytes", maxResponseSize)
 	}
 	var resp Response
 	if err := json.Unmarshal(reply, &resp); err != nil {
@@ -127,13 +126,37 @@ func (c *Client) roundTrip(ctx context.Context, line []byte) (Response, error) {
 	return resp, nil
 }
 
+// readLine reads one response line, newline included. A stream that ends
+// before the newline is io.ErrUnexpectedEOF: the daemon went away while
+// answering.
+func (c *Client) readLine() ([]byte, error) {
+	c.line = c.line[:0]
+	for {
+		frag, err := c.br.ReadSlice('\n')
+		if len(c.line)+len(frag) > maxResponseSize {
+			return nil, fmt.Errorf("longer than %d bytes", maxResponseSize)
+		}
+		c.line = append(c.line, frag...)
+		switch {
+		case err == nil:
+			return c.line, nil
+		case errors.Is(err, bufio.ErrBufferFull):
+		case errors.Is(err, io.EOF) && len(c.line) > 0:
+			return nil, io.ErrUnexpectedEOF
+		default:
+			return nil, err
+		}
+	}
+}
+
 // transportError names what failed and why: ctx's end, the daemon hanging
 // up (ErrClosed, keeping the errno), or the I/O error itself.
 func (c *Client) transportError(ctx context.Context, op string, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return fmt.Errorf("%s: %w", op, ctxErr)
 	}
-	if c.closed.Load() || errors.Is(err, io.EOF) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+	if c.closed.Load() || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
 		return fmt.Errorf("%s: %w: %w", op, ErrClosed, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)

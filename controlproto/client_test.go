@@ -231,3 +231,64 @@ func TestClientCloseWakesCall(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 }
+
+// serveRaw answers the first request line on a connection with reply and
+// hangs up.
+func serveRaw(t *testing.T, reply string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "control.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	go func() {
+		defer close(done)
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		if _, _, err := NewLineReader(conn, 0).Next(); err == nil {
+			conn.Write([]byte(reply))
+		}
+	}()
+	return path
+}
+
+func TestClientBadReplies(t *testing.T) {
+	tests := []struct {
+		name    string
+		reply   string
+		check   func(error) bool
+		wantErr string
+	}{
+		{name: "cut short", reply: `{"ok":tr`, check: func(err error) bool { return errors.Is(err, ErrClosed) },
+			wantErr: "call Ping: read response: connection to daemon closed: unexpected EOF"},
+		{name: "not JSON", reply: "hello\n", check: func(err error) bool { return err != nil && !errors.Is(err, ErrClosed) },
+			wantErr: "call Ping: decode response: invalid character 'h' looking for beginning of value"},
+		{name: "neither result nor error", reply: `{"ok":false}` + "\n", check: func(err error) bool {
+			var perr *Error
+			return errors.As(err, &perr) && perr.Code == CodeInternal
+		}, wantErr: "internal: daemon answered Ping with neither result nor error"},
+		{name: "result of the wrong type", reply: `{"ok":true,"result":[1]}` + "\n", check: func(err error) bool { return err != nil },
+			wantErr: "decode Ping result: json: cannot unmarshal array into Go value of type controlproto.IDResult"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := dial(t, serveRaw(t, tt.reply))
+			var res IDResult
+			err := c.Call(context.Background(), Request{Command: CmdPing}, &res)
+			if !tt.check(err) {
+				t.Errorf("err = %v (%T): not the expected kind", err, err)
+			}
+			if err == nil || err.Error() != tt.wantErr {
+				t.Errorf("err = %v\nwant  %s", err, tt.wantErr)
+			}
+		})
+	}
+}
