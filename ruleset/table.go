@@ -76,26 +76,30 @@ func KeyFor(ifindex int, in Input) (Key, error) {
 // immutable after NewTable, so it can be read without locks; a changed
 // ruleset gets a new Table.
 //
-// It is an open-addressing hash table: a power-of-two number of slots, at
-// most half full, linear probing. A slot holds the key's 32-bit hash next
-// to the key so most probes compare one word.
+// It is an open-addressing hash table: a power-of-two number of 8-byte
+// slots, at most half full, linear probing. A slot holds 32 bits of the
+// key's hash and the key's index; the keys themselves sit in a dense array
+// beside it. A probe compares the hash bits first and reads the key only
+// when they match, so a miss touches the slot array alone and a hit one
+// slot plus one key — with 100,000 rules that is 2 MiB of slots and 4 MiB
+// of keys instead of 12 MiB of slots holding keys.
 type Table struct {
 	slots []slot
+	keys  []Key // keys[i] is the key whose value is i
 	mask  uint64
-	n     int
 	// hasSrc reports whether any key is source-specific; when none is,
 	// Lookup skips the exact probe and looks up the any-source key only.
 	hasSrc bool
 }
 
 type slot struct {
-	hash uint32 // hash of key with the low bit set; 0 marks an empty slot
-	val  int32
-	key  Key
+	tag uint32 // 32 bits of the key's hash with the low bit set; 0 marks an empty slot
+	val int32  // index into keys
 }
 
 // NewTable builds a table in which keys[i] maps to i. Two equal keys are
-// an error: they would make a packet's rule ambiguous.
+// an error: they would make a packet's rule ambiguous. The table keeps a
+// copy of keys.
 func NewTable(keys []Key) (*Table, error) {
 	if len(keys) > math.MaxInt32/4 {
 		return nil, fmt.Errorf("build lookup table: %d keys, at most %d", len(keys), math.MaxInt32/4)
@@ -104,13 +108,13 @@ func NewTable(keys []Key) (*Table, error) {
 	for size < 2*len(keys) {
 		size *= 2
 	}
-	t := &Table{slots: make([]slot, size), mask: uint64(size - 1)}
+	t := &Table{slots: make([]slot, size), keys: make([]Key, 0, len(keys)), mask: uint64(size - 1)}
 	for i := range keys {
 		k := &keys[i]
 		if j, ok := t.probe(k); ok {
 			return nil, fmt.Errorf("build lookup table: keys[%d] and keys[%d] are both %v", j, i, *k)
 		}
-		t.insert(k, int32(i))
+		t.insert(k)
 		if k.Src != ([16]byte{}) {
 			t.hasSrc = true
 		}
@@ -118,14 +122,15 @@ func NewTable(keys []Key) (*Table, error) {
 	return t, nil
 }
 
-func (t *Table) insert(k *Key, val int32) {
+// insert adds k, which is not in t yet, with the value len(t.keys).
+func (t *Table) insert(k *Key) {
 	h := hashKey(k)
 	tag := uint32(h) | 1
 	for i := h >> 32 & t.mask; ; i = (i + 1) & t.mask {
 		s := &t.slots[i]
-		if s.hash == 0 {
-			*s = slot{hash: tag, val: val, key: *k}
-			t.n++
+		if s.tag == 0 {
+			*s = slot{tag: tag, val: int32(len(t.keys))}
+			t.keys = append(t.keys, *k)
 			return
 		}
 	}
@@ -136,7 +141,7 @@ func (t *Table) insert(k *Key, val int32) {
 // It returns (-1, false) when neither is present, or when t is nil. It does
 // not allocate or lock, and k is not modified.
 func (t *Table) Lookup(k *Key) (int32, bool) {
-	if t == nil || t.n == 0 {
+	if t == nil || len(t.keys) == 0 {
 		return -1, false
 	}
 	anyOnly := k.Src == ([16]byte{})
@@ -154,11 +159,11 @@ func (t *Table) probe(k *Key) (int32, bool) {
 	h := hashKey(k)
 	tag := uint32(h) | 1
 	for i := h >> 32 & t.mask; ; i = (i + 1) & t.mask {
-		s := &t.slots[i]
-		if s.hash == tag && s.key == *k {
+		s := t.slots[i]
+		if s.tag == tag && t.keys[s.val] == *k {
 			return s.val, true
 		}
-		if s.hash == 0 {
+		if s.tag == 0 {
 			return -1, false
 		}
 	}
@@ -169,28 +174,31 @@ func (t *Table) Len() int {
 	if t == nil {
 		return 0
 	}
-	return t.n
+	return len(t.keys)
 }
 
-// hashKey mixes the key's five words. Each step multiplies by an odd
-// constant and folds the high bits down (as in splitmix64/wyhash), which is
-// enough to spread the few bits that differ between keys — often only the
-// last byte or two of Dst — over the whole word.
+// hashKey hashes the key with three 64×64→128-bit multiplications, folded
+// (the "mum" step of wyhash): one over Dst, one over Src with the ifindex
+// and port, which run in parallel, and one combining them. The xor with odd
+// constants before each multiply keeps an all-zero word (Src of an
+// any-source key, the first half of an IPv4-mapped address) from zeroing
+// the product.
 func hashKey(k *Key) uint64 {
 	const (
-		m1 = 0x9e3779b97f4a7c15
-		m2 = 0xbf58476d1ce4e5b9
-		m3 = 0x94d049bb133111eb
+		m1 = 0xa0761d6478bd642f
+		m2 = 0xe7037ed1a0b428db
+		m3 = 0x8ebc6af09c88c6e3
+		m4 = 0x589965cc75374cc3
 	)
-	h := uint64(uint32(k.IfIndex))<<16 | uint64(k.Port)
-	h = mix(h^binary.LittleEndian.Uint64(k.Dst[0:8]), m1)
-	h = mix(h^binary.LittleEndian.Uint64(k.Dst[8:16]), m2)
-	h = mix(h^binary.LittleEndian.Uint64(k.Src[0:8]), m3)
-	h = mix(h^binary.LittleEndian.Uint64(k.Src[8:16]), m1)
-	return h
+	le := binary.LittleEndian
+	x := uint64(uint32(k.IfIndex))<<16 | uint64(k.Port)
+	dst := mum(le.Uint64(k.Dst[0:8])^m1, le.Uint64(k.Dst[8:16])^m2)
+	src := mum(le.Uint64(k.Src[0:8])^m3, le.Uint64(k.Src[8:16])^x^m4)
+	return mum(dst^m2, src^m1)
 }
 
-func mix(x, m uint64) uint64 {
-	hi, lo := bits.Mul64(x^m, m)
+// mum returns the xor of the high and low halves of a*b.
+func mum(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
 	return hi ^ lo
 }

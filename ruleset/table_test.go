@@ -232,17 +232,28 @@ func benchMisses(keys []Key) []Key {
 	return pkts
 }
 
-func benchmarkLookup(b *testing.B, v6, hit bool) {
+// benchmarkLookup measures Lookup of datagram keys against a table of any-
+// source keys: hits (each packet matches a rule) or misses (none does).
+// With sourceRules, the table also holds as many source-specific keys for
+// other senders, so every lookup takes the exact probe before the any-source
+// one.
+func benchmarkLookup(b *testing.B, v6, hit, sourceRules bool) {
 	for _, n := range []int{10, 1000, 100000} {
 		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
 			keys := benchKeys(n, v6)
-			tab, err := NewTable(keys)
-			if err != nil {
-				b.Fatal(err)
-			}
 			pkts := benchPackets(keys)
 			if !hit {
 				pkts = benchMisses(keys)
+			}
+			if sourceRules {
+				for _, k := range benchPackets(keys) {
+					k.Src[0] ^= 0xff // another sender, never seen
+					keys = append(keys, k)
+				}
+			}
+			tab, err := NewTable(keys)
+			if err != nil {
+				b.Fatal(err)
 			}
 			// Look the packets up in a shuffled order so consecutive
 			// lookups land in unrelated slots, as interleaved streams do.
@@ -252,10 +263,13 @@ func benchmarkLookup(b *testing.B, v6, hit bool) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
-			found := 0
-			for i := 0; i < b.N; i++ {
-				if _, ok := tab.Lookup(&perm[i%len(perm)]); ok {
+			found, j := 0, 0
+			for range b.N {
+				if _, ok := tab.Lookup(&perm[j]); ok {
 					found++
+				}
+				if j++; j == len(perm) {
+					j = 0
 				}
 			}
 			b.StopTimer()
@@ -266,7 +280,53 @@ func benchmarkLookup(b *testing.B, v6, hit bool) {
 	}
 }
 
-func BenchmarkLookupIPv4Hit(b *testing.B)  { benchmarkLookup(b, false, true) }
-func BenchmarkLookupIPv4Miss(b *testing.B) { benchmarkLookup(b, false, false) }
-func BenchmarkLookupIPv6Hit(b *testing.B)  { benchmarkLookup(b, true, true) }
-func BenchmarkLookupIPv6Miss(b *testing.B) { benchmarkLookup(b, true, false) }
+func BenchmarkLookupIPv4Hit(b *testing.B)  { benchmarkLookup(b, false, true, false) }
+func BenchmarkLookupIPv4Miss(b *testing.B) { benchmarkLookup(b, false, false, false) }
+func BenchmarkLookupIPv6Hit(b *testing.B)  { benchmarkLookup(b, true, true, false) }
+func BenchmarkLookupIPv6Miss(b *testing.B) { benchmarkLookup(b, true, false, false) }
+
+// BenchmarkLookupIPv4HitWithSourceRules shows the cost of the second probe.
+func BenchmarkLookupIPv4HitWithSourceRules(b *testing.B) { benchmarkLookup(b, false, true, true) }
+
+// TestTableProbeLength guards the hash: keys that differ in only a few
+// bits, as real rulesets' do, must still spread over the slots. With linear
+// probing at load ≤ 0.5 a hit takes 1.5 probes on average.
+func TestTableProbeLength(t *testing.T) {
+	const n = 20000
+	generated := func(f func(i int) Key) []Key {
+		keys := make([]Key, n)
+		for i := range keys {
+			keys[i] = f(i)
+		}
+		return keys
+	}
+	patterns := map[string][]Key{
+		"IPv4 groups":  benchKeys(n, false),
+		"IPv6 groups":  benchKeys(n, true),
+		"ports only":   generated(func(i int) Key { return mustKey(t, 1, "239.0.0.1", 1+i, "") }),
+		"ifindex only": generated(func(i int) Key { return mustKey(t, 1+i, "ff02::1", 5000, "") }),
+		"sources only": generated(func(i int) Key {
+			return mustKey(t, 1, "232.1.1.1", 5000, netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}).String())
+		}),
+	}
+	for name, keys := range patterns {
+		t.Run(name, func(t *testing.T) {
+			tab, err := NewTable(keys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			total, longest := 0, 0
+			for i := range keys {
+				probes := 1
+				for s := hashKey(&keys[i]) >> 32 & tab.mask; tab.slots[s].val != int32(i); s = (s + 1) & tab.mask {
+					probes++
+				}
+				total += probes
+				longest = max(longest, probes)
+			}
+			if avg := float64(total) / n; avg > 2 || longest > 64 {
+				t.Errorf("average probe length %.2f (want ≤ 2), longest %d (want ≤ 64)", avg, longest)
+			}
+		})
+	}
+}
