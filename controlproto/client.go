@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -152,6 +153,11 @@ func (c *Client) readLine() ([]byte, error) {
 // transportError names what failed and why: ctx's end, the daemon hanging
 // up (ErrClosed, keeping the errno), or the I/O error itself.
 func (c *Client) transportError(ctx context.Context, op string, err error) error {
+	if _, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) {
+		// The connection's deadline is ctx's, which has passed; ctx's own
+		// timer may not have fired yet.
+		<-ctx.Done()
+	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return fmt.Errorf("%s: %w", op, ctxErr)
 	}
