@@ -1,0 +1,130 @@
+package mcrctl
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/ruleset"
+	"github.com/mcrelay/mcr/stats"
+)
+
+// writeRules prints the `list` table: one line per rule, its error (if any)
+// on a note line under it. packets maps rule ids to packets_in from
+// GetStats; a rule missing there shows 0.
+func writeRules(w io.Writer, rules []controlproto.RuleStatus, packets map[string]uint64, color bool) error {
+	t := table{
+		header: []string{"ID", "NAME", "STATE", "INPUT", "OUTPUTS", "PACKETS"},
+		right:  []bool{false, false, false, false, false, true},
+	}
+	for _, r := range rules {
+		t.add(cell{text: r.ID}, cell{text: orDash(r.Name)}, cell{text: r.State, color: stateColor(r.State)},
+			cell{text: formatInput(r.Input)}, cell{text: formatOutputs(r.Outputs)}, cell{text: count(packets[r.ID])})
+		if r.Error != "" {
+			t.addNote("error: " + r.Error)
+		}
+	}
+	return t.write(w, color)
+}
+
+// formatInput prints an input like an output destination, with its source
+// when it has one: "239.1.1.1:5000@eth0 from 10.0.0.9".
+func formatInput(in ruleset.Input) string {
+	s := ruleset.Output{Interface: in.Interface, Group: in.Group, Port: in.Port}.Destination()
+	if in.Source != "" {
+		s += " from " + in.Source
+	}
+	return s
+}
+
+// maxListedOutputs is how many outputs `list` names before summarising the
+// rest as "+N more"; `stats` lists them all.
+const maxListedOutputs = 2
+
+func formatOutputs(outs []ruleset.Output) string {
+	names := make([]string, 0, maxListedOutputs)
+	for i, o := range outs {
+		if i == maxListedOutputs {
+			return strings.Join(names, ", ") + fmt.Sprintf(" +%d more", len(outs)-i)
+		}
+		names = append(names, o.Destination())
+	}
+	return strings.Join(names, ", ")
+}
+
+// writeWorkers prints the `workers` table.
+func writeWorkers(w io.Writer, workers []controlproto.WorkerInfo, color bool) error {
+	t := table{
+		header: []string{"WORKER", "PID", "CORE", "STATE", "RESTARTS", "UPTIME", "BACKEND", "RULESET HASH", "IN SYNC"},
+		right:  []bool{true, true, true, false, true, true, false, false, false},
+	}
+	for _, wk := range workers {
+		t.add(cell{text: fmt.Sprint(wk.Worker)}, cell{text: fmt.Sprint(wk.PID)}, cell{text: fmt.Sprint(wk.Core)},
+			cell{text: wk.State, color: stateColor(wk.State)}, cell{text: fmt.Sprint(wk.Restarts)},
+			cell{text: formatUptime(wk.UptimeS)}, cell{text: orDash(wk.Backend)}, cell{text: orDash(wk.RulesetHash)},
+			cell{text: yesNo(wk.InSync), color: syncColor(wk.InSync)})
+	}
+	return t.write(w, color)
+}
+
+func syncColor(inSync bool) string {
+	if inSync {
+		return ""
+	}
+	return colorRed
+}
+
+// dropCell shows a drop or error count, red on a terminal when not zero.
+func dropCell(n uint64) cell {
+	if n == 0 {
+		return cell{text: "0"}
+	}
+	return cell{text: count(n), color: colorRed}
+}
+
+// writeStats prints a GetStats report: the rule table (each rule followed
+// by its outputs, indented), the worker table and a totals line.
+func writeStats(w io.Writer, r stats.Report, color bool) error {
+	rules := table{
+		header: []string{"RULE / OUTPUT", "PACKETS", "BYTES", "RATE", "BANDWIDTH", "DROPS"},
+		right:  []bool{false, true, true, true, true, true},
+	}
+	for _, rule := range r.Rules {
+		var drops uint64
+		for _, o := range rule.Outputs {
+			drops += o.Errors
+		}
+		rules.add(append(plain(rule.ID, count(rule.PacketsIn), formatBytes(rule.BytesIn),
+			formatPPS(rule.PPS), formatBPS(rule.BPS)), dropCell(drops))...)
+		for _, o := range rule.Outputs {
+			rules.add(append(plain("  "+o.Destination, count(o.PacketsOut), formatBytes(o.BytesOut), "", ""),
+				dropCell(o.Errors))...)
+		}
+		if rule.Error != "" {
+			rules.addNote("error: " + rule.Error)
+		}
+	}
+	workers := table{
+		header: []string{"WORKER", "CORE", "RX", "NO-MATCH", "MALFORMED", "FRAGMENTS", "NOT-UDP", "KDROPS", "NOBUF", "EGRESS-ERR"},
+		right:  []bool{true, true, true, true, true, true, true, true, true, true},
+	}
+	for _, wk := range r.Workers {
+		c := wk.WorkerCounters
+		workers.add(append(plain(fmt.Sprint(wk.Worker), fmt.Sprint(wk.Core), count(c.RxPackets), count(c.NoMatch),
+			count(c.Malformed), count(c.Fragments), count(c.NotUDP)),
+			dropCell(c.KernelDrops), dropCell(c.BufferExhausted), dropCell(c.EgressErrors))...)
+	}
+	if err := rules.write(w, color); err != nil {
+		return err
+	}
+	if _, err := io.WriteString(w, "\n"); err != nil {
+		return err
+	}
+	if err := workers.write(w, color); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "\ntotal: %d packets in, %d packets out, %d kernel drops\n",
+		r.Totals.PacketsIn, r.Totals.PacketsOut, r.Totals.KernelDrops)
+	return err
+}
