@@ -330,3 +330,21 @@ func TestTableProbeLength(t *testing.T) {
 		})
 	}
 }
+
+func TestLookupDoesNotAllocate(t *testing.T) {
+	tab, err := NewTable([]Key{mustKey(t, 1, "239.0.0.1", 1, ""), mustKey(t, 1, "239.0.0.2", 1, "10.0.0.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k Key
+	k.IfIndex, k.Port = 1, 1
+	k.SetIPv4([4]byte{239, 0, 0, 1}, [4]byte{10, 0, 0, 9})
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, ok := tab.Lookup(&k); !ok {
+			t.Fatal("Lookup missed")
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("Lookup allocates %v times per call, want 0", allocs)
+	}
+}

@@ -38,25 +38,29 @@ func (e *ValidationError) withPrefix(prefix string) *ValidationError {
 // Validate reports the first thing wrong with the rule as a
 // *ValidationError, or nil. It accepts addresses in any spelling but expects
 // an id, so call Normalize first to fill in the default one. The checks, in
-// order, and their messages:
+// order (id, input, outputs one by one, then outputs against each other and
+// the input), and their messages; * is "input" or "outputs[i]":
 //
-//	id                  "x y" is not a valid id (1..64 characters of A-Za-z0-9._:-)
-//	*.interface         is required
-//	                    "eth/0" is not a valid interface name
-//	*.group             is required
-//	                    "1.2.3" is not an IP address
-//	                    "fe80::1%eth0" has a zone; the interface field selects the link
-//	                    "0.0.0.0" is the unspecified address
-//	*.port              must be 1..65535
-//	*.source            "x" is not an IP address
-//	                    "fe80::1%eth0" has a zone; the interface field selects the link
-//	                    must be a unicast address of the same family as input.group
-//	outputs             at least one output is required
-//	                    1025 outputs, at most 1024
-//	outputs[i].ttl      must be 0..255
-//	outputs[i]          same as outputs[j]            (same interface, group and port)
-//	                    same as the input (would loop) (same interface, group and port)
+//	id              "x y" is not a valid id (1..64 characters of A-Za-z0-9._:-)
+//	*.interface     is required
+//	                "eth/0" is not a valid interface name
+//	*.group         is required
+//	                "1.2.3" is not an IP address
+//	                "fe80::1%eth0" has a zone; the interface field selects the link
+//	                "0.0.0.0" is the unspecified address
+//	*.port          must be 1..65535
+//	outputs         at least one output is required
+//	                1025 outputs, at most 1024
+//	outputs[i].ttl  must be 0..255
+//	*.source        "x" is not an IP address
+//	                "fe80::1%eth0" has a zone; the interface field selects the link
+//	                must be a unicast address of the same family as *.group
+//	outputs[i]      same as outputs[j]
+//	                same as the input (would loop)
 //
+// A unicast address here is one that is not multicast, unspecified or
+// 255.255.255.255. Two outputs are the same, and an output is the same as
+// the input, when interface, group and port are equal.
 // Interface names follow the kernel's dev_valid_name (net/core/dev.c):
 // 1..15 bytes, not "." or "..", and no '/', ':', NUL or byte the kernel's
 // isspace accepts (which includes 0xA0, so a name is checked bytewise).
