@@ -3,6 +3,7 @@ package controlproto
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -157,8 +158,9 @@ func TestSyncCommandsRoundTrip(t *testing.T) {
 			if len(rules) == 0 {
 				rules = []WorkerRule{}
 			}
-			if diff := cmp.Diff(rules, got); diff != "" {
-				t.Errorf("reassembled ruleset (-want +got):\n%s", diff)
+			// reflect.DeepEqual first: cmp is slow on 100,000 rules.
+			if !reflect.DeepEqual(rules, got) {
+				t.Errorf("reassembled ruleset (-want +got):\n%s", cmp.Diff(rules, got))
 			}
 		})
 	}
@@ -221,8 +223,6 @@ func TestSyncAssemblerErrors(t *testing.T) {
 			wantErr: fmt.Sprintf("assemble SyncRules: part 2 of %d arrived, expected part 1", len(cmds))},
 		{name: "changed hash", feed: []*WorkerCommand{&cmds[0], with(cmds[1], func(c *WorkerCommand) { c.Hash = "0000000000000000" })},
 			wantErr: fmt.Sprintf("assemble SyncRules: part 1 says %d parts of ruleset 0000000000000000, part 0 said %d parts of %s", len(cmds), len(cmds), hash)},
-		{name: "lost rule", feed: []*WorkerCommand{with(cmds[0], func(c *WorkerCommand) { c.Parts, c.Rules = 1, c.Rules[1:] })},
-			wantErr: "assemble SyncRules: ruleset hashes to "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
