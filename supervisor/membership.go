@@ -1,0 +1,206 @@
+package supervisor
+
+import (
+	"errors"
+	"net/netip"
+	"slices"
+	"syscall"
+)
+
+// membership is one group membership the supervisor holds: group (with
+// source, for a source-specific rule) on the interface with ifindex.
+type membership struct {
+	ifindex int
+	group   netip.Addr
+	source  netip.Addr // the zero Addr: any source
+}
+
+// groupSocket is a helper socket that holds memberships for one interface
+// and family (membership_linux.go: an unbound UDP socket).
+type groupSocket interface {
+	join(g membership) error
+	leave(g membership) error
+	close() error
+}
+
+// openGroupSocket opens a helper socket for the interface with ifindex, of
+// family IPv6 when v6 is set, IPv4 otherwise.
+type openGroupSocket func(ifindex int, v6 bool) (groupSocket, error)
+
+// memberships holds the supervisor's group memberships (SPEC §6): it joins
+// each distinct membership once however many rules want it, and leaves it
+// when the last of them lets go.
+//
+// Joins go to helper sockets shared per (interface, family), never one per
+// group, and pooled: the kernel caps the memberships of one socket
+// (net.ipv4.igmp_max_memberships, default 20: ENOBUFS; for IPv6 the socket
+// option memory net.core.optmem_max: ENOMEM), and the sources of one group
+// on one socket (net.ipv4.igmp_max_msf, default 10: ENOBUFS). When a socket
+// is full another one takes the membership, so 5,000 groups on one
+// interface all get joined. A socket holding a group any-source cannot also
+// hold it source-specific (the kernel refuses a filter-mode change with
+// EINVAL), so such a join goes to another socket as well.
+//
+// It is not safe for concurrent use; the master serialises it under its
+// lock.
+type memberships struct {
+	open  openGroupSocket
+	pools map[poolKey][]*pooledSocket
+	held  map[membership]*holding
+}
+
+type poolKey struct {
+	ifindex int
+	v6      bool
+}
+
+// holding is one joined membership: the socket it is on and how many
+// rules want it.
+type holding struct {
+	sock *pooledSocket
+	refs int
+}
+
+// pooledSocket is a helper socket and what it holds, per group.
+type pooledSocket struct {
+	sock   groupSocket
+	groups map[netip.Addr]*groupUse
+	// full is set when the socket refused a new group for lack of room
+	// and cleared when it leaves one.
+	full bool
+}
+
+// groupUse is what one socket holds of one group: any-source, or a number
+// of sources.
+type groupUse struct {
+	anySource bool
+	sources   int
+}
+
+func newMemberships(open openGroupSocket) *memberships {
+	return &memberships{open: open, pools: map[poolKey][]*pooledSocket{}, held: map[membership]*holding{}}
+}
+
+// join takes one reference on g, joining it if it is the first.
+func (m *memberships) join(g membership) error {
+	if h, ok := m.held[g]; ok {
+		h.refs++
+		return nil
+	}
+	ps, err := m.place(g)
+	if err != nil {
+		return err
+	}
+	u := ps.groups[g.group]
+	if u == nil {
+		u = &groupUse{}
+		ps.groups[g.group] = u
+	}
+	if g.source.IsValid() {
+		u.sources++
+	} else {
+		u.anySource = true
+	}
+	m.held[g] = &holding{sock: ps, refs: 1}
+	return nil
+}
+
+// place joins g on a socket of its pool that takes it, opening one more if
+// none does, and returns that socket.
+func (m *memberships) place(g membership) (*pooledSocket, error) {
+	key := poolKey{g.ifindex, g.group.Is6()}
+	// Sockets already holding the group source-specific take another
+	// source without spending a membership; try them first.
+	for _, ps := range m.pools[key] {
+		if u := ps.groups[g.group]; u != nil && g.source.IsValid() && !u.anySource {
+			if err := ps.sock.join(g); !isFull(err) {
+				return ps, err
+			}
+		}
+	}
+	for _, ps := range m.pools[key] {
+		if ps.full || ps.groups[g.group] != nil {
+			continue
+		}
+		err := ps.sock.join(g)
+		if !isFull(err) {
+			return ps, err
+		}
+		ps.full = true
+	}
+	sock, err := m.open(g.ifindex, g.group.Is6())
+	if err != nil {
+		return nil, err
+	}
+	if err := sock.join(g); err != nil {
+		sock.close()
+		return nil, err
+	}
+	ps := &pooledSocket{sock: sock, groups: map[netip.Addr]*groupUse{}}
+	m.pools[key] = append(m.pools[key], ps)
+	return ps, nil
+}
+
+// isFull reports whether a join failed for lack of room on the socket.
+func isFull(err error) bool {
+	return errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
+}
+
+// leave drops one reference on g, leaving it when it was the last. The
+// membership is forgotten even when the kernel's leave fails (the
+// interface is gone, and the kernel with it forgot the group); the error
+// is returned for the log.
+func (m *memberships) leave(g membership) error {
+	h, ok := m.held[g]
+	if !ok {
+		return nil
+	}
+	if h.refs--; h.refs > 0 {
+		return nil
+	}
+	delete(m.held, g)
+	ps := h.sock
+	err := ps.sock.leave(g)
+	u := ps.groups[g.group]
+	if g.source.IsValid() {
+		u.sources--
+	} else {
+		u.anySource = false
+	}
+	if !u.anySource && u.sources == 0 {
+		delete(ps.groups, g.group)
+	}
+	ps.full = false
+	if len(ps.groups) == 0 {
+		key := poolKey{g.ifindex, g.group.Is6()}
+		m.pools[key] = slices.DeleteFunc(m.pools[key], func(p *pooledSocket) bool { return p == ps })
+		if len(m.pools[key]) == 0 {
+			delete(m.pools, key)
+		}
+		return errors.Join(err, ps.sock.close())
+	}
+	return err
+}
+
+// count returns how many distinct memberships are joined and on how many
+// helper sockets.
+func (m *memberships) count() (groups, sockets int) {
+	for _, p := range m.pools {
+		sockets += len(p)
+	}
+	return len(m.held), sockets
+}
+
+// close leaves every membership (closing a socket drops its memberships in
+// the kernel, which sends the leaves) and closes every helper socket.
+func (m *memberships) close() error {
+	var errs []error
+	for key, pool := range m.pools {
+		for _, ps := range pool {
+			errs = append(errs, ps.sock.close())
+		}
+		delete(m.pools, key)
+	}
+	clear(m.held)
+	return errors.Join(errs...)
+}

@@ -1,0 +1,570 @@
+package supervisor
+
+import (
+	"bytes"
+	"cmp"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/ruleset"
+	"github.com/mcrelay/mcr/stats"
+)
+
+// master owns the master ruleset (SPEC §2: the supervisor's ruleset is the
+// truth) and everything derived from it: each rule's resolution against the
+// link view, its state, the group memberships and what the data plane
+// holds. It implements linkEvents.
+//
+// Every rule is resolved by the name of its input interface:
+//
+//	pending  the interface does not exist: nothing is sent, nothing joined
+//	down     it exists but is not up (link.Up): the rule is sent to the
+//	         data plane (with the ifindex, so sockets are ready when the
+//	         link comes up), its group is not joined
+//	active   it exists and is up: sent and joined
+//
+// A rule is sent as a controlproto.WorkerRule with the ifindexes resolved;
+// whenever the resolution changes (an interface appears, is recreated with
+// a new ifindex, an output interface comes or goes) the rule is sent again.
+type master struct {
+	log   *slog.Logger
+	dp    dataPlane
+	stats *stats.Aggregator
+
+	// mu serialises every change and read of the fields below: control
+	// requests, netlink events and config reloads all take it. The data
+	// plane gets each change (dp.Update) with mu held, so it sees changes
+	// in the order the master made them; dp.Update must not block on a
+	// worker or call back into the master. Nothing that waits on a peer
+	// (control-socket I/O) happens under mu.
+	mu      sync.Mutex
+	rules   map[string]*ruleEntry
+	inputs  map[ruleset.InputKey]string      // input → id of the rule on it
+	byIface map[string]map[string]*ruleEntry // interface name → rules on it (input or output)
+	links   linkView
+	groups  *memberships
+	fanout  *fanoutIDs
+}
+
+// ruleEntry is one rule of the master ruleset and what it resolved to.
+type ruleEntry struct {
+	rule  ruleset.Rule // normalised, with its id
+	canon []byte       // rule.Canonical(): what config diffs compare
+	group netip.Addr   // rule.Input.Group, parsed
+	src   netip.Addr   // rule.Input.Source, parsed; zero when any source
+
+	state string
+	err   string // what keeps the rule from being fully served; "" = nothing
+
+	sent      *controlproto.WorkerRule // what the data plane holds; nil = not sent
+	sentCanon []byte                   // sent.Canonical()
+	joined    *membership              // the membership held for the rule
+}
+
+// masterConfig is what a master is built from.
+type masterConfig struct {
+	Log    *slog.Logger
+	DP     dataPlane
+	Stats  *stats.Aggregator
+	Groups openGroupSocket
+	Fanout *fanoutIDs
+}
+
+func newMaster(c masterConfig) *master {
+	return &master{
+		log:     c.Log,
+		dp:      c.DP,
+		stats:   c.Stats,
+		rules:   map[string]*ruleEntry{},
+		inputs:  map[ruleset.InputKey]string{},
+		byIface: map[string]map[string]*ruleEntry{},
+		links:   newLinkView(),
+		groups:  newMemberships(c.Groups),
+		fanout:  c.Fanout,
+	}
+}
+
+// add adds r to the ruleset. It normalises and validates r; errors are
+// invalid_argument (the field message), already_exists (the id or the input
+// is taken).
+func (m *master) add(r ruleset.Rule) *controlproto.Error {
+	r.Normalize()
+	if err := r.Validate(); err != nil {
+		return controlproto.Errorf(controlproto.CodeInvalidArgument, "%v", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, dup := m.rules[r.ID]; dup {
+		return controlproto.Errorf(controlproto.CodeAlreadyExists, "rule %q already exists", r.ID)
+	}
+	if other, dup := m.inputs[r.Input.Key()]; dup {
+		return controlproto.Errorf(controlproto.CodeAlreadyExists, "input %s is already used by rule %q",
+			describeInput(r.Input), other)
+	}
+	e := newRuleEntry(r)
+	m.index(e)
+	var b batch
+	m.reconcile(e, &b)
+	b.flush(m.dp)
+	return nil
+}
+
+// describeInput names an input the way errors and logs show it:
+// "239.1.1.1:5000@eth0", with " from 10.0.0.9" for a source.
+func describeInput(in ruleset.Input) string {
+	d := ruleset.Output{Interface: in.Interface, Group: in.Group, Port: in.Port}.Destination()
+	if in.Source != "" {
+		d += " from " + in.Source
+	}
+	return d
+}
+
+// remove removes rule id; not_found if there is none.
+func (m *master) remove(id string) *controlproto.Error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.rules[id]
+	if !ok {
+		return controlproto.Errorf(controlproto.CodeNotFound, "no rule %q", id)
+	}
+	m.unindex(e)
+	var b batch
+	m.release(e, &b)
+	b.flush(m.dp)
+	m.log.Info("rule removed", "rule", id)
+	return nil
+}
+
+// replace makes rules the ruleset, changing only the difference: a rule
+// whose canonical encoding is unchanged is not touched (it keeps
+// forwarding, its counters and its membership); a changed one is
+// re-resolved and sent again, with its counters reset; new ones are added,
+// missing ones removed. Memberships of new and changed rules are joined
+// before those of removed ones are left, so a group that stays wanted is
+// never left in between. rules must be valid as a set (ruleset.ValidateSet).
+//
+// The result counts a changed rule as removed and added.
+func (m *master) replace(rules []ruleset.Rule) controlproto.LoadConfigResult {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var res controlproto.LoadConfigResult
+	var gone, fresh []*ruleEntry
+	// Unindex every rule that goes or changes first, so the new rules
+	// can take their inputs.
+	wanted := make(map[string]bool, len(rules))
+	for _, r := range rules {
+		r.Normalize()
+		wanted[r.ID] = true
+		e, ok := m.rules[r.ID]
+		switch {
+		case ok && bytes.Equal(e.canon, r.Canonical()):
+			res.Unchanged++
+			continue
+		case ok:
+			m.unindex(e)
+			m.stats.RemoveRule(e.rule.ID)
+			e.setRule(r)
+			res.Removed++
+			m.log.Info("rule changed", "rule", r.ID)
+		default:
+			e = newRuleEntry(r)
+		}
+		fresh = append(fresh, e)
+		res.Added++
+	}
+	for id, e := range m.rules {
+		if !wanted[id] {
+			m.unindex(e)
+			gone = append(gone, e)
+			res.Removed++
+		}
+	}
+	var b batch
+	for _, e := range fresh {
+		m.index(e)
+		m.reconcile(e, &b)
+	}
+	slices.SortFunc(gone, func(x, y *ruleEntry) int { return cmp.Compare(x.rule.ID, y.rule.ID) })
+	for _, e := range gone {
+		m.release(e, &b)
+		m.log.Info("rule removed", "rule", e.rule.ID)
+	}
+	b.flush(m.dp)
+	return res
+}
+
+func newRuleEntry(r ruleset.Rule) *ruleEntry {
+	e := &ruleEntry{}
+	e.setRule(r)
+	return e
+}
+
+// setRule makes r, normalised and valid, the entry's rule.
+func (e *ruleEntry) setRule(r ruleset.Rule) {
+	e.rule = r
+	e.canon = r.Canonical()
+	e.group = netip.MustParseAddr(r.Input.Group)
+	e.src = netip.Addr{}
+	if r.Input.Source != "" {
+		e.src = netip.MustParseAddr(r.Input.Source)
+	}
+}
+
+// index enters e into the ruleset's maps.
+func (m *master) index(e *ruleEntry) {
+	m.rules[e.rule.ID] = e
+	m.inputs[e.rule.Input.Key()] = e.rule.ID
+	for _, name := range e.interfaces() {
+		set := m.byIface[name]
+		if set == nil {
+			set = map[string]*ruleEntry{}
+			m.byIface[name] = set
+		}
+		set[e.rule.ID] = e
+	}
+}
+
+// unindex removes e from the ruleset's maps; what it resolved to stays
+// until release or reconcile.
+func (m *master) unindex(e *ruleEntry) {
+	delete(m.rules, e.rule.ID)
+	delete(m.inputs, e.rule.Input.Key())
+	for _, name := range e.interfaces() {
+		delete(m.byIface[name], e.rule.ID)
+		if len(m.byIface[name]) == 0 {
+			delete(m.byIface, name)
+		}
+	}
+}
+
+// interfaces lists the names of the interfaces e's rule uses.
+func (e *ruleEntry) interfaces() []string {
+	names := []string{e.rule.Input.Interface}
+	for _, o := range e.rule.Outputs {
+		if !slices.Contains(names, o.Interface) {
+			names = append(names, o.Interface)
+		}
+	}
+	return names
+}
+
+// release undoes what e resolved to: its membership, its rule in the data
+// plane, its counters.
+func (m *master) release(e *ruleEntry, b *batch) {
+	if e.joined != nil {
+		m.leave(*e.joined)
+		e.joined = nil
+	}
+	if e.sent != nil {
+		b.drop(e.rule.ID)
+		e.sent, e.sentCanon = nil, nil
+	}
+	m.stats.RemoveRule(e.rule.ID)
+}
+
+// reconcile brings what e resolved to in line with the link view: its
+// state, the rule the data plane holds, its membership. Changes for the
+// data plane go into b.
+func (m *master) reconcile(e *ruleEntry, b *batch) {
+	in, exists := m.links.lookup(e.rule.Input.Interface)
+	var problems []string
+	var want *controlproto.WorkerRule
+	if exists {
+		wr, err := m.resolve(e, in)
+		if err != nil {
+			problems = append(problems, err.Error())
+		} else {
+			want = wr
+		}
+	}
+	m.sendRule(e, want, b)
+	if err := m.updateMembership(e, in, exists); err != nil {
+		problems = append(problems, err.Error())
+	}
+	m.setError(e, strings.Join(problems, "; "))
+	m.setState(e, stateOf(in, exists), in)
+}
+
+// setError records what keeps e from being fully served and logs a change.
+func (m *master) setError(e *ruleEntry, msg string) {
+	switch old := e.err; {
+	case msg == old:
+		return
+	case msg != "":
+		m.log.Warn("rule error", "rule", e.rule.ID, "error", msg)
+	case e.state != "":
+		m.log.Info("rule error cleared", "rule", e.rule.ID, "was", old)
+	}
+	e.err = msg
+}
+
+// resolve returns the rule as the data plane needs it on input link in.
+func (m *master) resolve(e *ruleEntry, in link) (*controlproto.WorkerRule, error) {
+	fanout, err := m.fanout.get(in.Index)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", in.Name, err)
+	}
+	wr := &controlproto.WorkerRule{
+		Rule:          e.rule,
+		InputIfIndex:  in.Index,
+		FanoutID:      fanout,
+		OutputIfIndex: make([]int, len(e.rule.Outputs)),
+	}
+	for i, o := range e.rule.Outputs {
+		if out, ok := m.links.lookup(o.Interface); ok {
+			wr.OutputIfIndex[i] = out.Index
+		}
+	}
+	return wr, nil
+}
+
+// sendRule makes the data plane hold want for e (nothing when nil).
+func (m *master) sendRule(e *ruleEntry, want *controlproto.WorkerRule, b *batch) {
+	if want == nil {
+		if e.sent != nil {
+			b.drop(e.rule.ID)
+			e.sent, e.sentCanon = nil, nil
+		}
+		return
+	}
+	enc := want.Canonical()
+	if bytes.Equal(enc, e.sentCanon) {
+		return
+	}
+	b.put(*want)
+	e.sent, e.sentCanon = want, enc
+}
+
+// updateMembership makes e hold the membership its input needs on link in:
+// the input group on the interface while it exists and is up, if the group
+// is multicast. The new membership is joined before the old one is left.
+// A failed join is the rule's error; it is tried again at the next
+// reconcile.
+func (m *master) updateMembership(e *ruleEntry, in link, exists bool) error {
+	var want *membership
+	if exists && in.Up && e.group.IsMulticast() {
+		want = &membership{ifindex: in.Index, group: e.group, source: e.src}
+	}
+	if want != nil && e.joined != nil && *want == *e.joined {
+		return nil
+	}
+	var err error
+	if want != nil {
+		if err = m.groups.join(*want); err != nil {
+			err = fmt.Errorf("join %s on %s: %w", describeGroup(*want), in.Name, err)
+			want = nil
+		}
+	}
+	if e.joined != nil {
+		m.leave(*e.joined)
+	}
+	e.joined = want
+	return err
+}
+
+// describeGroup names a membership's group: "239.1.1.1", or
+// "(10.0.0.9, 232.1.1.1)" when source-specific.
+func describeGroup(g membership) string {
+	if g.source.IsValid() {
+		return fmt.Sprintf("(%s, %s)", g.source, g.group)
+	}
+	return g.group.String()
+}
+
+// leave drops a rule's reference on g. A failed leave only matters to the
+// log: the membership is forgotten either way (see memberships.leave).
+func (m *master) leave(g membership) {
+	if err := m.groups.leave(g); err != nil {
+		m.log.Debug("leave group", "group", describeGroup(g), "ifindex", g.ifindex, "err", err)
+	}
+}
+
+// stateOf is the state of a rule whose input interface resolved to in.
+func stateOf(in link, exists bool) string {
+	switch {
+	case !exists:
+		return controlproto.StatePending
+	case !in.Up:
+		return controlproto.StateDown
+	}
+	return controlproto.StateActive
+}
+
+// setState records e's state and logs a change, once per transition.
+func (m *master) setState(e *ruleEntry, state string, in link) {
+	old := e.state
+	if old == state {
+		return
+	}
+	e.state = state
+	attrs := []any{"rule", e.rule.ID, "state", state, "interface", e.rule.Input.Interface}
+	if in.Index != 0 {
+		attrs = append(attrs, "ifindex", in.Index)
+	}
+	if old == "" {
+		m.log.Info("rule added", attrs...)
+		return
+	}
+	m.log.Info("rule state changed", append(attrs, "from", old)...)
+}
+
+// linkChanged implements linkEvents.
+func (m *master) linkChanged(l link) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.relink(m.links.set(l))
+}
+
+// linkDeleted implements linkEvents.
+func (m *master) linkDeleted(l link) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.relink(m.links.remove(l))
+}
+
+// linksListed implements linkEvents.
+func (m *master) linksListed(all []link) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.relink(m.links.replace(all))
+}
+
+// relink reconciles the rules on the interfaces named (their resolution may
+// have changed) and forgets the fanout ids of links the view dropped.
+func (m *master) relink(names []string) {
+	if len(names) == 0 {
+		return
+	}
+	for ifindex := range m.fanout.byIf {
+		if _, ok := m.links.byIndex[ifindex]; !ok {
+			m.fanout.release(ifindex)
+		}
+	}
+	affected := map[string]*ruleEntry{}
+	for _, name := range names {
+		maps.Copy(affected, m.byIface[name])
+	}
+	var b batch
+	for _, id := range slices.Sorted(maps.Keys(affected)) {
+		m.reconcile(affected[id], &b)
+	}
+	b.flush(m.dp)
+}
+
+// addrsChanged implements linkEvents: rules with an output on that link
+// whose egress source address is derived (no explicit source) are sent to
+// the data plane again, so the workers re-derive it.
+func (m *master) addrsChanged(ifindex int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var b batch
+	for _, id := range slices.Sorted(maps.Keys(m.rules)) {
+		e := m.rules[id]
+		if e.sent == nil {
+			continue
+		}
+		for i, o := range e.rule.Outputs {
+			if o.Source == "" && e.sent.OutputIfIndex[i] != 0 && (ifindex == 0 || e.sent.OutputIfIndex[i] == ifindex) {
+				b.put(*e.sent)
+				break
+			}
+		}
+	}
+	b.flush(m.dp)
+}
+
+// sorted returns the rule entries in id order. The caller holds mu.
+func (m *master) sorted() []*ruleEntry {
+	es := slices.Collect(maps.Values(m.rules))
+	slices.SortFunc(es, func(x, y *ruleEntry) int { return cmp.Compare(x.rule.ID, y.rule.ID) })
+	return es
+}
+
+// list returns every rule with its state, in id order (ListRules).
+func (m *master) list() []controlproto.RuleStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]controlproto.RuleStatus, 0, len(m.rules))
+	for _, e := range m.sorted() {
+		out = append(out, controlproto.RuleStatus{Rule: e.rule, State: e.state, Error: e.err})
+	}
+	return out
+}
+
+// config returns the ruleset as a config, rules in id order (GetConfig,
+// SaveConfig).
+func (m *master) config() ruleset.Config {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := ruleset.Config{Rules: make([]ruleset.Rule, 0, len(m.rules))}
+	for _, e := range m.sorted() {
+		c.Rules = append(c.Rules, e.rule)
+	}
+	return c
+}
+
+// statsRules describes the rules for the stats report, in id order.
+func (m *master) statsRules() []stats.RuleDesc {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]stats.RuleDesc, 0, len(m.rules))
+	for _, e := range m.sorted() {
+		d := stats.RuleDesc{ID: e.rule.ID, Destinations: make([]string, len(e.rule.Outputs))}
+		for i, o := range e.rule.Outputs {
+			d.Destinations[i] = o.Destination()
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// close leaves every group (shutdown).
+func (m *master) close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, e := range m.rules {
+		e.joined = nil
+	}
+	return m.groups.close()
+}
+
+// batch collects the data-plane changes of one master operation, so the
+// data plane gets them in one Update; the last change of an id wins.
+type batch struct {
+	add    map[string]controlproto.WorkerRule
+	remove map[string]bool
+}
+
+func (b *batch) put(wr controlproto.WorkerRule) {
+	if b.add == nil {
+		b.add = map[string]controlproto.WorkerRule{}
+	}
+	delete(b.remove, wr.ID)
+	b.add[wr.ID] = wr
+}
+
+func (b *batch) drop(id string) {
+	if b.remove == nil {
+		b.remove = map[string]bool{}
+	}
+	delete(b.add, id)
+	b.remove[id] = true
+}
+
+// flush hands the changes to dp, in id order.
+func (b *batch) flush(dp dataPlane) {
+	if len(b.add) == 0 && len(b.remove) == 0 {
+		return
+	}
+	var add []controlproto.WorkerRule
+	for _, id := range slices.Sorted(maps.Keys(b.add)) {
+		add = append(add, b.add[id])
+	}
+	dp.Update(add, slices.Sorted(maps.Keys(b.remove)))
+}

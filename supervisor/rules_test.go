@@ -1,0 +1,372 @@
+package supervisor
+
+import (
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/ruleset"
+)
+
+// sentSummary describes what the data plane holds per rule id:
+// "in=IFINDEX out=[IFINDEX…]".
+func sentSummary(dp *fakeDataPlane) map[string]string {
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	out := map[string]string{}
+	for id, wr := range dp.rules {
+		out[id] = fmt.Sprintf("in=%d out=%v", wr.InputIfIndex, wr.OutputIfIndex)
+	}
+	return out
+}
+
+// scriptStep is one event of a scripted sequence and what must hold after
+// it.
+type scriptStep struct {
+	name   string
+	do     func(tm *testMaster)
+	states map[string]string // rule id → state
+	sent   map[string]string // sentSummary
+	joined []string          // testMaster.joined
+	// quiet, when set, means the step must not send anything to the data
+	// plane.
+	quiet bool
+}
+
+func up(name string, index int) func(*testMaster) {
+	return func(tm *testMaster) { tm.linkChanged(link{name, index, true}) }
+}
+
+func down(name string, index int) func(*testMaster) {
+	return func(tm *testMaster) { tm.linkChanged(link{name, index, false}) }
+}
+
+func gone(name string, index int) func(*testMaster) {
+	return func(tm *testMaster) { tm.linkDeleted(link{Name: name, Index: index}) }
+}
+
+func addRules(rules ...ruleset.Rule) func(*testMaster) {
+	return func(tm *testMaster) {
+		for _, r := range rules {
+			if err := tm.add(r); err != nil {
+				panic(err)
+			}
+		}
+	}
+}
+
+func TestRuleStates(t *testing.T) {
+	r1 := testRule("r1", "eth9", "239.1.1.1", 5000, "out0")
+	r2 := testRule("r2", "wan", "239.1.1.2", 5000, "out0")
+	tests := []struct {
+		name  string
+		steps []scriptStep
+	}{
+		{
+			name: "interface appears, goes down, comes up, is deleted and recreated",
+			steps: []scriptStep{
+				{name: "add on a missing interface", do: addRules(r1),
+					states: map[string]string{"r1": "pending"}, sent: map[string]string{}},
+				{name: "input appears", do: up("eth9", 5),
+					states: map[string]string{"r1": "active"}, sent: map[string]string{"r1": "in=5 out=[0]"},
+					joined: []string{"239.1.1.1@5"}},
+				{name: "output appears", do: up("out0", 6),
+					states: map[string]string{"r1": "active"}, sent: map[string]string{"r1": "in=5 out=[6]"},
+					joined: []string{"239.1.1.1@5"}},
+				{name: "input down", do: down("eth9", 5),
+					states: map[string]string{"r1": "down"}, sent: map[string]string{"r1": "in=5 out=[6]"}},
+				{name: "input up", do: up("eth9", 5),
+					states: map[string]string{"r1": "active"}, sent: map[string]string{"r1": "in=5 out=[6]"},
+					joined: []string{"239.1.1.1@5"}},
+				{name: "input deleted", do: gone("eth9", 5),
+					states: map[string]string{"r1": "pending"}, sent: map[string]string{}},
+				{name: "input recreated with a new ifindex", do: up("eth9", 8),
+					states: map[string]string{"r1": "active"}, sent: map[string]string{"r1": "in=8 out=[6]"},
+					joined: []string{"239.1.1.1@8"}},
+				{name: "output deleted", do: gone("out0", 6),
+					states: map[string]string{"r1": "active"}, sent: map[string]string{"r1": "in=8 out=[0]"},
+					joined: []string{"239.1.1.1@8"}},
+			},
+		},
+		{
+			name: "events duplicated and out of order",
+			steps: []scriptStep{
+				{name: "links and rule", do: func(tm *testMaster) { up("eth9", 5)(tm); up("out0", 6)(tm); addRules(r1)(tm) },
+					states: map[string]string{"r1": "active"}, sent: map[string]string{"r1": "in=5 out=[6]"},
+					joined: []string{"239.1.1.1@5"}},
+				{name: "duplicate up", do: up("eth9", 5), quiet: true,
+					states: map[string]string{"r1": "active"}, sent: map[string]string{"r1": "in=5 out=[6]"},
+					joined: []string{"239.1.1.1@5"}},
+				{name: "recreated link before the old one's deletion", do: up("eth9", 8),
+					states: map[string]string{"r1": "active"}, sent: map[string]string{"r1": "in=8 out=[6]"},
+					joined: []string{"239.1.1.1@8"}},
+				{name: "late deletion of the old link", do: gone("eth9", 5), quiet: true,
+					states: map[string]string{"r1": "active"}, sent: map[string]string{"r1": "in=8 out=[6]"},
+					joined: []string{"239.1.1.1@8"}},
+				{name: "duplicate deletion", do: gone("eth9", 5), quiet: true,
+					states: map[string]string{"r1": "active"}, sent: map[string]string{"r1": "in=8 out=[6]"},
+					joined: []string{"239.1.1.1@8"}},
+				{name: "down twice", do: func(tm *testMaster) { down("eth9", 8)(tm); down("eth9", 8)(tm) },
+					states: map[string]string{"r1": "down"}, sent: map[string]string{"r1": "in=8 out=[6]"}},
+			},
+		},
+		{
+			name: "rename",
+			steps: []scriptStep{
+				{name: "eth9 exists", do: func(tm *testMaster) { up("eth9", 5)(tm); addRules(r1, r2)(tm) },
+					states: map[string]string{"r1": "active", "r2": "pending"}, sent: map[string]string{"r1": "in=5 out=[0]"},
+					joined: []string{"239.1.1.1@5"}},
+				{name: "eth9 renamed wan", do: up("wan", 5),
+					states: map[string]string{"r1": "pending", "r2": "active"}, sent: map[string]string{"r2": "in=5 out=[0]"},
+					joined: []string{"239.1.1.2@5"}},
+			},
+		},
+		{
+			name: "re-list after lost events",
+			steps: []scriptStep{
+				{name: "rules on two links", do: func(tm *testMaster) { up("eth9", 5)(tm); up("wan", 6)(tm); addRules(r1, r2)(tm) },
+					states: map[string]string{"r1": "active", "r2": "active"},
+					sent:   map[string]string{"r1": "in=5 out=[0]", "r2": "in=6 out=[0]"},
+					joined: []string{"239.1.1.1@5", "239.1.1.2@6"}},
+				{name: "listing: eth9 recreated and down, wan gone, out0 there",
+					do:     func(tm *testMaster) { tm.linksListed([]link{{"eth9", 11, false}, {"out0", 12, true}}) },
+					states: map[string]string{"r1": "down", "r2": "pending"},
+					sent:   map[string]string{"r1": "in=11 out=[12]"}},
+			},
+		},
+	}
+
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tm := newTestMaster(t)
+			for _, st := range tt.steps {
+				tm.dp.updates()
+				st.do(tm)
+				got := map[string]string{}
+				for _, rs := range tm.list() {
+					got[rs.ID] = rs.State
+				}
+				if diff := cmp.Diff(st.states, got); diff != "" {
+					t.Errorf("%s: states (-want +got):\n%s", st.name, diff)
+				}
+				if diff := cmp.Diff(st.sent, sentSummary(tm.dp)); diff != "" {
+					t.Errorf("%s: data plane (-want +got):\n%s", st.name, diff)
+				}
+				if diff := cmp.Diff(st.joined, tm.joined()); diff != "" {
+					t.Errorf("%s: memberships (-want +got):\n%s", st.name, diff)
+				}
+				if u := tm.dp.updates(); st.quiet && len(u) > 0 {
+					t.Errorf("%s: data plane got updates %v, want none", st.name, u)
+				}
+			}
+		})
+	}
+}
+
+func TestRuleStateTransitionsAreLoggedOnce(t *testing.T) {
+	tm := newTestMaster(t)
+	addRules(testRule("r1", "eth9", "239.1.1.1", 5000, "out0"))(tm)
+	for _, ev := range []func(*testMaster){
+		up("eth9", 5), up("eth9", 5), down("eth9", 5), down("eth9", 5), up("eth9", 5),
+		gone("eth9", 5), gone("eth9", 5), up("eth9", 8),
+	} {
+		ev(tm)
+	}
+	var got []string
+	for line := range strings.Lines(tm.log.String()) {
+		if strings.Contains(line, `msg="rule state changed"`) {
+			f := strings.Fields(line)
+			got = append(got, f[len(f)-1]+" "+strings.Fields(line[strings.Index(line, "state="):])[0])
+		}
+	}
+	want := []string{
+		"from=pending state=active", "from=active state=down", "from=down state=active",
+		"from=active state=pending", "from=pending state=active",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("logged transitions (-want +got):\n%s\nlog:\n%s", diff, tm.log)
+	}
+}
+
+func TestRuleFanoutIDs(t *testing.T) {
+	tm := newTestMaster(t)
+	up("eth9", 5)(tm)
+	up("eth8", 6)(tm)
+	addRules(
+		testRule("a", "eth9", "239.1.1.1", 5000, "out0"),
+		testRule("b", "eth9", "239.1.1.2", 5000, "out0"),
+		testRule("c", "eth8", "239.1.1.1", 5000, "out0"),
+	)(tm)
+	a, _ := tm.dp.rule("a")
+	b, _ := tm.dp.rule("b")
+	c, _ := tm.dp.rule("c")
+	if a.FanoutID == 0 || a.FanoutID != b.FanoutID {
+		t.Errorf("rules on eth9 got fanout ids %d and %d, want one nonzero id", a.FanoutID, b.FanoutID)
+	}
+	if c.FanoutID == 0 || c.FanoutID == a.FanoutID {
+		t.Errorf("rule on eth8 got fanout id %d (eth9: %d), want another nonzero id", c.FanoutID, a.FanoutID)
+	}
+	// Recreated: the id of ifindex 5 is released, ifindex 9 gets one.
+	gone("eth9", 5)(tm)
+	up("eth9", 9)(tm)
+	a, _ = tm.dp.rule("a")
+	if _, held := tm.master.fanout.byIf[5]; held || a.FanoutID == 0 || a.FanoutID == c.FanoutID {
+		t.Errorf("after recreation: fanout ids %v, rule a has %d", tm.master.fanout.byIf, a.FanoutID)
+	}
+}
+
+func TestRuleMembershipsShared(t *testing.T) {
+	tm := newTestMaster(t)
+	up("eth9", 5)(tm)
+	addRules(
+		testRule("p5000", "eth9", "239.1.1.1", 5000, "out0"),
+		testRule("p5001", "eth9", "239.1.1.1", 5001, "out0"),
+		testRule("unicast", "eth9", "10.0.0.1", 5000, "out0"),
+		ruleset.Rule{ID: "ssm", Input: ruleset.Input{Interface: "eth9", Group: "232.1.1.1", Port: 5000, Source: "10.0.0.9"},
+			Outputs: []ruleset.Output{{Interface: "out0", Group: "239.9.9.9", Port: 9000}}},
+		ruleset.Rule{ID: "v6", Input: ruleset.Input{Interface: "eth9", Group: "ff3e::1", Port: 5000},
+			Outputs: []ruleset.Output{{Interface: "out0", Group: "239.9.9.9", Port: 9000}}},
+	)(tm)
+	want := []string{"10.0.0.9>232.1.1.1@5", "239.1.1.1@5", "ff3e::1@5"}
+	if diff := cmp.Diff(want, tm.joined()); diff != "" {
+		t.Errorf("memberships (-want +got):\n%s", diff)
+	}
+	if tm.kernel.opened != 2 {
+		t.Errorf("IPv4 and IPv6 groups on one interface opened %d helper sockets, want 2", tm.kernel.opened)
+	}
+	tm.remove("p5000")
+	if diff := cmp.Diff(want, tm.joined()); diff != "" {
+		t.Errorf("after removing one of two rules on 239.1.1.1 (-want +got):\n%s", diff)
+	}
+	tm.remove("p5001")
+	if diff := cmp.Diff([]string{"10.0.0.9>232.1.1.1@5", "ff3e::1@5"}, tm.joined()); diff != "" {
+		t.Errorf("after removing both rules on 239.1.1.1 (-want +got):\n%s", diff)
+	}
+}
+
+func TestRuleJoinFailureIsThatRulesError(t *testing.T) {
+	tm := newTestMaster(t)
+	tm.kernel.fail[netip.MustParseAddr("239.6.6.6")] = syscall.EADDRNOTAVAIL
+	up("eth9", 5)(tm)
+	addRules(
+		testRule("bad", "eth9", "239.6.6.6", 5000, "out0"),
+		testRule("good", "eth9", "239.1.1.1", 5000, "out0"),
+	)(tm)
+	state, errText := tm.status(t, "bad")
+	want := "join 239.6.6.6 on eth9: cannot assign requested address"
+	if state != "active" || errText != want {
+		t.Errorf("rule with a failing join: state %q, error %q; want active, %q", state, errText, want)
+	}
+	if state, errText := tm.status(t, "good"); state != "active" || errText != "" {
+		t.Errorf("other rule: state %q, error %q; want active without error", state, errText)
+	}
+	if _, sent := tm.dp.rule("bad"); !sent {
+		t.Error("rule with a failing join was not sent to the data plane (unicast or already-flooded traffic still arrives)")
+	}
+	// The join is retried when the interface comes back.
+	delete(tm.kernel.fail, netip.MustParseAddr("239.6.6.6"))
+	down("eth9", 5)(tm)
+	up("eth9", 5)(tm)
+	if _, errText := tm.status(t, "bad"); errText != "" {
+		t.Errorf("after the interface came back up: error %q, want none", errText)
+	}
+	if !slices.Contains(tm.joined(), "239.6.6.6@5") {
+		t.Errorf("memberships %v lack 239.6.6.6@5", tm.joined())
+	}
+}
+
+func TestRuleAddErrors(t *testing.T) {
+	tm := newTestMaster(t)
+	addRules(testRule("a", "eth9", "239.1.1.1", 5000, "out0"))(tm)
+	tests := []struct {
+		name string
+		rule ruleset.Rule
+		want *controlproto.Error
+	}{
+		{"duplicate id", testRule("a", "eth9", "239.1.1.2", 5000, "out0"),
+			&controlproto.Error{Code: "already_exists", Message: `rule "a" already exists`}},
+		{"duplicate input", testRule("b", "eth9", "239.1.1.1", 5000, "out1"),
+			&controlproto.Error{Code: "already_exists", Message: `input 239.1.1.1:5000@eth9 is already used by rule "a"`}},
+		{"invalid", testRule("c", "eth9", "239.1.1.3", 0, "out0"),
+			&controlproto.Error{Code: "invalid_argument", Message: "input.port: must be 1..65535"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, tm.add(tt.rule)); diff != "" {
+				t.Errorf("add (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if diff := cmp.Diff(&controlproto.Error{Code: "not_found", Message: `no rule "zz"`}, tm.remove("zz")); diff != "" {
+		t.Errorf("remove of a missing rule (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"a"}, slices.Collect(maps.Keys(tm.rules))); diff != "" {
+		t.Errorf("ruleset after failed adds (-want +got):\n%s", diff)
+	}
+}
+
+func TestRuleReplaceAppliesOnlyTheDifference(t *testing.T) {
+	tm := newTestMaster(t)
+	up("eth9", 5)(tm)
+	addRules(
+		testRule("same", "eth9", "239.1.1.1", 5000, "out0"),
+		testRule("changed", "eth9", "239.1.1.2", 5000, "out0"),
+		testRule("gone", "eth9", "239.1.1.3", 5000, "out0"),
+	)(tm)
+	tm.dp.updates()
+	opened := tm.kernel.opened
+
+	changed := testRule("changed", "eth9", "239.1.1.2", 5001, "out0") // same group, other port
+	// "new" takes the input "gone" had: the diff must free it first.
+	res := tm.replace([]ruleset.Rule{
+		testRule("same", "eth9", "239.1.1.1", 5000, "out0"),
+		changed,
+		testRule("new", "eth9", "239.1.1.3", 5000, "out0"),
+	})
+	if diff := cmp.Diff(controlproto.LoadConfigResult{Added: 2, Removed: 2, Unchanged: 1}, res); diff != "" {
+		t.Errorf("result (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([][]string{{"-gone", "+changed", "+new"}}, tm.dp.updates()); diff != "" {
+		t.Errorf("data plane updates (-want +got):\n%s", diff)
+	}
+	if wr, _ := tm.dp.rule("changed"); wr.Input.Port != 5001 {
+		t.Errorf("changed rule in the data plane has input port %d, want 5001", wr.Input.Port)
+	}
+	if diff := cmp.Diff([]string{"239.1.1.1@5", "239.1.1.2@5", "239.1.1.3@5"}, tm.joined()); diff != "" {
+		t.Errorf("memberships (-want +got):\n%s", diff)
+	}
+	if tm.kernel.opened != opened {
+		t.Errorf("replace opened %d new helper sockets: a group stayed wanted but was left and joined again", tm.kernel.opened-opened)
+	}
+	// The same set again changes nothing.
+	res = tm.replace(tm.config().Rules)
+	if res != (controlproto.LoadConfigResult{Unchanged: 3}) || len(tm.dp.updates()) != 0 {
+		t.Errorf("replacing with the same rules: %+v and updates %v, want all unchanged and no update", res, tm.dp.updates())
+	}
+}
+
+func TestRuleAddressChangeResendsDerivedSourceOutputs(t *testing.T) {
+	tm := newTestMaster(t)
+	up("eth9", 5)(tm)
+	up("out0", 6)(tm)
+	up("out1", 7)(tm)
+	fixed := testRule("fixed", "eth9", "239.1.1.2", 5000, "out0")
+	fixed.Outputs[0].Source = "10.9.9.9"
+	addRules(testRule("derived", "eth9", "239.1.1.1", 5000, "out0"), fixed,
+		testRule("elsewhere", "eth9", "239.1.1.3", 5000, "out1"))(tm)
+	tm.dp.updates()
+	tm.addrsChanged(6)
+	if diff := cmp.Diff([][]string{{"+derived"}}, tm.dp.updates()); diff != "" {
+		t.Errorf("updates after an address change on out0 (-want +got):\n%s", diff)
+	}
+	tm.addrsChanged(99)
+	if u := tm.dp.updates(); len(u) != 0 {
+		t.Errorf("address change on an unused link sent %v", u)
+	}
+}
