@@ -1,0 +1,44 @@
+package filter
+
+import (
+	"fmt"
+	"runtime"
+	"unsafe"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// Attach installs prog as the socket filter of fd (SO_ATTACH_FILTER).
+//
+// Attaching to a socket that already has a filter replaces it atomically:
+// the kernel publishes the new program with one RCU pointer swap
+// (__sk_attach_prog in net/core/filter.c), so each packet meets either the
+// old program or the new one, never none. That is how the worker updates the
+// filter when the interface's rules change, without closing the socket or
+// leaving it unfiltered.
+//
+// To filter from the first packet, attach before bind(2): a packet socket
+// created with protocol 0 receives nothing until it is bound (packet(7)).
+// The kernel checks the program; an invalid one fails with EINVAL.
+func Attach(fd int, prog []bpf.RawInstruction) error {
+	if len(prog) == 0 || len(prog) > MaxInstructions {
+		return fmt.Errorf("attach filter to fd %d: %d instructions, want 1..%d: %w",
+			fd, len(prog), MaxInstructions, unix.EINVAL)
+	}
+	// bpf.RawInstruction has the layout of struct sock_filter.
+	fprog := unix.SockFprog{
+		Len:    uint16(len(prog)),
+		Filter: (*unix.SockFilter)(unsafe.Pointer(&prog[0])),
+	}
+	err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &fprog)
+	runtime.KeepAlive(prog)
+	if err != nil {
+		return fmt.Errorf("attach filter to fd %d: %w", fd, err)
+	}
+	return nil
+}
+
+// The conversion in Attach relies on the two types having the same size:
+// this index is out of range, a compile error, otherwise.
+var _ = [1]struct{}{}[unsafe.Sizeof(bpf.RawInstruction{})-unsafe.Sizeof(unix.SockFilter{})]
