@@ -1,0 +1,664 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/ruleset"
+	"github.com/mcrelay/mcr/stats"
+)
+
+// Worker slot states (controlproto.WorkerInfo.State).
+//
+//	spawn ──► starting ──first snapshot──► running
+//	  ▲          │                            │
+//	  │          │ exited or killed           │ exited or killed (silent
+//	  │          ▼                            │ 3 intervals, broken stats)
+//	  └─delay── backoff ◄─────────────────────┘
+//	             │ Stop (from any state)
+//	             ▼
+//	          stopped
+const (
+	stateStarting = "starting"
+	stateRunning  = "running"
+	stateBackoff  = "backoff"
+	stateStopped  = "stopped"
+)
+
+// Health and restart timing (SPEC §1, issue 4).
+const (
+	// healthPeriod is how often the pool looks for hung workers.
+	healthPeriod = 250 * time.Millisecond
+	// missedBeats is how many stats intervals a worker may stay silent
+	// before it counts as hung and is killed.
+	missedBeats = 3
+	// startGrace is the least time a new worker gets to send its first
+	// snapshot: a short --stats-interval must not kill workers that are
+	// still setting up their rings.
+	startGrace = 2 * time.Second
+	// DefaultStopTimeout is how long Stop waits for workers to exit after
+	// Shutdown before it kills them.
+	DefaultStopTimeout = 2 * time.Second
+)
+
+// Command queue bounds per worker. A worker that stops reading its command
+// socket makes its queue overflow; the queue is then dropped and replaced
+// by one SyncRules, so the supervisor's memory stays bounded and the
+// worker still ends up with the right ruleset.
+const (
+	maxQueuedFrames = 8192
+	maxQueuedBytes  = 8 << 20
+)
+
+// PoolConfig configures a Pool. Zero values mean the documented defaults.
+type PoolConfig struct {
+	// Exe is the binary run as `Exe worker …`; "" = /proc/self/exe, the
+	// running mcrd (also after the file on disk was replaced).
+	Exe string
+	// NumWorkers is the number of worker slots; 0 = len(CPUs).
+	NumWorkers int
+	// CPUs are the cores workers are pinned to, worker i to
+	// CPUs[i%len(CPUs)]; empty = UsableCPUs().
+	CPUs []int
+	// Backend is passed to every worker as --backend; "" = "auto".
+	Backend string
+	// StatsInterval is the workers' stats period, passed as
+	// --stats-interval; 0 = 1s. A worker silent for 3 intervals is killed.
+	StatsInterval time.Duration
+	// Logger receives the pool's logs and the workers' re-emitted logs;
+	// nil = slog.Default().
+	Logger *slog.Logger
+	// Aggregator, if set, observes every worker snapshot.
+	Aggregator *stats.Aggregator
+	// ExtraEnv is appended to the supervisor's environment for workers.
+	ExtraEnv []string
+}
+
+// Pool runs the worker processes: it spawns one per slot, pinned to its
+// core, keeps each one's ruleset equal to the pool's (AddRule/RemoveRule as
+// rules change, SyncRules on every start and whenever a worker's reported
+// hash stays wrong), feeds their stats to the aggregator, re-emits their
+// logs, and restarts any that exit or hang, with backoff. It implements
+// dataPlane. Its methods are safe for concurrent use.
+//
+// Each slot is run by one goroutine locked to its OS thread for the slot's
+// whole life: the parent-death signal that kills workers with the
+// supervisor is tied to the thread that forked them, not to the process
+// (prctl(2) PR_SET_PDEATHSIG; golang/go#27505), so that thread must outlive
+// every worker it spawns.
+type Pool struct {
+	cfg     PoolConfig // defaults filled in by Start
+	log     *slog.Logger
+	backoff backoffPolicy
+
+	stop chan struct{}  // closed by Stop: no more restarts
+	wg   sync.WaitGroup // slot runners and the health loop
+
+	// mu guards everything below, the fields of every slot, and the
+	// fields of every workerProc marked as guarded by Pool.mu. It is held
+	// only for bookkeeping, never across I/O or a wait.
+	mu       sync.Mutex
+	rules    map[string]poolRule // the ruleset every worker should hold
+	hash     ruleset.SetHash     // of rules, maintained incrementally
+	slots    []*workerSlot
+	phase    poolPhase
+	stopping bool // Stop has sent Shutdown; killing is set once it gave up waiting
+	killing  bool
+	changed  chan struct{} // closed and replaced when a slot's state changes
+}
+
+// poolPhase is where a Pool is in its own life.
+type poolPhase int
+
+const (
+	poolNew poolPhase = iota
+	poolStarted
+	poolStopped
+)
+
+// poolRule is one rule of the pool's ruleset with its canonical encoding,
+// kept so that removing the rule can take it out of the set hash.
+type poolRule struct {
+	rule controlproto.WorkerRule
+	enc  []byte
+}
+
+// workerSlot is one worker position: a core and the succession of processes
+// that run there. All fields but id and core are guarded by Pool.mu.
+type workerSlot struct {
+	id, core int
+
+	state    string
+	proc     *workerProc // the live process; nil in backoff and stopped
+	restarts int
+	resyncs  int
+	hash     string // ruleset hash of proc's latest snapshot
+	backend  string // backend of proc's latest snapshot
+	// mismatches counts proc's consecutive snapshots whose hash differed
+	// from the pool's.
+	mismatches int
+}
+
+// NewPool returns a pool configured by cfg. Nothing runs until Start.
+func NewPool(cfg PoolConfig) *Pool {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Pool{
+		cfg:     cfg,
+		log:     log,
+		backoff: defaultBackoff,
+		stop:    make(chan struct{}),
+		rules:   make(map[string]poolRule),
+		changed: make(chan struct{}),
+	}
+}
+
+// Start fills in the configuration's defaults and spawns all workers. It
+// returns once every slot's runner is started; WaitAllRunning tells when
+// the workers are up and hold the ruleset. Start fails on a configuration
+// it cannot use, or when called twice.
+func (p *Pool) Start() error {
+	cfg, err := p.withDefaults()
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.phase != poolNew {
+		return errors.New("start worker pool: already started or stopped")
+	}
+	p.cfg = cfg
+	p.phase = poolStarted
+	for i := range cfg.NumWorkers {
+		s := &workerSlot{id: i, core: cfg.CPUs[i%len(cfg.CPUs)], state: stateStarting}
+		p.slots = append(p.slots, s)
+		p.wg.Add(1)
+		go p.runSlot(s)
+	}
+	p.wg.Add(1)
+	go p.healthLoop()
+	p.log.Info("worker pool started", "workers", cfg.NumWorkers, "cpus", cfg.CPUs,
+		"backend", cfg.Backend, "stats_interval", cfg.StatsInterval)
+	return nil
+}
+
+// withDefaults returns p.cfg with its zero values replaced by defaults.
+func (p *Pool) withDefaults() (PoolConfig, error) {
+	cfg := p.cfg
+	if cfg.Exe == "" {
+		cfg.Exe = "/proc/self/exe"
+	}
+	if len(cfg.CPUs) == 0 {
+		cpus, err := UsableCPUs()
+		if err != nil {
+			return cfg, fmt.Errorf("start worker pool: %w", err)
+		}
+		cfg.CPUs = cpus
+	}
+	if cfg.NumWorkers == 0 {
+		cfg.NumWorkers = len(cfg.CPUs)
+	}
+	if cfg.NumWorkers < 0 {
+		return cfg, fmt.Errorf("start worker pool: %d workers", cfg.NumWorkers)
+	}
+	if cfg.Backend == "" {
+		cfg.Backend = "auto"
+	}
+	if cfg.StatsInterval == 0 {
+		cfg.StatsInterval = time.Second
+	}
+	if cfg.StatsInterval < 0 {
+		return cfg, fmt.Errorf("start worker pool: stats interval %v", cfg.StatsInterval)
+	}
+	return cfg, nil
+}
+
+// Stop shuts the pool down: every worker gets Shutdown, a worker still
+// running after timeout is killed (SIGKILL), and Stop returns when all
+// workers have exited and every goroutine and fd of the pool is gone.
+// Workers are not restarted once Stop has begun. Stop may be called more
+// than once, and before Start.
+func (p *Pool) Stop(timeout time.Duration) {
+	p.mu.Lock()
+	if p.phase == poolNew || p.stopping {
+		p.phase = poolStopped
+		p.mu.Unlock()
+		p.wg.Wait()
+		return
+	}
+	p.stopping = true
+	close(p.stop)
+	for _, s := range p.slots {
+		if s.proc != nil {
+			s.proc.queue.shutdown()
+		}
+	}
+	p.mu.Unlock()
+	p.log.Info("stopping worker pool", "timeout", timeout)
+
+	done := make(chan struct{})
+	go func() {
+		p.wg.Wait()
+		close(done)
+	}()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		p.mu.Lock()
+		p.killing = true
+		for _, s := range p.slots {
+			if s.proc != nil {
+				s.proc.kill(fmt.Sprintf("did not shut down within %v", timeout))
+			}
+		}
+		p.mu.Unlock()
+		<-done
+	}
+	p.mu.Lock()
+	p.phase = poolStopped
+	p.mu.Unlock()
+	p.log.Info("worker pool stopped")
+}
+
+// Update implements dataPlane. Running workers get RemoveRule for each id
+// of remove the pool holds, then AddRule for each rule of add; workers that
+// start later get the result in SyncRules. Update keeps the rules of add:
+// the caller must not modify them afterwards. It never blocks on a worker.
+func (p *Pool) Update(add []controlproto.WorkerRule, remove []string) {
+	// Encode outside the lock; the lock only does bookkeeping.
+	addFrames := make([][]byte, len(add))
+	addEncs := make([][]byte, len(add))
+	for i := range add {
+		frame, err := controlproto.AppendFrame(nil, controlproto.WorkerCommand{Type: controlproto.WAddRule, Rule: &add[i]})
+		if err != nil {
+			p.log.Error("rule not sent to workers", "rule", add[i].ID, "err", err)
+			continue
+		}
+		addFrames[i], addEncs[i] = frame, add[i].Canonical()
+	}
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var frames [][]byte
+	for _, id := range remove {
+		old, ok := p.rules[id]
+		if !ok {
+			continue
+		}
+		p.hash.Remove(old.enc)
+		delete(p.rules, id)
+		frame, err := controlproto.AppendFrame(nil, controlproto.WorkerCommand{Type: controlproto.WRemoveRule, ID: id})
+		if err != nil {
+			// A bare id always encodes; keep the workers honest anyway.
+			p.log.Error("rule removal not sent to workers", "rule", id, "err", err)
+			continue
+		}
+		frames = append(frames, frame)
+	}
+	for i := range add {
+		if addFrames[i] == nil {
+			continue
+		}
+		id := add[i].ID
+		if old, ok := p.rules[id]; ok {
+			p.hash.Remove(old.enc)
+		}
+		p.hash.Add(addEncs[i])
+		p.rules[id] = poolRule{rule: add[i], enc: addEncs[i]}
+		frames = append(frames, addFrames[i])
+	}
+	for _, s := range p.slots {
+		if s.proc != nil && s.proc.queue.push(frames) {
+			s.proc.log.Warn("worker command queue overflowed, replaced by SyncRules",
+				"max_frames", maxQueuedFrames, "max_bytes", maxQueuedBytes)
+		}
+	}
+}
+
+// Workers implements dataPlane: one entry per slot, in slot order. InSync
+// is true when the slot's worker runs and its latest snapshot reported the
+// hash of the pool's current ruleset.
+func (p *Pool) Workers() []controlproto.WorkerInfo {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	want := p.hash.String()
+	infos := make([]controlproto.WorkerInfo, len(p.slots))
+	for i, s := range p.slots {
+		infos[i] = controlproto.WorkerInfo{
+			Worker:      s.id,
+			Core:        s.core,
+			State:       s.state,
+			Restarts:    s.restarts,
+			RulesetHash: s.hash,
+			InSync:      s.inSync(want),
+			Resyncs:     s.resyncs,
+			Backend:     s.backend,
+		}
+		if w := s.proc; w != nil {
+			infos[i].PID = w.pid
+			infos[i].UptimeS = now.Sub(w.started).Seconds()
+		}
+	}
+	return infos
+}
+
+// inSync reports whether s runs and holds the ruleset hashing to want.
+func (s *workerSlot) inSync(want string) bool {
+	return s.state == stateRunning && s.hash == want
+}
+
+// WaitAllRunning waits until every worker is running and in sync with the
+// pool's ruleset, or ctx ends. The supervisor calls it before telling
+// systemd it is ready.
+func (p *Pool) WaitAllRunning(ctx context.Context) error {
+	for {
+		p.mu.Lock()
+		phase, changed := p.phase, p.changed
+		want := p.hash.String()
+		var waiting []string
+		for _, s := range p.slots {
+			if !s.inSync(want) {
+				waiting = append(waiting, fmt.Sprintf("worker %d %s", s.id, s.state))
+			}
+		}
+		p.mu.Unlock()
+		switch {
+		case phase != poolStarted:
+			return errors.New("wait for workers: pool is not running")
+		case len(waiting) == 0:
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for workers (%s): %w", strings.Join(waiting, ", "), ctx.Err())
+		}
+	}
+}
+
+// notifyLocked wakes WaitAllRunning. p.mu must be held.
+func (p *Pool) notifyLocked() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// runSlot runs slot s until Stop: spawn a worker, supervise it until it
+// exits, wait out the backoff, spawn again.
+//
+// The goroutine locks its OS thread and never unlocks it, so that the
+// thread lives exactly as long as the slot: the kernel sends a child its
+// parent-death signal when the *thread* that forked it exits (prctl(2):
+// "the parent is considered to be the thread that created this process"),
+// and an unlocked goroutine may fork from a thread the Go runtime later
+// retires, killing a healthy worker (golang/go#27505). The thread is also
+// pinned to the slot's core before forking, so each worker is born with its
+// affinity, the Go runtime threads of its first instant included. When the
+// goroutine returns, still locked, the runtime terminates the thread
+// instead of reusing a pinned one.
+func (p *Pool) runSlot(s *workerSlot) {
+	defer p.wg.Done()
+	runtime.LockOSThread() // never unlocked, see above
+	log := p.log.With("worker", s.id)
+	log.Debug("slot runner started", "core", s.core)
+	defer log.Debug("slot runner stopped")
+	if err := pinThread(s.core); err != nil {
+		log.Warn("worker not pinned", "core", s.core, "err", err)
+	}
+
+	var failures int
+	for lives := 0; ; lives++ {
+		if lives > 0 {
+			p.mu.Lock()
+			s.restarts++
+			p.mu.Unlock()
+		}
+		var healthy time.Duration
+		w, err := p.spawn(s)
+		if err != nil {
+			log.Error("spawn worker", "err", err)
+		} else {
+			healthy = p.superviseLife(s, w)
+		}
+		delay := p.backoff.next(&failures, healthy)
+		if !p.enterBackoff(s, delay, log) {
+			return
+		}
+	}
+}
+
+// enterBackoff puts s in backoff for delay and waits it out. It returns
+// false, with s stopped, when the pool stops first.
+func (p *Pool) enterBackoff(s *workerSlot, delay time.Duration, log *slog.Logger) bool {
+	p.mu.Lock()
+	stopping := p.stopping
+	if !stopping {
+		s.state = stateBackoff
+		p.notifyLocked()
+	}
+	p.mu.Unlock()
+	if !stopping {
+		log.Info("restarting worker", "delay", delay)
+		timer := time.NewTimer(delay)
+		select {
+		case <-timer.C:
+		case <-p.stop:
+		}
+		timer.Stop()
+	}
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.stopping {
+		return true
+	}
+	s.state = stateStopped
+	p.notifyLocked()
+	log.Info("worker slot stopped")
+	return false
+}
+
+// superviseLife runs one worker process w of slot s from its start to its
+// exit: it installs w in the slot, queues SyncRules, runs w's command
+// writer, stats reader and log reader, waits for the process and tears the
+// life down. It returns how long w was running (0 if it never sent stats).
+func (p *Pool) superviseLife(s *workerSlot, w *workerProc) (healthy time.Duration) {
+	p.mu.Lock()
+	s.proc = w
+	s.state = stateStarting
+	s.hash, s.backend, s.mismatches = "", "", 0
+	w.lastBeat = w.started
+	switch {
+	case p.killing:
+		w.kill("pool is stopping")
+	case p.stopping:
+		w.queue.shutdown()
+	default:
+		w.queue.requestSync()
+	}
+	p.notifyLocked()
+	p.mu.Unlock()
+	w.log.Info("worker started", "core", s.core)
+
+	var pipes sync.WaitGroup
+	pipes.Add(3)
+	go func() { defer pipes.Done(); p.writeCommands(w) }()
+	go func() { defer pipes.Done(); p.readStats(s, w) }()
+	go func() { defer pipes.Done(); p.readLogs(w) }()
+
+	waitErr := w.cmd.Wait()
+
+	p.mu.Lock()
+	s.proc = nil
+	s.state = stateBackoff
+	w.queue.close()
+	if !w.runningSince.IsZero() {
+		healthy = time.Since(w.runningSince)
+	}
+	reason, stopping := w.killReason, p.stopping
+	p.notifyLocked()
+	p.mu.Unlock()
+
+	w.closeCommands()
+	w.drainPipes(&pipes)
+	logExit(w.log, waitErr, reason, stopping, time.Since(w.started))
+	return healthy
+}
+
+// logExit logs the end of a worker process once, with its exit status.
+func logExit(log *slog.Logger, waitErr error, reason string, stopping bool, lived time.Duration) {
+	attrs := []any{"uptime", lived.Round(time.Millisecond)}
+	var exitErr *exec.ExitError
+	switch {
+	case waitErr == nil:
+		attrs = append(attrs, "status", "exit status 0")
+	case errors.As(waitErr, &exitErr):
+		attrs = append(attrs, "status", exitErr.ProcessState.String())
+	default:
+		attrs = append(attrs, "err", waitErr)
+	}
+	if reason != "" {
+		attrs = append(attrs, "killed_because", reason)
+	}
+	if stopping && reason == "" && waitErr == nil {
+		log.Info("worker exited", attrs...)
+		return
+	}
+	log.Warn("worker exited", attrs...)
+}
+
+// healthLoop kills workers that stopped sending stats, every healthPeriod,
+// until Stop.
+func (p *Pool) healthLoop() {
+	defer p.wg.Done()
+	p.log.Debug("health loop started", "period", healthPeriod)
+	defer p.log.Debug("health loop stopped")
+	ticker := time.NewTicker(healthPeriod)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case now := <-ticker.C:
+			p.checkHealth(now)
+		}
+	}
+}
+
+// checkHealth kills every worker whose last snapshot (or start, before its
+// first snapshot) is too old: missedBeats stats intervals, and at least
+// startGrace for a worker that never reported.
+func (p *Pool) checkHealth(now time.Time) {
+	limit := missedBeats * p.cfg.StatsInterval
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.slots {
+		w := s.proc
+		if w == nil || w.killReason != "" {
+			continue
+		}
+		allowed := limit
+		if w.runningSince.IsZero() {
+			allowed = max(limit, startGrace)
+		}
+		if silent := now.Sub(w.lastBeat); silent > allowed {
+			w.kill(fmt.Sprintf("no stats for %v", silent.Round(time.Millisecond)))
+		}
+	}
+}
+
+// observe takes one snapshot of worker w in slot s, received at now: it is
+// w's heartbeat, its ruleset hash is compared with the pool's, and the
+// aggregator gets it. A hash that stayed wrong for two snapshots although
+// w had read every command before the first of them and got none since
+// cannot be an update in flight: w gets SyncRules, counted in s.resyncs.
+// While updates keep flowing, a wrong hash waits for a pause of one stats
+// interval.
+func (p *Pool) observe(s *workerSlot, w *workerProc, snap *stats.Snapshot, now time.Time) {
+	snap.Worker, snap.PID = s.id, w.pid // the supervisor knows who it spawned
+	if agg := p.cfg.Aggregator; agg != nil {
+		agg.Observe(snap, now)
+	}
+	// An error (the socket is closed: the life is ending) counts as
+	// not read.
+	read, _ := commandsRead(w.commands)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s.proc != w {
+		return // the life ended while the snapshot was on its way
+	}
+	w.lastBeat = now
+	s.hash, s.backend = snap.RulesetHash, snap.Backend
+	if s.state == stateStarting {
+		s.state = stateRunning
+		w.runningSince = now
+		w.log.Info("worker running", "backend", snap.Backend)
+	}
+	want := p.hash.String()
+	settled := w.queue.settled(read)
+	if s.hash == want {
+		s.mismatches = 0
+	} else {
+		s.mismatches++
+	}
+	if s.mismatches >= 2 && settled {
+		s.mismatches = 0
+		s.resyncs++
+		w.queue.requestSync()
+		w.log.Warn("worker ruleset out of sync, resending SyncRules",
+			"worker_hash", s.hash, "want_hash", want, "resyncs", s.resyncs)
+	}
+	p.notifyLocked()
+}
+
+// ruleSliceLocked returns the pool's ruleset as a slice. p.mu must be held.
+func (p *Pool) ruleSliceLocked() []controlproto.WorkerRule {
+	rules := make([]controlproto.WorkerRule, 0, len(p.rules))
+	for _, r := range p.rules {
+		rules = append(rules, r.rule)
+	}
+	return rules
+}
+
+// backoffPolicy is the restart delay policy: the first restart after a
+// failure is immediate, each further consecutive one waits twice as long as
+// the previous one, from first up to max, and a worker that ran healthy for
+// resetAfter starts the count again.
+type backoffPolicy struct {
+	first, max, resetAfter time.Duration
+}
+
+// defaultBackoff is the restart policy of issue 4: immediate, then 250 ms
+// doubling to 10 s, reset after 30 s healthy.
+var defaultBackoff = backoffPolicy{first: 250 * time.Millisecond, max: 10 * time.Second, resetAfter: 30 * time.Second}
+
+// next returns the delay before the restart that follows a worker exit,
+// given *failures, the consecutive failures before it, which it updates,
+// and how long the worker had been running healthy.
+func (b backoffPolicy) next(failures *int, healthy time.Duration) time.Duration {
+	if healthy >= b.resetAfter {
+		*failures = 0
+	}
+	n := *failures
+	*failures++
+	if n == 0 {
+		return 0
+	}
+	d := b.first
+	for i := 1; i < n && d < b.max; i++ {
+		d *= 2
+	}
+	return min(d, b.max)
+}

@@ -1,0 +1,230 @@
+package supervisor
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/ruleset"
+	"github.com/mcrelay/mcr/stats"
+)
+
+// The pool tests run this test binary as their worker: with fakeWorkerEnv
+// set, init turns the process into a fake worker that speaks the real
+// worker protocol on fds 3, 4 and 5, before the testing package starts. The
+// fake holds a ruleset like a worker does and reports its hash, so the
+// tests exercise the pool's protocol, restart and resync logic without
+// root or a data plane. Environment knobs make it misbehave:
+const (
+	fakeWorkerEnv = "MCR_TEST_FAKE_WORKER" // "1": be a fake worker
+	// fakeExitEnv: exit at once with this status.
+	fakeExitEnv = "MCR_TEST_FAKE_EXIT"
+	// fakeHangOnceEnv: the first fake to create this file sends one
+	// snapshot, then neither reads commands nor sends stats.
+	fakeHangOnceEnv = "MCR_TEST_FAKE_HANG_ONCE"
+	// fakeGarbageOnceEnv: the first fake to create this file writes a
+	// frame that is not a snapshot after its first snapshot.
+	fakeGarbageOnceEnv = "MCR_TEST_FAKE_GARBAGE_ONCE"
+	// fakeDropAddEnv: ignore AddRule commands for this rule id (SyncRules
+	// still carries it).
+	fakeDropAddEnv = "MCR_TEST_FAKE_DROP_ADD"
+	// fakeIgnoreShutdownEnv: "1": ignore Shutdown.
+	fakeIgnoreShutdownEnv = "MCR_TEST_FAKE_IGNORE_SHUTDOWN"
+)
+
+func init() {
+	if os.Getenv(fakeWorkerEnv) == "1" {
+		os.Exit(runFakeWorker(os.Args[1:]))
+	}
+}
+
+// fakeWorker is the state of a fake worker process.
+type fakeWorker struct {
+	id    int
+	stats *os.File
+	log   *slog.Logger
+
+	mu    sync.Mutex
+	rules map[string][]byte // id → canonical encoding
+	hash  ruleset.SetHash
+	seq   uint64
+}
+
+func runFakeWorker(args []string) int {
+	fds := openFDs() // before the runtime or flag parsing opens anything
+	if code := os.Getenv(fakeExitEnv); code != "" {
+		var n int
+		fmt.Sscan(code, &n)
+		return n
+	}
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	id := fs.Int("id", -1, "")
+	core := fs.Int("core", -1, "")
+	backend := fs.String("backend", "", "")
+	interval := fs.Duration("stats-interval", 0, "")
+	if len(args) == 0 || args[0] != "worker" || fs.Parse(args[1:]) != nil || *interval <= 0 {
+		fmt.Fprintf(os.Stderr, "fake worker: bad arguments %q\n", args)
+		return 2
+	}
+	w := &fakeWorker{
+		id:    *id,
+		stats: os.NewFile(controlproto.StatsFD, "stats"),
+		log:   slog.New(slog.NewJSONHandler(os.NewFile(controlproto.LogFD, "log"), nil)),
+		rules: map[string][]byte{},
+	}
+	var set unix.CPUSet
+	unix.SchedGetaffinity(0, &set)
+	var cpus []int
+	for c := 0; len(cpus) < set.Count(); c++ {
+		if set.IsSet(c) {
+			cpus = append(cpus, c)
+		}
+	}
+	w.log.Info("fake worker started", "core", *core, "backend", *backend, "fds", fds, "cpus", fmt.Sprint(cpus),
+		"worker", "ignored", "nested", map[string]any{"a": 1, "b": "x"})
+	os.Stderr.WriteString("plain stderr line\n")
+
+	hang := createdFirst(os.Getenv(fakeHangOnceEnv))
+	w.sendSnapshot()
+	if createdFirst(os.Getenv(fakeGarbageOnceEnv)) {
+		controlproto.WriteFrame(w.stats, []int{1, 2, 3})
+	}
+	if hang {
+		select {}
+	}
+	go func() {
+		for range time.Tick(*interval) {
+			w.sendSnapshot()
+		}
+	}()
+	return w.serveCommands()
+}
+
+// openFDs lists the open fds below 64 that are pipes or sockets, as
+// "fd:kind". The Go runtime opens files of its own at start (cgroup CPU
+// limits, /dev/null), but no pipe or socket: any beyond 2 to 5 would have
+// leaked from the supervisor.
+func openFDs() []string {
+	var fds []string
+	for fd := range 64 {
+		target, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+		if err != nil {
+			continue
+		}
+		if kind, _, ok := strings.Cut(target, ":["); ok && (kind == "pipe" || kind == "socket") {
+			fds = append(fds, fmt.Sprintf("%d:%s", fd, kind))
+		}
+	}
+	return fds
+}
+
+// createdFirst reports whether path is set and this process created it.
+func createdFirst(path string) bool {
+	if path == "" {
+		return false
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}
+
+func (w *fakeWorker) sendSnapshot() {
+	w.mu.Lock()
+	w.seq++
+	snap := stats.Snapshot{
+		Worker: w.id, PID: os.Getpid(), Seq: w.seq, UnixNano: time.Now().UnixNano(),
+		RulesetHash: w.hash.String(), Backend: "fake",
+		Counters: stats.WorkerCounters{RxPackets: w.seq},
+	}
+	w.mu.Unlock()
+	controlproto.WriteFrame(w.stats, snap)
+}
+
+// serveCommands applies commands until Shutdown or the end of the socket.
+func (w *fakeWorker) serveCommands() int {
+	fr := controlproto.NewFrameReader(os.NewFile(controlproto.CommandFD, "commands"))
+	var asm controlproto.SyncAssembler
+	dropAdd := os.Getenv(fakeDropAddEnv)
+	for {
+		body, err := fr.Next()
+		if errors.Is(err, io.EOF) {
+			return 1 // the supervisor is gone
+		}
+		if err != nil {
+			w.log.Error("read command", "err", err)
+			return 1
+		}
+		cmd, err := decodeCommand(body)
+		if err != nil {
+			w.log.Error("decode command", "err", err)
+			return 1
+		}
+		switch cmd.Type {
+		case controlproto.WAddRule:
+			if cmd.Rule.ID != dropAdd {
+				w.apply(func() { w.add(*cmd.Rule) })
+			}
+		case controlproto.WRemoveRule:
+			w.apply(func() { w.remove(cmd.ID) })
+		case controlproto.WSyncRules:
+			rules, done, err := asm.Add(&cmd)
+			if err != nil {
+				w.log.Error("sync rules", "err", err)
+			}
+			if done {
+				w.apply(func() {
+					for id := range w.rules {
+						w.remove(id)
+					}
+					for _, r := range rules {
+						w.add(r)
+					}
+				})
+			}
+		case controlproto.WShutdown:
+			if os.Getenv(fakeIgnoreShutdownEnv) != "1" {
+				w.log.Info("fake worker shutting down")
+				return 0
+			}
+		}
+	}
+}
+
+func decodeCommand(body []byte) (controlproto.WorkerCommand, error) {
+	var cmd controlproto.WorkerCommand
+	err := json.Unmarshal(body, &cmd)
+	return cmd, err
+}
+
+func (w *fakeWorker) apply(f func()) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	f()
+}
+
+func (w *fakeWorker) add(r controlproto.WorkerRule) {
+	w.remove(r.ID)
+	enc := r.Canonical()
+	w.rules[r.ID] = enc
+	w.hash.Add(enc)
+}
+
+func (w *fakeWorker) remove(id string) {
+	if enc, ok := w.rules[id]; ok {
+		w.hash.Remove(enc)
+		delete(w.rules, id)
+	}
+}
