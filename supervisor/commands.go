@@ -1,0 +1,179 @@
+package supervisor
+
+import (
+	"context"
+	"log/slog"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/ruleset"
+	"github.com/mcrelay/mcr/stats"
+)
+
+// Version is the build version GetVersion reports, set at link time:
+// go build -ldflags "-X github.com/mcrelay/mcr/supervisor.Version=1.2.0".
+var Version = "dev"
+
+// Commit is the source revision GetVersion reports, set at link time like
+// Version; "" = the VCS revision Go recorded in the binary, if any.
+var Commit = ""
+
+// daemon answers the operator commands (SPEC §4) over the master ruleset,
+// the data plane and the stats aggregator. It is safe for concurrent use:
+// the master serialises rule changes, the aggregator and the data plane
+// lock their own state.
+type daemon struct {
+	log        *slog.Logger
+	level      *slog.LevelVar
+	configPath string // --config: SaveConfig's default path; "" = none
+	master     *master
+	dp         dataPlane
+	stats      *stats.Aggregator
+}
+
+// handle answers one request; it is the control server's handlerFunc.
+func (d *daemon) handle(req controlproto.Request) controlproto.Response {
+	switch req.Command {
+	case controlproto.CmdPing:
+		return controlproto.OK(nil)
+	case controlproto.CmdGetVersion:
+		return controlproto.OK(versionResult())
+	case controlproto.CmdAddRule:
+		if err := d.master.add(*req.Rule); err != nil {
+			return controlproto.Response{Error: err}
+		}
+		return controlproto.OK(controlproto.IDResult{ID: req.Rule.ID})
+	case controlproto.CmdRemoveRule:
+		if err := d.master.remove(req.ID); err != nil {
+			return controlproto.Response{Error: err}
+		}
+		return controlproto.OK(controlproto.IDResult{ID: req.ID})
+	case controlproto.CmdListRules:
+		return controlproto.OK(d.master.list())
+	case controlproto.CmdGetStats:
+		return controlproto.OK(d.report())
+	case controlproto.CmdListWorkers:
+		return controlproto.OK(d.workers())
+	case controlproto.CmdGetConfig:
+		return controlproto.OK(d.master.config())
+	case controlproto.CmdLoadConfig:
+		return d.loadConfig(req)
+	case controlproto.CmdSaveConfig:
+		return d.saveConfig(req.Path)
+	case controlproto.CmdCheckConfig:
+		c, err := d.requestConfig(req)
+		if err != nil {
+			return controlproto.Response{Error: err}
+		}
+		return controlproto.OK(controlproto.CheckConfigResult{Rules: len(c.Rules)})
+	case controlproto.CmdGetLogLevel:
+		return controlproto.OK(controlproto.LogLevelResult{Level: levelName(d.level.Level())})
+	case controlproto.CmdSetLogLevel:
+		return d.setLogLevel(req.Level)
+	}
+	// DecodeRequest lets only known commands through.
+	return controlproto.Fail(controlproto.CodeInternal, "command %q has no handler", req.Command)
+}
+
+func versionResult() controlproto.VersionResult {
+	v := controlproto.VersionResult{Protocol: controlproto.ProtocolVersion, Version: Version, Commit: Commit, Go: runtime.Version()}
+	if info, ok := debug.ReadBuildInfo(); ok && v.Commit == "" {
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" {
+				v.Commit = s.Value
+			}
+		}
+	}
+	return v
+}
+
+// report is the GetStats result: the rules in id order, the workers in
+// slot order.
+func (d *daemon) report() stats.Report {
+	rules := d.master.statsRules()
+	infos := d.dp.Workers()
+	workers := make([]stats.WorkerDesc, len(infos))
+	for i, w := range infos {
+		workers[i] = stats.WorkerDesc{Worker: w.Worker, Core: w.Core}
+	}
+	return d.stats.Report(rules, workers, time.Now())
+}
+
+// workers is the ListWorkers result, never null.
+func (d *daemon) workers() []controlproto.WorkerInfo {
+	infos := d.dp.Workers()
+	if infos == nil {
+		infos = []controlproto.WorkerInfo{}
+	}
+	return infos
+}
+
+// requestConfig returns the config a LoadConfig or CheckConfig request
+// names: given inline (DecodeRequest validated it) or read from its path.
+func (d *daemon) requestConfig(req controlproto.Request) (ruleset.Config, *controlproto.Error) {
+	if req.Config != nil {
+		return *req.Config, nil
+	}
+	c, err := readConfigFile(req.Path)
+	if err != nil {
+		return ruleset.Config{}, controlproto.Errorf(controlproto.CodeInvalidArgument, "%v", err)
+	}
+	return c, nil
+}
+
+// loadConfig replaces the ruleset with a config, validated as a whole
+// first: an invalid one changes nothing.
+func (d *daemon) loadConfig(req controlproto.Request) controlproto.Response {
+	c, perr := d.requestConfig(req)
+	if perr != nil {
+		return controlproto.Response{Error: perr}
+	}
+	res := d.master.replace(c.Rules)
+	from := req.Path
+	if from == "" {
+		from = "request"
+	}
+	d.log.Info("config loaded", "from", from, "added", res.Added, "removed", res.Removed, "unchanged", res.Unchanged)
+	return controlproto.OK(res)
+}
+
+// saveConfig writes the ruleset to path, or to --config when path is "".
+func (d *daemon) saveConfig(path string) controlproto.Response {
+	if path == "" {
+		path = d.configPath
+	}
+	if path == "" {
+		return controlproto.Fail(controlproto.CodeInvalidArgument, "no path given and mcrd runs without --config")
+	}
+	c := d.master.config()
+	if err := writeConfigFile(path, c); err != nil {
+		return controlproto.Fail(controlproto.CodeInternal, "%v", err)
+	}
+	d.log.Info("config saved", "path", path, "rules", len(c.Rules))
+	return controlproto.OK(controlproto.SaveConfigResult{Path: path, Rules: len(c.Rules)})
+}
+
+// logLevels are the levels SetLogLevel accepts, by name.
+var logLevels = map[string]slog.Level{
+	"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError,
+}
+
+func (d *daemon) setLogLevel(name string) controlproto.Response {
+	level, ok := logLevels[name]
+	if !ok {
+		return controlproto.Fail(controlproto.CodeInvalidArgument, "level %q: must be debug, info, warn or error", name)
+	}
+	old := d.level.Level()
+	d.level.Set(level)
+	d.log.Log(context.Background(), max(level, old, slog.LevelInfo), "log level set", "level", name, "was", levelName(old))
+	return controlproto.OK(controlproto.LogLevelResult{Level: name})
+}
+
+// levelName is the name SetLogLevel takes for level: "debug", "info",
+// "warn", "error" (slog's own name, lowercased, for levels in between).
+func levelName(l slog.Level) string {
+	return strings.ToLower(l.String())
+}
