@@ -1,0 +1,235 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// netlinkRcvBuf is the receive buffer of the netlink subscriptions, forced
+// past net.core.rmem_max (the daemon runs as root): a burst of link events
+// (thousands of VLANs created at once) should not overrun it. An overrun
+// still costs no correctness: it triggers a full re-list.
+const netlinkRcvBuf = 4 << 20
+
+// linkFollower follows links and addresses over netlink (rtnetlink(7)) and
+// reports them to a linkEvents: a full listing first, then every change.
+// When the subscription reports an error — the kernel dropped messages
+// because the socket overran (ENOBUFS), or a dump was interrupted — it
+// subscribes again and re-lists everything, so the view never silently
+// misses a change.
+type linkFollower struct {
+	log  *slog.Logger
+	sink linkEvents
+	// ns is the network namespace followed; nil = the daemon's own (tests
+	// follow a throwaway namespace). handle lists links in it.
+	ns     *netns.NsHandle
+	handle *netlink.Handle
+}
+
+// subscription is one generation of netlink subscriptions.
+type subscription struct {
+	links chan netlink.LinkUpdate
+	addrs chan netlink.AddrUpdate
+	errs  chan error // errors reported by the library's receive loops
+	done  chan struct{}
+}
+
+// startLinkFollower subscribes, reports the initial listing to sink before
+// it returns (so rules loaded next resolve at once), then follows changes
+// in a goroutine until ctx ends. stopped is closed when that goroutine has
+// finished.
+func startLinkFollower(ctx context.Context, sink linkEvents, log *slog.Logger) (stopped <-chan struct{}, err error) {
+	return startLinkFollowerIn(ctx, nil, sink, log)
+}
+
+// startLinkFollowerIn is startLinkFollower for the network namespace ns
+// (nil = the daemon's own).
+func startLinkFollowerIn(ctx context.Context, ns *netns.NsHandle, sink linkEvents, log *slog.Logger) (<-chan struct{}, error) {
+	f := &linkFollower{log: log, sink: sink, ns: ns}
+	var err error
+	if ns != nil {
+		f.handle, err = netlink.NewHandleAt(*ns)
+	} else {
+		f.handle, err = netlink.NewHandle()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open netlink handle: %w", err)
+	}
+	sub, err := f.subscribe()
+	if err != nil {
+		f.handle.Close()
+		return nil, err
+	}
+	if err := f.list(); err != nil {
+		sub.close()
+		f.handle.Close()
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer f.handle.Close()
+		log.Debug("link follower started")
+		f.run(ctx, sub)
+		log.Debug("link follower stopped")
+	}()
+	return done, nil
+}
+
+// subscribe opens the link and address subscriptions. Links come with a
+// listing of the existing ones (ListExisting), delivered in order with the
+// changes on the same socket.
+func (f *linkFollower) subscribe() (*subscription, error) {
+	s := &subscription{
+		links: make(chan netlink.LinkUpdate, 256),
+		addrs: make(chan netlink.AddrUpdate, 256),
+		errs:  make(chan error, 1),
+		done:  make(chan struct{}),
+	}
+	report := func(err error) {
+		select {
+		case s.errs <- err:
+		default: // one pending error is enough to re-list
+		}
+	}
+	err := netlink.LinkSubscribeWithOptions(s.links, s.done, netlink.LinkSubscribeOptions{
+		Namespace: f.ns, ErrorCallback: report, ListExisting: true,
+		ReceiveBufferSize: netlinkRcvBuf, ReceiveBufferForceSize: true,
+	})
+	if err != nil {
+		close(s.done)
+		return nil, fmt.Errorf("subscribe to link changes: %w", err)
+	}
+	err = netlink.AddrSubscribeWithOptions(s.addrs, s.done, netlink.AddrSubscribeOptions{
+		Namespace: f.ns, ErrorCallback: report,
+		ReceiveBufferSize: netlinkRcvBuf, ReceiveBufferForceSize: true,
+	})
+	if err != nil {
+		s.close()
+		return nil, fmt.Errorf("subscribe to address changes: %w", err)
+	}
+	return s, nil
+}
+
+// close ends the subscriptions and drains their channels in the
+// background: the library's receive loops block on a full channel and
+// close it when they end.
+func (s *subscription) close() {
+	close(s.done)
+	go func() {
+		for range s.links {
+		}
+	}()
+	go func() {
+		for range s.addrs {
+		}
+	}()
+}
+
+// list reports a full listing of the links, and that addresses may have
+// changed anywhere.
+func (f *linkFollower) list() error {
+	links, err := f.handle.LinkList()
+	if err != nil {
+		return fmt.Errorf("list links: %w", err)
+	}
+	all := make([]link, 0, len(links))
+	for _, l := range links {
+		all = append(all, linkOf(l.Attrs()))
+	}
+	f.sink.linksListed(all)
+	f.sink.addrsChanged(0)
+	return nil
+}
+
+// run delivers events until ctx ends, re-subscribing and re-listing after
+// a subscription error.
+func (f *linkFollower) run(ctx context.Context, sub *subscription) {
+	defer func() { sub.close() }()
+	for {
+		err := f.follow(ctx, sub)
+		if err == nil {
+			return
+		}
+		f.log.Warn("netlink subscription lost events; re-listing links", "err", err)
+		sub.close()
+		sub = f.resync(ctx)
+		if sub == nil {
+			return
+		}
+	}
+}
+
+// follow delivers events from sub until ctx ends (nil) or the
+// subscription fails (the error).
+func (f *linkFollower) follow(ctx context.Context, sub *subscription) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-sub.errs:
+			return err
+		case u, ok := <-sub.links:
+			if !ok {
+				return fmt.Errorf("link subscription closed")
+			}
+			f.linkUpdate(u)
+		case u, ok := <-sub.addrs:
+			if !ok {
+				return fmt.Errorf("address subscription closed")
+			}
+			f.log.Debug("address changed", "ifindex", u.LinkIndex, "addr", u.LinkAddress.String(), "new", u.NewAddr)
+			f.sink.addrsChanged(u.LinkIndex)
+		}
+	}
+}
+
+// resync subscribes again and re-lists, retrying every second until it
+// succeeds or ctx ends (nil).
+func (f *linkFollower) resync(ctx context.Context) *subscription {
+	for {
+		sub, err := f.subscribe()
+		if err == nil {
+			if err = f.list(); err == nil {
+				return sub
+			}
+			sub.close()
+		}
+		f.log.Error("re-list links", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// linkUpdate reports one link message. Messages of family AF_BRIDGE are
+// about bridge port state (an RTM_DELLINK of that family means "left the
+// bridge", not "deleted") and are skipped.
+func (f *linkFollower) linkUpdate(u netlink.LinkUpdate) {
+	if u.IfInfomsg.Family == unix.AF_BRIDGE {
+		return
+	}
+	l := linkOf(u.Link.Attrs())
+	switch u.Header.Type {
+	case unix.RTM_NEWLINK:
+		f.log.Debug("link changed", "interface", l.Name, "ifindex", l.Index, "up", l.Up)
+		f.sink.linkChanged(l)
+	case unix.RTM_DELLINK:
+		f.log.Debug("link deleted", "interface", l.Name, "ifindex", l.Index)
+		f.sink.linkDeleted(l)
+	}
+}
+
+// linkOf is the view of a netlink link: up means IFF_UP and IFF_RUNNING.
+func linkOf(a *netlink.LinkAttrs) link {
+	const up = unix.IFF_UP | unix.IFF_RUNNING
+	return link{Name: a.Name, Index: a.Index, Up: a.RawFlags&up == up}
+}

@@ -1,0 +1,196 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/mcrelay/mcr/controlproto"
+)
+
+// runTest runs Run with fake workers (this test binary, see
+// pool_fake_test.go) in a fresh directory holding the control socket and
+// the config, which is written with config first.
+type runTest struct {
+	t      *testing.T
+	dir    string
+	cfg    Config
+	logs   *syncBuffer
+	result chan error
+}
+
+func newRunTest(t *testing.T, config string) *runTest {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "mcrrun")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Workers inherit the environment: they become fake workers.
+	t.Setenv(fakeWorkerEnv, "1")
+	t.Setenv("GORACE", "atexit_sleep_ms=0")
+	rt := &runTest{t: t, dir: dir, logs: &syncBuffer{}, result: make(chan error, 1)}
+	rt.cfg = Config{
+		NumWorkers:    2,
+		CPUs:          []int{0},
+		ControlSocket: filepath.Join(dir, "run", "ctl.sock"),
+		ConfigPath:    filepath.Join(dir, "rules.json"),
+		StatsInterval: testStatsInterval,
+		LogLevel:      new(slog.LevelVar),
+		WorkerExe:     exe,
+	}
+	rt.cfg.Logger = testLogger(rt.logs)
+	rt.writeConfig(config)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", rt.logs)
+		}
+	})
+	return rt
+}
+
+func (rt *runTest) writeConfig(config string) {
+	rt.t.Helper()
+	if err := os.WriteFile(rt.cfg.ConfigPath, []byte(config), 0o644); err != nil {
+		rt.t.Fatal(err)
+	}
+}
+
+// start runs the daemon and waits until it answers on its socket.
+func (rt *runTest) start(ctx context.Context) {
+	rt.t.Helper()
+	go func() { rt.result <- Run(ctx, rt.cfg) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !pingOnce(rt.cfg.ControlSocket) {
+		select {
+		case err := <-rt.result:
+			rt.t.Fatalf("Run returned at start: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			rt.t.Fatal("daemon did not answer on its control socket within 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// signal sends sig to this process, which the running daemon handles.
+func (rt *runTest) signal(sig syscall.Signal) {
+	rt.t.Helper()
+	select {
+	case err := <-rt.result:
+		rt.t.Fatalf("daemon already returned (%v); not sending %v", err, sig)
+	default:
+	}
+	if err := syscall.Kill(os.Getpid(), sig); err != nil {
+		rt.t.Fatal(err)
+	}
+}
+
+func (rt *runTest) call(req controlproto.Request, result any) {
+	rt.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := controlproto.Dial(ctx, rt.cfg.ControlSocket)
+	if err != nil {
+		rt.t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Call(ctx, req, result); err != nil {
+		rt.t.Fatalf("%s: %v", req.Command, err)
+	}
+}
+
+// ruleIDs returns the ids and states of ListRules.
+func (rt *runTest) ruleIDs() []string {
+	var list []controlproto.RuleStatus
+	rt.call(controlproto.Request{Command: "ListRules"}, &list)
+	var out []string
+	for _, rs := range list {
+		out = append(out, rs.ID+":"+rs.State)
+	}
+	return out
+}
+
+const runConfig = `{"rules":[
+  {"id":"a","input":{"interface":"mcrnone0","group":"239.1.1.1","port":5000},"outputs":[{"interface":"mcrnone1","group":"239.2.2.2","port":6000}]},
+  {"id":"b","input":{"interface":"mcrnone0","group":"239.1.1.2","port":5000},"outputs":[{"interface":"mcrnone1","group":"239.2.2.2","port":6001}]}]}`
+
+func TestRunServesReloadsAndShutsDown(t *testing.T) {
+	rt := newRunTest(t, runConfig)
+	rt.start(context.Background())
+	if diff := cmp.Diff([]string{"a:pending", "b:pending"}, rt.ruleIDs()); diff != "" {
+		t.Errorf("rules from --config (-want +got):\n%s", diff)
+	}
+	var workers []controlproto.WorkerInfo
+	poolWaitFor(t, 10*time.Second, "2 workers running and in sync", func() bool {
+		rt.call(controlproto.Request{Command: "ListWorkers"}, &workers)
+		return len(workers) == 2 && !slices.ContainsFunc(workers, func(w controlproto.WorkerInfo) bool {
+			return w.State != "running" || !w.InSync
+		})
+	})
+
+	// SIGHUP reloads --config: b goes, c comes.
+	rt.writeConfig(`{"rules":[
+  {"id":"a","input":{"interface":"mcrnone0","group":"239.1.1.1","port":5000},"outputs":[{"interface":"mcrnone1","group":"239.2.2.2","port":6000}]},
+  {"id":"c","input":{"interface":"mcrnone0","group":"239.1.1.3","port":5000},"outputs":[{"interface":"mcrnone1","group":"239.2.2.2","port":6002}]}]}`)
+	rt.signal(syscall.SIGHUP)
+	poolWaitFor(t, 5*time.Second, "the reloaded rules", func() bool {
+		return slices.Equal(rt.ruleIDs(), []string{"a:pending", "c:pending"})
+	})
+
+	// SIGTERM: clean exit, socket removed, workers gone.
+	rt.signal(syscall.SIGTERM)
+	select {
+	case err := <-rt.result:
+		if err != nil {
+			t.Fatalf("Run after SIGTERM: %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10 s of SIGTERM")
+	}
+	if _, err := os.Stat(rt.cfg.ControlSocket); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("control socket after shutdown: %v, want it removed", err)
+	}
+	for _, w := range workers {
+		if pidAlive(w.PID) {
+			t.Errorf("worker %d (pid %d) alive after shutdown", w.Worker, w.PID)
+		}
+	}
+}
+
+func TestRunRejectsBadConfig(t *testing.T) {
+	rt := newRunTest(t, `{"rules":[{"id":"a","input":{"interface":"eth0","group":"239.1.1.1","port":5000},"outputs":[{"interface":"eth1","group":"239.1.1.1","port":5000,"ttl":300}]}]}`)
+	err := Run(context.Background(), rt.cfg)
+	want := `load --config: config ` + rt.cfg.ConfigPath + `: rules[0] (id "a"): outputs[0].ttl: must be 0..255`
+	if err == nil || err.Error() != want {
+		t.Errorf("Run with a bad config: %v, want %q", err, want)
+	}
+	if _, err := os.Stat(rt.cfg.ControlSocket); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("control socket after a failed start: %v, want none", err)
+	}
+}
+
+func TestRunRefusesLiveSocket(t *testing.T) {
+	td := startTestDaemon(t)
+	rt := newRunTest(t, `{"rules":[]}`)
+	rt.cfg.ControlSocket = td.path
+	err := Run(context.Background(), rt.cfg)
+	if want := "control socket " + td.path + " is in use by a running mcrd"; err == nil || err.Error() != want {
+		t.Errorf("Run on a live socket: %v, want %q", err, want)
+	}
+	if !pingOnce(td.path) {
+		t.Error("the running daemon stopped answering")
+	}
+}
