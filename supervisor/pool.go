@@ -490,7 +490,7 @@ func (p *Pool) superviseLife(s *workerSlot, w *workerProc) (healthy time.Duratio
 	}
 	p.notifyLocked()
 	p.mu.Unlock()
-	w.log.Info("worker started", "core", s.core)
+	w.log.Info("worker spawned", "core", s.core)
 
 	var pipes sync.WaitGroup
 	pipes.Add(3)

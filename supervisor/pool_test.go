@@ -315,9 +315,9 @@ func TestPoolBacksOffRestarts(t *testing.T) {
 	p := startTestPool(t, 1, fakeExitEnv+"=3")
 	const lives = 5
 	poolWaitFor(t, 10*time.Second, fmt.Sprintf("%d worker starts", lives), func() bool {
-		return len(p.logs.find("worker started", nil)) >= lives
+		return len(p.logs.find("worker spawned", nil)) >= lives
 	})
-	starts := p.logs.find("worker started", nil)
+	starts := p.logs.find("worker spawned", nil)
 	// First restart immediate, then 250 ms doubling. A gap also holds the
 	// fake's start and exit, so it may exceed the delay by some slack.
 	const slack = 250 * time.Millisecond

@@ -1,0 +1,245 @@
+// Command mcrd is the mcr daemon (SPEC §3): `mcrd supervisor` runs the
+// long-lived supervisor of package supervisor, which re-executes this binary
+// as `mcrd worker` (hidden) once per worker, the data plane of package
+// worker. `mcrd version` prints the build version.
+//
+// Exit status: 0 on success (also after SIGTERM/SIGINT), 1 on a runtime
+// error, with the message on stderr, 2 on a usage error.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/supervisor"
+	"github.com/mcrelay/mcr/worker"
+)
+
+const (
+	exitOK      = 0
+	exitRuntime = 1
+	exitUsage   = 2
+)
+
+// socketEnv overrides the default of --control-socket (SPEC §3).
+const socketEnv = "MCR_SOCKET"
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, os.Getenv, entryPoints{
+		supervisor: supervisor.Run,
+		worker:     worker.Run,
+	}))
+}
+
+// entryPoints are what the subcommands run; tests replace them.
+type entryPoints struct {
+	supervisor func(context.Context, supervisor.Config) error
+	worker     func(worker.Config) error
+}
+
+// runtimeError marks an error of a command's work, as opposed to cobra's
+// usage errors (unknown commands or flags, bad flag values).
+type runtimeError struct{ err error }
+
+func (e runtimeError) Error() string { return e.err.Error() }
+
+// run runs mcrd with args and returns its exit status. Signals are the
+// supervisor's business (supervisor.Run handles SIGTERM, SIGINT, SIGHUP).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string, entry entryPoints) int {
+	root := rootCommand(stdout, stderr, getenv, entry)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return exitOK
+	}
+	var rerr runtimeError
+	if errors.As(err, &rerr) {
+		fmt.Fprintf(stderr, "mcrd: %v\n", rerr.err)
+		return exitRuntime
+	}
+	fmt.Fprintf(stderr, "mcrd: %v\nRun '%s --help' for usage.\n", err, cmd.CommandPath())
+	return exitUsage
+}
+
+func rootCommand(stdout, stderr io.Writer, getenv func(string) string, entry entryPoints) *cobra.Command {
+	root := &cobra.Command{
+		Use:               "mcrd",
+		Short:             "mcr multicast relay daemon",
+		Args:              cobra.NoArgs,
+		SilenceErrors:     true,
+		SilenceUsage:      true,
+		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
+		RunE: func(*cobra.Command, []string) error {
+			return errors.New("missing command: supervisor or version")
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(supervisorCommand(stderr, getenv, entry.supervisor), workerCommand(entry.worker), versionCommand(stdout))
+	return root
+}
+
+// supervisorFlags are the flags of `mcrd supervisor` (SPEC §3).
+type supervisorFlags struct {
+	numWorkers    int
+	cpus          string
+	controlSocket string
+	configPath    string
+	backend       string
+	statsInterval time.Duration
+	logLevel      string
+	logFormat     string
+	metricsListen string
+}
+
+func supervisorCommand(stderr io.Writer, getenv func(string) string, runSupervisor func(context.Context, supervisor.Config) error) *cobra.Command {
+	var f supervisorFlags
+	cmd := &cobra.Command{
+		Use:   "supervisor",
+		Short: "Run the daemon: control socket, workers, memberships",
+		Long: `Run the mcr daemon: load --config, serve the control socket, spawn one
+pinned worker per core and keep them running and in sync.
+
+SIGTERM or SIGINT stops the workers, leaves the groups, removes the socket
+and exits 0. SIGHUP reloads --config.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := f.supervisorConfig(stderr)
+			if err != nil {
+				return err // a usage error
+			}
+			if err := runSupervisor(cmd.Context(), cfg); err != nil {
+				return runtimeError{err}
+			}
+			return nil
+		},
+	}
+	socket := supervisor.DefaultControlSocket
+	if env := getenv(socketEnv); env != "" {
+		socket = env
+	}
+	fl := cmd.Flags()
+	fl.IntVar(&f.numWorkers, "num-workers", 0, "workers to spawn (default: number of usable CPUs)")
+	fl.StringVar(&f.cpus, "cpus", "", "cores to pin workers to, e.g. 0-3,8 (default: all usable)")
+	fl.StringVar(&f.controlSocket, "control-socket", socket, "operator socket path (env "+socketEnv+")")
+	fl.StringVar(&f.configPath, "config", "", "rules file loaded at start, target of config save, reloaded on SIGHUP")
+	fl.StringVar(&f.backend, "backend", worker.BackendAuto, "data plane I/O backend: auto, uring or mmsg")
+	fl.DurationVar(&f.statsInterval, "stats-interval", time.Second, "worker stats period")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fl.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
+	fl.StringVar(&f.metricsListen, "metrics-listen", "", "Prometheus /metrics listen address (default: off)")
+	return cmd
+}
+
+// supervisorConfig checks the flags and builds the supervisor's configuration, with
+// its logger on stderr.
+func (f *supervisorFlags) supervisorConfig(stderr io.Writer) (supervisor.Config, error) {
+	cfg := supervisor.Config{
+		NumWorkers:    f.numWorkers,
+		ControlSocket: f.controlSocket,
+		ConfigPath:    f.configPath,
+		Backend:       f.backend,
+		StatsInterval: f.statsInterval,
+		MetricsListen: f.metricsListen,
+		LogLevel:      new(slog.LevelVar),
+	}
+	if f.numWorkers < 0 {
+		return cfg, fmt.Errorf("--num-workers %d: must be 0 (one per CPU) or more", f.numWorkers)
+	}
+	if f.cpus != "" {
+		cpus, err := supervisor.ParseCPUList(f.cpus)
+		if err != nil {
+			return cfg, fmt.Errorf("--cpus: %w", err)
+		}
+		cfg.CPUs = cpus
+	}
+	switch f.backend {
+	case worker.BackendAuto, worker.BackendUring, worker.BackendMmsg:
+	default:
+		return cfg, fmt.Errorf("--backend %q: want auto, uring or mmsg", f.backend)
+	}
+	if f.statsInterval <= 0 {
+		return cfg, fmt.Errorf("--stats-interval %v: must be positive", f.statsInterval)
+	}
+	if err := cfg.LogLevel.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return cfg, fmt.Errorf("--log-level %q: want debug, info, warn or error", f.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	switch f.logFormat {
+	case "text":
+		cfg.Logger = slog.New(slog.NewTextHandler(stderr, opts))
+	case "json":
+		cfg.Logger = slog.New(slog.NewJSONHandler(stderr, opts))
+	default:
+		return cfg, fmt.Errorf("--log-format %q: want text or json", f.logFormat)
+	}
+	return cfg, nil
+}
+
+// workerCommand is the hidden `mcrd worker`, which only the supervisor runs:
+// its fds 3, 4 and 5 must be the command socket, stats pipe and log pipe.
+func workerCommand(runWorker func(worker.Config) error) *cobra.Command {
+	var cfg worker.Config
+	cmd := &cobra.Command{
+		Use:    "worker",
+		Short:  "Run one data plane worker (started by mcrd supervisor)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if err := runWorker(cfg); err != nil {
+				return runtimeError{err}
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.IntVar(&cfg.ID, "id", 0, "worker slot number")
+	fl.IntVar(&cfg.Core, "core", -1, "CPU to pin to; -1 leaves the affinity alone")
+	fl.StringVar(&cfg.Backend, "backend", worker.BackendAuto, "I/O backend: auto, uring or mmsg")
+	fl.DurationVar(&cfg.StatsInterval, "stats-interval", worker.DefaultStatsInterval, "stats and heartbeat period")
+	for _, name := range []string{"id", "core"} {
+		_ = cmd.MarkFlagRequired(name) // the flags exist: no error
+	}
+	return cmd
+}
+
+func versionCommand(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the build version",
+		Args:  cobra.NoArgs,
+		Run: func(*cobra.Command, []string) {
+			fmt.Fprintln(stdout, versionLine())
+		},
+	}
+}
+
+// versionLine is `mcrd version`'s output: build version, commit, Go
+// version and protocol version.
+func versionLine() string {
+	commit := supervisor.Commit
+	if info, ok := debug.ReadBuildInfo(); ok && commit == "" {
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" {
+				commit = s.Value
+			}
+		}
+	}
+	parts := []string{"mcrd " + supervisor.Version}
+	if commit != "" {
+		parts = append(parts, "commit "+commit)
+	}
+	parts = append(parts, runtime.Version(), fmt.Sprintf("protocol %d", controlproto.ProtocolVersion))
+	return strings.Join(parts, ", ")
+}
