@@ -1,0 +1,78 @@
+package worker
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/mcrelay/mcr/controlproto"
+)
+
+// Backend names accepted in Config.Backend and reported in
+// stats.Snapshot.Backend.
+const (
+	// BackendAuto uses io_uring when the kernel offers every operation the
+	// worker needs and falls back to BackendMmsg otherwise, logging why.
+	BackendAuto = "auto"
+	// BackendUring runs the loop on one io_uring: multishot receives on
+	// the AF_PACKET sockets, sends, command reads and the timer.
+	BackendUring = "uring"
+	// BackendMmsg runs the same loop on poll(2), recvmmsg(2) and
+	// sendmmsg(2), for kernels or sandboxes without io_uring.
+	BackendMmsg = "mmsg"
+)
+
+// DefaultStatsInterval is the stats and heartbeat period when
+// Config.StatsInterval is zero.
+const DefaultStatsInterval = time.Second
+
+// Config describes one worker process. The zero value of each field means
+// its default, except ID.
+type Config struct {
+	// ID is the worker's slot number, reported in every snapshot and log.
+	ID int
+	// Core is the CPU the event loop (and every thread of the process) is
+	// pinned to; -1 leaves the affinity alone. Default 0 pins to CPU 0, so
+	// callers that do not want pinning must say -1.
+	Core int
+	// Backend is BackendAuto (default when empty), BackendUring or
+	// BackendMmsg.
+	Backend string
+	// StatsInterval is the period of stats snapshots, which double as the
+	// heartbeat. Default DefaultStatsInterval.
+	StatsInterval time.Duration
+	// CommandFD, StatsFD and LogFD are the inherited fds; 0 means the
+	// positions fixed by controlproto (CommandFD, StatsFD, LogFD).
+	CommandFD, StatsFD, LogFD int
+}
+
+// withDefaults returns cfg with defaults filled in, or an error naming the
+// field that is out of range.
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.Backend == "" {
+		cfg.Backend = BackendAuto
+	}
+	switch cfg.Backend {
+	case BackendAuto, BackendUring, BackendMmsg:
+	default:
+		return cfg, fmt.Errorf("worker config: backend %q: want %s, %s or %s", cfg.Backend, BackendAuto, BackendUring, BackendMmsg)
+	}
+	if cfg.StatsInterval == 0 {
+		cfg.StatsInterval = DefaultStatsInterval
+	}
+	if cfg.StatsInterval < 0 {
+		return cfg, fmt.Errorf("worker config: negative stats interval %v", cfg.StatsInterval)
+	}
+	if cfg.Core < -1 {
+		return cfg, fmt.Errorf("worker config: core %d: want a CPU number or -1", cfg.Core)
+	}
+	if cfg.CommandFD == 0 {
+		cfg.CommandFD = controlproto.CommandFD
+	}
+	if cfg.StatsFD == 0 {
+		cfg.StatsFD = controlproto.StatsFD
+	}
+	if cfg.LogFD == 0 {
+		cfg.LogFD = controlproto.LogFD
+	}
+	return cfg, nil
+}

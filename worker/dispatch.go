@@ -1,0 +1,96 @@
+package worker
+
+import (
+	"syscall"
+
+	"github.com/mcrelay/mcr/ruleset"
+	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/worker/packet"
+)
+
+// sender is the backend's half of forwarding: it queues sends, and reports
+// their outcome later through dispatcher.sent and dispatcher.failed.
+type sender interface {
+	// send queues the n payload bytes at pkt[off:] for o's egress socket,
+	// which is open. buf names the pool buffer that holds pkt; the backend
+	// keeps that buffer until the send completes. It returns false when
+	// the send cannot even be queued, which the dispatcher counts as a
+	// failed send.
+	send(o *output, buf int, pkt []byte, off, n int) bool
+}
+
+// dispatcher is the per-packet logic both backends share: parse, look up,
+// hand each output to the backend, count. It is owned by the event loop.
+type dispatcher struct {
+	db *ruleDB
+	c  stats.WorkerCounters
+
+	// Scratch space for the packet being dispatched; fields, not locals,
+	// so that nothing escapes per packet.
+	dg  packet.Datagram
+	key ruleset.Key
+}
+
+// forward dispatches one packet received on ifindex. pkt is the buffer
+// holding it and n the length the kernel reported, which exceeds len(pkt)
+// when the packet was truncated (MSG_TRUNC). It returns the number of sends
+// queued for the packet; buf must stay allocated until they complete.
+//
+// forward does not allocate, lock or make system calls.
+func (d *dispatcher) forward(ifindex int32, pkt []byte, n int, buf int, s sender) int {
+	d.c.RxPackets++
+	if n > len(pkt) {
+		d.c.Malformed++
+		return 0
+	}
+	switch packet.Parse(pkt[:n], &d.dg) {
+	case packet.OK:
+	case packet.Fragment:
+		d.c.Fragments++
+		return 0
+	case packet.NotUDP:
+		d.c.NotUDP++
+		return 0
+	default:
+		d.c.Malformed++
+		return 0
+	}
+	d.key.IfIndex, d.key.Port = ifindex, d.dg.DstPort
+	d.key.Dst, d.key.Src = d.dg.Dst, d.dg.Src
+	i, ok := d.db.table.Lookup(&d.key)
+	if !ok {
+		d.c.NoMatch++
+		return 0
+	}
+	r := d.db.byIndex[i]
+	r.packetsIn++
+	r.bytesIn += uint64(d.dg.PayloadLen)
+	sends := 0
+	for j := range r.outputs {
+		o := &r.outputs[j]
+		if o.eg == nil || o.eg.fd < 0 {
+			d.failed(o, 0)
+			continue
+		}
+		if !s.send(o, buf, pkt, d.dg.PayloadOff, d.dg.PayloadLen) {
+			d.failed(o, syscall.ENOBUFS)
+			continue
+		}
+		sends++
+	}
+	return sends
+}
+
+// sent counts a completed send of n payload bytes on o.
+func (d *dispatcher) sent(o *output, n int) {
+	o.cnt.PacketsOut++
+	o.cnt.BytesOut += uint64(n)
+}
+
+// failed counts a dropped or failed send on o; errno 0 means o has no
+// socket.
+func (d *dispatcher) failed(o *output, errno syscall.Errno) {
+	o.cnt.Errors++
+	o.lastErrno = errno
+	d.c.EgressErrors++
+}

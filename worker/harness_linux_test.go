@@ -1,0 +1,484 @@
+package worker
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
+
+	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/netnstest"
+	"github.com/mcrelay/mcr/ruleset"
+	"github.com/mcrelay/mcr/stats"
+)
+
+// The test binary doubles as the worker process: TestMain runs Run when
+// MCR_TEST_ROLE=worker, with fds 3, 4, 5 from exec.Cmd.ExtraFiles, the way
+// the supervisor runs `mcrd worker`.
+func TestMain(m *testing.M) {
+	if os.Getenv("MCR_TEST_ROLE") == "worker" {
+		os.Exit(runTestWorker())
+	}
+	os.Exit(m.Run())
+}
+
+func runTestWorker() int {
+	id, _ := strconv.Atoi(os.Getenv("MCR_TEST_ID"))
+	core, _ := strconv.Atoi(os.Getenv("MCR_TEST_CORE"))
+	err := Run(Config{ID: id, Core: core, Backend: os.Getenv("MCR_TEST_BACKEND"), StatsInterval: testStatsInterval})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		return 1
+	}
+	return 0
+}
+
+// testStatsInterval is the workers' stats period in tests.
+const testStatsInterval = 50 * time.Millisecond
+
+var backends = []string{BackendMmsg}
+
+// workerProc is a worker process driven over its socketpair, with its stats
+// and logs read into memory.
+type workerProc struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	ctl  *os.File
+	out  bytes.Buffer
+	done chan error
+
+	mu    sync.Mutex
+	last  stats.Snapshot
+	seen  int                           // snapshots read
+	rules map[string]stats.RuleCounters // latest counters of every rule reported
+	logs  []string
+}
+
+// startWorker starts a worker process inside ns.
+func startWorker(t *testing.T, ns *netnstest.NS, backend string, id, core int) *workerProc {
+	t.Helper()
+	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	mustNoErr(t, err)
+	ctl, child := os.NewFile(uintptr(sp[0]), "ctl"), os.NewFile(uintptr(sp[1]), "ctl-child")
+	statsR, statsW, err := os.Pipe()
+	mustNoErr(t, err)
+	logR, logW, err := os.Pipe()
+	mustNoErr(t, err)
+
+	w := &workerProc{t: t, ctl: ctl, done: make(chan error, 1), rules: map[string]stats.RuleCounters{}}
+	w.cmd = ns.Command(os.Args[0], "-test.run=^$")
+	w.cmd.Env = append(os.Environ(), "MCR_TEST_ROLE=worker", "MCR_TEST_BACKEND="+backend,
+		"MCR_TEST_ID="+strconv.Itoa(id), "MCR_TEST_CORE="+strconv.Itoa(core))
+	w.cmd.ExtraFiles = []*os.File{child, statsW, logW}
+	w.cmd.Stdout, w.cmd.Stderr = &w.out, &w.out
+	mustNoErr(t, w.cmd.Start())
+	child.Close()
+	statsW.Close()
+	logW.Close()
+	go func() { w.done <- w.cmd.Wait() }()
+	go w.readStats(statsR)
+	go w.readLogs(logR)
+	t.Cleanup(func() {
+		select {
+		case <-w.done:
+		default:
+			_ = w.cmd.Process.Kill()
+			<-w.done
+		}
+		ctl.Close()
+		if t.Failed() {
+			t.Logf("worker %d output: %s\nlogs:\n%s", id, w.out.String(), strings.Join(w.logLines(), "\n"))
+		}
+	})
+	return w
+}
+
+func (w *workerProc) readStats(r io.ReadCloser) {
+	defer r.Close()
+	fr := controlproto.NewFrameReader(r)
+	for {
+		body, err := fr.Next()
+		if err != nil {
+			return
+		}
+		var s stats.Snapshot
+		if err := json.Unmarshal(body, &s); err != nil {
+			w.t.Errorf("stats frame does not decode: %v", err)
+			return
+		}
+		w.mu.Lock()
+		w.last = s
+		w.seen++
+		for _, rc := range s.Rules {
+			w.rules[rc.ID] = rc
+		}
+		w.mu.Unlock()
+	}
+}
+
+func (w *workerProc) readLogs(r io.ReadCloser) {
+	defer r.Close()
+	buf := make([]byte, 64<<10)
+	var rest []byte
+	for {
+		n, err := r.Read(buf)
+		rest = append(rest, buf[:n]...)
+		for {
+			i := bytes.IndexByte(rest, '\n')
+			if i < 0 {
+				break
+			}
+			w.mu.Lock()
+			w.logs = append(w.logs, string(rest[:i]))
+			w.mu.Unlock()
+			rest = rest[i+1:]
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (w *workerProc) logLines() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.logs...)
+}
+
+// snapshot returns the latest snapshot and the latest counters of rule id.
+func (w *workerProc) snapshot(id string) (stats.Snapshot, stats.RuleCounters) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last, w.rules[id]
+}
+
+// waitStats waits until cond holds for the latest snapshot and the counters
+// of rule id.
+func (w *workerProc) waitStats(msg, id string, cond func(stats.Snapshot, stats.RuleCounters) bool) {
+	w.t.Helper()
+	netnstest.WaitFor(w.t, 10*time.Second, msg, func() bool {
+		select {
+		case err := <-w.done:
+			w.done <- err
+			w.t.Fatalf("worker exited (%v) while waiting for %s", err, msg)
+		default:
+		}
+		return cond(w.snapshot(id))
+	})
+}
+
+// send writes commands to the worker.
+func (w *workerProc) send(cmds ...controlproto.WorkerCommand) {
+	w.t.Helper()
+	for _, c := range cmds {
+		mustNoErr(w.t, controlproto.WriteFrame(w.ctl, c))
+	}
+}
+
+// sync replaces the worker's ruleset and waits until it reports the new
+// hash, so its sockets and filters are in place.
+func (w *workerProc) sync(rules []controlproto.WorkerRule) {
+	w.t.Helper()
+	cmds, err := controlproto.SyncCommands(rules, 0)
+	mustNoErr(w.t, err)
+	w.send(cmds...)
+	want := controlproto.HashWorkerRules(rules)
+	w.waitStats("ruleset hash "+want, "", func(s stats.Snapshot, _ stats.RuleCounters) bool {
+		return s.RulesetHash == want
+	})
+}
+
+// topo is the test network: a source namespace, the relay namespace and
+// two sinks.
+//
+//	src s0 ── r0 relay r1 ── k1 sink1
+//	                   r2 ── k2 sink2
+type topo struct {
+	src, relay, sink1, sink2 *netnstest.NS
+	ifindex                  map[string]int
+}
+
+func newTopo(t *testing.T) *topo {
+	tp := &topo{
+		src:     netnstest.New(t, "src"),
+		relay:   netnstest.New(t, "rly"),
+		sink1:   netnstest.New(t, "k1"),
+		sink2:   netnstest.New(t, "k2"),
+		ifindex: map[string]int{},
+	}
+	netnstest.Veth(t, tp.src, "s0", []string{"10.0.1.1/24", "10.0.1.3/24", "fd01::1/64"},
+		tp.relay, "r0", []string{"10.0.1.2/24", "fd01::2/64"})
+	netnstest.Veth(t, tp.relay, "r1", []string{"10.0.2.1/24", "fd02::1/64"},
+		tp.sink1, "k1", []string{"10.0.2.2/24", "fd02::2/64"})
+	netnstest.Veth(t, tp.relay, "r2", []string{"10.0.3.1/24", "fd03::1/64"},
+		tp.sink2, "k2", []string{"10.0.3.2/24", "fd03::2/64"})
+	for _, l := range []struct {
+		ns *netnstest.NS
+		If string
+	}{{tp.src, "s0"}, {tp.relay, "r0"}, {tp.relay, "r1"}, {tp.sink1, "k1"}} {
+		l.ns.MustRun("ip", "link", "set", "dev", l.If, "mtu", "9000")
+	}
+	for _, name := range []string{"r0", "r1", "r2"} {
+		tp.ifindex[name] = tp.relay.IfIndex(name)
+	}
+	return tp
+}
+
+// rule builds a WorkerRule for the relay namespace. in and each output are
+// "GROUP:PORT@IF[ from SOURCE]"; an interface the topology lacks resolves to
+// ifindex 0.
+func (tp *topo) rule(id, in string, outs ...string) controlproto.WorkerRule {
+	hp, rest, _ := strings.Cut(in, "@")
+	ifname, src, _ := strings.Cut(rest, " from ")
+	group, port := splitHostPort(hp)
+	wr := controlproto.WorkerRule{
+		Rule:         ruleset.Rule{ID: id, Input: ruleset.Input{Interface: ifname, Group: group, Port: port, Source: src}},
+		InputIfIndex: tp.ifindex[ifname],
+		FanoutID:     1000 + tp.ifindex[ifname],
+	}
+	for _, o := range outs {
+		hp, rest, _ := strings.Cut(o, "@")
+		ifname, src, _ := strings.Cut(rest, " from ")
+		group, port := splitHostPort(hp)
+		wr.Outputs = append(wr.Outputs, ruleset.Output{Interface: ifname, Group: group, Port: port, Source: src})
+		wr.OutputIfIndex = append(wr.OutputIfIndex, tp.ifindex[ifname])
+	}
+	return wr
+}
+
+// Payloads carry a stream id, a sequence number and their own length, and
+// are filled with a pattern derived from them, so a sink can check every
+// byte.
+const payloadHeader = 12
+
+func payload(stream, seq uint32, size int) []byte {
+	p := make([]byte, size)
+	binary.BigEndian.PutUint32(p, stream)
+	binary.BigEndian.PutUint32(p[4:], seq)
+	binary.BigEndian.PutUint32(p[8:], uint32(size))
+	for i := payloadHeader; i < size; i++ {
+		p[i] = byte(uint32(i)*31 + seq*7 + stream)
+	}
+	return p
+}
+
+// sink receives datagrams in a namespace and checks them.
+type sink struct {
+	conn *net.UDPConn
+	mu   sync.Mutex
+	got  map[uint32]map[uint32]int // stream → seq → times received
+	bad  []string
+}
+
+// newSink listens on addr (joining it on ifname when it is a group) inside
+// ns with a large receive buffer.
+func newSink(t *testing.T, ns *netnstest.NS, ifname, addr string) *sink {
+	t.Helper()
+	ap := netip.MustParseAddrPort(addr)
+	s := &sink{got: map[uint32]map[uint32]int{}}
+	err := ns.Do(func() error {
+		network := "udp4"
+		if ap.Addr().Is6() {
+			network = "udp6"
+		}
+		c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(ap))
+		if err != nil {
+			return err
+		}
+		s.conn = c
+		if err := setRcvBuf(c, 8<<20); err != nil {
+			return err
+		}
+		if !ap.Addr().IsMulticast() {
+			return nil
+		}
+		ifi, err := net.InterfaceByName(ifname)
+		if err != nil {
+			return err
+		}
+		group := &net.UDPAddr{IP: ap.Addr().AsSlice()}
+		if ap.Addr().Is4() {
+			return ipv4.NewPacketConn(c).JoinGroup(ifi, group)
+		}
+		return ipv6.NewPacketConn(c).JoinGroup(ifi, group)
+	})
+	mustNoErr(t, err)
+	t.Cleanup(func() { s.conn.Close() })
+	go s.read()
+	return s
+}
+
+func setRcvBuf(c *net.UDPConn, size int) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size)
+	})
+	return errors.Join(err, serr)
+}
+
+func (s *sink) read() {
+	buf := make([]byte, 1<<16)
+	for {
+		n, _, err := s.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		s.check(buf[:n])
+	}
+}
+
+func (s *sink) check(p []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(p) < payloadHeader {
+		s.bad = append(s.bad, fmt.Sprintf("short datagram of %d bytes", len(p)))
+		return
+	}
+	stream, seq := binary.BigEndian.Uint32(p), binary.BigEndian.Uint32(p[4:])
+	if want := payload(stream, seq, int(binary.BigEndian.Uint32(p[8:]))); !bytes.Equal(p, want) {
+		s.bad = append(s.bad, fmt.Sprintf("stream %d seq %d: %d bytes differ from what was sent", stream, seq, len(p)))
+		return
+	}
+	if s.got[stream] == nil {
+		s.got[stream] = map[uint32]int{}
+	}
+	s.got[stream][seq]++
+}
+
+// result is what a sink received of one stream.
+type result struct {
+	Received, Distinct, Duplicates int
+	Bad                            []string
+}
+
+func (s *sink) result(stream uint32) result {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := result{Bad: s.bad}
+	for _, n := range s.got[stream] {
+		r.Received += n
+		r.Distinct++
+		r.Duplicates += n - 1
+	}
+	return r
+}
+
+// expect waits until the sink received n datagrams of stream, then checks
+// that they are n distinct, intact ones.
+func (s *sink) expect(t *testing.T, stream uint32, n int) {
+	t.Helper()
+	netnstest.WaitFor(t, 10*time.Second, fmt.Sprintf("%d datagrams of stream %d", n, stream), func() bool {
+		return s.result(stream).Received >= n
+	})
+	if got, want := s.result(stream), (result{Received: n, Distinct: n}); !equalResult(got, want) {
+		t.Errorf("stream %d: got %+v, want %+v", stream, got, want)
+	}
+}
+
+func equalResult(a, b result) bool {
+	return a.Received == b.Received && a.Distinct == b.Distinct && a.Duplicates == b.Duplicates && len(a.Bad) == len(b.Bad)
+}
+
+// source sends UDP datagrams from a namespace.
+type source struct {
+	ns     *netnstest.NS
+	ifname string
+	src    netip.Addr
+}
+
+// send sends count payloads of size bytes of stream to dst at pps packets
+// per second (0: as fast as possible), pacing from the clock.
+func (s source) send(t *testing.T, dst string, stream uint32, count, size, pps int) {
+	t.Helper()
+	ap := netip.MustParseAddrPort(dst)
+	err := s.ns.Do(func() error {
+		network := "udp4"
+		if ap.Addr().Is6() {
+			network = "udp6"
+		}
+		c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(s.src, 0)))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if ap.Addr().IsMulticast() {
+			ifi, err := net.InterfaceByName(s.ifname)
+			if err != nil {
+				return err
+			}
+			if ap.Addr().Is4() {
+				err = ipv4.NewPacketConn(c).SetMulticastInterface(ifi)
+			} else {
+				err = ipv6.NewPacketConn(c).SetMulticastInterface(ifi)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		start := time.Now()
+		for seq := 0; seq < count; seq++ {
+			if pps > 0 {
+				due := time.Duration(seq) * time.Second / time.Duration(pps)
+				if d := due - time.Since(start); d > 0 {
+					time.Sleep(d)
+				}
+			}
+			if _, err := c.WriteToUDPAddrPort(payload(stream, uint32(seq), size), ap); err != nil {
+				return fmt.Errorf("send %d of stream %d: %w", seq, stream, err)
+			}
+		}
+		return nil
+	})
+	mustNoErr(t, err)
+}
+
+// inject sends raw IP packets out of ifname in ns with an AF_PACKET socket,
+// to the Ethernet multicast address of each packet's destination.
+func inject(t *testing.T, ns *netnstest.NS, ifname string, pkts ...[]byte) {
+	t.Helper()
+	err := ns.Do(func() error {
+		ifi, err := net.InterfaceByName(ifname)
+		if err != nil {
+			return err
+		}
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		for _, p := range pkts {
+			sa := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6}
+			if p[0]>>4 == 6 {
+				sa.Protocol = htons(unix.ETH_P_IPV6)
+				copy(sa.Addr[:], []byte{0x33, 0x33, p[36], p[37], p[38], p[39]})
+			} else {
+				sa.Protocol = htons(unix.ETH_P_IP)
+				copy(sa.Addr[:], []byte{0x01, 0x00, 0x5e, p[17] & 0x7f, p[18], p[19]})
+			}
+			if err := unix.Sendto(fd, p, 0, sa); err != nil {
+				return fmt.Errorf("inject %d-byte packet: %w", len(p), err)
+			}
+		}
+		return nil
+	})
+	mustNoErr(t, err)
+}

@@ -1,0 +1,365 @@
+package worker
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
+
+	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/netnstest"
+	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/worker/packet/packettest"
+)
+
+// TestRelay runs the data-plane suite against each backend: one worker
+// process in the relay namespace, driven over its socketpair, with rules
+// replaced per case.
+func TestRelay(t *testing.T) {
+	netnstest.RequireRoot(t)
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			tp := newTopo(t)
+			w := startWorker(t, tp.relay, backend, 0, -1)
+			w.waitStats("the first snapshot", "", func(s stats.Snapshot, _ stats.RuleCounters) bool {
+				return s.Backend == backend
+			})
+			for _, tc := range relayCases {
+				t.Run(tc.name, func(t *testing.T) {
+					w.t = t
+					tc.run(t, tp, w)
+				})
+			}
+			t.Run("shutdown", func(t *testing.T) {
+				w.t = t
+				seen := w.seenSnapshots()
+				w.send(controlproto.WorkerCommand{Type: controlproto.WShutdown})
+				select {
+				case err := <-w.done:
+					w.done <- err
+					if err != nil {
+						t.Fatalf("worker exited with %v after Shutdown, want status 0", err)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatal("worker still running 5 s after Shutdown")
+				}
+				netnstest.WaitFor(t, time.Second, "the final snapshot", func() bool { return w.seenSnapshots() > seen })
+			})
+		})
+	}
+}
+
+func (w *workerProc) seenSnapshots() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.seen
+}
+
+var (
+	src4  = netip.MustParseAddr("10.0.1.1")
+	src4b = netip.MustParseAddr("10.0.1.3")
+	src6  = netip.MustParseAddr("fd01::1")
+)
+
+// counters returns the worker counters now, for deltas.
+func (w *workerProc) counters() stats.WorkerCounters {
+	s, _ := w.snapshot("")
+	return s.Counters
+}
+
+// waitRule waits until rule id reports want.
+func (w *workerProc) waitRule(id string, want stats.RuleCounters) {
+	w.t.Helper()
+	want.ID = id
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, got := w.snapshot(id)
+		if cmp.Equal(want, got) {
+			return
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("counters of rule %s (-want +got):\n%s", id, cmp.Diff(want, got))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func outs(n, size int, k int) []stats.OutputCounters {
+	o := make([]stats.OutputCounters, k)
+	for i := range o {
+		o[i] = stats.OutputCounters{PacketsOut: uint64(n), BytesOut: uint64(n * size)}
+	}
+	return o
+}
+
+var relayCases = []struct {
+	name string
+	run  func(t *testing.T, tp *topo, w *workerProc)
+}{
+	{"translate and fan out to two interfaces, 20000 packets at 20k pps", func(t *testing.T, tp *topo, w *workerProc) {
+		w.sync([]controlproto.WorkerRule{tp.rule("fanout", "239.1.1.1:5001@r0", "239.2.2.2:6000@r1", "239.2.2.2:6000@r2")})
+		k1 := newSink(t, tp.sink1, "k1", "239.2.2.2:6000")
+		k2 := newSink(t, tp.sink2, "k2", "239.2.2.2:6000")
+		before := w.counters()
+		source{tp.src, "s0", src4}.send(t, "239.1.1.1:5001", 1, 20000, 1024, 20000)
+		k1.expect(t, 1, 20000)
+		k2.expect(t, 1, 20000)
+		w.waitRule("fanout", stats.RuleCounters{PacketsIn: 20000, BytesIn: 20000 * 1024, Outputs: outs(20000, 1024, 2)})
+		after := w.counters()
+		if rx := after.RxPackets - before.RxPackets; rx != 20000 {
+			t.Errorf("rx_packets grew by %d, want 20000 (the prefilter lets only the stream through)", rx)
+		}
+		if after.EgressErrors != before.EgressErrors || after.KernelDrops != before.KernelDrops {
+			t.Errorf("egress errors %d→%d, kernel drops %d→%d; want no change",
+				before.EgressErrors, after.EgressErrors, before.KernelDrops, after.KernelDrops)
+		}
+	}},
+	{"IPv6 to IPv6", func(t *testing.T, tp *topo, w *workerProc) {
+		w.sync([]controlproto.WorkerRule{tp.rule("v6", "[ff3e::1]:5001@r0", "[ff3e::2]:6000@r1")})
+		k := newSink(t, tp.sink1, "k1", "[ff3e::2]:6000")
+		source{tp.src, "s0", src6}.send(t, "[ff3e::1]:5001", 2, 500, 1200, 10000)
+		k.expect(t, 2, 500)
+		w.waitRule("v6", stats.RuleCounters{PacketsIn: 500, BytesIn: 500 * 1200, Outputs: outs(500, 1200, 1)})
+	}},
+	{"IPv4 to IPv6", func(t *testing.T, tp *topo, w *workerProc) {
+		w.sync([]controlproto.WorkerRule{tp.rule("4to6", "239.1.1.3:5003@r0", "[ff3e::3]:6003@r1")})
+		k := newSink(t, tp.sink1, "k1", "[ff3e::3]:6003")
+		source{tp.src, "s0", src4}.send(t, "239.1.1.3:5003", 3, 500, 100, 10000)
+		k.expect(t, 3, 500)
+		w.waitRule("4to6", stats.RuleCounters{PacketsIn: 500, BytesIn: 500 * 100, Outputs: outs(500, 100, 1)})
+	}},
+	{"multicast to unicast", func(t *testing.T, tp *topo, w *workerProc) {
+		w.sync([]controlproto.WorkerRule{tp.rule("m2u", "239.1.1.4:5004@r0", "10.0.2.2:6004@r1")})
+		k := newSink(t, tp.sink1, "k1", "10.0.2.2:6004")
+		source{tp.src, "s0", src4}.send(t, "239.1.1.4:5004", 4, 100, 300, 2000)
+		k.expect(t, 4, 100)
+	}},
+	{"unicast to multicast", func(t *testing.T, tp *topo, w *workerProc) {
+		w.sync([]controlproto.WorkerRule{tp.rule("u2m", "10.0.1.2:5005@r0", "239.2.2.5:6005@r1")})
+		k := newSink(t, tp.sink1, "k1", "239.2.2.5:6005")
+		source{tp.src, "s0", src4}.send(t, "10.0.1.2:5005", 5, 100, 300, 2000)
+		k.expect(t, 5, 100)
+	}},
+	{"source-specific rule ignores other senders", func(t *testing.T, tp *topo, w *workerProc) {
+		w.sync([]controlproto.WorkerRule{tp.rule("ssm", "239.1.1.6:5006@r0 from 10.0.1.1", "239.2.2.6:6006@r1")})
+		k := newSink(t, tp.sink1, "k1", "239.2.2.6:6006")
+		before := w.counters()
+		source{tp.src, "s0", src4b}.send(t, "239.1.1.6:5006", 63, 100, 200, 5000)
+		source{tp.src, "s0", src4}.send(t, "239.1.1.6:5006", 61, 100, 200, 5000)
+		k.expect(t, 61, 100)
+		w.waitRule("ssm", stats.RuleCounters{PacketsIn: 100, BytesIn: 100 * 200, Outputs: outs(100, 200, 1)})
+		if got := k.result(63); got.Received != 0 {
+			t.Errorf("the other sender's stream was relayed: %+v", got)
+		}
+		if d := w.counters().NoMatch - before.NoMatch; d != 100 {
+			t.Errorf("no_match grew by %d, want 100 (the other sender)", d)
+		}
+	}},
+	{"9000-byte MTU jumbo frames and reassembled datagrams", func(t *testing.T, tp *topo, w *workerProc) {
+		w.sync([]controlproto.WorkerRule{tp.rule("jumbo", "239.1.1.7:5007@r0", "239.2.2.7:6007@r1")})
+		k := newSink(t, tp.sink1, "k1", "239.2.2.7:6007")
+		source{tp.src, "s0", src4}.send(t, "239.1.1.7:5007", 7, 200, 9000-28, 5000)
+		k.expect(t, 7, 200)
+		// Larger than the MTU: fragmented by the sender, reassembled by
+		// FANOUT_FLAG_DEFRAG, relayed whole, fragmented again on egress.
+		source{tp.src, "s0", src4}.send(t, "239.1.1.7:5007", 70, 5, 20000, 1000)
+		k.expect(t, 70, 5)
+		w.waitRule("jumbo", stats.RuleCounters{PacketsIn: 205, BytesIn: 200*8972 + 5*20000,
+			Outputs: []stats.OutputCounters{{PacketsOut: 205, BytesOut: 200*8972 + 5*20000}}})
+	}},
+	{"malformed packets are counted, never forwarded", testMalformed},
+	{"tun input", testTun},
+	{"outputs that cannot be served are errors on the rule", func(t *testing.T, tp *topo, w *workerProc) {
+		w.sync([]controlproto.WorkerRule{tp.rule("errs", "239.1.1.10:5010@r0",
+			"239.2.2.10:6010@r1 from 10.99.99.99", "239.2.2.10:6010@gone", "239.2.2.10:6010@r1")})
+		k := newSink(t, tp.sink1, "k1", "239.2.2.10:6010")
+		source{tp.src, "s0", src4}.send(t, "239.1.1.10:5010", 10, 50, 100, 5000)
+		k.expect(t, 10, 50)
+		w.waitRule("errs", stats.RuleCounters{PacketsIn: 50, BytesIn: 5000,
+			Outputs: []stats.OutputCounters{{Errors: 50}, {Errors: 50}, {PacketsOut: 50, BytesOut: 5000}},
+			Error: "outputs[0] 239.2.2.10:6010@r1: bind to source 10.99.99.99: cannot assign requested address; " +
+				"outputs[1] 239.2.2.10:6010@gone: interface gone does not exist"})
+	}},
+	{"SyncRules with 100,000 rules", func(t *testing.T, tp *topo, w *workerProc) {
+		rules := make([]controlproto.WorkerRule, 100000)
+		for i := range rules {
+			group := netip.AddrFrom4([4]byte{239, byte(10 + i>>16), byte(i >> 8), byte(i)})
+			rules[i] = tp.rule(fmt.Sprintf("bulk%06d", i), group.String()+":5100@r0", "239.2.2.11:6011@r1")
+		}
+		start := time.Now()
+		w.sync(rules)
+		t.Logf("100,000 rules applied and reported in %v", time.Since(start).Round(time.Millisecond))
+		k := newSink(t, tp.sink1, "k1", "239.2.2.11:6011")
+		source{tp.src, "s0", src4}.send(t, "239.10.212.49:5100", 11, 20, 100, 1000) // rule 54321
+		k.expect(t, 11, 20)
+		w.waitRule("bulk054321", stats.RuleCounters{PacketsIn: 20, BytesIn: 2000, Outputs: outs(20, 100, 1)})
+	}},
+}
+
+func testMalformed(t *testing.T, tp *topo, w *workerProc) {
+	w.sync([]controlproto.WorkerRule{
+		tp.rule("bad4", "239.1.1.8:5008@r0", "239.2.2.8:6008@r1"),
+		tp.rule("bad6", "[ff3e::8]:5008@r0", "[ff3e::8]:6008@r1"),
+	})
+	k := newSink(t, tp.sink1, "k1", "239.2.2.8:6008")
+	k6 := newSink(t, tp.sink1, "k1", "[ff3e::8]:6008")
+	src, dst := netip.MustParseAddrPort("10.0.1.1:4000"), netip.MustParseAddrPort("239.1.1.8:5008")
+	good := func(seq int) []byte { return packettest.BuildUDP4(src, dst, payload(80, uint32(seq), 200)) }
+	edit4 := func(seq int, f func(p []byte)) []byte {
+		p := good(seq)
+		f(p)
+		packettest.SetIPv4Checksum(p)
+		return p
+	}
+	v6 := packettest.BuildUDP6(netip.MustParseAddrPort("[fd01::1]:4000"), netip.MustParseAddrPort("[ff3e::8]:5008"),
+		payload(81, 0, 3000))
+	lying6 := packettest.BuildUDP6(netip.MustParseAddrPort("[fd01::1]:4000"), netip.MustParseAddrPort("[ff3e::8]:5008"),
+		payload(81, 1, 100))
+	binary.BigEndian.PutUint16(lying6[4:], 400)
+
+	// Passed by the prefilter and counted by the parser:
+	malformed := [][]byte{
+		edit4(1000, func(p []byte) { binary.BigEndian.PutUint16(p[2:], uint16(len(p)+100)) }), // IP length past the end
+		edit4(1001, func(p []byte) { binary.BigEndian.PutUint16(p[24:], 400) }),               // UDP length past the end
+		func() []byte { p := good(1002); p[10] ^= 0xff; return p }(),                          // header checksum
+		lying6, // IPv6 payload length past the end
+	}
+	fragments := packettest.Fragment(v6, 1400) // IPv6: DEFRAG does not reassemble it
+	// Dropped by the prefilter already:
+	filtered := [][]byte{
+		edit4(1003, func(p []byte) { p[0] = 0x44 }), // IHL below 5
+		edit4(1004, func(p []byte) { p[0] = 0x4f }), // IHL past the end
+		edit4(1005, func(p []byte) { p[9] = 6 }),    // TCP
+	}
+	before := w.counters()
+	var pkts [][]byte
+	bad := append(append(append([][]byte(nil), malformed...), fragments...), filtered...)
+	for i := range 20 {
+		pkts = append(pkts, good(i))
+		if i < len(bad) {
+			pkts = append(pkts, bad[i])
+		}
+	}
+	inject(t, tp.src, "s0", pkts...)
+	k.expect(t, 80, 20)
+	w.waitRule("bad4", stats.RuleCounters{PacketsIn: 20, BytesIn: 20 * 200, Outputs: outs(20, 200, 1)})
+	after := w.counters()
+	got := stats.WorkerCounters{
+		RxPackets: after.RxPackets - before.RxPackets,
+		Malformed: after.Malformed - before.Malformed,
+		Fragments: after.Fragments - before.Fragments,
+		NotUDP:    after.NotUDP - before.NotUDP,
+		NoMatch:   after.NoMatch - before.NoMatch,
+	}
+	want := stats.WorkerCounters{
+		RxPackets: uint64(20 + len(malformed) + len(fragments)),
+		Malformed: uint64(len(malformed)),
+		Fragments: uint64(len(fragments)),
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("counter deltas (-want +got):\n%s", diff)
+	}
+	if r := k6.result(81); r.Received != 0 {
+		t.Errorf("IPv6 fragments or malformed packets were relayed: %+v", r)
+	}
+}
+
+func testTun(t *testing.T, tp *topo, w *workerProc) {
+	var tun *os.File
+	err := tp.relay.Do(func() error {
+		fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		ifr, err := unix.NewIfreq("tun0")
+		if err != nil {
+			return err
+		}
+		ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
+		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("TUNSETIFF: %w", err)
+		}
+		tun = os.NewFile(uintptr(fd), "tun0")
+		return nil
+	})
+	mustNoErr(t, err)
+	t.Cleanup(func() { tun.Close() })
+	tp.relay.SetupLink("tun0", "10.9.9.1/24")
+	tp.ifindex["tun0"] = tp.relay.IfIndex("tun0")
+
+	w.sync([]controlproto.WorkerRule{tp.rule("tun", "239.1.1.9:5009@tun0", "239.2.2.9:6009@r1")})
+	k := newSink(t, tp.sink1, "k1", "239.2.2.9:6009")
+	src, dst := netip.MustParseAddrPort("10.9.9.9:4000"), netip.MustParseAddrPort("239.1.1.9:5009")
+	for i := range 100 {
+		if _, err := tun.Write(packettest.BuildUDP4(src, dst, payload(9, uint32(i), 500))); err != nil {
+			t.Fatalf("write to tun: %v", err)
+		}
+	}
+	k.expect(t, 9, 100)
+	w.waitRule("tun", stats.RuleCounters{PacketsIn: 100, BytesIn: 100 * 500, Outputs: outs(100, 500, 1)})
+}
+
+// TestTwoWorkersNoDuplicates runs two workers, one per core (and backend,
+// when there are two), in one fanout group: every packet is relayed exactly
+// once.
+func TestTwoWorkersNoDuplicates(t *testing.T) {
+	netnstest.RequireRoot(t)
+	tp := newTopo(t)
+	cores := []int{0, 1}
+	if runtime.NumCPU() < 2 {
+		cores = []int{-1, -1}
+	}
+	rules := []controlproto.WorkerRule{tp.rule("pair", "239.1.1.1:5001@r0", "239.2.2.2:6000@r1")}
+	var ws []*workerProc
+	for i := range 2 {
+		w := startWorker(t, tp.relay, backends[i%len(backends)], i, cores[i])
+		w.sync(rules)
+		ws = append(ws, w)
+	}
+	k := newSink(t, tp.sink1, "k1", "239.2.2.2:6000")
+	const n = 10000
+	source{tp.src, "s0", src4}.send(t, "239.1.1.1:5001", 1, n, 500, 20000)
+	k.expect(t, 1, n)
+	netnstest.WaitFor(t, 5*time.Second, "the workers' counters to add up", func() bool {
+		var in uint64
+		for _, w := range ws {
+			_, rc := w.snapshot("pair")
+			in += rc.PacketsIn
+		}
+		return in == n
+	})
+	for i, w := range ws {
+		_, rc := w.snapshot("pair")
+		t.Logf("worker %d (%s) relayed %d", i, backends[i%len(backends)], rc.PacketsIn)
+	}
+}
+
+// TestCommandSocketEOF checks that a worker whose supervisor went away
+// (command socket closed) exits with status 0.
+func TestCommandSocketEOF(t *testing.T) {
+	netnstest.RequireRoot(t)
+	ns := netnstest.New(t, "eof")
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			w := startWorker(t, ns, backend, 0, -1)
+			w.waitStats("the first snapshot", "", func(s stats.Snapshot, _ stats.RuleCounters) bool { return s.Seq > 0 })
+			w.ctl.Close()
+			select {
+			case err := <-w.done:
+				w.done <- err
+				if err != nil {
+					t.Fatalf("worker exited with %v, want status 0", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("worker still running 5 s after its command socket closed")
+			}
+		})
+	}
+}

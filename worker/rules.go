@@ -1,0 +1,561 @@
+package worker
+
+import (
+	"bytes"
+	"cmp"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/ruleset"
+	"github.com/mcrelay/mcr/stats"
+)
+
+// sockets is the kernel side of the rule database: the AF_PACKET and UDP
+// sockets rules need, opened when the first rule needs one and closed when
+// the last rule using it goes. The Linux worker implements it; tests fake
+// it.
+type sockets interface {
+	// openInput opens the AF_PACKET socket of in (in.ifindex,
+	// in.fanoutID) with a prefilter for matches, sets in.fd and starts
+	// receiving on it.
+	openInput(in *input, matches []inputMatch) error
+	// filterInput replaces the prefilter of the open input in.
+	filterInput(in *input, matches []inputMatch) error
+	// closeInput stops receiving on in, closes its socket and sets in.fd
+	// to -1.
+	closeInput(in *input)
+	// openEgress opens the UDP socket of e.key and sets e.fd.
+	openEgress(e *egress) error
+	// closeEgress closes e's socket and sets e.fd to -1.
+	closeEgress(e *egress)
+}
+
+// inputMatch is one (destination, port) an input's prefilter lets through.
+type inputMatch struct {
+	Dst  netip.Addr
+	Port uint16
+}
+
+// input is one AF_PACKET socket: all rules on one ifindex share it.
+type input struct {
+	ifindex  int
+	fanoutID int // the group the open socket joined
+	want     int // the fanout group the rules ask for
+	fd       int // -1 while closed
+	err      error
+	rules    int  // rules on this ifindex
+	dirty    bool // its rule set changed: re-attach the filter (or open, or close)
+}
+
+// egressKey identifies an egress socket. Outputs with equal keys, in any
+// rules, share one connected socket, so n rules relaying to one destination
+// cost one fd, not n.
+type egressKey struct {
+	ifindex int
+	dst     netip.AddrPort // unmapped
+	ttl     int
+	src     netip.Addr // zero when the output names no source
+}
+
+func (k egressKey) String() string {
+	return fmt.Sprintf("%v on ifindex %d", k.dst, k.ifindex)
+}
+
+// egress is one UDP socket outputs send on.
+type egress struct {
+	key  egressKey
+	fd   int   // -1 while it could not be opened
+	err  error // why fd is -1
+	refs int   // outputs using it
+
+	// Backend state: the mmsg backend queues the sends of one receive
+	// batch per socket as a list through its staging array.
+	head, tail int32
+	queued     int
+}
+
+// output is one output of one rule: where its sends go and its counters.
+type output struct {
+	dest string  // ruleset.Output.Destination()
+	eg   *egress // nil when the output cannot be resolved
+	err  error   // why eg is nil
+
+	cnt      stats.OutputCounters
+	reported stats.OutputCounters // as in the last snapshot sent
+	// lastErrno is the errno of the latest failed send (0: no socket).
+	lastErrno syscall.Errno
+	// failing and the seen counters drive the failing/recovered log
+	// transitions, once per change rather than per packet.
+	failing          bool
+	errsSeen, okSeen uint64
+}
+
+// rule is one installed WorkerRule with its resources and counters.
+type rule struct {
+	wr      controlproto.WorkerRule
+	canon   []byte // wr.Canonical(), as added to the ruleset hash
+	key     ruleset.Key
+	in      *input // nil when the input cannot be keyed
+	keyErr  error
+	dupOf   string // id of the rule that owns the same input, if any
+	outputs []output
+
+	packetsIn, bytesIn uint64
+	reported           ruleReport
+	forceReport        bool // its outputs changed: report it even if the counters did not
+}
+
+// ruleReport is what the last snapshot sent said about a rule.
+type ruleReport struct {
+	packetsIn, bytesIn uint64
+	err                string
+}
+
+// ruleDB holds the worker's ruleset and the sockets it needs, and builds the
+// lookup table the hot path reads. Changes (add, remove, replaceAll) take
+// effect on commit, which the loop calls between receive batches. It is
+// owned by the event loop goroutine.
+type ruleDB struct {
+	sk     sockets
+	log    *slog.Logger
+	byID   map[string]*rule
+	inputs map[int]*input
+	egress map[egressKey]*egress
+	hash   ruleset.SetHash
+
+	// table maps packet keys to indexes of byIndex; both are replaced,
+	// never modified, by commit.
+	table   *ruleset.Table
+	byIndex []*rule
+	dirty   bool // the table must be rebuilt
+}
+
+func newRuleDB(sk sockets, log *slog.Logger) *ruleDB {
+	return &ruleDB{
+		sk:     sk,
+		log:    log,
+		byID:   make(map[string]*rule),
+		inputs: make(map[int]*input),
+		egress: make(map[egressKey]*egress),
+	}
+}
+
+// Hash is the ruleset hash the worker reports: the SetHash of every rule's
+// canonical encoding, equal to controlproto.HashWorkerRules of its rules.
+func (db *ruleDB) Hash() string { return db.hash.String() }
+
+// Len is the number of rules.
+func (db *ruleDB) Len() int { return len(db.byID) }
+
+// add installs wr, replacing the rule with the same id. Re-adding an
+// identical rule changes nothing.
+func (db *ruleDB) add(wr controlproto.WorkerRule) {
+	wr = withID(wr)
+	canon := wr.Canonical()
+	old := db.byID[wr.ID]
+	if old != nil && bytes.Equal(old.canon, canon) {
+		return
+	}
+	r := db.build(wr, canon)
+	if old != nil {
+		r.carry(old)
+		db.drop(old)
+	}
+	db.byID[wr.ID] = r
+	db.hash.Add(canon)
+	db.dirty = true
+}
+
+// remove uninstalls the rule with id and reports whether there was one.
+func (db *ruleDB) remove(id string) bool {
+	r := db.byID[id]
+	if r == nil {
+		return false
+	}
+	db.drop(r)
+	delete(db.byID, id)
+	db.dirty = true
+	return true
+}
+
+// replaceAll makes rules the complete ruleset. Rules that did not change
+// keep their state; sockets still needed stay open. Of rules sharing an id
+// the last one wins.
+func (db *ruleDB) replaceAll(rules []controlproto.WorkerRule) {
+	last := make(map[string]int, len(rules))
+	for i := range rules {
+		rules[i] = withID(rules[i])
+		last[rules[i].ID] = i
+	}
+	next := make(map[string]*rule, len(last))
+	var h ruleset.SetHash
+	for i, wr := range rules {
+		if last[wr.ID] != i {
+			continue
+		}
+		canon := wr.Canonical()
+		h.Add(canon)
+		old := db.byID[wr.ID]
+		if old != nil && bytes.Equal(old.canon, canon) {
+			next[wr.ID] = old
+			continue
+		}
+		r := db.build(wr, canon)
+		if old != nil {
+			r.carry(old)
+		}
+		next[wr.ID] = r
+	}
+	// Release the old rules only now, so that sockets the new ruleset
+	// shares with the old one are never closed and reopened.
+	for id, old := range db.byID {
+		if next[id] != old {
+			db.drop(old)
+		}
+	}
+	db.byID, db.hash, db.dirty = next, h, true
+}
+
+// withID fills in the default id of a rule that has none, as
+// ruleset.Rule.Canonical does.
+func withID(wr controlproto.WorkerRule) controlproto.WorkerRule {
+	if wr.ID == "" {
+		wr.ID = ruleset.DefaultID(wr.Input)
+	}
+	return wr
+}
+
+// build makes the state of a new rule and acquires its sockets.
+func (db *ruleDB) build(wr controlproto.WorkerRule, canon []byte) *rule {
+	r := &rule{wr: wr, canon: canon, outputs: make([]output, len(wr.Outputs))}
+	r.key, r.keyErr = ruleset.KeyFor(wr.InputIfIndex, wr.Input)
+	if r.keyErr == nil {
+		r.in = db.acquireInput(wr.InputIfIndex, wr.FanoutID)
+	}
+	for i, o := range wr.Outputs {
+		out := &r.outputs[i]
+		out.dest = o.Destination()
+		ifindex := 0
+		if i < len(wr.OutputIfIndex) {
+			ifindex = wr.OutputIfIndex[i]
+		}
+		var key egressKey
+		if key, out.err = egressKeyFor(o, ifindex); out.err == nil {
+			out.eg = db.acquireEgress(key)
+		}
+	}
+	return r
+}
+
+// egressKeyFor resolves an output to the socket it needs.
+func egressKeyFor(o ruleset.Output, ifindex int) (egressKey, error) {
+	if ifindex <= 0 {
+		return egressKey{}, fmt.Errorf("interface %s does not exist", o.Interface)
+	}
+	dst, err := netip.ParseAddr(o.Group)
+	if err != nil {
+		return egressKey{}, fmt.Errorf("group: %w", err)
+	}
+	if o.Port < 1 || o.Port > 65535 {
+		return egressKey{}, fmt.Errorf("port %d out of range", o.Port)
+	}
+	k := egressKey{ifindex: ifindex, dst: netip.AddrPortFrom(dst.Unmap(), uint16(o.Port)), ttl: o.TTL}
+	if o.Source != "" {
+		if k.src, err = netip.ParseAddr(o.Source); err != nil {
+			return egressKey{}, fmt.Errorf("source: %w", err)
+		}
+		k.src = k.src.Unmap()
+	}
+	return k, nil
+}
+
+// carry moves the counters of old, the rule this one replaces, into r, so
+// that counters stay cumulative per rule id. An output keeps its counters
+// when old had an output with the same destination.
+func (r *rule) carry(old *rule) {
+	r.packetsIn, r.bytesIn, r.reported = old.packetsIn, old.bytesIn, old.reported
+	r.forceReport = true
+	for i := range r.outputs {
+		o := &r.outputs[i]
+		for j := range old.outputs {
+			if p := &old.outputs[j]; p.dest == o.dest {
+				o.cnt, o.reported, o.errsSeen, o.okSeen = p.cnt, p.reported, p.errsSeen, p.okSeen
+				break
+			}
+		}
+	}
+}
+
+// drop releases the sockets of r and takes it out of the hash.
+func (db *ruleDB) drop(r *rule) {
+	db.hash.Remove(r.canon)
+	if r.in != nil {
+		r.in.rules--
+		r.in.dirty = true
+	}
+	for i := range r.outputs {
+		if eg := r.outputs[i].eg; eg != nil {
+			db.releaseEgress(eg)
+		}
+	}
+}
+
+func (db *ruleDB) acquireInput(ifindex, fanoutID int) *input {
+	in := db.inputs[ifindex]
+	if in == nil {
+		in = &input{ifindex: ifindex, fd: -1}
+		db.inputs[ifindex] = in
+	}
+	in.rules++
+	in.want = fanoutID
+	in.dirty = true
+	return in
+}
+
+func (db *ruleDB) acquireEgress(k egressKey) *egress {
+	if e := db.egress[k]; e != nil {
+		e.refs++
+		return e
+	}
+	e := &egress{key: k, fd: -1, refs: 1, head: -1, tail: -1}
+	db.egress[k] = e
+	db.openEgress(e)
+	return e
+}
+
+func (db *ruleDB) openEgress(e *egress) {
+	err := db.sk.openEgress(e)
+	if err != nil && (e.err == nil || e.err.Error() != err.Error()) {
+		db.log.Warn("cannot open output socket", "output", e.key.String(), "err", err)
+	}
+	if err == nil && e.err != nil {
+		db.log.Info("output socket open", "output", e.key.String())
+	}
+	e.err = err
+}
+
+func (db *ruleDB) releaseEgress(e *egress) {
+	e.refs--
+	if e.refs > 0 {
+		return
+	}
+	if e.fd >= 0 {
+		db.sk.closeEgress(e)
+	}
+	delete(db.egress, e.key)
+}
+
+// commit applies the changes since the last commit: opens, re-filters and
+// closes input sockets and rebuilds the lookup table.
+func (db *ruleDB) commit() {
+	if !db.dirty {
+		return
+	}
+	db.syncInputs()
+	db.rebuildTable()
+	db.dirty = false
+}
+
+// syncInputs brings every input whose rules changed in line with them.
+func (db *ruleDB) syncInputs() {
+	matches := map[*input][]inputMatch{}
+	for _, in := range db.inputs {
+		if in.dirty && in.rules > 0 {
+			matches[in] = nil
+		}
+	}
+	if len(matches) > 0 {
+		seen := map[inputMatch]*input{}
+		for _, r := range db.byID {
+			if r.in == nil || !r.in.dirty {
+				continue
+			}
+			m := inputMatch{Dst: netip.AddrFrom16(r.key.Dst).Unmap(), Port: r.key.Port}
+			if seen[m] != r.in {
+				seen[m] = r.in
+				matches[r.in] = append(matches[r.in], m)
+			}
+		}
+	}
+	dirty := make([]*input, 0, len(db.inputs))
+	for _, in := range db.inputs {
+		if in.dirty {
+			dirty = append(dirty, in)
+		}
+	}
+	slices.SortFunc(dirty, func(a, b *input) int { return cmp.Compare(a.ifindex, b.ifindex) })
+	for _, in := range dirty {
+		in.dirty = false
+		if in.rules == 0 {
+			if in.fd >= 0 {
+				db.sk.closeInput(in)
+				db.log.Info("input closed", "ifindex", in.ifindex)
+			}
+			delete(db.inputs, in.ifindex)
+			continue
+		}
+		m := matches[in]
+		slices.SortFunc(m, func(a, b inputMatch) int {
+			return cmp.Or(a.Dst.Compare(b.Dst), cmp.Compare(a.Port, b.Port))
+		})
+		db.syncInput(in, m)
+	}
+}
+
+// syncInput opens in (or reopens it in another fanout group) or re-attaches
+// its filter, logging changes of its error state.
+func (db *ruleDB) syncInput(in *input, m []inputMatch) {
+	if in.fd >= 0 && in.fanoutID != in.want {
+		db.sk.closeInput(in)
+	}
+	var err error
+	if in.fd < 0 {
+		in.fanoutID = in.want
+		if err = db.sk.openInput(in, m); err == nil {
+			db.log.Info("input open", "ifindex", in.ifindex, "fanout_id", in.fanoutID, "matches", len(m))
+		}
+	} else {
+		err = db.sk.filterInput(in, m)
+	}
+	if err != nil && (in.err == nil || in.err.Error() != err.Error()) {
+		db.log.Warn("cannot receive on input", "ifindex", in.ifindex, "err", err)
+	}
+	in.err = err
+}
+
+// rebuildTable builds a new lookup table over every keyed rule. Two rules
+// with the same input (which the supervisor never sends) would make lookups
+// ambiguous: the one with the smaller id keeps the input and the other gets
+// an error.
+func (db *ruleDB) rebuildTable() {
+	rules := make([]*rule, 0, len(db.byID))
+	keys := make([]ruleset.Key, 0, len(db.byID))
+	for _, r := range db.byID {
+		r.dupOf = ""
+		if r.in != nil {
+			rules = append(rules, r)
+			keys = append(keys, r.key)
+		}
+	}
+	t, err := ruleset.NewTable(keys)
+	if err != nil {
+		rules, keys = dedupe(rules)
+		if t, err = ruleset.NewTable(keys); err != nil {
+			// Unreachable: dedupe removed every duplicate key.
+			db.log.Error("cannot build lookup table", "err", err)
+			t, rules = nil, nil
+		}
+	}
+	db.table, db.byIndex = t, rules
+}
+
+// dedupe keeps, of rules with equal keys, the one with the smallest id and
+// marks the others.
+func dedupe(rules []*rule) ([]*rule, []ruleset.Key) {
+	slices.SortFunc(rules, func(a, b *rule) int { return strings.Compare(a.wr.ID, b.wr.ID) })
+	owner := make(map[ruleset.Key]*rule, len(rules))
+	kept := rules[:0]
+	keys := make([]ruleset.Key, 0, len(rules))
+	for _, r := range rules {
+		if o := owner[r.key]; o != nil {
+			r.dupOf = o.wr.ID
+			continue
+		}
+		owner[r.key] = r
+		kept = append(kept, r)
+		keys = append(keys, r.key)
+	}
+	return kept, keys
+}
+
+// retry tries again to open the inputs and outputs that failed to open: an
+// output interface may have gained an address since.
+func (db *ruleDB) retry() {
+	for _, in := range db.inputs {
+		if in.fd < 0 && in.rules > 0 {
+			in.dirty = true
+			db.dirty = true
+		}
+	}
+	for _, e := range db.egress {
+		if e.fd < 0 {
+			db.openEgress(e)
+		}
+	}
+	db.commit()
+}
+
+// close releases every socket; the database is empty afterwards.
+func (db *ruleDB) close() {
+	db.replaceAll(nil)
+	db.commit()
+}
+
+// errorText says why the worker cannot serve (part of) r, or "" when it
+// can. It allocates only when there is an error.
+func (r *rule) errorText() string {
+	var parts []string
+	switch {
+	case r.keyErr != nil:
+		parts = append(parts, fmt.Sprintf("input: %v", r.keyErr))
+	case r.dupOf != "":
+		parts = append(parts, fmt.Sprintf("input: same input as rule %q", r.dupOf))
+	case r.in.err != nil:
+		parts = append(parts, fmt.Sprintf("input %s: %v", r.wr.Input.Interface, r.in.err))
+	}
+	for i := range r.outputs {
+		o := &r.outputs[i]
+		err := o.err
+		if err == nil && o.eg.err != nil {
+			err = o.eg.err
+		}
+		if err != nil {
+			parts = append(parts, fmt.Sprintf("outputs[%d] %s: %v", i, o.dest, err))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// counters returns r's counters as a snapshot reports them.
+func (r *rule) counters(errText string) stats.RuleCounters {
+	rc := stats.RuleCounters{
+		ID:        r.wr.ID,
+		PacketsIn: r.packetsIn,
+		BytesIn:   r.bytesIn,
+		Outputs:   make([]stats.OutputCounters, len(r.outputs)),
+		Error:     errText,
+	}
+	for i := range r.outputs {
+		rc.Outputs[i] = r.outputs[i].cnt
+	}
+	return rc
+}
+
+// changedSince reports whether r's counters or error differ from the last
+// snapshot sent.
+func (r *rule) changedSince(errText string) bool {
+	if r.forceReport || r.packetsIn != r.reported.packetsIn || r.bytesIn != r.reported.bytesIn ||
+		errText != r.reported.err {
+		return true
+	}
+	for i := range r.outputs {
+		if r.outputs[i].cnt != r.outputs[i].reported {
+			return true
+		}
+	}
+	return false
+}
+
+// markReported records that a snapshot carrying r's current state was sent.
+func (r *rule) markReported(errText string) {
+	r.reported = ruleReport{packetsIn: r.packetsIn, bytesIn: r.bytesIn, err: errText}
+	r.forceReport = false
+	for i := range r.outputs {
+		r.outputs[i].reported = r.outputs[i].cnt
+	}
+}

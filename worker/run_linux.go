@@ -1,0 +1,263 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mcrelay/mcr/worker/filter"
+)
+
+// backend is the I/O half of the event loop; the dispatcher, rule database
+// and reporter are shared.
+type backend interface {
+	name() string
+	// addInput starts receiving on the freshly opened socket of in.
+	addInput(in *input) error
+	// removeInput stops receiving on in; its socket is closed after.
+	removeInput(in *input)
+	// poll waits up to timeout for I/O, forwards every packet received,
+	// feeds command bytes to the worker's commands and sets w.eof at the
+	// end of the command stream. An error ends the worker.
+	poll(timeout time.Duration) error
+	// sync hands every queued operation to the kernel, so that sockets
+	// may be closed and their numbers reused.
+	sync()
+	close()
+}
+
+// statsRetry is how soon a stats frame the pipe took only part of is
+// continued.
+const statsRetry = 5 * time.Millisecond
+
+// worker is one worker process's state, owned by the event loop goroutine.
+type worker struct {
+	cfg  Config
+	log  *slog.Logger
+	logw *recordWriter
+	db   *ruleDB
+	d    dispatcher
+	cmds *commands
+	rep  reporter
+	b    backend
+	eof  bool // the command socket reached end of file
+}
+
+// Run runs one worker's event loop on the calling goroutine until the
+// supervisor sends Shutdown or closes the command socket, and then returns
+// nil after closing every socket it opened (not the inherited fds). It
+// returns an error only when the loop cannot start or its I/O fails.
+//
+// The goroutine is locked to its OS thread for the whole run: the io_uring
+// is bound to the thread that created it (IORING_SETUP_SINGLE_ISSUER) and
+// sched_setaffinity(2) pins threads, not processes.
+func Run(cfg Config) error {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return err
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	w, err := newWorker(c)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	return w.run()
+}
+
+func newWorker(cfg Config) (*worker, error) {
+	for _, fd := range []int{cfg.StatsFD, cfg.LogFD} {
+		if err := unix.SetNonblock(fd, true); err != nil {
+			return nil, fmt.Errorf("make fd %d non-blocking: %w", fd, err)
+		}
+		// Best effort: a larger pipe absorbs a large snapshot or a burst
+		// of logs while the supervisor is busy (pipe-max-size caps it).
+		_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, 1<<20)
+	}
+	w := &worker{cfg: cfg, logw: &recordWriter{write: fdWriter(cfg.LogFD)}}
+	w.log = newLogger(w.logw, cfg.ID)
+	if cfg.Core >= 0 {
+		if err := pin(cfg.Core); err != nil {
+			w.log.Warn("cannot pin to core", "core", cfg.Core, "err", err)
+		}
+	}
+	w.db = newRuleDB(w, w.log)
+	w.d.db = w.db
+	w.cmds = newCommands(w.log)
+	b, err := w.openBackend()
+	if err != nil {
+		return nil, err
+	}
+	w.b = b
+	w.rep = reporter{worker: cfg.ID, pid: os.Getpid(), backend: b.name(), log: w.log,
+		fw: frameWriter{write: fdWriter(cfg.StatsFD)}}
+	return w, nil
+}
+
+// openBackend opens the configured backend; auto prefers io_uring and says
+// why when it falls back.
+func (w *worker) openBackend() (backend, error) {
+	switch w.cfg.Backend {
+	case BackendMmsg:
+		w.log.Info("backend chosen", "backend", BackendMmsg, "reason", "configured")
+		return newMmsg(w)
+	case BackendUring:
+		b, err := newUring(w)
+		if err != nil {
+			return nil, err
+		}
+		w.log.Info("backend chosen", "backend", BackendUring, "reason", "configured", "ring", b.ring.SetupInfo())
+		return b, nil
+	}
+	b, err := newUring(w)
+	if err == nil {
+		w.log.Info("backend chosen", "backend", BackendUring, "reason", "io_uring available", "ring", b.ring.SetupInfo())
+		return b, nil
+	}
+	w.log.Warn("backend chosen", "backend", BackendMmsg, "reason", err)
+	return newMmsg(w)
+}
+
+// run is the event loop: wait for I/O and forward, apply commands between
+// batches, report every stats interval.
+//
+//	start ──► running ──Shutdown──► final snapshot ──► return nil
+//	             │ ▲
+//	 I/O, tick ──┘ └── commands applied between batches
+//	             │
+//	             └──command socket EOF (supervisor gone)──► return nil
+func (w *worker) run() error {
+	w.log.Info("worker started", "pid", os.Getpid(), "core", w.cfg.Core, "backend", w.b.name())
+	interval := w.cfg.StatsInterval
+	next := time.Now().Add(interval)
+	for {
+		timeout := max(time.Until(next), 0)
+		if w.rep.fw.busy() {
+			timeout = min(timeout, statsRetry)
+		}
+		if err := w.b.poll(timeout); err != nil {
+			return err
+		}
+		if w.cmds.fed {
+			w.b.sync()
+			if w.cmds.apply(w.db) {
+				w.log.Info("shutdown requested")
+				w.finalReport()
+				return nil
+			}
+		}
+		if w.eof {
+			w.log.Info("command socket closed: supervisor gone")
+			return nil
+		}
+		now := time.Now()
+		if now.Before(next) {
+			w.rep.fw.flush()
+			continue
+		}
+		w.tick(now)
+		if next = next.Add(interval); next.Before(now) {
+			next = now.Add(interval)
+		}
+	}
+}
+
+// tick does the periodic work: kernel drop counters, retrying sockets that
+// failed to open, and the stats snapshot.
+func (w *worker) tick(now time.Time) {
+	for _, in := range w.db.inputs {
+		if in.fd >= 0 {
+			w.d.c.KernelDrops += packetDrops(in.fd)
+		}
+	}
+	w.b.sync()
+	w.db.retry()
+	w.d.c.LogsDropped = w.logw.dropped
+	w.rep.report(now, w.db, &w.d.c)
+}
+
+// finalReport sends a last snapshot and waits up to a second for the
+// supervisor to read it.
+func (w *worker) finalReport() {
+	w.tick(time.Now())
+	deadline := time.Now().Add(time.Second)
+	for !w.rep.fw.flush() && time.Now().Before(deadline) {
+		pfd := []unix.PollFd{{Fd: int32(w.cfg.StatsFD), Events: unix.POLLOUT}}
+		_, _ = unix.Poll(pfd, 50)
+	}
+}
+
+func (w *worker) close() {
+	w.b.sync()
+	w.db.close()
+	w.b.close()
+	w.log.Info("worker stopped")
+}
+
+// fdWriter returns a function that makes one write(2) on fd.
+func fdWriter(fd int) func([]byte) (int, error) {
+	return func(p []byte) (int, error) {
+		for {
+			n, err := unix.Write(fd, p)
+			if !errors.Is(err, unix.EINTR) {
+				return n, err
+			}
+		}
+	}
+}
+
+// The worker is the rule database's sockets: it opens them and tells the
+// backend.
+
+func (w *worker) openInput(in *input, matches []inputMatch) error {
+	prog, err := buildFilter(in.ifindex, matches)
+	if err != nil {
+		return err
+	}
+	fd, err := openPacketSocket(in.ifindex, in.fanoutID, prog)
+	if err != nil {
+		return err
+	}
+	in.fd = fd
+	if err := w.b.addInput(in); err != nil {
+		unix.Close(fd)
+		in.fd = -1
+		return err
+	}
+	return nil
+}
+
+func (w *worker) filterInput(in *input, matches []inputMatch) error {
+	prog, err := buildFilter(in.ifindex, matches)
+	if err != nil {
+		return err
+	}
+	if err := filter.Attach(in.fd, prog); err != nil {
+		return fmt.Errorf("replace filter on ifindex %d: %w", in.ifindex, err)
+	}
+	return nil
+}
+
+func (w *worker) closeInput(in *input) {
+	w.b.removeInput(in)
+	w.d.c.KernelDrops += packetDrops(in.fd)
+	unix.Close(in.fd)
+	in.fd = -1
+}
+
+func (w *worker) openEgress(e *egress) error {
+	fd, err := openEgressSocket(e.key)
+	e.fd = fd
+	return err
+}
+
+func (w *worker) closeEgress(e *egress) {
+	unix.Close(e.fd)
+	e.fd = -1
+}
