@@ -1,0 +1,263 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/stats"
+)
+
+// metricsSource is what the Prometheus endpoint reads at scrape time: the
+// same answers GetStats, ListWorkers and ListRules give, so /metrics never
+// keeps a second copy of any counter. Scrapes run on HTTP goroutines, so the
+// methods must be safe for concurrent use.
+type metricsSource interface {
+	// Report is the GetStats result.
+	Report() stats.Report
+	// Workers is the ListWorkers result.
+	Workers() []controlproto.WorkerInfo
+	// RuleStates maps each rule id to its state: controlproto.StateActive,
+	// StatePending or StateDown.
+	RuleStates() map[string]string
+}
+
+// Metric descriptions. Counters are the supervisor's totals, which survive
+// worker restarts (SPEC §7); a removed rule's series disappear with it.
+var (
+	descRulePacketsIn = prometheus.NewDesc("mcr_rule_packets_in_total",
+		"Datagrams received that matched the rule, summed over workers.", []string{"rule"}, nil)
+	descRuleBytesIn = prometheus.NewDesc("mcr_rule_bytes_in_total",
+		"UDP payload bytes received that matched the rule.", []string{"rule"}, nil)
+	descOutputPacketsOut = prometheus.NewDesc("mcr_output_packets_out_total",
+		"Datagrams sent to the output.", []string{"rule", "output"}, nil)
+	descOutputBytesOut = prometheus.NewDesc("mcr_output_bytes_out_total",
+		"UDP payload bytes sent to the output.", []string{"rule", "output"}, nil)
+	descOutputErrors = prometheus.NewDesc("mcr_output_errors_total",
+		"Datagrams for the output that failed to send or were dropped.", []string{"rule", "output"}, nil)
+	descWorkerRestarts = prometheus.NewDesc("mcr_worker_restarts_total",
+		"Times the supervisor restarted the worker.", []string{"worker"}, nil)
+	descWorkerResyncs = prometheus.NewDesc("mcr_worker_resyncs_total",
+		"SyncRules sent because the worker's ruleset hash did not match the supervisor's.", []string{"worker"}, nil)
+	descWorkerInSync = prometheus.NewDesc("mcr_worker_in_sync",
+		"1 when the worker's ruleset hash matches the supervisor's, else 0.", []string{"worker"}, nil)
+	descWorkersUp = prometheus.NewDesc("mcr_workers_up",
+		"Workers in state running.", nil, nil)
+	descRules = prometheus.NewDesc("mcr_rules",
+		"Rules by state: active (input interface up), pending (interface missing), down (interface down).", []string{"state"}, nil)
+	descBuildInfo = prometheus.NewDesc("mcr_build_info",
+		"Always 1; the labels name the mcrd build.", []string{"version", "goversion"}, nil)
+)
+
+// workerCounters are the per-worker data-plane counters (stats.WorkerCounters,
+// summed over the worker slot's lives), one metric each, labelled worker.
+var workerCounters = []struct {
+	desc  *prometheus.Desc
+	value func(*stats.WorkerCounters) uint64
+}{
+	{workerDesc("rx_packets", "Packets the worker received on its AF_PACKET sockets."),
+		func(c *stats.WorkerCounters) uint64 { return c.RxPackets }},
+	{workerDesc("no_match", "Well-formed UDP packets that matched no rule (dropped)."),
+		func(c *stats.WorkerCounters) uint64 { return c.NoMatch }},
+	{workerDesc("malformed", "Truncated packets and packets with inconsistent IP or UDP headers (dropped)."),
+		func(c *stats.WorkerCounters) uint64 { return c.Malformed }},
+	{workerDesc("fragments", "IPv4 and IPv6 fragments (dropped, never forwarded)."),
+		func(c *stats.WorkerCounters) uint64 { return c.Fragments }},
+	{workerDesc("not_udp", "Well-formed IP packets that are not UDP (dropped)."),
+		func(c *stats.WorkerCounters) uint64 { return c.NotUDP }},
+	{workerDesc("kernel_drops", "Packets the kernel dropped on the worker's AF_PACKET sockets (PACKET_STATISTICS tp_drops): receive buffer full."),
+		func(c *stats.WorkerCounters) uint64 { return c.KernelDrops }},
+	{workerDesc("buffer_exhausted", "Packets dropped because the worker had no free packet buffer."),
+		func(c *stats.WorkerCounters) uint64 { return c.BufferExhausted }},
+	{workerDesc("egress_errors", "Failed or dropped sends over all outputs."),
+		func(c *stats.WorkerCounters) uint64 { return c.EgressErrors }},
+	{workerDesc("stats_dropped", "Stats snapshots the worker dropped because its stats pipe was full."),
+		func(c *stats.WorkerCounters) uint64 { return c.StatsDropped }},
+	{workerDesc("logs_dropped", "Log records the worker dropped because its log pipe was full."),
+		func(c *stats.WorkerCounters) uint64 { return c.LogsDropped }},
+}
+
+func workerDesc(name, help string) *prometheus.Desc {
+	return prometheus.NewDesc("mcr_worker_"+name+"_total", help, []string{"worker"}, nil)
+}
+
+// metricsCollector is a prometheus.Collector that turns one read of its
+// source into metrics at every scrape.
+type metricsCollector struct {
+	src       metricsSource
+	buildInfo prometheus.Metric
+}
+
+var _ prometheus.Collector = (*metricsCollector)(nil)
+
+// newMetricsHandler returns the /metrics handler: mcr's metrics, read from
+// src at scrape time, plus the Go runtime and process collectors, on a
+// registry of its own (nothing else in the process can add to it). version
+// is the build version mcr_build_info reports.
+func newMetricsHandler(src metricsSource, version string) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		&metricsCollector{
+			src:       src,
+			buildInfo: prometheus.MustNewConstMetric(descBuildInfo, prometheus.GaugeValue, 1, version, runtime.Version()),
+		},
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	// ContinueOnError: a metric that fails to collect must not hide the rest.
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// Describe sends every description the collector uses.
+func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		descRulePacketsIn, descRuleBytesIn, descOutputPacketsOut, descOutputBytesOut, descOutputErrors,
+		descWorkerRestarts, descWorkerResyncs, descWorkerInSync, descWorkersUp, descRules, descBuildInfo,
+	} {
+		ch <- d
+	}
+	for _, wc := range workerCounters {
+		ch <- wc.desc
+	}
+}
+
+// Collect reads the source once and sends the metrics.
+func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- c.buildInfo
+	report := c.src.Report()
+	collectRules(ch, report.Rules)
+	for i := range report.Workers {
+		w := &report.Workers[i]
+		id := strconv.Itoa(w.Worker)
+		for _, wc := range workerCounters {
+			ch <- counter(wc.desc, wc.value(&w.WorkerCounters), id)
+		}
+	}
+	collectWorkers(ch, c.src.Workers())
+	collectRuleStates(ch, c.src.RuleStates())
+}
+
+// collectRules sends the per-rule and per-output counters.
+func collectRules(ch chan<- prometheus.Metric, rules []stats.RuleReport) {
+	for _, r := range rules {
+		ch <- counter(descRulePacketsIn, r.PacketsIn, r.ID)
+		ch <- counter(descRuleBytesIn, r.BytesIn, r.ID)
+		for _, o := range r.Outputs {
+			ch <- counter(descOutputPacketsOut, o.PacketsOut, r.ID, o.Destination)
+			ch <- counter(descOutputBytesOut, o.BytesOut, r.ID, o.Destination)
+			ch <- counter(descOutputErrors, o.Errors, r.ID, o.Destination)
+		}
+	}
+}
+
+// collectWorkers sends the per-worker process metrics and mcr_workers_up.
+func collectWorkers(ch chan<- prometheus.Metric, workers []controlproto.WorkerInfo) {
+	up := 0
+	for _, w := range workers {
+		id := strconv.Itoa(w.Worker)
+		ch <- counter(descWorkerRestarts, uint64(w.Restarts), id)
+		ch <- counter(descWorkerResyncs, uint64(w.Resyncs), id)
+		ch <- gauge(descWorkerInSync, boolValue(w.InSync), id)
+		if w.State == stateRunning {
+			up++
+		}
+	}
+	ch <- gauge(descWorkersUp, float64(up))
+}
+
+// collectRuleStates sends mcr_rules: every known state, 0 included, so that
+// a query for down rules finds a series and not an absence.
+func collectRuleStates(ch chan<- prometheus.Metric, states map[string]string) {
+	count := map[string]int{controlproto.StateActive: 0, controlproto.StatePending: 0, controlproto.StateDown: 0}
+	for _, s := range states {
+		count[s]++
+	}
+	names := make([]string, 0, len(count))
+	for s := range count {
+		names = append(names, s)
+	}
+	slices.Sort(names)
+	for _, s := range names {
+		ch <- gauge(descRules, float64(count[s]), s)
+	}
+}
+
+func counter(d *prometheus.Desc, v uint64, labels ...string) prometheus.Metric {
+	return prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+}
+
+func gauge(d *prometheus.Desc, v float64, labels ...string) prometheus.Metric {
+	return prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// metricsShutdownTimeout bounds how long serveMetrics waits for scrapes in
+// flight when its context ends.
+const metricsShutdownTimeout = 2 * time.Second
+
+// listenMetrics opens the TCP listener of --metrics-listen. It is separate
+// from serveMetrics so that a bad address or a port in use fails the daemon
+// at start, like the control socket does, and so that a test can listen on
+// port 0 and learn the port.
+func listenMetrics(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for metrics on %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// serveMetrics serves h at /metrics on ln until ctx ends, then shuts the
+// server down (waiting up to 2 s for scrapes in flight) and returns nil. It
+// takes ownership of ln and closes it. Any other path is 404. An error means
+// the server failed while ctx was still live, or did not stop cleanly.
+func serveMetrics(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("metrics endpoint listening", "addr", ln.Addr().String(), "path", "/metrics")
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve metrics on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), metricsShutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(shutCtx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = srv.Close() // scrapes still running after the grace period are cut off
+	}
+	if serveErr := <-served; !errors.Is(serveErr, http.ErrServerClosed) && err == nil {
+		err = serveErr
+	}
+	if err != nil {
+		return fmt.Errorf("stop metrics server: %w", err)
+	}
+	log.Info("metrics endpoint stopped")
+	return nil
+}
