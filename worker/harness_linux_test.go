@@ -29,12 +29,31 @@ import (
 
 // The test binary doubles as the worker process: TestMain runs Run when
 // MCR_TEST_ROLE=worker, with fds 3, 4, 5 from exec.Cmd.ExtraFiles, the way
-// the supervisor runs `mcrd worker`.
+// the supervisor runs `mcrd worker`. With MCR_TEST_ROLE=sender it sends one
+// stream (MCR_TEST_SEND: "IF SRC DST STREAM COUNT SIZE PPS") and exits.
 func TestMain(m *testing.M) {
-	if os.Getenv("MCR_TEST_ROLE") == "worker" {
+	switch os.Getenv("MCR_TEST_ROLE") {
+	case "worker":
 		os.Exit(runTestWorker())
+	case "sender":
+		os.Exit(runTestSender())
 	}
 	os.Exit(m.Run())
+}
+
+func runTestSender() int {
+	var ifname, src, dst string
+	var stream uint32
+	var count, size, pps int
+	if _, err := fmt.Sscan(os.Getenv("MCR_TEST_SEND"), &ifname, &src, &dst, &stream, &count, &size, &pps); err != nil {
+		fmt.Fprintln(os.Stderr, "sender: MCR_TEST_SEND:", err)
+		return 2
+	}
+	if err := sendStream(ifname, netip.MustParseAddr(src), dst, stream, count, size, pps); err != nil {
+		fmt.Fprintln(os.Stderr, "sender:", err)
+		return 1
+	}
+	return 0
 }
 
 func runTestWorker() int {
@@ -51,7 +70,7 @@ func runTestWorker() int {
 // testStatsInterval is the workers' stats period in tests.
 const testStatsInterval = 50 * time.Millisecond
 
-var backends = []string{BackendMmsg}
+var backends = []string{BackendMmsg, BackendUring}
 
 // workerProc is a worker process driven over its socketpair, with its stats
 // and logs read into memory.
@@ -406,49 +425,55 @@ type source struct {
 }
 
 // send sends count payloads of size bytes of stream to dst at pps packets
-// per second (0: as fast as possible), pacing from the clock.
+// per second (0: as fast as possible).
 func (s source) send(t *testing.T, dst string, stream uint32, count, size, pps int) {
 	t.Helper()
-	ap := netip.MustParseAddrPort(dst)
-	err := s.ns.Do(func() error {
-		network := "udp4"
-		if ap.Addr().Is6() {
-			network = "udp6"
-		}
-		c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(s.src, 0)))
+	mustNoErr(t, s.ns.Do(func() error { return sendStream(s.ifname, s.src, dst, stream, count, size, pps) }))
+}
+
+// sendStream sends a stream from the calling thread's namespace, pacing
+// from the clock.
+func sendStream(ifname string, src netip.Addr, dst string, stream uint32, count, size, pps int) error {
+	ap, err := netip.ParseAddrPort(dst)
+	if err != nil {
+		return err
+	}
+	network := "udp4"
+	if ap.Addr().Is6() {
+		network = "udp6"
+	}
+	c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if ap.Addr().IsMulticast() {
+		ifi, err := net.InterfaceByName(ifname)
 		if err != nil {
 			return err
 		}
-		defer c.Close()
-		if ap.Addr().IsMulticast() {
-			ifi, err := net.InterfaceByName(s.ifname)
-			if err != nil {
-				return err
-			}
-			if ap.Addr().Is4() {
-				err = ipv4.NewPacketConn(c).SetMulticastInterface(ifi)
-			} else {
-				err = ipv6.NewPacketConn(c).SetMulticastInterface(ifi)
-			}
-			if err != nil {
-				return err
+		if ap.Addr().Is4() {
+			err = ipv4.NewPacketConn(c).SetMulticastInterface(ifi)
+		} else {
+			err = ipv6.NewPacketConn(c).SetMulticastInterface(ifi)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	for seq := 0; seq < count; seq++ {
+		if pps > 0 {
+			due := time.Duration(seq) * time.Second / time.Duration(pps)
+			if d := due - time.Since(start); d > 0 {
+				time.Sleep(d)
 			}
 		}
-		start := time.Now()
-		for seq := 0; seq < count; seq++ {
-			if pps > 0 {
-				due := time.Duration(seq) * time.Second / time.Duration(pps)
-				if d := due - time.Since(start); d > 0 {
-					time.Sleep(d)
-				}
-			}
-			if _, err := c.WriteToUDPAddrPort(payload(stream, uint32(seq), size), ap); err != nil {
-				return fmt.Errorf("send %d of stream %d: %w", seq, stream, err)
-			}
+		if _, err := c.WriteToUDPAddrPort(payload(stream, uint32(seq), size), ap); err != nil {
+			return fmt.Errorf("send %d of stream %d: %w", seq, stream, err)
 		}
-		return nil
-	})
-	mustNoErr(t, err)
+	}
+	return nil
 }
 
 // inject sends raw IP packets out of ifname in ns with an AF_PACKET socket,

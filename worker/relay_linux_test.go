@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -172,6 +173,18 @@ var relayCases = []struct {
 		k.expect(t, 70, 5)
 		w.waitRule("jumbo", stats.RuleCounters{PacketsIn: 205, BytesIn: 200*8972 + 5*20000,
 			Outputs: []stats.OutputCounters{{PacketsOut: 205, BytesOut: 200*8972 + 5*20000}}})
+	}},
+	{"a backlog larger than the buffer pool drains completely", func(t *testing.T, tp *topo, w *workerProc) {
+		w.sync([]controlproto.WorkerRule{tp.rule("backlog", "239.1.1.12:5012@r0", "239.2.2.12:6012@r1")})
+		k := newSink(t, tp.sink1, "k1", "239.2.2.12:6012")
+		s, _ := w.snapshot("")
+		// The packets queue in the socket while the worker is stopped;
+		// on SIGCONT it meets more than a pool of buffers at once.
+		mustNoErr(t, unix.Kill(s.PID, unix.SIGSTOP))
+		source{tp.src, "s0", src4}.send(t, "239.1.1.12:5012", 12, 3000, 200, 0)
+		mustNoErr(t, unix.Kill(s.PID, unix.SIGCONT))
+		k.expect(t, 12, 3000)
+		w.waitRule("backlog", stats.RuleCounters{PacketsIn: 3000, BytesIn: 3000 * 200, Outputs: outs(3000, 200, 1)})
 	}},
 	{"malformed packets are counted, never forwarded", testMalformed},
 	{"tun input", testTun},
@@ -362,4 +375,39 @@ func TestCommandSocketEOF(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAutoBackend checks that auto picks io_uring where the kernel offers
+// it, mmsg otherwise, and logs the choice and why.
+func TestAutoBackend(t *testing.T) {
+	netnstest.RequireRoot(t)
+	want, reason := BackendUring, `"reason":"io_uring available"`
+	if err := probeUring(); err != nil {
+		want, reason = BackendMmsg, `"reason":"io_uring unavailable`
+	}
+	w := startWorker(t, netnstest.New(t, "auto"), BackendAuto, 0, -1)
+	w.waitStats("the first snapshot", "", func(s stats.Snapshot, _ stats.RuleCounters) bool { return s.Seq > 0 })
+	if s, _ := w.snapshot(""); s.Backend != want {
+		t.Errorf("auto chose %q, want %q", s.Backend, want)
+	}
+	logs := strings.Join(w.logLines(), "\n")
+	if !strings.Contains(logs, `"msg":"backend chosen"`) || !strings.Contains(logs, reason) {
+		t.Errorf("logs do not say which backend and why (%s):\n%s", reason, logs)
+	}
+}
+
+// probeUring tells whether this process can set up the uring backend.
+func probeUring() error {
+	errc := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		w := &worker{log: testLogger(nil)}
+		b, err := newUring(w)
+		if err == nil {
+			b.close()
+		}
+		errc <- err
+	}()
+	return <-errc
 }

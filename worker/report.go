@@ -54,16 +54,16 @@ func (fw *frameWriter) send(v any) (bool, error) {
 		return false, err
 	}
 	fw.buf = frame
-	n, err := fw.write(frame)
+	// A short write leaves the rest for flush, whatever error came with it.
+	n, _ := fw.write(frame)
 	if n <= 0 {
 		return false, nil
 	}
 	fw.pending = frame[n:]
-	_ = err // a short write reports EAGAIN for the rest; flush retries it
 	return true, nil
 }
 
-// maxSnapshotRules bounds the estimated encoded size of one snapshot's
+// maxSnapshotBytes bounds the estimated encoded size of one snapshot's
 // rules; rules beyond it wait for the next snapshot (they stay changed), so
 // a snapshot never approaches the 16 MiB frame limit.
 const maxSnapshotBytes = 4 << 20

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/ruleset"
@@ -50,6 +51,16 @@ type input struct {
 	err      error
 	rules    int  // rules on this ifindex
 	dirty    bool // its rule set changed: re-attach the filter (or open, or close)
+
+	// Backend state of the io_uring backend: the socket's slot in its
+	// table and generation (both go into the receive's user data, so a
+	// completion from a closed socket is recognised), whether its
+	// multishot receive is armed, and when to re-arm it after an error.
+	slot    int
+	gen     uint32
+	armed   bool
+	failing bool
+	rearmAt time.Time
 }
 
 // egressKey identifies an egress socket. Outputs with equal keys, in any
@@ -308,7 +319,7 @@ func (db *ruleDB) drop(r *rule) {
 func (db *ruleDB) acquireInput(ifindex, fanoutID int) *input {
 	in := db.inputs[ifindex]
 	if in == nil {
-		in = &input{ifindex: ifindex, fd: -1}
+		in = &input{ifindex: ifindex, fd: -1, slot: -1}
 		db.inputs[ifindex] = in
 	}
 	in.rules++

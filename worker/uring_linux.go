@@ -2,17 +2,383 @@ package worker
 
 import (
 	"fmt"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/mcrelay/mcr/worker/uring"
 )
 
-// uringBackend will run the loop on one io_uring; until it lands, asking
-// for it fails and auto falls back to mmsg.
-type uringBackend struct {
-	*mmsgBackend
-	ring *uring.Ring
+const (
+	// uringBufs is the number of packet buffers in the provided-buffer
+	// ring all inputs' multishot receives take from (a power of two).
+	// When it runs dry a receive ends with ENOBUFS and the packets wait
+	// in the socket's receive buffer until it is re-armed.
+	uringBufs = 256
+	uringBGID = 0
+	// Ring sizes: sends of a receive batch are queued in the SQ and
+	// submitted together; the CQ holds every operation in flight.
+	uringSQ = 1024
+	uringCQ = 8192
+	// sendFlags make a send to a full socket fail with EAGAIN at once
+	// (io_uring then completes it instead of waiting for room), so a slow
+	// output drops rather than stalls.
+	sendFlags = unix.MSG_DONTWAIT | unix.MSG_NOSIGNAL
+	// rearmDelay is how long an input whose receive failed waits before
+	// it is armed again, so a persistent error cannot spin the loop.
+	rearmDelay = 100 * time.Millisecond
+)
+
+// User data of the ring's operations: the kind in the top byte; a receive
+// carries the input's generation (24 bits) and slot (32 bits), a send the
+// index of its context.
+const (
+	udKindShift        = 56
+	udRecv      uint64 = 1 << udKindShift
+	udSend      uint64 = 2 << udKindShift
+	udCmd       uint64 = 3 << udKindShift
+	udCancel    uint64 = 4 << udKindShift
+	udGenMask          = 1<<24 - 1
+)
+
+// sendCtx is what a send's completion needs: whose counters, which buffer.
+type sendCtx struct {
+	o   *output
+	buf uint16
 }
 
-func newUring(w *worker) (*uringBackend, error) {
-	return nil, fmt.Errorf("%w: the uring backend is not in this build yet", uring.ErrUnavailable)
+// recvd is a received packet waiting for dispatch.
+type recvd struct {
+	in  *input
+	buf uint16
+	n   int32
+}
+
+// uringBackend runs the loop on one io_uring: a multishot RECV per input
+// socket taking buffers from a provided-buffer ring, a SEND per output per
+// packet pointing into the receive buffer, a READ on the command socket,
+// and the periodic tick as the timeout of the wait. A buffer goes back to
+// the ring when the last send of its packet completes.
+type uringBackend struct {
+	w    *worker
+	ring *uring.Ring
+	pool bufPool
+	br   *uring.BufRing
+	cqes [256]uring.CQE
+
+	refs  [uringBufs]uint16 // per buffer: sends in flight, plus 1 while dispatching
+	free  int               // buffers the kernel may fill
+	added int               // buffers given back since the last Advance
+
+	fifo             [uringBufs]recvd // received, not yet dispatched
+	fifoHead, fifoN  int
+	sends            []sendCtx
+	freeSends        []uint32
+	inputs           []*input // by slot; nil when free
+	gen              uint32
+	rearm            bool // some input's receive needs arming
+	cmdBuf           []byte
+	cmdArmed, cmdEOF bool
+}
+
+var _ backend = (*uringBackend)(nil)
+
+// newUring sets up the ring and its buffers. Errors that mean "this kernel
+// or sandbox has no usable io_uring" match uring.ErrUnavailable.
+func newUring(w *worker) (b *uringBackend, err error) {
+	ring, err := uring.New(&uring.Config{Entries: uringSQ, CQEntries: uringCQ})
+	if err != nil {
+		return nil, err
+	}
+	b = &uringBackend{w: w, ring: ring}
+	defer func() {
+		if err != nil {
+			b.close()
+		}
+	}()
+	if err := ring.Probe(uring.OpRecv, uring.OpSend, uring.OpRead, uring.OpAsyncCancel); err != nil {
+		return nil, err
+	}
+	if b.br, err = ring.RegisterBufRing(uringBufs, uringBGID); err != nil {
+		// Provided-buffer rings arrived in Linux 5.19.
+		return nil, fmt.Errorf("%w: %w", uring.ErrUnavailable, err)
+	}
+	if b.pool.mem, err = mapPool(uringBufs); err != nil {
+		return nil, err
+	}
+	if b.cmdBuf, err = uring.Mmap(cmdBufSize); err != nil {
+		return nil, err
+	}
+	for i := range uringBufs {
+		b.recycle(uint16(i))
+	}
+	_, cq := ring.Entries()
+	b.sends = make([]sendCtx, cq)
+	b.freeSends = make([]uint32, cq)
+	for i := range b.freeSends {
+		b.freeSends[i] = uint32(cq) - 1 - uint32(i)
+	}
+	return b, nil
+}
+
+func (b *uringBackend) name() string { return BackendUring }
+
+func (b *uringBackend) close() {
+	if b.ring != nil {
+		b.ring.Close() // cancels what is in flight; unmaps the buffer ring
+		b.ring = nil
+	}
+	if b.pool.mem != nil {
+		unmapPool(b.pool.mem)
+		b.pool.mem = nil
+	}
+	if b.cmdBuf != nil {
+		_ = uring.Munmap(b.cmdBuf)
+		b.cmdBuf = nil
+	}
+}
+
+func (b *uringBackend) addInput(in *input) error {
+	in.slot = -1
+	for i, x := range b.inputs {
+		if x == nil {
+			in.slot = i
+			break
+		}
+	}
+	if in.slot < 0 {
+		in.slot = len(b.inputs)
+		b.inputs = append(b.inputs, nil)
+	}
+	b.inputs[in.slot] = in
+	b.gen = (b.gen + 1) & udGenMask
+	in.gen, in.armed, in.failing, in.rearmAt = b.gen, false, false, time.Time{}
+	b.rearm = true
+	return nil
+}
+
+// removeInput cancels the input's receive before its socket is closed:
+// close(2) does not end io_uring requests, and the cancel must find the fd
+// still open. Completions still on their way carry a stale generation.
+func (b *uringBackend) removeInput(in *input) {
+	if in.slot < 0 {
+		return
+	}
+	b.inputs[in.slot] = nil
+	in.slot = -1
+	if !in.armed {
+		return
+	}
+	in.armed = false
+	sqe := b.getSQE()
+	if sqe == nil {
+		b.w.log.Error("cannot cancel the receive of a closing input", "ifindex", in.ifindex)
+		return
+	}
+	sqe.PrepCancelFD(in.fd)
+	sqe.SetUserData(udCancel)
+	b.sync()
+}
+
+// sync submits queued operations; the kernel resolves their fds on
+// submission, so sockets may be closed afterwards.
+func (b *uringBackend) sync() {
+	if _, err := b.ring.Submit(); err != nil {
+		b.w.log.Error("io_uring submit", "err", err)
+	}
+}
+
+// poll arms what needs arming, submits the queued sends, waits for
+// completions up to timeout, and forwards what was received.
+func (b *uringBackend) poll(timeout time.Duration) error {
+	b.arm()
+	if b.rearm {
+		timeout = min(timeout, rearmDelay/4)
+	}
+	if _, err := b.ring.SubmitAndWait(1, timeout); err != nil {
+		return fmt.Errorf("io_uring wait: %w", err)
+	}
+	b.reap()
+	b.dispatch()
+	if b.cmdEOF {
+		b.w.eof = true
+	}
+	return nil
+}
+
+// arm gives recycled buffers to the kernel and (re-)arms the command read
+// and the inputs' receives.
+func (b *uringBackend) arm() {
+	if b.added > 0 {
+		b.br.Advance(b.added)
+		b.added = 0
+	}
+	if !b.cmdArmed && !b.cmdEOF {
+		if sqe := b.getSQE(); sqe != nil {
+			sqe.PrepRead(b.w.cfg.CommandFD, uintptr(unsafe.Pointer(&b.cmdBuf[0])), uint32(len(b.cmdBuf)))
+			sqe.SetUserData(udCmd)
+			b.cmdArmed = true
+		}
+	}
+	if !b.rearm {
+		return
+	}
+	b.rearm = false
+	now := time.Now()
+	for _, in := range b.inputs {
+		if in == nil || in.armed {
+			continue
+		}
+		sqe := (*uring.SQE)(nil)
+		if b.free > 0 && !now.Before(in.rearmAt) {
+			sqe = b.getSQE()
+		}
+		if sqe == nil {
+			b.rearm = true
+			continue
+		}
+		// MSG_TRUNC makes the result the packet's length even when the
+		// buffer was too small, so truncation is detected.
+		sqe.PrepRecvMultishot(in.fd, uringBGID, unix.MSG_TRUNC)
+		sqe.SetUserData(udRecv | uint64(in.gen)<<32 | uint64(in.slot))
+		in.armed = true
+	}
+}
+
+// getSQE returns a free SQE, submitting and reaping first when the ring is
+// full; nil when it stays full.
+func (b *uringBackend) getSQE() *uring.SQE {
+	if sqe := b.ring.GetSQE(); sqe != nil {
+		return sqe
+	}
+	b.sync()
+	b.reap()
+	return b.ring.GetSQE()
+}
+
+// reap handles every completion ready. It never dispatches: receives are
+// queued, so reap may run in the middle of a dispatch (from getSQE).
+func (b *uringBackend) reap() {
+	for {
+		n := b.ring.Reap(b.cqes[:])
+		for i := range n {
+			b.complete(&b.cqes[i])
+		}
+		if n < len(b.cqes) {
+			return
+		}
+	}
+}
+
+func (b *uringBackend) complete(c *uring.CQE) {
+	switch c.UserData &^ (1<<udKindShift - 1) {
+	case udSend:
+		i := uint32(c.UserData)
+		s := &b.sends[i]
+		if c.Res >= 0 {
+			b.w.d.sent(s.o, int(c.Res))
+		} else {
+			b.w.d.failed(s.o, unix.Errno(-c.Res))
+		}
+		b.release(s.buf)
+		s.o = nil
+		b.freeSends = append(b.freeSends, i)
+	case udRecv:
+		b.received(c)
+	case udCmd:
+		b.cmdArmed = false
+		switch {
+		case c.Res > 0:
+			b.w.cmds.feed(b.cmdBuf[:c.Res])
+		case c.Res == 0:
+			b.cmdEOF = true
+		case c.Res == -int32(unix.EINTR) || c.Res == -int32(unix.EAGAIN):
+		default:
+			b.w.log.Warn("read command socket", "err", unix.Errno(-c.Res))
+			b.cmdEOF = true
+		}
+	}
+}
+
+// received handles a receive completion: queue the packet, and note when
+// the multishot receive ended and must be armed again.
+func (b *uringBackend) received(c *uring.CQE) {
+	slot, gen := int(uint32(c.UserData)), uint32(c.UserData>>32)&udGenMask
+	var in *input
+	if slot < len(b.inputs) && b.inputs[slot] != nil && b.inputs[slot].gen == gen {
+		in = b.inputs[slot]
+	}
+	if bid, ok := c.BufferID(); ok {
+		b.free--
+		if in != nil && c.Res >= 0 {
+			b.fifo[(b.fifoHead+b.fifoN)%uringBufs] = recvd{in: in, buf: bid, n: c.Res}
+			b.fifoN++
+		} else {
+			b.recycle(bid)
+		}
+	}
+	if in == nil || c.More() {
+		return
+	}
+	in.armed = false
+	b.rearm = true
+	switch {
+	case c.Res >= 0 || c.Res == -int32(unix.ENOBUFS):
+		// Out of buffers (or a final CQE with data): arm again once
+		// buffers are back.
+		in.failing = false
+	default:
+		in.rearmAt = time.Now().Add(rearmDelay)
+		if !in.failing {
+			in.failing = true
+			b.w.log.Warn("receive failed", "ifindex", in.ifindex, "err", unix.Errno(-c.Res))
+		}
+	}
+}
+
+// dispatch forwards the queued packets. The buffer of each is held while
+// its sends are queued, and returns to the ring with the last completion.
+func (b *uringBackend) dispatch() {
+	for b.fifoN > 0 {
+		p := b.fifo[b.fifoHead]
+		b.fifoHead = (b.fifoHead + 1) % uringBufs
+		b.fifoN--
+		b.refs[p.buf] = 1
+		b.w.d.forward(int32(p.in.ifindex), b.pool.slot(int(p.buf)), int(p.n), int(p.buf), b)
+		b.release(p.buf)
+	}
+}
+
+// send queues a SEND of the payload straight from the receive buffer; see
+// sender.
+func (b *uringBackend) send(o *output, buf int, pkt []byte, off, n int) bool {
+	if len(b.freeSends) == 0 {
+		return false
+	}
+	sqe := b.getSQE()
+	if sqe == nil {
+		return false
+	}
+	i := b.freeSends[len(b.freeSends)-1]
+	b.freeSends = b.freeSends[:len(b.freeSends)-1]
+	b.sends[i] = sendCtx{o: o, buf: uint16(buf)}
+	b.refs[buf]++
+	sqe.PrepSend(o.eg.fd, uintptr(unsafe.Pointer(unsafe.SliceData(pkt)))+uintptr(off), uint32(n), sendFlags)
+	sqe.SetUserData(udSend | uint64(i))
+	return true
+}
+
+func (b *uringBackend) release(buf uint16) {
+	if b.refs[buf]--; b.refs[buf] == 0 {
+		b.recycle(buf)
+	}
+}
+
+// recycle gives buffer buf back to the kernel with the next Advance.
+func (b *uringBackend) recycle(buf uint16) {
+	slot := b.pool.slot(int(buf))
+	b.br.Add(uintptr(unsafe.Pointer(&slot[0])), uint32(len(slot)), buf, b.added)
+	b.added++
+	b.free++
 }
