@@ -83,7 +83,7 @@ func TestTwoSegmentsAcrossBridges(t *testing.T) {
 	}
 	d := startDaemon(t, relay, daemonOptions{})
 	d.add(rule("extend", inIf, "239.1.1.1", 5000, out("239.1.1.1", 5000, outIf)))
-	d.waitSynced()
+	d.waitReady()
 
 	s := newStream(srcIf, "239.1.1.1", 5000)
 	receivers := make([]*receiver, len(sinks))
@@ -126,7 +126,7 @@ func TestSnoopingBridge(t *testing.T) {
 
 	d := startDaemon(t, relay, daemonOptions{})
 	d.add(rule("snooped", inIf, "239.1.1.1", 5000, out("239.2.2.2", 6000, outIf)))
-	d.waitSynced()
+	d.waitReady()
 
 	waitFor(t, 10*time.Second, "the bridge to learn the relay's join of 239.1.1.1", func() bool {
 		return sw.mdbPorts("239.1.1.1")[relayPort]

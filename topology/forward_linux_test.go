@@ -17,7 +17,7 @@ func TestBaseline(t *testing.T) {
 	l := newLine(t)
 	d := startDaemon(t, l.relay, daemonOptions{})
 	id := d.add(rule("base", inIf, "239.1.1.1", 5000, out("239.2.2.2", 6000, outIf)))
-	d.waitSynced()
+	d.waitReady()
 
 	s := newStream(srcIf, "239.1.1.1", 5000)
 	r := startRecv(t, l.sink, sinkIf, "239.2.2.2", 6000, s.Count)
@@ -44,7 +44,7 @@ func TestChainThreeHops(t *testing.T) {
 	for i, ns := range relays {
 		daemons[i] = startDaemon(t, ns, daemonOptions{})
 		daemons[i].add(rule("hop", inIf, group(i), 5001+i, out(group(i+1), 5002+i, outIf)))
-		daemons[i].waitSynced()
+		daemons[i].waitReady()
 	}
 
 	s := newStream(srcIf, group(0), 5001)
@@ -85,12 +85,12 @@ func TestTreeOneToThree(t *testing.T) {
 		rootDests = append(rootDests, dest(leafGroup, 5001, branch))
 		leaves[i] = startDaemon(t, leaf, daemonOptions{})
 		leaves[i].add(rule("leaf", inIf, leafGroup, 5001, out(sinkGroup, 6000, outIf)))
-		leaves[i].waitSynced()
+		leaves[i].waitReady()
 		receivers[i] = startRecv(t, sink, sinkIf, sinkGroup, 6000, s.Count)
 	}
 	rd := startDaemon(t, root, daemonOptions{})
 	rd.add(rule("root", inIf, "239.1.1.1", 5000, rootOuts...))
-	rd.waitSynced()
+	rd.waitReady()
 
 	send(t, src, s)
 
@@ -116,7 +116,7 @@ func TestMergeThreeToOne(t *testing.T) {
 		link(t, srcs[i], srcIf, relay, fmt.Sprintf("in%d", i), 1+i)
 		d.add(rule(fmt.Sprintf("from%d", i), fmt.Sprintf("in%d", i), "239.1.1.1", 5000, out("239.2.2.2", 6000, outIf)))
 	}
-	d.waitSynced()
+	d.waitReady()
 
 	var streams []stream
 	for i := range srcs {
@@ -175,7 +175,7 @@ func fanOut(t *testing.T, in string, group func(i int) string) {
 		dests = append(dests, dest(group(i), 6000, outIf))
 	}
 	d.add(rule("fan", inIf, in, 5000, outs...))
-	d.waitSynced()
+	d.waitReady()
 
 	// 1,000 datagrams at 1,000/s: 50,000 relayed datagrams a second.
 	s := newStream(srcIf, in, 5000)
@@ -218,8 +218,8 @@ func TestUnicastTunnel(t *testing.T) {
 	d1, d2 := startDaemon(t, r1, daemonOptions{}), startDaemon(t, r2, daemonOptions{})
 	d1.add(rule("encap", inIf, "239.1.1.1", 5000, out("10.6.0.1", 7000, "wan0")))
 	d2.add(rule("decap", "wan0", "10.6.0.1", 7000, out("239.9.9.9", 6000, outIf)))
-	d1.waitSynced()
-	d2.waitSynced()
+	d1.waitReady()
+	d2.waitReady()
 
 	s := newStream(srcIf, "239.1.1.1", 5000)
 	r := startRecv(t, sink, sinkIf, "239.9.9.9", 6000, s.Count)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -113,7 +114,7 @@ func startDaemon(t *testing.T, ns *netnstest.NS, opt daemonOptions) *daemon {
 		_, err := d.ctl("ping")
 		return err == nil
 	})
-	d.waitSynced()
+	d.waitReady()
 	return d
 }
 
@@ -235,10 +236,23 @@ func (d *daemon) synced() bool {
 	return true
 }
 
-// waitSynced waits until synced.
-func (d *daemon) waitSynced() {
+// waitReady waits until the daemon's workers run in sync and all its
+// rules are active: their input interfaces up and their groups joined. A
+// veth comes up (IFF_RUNNING) only when the kernel's link watch gets to
+// it, up to a second after `ip link set up`.
+func (d *daemon) waitReady() {
 	d.t.Helper()
-	waitFor(d.t, 10*time.Second, "the workers of mcrd in "+d.ns.Name+" to run in sync", d.synced)
+	waitFor(d.t, 10*time.Second, "mcrd in "+d.ns.Name+" to run its rules, all active, in sync", func() bool {
+		if !d.synced() {
+			return false
+		}
+		for _, r := range d.rules() {
+			if r.State != controlproto.StateActive {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // ruleReport returns rule id's entry in r, failing the test if absent.
@@ -257,19 +271,52 @@ func ruleReport(t testing.TB, r stats.Report, id string) stats.RuleReport {
 // on every output, and returns its report.
 func (d *daemon) waitCounted(id string, n uint64) stats.RuleReport {
 	d.t.Helper()
-	var rr stats.RuleReport
-	waitFor(d.t, 5*time.Second, fmt.Sprintf("rule %s of mcrd in %s to count %d datagrams", id, d.ns.Name, n), func() bool {
-		rr = ruleReport(d.t, d.stats(), id)
-		if rr.PacketsIn < n {
+	return d.waitCountedSince(stats.RuleReport{}, id, n)
+}
+
+// waitCountedSince waits until rule id has counted at least n datagrams
+// more than base, in and on every output, and returns the counts since
+// base. The supervisor's counters only grow; a base is how a scenario
+// counts one stream of several.
+func (d *daemon) waitCountedSince(base stats.RuleReport, id string, n uint64) stats.RuleReport {
+	d.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		rr := since(ruleReport(d.t, d.stats(), id), base)
+		if counted(rr, n) {
+			return rr
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("rule %s of mcrd in %s: want %d datagrams in and out, counted %+v", id, d.ns.Name, n, rr)
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+// counted reports whether rr counts at least n datagrams in and on every
+// output.
+func counted(rr stats.RuleReport, n uint64) bool {
+	if rr.PacketsIn < n {
+		return false
+	}
+	for _, o := range rr.Outputs {
+		if o.PacketsOut < n {
 			return false
 		}
-		for _, o := range rr.Outputs {
-			if o.PacketsOut < n {
-				return false
-			}
-		}
-		return true
-	})
+	}
+	return true
+}
+
+// since returns rr's counters minus base's; base may have no outputs.
+func since(rr, base stats.RuleReport) stats.RuleReport {
+	rr.PacketsIn -= base.PacketsIn
+	rr.BytesIn -= base.BytesIn
+	rr.Outputs = slices.Clone(rr.Outputs)
+	for i := range min(len(rr.Outputs), len(base.Outputs)) {
+		rr.Outputs[i].PacketsOut -= base.Outputs[i].PacketsOut
+		rr.Outputs[i].BytesOut -= base.Outputs[i].BytesOut
+		rr.Outputs[i].Errors -= base.Outputs[i].Errors
+	}
 	return rr
 }
 
@@ -278,7 +325,13 @@ func (d *daemon) waitCounted(id string, n uint64) stats.RuleReport {
 // errors.
 func (d *daemon) checkCounted(id string, n uint64, size int, dests ...string) {
 	d.t.Helper()
-	got := d.waitCounted(id, n)
+	d.checkCountedSince(stats.RuleReport{}, id, n, size, dests...)
+}
+
+// checkCountedSince is checkCounted for the counts since base.
+func (d *daemon) checkCountedSince(base stats.RuleReport, id string, n uint64, size int, dests ...string) {
+	d.t.Helper()
+	got := d.waitCountedSince(base, id, n)
 	want := stats.RuleReport{ID: id, PacketsIn: n, BytesIn: n * uint64(size)}
 	for _, dst := range dests {
 		want.Outputs = append(want.Outputs, stats.OutputReport{Destination: dst, PacketsOut: n, BytesOut: n * uint64(size)})
@@ -334,6 +387,10 @@ type stream struct {
 	Size             int // payload bytes; 0 sends empty datagrams
 	TTL              int // 0: mcrgen's default (1 for multicast)
 	StreamID         int // 0: mcrgen's default (random)
+	// CPUs, when set, pins the sender to these cores (taskset -c): on a
+	// veth the receiving side's softirq runs on the sender's core, and
+	// PACKET_FANOUT_CPU hands the packet to the worker of that core.
+	CPUs string
 }
 
 // newStream is a stream of 2,000 datagrams of 1,000 bytes at 10,000 per
@@ -372,8 +429,12 @@ type sender struct {
 // startSend starts `mcrgen send` in ns in the background.
 func startSend(t testing.TB, ns *netnstest.NS, s stream) *sender {
 	t.Helper()
+	name, args := testbin.Path(t, "mcrgen"), s.args()
+	if s.CPUs != "" {
+		name, args = "taskset", append([]string{"-c", s.CPUs, name}, args...)
+	}
 	return &sender{t: t, s: s, what: fmt.Sprintf("mcrgen send to %s:%d on %s in %s", s.Group, s.Port, s.Interface, ns.Name),
-		proc: netnstest.Start(t, ns, testbin.Path(t, "mcrgen"), s.args()...)}
+		proc: netnstest.Start(t, ns, name, args...)}
 }
 
 // wait waits for the sender to end and checks that it sent everything.
@@ -418,9 +479,16 @@ type receiver struct {
 // group and is queueing datagrams.
 func startRecv(t testing.TB, ns *netnstest.NS, ifname, group string, port int, count uint64) *receiver {
 	t.Helper()
+	return startRecvUntil(t, ns, ifname, group, port, count, recvTimeout)
+}
+
+// startRecvUntil is startRecv with another overall deadline: for streams
+// that are expected to lose datagrams, and so to end by the deadline.
+func startRecvUntil(t testing.TB, ns *netnstest.NS, ifname, group string, port int, count uint64, timeout time.Duration) *receiver {
+	t.Helper()
 	r := &receiver{t: t, what: fmt.Sprintf("mcrgen recv %s:%d on %s in %s", group, port, ifname, ns.Name)}
 	r.proc = netnstest.Start(t, ns, testbin.Path(t, "mcrgen"), "recv", "--interface", ifname, "--group", group,
-		"--port", strconv.Itoa(port), "--count", strconv.FormatUint(count, 10), "--timeout", recvTimeout.String())
+		"--port", strconv.Itoa(port), "--count", strconv.FormatUint(count, 10), "--timeout", timeout.String())
 	waitFor(t, 5*time.Second, r.what+" to listen", func() bool {
 		select {
 		case <-r.proc.Done():
@@ -447,18 +515,22 @@ func (r *receiver) result() mcrgen.RecvResult {
 
 // delivery is the part of a receiver's result that scenarios check.
 type delivery struct {
-	Received, Lost, Duplicates, Reordered, Corrupt, Bytes uint64
+	Received, Lost, Duplicates, Reordered, Corrupt, Unverified, Bytes uint64
 }
 
 func deliveryOf(r mcrgen.RecvResult) delivery {
-	return delivery{r.Received, r.Lost, r.Duplicates, r.Reordered, r.Corrupt, r.Bytes}
+	return delivery{r.Received, r.Lost, r.Duplicates, r.Reordered, r.Corrupt, r.Unverified, r.Bytes}
 }
 
 // checkDelivered checks that a receiver got exactly n intact datagrams of
-// size bytes each, in order, none lost or duplicated.
+// size bytes each, in order, none lost or duplicated. Empty datagrams
+// (size 0) carry nothing to verify: they must all arrive, unverified.
 func checkDelivered(t testing.TB, what string, got mcrgen.RecvResult, n uint64, size int) {
 	t.Helper()
 	want := delivery{Received: n, Bytes: n * uint64(size)}
+	if size == 0 {
+		want.Unverified = n
+	}
 	if diff := cmp.Diff(want, deliveryOf(got)); diff != "" {
 		t.Errorf("%s received (-want +got):\n%s", what, diff)
 	}
