@@ -36,7 +36,7 @@
 // does not open, an output that does not resolve or connect), is reported
 // with stats.RuleCounters.Error and keeps serving whatever else it can; the
 // worker never exits because of a rule. Sockets that failed to open are
-// retried every stats interval. Counters are cumulative per rule id for as
+// retried every five seconds. Counters are cumulative per rule id for as
 // long as the rule exists in the worker, across changes to the rule; an
 // output keeps its counters across a change when its destination stays.
 //

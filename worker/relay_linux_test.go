@@ -186,6 +186,37 @@ var relayCases = []struct {
 		k.expect(t, 12, 3000)
 		w.waitRule("backlog", stats.RuleCounters{PacketsIn: 3000, BytesIn: 3000 * 200, Outputs: outs(3000, 200, 1)})
 	}},
+	{"kernel drops are read and accumulated", func(t *testing.T, tp *topo, w *workerProc) {
+		w.sync([]controlproto.WorkerRule{tp.rule("drops", "239.1.1.13:5013@r0", "239.2.2.13:6013@r1")})
+		before := w.counters()
+		s, _ := w.snapshot("")
+		// More than the socket's receive buffer holds arrives while the
+		// worker is stopped: the kernel drops the rest and counts it.
+		const n = 40000
+		mustNoErr(t, unix.Kill(s.PID, unix.SIGSTOP))
+		source{tp.src, "s0", src4}.send(t, "239.1.1.13:5013", 13, n, 200, 0)
+		mustNoErr(t, unix.Kill(s.PID, unix.SIGCONT))
+		w.waitStats("received plus dropped to add up", "drops", func(s stats.Snapshot, rc stats.RuleCounters) bool {
+			rx, drops := s.Counters.RxPackets-before.RxPackets, s.Counters.KernelDrops-before.KernelDrops
+			return rx+drops == n && rc.PacketsIn == rx && drops > 0
+		})
+	}},
+	{"input interface down and up", func(t *testing.T, tp *topo, w *workerProc) {
+		w.sync([]controlproto.WorkerRule{tp.rule("updown", "239.1.1.14:5014@r0", "239.2.2.14:6014@r1")})
+		k := newSink(t, tp.sink1, "k1", "239.2.2.14:6014")
+		failedBefore := countLogs(w, `"msg":"receive failed"`)
+		tp.relay.MustRun("ip", "link", "set", "r0", "down")
+		tp.relay.MustRun("ip", "link", "set", "r0", "up")
+		netnstest.WaitFor(t, 5*time.Second, "r0 to come up", func() bool {
+			out, err := tp.relay.Run("cat", "/sys/class/net/r0/operstate")
+			return err == nil && strings.TrimSpace(out) == "up"
+		})
+		source{tp.src, "s0", src4}.send(t, "239.1.1.14:5014", 14, 100, 200, 5000)
+		k.expect(t, 14, 100)
+		if n := countLogs(w, `"msg":"receive failed"`) - failedBefore; n > 1 {
+			t.Errorf("%d receive errors logged for one link flap, want at most one", n)
+		}
+	}},
 	{"malformed packets are counted, never forwarded", testMalformed},
 	{"tun input", testTun},
 	{"outputs that cannot be served are errors on the rule", func(t *testing.T, tp *topo, w *workerProc) {
@@ -213,6 +244,16 @@ var relayCases = []struct {
 		k.expect(t, 11, 20)
 		w.waitRule("bulk054321", stats.RuleCounters{PacketsIn: 20, BytesIn: 2000, Outputs: outs(20, 100, 1)})
 	}},
+}
+
+func countLogs(w *workerProc, s string) int {
+	n := 0
+	for _, l := range w.logLines() {
+		if strings.Contains(l, s) {
+			n++
+		}
+	}
+	return n
 }
 
 func testMalformed(t *testing.T, tp *topo, w *workerProc) {

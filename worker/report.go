@@ -99,7 +99,7 @@ func (rp *reporter) report(now time.Time, db *ruleDB, c *stats.WorkerCounters) {
 	budget := maxSnapshotBytes
 	for _, r := range db.byID {
 		rp.logTransitions(r)
-		errText := r.errorText()
+		errText := db.errorOf(r)
 		if budget <= 0 || !r.changedSince(errText) {
 			continue
 		}

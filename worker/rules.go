@@ -119,6 +119,10 @@ type rule struct {
 	packetsIn, bytesIn uint64
 	reported           ruleReport
 	forceReport        bool // its outputs changed: report it even if the counters did not
+
+	// errText caches errorText as of socket-state generation errGen.
+	errText string
+	errGen  uint64
 }
 
 // ruleReport is what the last snapshot sent said about a rule.
@@ -144,6 +148,9 @@ type ruleDB struct {
 	table   *ruleset.Table
 	byIndex []*rule
 	dirty   bool // the table must be rebuilt
+
+	// gen counts changes of socket state, which rule errors depend on.
+	gen uint64
 }
 
 func newRuleDB(sk sockets, log *slog.Logger) *ruleDB {
@@ -153,6 +160,7 @@ func newRuleDB(sk sockets, log *slog.Logger) *ruleDB {
 		byID:   make(map[string]*rule),
 		inputs: make(map[int]*input),
 		egress: make(map[egressKey]*egress),
+		gen:    1,
 	}
 }
 
@@ -340,6 +348,7 @@ func (db *ruleDB) acquireEgress(k egressKey) *egress {
 }
 
 func (db *ruleDB) openEgress(e *egress) {
+	db.gen++
 	err := db.sk.openEgress(e)
 	if err != nil && (e.err == nil || e.err.Error() != err.Error()) {
 		db.log.Warn("cannot open output socket", "output", e.key.String(), "err", err)
@@ -370,6 +379,7 @@ func (db *ruleDB) commit() {
 	db.syncInputs()
 	db.rebuildTable()
 	db.dirty = false
+	db.gen++
 }
 
 // syncInputs brings every input whose rules changed in line with them.
@@ -505,6 +515,15 @@ func (db *ruleDB) retry() {
 func (db *ruleDB) close() {
 	db.replaceAll(nil)
 	db.commit()
+}
+
+// errorOf returns r.errorText(), computed again only after socket state
+// changed, so that reporting many rules with errors stays cheap.
+func (db *ruleDB) errorOf(r *rule) string {
+	if r.errGen != db.gen {
+		r.errText, r.errGen = r.errorText(), db.gen
+	}
+	return r.errText
 }
 
 // errorText says why the worker cannot serve (part of) r, or "" when it

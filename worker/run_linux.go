@@ -35,6 +35,9 @@ type backend interface {
 // continued.
 const statsRetry = 5 * time.Millisecond
 
+// socketRetry is how often sockets that failed to open are tried again.
+const socketRetry = 5 * time.Second
+
 // worker is one worker process's state, owned by the event loop goroutine.
 type worker struct {
 	cfg  Config
@@ -46,6 +49,8 @@ type worker struct {
 	rep  reporter
 	b    backend
 	eof  bool // the command socket reached end of file
+
+	lastRetry time.Time
 }
 
 // Run runs one worker's event loop on the calling goroutine until the
@@ -169,15 +174,18 @@ func (w *worker) run() error {
 }
 
 // tick does the periodic work: kernel drop counters, retrying sockets that
-// failed to open, and the stats snapshot.
+// failed to open (every socketRetry), and the stats snapshot.
 func (w *worker) tick(now time.Time) {
 	for _, in := range w.db.inputs {
 		if in.fd >= 0 {
 			w.d.c.KernelDrops += packetDrops(in.fd)
 		}
 	}
-	w.b.sync()
-	w.db.retry()
+	if now.Sub(w.lastRetry) >= socketRetry {
+		w.lastRetry = now
+		w.b.sync()
+		w.db.retry()
+	}
 	w.d.c.LogsDropped = w.logw.dropped
 	w.rep.report(now, w.db, &w.d.c)
 }

@@ -309,6 +309,9 @@ func (b *uringBackend) received(c *uring.CQE) {
 	if slot < len(b.inputs) && b.inputs[slot] != nil && b.inputs[slot].gen == gen {
 		in = b.inputs[slot]
 	}
+	if in != nil && c.Res >= 0 {
+		in.failing = false
+	}
 	if bid, ok := c.BufferID(); ok {
 		b.free--
 		if in != nil && c.Res >= 0 {
@@ -323,12 +326,10 @@ func (b *uringBackend) received(c *uring.CQE) {
 	}
 	in.armed = false
 	b.rearm = true
-	switch {
-	case c.Res >= 0 || c.Res == -int32(unix.ENOBUFS):
-		// Out of buffers (or a final CQE with data): arm again once
-		// buffers are back.
-		in.failing = false
-	default:
+	// Out of buffers (ENOBUFS), or a final CQE with data: arm again once
+	// buffers are back. An error (ENETDOWN while the link is down): arm
+	// again a little later, and log it once until data flows again.
+	if c.Res < 0 && c.Res != -int32(unix.ENOBUFS) {
 		in.rearmAt = time.Now().Add(rearmDelay)
 		if !in.failing {
 			in.failing = true
