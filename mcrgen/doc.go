@@ -40,6 +40,8 @@
 //
 // recv's --timeout is an overall deadline from the start, not an idle
 // timeout; --count ends the run as soon as that many datagrams arrived.
+// Once it has joined, recv prints "mcrgen recv: listening on …" on stderr:
+// scripts wait for that line before they start a sender.
 //
 // The sockets are Linux-only (socket_linux.go): on other systems NewSender
 // and NewReceiver fail with errors.ErrUnsupported.

@@ -1,11 +1,13 @@
 package mcrgen_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"net"
+	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -93,8 +95,6 @@ func finish(t *testing.T, p *netnstest.Proc, v any) {
 	t.Fatalf("no JSON line in the output of %s:\n%s", strings.Join(p.Cmd.Args, " "), p.Output())
 }
 
-func within(got, want, tolerance float64) bool { return math.Abs(got-want) <= want*tolerance }
-
 // TestSendRecvAcrossVeth sends 100,000 datagrams at 50,000 pps over a veth
 // to a multicast receiver in another namespace: none may be lost, and the
 // receiving interface's kernel counter must have seen them all.
@@ -116,17 +116,16 @@ func TestSendRecvAcrossVeth(t *testing.T) {
 	if sent.Sent != count || sent.Bytes != count*size {
 		t.Errorf("sent %d datagrams, %d bytes; want %d, %d", sent.Sent, sent.Bytes, count, count*size)
 	}
-	if !within(sent.PPS, rate, 0.02) {
-		t.Errorf("sender achieved %.1f pps, want %d ± 2 %%", sent.PPS, rate)
+	// Never faster than asked; slower only when starved of CPU, which
+	// TestSendRate tells apart from pacing errors.
+	if sent.PPS > rate*1.02 {
+		t.Errorf("sender achieved %.1f pps, faster than %d + 2 %%", sent.PPS, rate)
 	}
 	want := recvResult{Received: count, Bytes: count * size, Streams: 1}
 	if got.Received != want.Received || got.Lost != 0 || got.Duplicates != 0 || got.Reordered != 0 ||
 		got.Corrupt != 0 || got.Unverified != 0 || got.Bytes != want.Bytes || got.Streams != 1 {
 		t.Errorf("recv %+v, want %d received, %d bytes, one stream, nothing lost, duplicated, reordered or corrupt",
 			got, want.Received, want.Bytes)
-	}
-	if !within(got.PPS, rate, 0.02) {
-		t.Errorf("receiver measured %.1f pps, want %d ± 2 %%", got.PPS, rate)
 	}
 	if got.LatencyUS.P50 <= 0 || got.LatencyUS.P50 > got.LatencyUS.P99 || got.LatencyUS.P99 > got.LatencyUS.Max {
 		t.Errorf("latency %+v: want 0 < p50 <= p99 <= max", got.LatencyUS)
@@ -211,33 +210,108 @@ func TestRecvDetectsCorruption(t *testing.T) {
 }
 
 // TestSendRate measures the sender's pacing on a real socket and clock at
-// rates the relay benchmarks use: within 2 % of the target, and every
-// datagram seen by the peer interface. A rate the machine cannot reach at
-// the moment (2 shared cores under other tests' load) is skipped, with the
-// capacity measured; the pacing logic itself is checked on a fake clock by
-// TestSendPacing.
+// rates the relay benchmarks use: exactly rate·duration datagrams, never
+// faster than +2 %, all seen by the peer interface, and done within 2 % of
+// the scheduled second (SPEC §3: ±2 % at 1k–500k pps).
+//
+// The machine's cores are shared with other tests, and a sender starved of
+// CPU falls behind, which is load, not a pacing error. So the Sender runs
+// in this process, where its thread's run-queue wait is known
+// (/proc/thread-self/schedstat): a late run during which the thread waited
+// 20 ms or more for a CPU is repeated, up to three times, then skipped as
+// inconclusive; a late run without such a wait fails. The pacing logic
+// itself is checked on a fake clock by TestSendPacing.
 func TestSendRate(t *testing.T) {
+	const tolerance = 20 * time.Millisecond // 2 % of the 1 s run
 	snd, rcv := link(t)
-	// Port 9 (discard) has no listener: the peer counts the datagrams and
-	// drops them.
-	common := []string{"--interface", "snd0", "--group", "10.77.0.2", "--port", "9", "--size", "64", "--stream-id", "1"}
 	for _, rate := range []float64{50_000, 200_000} {
 		t.Run(fmt.Sprint(rate), func(t *testing.T) {
-			capacity := send(t, snd, append(common, "--rate", "0", "--duration", "300ms")...).PPS
-			if capacity < 1.25*rate {
-				t.Skipf("the sender reaches only %.0f pps unpaced right now; pacing at %.0f pps needs 25 %% headroom", capacity, rate)
+			var starved []string
+			for range 3 {
+				rx := rcv.LinkStat("rcv0", "rx_packets")
+				res, waited := pace(t, snd, rate)
+				rxDelta := rcv.LinkStat("rcv0", "rx_packets") - rx
+				late := res.Elapsed - time.Second
+				t.Logf("target %.0f pps: sent %d at %.1f pps (%+.3f %%), %v late, waited for a CPU %v, rcv0 rx_packets +%d",
+					rate, res.Sent, res.PPS, (res.PPS-rate)/rate*100, late.Round(time.Microsecond),
+					waited.Round(time.Microsecond), rxDelta)
+				if res.Sent != uint64(rate) || res.PPS > rate*1.02 || rxDelta < res.Sent {
+					t.Fatalf("sent %d at %.1f pps, peer saw %d: want exactly %.0f, not faster than +2 %%, all seen",
+						res.Sent, res.PPS, rxDelta, rate)
+				}
+				switch {
+				case late <= tolerance:
+					return
+				case waited < tolerance:
+					t.Fatalf("finished %v late without waiting for a CPU (%v): pacing lost time of its own", late, waited)
+				}
+				starved = append(starved, fmt.Sprintf("%.1f pps after waiting %v for a CPU", res.PPS, waited.Round(time.Millisecond)))
 			}
-			rx := rcv.LinkStat("rcv0", "rx_packets")
-			res := send(t, snd, append(common, "--rate", fmt.Sprint(rate), "--duration", "1s")...)
-			rxDelta := rcv.LinkStat("rcv0", "rx_packets") - rx
-			t.Logf("target %.0f pps (capacity %.0f): sent %d at %.1f pps (%+.2f %%), rcv0 rx_packets +%d",
-				rate, capacity, res.Sent, res.PPS, (res.PPS-rate)/rate*100, rxDelta)
-			if res.Sent != uint64(rate) || !within(res.PPS, rate, 0.02) {
-				t.Errorf("sent %d at %.1f pps, want %.0f at ± 2 %%", res.Sent, res.PPS, rate)
-			}
-			if rxDelta < res.Sent {
-				t.Errorf("rcv0 rx_packets grew by %d, fewer than the %d sent", rxDelta, res.Sent)
-			}
+			t.Skipf("machine too busy to measure pacing at %.0f pps: %s", rate, strings.Join(starved, "; "))
 		})
+	}
+}
+
+// pace sends one second of 64-byte datagrams at rate from ns and returns
+// the result and how long the sending thread waited for a CPU meanwhile.
+// Nobody joined the group: the peer counts the datagrams and drops them in
+// its IP input, which leaves the CPU to the sender.
+func pace(t *testing.T, ns *netnstest.NS, rate float64) (res mcrgen.SendResult, waited time.Duration) {
+	t.Helper()
+	err := ns.Do(func() error {
+		s, err := mcrgen.NewSender(mcrgen.SendConfig{Interface: "snd0", Group: netip.MustParseAddr("239.9.9.9"),
+			Port: 9, Rate: rate, Duration: time.Second, Size: 64, StreamID: 1})
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		before, err := runqueueWait()
+		if err != nil {
+			return err
+		}
+		res, err = s.Run(context.Background())
+		if err != nil {
+			return err
+		}
+		after, err := runqueueWait()
+		waited = after - before
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, waited
+}
+
+// runqueueWait returns how long the calling thread has been runnable but
+// not running: the second field of /proc/thread-self/schedstat (sched-stats
+// in the kernel documentation). The caller must be locked to its thread.
+func runqueueWait() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/thread-self/schedstat")
+	if err != nil {
+		return 0, err
+	}
+	fields := strings.Fields(string(b))
+	if len(fields) < 2 {
+		return 0, fmt.Errorf("schedstat %q: want 3 fields", b)
+	}
+	ns, err := strconv.ParseInt(fields[1], 10, 64)
+	return time.Duration(ns), err
+}
+
+// TestEmptyDatagrams sends `--size 0` datagrams: the receiver counts them
+// as received and unverified, outside the sequence accounting.
+func TestEmptyDatagrams(t *testing.T) {
+	snd, rcv := link(t)
+	recv := startRecv(t, rcv, "--interface", "rcv0", "--group", "10.77.0.2", "--port", "5002",
+		"--count", "100", "--timeout", "30s")
+	sent := send(t, snd, "--interface", "snd0", "--group", "10.77.0.2", "--port", "5002",
+		"--size", "0", "--count", "100", "--rate", "10000")
+	var got recvResult
+	finish(t, recv, &got)
+	got.PPS = 0
+	want := recvResult{Received: 100, Unverified: 100}
+	if sent.Sent != 100 || sent.Bytes != 0 || got != want {
+		t.Errorf("sent %+v, received %+v; want 100 empty datagrams, all unverified", sent, got)
 	}
 }
