@@ -36,22 +36,7 @@ func link(t *testing.T) (snd, rcv *netnstest.NS) {
 	rcv = netnstest.New(t, "gr")
 	netnstest.Veth(t, snd, "snd0", []string{"10.77.0.1/24", "fd77::1/64", "fd77::99/64"},
 		rcv, "rcv0", []string{"10.77.0.2/24", "fd77::2/64"})
-	waitIPv6(t, snd, "snd0")
-	waitIPv6(t, rcv, "rcv0")
 	return snd, rcv
-}
-
-// waitIPv6 waits until IPv6 is configured on ifname. The kernel does that
-// when the link's operational state turns up, which the link watcher
-// reports asynchronously, up to a second after `ip link set up`; until
-// then the interface has no ff00::/8 route and drops incoming multicast
-// (Ip6InNoRoutes).
-func waitIPv6(t *testing.T, ns *netnstest.NS, ifname string) {
-	t.Helper()
-	netnstest.WaitFor(t, 5*time.Second, "IPv6 multicast route on "+ifname, func() bool {
-		out, err := ns.Run("ip", "-6", "route", "show", "table", "local", "dev", ifname)
-		return err == nil && strings.Contains(out, "ff00::/8")
-	})
 }
 
 // startRecv starts `mcrgen recv args...` in ns and waits until it listens.

@@ -153,9 +153,26 @@ func Veth(t testing.TB, a *NS, aIf string, aAddrs []string, b *NS, bIf string, b
 	}
 	a.SetupLink(aIf, aAddrs...)
 	b.SetupLink(bIf, bAddrs...)
+	a.WaitIPv6(aIf)
+	b.WaitIPv6(bIf)
 }
 
-// SetupLink disables DAD on ifname, adds the addresses and sets it up.
+// WaitIPv6 waits until the kernel has configured IPv6 on ifname. It does
+// that when the link's operational state turns up, which its link watcher
+// reports asynchronously, up to a second after `ip link set up`; until then
+// the interface has no ff00::/8 route and drops incoming IPv6 multicast
+// (Ip6InNoRoutes). Both ends of a veth must be up for this to happen.
+func (n *NS) WaitIPv6(ifname string) {
+	n.t.Helper()
+	WaitFor(n.t, 5*time.Second, "IPv6 multicast route on "+ifname+" in "+n.Name, func() bool {
+		out, err := n.Run("ip", "-6", "route", "show", "table", "local", "dev", ifname)
+		return err == nil && strings.Contains(out, "ff00::/8")
+	})
+}
+
+// SetupLink disables DAD on ifname, adds the addresses and sets it up. It
+// does not wait for IPv6 to be ready (a veth is only operationally up once
+// its peer is): call WaitIPv6 for that.
 func (n *NS) SetupLink(ifname string, addrs ...string) {
 	n.t.Helper()
 	n.MustRun("sysctl", "-qw", "net.ipv6.conf."+ifname+".accept_dad=0")
