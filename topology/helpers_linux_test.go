@@ -186,14 +186,6 @@ func addArgs(r ruleset.Rule) []string {
 	return args
 }
 
-// remove removes rule id with `mcrctl remove`.
-func (d *daemon) remove(id string) {
-	d.t.Helper()
-	if _, err := d.ctl("remove", "--rule-id", id); err != nil {
-		d.t.Fatal(err)
-	}
-}
-
 // stats returns `mcrctl --json stats`.
 func (d *daemon) stats() stats.Report {
 	d.t.Helper()
