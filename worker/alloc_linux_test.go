@@ -31,6 +31,7 @@ func TestLoopDoesNotAllocatePerPacket(t *testing.T) {
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
 			const n = 20000
+			fds := openFDs(t)
 			w := startInProcess(t, tp, backend)
 			// No snapshot comes before Shutdown: wait for the log record.
 			rules := []controlproto.WorkerRule{tp.rule("alloc", "239.1.1.1:5001@r0", "239.2.2.2:6000@r1", "239.2.2.3:6000@r2")}
@@ -67,8 +68,19 @@ func TestLoopDoesNotAllocatePerPacket(t *testing.T) {
 			if diff := cmp.Diff(want, rc); diff != "" {
 				t.Errorf("final counters (-want +got):\n%s", diff)
 			}
+			// Run closed what it opened: once the harness closed its ends,
+			// only the sink's socket is left over.
+			w.ctl.Close()
+			netnstest.WaitFor(t, 5*time.Second, "Run's fds to be closed", func() bool { return openFDs(t) == fds+1 })
 		})
 	}
+}
+
+// openFDs counts the test process's open fds.
+func openFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	mustNoErr(t, err)
+	return len(ents)
 }
 
 // newCountingSink is newSink whose reader only counts datagrams, without

@@ -24,6 +24,9 @@
 // output sends on a connected UDP socket; outputs with equal destination,
 // interface, TTL and source share one socket. Sends never block: a full or
 // failing output drops and counts, and never holds up others or ingress.
+// No packet is dropped for want of a buffer (stats.WorkerCounters.
+// BufferExhausted stays 0): a backlog waits in the socket's receive buffer,
+// and what overflows that is counted as kernel_drops.
 //
 // Two backends run the same loop: "uring" on one io_uring (multishot receive
 // with a provided-buffer ring per worker, sends, the command read and the
