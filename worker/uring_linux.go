@@ -71,14 +71,19 @@ type uringBackend struct {
 	free  int               // buffers the kernel may fill
 	added int               // buffers given back since the last Advance
 
-	fifo             [uringBufs]recvd // received, not yet dispatched
-	fifoHead, fifoN  int
-	sends            []sendCtx
-	freeSends        []uint32
-	inputs           []*input // by slot; nil when free
-	gen              uint32
-	rearm            bool // some input's receive needs arming
-	cmdBuf           []byte
+	// fifo holds received packets not yet dispatched; each holds its
+	// own buffer, so it never needs more than uringBufs entries.
+	fifo            [uringBufs]recvd
+	fifoHead, fifoN int
+
+	sends     []sendCtx // by index, one per operation the ring allows in flight
+	freeSends []uint32  // free indexes of sends
+
+	inputs []*input // by slot; nil when free
+	gen    uint32   // generation given to the last input added
+	rearm  bool     // some input's receive needs arming
+
+	cmdBuf           []byte // off-heap: the kernel fills it after Submit returns
 	cmdArmed, cmdEOF bool
 }
 
