@@ -30,6 +30,7 @@ type linkFollower struct {
 	// follow a throwaway namespace). handle lists links in it.
 	ns     *netns.NsHandle
 	handle *netlink.Handle
+	rcvBuf int // the subscriptions' receive buffer (netlinkRcvBuf)
 }
 
 // subscription is one generation of netlink subscriptions.
@@ -45,16 +46,15 @@ type subscription struct {
 // in a goroutine until ctx ends. stopped is closed when that goroutine has
 // finished.
 func startLinkFollower(ctx context.Context, sink linkEvents, log *slog.Logger) (stopped <-chan struct{}, err error) {
-	return startLinkFollowerIn(ctx, nil, sink, log)
+	f := &linkFollower{log: log, sink: sink, rcvBuf: netlinkRcvBuf}
+	return f.start(ctx)
 }
 
-// startLinkFollowerIn is startLinkFollower for the network namespace ns
-// (nil = the daemon's own).
-func startLinkFollowerIn(ctx context.Context, ns *netns.NsHandle, sink linkEvents, log *slog.Logger) (<-chan struct{}, error) {
-	f := &linkFollower{log: log, sink: sink, ns: ns}
+// start is startLinkFollower for a follower whose fields are set.
+func (f *linkFollower) start(ctx context.Context) (<-chan struct{}, error) {
 	var err error
-	if ns != nil {
-		f.handle, err = netlink.NewHandleAt(*ns)
+	if f.ns != nil {
+		f.handle, err = netlink.NewHandleAt(*f.ns)
 	} else {
 		f.handle, err = netlink.NewHandle()
 	}
@@ -75,9 +75,9 @@ func startLinkFollowerIn(ctx context.Context, ns *netns.NsHandle, sink linkEvent
 	go func() {
 		defer close(done)
 		defer f.handle.Close()
-		log.Debug("link follower started")
+		f.log.Debug("link follower started")
 		f.run(ctx, sub)
-		log.Debug("link follower stopped")
+		f.log.Debug("link follower stopped")
 	}()
 	return done, nil
 }
@@ -100,7 +100,7 @@ func (f *linkFollower) subscribe() (*subscription, error) {
 	}
 	err := netlink.LinkSubscribeWithOptions(s.links, s.done, netlink.LinkSubscribeOptions{
 		Namespace: f.ns, ErrorCallback: report, ListExisting: true,
-		ReceiveBufferSize: netlinkRcvBuf, ReceiveBufferForceSize: true,
+		ReceiveBufferSize: f.rcvBuf, ReceiveBufferForceSize: true,
 	})
 	if err != nil {
 		close(s.done)
@@ -108,7 +108,7 @@ func (f *linkFollower) subscribe() (*subscription, error) {
 	}
 	err = netlink.AddrSubscribeWithOptions(s.addrs, s.done, netlink.AddrSubscribeOptions{
 		Namespace: f.ns, ErrorCallback: report,
-		ReceiveBufferSize: netlinkRcvBuf, ReceiveBufferForceSize: true,
+		ReceiveBufferSize: f.rcvBuf, ReceiveBufferForceSize: true,
 	})
 	if err != nil {
 		s.close()
