@@ -151,16 +151,14 @@ func (f *linkFollower) list() error {
 // run delivers events until ctx ends, re-subscribing and re-listing after
 // a subscription error.
 func (f *linkFollower) run(ctx context.Context, sub *subscription) {
-	defer func() { sub.close() }()
 	for {
 		err := f.follow(ctx, sub)
+		sub.close()
 		if err == nil {
 			return
 		}
 		f.log.Warn("netlink subscription lost events; re-listing links", "err", err)
-		sub.close()
-		sub = f.resync(ctx)
-		if sub == nil {
+		if sub = f.resync(ctx); sub == nil {
 			return
 		}
 	}

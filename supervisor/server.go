@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -48,6 +49,8 @@ type server struct {
 	ln     *net.UnixListener
 	handle handlerFunc
 	slots  chan struct{} // one token per open connection, up to maxConns
+	// refused counts connections turned away for the limit.
+	refused atomic.Uint64
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{} // guarded by mu
@@ -177,7 +180,9 @@ func (s *server) track(conn net.Conn) bool {
 func (s *server) refuse(conn net.Conn) {
 	defer s.wg.Done()
 	defer conn.Close()
-	s.log.Warn("control connection refused", "err", "too many connections", "limit", maxConns)
+	if n := s.refused.Add(1); n&(n-1) == 0 { // 1st, 2nd, 4th, 8th…: a flood cannot flood the log
+		s.log.Warn("control connections refused: too many open", "limit", maxConns, "refused_so_far", n)
+	}
 	conn.SetWriteDeadline(time.Now().Add(time.Second))
 	controlproto.WriteResponse(conn, controlproto.Fail(controlproto.CodeUnavailable,
 		"too many control connections (limit %d); try again later", maxConns))

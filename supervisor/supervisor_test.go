@@ -5,8 +5,11 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -129,6 +132,12 @@ const runConfig = `{"rules":[
 
 func TestRunServesReloadsAndShutsDown(t *testing.T) {
 	rt := newRunTest(t, runConfig)
+	// os/signal starts its one watcher goroutine on first use; start it
+	// before counting.
+	warm := make(chan os.Signal, 1)
+	signal.Notify(warm, syscall.SIGUSR2)
+	signal.Stop(warm)
+	fdsBefore, goroutinesBefore := countOpenFDs(t), runtime.NumGoroutine()
 	rt.start(context.Background())
 	if diff := cmp.Diff([]string{"a:pending", "b:pending"}, rt.ruleIDs()); diff != "" {
 		t.Errorf("rules from --config (-want +got):\n%s", diff)
@@ -140,6 +149,16 @@ func TestRunServesReloadsAndShutsDown(t *testing.T) {
 			return w.State != "running" || !w.InSync
 		})
 	})
+
+	// SIGHUP with an invalid --config changes nothing.
+	rt.writeConfig(`{"rules":[{"id":"a"}]}`)
+	rt.signal(syscall.SIGHUP)
+	poolWaitFor(t, 5*time.Second, "the failed reload logged", func() bool {
+		return strings.Contains(rt.logs.String(), `msg="reload config on SIGHUP; ruleset unchanged"`)
+	})
+	if diff := cmp.Diff([]string{"a:pending", "b:pending"}, rt.ruleIDs()); diff != "" {
+		t.Errorf("rules after a failed reload (-want +got):\n%s", diff)
+	}
 
 	// SIGHUP reloads --config: b goes, c comes.
 	rt.writeConfig(`{"rules":[
@@ -168,6 +187,10 @@ func TestRunServesReloadsAndShutsDown(t *testing.T) {
 			t.Errorf("worker %d (pid %d) alive after shutdown", w.Worker, w.PID)
 		}
 	}
+	// Netlink sockets close asynchronously once their subscription ends.
+	poolWaitFor(t, 2*time.Second, "goroutines and fds of the daemon to go", func() bool {
+		return runtime.NumGoroutine() <= goroutinesBefore && countOpenFDs(t) == fdsBefore
+	})
 }
 
 func TestRunRejectsBadConfig(t *testing.T) {
