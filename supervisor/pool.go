@@ -37,26 +37,28 @@ const (
 const (
 	// healthPeriod is how often the pool looks for hung workers.
 	healthPeriod = 250 * time.Millisecond
-	// missedBeats is how many stats intervals a worker may stay silent
-	// before it counts as hung and is killed.
-	missedBeats = 3
+	// defaultMissedBeats is how many stats intervals a worker may stay
+	// silent before it counts as hung and is killed.
+	defaultMissedBeats = 3
 	// startGrace is the least time a new worker gets to send its first
 	// snapshot: a short --stats-interval must not kill workers that are
-	// still setting up their rings.
-	startGrace = 2 * time.Second
+	// still setting up their rings and sockets on a loaded machine.
+	startGrace = 5 * time.Second
 	// DefaultStopTimeout is how long Stop waits for workers to exit after
 	// Shutdown before it kills them.
 	DefaultStopTimeout = 2 * time.Second
 )
 
-// Command queue bounds per worker. A worker that stops reading its command
-// socket makes its queue overflow; the queue is then dropped and replaced
-// by one SyncRules, so the supervisor's memory stays bounded and the
-// worker still ends up with the right ruleset.
-const (
-	maxQueuedFrames = 8192
-	maxQueuedBytes  = 8 << 20
-)
+// queueLimit bounds a worker's command queue. A worker that stops reading
+// its command socket makes its queue overflow; the queue is then dropped
+// and replaced by one SyncRules, so the supervisor's memory stays bounded
+// and the worker still ends up with the right ruleset.
+type queueLimit struct {
+	frames, bytes int
+}
+
+// defaultQueueLimit holds a burst of thousands of single-rule updates.
+var defaultQueueLimit = queueLimit{frames: 8192, bytes: 8 << 20}
 
 // PoolConfig configures a Pool. Zero values mean the documented defaults.
 type PoolConfig struct {
@@ -98,6 +100,9 @@ type Pool struct {
 	cfg     PoolConfig // defaults filled in by Start
 	log     *slog.Logger
 	backoff backoffPolicy
+	limit   queueLimit // of each worker's command queue
+	// missedBeats is how many stats intervals a worker may stay silent.
+	missedBeats int
 
 	stop chan struct{}  // closed by Stop: no more restarts
 	wg   sync.WaitGroup // slot runners and the health loop
@@ -157,9 +162,12 @@ func NewPool(cfg PoolConfig) *Pool {
 		cfg:     cfg,
 		log:     log,
 		backoff: defaultBackoff,
-		stop:    make(chan struct{}),
-		rules:   make(map[string]poolRule),
-		changed: make(chan struct{}),
+		limit:   defaultQueueLimit,
+
+		missedBeats: defaultMissedBeats,
+		stop:        make(chan struct{}),
+		rules:       make(map[string]poolRule),
+		changed:     make(chan struct{}),
 	}
 }
 
@@ -322,7 +330,7 @@ func (p *Pool) Update(add []controlproto.WorkerRule, remove []string) {
 	for _, s := range p.slots {
 		if s.proc != nil && s.proc.queue.push(frames) {
 			s.proc.log.Warn("worker command queue overflowed, replaced by SyncRules",
-				"max_frames", maxQueuedFrames, "max_bytes", maxQueuedBytes)
+				"max_frames", p.limit.frames, "max_bytes", p.limit.bytes)
 		}
 	}
 }
@@ -558,10 +566,10 @@ func (p *Pool) healthLoop() {
 }
 
 // checkHealth kills every worker whose last snapshot (or start, before its
-// first snapshot) is too old: missedBeats stats intervals, and at least
+// first snapshot) is too old: p.missedBeats stats intervals, and at least
 // startGrace for a worker that never reported.
 func (p *Pool) checkHealth(now time.Time) {
-	limit := missedBeats * p.cfg.StatsInterval
+	limit := time.Duration(p.missedBeats) * p.cfg.StatsInterval
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, s := range p.slots {

@@ -40,6 +40,9 @@ const (
 	fakeDropAddEnv = "MCR_TEST_FAKE_DROP_ADD"
 	// fakeIgnoreShutdownEnv: "1": ignore Shutdown.
 	fakeIgnoreShutdownEnv = "MCR_TEST_FAKE_IGNORE_SHUTDOWN"
+	// fakeStallEnv: a duration to wait before reading commands, while
+	// stats go on.
+	fakeStallEnv = "MCR_TEST_FAKE_STALL"
 )
 
 func init() {
@@ -55,6 +58,7 @@ type fakeWorker struct {
 	log   *slog.Logger
 
 	mu    sync.Mutex
+	asm   controlproto.SyncAssembler
 	rules map[string][]byte // id → canonical encoding
 	hash  ruleset.SetHash
 	seq   uint64
@@ -107,6 +111,9 @@ func runFakeWorker(args []string) int {
 			w.sendSnapshot()
 		}
 	}()
+	if stall, err := time.ParseDuration(os.Getenv(fakeStallEnv)); err == nil {
+		time.Sleep(stall)
+	}
 	return w.serveCommands()
 }
 
@@ -154,10 +161,11 @@ func (w *fakeWorker) sendSnapshot() {
 }
 
 // serveCommands applies commands until Shutdown or the end of the socket.
+// Like a real worker, whose event loop handles a command read before it
+// builds the next snapshot, it sends no snapshot between reading a command
+// and applying it.
 func (w *fakeWorker) serveCommands() int {
 	fr := controlproto.NewFrameReader(os.NewFile(controlproto.CommandFD, "commands"))
-	var asm controlproto.SyncAssembler
-	dropAdd := os.Getenv(fakeDropAddEnv)
 	for {
 		body, err := fr.Next()
 		if errors.Is(err, io.EOF) {
@@ -167,52 +175,50 @@ func (w *fakeWorker) serveCommands() int {
 			w.log.Error("read command", "err", err)
 			return 1
 		}
-		cmd, err := decodeCommand(body)
-		if err != nil {
-			w.log.Error("decode command", "err", err)
-			return 1
-		}
-		switch cmd.Type {
-		case controlproto.WAddRule:
-			if cmd.Rule.ID != dropAdd {
-				w.apply(func() { w.add(*cmd.Rule) })
-			}
-		case controlproto.WRemoveRule:
-			w.apply(func() { w.remove(cmd.ID) })
-		case controlproto.WSyncRules:
-			rules, done, err := asm.Add(&cmd)
-			if err != nil {
-				w.log.Error("sync rules", "err", err)
-			}
-			if done {
-				w.apply(func() {
-					for id := range w.rules {
-						w.remove(id)
-					}
-					for _, r := range rules {
-						w.add(r)
-					}
-				})
-			}
-		case controlproto.WShutdown:
-			if os.Getenv(fakeIgnoreShutdownEnv) != "1" {
-				w.log.Info("fake worker shutting down")
-				return 0
-			}
+		w.mu.Lock()
+		exit, stop := w.handle(body)
+		w.mu.Unlock()
+		if stop {
+			return exit
 		}
 	}
 }
 
-func decodeCommand(body []byte) (controlproto.WorkerCommand, error) {
+// handle decodes and applies one command; stop tells the process to exit
+// with status exit. w.mu must be held.
+func (w *fakeWorker) handle(body []byte) (exit int, stop bool) {
 	var cmd controlproto.WorkerCommand
-	err := json.Unmarshal(body, &cmd)
-	return cmd, err
-}
-
-func (w *fakeWorker) apply(f func()) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	f()
+	if err := json.Unmarshal(body, &cmd); err != nil {
+		w.log.Error("decode command", "err", err)
+		return 1, true
+	}
+	switch cmd.Type {
+	case controlproto.WAddRule:
+		if cmd.Rule.ID != os.Getenv(fakeDropAddEnv) {
+			w.add(*cmd.Rule)
+		}
+	case controlproto.WRemoveRule:
+		w.remove(cmd.ID)
+	case controlproto.WSyncRules:
+		rules, done, err := w.asm.Add(&cmd)
+		if err != nil {
+			w.log.Error("sync rules", "err", err)
+		}
+		if done {
+			for id := range w.rules {
+				w.remove(id)
+			}
+			for _, r := range rules {
+				w.add(r)
+			}
+		}
+	case controlproto.WShutdown:
+		if os.Getenv(fakeIgnoreShutdownEnv) != "1" {
+			w.log.Info("fake worker shutting down")
+			return 0, true
+		}
+	}
+	return 0, false
 }
 
 func (w *fakeWorker) add(r controlproto.WorkerRule) {

@@ -96,11 +96,12 @@ func (w *workerProc) drainPipes(pipes *sync.WaitGroup) {
 
 // cmdQueue is a worker's queue of encoded command frames between the
 // Pool's methods and the worker's command writer. It never blocks its
-// producers: past maxQueuedFrames or maxQueuedBytes it drops its frames and
+// producers: past its limit of frames or bytes it drops its frames and
 // asks for a SyncRules instead, which the writer builds from the pool's
 // ruleset when it gets to it. All fields are guarded by Pool.mu; wake
 // (capacity 1) tells the writer there is something to take.
 type cmdQueue struct {
+	limit  queueLimit
 	frames [][]byte
 	bytes  int
 	sync   bool // a SyncRules is due; it supersedes frames
@@ -132,7 +133,7 @@ func (q *cmdQueue) push(frames [][]byte) (overflowed bool) {
 		q.bytes += len(f)
 	}
 	q.frames = append(q.frames, frames...)
-	if len(q.frames) > maxQueuedFrames || q.bytes > maxQueuedBytes {
+	if len(q.frames) > q.limit.frames || q.bytes > q.limit.bytes {
 		q.requestSync()
 		overflowed = true
 	}

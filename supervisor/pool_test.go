@@ -26,7 +26,7 @@ import (
 // testStatsInterval is the fake workers' stats period: short, so that
 // heartbeats and resyncs happen quickly, and long enough for a loaded
 // 2-core machine.
-const testStatsInterval = 100 * time.Millisecond
+const testStatsInterval = 200 * time.Millisecond
 
 // logRecord is a log record captured by logCapture, its attributes
 // flattened to "group.key" → value.
@@ -145,6 +145,9 @@ func newTestPool(t *testing.T, n int, env ...string) *testPool {
 		Logger:        slog.New(logs),
 		ExtraEnv:      append([]string{fakeWorkerEnv + "=1", noRaceExitSleep}, env...),
 	})
+	// On a loaded machine a pinned fake may miss a few beats; only the
+	// test of hung workers wants them killed after 3.
+	p.missedBeats = 15
 	t.Cleanup(func() {
 		p.Stop(DefaultStopTimeout)
 		if t.Failed() {
@@ -294,20 +297,27 @@ func TestPoolRestartsKilledWorker(t *testing.T) {
 	if err := unix.Kill(victim, unix.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	p.waitHash(t, 5*time.Second, controlproto.HashWorkerRules(rules))
 	poolWaitFor(t, 5*time.Second, "worker 0 to be replaced", func() bool {
 		w := p.Workers()[0]
 		return w.PID != victim && w.InSync
 	})
-	if back := time.Since(killed); back > time.Second {
-		t.Errorf("worker back running and in sync %v after kill -9, want within 1s", back)
+	back := time.Now()
+	p.waitHash(t, 5*time.Second, controlproto.HashWorkerRules(rules))
+	exits := p.logs.find("worker exited", map[string]any{"worker": 0, "pid": victim, "status": "signal: killed"})
+	if len(exits) != 1 {
+		t.Fatalf("got %d 'worker exited' records with status 'signal: killed' for pid %d, want 1", len(exits), victim)
+	}
+	// How fast the kernel ends the process is not the pool's doing; from
+	// its exit on, the pool has 1 s to have a replacement running and in
+	// sync.
+	exited := exits[0].Time
+	t.Logf("kill -9 → exit seen after %v → back in sync after %v more", exited.Sub(killed), back.Sub(exited))
+	if back.Sub(exited) > time.Second {
+		t.Errorf("worker back running and in sync %v after it exited, want within 1s", back.Sub(exited))
 	}
 	got := p.Workers()
 	if got[0].Restarts != 1 || got[1].Restarts != 0 {
 		t.Errorf("restarts = %d, %d; want 1, 0", got[0].Restarts, got[1].Restarts)
-	}
-	if exits := p.logs.find("worker exited", map[string]any{"worker": 0, "pid": victim, "status": "signal: killed"}); len(exits) != 1 {
-		t.Errorf("got %d 'worker exited' records with status 'signal: killed' for pid %d, want 1", len(exits), victim)
 	}
 }
 
@@ -372,8 +382,48 @@ func TestBackoffPolicy(t *testing.T) {
 	}
 }
 
+func TestPoolReplacesOverflowingQueueBySyncRules(t *testing.T) {
+	// The fake reads no command for 2 s while it keeps sending stats: the
+	// socket fills, the writer blocks, and the pool's queue for it
+	// overflows into one SyncRules. Update never waits for the worker.
+	const stall = 2 * time.Second
+	p := newTestPool(t, 1, fakeStallEnv+"="+stall.String())
+	p.limit = queueLimit{frames: 100, bytes: 1 << 20}
+	// Applying thousands of commands at once takes a -race fake a while;
+	// it must not count as hung.
+	p.cfg.StatsInterval = 500 * time.Millisecond
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p.waitAllRunning(t)
+	// The socket holds a few thousand small frames, the writer one batch
+	// and the queue 100.
+	rules := fakeWorkerRules(5000)
+	var slowest time.Duration
+	for i := range rules {
+		start := time.Now()
+		p.Update(rules[i:i+1], nil)
+		slowest = max(slowest, time.Since(start))
+	}
+	if slowest > stall/2 {
+		t.Errorf("an Update took %v while the worker did not read: it waited for the worker", slowest)
+	}
+	p.waitHash(t, 10*time.Second, controlproto.HashWorkerRules(rules))
+	// It may overflow more than once before the socket is full.
+	if got := p.logs.find("worker command queue overflowed, replaced by SyncRules", map[string]any{"worker": 0}); len(got) == 0 {
+		t.Error("no overflow record")
+	}
+	if w := p.Workers()[0]; w.Resyncs != 0 || w.Restarts != 0 {
+		t.Errorf("resyncs %d, restarts %d; want 0, 0", w.Resyncs, w.Restarts)
+	}
+}
+
 func TestPoolKillsHungWorker(t *testing.T) {
-	p := startTestPool(t, 2, fakeHangOnceEnv+"="+filepath.Join(t.TempDir(), "hang"))
+	p := newTestPool(t, 2, fakeHangOnceEnv+"="+filepath.Join(t.TempDir(), "hang"))
+	p.missedBeats = defaultMissedBeats
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
 	rules := fakeWorkerRules(2)
 	p.Update(rules, nil)
 	poolWaitFor(t, 5*time.Second, "the hung worker to be restarted", func() bool {
@@ -393,10 +443,15 @@ func TestPoolKillsHungWorker(t *testing.T) {
 func TestPoolResyncsWorkerOutOfSync(t *testing.T) {
 	// The fakes ignore AddRule for "dropped": their hash stays wrong
 	// until the pool notices and resends SyncRules, which carries it.
-	p := startTestPool(t, 2, fakeDropAddEnv+"=dropped")
-	p.waitAllRunning(t)
-	rules := []controlproto.WorkerRule{fakeWorkerRule("dropped", 5000)}
+	p := newTestPool(t, 2, fakeDropAddEnv+"=dropped")
+	rules := []controlproto.WorkerRule{fakeWorkerRule("base", 4000)}
 	p.Update(rules, nil)
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p.waitAllRunning(t) // the initial SyncRules is applied: the next rule goes as AddRule
+	rules = append(rules, fakeWorkerRule("dropped", 5000))
+	p.Update(rules[1:], nil)
 	p.waitHash(t, 5*time.Second, controlproto.HashWorkerRules(rules))
 	for _, w := range p.Workers() {
 		if w.Resyncs != 1 || w.Restarts != 0 {
