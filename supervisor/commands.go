@@ -54,9 +54,9 @@ func (d *daemon) handle(req controlproto.Request) controlproto.Response {
 	case controlproto.CmdListRules:
 		return controlproto.OK(d.master.list())
 	case controlproto.CmdGetStats:
-		return controlproto.OK(d.report())
+		return controlproto.OK(d.Report())
 	case controlproto.CmdListWorkers:
-		return controlproto.OK(d.workers())
+		return controlproto.OK(d.Workers())
 	case controlproto.CmdGetConfig:
 		return controlproto.OK(d.master.config())
 	case controlproto.CmdLoadConfig:
@@ -90,9 +90,10 @@ func versionResult() controlproto.VersionResult {
 	return v
 }
 
-// report is the GetStats result: the rules in id order, the workers in
-// slot order.
-func (d *daemon) report() stats.Report {
+// Report is the GetStats result: the rules in id order, the workers in
+// slot order. (Report, Workers and RuleStates make daemon the
+// metricsSource of /metrics.)
+func (d *daemon) Report() stats.Report {
 	rules := d.master.statsRules()
 	infos := d.dp.Workers()
 	workers := make([]stats.WorkerDesc, len(infos))
@@ -102,13 +103,18 @@ func (d *daemon) report() stats.Report {
 	return d.stats.Report(rules, workers, time.Now())
 }
 
-// workers is the ListWorkers result, never null.
-func (d *daemon) workers() []controlproto.WorkerInfo {
+// Workers is the ListWorkers result, never null.
+func (d *daemon) Workers() []controlproto.WorkerInfo {
 	infos := d.dp.Workers()
 	if infos == nil {
 		infos = []controlproto.WorkerInfo{}
 	}
 	return infos
+}
+
+// RuleStates maps each rule's id to its state.
+func (d *daemon) RuleStates() map[string]string {
+	return d.master.states()
 }
 
 // requestConfig returns the config a LoadConfig or CheckConfig request

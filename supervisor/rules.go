@@ -497,6 +497,17 @@ func (m *master) list() []controlproto.RuleStatus {
 	return out
 }
 
+// states maps each rule's id to its state (metrics).
+func (m *master) states() map[string]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]string, len(m.rules))
+	for id, e := range m.rules {
+		out[id] = e.state
+	}
+	return out
+}
+
 // config returns the ruleset as a config, rules in id order (GetConfig,
 // SaveConfig).
 func (m *master) config() ruleset.Config {

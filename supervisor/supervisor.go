@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"slices"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
 )
@@ -26,25 +30,69 @@ import (
 // missing privileges for netlink or the workers.
 func Run(ctx context.Context, cfg Config) error {
 	cfg = withDefaults(cfg)
-	log := cfg.Logger
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
+	in, err := start(cfg)
+	if err != nil {
+		return err
+	}
+	defer in.stop()
+	for {
+		select {
+		case <-ctx.Done():
+			in.log.Info("shutting down")
+			return nil
+		case <-hup:
+			in.reload()
+		}
+	}
+}
+
+// instance is one running daemon: what start started, which stop stops.
+type instance struct {
+	log  *slog.Logger
+	d    *daemon
+	pool *Pool
+	srv  *server
+
+	// cancel ends the background goroutines (link follower, metrics
+	// server, readiness, watchdog); background waits for them.
+	cancel     context.CancelFunc
+	background sync.WaitGroup
+}
+
+// start brings the daemon up: --config validated first, then the control
+// socket and the metrics listener (so that a busy address fails before
+// anything runs), the workers, the netlink follower (its first listing
+// before the rules load, so they resolve at once), the rules, and the
+// control server. systemd hears READY=1 once the workers run.
+func start(cfg Config) (*instance, error) {
+	log := cfg.Logger
 	var initial ruleset.Config
 	if cfg.ConfigPath != "" {
 		c, err := readConfigFile(cfg.ConfigPath)
 		if err != nil {
-			return fmt.Errorf("load --config: %w", err)
+			return nil, fmt.Errorf("load --config: %w", err)
 		}
 		initial = c
 	}
 	ln, err := listenControl(cfg.ControlSocket, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var metricsLn net.Listener
+	if cfg.MetricsListen != "" {
+		if metricsLn, err = listenMetrics(cfg.MetricsListen); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
+	warnTuning(log, initial.Rules)
+
 	agg := stats.NewAggregator(cfg.StatsInterval)
 	pool := NewPool(PoolConfig{
 		Exe: cfg.WorkerExe, NumWorkers: cfg.NumWorkers, CPUs: cfg.CPUs, Backend: cfg.Backend,
@@ -54,42 +102,159 @@ func Run(ctx context.Context, cfg Config) error {
 		Log: log, DP: pool, Stats: agg,
 		Groups: openUDPGroupSocket, Fanout: newFanoutIDs(probeFanoutID, os.Getpid()),
 	})
-	defer func() {
-		pool.Stop(DefaultStopTimeout)
-		if err := m.close(); err != nil {
-			log.Warn("leave groups", "err", err)
+	ctx, cancel := context.WithCancel(context.Background())
+	in := &instance{log: log, pool: pool, cancel: cancel,
+		d: &daemon{log: log, level: cfg.LogLevel, configPath: cfg.ConfigPath, master: m, dp: pool, stats: agg}}
+	fail := func(err error) (*instance, error) {
+		ln.Close()
+		if metricsLn != nil {
+			metricsLn.Close()
 		}
-	}()
+		in.stop()
+		return nil, err
+	}
 	if err := pool.Start(); err != nil {
-		ln.Close()
-		return err
+		return fail(err)
 	}
-	followCtx, stopFollowing := context.WithCancel(ctx)
-	following, err := startLinkFollower(followCtx, m, log)
+	following, err := startLinkFollower(ctx, m, log)
 	if err != nil {
-		stopFollowing()
-		ln.Close()
-		return err
+		return fail(err)
 	}
-	defer func() { stopFollowing(); <-following }()
-	res := m.replace(initial.Rules)
-	if cfg.ConfigPath != "" {
+	in.goBackground(func() { <-following })
+	if res := m.replace(initial.Rules); cfg.ConfigPath != "" {
 		log.Info("config loaded", "from", cfg.ConfigPath, "added", res.Added)
 	}
+	in.srv = newServer(ln, in.d.handle, log)
+	in.srv.start()
+	log.Info("serving the control socket", "path", cfg.ControlSocket, "version", Version)
+	if metricsLn != nil {
+		in.goBackground(func() {
+			if err := serveMetrics(ctx, metricsLn, newMetricsHandler(in.d, Version), log); err != nil {
+				log.Error("metrics endpoint", "err", err)
+			}
+		})
+	}
+	in.goBackground(func() { in.announceReady(ctx) })
+	if interval, ok := watchdogInterval(); ok {
+		in.goBackground(func() { in.feedWatchdog(ctx, interval, cfg.ControlSocket) })
+	}
+	return in, nil
+}
 
-	d := &daemon{log: log, level: cfg.LogLevel, configPath: cfg.ConfigPath, master: m, dp: pool, stats: agg}
-	srv := newServer(ln, d.handle, log)
-	srv.start()
-	defer srv.close() // runs first: no request changes anything during shutdown
-	log.Info("mcrd supervisor ready", "control_socket", cfg.ControlSocket, "version", Version)
+func (in *instance) goBackground(f func()) {
+	in.background.Add(1)
+	go func() {
+		defer in.background.Done()
+		f()
+	}()
+}
+
+// stop shuts the daemon down: systemd hears STOPPING=1, the control server
+// closes (no request changes anything during shutdown; the socket file goes
+// with it), the background goroutines end (no link event re-joins a group
+// after this), the workers get Shutdown and SIGKILL after 2 s, and every
+// group is left.
+func (in *instance) stop() {
+	if err := notifyStopping(); err != nil {
+		in.log.Debug("notify systemd", "err", err)
+	}
+	if in.srv != nil {
+		in.srv.close()
+	}
+	in.cancel()
+	in.background.Wait()
+	in.pool.Stop(DefaultStopTimeout)
+	if err := in.d.master.close(); err != nil {
+		in.log.Warn("leave groups", "err", err)
+	}
+}
+
+// reload reloads --config on SIGHUP, telling systemd RELOADING=1 before and
+// READY=1 after.
+func (in *instance) reload() {
+	if err := notifyReloading(); err != nil {
+		in.log.Debug("notify systemd", "err", err)
+	}
+	in.d.reload()
+	if err := notifyReady(); err != nil {
+		in.log.Debug("notify systemd", "err", err)
+	}
+}
+
+// announceReady logs and tells systemd READY=1 once every worker runs.
+func (in *instance) announceReady(ctx context.Context) {
+	if err := in.pool.WaitAllRunning(ctx); err != nil {
+		return // shutting down before the workers ran
+	}
+	in.log.Info("mcrd supervisor ready", "workers", len(in.pool.Workers()))
+	if err := notifyReady(); err != nil {
+		in.log.Warn("notify systemd", "err", err)
+	}
+}
+
+// feedWatchdog tells systemd WATCHDOG=1 every half watchdog interval
+// (sd_watchdog_enabled(3)), but only when the daemon is responsive: the
+// control socket answers a Ping and the master ruleset's lock is free
+// within a quarter interval. A wedged daemon stops feeding the watchdog,
+// and systemd restarts it.
+func (in *instance) feedWatchdog(ctx context.Context, interval time.Duration, socket string) {
+	tick := time.NewTicker(interval / 2)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			log.Info("shutting down")
-			return nil
-		case <-hup:
-			d.reload()
+			return
+		case <-tick.C:
 		}
+		if err := in.healthy(ctx, socket, interval/4); err != nil {
+			in.log.Warn("watchdog not fed", "err", err)
+			continue
+		}
+		if err := notifyWatchdog(); err != nil {
+			in.log.Warn("notify systemd", "err", err)
+		}
+	}
+}
+
+// healthy checks within timeout that the control socket answers a Ping and
+// that the master's lock can be taken.
+func (in *instance) healthy(ctx context.Context, socket string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := controlproto.Dial(ctx, socket)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Call(ctx, controlproto.Request{Command: controlproto.CmdPing}, nil); err != nil {
+		return err
+	}
+	locked := make(chan struct{})
+	go func() {
+		in.d.master.mu.Lock()
+		//lint:ignore SA2001 taking the lock is the check
+		in.d.master.mu.Unlock()
+		close(locked)
+	}()
+	select {
+	case <-locked:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("master ruleset lock held for more than %v", timeout)
+	}
+}
+
+// warnTuning logs, once at start, the host settings that would cost packets
+// on the input interfaces of rules.
+func warnTuning(log *slog.Logger, rules []ruleset.Rule) {
+	var inputs []string
+	for _, r := range rules {
+		if !slices.Contains(inputs, r.Input.Interface) {
+			inputs = append(inputs, r.Input.Interface)
+		}
+	}
+	for _, w := range tuningWarnings(inputs) {
+		log.Warn(w)
 	}
 }
 
@@ -110,7 +275,7 @@ func withDefaults(cfg Config) Config {
 	return cfg
 }
 
-// reload reloads --config on SIGHUP.
+// reload reloads --config (SIGHUP).
 func (d *daemon) reload() {
 	if d.configPath == "" {
 		d.log.Warn("SIGHUP ignored: mcrd runs without --config")

@@ -3,13 +3,18 @@ package supervisor
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -130,8 +135,72 @@ const runConfig = `{"rules":[
   {"id":"a","input":{"interface":"mcrnone0","group":"239.1.1.1","port":5000},"outputs":[{"interface":"mcrnone1","group":"239.2.2.2","port":6000}]},
   {"id":"b","input":{"interface":"mcrnone0","group":"239.1.1.2","port":5000},"outputs":[{"interface":"mcrnone1","group":"239.2.2.2","port":6001}]}]}`
 
+// notifySocket is a stand-in for systemd's notification socket
+// (sd_notify(3)): a unixgram socket whose path goes into NOTIFY_SOCKET.
+type notifySocket struct {
+	conn *net.UnixConn
+	mu   sync.Mutex
+	got  []string
+}
+
+func listenNotify(t *testing.T, dir string) *notifySocket {
+	t.Helper()
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(dir, "notify"), Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &notifySocket{conn: conn}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 4096)
+		for {
+			k, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			n.mu.Lock()
+			n.got = append(n.got, strings.Split(string(buf[:k]), "\n")[0])
+			n.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { conn.Close(); <-done })
+	t.Setenv("NOTIFY_SOCKET", conn.LocalAddr().String())
+	return n
+}
+
+// messages returns the first line of every notification so far, watchdog
+// pings left out.
+func (n *notifySocket) messages() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.DeleteFunc(slices.Clone(n.got), func(m string) bool { return m == "WATCHDOG=1" })
+}
+
+func (n *notifySocket) watchdogs() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.got) - len(slices.DeleteFunc(slices.Clone(n.got), func(m string) bool { return m == "WATCHDOG=1" }))
+}
+
+// freeTCPAddr returns a loopback address with a port that was free a moment
+// ago.
+func freeTCPAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
 func TestRunServesReloadsAndShutsDown(t *testing.T) {
 	rt := newRunTest(t, runConfig)
+	notify := listenNotify(t, rt.dir)
+	t.Setenv("WATCHDOG_USEC", "200000")
+	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
+	rt.cfg.MetricsListen = freeTCPAddr(t)
 	// os/signal starts its one watcher goroutine on first use; start it
 	// before counting.
 	warm := make(chan os.Signal, 1)
@@ -149,6 +218,20 @@ func TestRunServesReloadsAndShutsDown(t *testing.T) {
 			return w.State != "running" || !w.InSync
 		})
 	})
+
+	poolWaitFor(t, 5*time.Second, "READY=1 and watchdog pings", func() bool {
+		return slices.Equal(notify.messages(), []string{"READY=1"}) && notify.watchdogs() >= 2
+	})
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}} // no idle conn to count as a leak
+	resp, err := client.Get("http://" + rt.cfg.MetricsListen + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `mcr_rules{state="pending"} 2`) {
+		t.Errorf("/metrics lacks mcr_rules{state=\"pending\"} 2:\n%s", body)
+	}
 
 	// SIGHUP with an invalid --config changes nothing.
 	rt.writeConfig(`{"rules":[{"id":"a"}]}`)
@@ -181,6 +264,10 @@ func TestRunServesReloadsAndShutsDown(t *testing.T) {
 	}
 	if _, err := os.Stat(rt.cfg.ControlSocket); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("control socket after shutdown: %v, want it removed", err)
+	}
+	want := []string{"READY=1", "RELOADING=1", "READY=1", "RELOADING=1", "READY=1", "STOPPING=1"}
+	if diff := cmp.Diff(want, notify.messages()); diff != "" {
+		t.Errorf("systemd notifications (-want +got):\n%s", diff)
 	}
 	for _, w := range workers {
 		if pidAlive(w.PID) {
