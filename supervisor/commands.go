@@ -42,10 +42,11 @@ func (d *daemon) handle(req controlproto.Request) controlproto.Response {
 	case controlproto.CmdGetVersion:
 		return controlproto.OK(versionResult())
 	case controlproto.CmdAddRule:
-		if err := d.master.add(*req.Rule); err != nil {
+		id, err := d.master.add(*req.Rule)
+		if err != nil {
 			return controlproto.Response{Error: err}
 		}
-		return controlproto.OK(controlproto.IDResult{ID: req.Rule.ID})
+		return controlproto.OK(controlproto.IDResult{ID: id})
 	case controlproto.CmdRemoveRule:
 		if err := d.master.remove(req.ID); err != nil {
 			return controlproto.Response{Error: err}

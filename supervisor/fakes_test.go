@@ -197,6 +197,7 @@ func (s *syncBuffer) String() string {
 // testMaster is a master over fakes.
 type testMaster struct {
 	*master
+	t      *testing.T
 	dp     *fakeDataPlane
 	kernel *fakeKernel
 	fanout *fakeFanout
@@ -206,6 +207,7 @@ type testMaster struct {
 func newTestMaster(t *testing.T) *testMaster {
 	t.Helper()
 	tm := &testMaster{
+		t:      t,
 		dp:     newFakeDataPlane(),
 		kernel: newFakeKernel(20, 10),
 		fanout: &fakeFanout{busy: map[int]bool{}},

@@ -90,21 +90,21 @@ func newMaster(c masterConfig) *master {
 	}
 }
 
-// add adds r to the ruleset. It normalises and validates r; errors are
-// invalid_argument (the field message), already_exists (the id or the input
-// is taken).
-func (m *master) add(r ruleset.Rule) *controlproto.Error {
+// add adds r to the ruleset and returns its id (the default id when r has
+// none). It normalises and validates r; errors are invalid_argument (the
+// field message), already_exists (the id or the input is taken).
+func (m *master) add(r ruleset.Rule) (string, *controlproto.Error) {
 	r.Normalize()
 	if err := r.Validate(); err != nil {
-		return controlproto.Errorf(controlproto.CodeInvalidArgument, "%v", err)
+		return "", controlproto.Errorf(controlproto.CodeInvalidArgument, "%v", err)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, dup := m.rules[r.ID]; dup {
-		return controlproto.Errorf(controlproto.CodeAlreadyExists, "rule %q already exists", r.ID)
+		return "", controlproto.Errorf(controlproto.CodeAlreadyExists, "rule %q already exists", r.ID)
 	}
 	if other, dup := m.inputs[r.Input.Key()]; dup {
-		return controlproto.Errorf(controlproto.CodeAlreadyExists, "input %s is already used by rule %q",
+		return "", controlproto.Errorf(controlproto.CodeAlreadyExists, "input %s is already used by rule %q",
 			describeInput(r.Input), other)
 	}
 	e := newRuleEntry(r)
@@ -112,7 +112,7 @@ func (m *master) add(r ruleset.Rule) *controlproto.Error {
 	var b batch
 	m.reconcile(e, &b)
 	b.flush(m.dp)
-	return nil
+	return r.ID, nil
 }
 
 // describeInput names an input the way errors and logs show it:

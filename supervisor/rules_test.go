@@ -54,8 +54,8 @@ func gone(name string, index int) func(*testMaster) {
 func addRules(rules ...ruleset.Rule) func(*testMaster) {
 	return func(tm *testMaster) {
 		for _, r := range rules {
-			if err := tm.add(r); err != nil {
-				panic(err)
+			if _, err := tm.add(r); err != nil {
+				tm.t.Fatalf("add rule %s: %v", r.ID, err)
 			}
 		}
 	}
@@ -298,7 +298,8 @@ func TestRuleAddErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if diff := cmp.Diff(tt.want, tm.add(tt.rule)); diff != "" {
+			_, err := tm.add(tt.rule)
+			if diff := cmp.Diff(tt.want, err); diff != "" {
 				t.Errorf("add (-want +got):\n%s", diff)
 			}
 		})
