@@ -599,9 +599,6 @@ func (p *Pool) observe(s *workerSlot, w *workerProc, snap *stats.Snapshot, now t
 	if agg := p.cfg.Aggregator; agg != nil {
 		agg.Observe(snap, now)
 	}
-	// An error (the socket is closed: the life is ending) counts as
-	// not read.
-	read, _ := commandsRead(w.commands)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if s.proc != w {
@@ -615,6 +612,11 @@ func (p *Pool) observe(s *workerSlot, w *workerProc, snap *stats.Snapshot, now t
 		w.log.Info("worker running", "backend", snap.Backend)
 	}
 	want := p.hash.String()
+	// Asked under p.mu, which the writer holds to change q.writing: a
+	// write in progress shows there, a finished one in the socket's queue.
+	// An error (the socket is closed: the life is ending) counts as not
+	// read.
+	read, _ := commandsRead(w.commands)
 	settled := w.queue.settled(read)
 	if s.hash == want {
 		s.mismatches = 0
