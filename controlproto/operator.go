@@ -39,11 +39,12 @@ const (
 	CodeInternal        = "internal"
 )
 
-// Rule states (RuleStatus.State).
+// Rule states (RuleStatus.State, of the input interface) and output states
+// (RuleStatus.OutputStates, of each output's interface).
 const (
-	StateActive  = "active"  // input interface present and up
-	StatePending = "pending" // input interface does not exist (yet)
-	StateDown    = "down"    // input interface exists but is down
+	StateActive  = "active"  // interface present and up
+	StatePending = "pending" // interface does not exist (yet)
+	StateDown    = "down"    // interface exists but is down
 )
 
 // Request is one operator request. Which fields apply depends on Command:
@@ -92,6 +93,9 @@ type IDResult struct {
 type RuleStatus struct {
 	ruleset.Rule
 	State string `json:"state"`
+	// OutputStates[i] is the state of Outputs[i]'s interface. A rule is
+	// active whatever its outputs' states: the outputs that can send do.
+	OutputStates []string `json:"output_states,omitempty"`
 	// Error, when set, says what is wrong with the rule right now (a failed
 	// group join, an output the workers cannot serve).
 	Error string `json:"error,omitempty"`

@@ -12,8 +12,10 @@ import (
 // Canonical returns the canonical encoding of the resolved rule: the rule's
 // own canonical encoding (ruleset.Rule.Canonical, which normalises a copy)
 // followed by 'W' and, as signed varints, InputIfIndex, FanoutID,
-// len(OutputIfIndex) and each OutputIfIndex. It shadows Rule.Canonical so
-// that a rule re-resolved to new interface indexes encodes differently.
+// len(OutputIfIndex) and each OutputIfIndex; then, only when OutputAddrGen
+// is not empty, 'A', len(OutputAddrGen) and each generation. It shadows
+// Rule.Canonical so that a rule re-resolved to new interface indexes or
+// addresses encodes differently.
 func (w WorkerRule) Canonical() []byte {
 	b := w.Rule.Canonical()
 	b = append(b, 'W')
@@ -22,6 +24,13 @@ func (w WorkerRule) Canonical() []byte {
 	b = binary.AppendVarint(b, int64(len(w.OutputIfIndex)))
 	for _, ix := range w.OutputIfIndex {
 		b = binary.AppendVarint(b, int64(ix))
+	}
+	if len(w.OutputAddrGen) > 0 {
+		b = append(b, 'A')
+		b = binary.AppendVarint(b, int64(len(w.OutputAddrGen)))
+		for _, g := range w.OutputAddrGen {
+			b = binary.AppendVarint(b, int64(g))
+		}
 	}
 	return b
 }

@@ -101,4 +101,17 @@ type Totals struct {
 	PacketsIn   uint64 `json:"packets_in"`
 	PacketsOut  uint64 `json:"packets_out"`
 	KernelDrops uint64 `json:"kernel_drops"`
+	// Rules and Outputs count the rules (by the state of their input
+	// interface) and their outputs (by the state of each output's
+	// interface). The supervisor fills them in; the Aggregator, which
+	// knows no interfaces, leaves them zero, and zero is omitted.
+	Rules   StateCounts `json:"rules,omitzero"`
+	Outputs StateCounts `json:"outputs,omitzero"`
+}
+
+// StateCounts counts rules or outputs by interface state (SPEC §6).
+type StateCounts struct {
+	Active  int `json:"active"`  // interface present and up
+	Pending int `json:"pending"` // interface does not exist (yet)
+	Down    int `json:"down"`    // interface exists but is down
 }
