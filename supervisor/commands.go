@@ -92,8 +92,8 @@ func versionResult() controlproto.VersionResult {
 }
 
 // Report is the GetStats result: the rules in id order, the workers in
-// slot order. (Report, Workers and RuleStates make daemon the
-// metricsSource of /metrics.)
+// slot order, and in the totals the rules and outputs counted by state.
+// (Report and Workers make daemon the metricsSource of /metrics.)
 func (d *daemon) Report() stats.Report {
 	rules := d.master.statsRules()
 	infos := d.dp.Workers()
@@ -101,7 +101,9 @@ func (d *daemon) Report() stats.Report {
 	for i, w := range infos {
 		workers[i] = stats.WorkerDesc{Worker: w.Worker, Core: w.Core}
 	}
-	return d.stats.Report(rules, workers, time.Now())
+	r := d.stats.Report(rules, workers, time.Now())
+	r.Totals.Rules, r.Totals.Outputs = d.master.counts()
+	return r
 }
 
 // Workers is the ListWorkers result, never null.
@@ -111,11 +113,6 @@ func (d *daemon) Workers() []controlproto.WorkerInfo {
 		infos = []controlproto.WorkerInfo{}
 	}
 	return infos
-}
-
-// RuleStates maps each rule's id to its state.
-func (d *daemon) RuleStates() map[string]string {
-	return d.master.states()
 }
 
 // requestConfig returns the config a LoadConfig or CheckConfig request

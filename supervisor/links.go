@@ -1,5 +1,10 @@
 package supervisor
 
+import (
+	"maps"
+	"net/netip"
+)
+
 // link is one network interface as the supervisor's netlink view sees it.
 type link struct {
 	Name  string
@@ -27,9 +32,23 @@ type linkEvents interface {
 	// follower sends it at start and whenever the subscription may have
 	// lost events (socket overrun), so no gap stays unnoticed.
 	linksListed(all []link)
-	// addrsChanged reports that the addresses of the link with ifindex
-	// changed; 0 means they may have changed anywhere (after an overrun).
-	addrsChanged(ifindex int)
+	// addrChanged reports that address a exists (RTM_NEWADDR: added, or
+	// its flags changed) or, when !present, is gone (RTM_DELADDR).
+	addrChanged(a addr, present bool)
+	// addrsListed replaces every address with a fresh listing, sent right
+	// after linksListed.
+	addrsListed(all []addr)
+}
+
+// addr is one address of a link, as the netlink view sees it.
+type addr struct {
+	Index  int
+	Prefix netip.Prefix
+	// Flags are the address's IFA_F_* flags: the kernel never picks a
+	// tentative IPv6 address as a source (RFC 4862 §5.4) and avoids a
+	// deprecated one (RFC 6724 rule 3), so a flag change (DAD completing)
+	// can change the source it derives, as an added address can.
+	Flags int
 }
 
 // linkView resolves interface names to links. It is keyed by ifindex, the
@@ -110,4 +129,117 @@ func (v *linkView) replace(all []link) (touched []string) {
 	}
 	*v = next
 	return touched
+}
+
+// addrFamily is one family's addresses on one link.
+type addrFamily struct {
+	index int
+	v6    bool
+}
+
+// linkAddrs is what an addrView holds for one addrFamily.
+type linkAddrs struct {
+	flags map[netip.Prefix]int // address → flags
+	// gen counts the changes of flags; it never goes back while the
+	// link exists, so (ifindex, gen) names one set of addresses.
+	gen int
+}
+
+// addrView holds the addresses of every link, per family, to tell the
+// master when the source address the kernel derives for an egress socket
+// may have changed: the generation of a link's family of addresses goes up
+// with every real change, and only then (a duplicated event, or a re-list
+// that finds what the view already holds, changes nothing). It is not safe
+// for concurrent use.
+type addrView struct {
+	byFamily map[addrFamily]*linkAddrs
+}
+
+func newAddrView() addrView {
+	return addrView{byFamily: map[addrFamily]*linkAddrs{}}
+}
+
+func familyOf(a addr) addrFamily {
+	return addrFamily{index: a.Index, v6: a.Prefix.Addr().Is6()}
+}
+
+// gen returns the generation of the addresses of family v6 on the link
+// with ifindex: 0 until the view has seen one.
+func (v *addrView) gen(ifindex int, v6 bool) int {
+	if la := v.byFamily[addrFamily{ifindex, v6}]; la != nil {
+		return la.gen
+	}
+	return 0
+}
+
+// set records that a exists and reports whether that is a change.
+func (v *addrView) set(a addr) bool {
+	la := v.byFamily[familyOf(a)]
+	if la == nil {
+		la = &linkAddrs{flags: map[netip.Prefix]int{}}
+		v.byFamily[familyOf(a)] = la
+	}
+	if f, ok := la.flags[a.Prefix]; ok && f == a.Flags {
+		return false
+	}
+	la.flags[a.Prefix] = a.Flags
+	la.gen++
+	return true
+}
+
+// remove records that a is gone and reports whether that is a change.
+func (v *addrView) remove(a addr) bool {
+	la := v.byFamily[familyOf(a)]
+	if la == nil {
+		return false
+	}
+	if _, ok := la.flags[a.Prefix]; !ok {
+		return false
+	}
+	delete(la.flags, a.Prefix)
+	la.gen++
+	return true
+}
+
+// replace makes the view exactly all and returns the ifindexes whose
+// addresses (of either family) changed.
+func (v *addrView) replace(all []addr) (changed []int) {
+	next := map[addrFamily]map[netip.Prefix]int{}
+	for _, a := range all {
+		f := familyOf(a)
+		if next[f] == nil {
+			next[f] = map[netip.Prefix]int{}
+		}
+		next[f][a.Prefix] = a.Flags
+	}
+	seen := map[int]bool{}
+	note := func(ifindex int) {
+		if !seen[ifindex] {
+			seen[ifindex] = true
+			changed = append(changed, ifindex)
+		}
+	}
+	for f, la := range v.byFamily {
+		if !maps.Equal(la.flags, next[f]) {
+			la.flags = next[f]
+			if la.flags == nil {
+				la.flags = map[netip.Prefix]int{}
+			}
+			la.gen++
+			note(f.index)
+		}
+	}
+	for f, flags := range next {
+		if v.byFamily[f] == nil {
+			v.byFamily[f] = &linkAddrs{flags: flags, gen: 1}
+			note(f.index)
+		}
+	}
+	return changed
+}
+
+// forget drops what the view holds for the link with ifindex (it is gone).
+func (v *addrView) forget(ifindex int) {
+	delete(v.byFamily, addrFamily{ifindex, false})
+	delete(v.byFamily, addrFamily{ifindex, true})
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -132,19 +134,28 @@ func (s *subscription) close() {
 	}()
 }
 
-// list reports a full listing of the links, and that addresses may have
-// changed anywhere.
+// list reports a full listing of the links, then of their addresses.
 func (f *linkFollower) list() error {
 	links, err := f.handle.LinkList()
 	if err != nil {
 		return fmt.Errorf("list links: %w", err)
+	}
+	addrs, err := f.handle.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("list addresses: %w", err)
 	}
 	all := make([]link, 0, len(links))
 	for _, l := range links {
 		all = append(all, linkOf(l.Attrs()))
 	}
 	f.sink.linksListed(all)
-	f.sink.addrsChanged(0)
+	as := make([]addr, 0, len(addrs))
+	for _, a := range addrs {
+		if p, ok := prefixOf(*a.IPNet); ok {
+			as = append(as, addr{Index: a.LinkIndex, Prefix: p, Flags: a.Flags})
+		}
+	}
+	f.sink.addrsListed(as)
 	return nil
 }
 
@@ -182,8 +193,7 @@ func (f *linkFollower) follow(ctx context.Context, sub *subscription) error {
 			if !ok {
 				return fmt.Errorf("address subscription closed")
 			}
-			f.log.Debug("address changed", "ifindex", u.LinkIndex, "addr", u.LinkAddress.String(), "new", u.NewAddr)
-			f.sink.addrsChanged(u.LinkIndex)
+			f.addrUpdate(u)
 		}
 	}
 }
@@ -224,6 +234,27 @@ func (f *linkFollower) linkUpdate(u netlink.LinkUpdate) {
 		f.log.Debug("link deleted", "interface", l.Name, "ifindex", l.Index)
 		f.sink.linkDeleted(l)
 	}
+}
+
+// addrUpdate reports one address message.
+func (f *linkFollower) addrUpdate(u netlink.AddrUpdate) {
+	p, ok := prefixOf(u.LinkAddress)
+	if !ok {
+		return
+	}
+	f.log.Debug("address changed", "ifindex", u.LinkIndex, "addr", p, "flags", u.Flags, "present", u.NewAddr)
+	f.sink.addrChanged(addr{Index: u.LinkIndex, Prefix: p, Flags: u.Flags}, u.NewAddr)
+}
+
+// prefixOf converts a netlink address: IPv4 unmapped, so that the family
+// is that of the address.
+func prefixOf(n net.IPNet) (netip.Prefix, bool) {
+	a, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(a.Unmap(), ones), true
 }
 
 // linkOf is the view of a netlink link: up means IFF_UP and IFF_RUNNING.

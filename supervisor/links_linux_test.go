@@ -64,6 +64,28 @@ func TestLinkFollowerDrivesRuleStates(t *testing.T) {
 	ns.MustRun("ip", "link", "set", "mcrv0", "up")
 	waitRule("rule active again", "active", in, out)
 
+	// An address added to the output interface raises the generation the
+	// output's derived source is keyed by; removing it raises it again.
+	addrGen := func() int {
+		wr, _ := tm.dp.rule("r")
+		return wr.OutputAddrGen[0]
+	}
+	for _, op := range []string{"add", "del"} {
+		before := addrGen()
+		ns.MustRun("ip", "addr", op, "10.9.0.1/24", "dev", "mcrv1")
+		netnstest.WaitFor(t, 2*time.Second, "address generation above "+fmt.Sprint(before)+" after ip addr "+op,
+			func() bool { return addrGen() > before })
+	}
+
+	// A rename takes the rule off the interface; renaming it back (a
+	// link must be down to be renamed) brings it back.
+	ns.MustRun("ip", "link", "set", "mcrv0", "down")
+	ns.MustRun("ip", "link", "set", "mcrv0", "name", "mcrw0")
+	waitRule("rule pending after its interface was renamed", "pending", 0, 0)
+	ns.MustRun("ip", "link", "set", "mcrw0", "name", "mcrv0")
+	ns.MustRun("ip", "link", "set", "mcrv0", "up")
+	waitRule("rule active after the rename back", "active", in, out)
+
 	ns.MustRun("ip", "link", "del", "mcrv0") // takes its peer along
 	waitRule("rule pending after deletion", "pending", 0, 0)
 

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"runtime"
-	"slices"
 	"strconv"
 	"time"
 
@@ -29,9 +28,6 @@ type metricsSource interface {
 	Report() stats.Report
 	// Workers is the ListWorkers result.
 	Workers() []controlproto.WorkerInfo
-	// RuleStates maps each rule id to its state: controlproto.StateActive,
-	// StatePending or StateDown.
-	RuleStates() map[string]string
 }
 
 // Metric descriptions. Counters are the supervisor's totals, which survive
@@ -57,6 +53,8 @@ var (
 		"Workers in state running.", nil, nil)
 	descRules = prometheus.NewDesc("mcr_rules",
 		"Rules by state: active (input interface up), pending (interface missing), down (interface down).", []string{"state"}, nil)
+	descOutputs = prometheus.NewDesc("mcr_outputs",
+		"Outputs of all rules by state: active (output interface up), pending (interface missing), down (interface down).", []string{"state"}, nil)
 	descBuildInfo = prometheus.NewDesc("mcr_build_info",
 		"Always 1; the labels name the mcrd build.", []string{"version", "goversion"}, nil)
 )
@@ -124,7 +122,7 @@ func newMetricsHandler(src metricsSource, version string) http.Handler {
 func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descRulePacketsIn, descRuleBytesIn, descOutputPacketsOut, descOutputBytesOut, descOutputErrors,
-		descWorkerRestarts, descWorkerResyncs, descWorkerInSync, descWorkersUp, descRules, descBuildInfo,
+		descWorkerRestarts, descWorkerResyncs, descWorkerInSync, descWorkersUp, descRules, descOutputs, descBuildInfo,
 	} {
 		ch <- d
 	}
@@ -146,7 +144,8 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	collectWorkers(ch, c.src.Workers())
-	collectRuleStates(ch, c.src.RuleStates())
+	collectStates(ch, descRules, report.Totals.Rules)
+	collectStates(ch, descOutputs, report.Totals.Outputs)
 }
 
 // collectRules sends the per-rule and per-output counters.
@@ -177,21 +176,12 @@ func collectWorkers(ch chan<- prometheus.Metric, workers []controlproto.WorkerIn
 	ch <- gauge(descWorkersUp, float64(up))
 }
 
-// collectRuleStates sends mcr_rules: every known state, 0 included, so that
-// a query for down rules finds a series and not an absence.
-func collectRuleStates(ch chan<- prometheus.Metric, states map[string]string) {
-	count := map[string]int{controlproto.StateActive: 0, controlproto.StatePending: 0, controlproto.StateDown: 0}
-	for _, s := range states {
-		count[s]++
-	}
-	names := make([]string, 0, len(count))
-	for s := range count {
-		names = append(names, s)
-	}
-	slices.Sort(names)
-	for _, s := range names {
-		ch <- gauge(descRules, float64(count[s]), s)
-	}
+// collectStates sends mcr_rules or mcr_outputs: every state, 0 included, so
+// that a query for down rules finds a series and not an absence.
+func collectStates(ch chan<- prometheus.Metric, d *prometheus.Desc, c stats.StateCounts) {
+	ch <- gauge(d, float64(c.Active), controlproto.StateActive)
+	ch <- gauge(d, float64(c.Down), controlproto.StateDown)
+	ch <- gauge(d, float64(c.Pending), controlproto.StatePending)
 }
 
 func counter(d *prometheus.Desc, v uint64, labels ...string) prometheus.Metric {

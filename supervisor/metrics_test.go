@@ -28,7 +28,6 @@ type fakeMetricsSource struct {
 	mu      sync.Mutex
 	report  stats.Report
 	workers []controlproto.WorkerInfo
-	states  map[string]string
 }
 
 func (f *fakeMetricsSource) Report() stats.Report {
@@ -41,12 +40,6 @@ func (f *fakeMetricsSource) Workers() []controlproto.WorkerInfo {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.workers
-}
-
-func (f *fakeMetricsSource) RuleStates() map[string]string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.states
 }
 
 // family is a parsed metric family reduced to what the tests compare:
@@ -130,12 +123,15 @@ func testSource() *fakeMetricsSource {
 					BufferExhausted: 6, EgressErrors: 7, StatsDropped: 8, LogsDropped: 9}},
 				{Worker: 1, Core: 3, WorkerCounters: stats.WorkerCounters{RxPackets: 300}},
 			},
+			Totals: stats.Totals{
+				Rules:   stats.StateCounts{Active: 1, Down: 2},
+				Outputs: stats.StateCounts{Active: 2, Pending: 1, Down: 4},
+			},
 		},
 		workers: []controlproto.WorkerInfo{
 			{Worker: 0, PID: 100, Core: 2, State: stateRunning, Restarts: 2, Resyncs: 1, InSync: true},
 			{Worker: 1, PID: 0, Core: 3, State: stateBackoff, Restarts: 5, InSync: false},
 		},
-		states: map[string]string{"market-a": controlproto.StateActive, "idle": controlproto.StateDown, "x": controlproto.StateDown},
 	}
 }
 
@@ -175,6 +171,7 @@ func TestMetricsHandlerExposesSource(t *testing.T) {
 		"mcr_worker_in_sync":                gauge(map[string]float64{w0: 1, w1: 0}),
 		"mcr_workers_up":                    gauge(map[string]float64{"": 1}),
 		"mcr_rules":                         gauge(map[string]float64{`state="active"`: 1, `state="down"`: 2, `state="pending"`: 0}),
+		"mcr_outputs":                       gauge(map[string]float64{`state="active"`: 2, `state="down"`: 4, `state="pending"`: 1}),
 		"mcr_build_info":                    gauge(map[string]float64{`goversion="` + runtime.Version() + `",version="1.2.3"`: 1}),
 	}
 	if diff := cmp.Diff(want, mcrFamilies(fams)); diff != "" {

@@ -18,8 +18,8 @@ import (
 
 // master owns the master ruleset (SPEC §2: the supervisor's ruleset is the
 // truth) and everything derived from it: each rule's resolution against the
-// link view, its state, the group memberships and what the data plane
-// holds. It implements linkEvents.
+// link and address views, its state, the group memberships and what the
+// data plane holds. It implements linkEvents.
 //
 // Every rule is resolved by the name of its input interface:
 //
@@ -29,9 +29,15 @@ import (
 //	         link comes up), its group is not joined
 //	active   it exists and is up: sent and joined
 //
+// Each output has a state of its own, by the name of its interface, with
+// the same names: pending (its ifindex is sent as 0 and the workers skip
+// it), down (the workers count its failed sends) or active.
+//
 // A rule is sent as a controlproto.WorkerRule with the ifindexes resolved;
 // whenever the resolution changes (an interface appears, is recreated with
-// a new ifindex, an output interface comes or goes) the rule is sent again.
+// a new ifindex, an output interface comes or goes, the addresses of an
+// output interface change under an output whose source is derived) the rule
+// is sent again.
 type master struct {
 	log   *slog.Logger
 	dp    dataPlane
@@ -48,6 +54,7 @@ type master struct {
 	inputs  map[ruleset.InputKey]string      // input → id of the rule on it
 	byIface map[string]map[string]*ruleEntry // interface name → rules on it (input or output)
 	links   linkView
+	addrs   addrView
 	groups  *memberships
 	fanout  *fanoutIDs
 }
@@ -59,8 +66,9 @@ type ruleEntry struct {
 	group netip.Addr   // rule.Input.Group, parsed
 	src   netip.Addr   // rule.Input.Source, parsed; zero when any source
 
-	state string
-	err   string // what keeps the rule from being fully served; "" = nothing
+	state     string   // of the input: controlproto.StateActive, …
+	outStates []string // of each output, in the rule's order
+	err       string   // what keeps the rule from being fully served; "" = nothing
 
 	sent      *controlproto.WorkerRule // what the data plane holds; nil = not sent
 	sentCanon []byte                   // sent.Canonical()
@@ -85,6 +93,7 @@ func newMaster(c masterConfig) *master {
 		inputs:  map[ruleset.InputKey]string{},
 		byIface: map[string]map[string]*ruleEntry{},
 		links:   newLinkView(),
+		addrs:   newAddrView(),
 		groups:  newMemberships(c.Groups),
 		fanout:  c.Fanout,
 	}
@@ -289,6 +298,7 @@ func (m *master) reconcile(e *ruleEntry, b *batch) {
 	}
 	m.setError(e, strings.Join(problems, "; "))
 	m.setState(e, stateOf(in, exists), in)
+	m.setOutputStates(e)
 }
 
 // setError records what keeps e from being fully served and logs a change.
@@ -315,10 +325,18 @@ func (m *master) resolve(e *ruleEntry, in link) (*controlproto.WorkerRule, error
 		InputIfIndex:  in.Index,
 		FanoutID:      fanout,
 		OutputIfIndex: make([]int, len(e.rule.Outputs)),
+		OutputAddrGen: make([]int, len(e.rule.Outputs)),
 	}
 	for i, o := range e.rule.Outputs {
-		if out, ok := m.links.lookup(o.Interface); ok {
-			wr.OutputIfIndex[i] = out.Index
+		out, ok := m.links.lookup(o.Interface)
+		if !ok {
+			continue
+		}
+		wr.OutputIfIndex[i] = out.Index
+		if o.Source == "" {
+			// Validate accepted the group, Normalize canonicalised it.
+			v6 := netip.MustParseAddr(o.Group).Is6()
+			wr.OutputAddrGen[i] = m.addrs.gen(out.Index, v6)
 		}
 	}
 	return wr, nil
@@ -396,6 +414,28 @@ func stateOf(in link, exists bool) string {
 	return controlproto.StateActive
 }
 
+// setOutputStates records the state of each of e's outputs and logs each
+// change once per transition, per output interface (its outputs on one
+// interface change together), not per output.
+func (m *master) setOutputStates(e *ruleEntry) {
+	next := make([]string, len(e.rule.Outputs))
+	var logged []string
+	for i, o := range e.rule.Outputs {
+		l, ok := m.links.lookup(o.Interface)
+		next[i] = stateOf(l, ok)
+		if e.outStates == nil || e.outStates[i] == next[i] || slices.Contains(logged, o.Interface) {
+			continue
+		}
+		logged = append(logged, o.Interface)
+		attrs := []any{"rule", e.rule.ID, "interface", o.Interface, "state", next[i], "from", e.outStates[i]}
+		if ok {
+			attrs = append(attrs, "ifindex", l.Index)
+		}
+		m.log.Info("output state changed", attrs...)
+	}
+	e.outStates = next
+}
+
 // setState records e's state and logs a change, once per transition.
 func (m *master) setState(e *ruleEntry, state string, in link) {
 	old := e.state
@@ -421,18 +461,26 @@ func (m *master) linkChanged(l link) {
 	m.relink(m.links.set(l))
 }
 
-// linkDeleted implements linkEvents.
+// linkDeleted implements linkEvents. The link's addresses are forgotten
+// with it, so the address view does not grow with links that come and go.
 func (m *master) linkDeleted(l link) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.relink(m.links.remove(l))
+	m.addrs.forget(l.Index)
 }
 
-// linksListed implements linkEvents.
+// linksListed implements linkEvents. The addresses of links not listed are
+// forgotten; those of the listed ones follow in addrsListed.
 func (m *master) linksListed(all []link) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.relink(m.links.replace(all))
+	for f := range m.addrs.byFamily {
+		if _, ok := m.links.byIndex[f.index]; !ok {
+			m.addrs.forget(f.index)
+		}
+	}
 }
 
 // relink reconciles the rules on the interfaces named (their resolution may
@@ -457,26 +505,40 @@ func (m *master) relink(names []string) {
 	b.flush(m.dp)
 }
 
-// addrsChanged implements linkEvents: rules with an output on that link
-// whose egress source address is derived (no explicit source) are sent to
-// the data plane again, so the workers re-derive it.
-func (m *master) addrsChanged(ifindex int) {
+// addrChanged implements linkEvents. A real change of a link's addresses
+// re-resolves the rules on it: those with an output there whose source
+// address is derived (no explicit source) carry the new address
+// generation in their WorkerRule.OutputAddrGen, so the workers open fresh
+// egress sockets and the kernel derives their source anew.
+func (m *master) addrChanged(a addr, present bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var b batch
-	for _, id := range slices.Sorted(maps.Keys(m.rules)) {
-		e := m.rules[id]
-		if e.sent == nil {
-			continue
-		}
-		for i, o := range e.rule.Outputs {
-			if o.Source == "" && e.sent.OutputIfIndex[i] != 0 && (ifindex == 0 || e.sent.OutputIfIndex[i] == ifindex) {
-				b.put(*e.sent)
-				break
-			}
+	changed := m.addrs.set
+	if !present {
+		changed = m.addrs.remove
+	}
+	if changed(a) {
+		m.readdress([]int{a.Index})
+	}
+}
+
+// addrsListed implements linkEvents.
+func (m *master) addrsListed(all []addr) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.readdress(m.addrs.replace(all))
+}
+
+// readdress reconciles the rules on the links with these ifindexes, whose
+// addresses changed.
+func (m *master) readdress(ifindexes []int) {
+	var names []string
+	for _, ix := range ifindexes {
+		if l, ok := m.links.byIndex[ix]; ok {
+			names = append(names, l.Name)
 		}
 	}
-	b.flush(m.dp)
+	m.relink(names)
 }
 
 // sorted returns the rule entries in id order. The caller holds mu.
@@ -492,20 +554,35 @@ func (m *master) list() []controlproto.RuleStatus {
 	defer m.mu.Unlock()
 	out := make([]controlproto.RuleStatus, 0, len(m.rules))
 	for _, e := range m.sorted() {
-		out = append(out, controlproto.RuleStatus{Rule: e.rule, State: e.state, Error: e.err})
+		out = append(out, controlproto.RuleStatus{Rule: e.rule, State: e.state,
+			OutputStates: slices.Clone(e.outStates), Error: e.err})
 	}
 	return out
 }
 
-// states maps each rule's id to its state (metrics).
-func (m *master) states() map[string]string {
+// counts counts the rules and the outputs by state (GetStats totals).
+func (m *master) counts() (rules, outputs stats.StateCounts) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make(map[string]string, len(m.rules))
-	for id, e := range m.rules {
-		out[id] = e.state
+	for _, e := range m.rules {
+		countState(&rules, e.state)
+		for _, s := range e.outStates {
+			countState(&outputs, s)
+		}
 	}
-	return out
+	return rules, outputs
+}
+
+// countState counts one rule or output in state.
+func countState(c *stats.StateCounts, state string) {
+	switch state {
+	case controlproto.StateActive:
+		c.Active++
+	case controlproto.StatePending:
+		c.Pending++
+	case controlproto.StateDown:
+		c.Down++
+	}
 }
 
 // config returns the ruleset as a config, rules in id order (GetConfig,

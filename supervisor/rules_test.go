@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/ruleset"
+	"github.com/mcrelay/mcr/stats"
 )
 
 // sentSummary describes what the data plane holds per rule id:
@@ -32,8 +33,10 @@ type scriptStep struct {
 	name   string
 	do     func(tm *testMaster)
 	states map[string]string // rule id → state
-	sent   map[string]string // sentSummary
-	joined []string          // testMaster.joined
+	// outputs, when set, is each rule's output states, comma-separated.
+	outputs map[string]string
+	sent    map[string]string // sentSummary
+	joined  []string          // testMaster.joined
 	// quiet, when set, means the step must not send anything to the data
 	// plane.
 	quiet bool
@@ -74,11 +77,17 @@ func TestRuleStates(t *testing.T) {
 				{name: "add on a missing interface", do: addRules(r1),
 					states: map[string]string{"r1": "pending"}, sent: map[string]string{}},
 				{name: "input appears", do: up("eth9", 5),
-					states: map[string]string{"r1": "active"}, sent: map[string]string{"r1": "in=5 out=[0]"},
-					joined: []string{"239.1.1.1@5"}},
+					states: map[string]string{"r1": "active"}, outputs: map[string]string{"r1": "pending"},
+					sent: map[string]string{"r1": "in=5 out=[0]"}, joined: []string{"239.1.1.1@5"}},
 				{name: "output appears", do: up("out0", 6),
-					states: map[string]string{"r1": "active"}, sent: map[string]string{"r1": "in=5 out=[6]"},
-					joined: []string{"239.1.1.1@5"}},
+					states: map[string]string{"r1": "active"}, outputs: map[string]string{"r1": "active"},
+					sent: map[string]string{"r1": "in=5 out=[6]"}, joined: []string{"239.1.1.1@5"}},
+				{name: "output down", do: down("out0", 6), quiet: true,
+					states: map[string]string{"r1": "active"}, outputs: map[string]string{"r1": "down"},
+					sent: map[string]string{"r1": "in=5 out=[6]"}, joined: []string{"239.1.1.1@5"}},
+				{name: "output up", do: up("out0", 6), quiet: true,
+					states: map[string]string{"r1": "active"}, outputs: map[string]string{"r1": "active"},
+					sent: map[string]string{"r1": "in=5 out=[6]"}, joined: []string{"239.1.1.1@5"}},
 				{name: "input down", do: down("eth9", 5),
 					states: map[string]string{"r1": "down"}, sent: map[string]string{"r1": "in=5 out=[6]"}},
 				{name: "input up", do: up("eth9", 5),
@@ -90,8 +99,30 @@ func TestRuleStates(t *testing.T) {
 					states: map[string]string{"r1": "active"}, sent: map[string]string{"r1": "in=8 out=[6]"},
 					joined: []string{"239.1.1.1@8"}},
 				{name: "output deleted", do: gone("out0", 6),
-					states: map[string]string{"r1": "active"}, sent: map[string]string{"r1": "in=8 out=[0]"},
-					joined: []string{"239.1.1.1@8"}},
+					states: map[string]string{"r1": "active"}, outputs: map[string]string{"r1": "pending"},
+					sent: map[string]string{"r1": "in=8 out=[0]"}, joined: []string{"239.1.1.1@8"}},
+				{name: "output recreated with a new ifindex", do: up("out0", 9),
+					states: map[string]string{"r1": "active"}, outputs: map[string]string{"r1": "active"},
+					sent: map[string]string{"r1": "in=8 out=[9]"}, joined: []string{"239.1.1.1@8"}},
+			},
+		},
+		{
+			name: "outputs on several interfaces, one of them the input's",
+			steps: []scriptStep{
+				{name: "rule on missing links", do: addRules(ruleset.Rule{ID: "m", Input: ruleset.Input{Interface: "eth9", Group: "239.1.1.1", Port: 5000},
+					Outputs: []ruleset.Output{{Interface: "out0", Group: "239.9.9.9", Port: 9000}, {Interface: "eth9", Group: "239.9.9.9", Port: 9000},
+						{Interface: "out0", Group: "239.9.9.8", Port: 9000}}}),
+					states: map[string]string{"m": "pending"}, outputs: map[string]string{"m": "pending,pending,pending"},
+					sent: map[string]string{}},
+				{name: "eth9 appears down", do: down("eth9", 5),
+					states: map[string]string{"m": "down"}, outputs: map[string]string{"m": "pending,down,pending"},
+					sent: map[string]string{"m": "in=5 out=[0 5 0]"}},
+				{name: "out0 appears up", do: up("out0", 6),
+					states: map[string]string{"m": "down"}, outputs: map[string]string{"m": "active,down,active"},
+					sent: map[string]string{"m": "in=5 out=[6 5 6]"}},
+				{name: "eth9 up", do: up("eth9", 5),
+					states: map[string]string{"m": "active"}, outputs: map[string]string{"m": "active,active,active"},
+					sent: map[string]string{"m": "in=5 out=[6 5 6]"}, joined: []string{"239.1.1.1@5"}},
 			},
 		},
 		{
@@ -125,6 +156,15 @@ func TestRuleStates(t *testing.T) {
 				{name: "eth9 renamed wan", do: up("wan", 5),
 					states: map[string]string{"r1": "pending", "r2": "active"}, sent: map[string]string{"r2": "in=5 out=[0]"},
 					joined: []string{"239.1.1.2@5"}},
+				{name: "out0 appears, is renamed eth9, and another out0 appears", do: func(tm *testMaster) {
+					up("out0", 6)(tm)
+					down("eth9", 6)(tm)
+					up("out0", 7)(tm)
+				},
+					states:  map[string]string{"r1": "down", "r2": "active"},
+					outputs: map[string]string{"r1": "active", "r2": "active"},
+					sent:    map[string]string{"r1": "in=6 out=[7]", "r2": "in=5 out=[7]"},
+					joined:  []string{"239.1.1.2@5"}},
 			},
 		},
 		{
@@ -154,6 +194,15 @@ func TestRuleStates(t *testing.T) {
 				}
 				if diff := cmp.Diff(st.states, got); diff != "" {
 					t.Errorf("%s: states (-want +got):\n%s", st.name, diff)
+				}
+				if st.outputs != nil {
+					got := map[string]string{}
+					for _, rs := range tm.list() {
+						got[rs.ID] = strings.Join(rs.OutputStates, ",")
+					}
+					if diff := cmp.Diff(st.outputs, got); diff != "" {
+						t.Errorf("%s: output states (-want +got):\n%s", st.name, diff)
+					}
 				}
 				if diff := cmp.Diff(st.sent, sentSummary(tm.dp)); diff != "" {
 					t.Errorf("%s: data plane (-want +got):\n%s", st.name, diff)
@@ -352,22 +401,144 @@ func TestRuleReplaceAppliesOnlyTheDifference(t *testing.T) {
 	}
 }
 
-func TestRuleAddressChangeResendsDerivedSourceOutputs(t *testing.T) {
+func TestRuleOutputStateTransitionsAreLoggedOnce(t *testing.T) {
+	tm := newTestMaster(t)
+	up("eth9", 5)(tm)
+	addRules(ruleset.Rule{ID: "r", Input: ruleset.Input{Interface: "eth9", Group: "239.1.1.1", Port: 5000},
+		Outputs: []ruleset.Output{{Interface: "out0", Group: "239.9.9.9", Port: 9000},
+			{Interface: "out0", Group: "239.9.9.8", Port: 9000}, {Interface: "out1", Group: "239.9.9.9", Port: 9000}}})(tm)
+	for _, ev := range []func(*testMaster){
+		up("out0", 6), up("out0", 6), down("out0", 6), down("out0", 6), up("out1", 7),
+		gone("out0", 6), gone("out0", 6), up("out0", 8), up("out0", 8),
+	} {
+		ev(tm)
+	}
+	var got []string
+	for line := range strings.Lines(tm.log.String()) {
+		if strings.Contains(line, `msg="output state changed"`) {
+			got = append(got, field(line, "interface")+" "+field(line, "from")+">"+field(line, "state"))
+		}
+	}
+	want := []string{
+		"out0 pending>active", "out0 active>down", "out1 pending>active",
+		"out0 down>pending", "out0 pending>active",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("logged output transitions (-want +got):\n%s\nlog:\n%s", diff, tm.log)
+	}
+}
+
+// field returns the value of key=value in a text log line.
+func field(line, key string) string {
+	for _, f := range strings.Fields(line) {
+		if v, ok := strings.CutPrefix(f, key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func TestRuleStateCounts(t *testing.T) {
+	tm := newTestMaster(t)
+	up("eth9", 5)(tm)
+	down("eth8", 6)(tm)
+	up("out0", 7)(tm)
+	addRules(
+		testRule("active", "eth9", "239.1.1.1", 5000, "out0"),
+		testRule("down", "eth8", "239.1.1.1", 5000, "out1"),
+		ruleset.Rule{ID: "pending", Input: ruleset.Input{Interface: "eth7", Group: "239.1.1.1", Port: 5000},
+			Outputs: []ruleset.Output{{Interface: "out0", Group: "239.9.9.9", Port: 9000}, {Interface: "eth8", Group: "239.9.9.9", Port: 9000}}},
+	)(tm)
+	rules, outputs := tm.counts()
+	if diff := cmp.Diff(stats.StateCounts{Active: 1, Pending: 1, Down: 1}, rules); diff != "" {
+		t.Errorf("rules by state (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(stats.StateCounts{Active: 2, Pending: 1, Down: 1}, outputs); diff != "" {
+		t.Errorf("outputs by state (-want +got):\n%s", diff)
+	}
+}
+
+// addrAdd, addrDel and addrList script the address events of
+// TestRuleAddressChanges.
+func addrAdd(index int, prefix string, flags int) func(*testMaster) {
+	return func(tm *testMaster) { tm.addrChanged(addr{index, netip.MustParsePrefix(prefix), flags}, true) }
+}
+
+func addrDel(index int, prefix string) func(*testMaster) {
+	return func(tm *testMaster) { tm.addrChanged(addr{Index: index, Prefix: netip.MustParsePrefix(prefix)}, false) }
+}
+
+func addrList(all ...addr) func(*testMaster) {
+	return func(tm *testMaster) { tm.addrsListed(all) }
+}
+
+func TestRuleAddressChanges(t *testing.T) {
+	const tentative = 0x40 // IFA_F_TENTATIVE
 	tm := newTestMaster(t)
 	up("eth9", 5)(tm)
 	up("out0", 6)(tm)
 	up("out1", 7)(tm)
+	addrList(addr{6, netip.MustParsePrefix("10.2.0.1/24"), 0}, addr{6, netip.MustParsePrefix("fd00:2::1/64"), tentative})(tm)
 	fixed := testRule("fixed", "eth9", "239.1.1.2", 5000, "out0")
 	fixed.Outputs[0].Source = "10.9.9.9"
-	addRules(testRule("derived", "eth9", "239.1.1.1", 5000, "out0"), fixed,
+	v6 := testRule("v6", "eth9", "239.1.1.4", 5000, "out0")
+	v6.Outputs[0].Group = "ff3e::9"
+	addRules(testRule("derived", "eth9", "239.1.1.1", 5000, "out0"), fixed, v6,
 		testRule("elsewhere", "eth9", "239.1.1.3", 5000, "out1"))(tm)
 	tm.dp.updates()
-	tm.addrsChanged(6)
-	if diff := cmp.Diff([][]string{{"+derived"}}, tm.dp.updates()); diff != "" {
-		t.Errorf("updates after an address change on out0 (-want +got):\n%s", diff)
+
+	// The steps run in order; want is the ids each step re-sends.
+	steps := []struct {
+		name string
+		do   func(*testMaster)
+		want []string
+	}{
+		{"IPv4 address added on out0", addrAdd(6, "10.2.0.9/24", 0), []string{"+derived"}},
+		{"the same event again", addrAdd(6, "10.2.0.9/24", 0), nil},
+		{"IPv6 address on out0 done with DAD", addrAdd(6, "fd00:2::1/64", 0), []string{"+v6"}},
+		{"IPv4 address removed from out0", addrDel(6, "10.2.0.1/24"), []string{"+derived"}},
+		{"the removal again", addrDel(6, "10.2.0.1/24"), nil},
+		{"removal of an address never seen", addrDel(6, "10.2.0.7/24"), nil},
+		{"address on a link no rule uses", addrAdd(99, "10.3.0.1/24", 0), nil},
+		{"address on out1", addrAdd(7, "10.4.0.1/24", 0), []string{"+elsewhere"}},
+		{"re-list that finds nothing new", addrList(
+			addr{6, netip.MustParsePrefix("10.2.0.9/24"), 0}, addr{6, netip.MustParsePrefix("fd00:2::1/64"), 0},
+			addr{7, netip.MustParsePrefix("10.4.0.1/24"), 0}, addr{99, netip.MustParsePrefix("10.3.0.1/24"), 0}), nil},
+		{"re-list that finds out1's address gone and out0's back", addrList(
+			addr{6, netip.MustParsePrefix("10.2.0.9/24"), 0}, addr{6, netip.MustParsePrefix("10.2.0.1/24"), 0},
+			addr{6, netip.MustParsePrefix("fd00:2::1/64"), 0}, addr{99, netip.MustParsePrefix("10.3.0.1/24"), 0}),
+			[]string{"+derived", "+elsewhere"}},
 	}
-	tm.addrsChanged(99)
-	if u := tm.dp.updates(); len(u) != 0 {
-		t.Errorf("address change on an unused link sent %v", u)
+	gens := map[string]int{}
+	for _, st := range steps {
+		st.do(tm)
+		var got []string
+		for _, u := range tm.dp.updates() {
+			got = append(got, u...)
+		}
+		if diff := cmp.Diff(st.want, got); diff != "" {
+			t.Errorf("%s: updates (-want +got):\n%s", st.name, diff)
+		}
+		for _, id := range got {
+			wr, _ := tm.dp.rule(id[1:])
+			if g := wr.OutputAddrGen[0]; g <= gens[id] {
+				t.Errorf("%s: rule %s re-sent with address generation %d, want more than %d", st.name, id[1:], g, gens[id])
+			}
+			gens[id] = wr.OutputAddrGen[0]
+		}
+	}
+	if wr, _ := tm.dp.rule("fixed"); wr.OutputAddrGen[0] != 0 {
+		t.Errorf("output with a fixed source got address generation %d, want 0", wr.OutputAddrGen[0])
+	}
+	// A link's addresses are forgotten with it: the view does not grow
+	// with links that came and went.
+	gone("out0", 6)(tm)
+	if g := tm.addrs.gen(6, false); g != 0 || len(tm.addrs.byFamily) != 2 {
+		t.Errorf("after out0's deletion: generation %d, view %v; want 0, and only out1's and ifindex 99's", g, tm.addrs.byFamily)
+	}
+	// A listing forgets the addresses of links it does not list.
+	tm.linksListed([]link{{"eth9", 5, true}, {"out1", 7, true}})
+	if _, ok := tm.addrs.byFamily[addrFamily{99, false}]; ok || len(tm.addrs.byFamily) != 1 {
+		t.Errorf("after a listing without ifindex 99: view %v, want only out1's", tm.addrs.byFamily)
 	}
 }

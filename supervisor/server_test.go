@@ -151,9 +151,9 @@ func TestCommands(t *testing.T) {
 		{"AddRule without rule", `{"command":"AddRule"}`, errReply("invalid_argument", `AddRule needs "rule"`)},
 		{"RemoveRule missing", `{"command":"RemoveRule","id":"zz"}`, errReply("not_found", `no rule "zz"`)},
 		{"ListRules", `{"command":"ListRules"}`, `{"ok":true,"result":[` +
-			`{"id":"` + bID + `","input":{"interface":"eth0","group":"ff3e::1","port":5000},"outputs":[{"interface":"eth1","group":"239.2.2.3","port":6000}],"state":"active"},` +
-			`{"id":"a","input":{"interface":"eth0","group":"239.1.1.1","port":5000},"outputs":[{"interface":"eth1","group":"239.2.2.2","port":6000}],"state":"active"},` +
-			`{"id":"p","input":{"interface":"nosuch0","group":"10.0.0.1","port":7000},"outputs":[{"interface":"eth1","group":"239.2.2.4","port":6000}],"state":"pending"}]}`},
+			`{"id":"` + bID + `","input":{"interface":"eth0","group":"ff3e::1","port":5000},"outputs":[{"interface":"eth1","group":"239.2.2.3","port":6000}],"state":"active","output_states":["active"]},` +
+			`{"id":"a","input":{"interface":"eth0","group":"239.1.1.1","port":5000},"outputs":[{"interface":"eth1","group":"239.2.2.2","port":6000}],"state":"active","output_states":["active"]},` +
+			`{"id":"p","input":{"interface":"nosuch0","group":"10.0.0.1","port":7000},"outputs":[{"interface":"eth1","group":"239.2.2.4","port":6000}],"state":"pending","output_states":["active"]}]}`},
 		{"RemoveRule", `{"command":"RemoveRule","id":"p"}`, `{"ok":true,"result":{"id":"p"}}`},
 		{"GetConfig", `{"command":"GetConfig"}`, `{"ok":true,"result":{"rules":[` +
 			`{"id":"` + bID + `","input":{"interface":"eth0","group":"ff3e::1","port":5000},"outputs":[{"interface":"eth1","group":"239.2.2.3","port":6000}]},` +
@@ -217,7 +217,8 @@ func TestGetStats(t *testing.T) {
 			Outputs: []stats.OutputReport{{Destination: "239.2.2.2:6000@eth1", PacketsOut: 7, BytesOut: 700}}}},
 		Workers: []stats.WorkerReport{{Worker: 0, Core: 0},
 			{Worker: 1, Core: 1, WorkerCounters: stats.WorkerCounters{RxPackets: 7, KernelDrops: 2}}},
-		Totals: stats.Totals{PacketsIn: 7, PacketsOut: 7, KernelDrops: 2},
+		Totals: stats.Totals{PacketsIn: 7, PacketsOut: 7, KernelDrops: 2,
+			Rules: stats.StateCounts{Active: 1}, Outputs: stats.StateCounts{Active: 1}},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("GetStats (-want +got):\n%s", diff)
