@@ -18,14 +18,16 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden with the current output")
 
-// Replies of a daemon with three rules (active, pending, down with an
-// error), two workers (one in backoff) and traffic on the first rule.
+// Replies of a daemon with three rules (active, pending with outputs
+// pending and down, down with an error), two workers (one in backoff) and
+// traffic on the first rule.
 const (
 	rulesReply = `{"ok":true,"result":[` +
 		`{"id":"market-a","name":"market data A","input":{"interface":"eth0","group":"239.1.1.1","port":5000,"source":"10.0.0.9"},` +
 		`"outputs":[{"interface":"eth1","group":"239.2.2.2","port":6000,"ttl":8},{"interface":"eth1","group":"10.1.0.50","port":6000}],"state":"active"},` +
 		`{"id":"9f86d081884c7d65","input":{"interface":"vlan100","group":"ff3e::1","port":5004},` +
-		`"outputs":[{"interface":"eth2","group":"ff3e::2","port":5004},{"interface":"eth2","group":"ff3e::3","port":5004},{"interface":"eth3","group":"239.9.9.9","port":5004}],"state":"pending"},` +
+		`"outputs":[{"interface":"eth2","group":"ff3e::2","port":5004},{"interface":"eth2","group":"ff3e::3","port":5004},{"interface":"eth3","group":"239.9.9.9","port":5004}],"state":"pending",` +
+		`"output_states":["down","down","pending"]},` +
 		`{"id":"lab","name":"lab feed","input":{"interface":"eth9","group":"239.5.5.5","port":1234},` +
 		`"outputs":[{"interface":"eth1","group":"239.6.6.6","port":1234}],"state":"down","error":"join 239.5.5.5 on eth9: no such device"}]}`
 	statsReply = `{"ok":true,"result":{"rules":[` +
@@ -39,7 +41,8 @@ const (
 		`"error":"output [ff3e::3]:5004@eth2: no IPv6 address on eth2"}],` +
 		`"workers":[{"worker":0,"core":0,"rx_packets":700000,"no_match":12,"malformed":1,"fragments":0,"not_udp":3,"kernel_drops":0,"buffer_exhausted":0,"egress_errors":4,"stats_dropped":0,"logs_dropped":0},` +
 		`{"worker":1,"core":1,"rx_packets":534579,"no_match":0,"malformed":0,"fragments":2,"not_udp":0,"kernel_drops":5,"buffer_exhausted":0,"egress_errors":3,"stats_dropped":0,"logs_dropped":0}],` +
-		`"totals":{"packets_in":1234567,"packets_out":2469127,"kernel_drops":5}}}`
+		`"totals":{"packets_in":1234567,"packets_out":2469127,"kernel_drops":5,` +
+		`"rules":{"active":1,"pending":1,"down":1},"outputs":{"active":3,"pending":1,"down":2}}}}`
 	workersReply = `{"ok":true,"result":[` +
 		`{"worker":0,"pid":4242,"core":0,"state":"running","restarts":0,"uptime_s":93784.2,"ruleset_hash":"3f1a9c0e5b7d2468","in_sync":true,"resyncs":0,"backend":"uring"},` +
 		`{"worker":1,"pid":4250,"core":1,"state":"backoff","restarts":3,"uptime_s":0.4,"ruleset_hash":"","in_sync":false,"resyncs":1,"backend":"mmsg"}]}`

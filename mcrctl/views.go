@@ -10,9 +10,10 @@ import (
 	"github.com/mcrelay/mcr/stats"
 )
 
-// writeRules prints the `list` table: one line per rule, its error (if any)
-// on a note line under it. packets maps rule ids to packets_in from
-// GetStats; a rule missing there shows 0.
+// writeRules prints the `list` table: one line per rule, then on note lines
+// under it the outputs whose interface is pending or down, and its error (if
+// any). packets maps rule ids to packets_in from GetStats; a rule missing
+// there shows 0.
 func writeRules(w io.Writer, rules []controlproto.RuleStatus, packets map[string]uint64, color bool) error {
 	t := table{
 		header: []string{"ID", "NAME", "STATE", "INPUT", "OUTPUTS", "PACKETS"},
@@ -21,11 +22,27 @@ func writeRules(w io.Writer, rules []controlproto.RuleStatus, packets map[string
 	for _, r := range rules {
 		t.add(cell{text: r.ID}, cell{text: orDash(r.Name)}, cell{text: r.State, color: stateColor(r.State)},
 			cell{text: formatInput(r.Input)}, cell{text: formatOutputs(r.Outputs)}, cell{text: count(packets[r.ID])})
+		for _, state := range []string{controlproto.StatePending, controlproto.StateDown} {
+			if outs := outputsIn(r, state); len(outs) > 0 {
+				t.addNote("outputs " + state + ": " + formatOutputs(outs))
+			}
+		}
 		if r.Error != "" {
 			t.addNote("error: " + r.Error)
 		}
 	}
 	return t.write(w, color)
+}
+
+// outputsIn returns r's outputs whose interface is in state.
+func outputsIn(r controlproto.RuleStatus, state string) []ruleset.Output {
+	var outs []ruleset.Output
+	for i, s := range r.OutputStates {
+		if s == state && i < len(r.Outputs) {
+			outs = append(outs, r.Outputs[i])
+		}
+	}
+	return outs
 }
 
 // formatInput prints an input like an output destination, with its source
@@ -126,5 +143,14 @@ func writeStats(w io.Writer, r stats.Report, color bool) error {
 	}
 	_, err := fmt.Fprintf(w, "\ntotal: %d packets in, %d packets out, %d kernel drops\n",
 		r.Totals.PacketsIn, r.Totals.PacketsOut, r.Totals.KernelDrops)
+	if err != nil || r.Totals.Rules == (stats.StateCounts{}) {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "rules: %s; outputs: %s\n", formatStates(r.Totals.Rules), formatStates(r.Totals.Outputs))
 	return err
+}
+
+// formatStates prints counts by state: "2 active, 1 pending, 0 down".
+func formatStates(c stats.StateCounts) string {
+	return fmt.Sprintf("%d active, %d pending, %d down", c.Active, c.Pending, c.Down)
 }
