@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/tty"
 )
 
 // DefaultSocket is the control socket used when neither --socket nor the
@@ -48,7 +49,7 @@ type options struct {
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
 	return run(ctx, args, stdin, stdout, stderr, getenv, options{
 		watchInterval: time.Second,
-		isTerminal:    isTerminal,
+		isTerminal:    tty.IsTerminal,
 		now:           time.Now,
 	})
 }

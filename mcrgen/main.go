@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/mcrelay/mcr/internal/tty"
 	"github.com/spf13/cobra"
 )
 
@@ -130,7 +131,7 @@ func runSend(ctx context.Context, cfg SendConfig, stdout, stderr io.Writer) erro
 	}
 	defer s.Close()
 	var stop func()
-	if isTerminal(stderr) {
+	if tty.IsTerminal(stderr) {
 		stop = showProgress(stderr, func(rate float64) string { return sendProgress(s.Sent(), cfg.Count, rate) }, s.Sent)
 	}
 	res, err := s.Run(ctx)
@@ -197,9 +198,9 @@ func runRecv(ctx context.Context, cfg RecvConfig, stdout, stderr io.Writer) erro
 	}
 	defer r.Close()
 	fmt.Fprintf(stderr, "mcrgen recv: listening on %s on %s\n", netip.AddrPortFrom(cfg.Group, uint16(cfg.Port)), cfg.Interface)
-	tty := isTerminal(stderr)
+	onTTY := tty.IsTerminal(stderr)
 	var stop func()
-	if tty {
+	if onTTY {
 		stop = showProgress(stderr, func(rate float64) string {
 			return fmt.Sprintf("%d received, %.0f pps", r.Received(), rate)
 		}, r.Received)
@@ -208,7 +209,7 @@ func runRecv(ctx context.Context, cfg RecvConfig, stdout, stderr io.Writer) erro
 	if stop != nil {
 		stop()
 	}
-	if tty {
+	if onTTY {
 		writeRecvSummary(stderr, res)
 	}
 	if jerr := printJSON(stdout, res); jerr != nil {
