@@ -14,6 +14,11 @@ const (
 	StatsFD = 4
 	// LogFD is the write end of the log pipe: JSON log lines.
 	LogFD = 5
+	// SocketFD is the worker's end of the socket socketpair (AF_UNIX
+	// SOCK_STREAM): the worker asks for every socket it relays on and
+	// the supervisor opens it and passes it with SCM_RIGHTS
+	// (internal/relaysock).
+	SocketFD = 6
 )
 
 // MaxFrameSize is the largest worker-protocol frame body.

@@ -31,6 +31,13 @@ type Config struct {
 	// WorkerExe is the binary re-executed as `WorkerExe worker …`;
 	// "" = /proc/self/exe.
 	WorkerExe string
+	// WorkerUser is the account workers run as, without capabilities,
+	// when the supervisor runs as root (mcrd's default: nobody); "" =
+	// workers keep the supervisor's credentials. See docs/security.md.
+	WorkerUser string
+	// SocketGroup, when set, is the group that owns the control socket
+	// (mode 0660): its members may connect. "" = the supervisor's group.
+	SocketGroup string
 }
 
 // DefaultControlSocket is where mcrd listens and mcrctl connects by default.

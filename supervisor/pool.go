@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/relaysock"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
 )
@@ -82,6 +85,12 @@ type PoolConfig struct {
 	Aggregator *stats.Aggregator
 	// ExtraEnv is appended to the supervisor's environment for workers.
 	ExtraEnv []string
+	// WorkerUser is the account workers run as: a supervisor running as
+	// root starts them with its uid and gid, no supplementary groups, no
+	// capabilities and no_new_privs, and passes --user so that each
+	// checks it before its loop. "" (or a supervisor that is not root):
+	// workers keep the supervisor's credentials.
+	WorkerUser string
 }
 
 // Pool runs the worker processes: it spawns one per slot, pinned to its
@@ -97,7 +106,10 @@ type PoolConfig struct {
 // (prctl(2) PR_SET_PDEATHSIG; golang/go#27505), so that thread must outlive
 // every worker it spawns.
 type Pool struct {
-	cfg     PoolConfig // defaults filled in by Start
+	cfg PoolConfig // defaults filled in by Start
+	// cred is what workers run as (from cfg.WorkerUser); nil: the
+	// supervisor's credentials.
+	cred    *syscall.Credential
 	log     *slog.Logger
 	backoff backoffPolicy
 	limit   queueLimit // of each worker's command queue
@@ -113,6 +125,7 @@ type Pool struct {
 	mu       sync.Mutex
 	rules    map[string]poolRule // the ruleset every worker should hold
 	hash     ruleset.SetHash     // of rules, maintained incrementally
+	grants   *relaysock.Grants   // the sockets rules need, maintained with rules
 	slots    []*workerSlot
 	phase    poolPhase
 	stopping bool // Stop has sent Shutdown; killing is set once it gave up waiting
@@ -167,6 +180,7 @@ func NewPool(cfg PoolConfig) *Pool {
 		missedBeats: defaultMissedBeats,
 		stop:        make(chan struct{}),
 		rules:       make(map[string]poolRule),
+		grants:      relaysock.NewGrants(),
 		changed:     make(chan struct{}),
 	}
 }
@@ -184,6 +198,14 @@ func (p *Pool) Start() error {
 	defer p.mu.Unlock()
 	if p.phase != poolNew {
 		return errors.New("start worker pool: already started or stopped")
+	}
+	if cfg.WorkerUser != "" {
+		if os.Geteuid() != 0 {
+			p.log.Warn("not running as root: workers keep the supervisor's credentials", "worker_user", cfg.WorkerUser)
+			cfg.WorkerUser = ""
+		} else if p.cred, err = workerCredential(cfg.WorkerUser); err != nil {
+			return fmt.Errorf("start worker pool: %w", err)
+		}
 	}
 	p.cfg = cfg
 	p.phase = poolStarted
@@ -306,6 +328,7 @@ func (p *Pool) Update(add []controlproto.WorkerRule, remove []string) {
 			continue
 		}
 		p.hash.Remove(old.enc)
+		p.grants.Remove(old.rule)
 		delete(p.rules, id)
 		frame, err := controlproto.AppendFrame(nil, controlproto.WorkerCommand{Type: controlproto.WRemoveRule, ID: id})
 		if err != nil {
@@ -322,8 +345,10 @@ func (p *Pool) Update(add []controlproto.WorkerRule, remove []string) {
 		id := add[i].ID
 		if old, ok := p.rules[id]; ok {
 			p.hash.Remove(old.enc)
+			p.grants.Remove(old.rule)
 		}
 		p.hash.Add(addEncs[i])
+		p.grants.Add(add[i])
 		p.rules[id] = poolRule{rule: add[i], enc: addEncs[i]}
 		frames = append(frames, addFrames[i])
 	}
@@ -425,6 +450,17 @@ func (p *Pool) runSlot(s *workerSlot) {
 	if err := pinThread(s.core); err != nil {
 		log.Warn("worker not pinned", "core", s.core, "err", err)
 	}
+	if p.cred != nil {
+		if err := restrictSpawnThread(); err != nil {
+			// Workers would run without no_new_privs: refuse to start them.
+			log.Error("cannot restrict the thread that starts workers; slot stopped", "err", err)
+			p.mu.Lock()
+			s.state = stateStopped
+			p.notifyLocked()
+			p.mu.Unlock()
+			return
+		}
+	}
 
 	var failures int
 	for lives := 0; ; lives++ {
@@ -501,7 +537,8 @@ func (p *Pool) superviseLife(s *workerSlot, w *workerProc) (healthy time.Duratio
 	w.log.Info("worker spawned", "core", s.core)
 
 	var pipes sync.WaitGroup
-	pipes.Add(3)
+	pipes.Add(4)
+	go func() { defer pipes.Done(); p.serveSockets(w) }()
 	go func() { defer pipes.Done(); p.writeCommands(w) }()
 	go func() { defer pipes.Done(); p.readStats(s, w) }()
 	go func() { defer pipes.Done(); p.readLogs(w) }()
@@ -520,6 +557,7 @@ func (p *Pool) superviseLife(s *workerSlot, w *workerProc) (healthy time.Duratio
 	p.mu.Unlock()
 
 	w.closeCommands()
+	w.sockets.Close()
 	w.drainPipes(&pipes)
 	logExit(w.log, waitErr, reason, stopping, time.Since(w.started))
 	return healthy

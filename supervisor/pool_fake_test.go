@@ -76,6 +76,7 @@ func runFakeWorker(args []string) int {
 	core := fs.Int("core", -1, "")
 	backend := fs.String("backend", "", "")
 	interval := fs.Duration("stats-interval", 0, "")
+	fs.String("user", "", "")
 	if len(args) == 0 || args[0] != "worker" || fs.Parse(args[1:]) != nil || *interval <= 0 {
 		fmt.Fprintf(os.Stderr, "fake worker: bad arguments %q\n", args)
 		return 2

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"sync"
@@ -41,8 +42,10 @@ type workerProc struct {
 	log     *slog.Logger // with worker and pid
 
 	commands *os.File // command socket, written by writeCommands only
-	statsR   *os.File // stats pipe, read by readStats only
-	logR     *os.File // log pipe, read by readLogs only
+	// sockets is the socket socketpair, served by serveSockets only.
+	sockets *net.UnixConn
+	statsR  *os.File // stats pipe, read by readStats only
+	logR    *os.File // log pipe, read by readLogs only
 
 	// Guarded by Pool.mu.
 	queue        cmdQueue

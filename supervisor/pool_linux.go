@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -21,13 +22,15 @@ const statsPipeSize = 1 << 20
 
 // spawn starts a worker process for slot s:
 //
-//	Exe worker --id N --core C --backend B --stats-interval D
+//	Exe worker --id N --core C --backend B --stats-interval D [--user U]
 //
-// with exactly three inherited fds besides stdio, by position: fd 3 its end
+// with exactly four inherited fds besides stdio, by position: fd 3 its end
 // of the command socketpair, fd 4 the write end of the stats pipe, fd 5 the
-// write end of the log pipe (controlproto.CommandFD, StatsFD, LogFD). Every
-// fd the supervisor opens is close-on-exec; exec dup2s these three into
-// place in the child only. The worker's stderr is its log pipe too, so a
+// write end of the log pipe, fd 6 its end of the socket socketpair, on
+// which it asks for every socket it relays on (controlproto.CommandFD,
+// StatsFD, LogFD, SocketFD; see serveSockets). Every fd the supervisor
+// opens is close-on-exec; exec dup2s these four into place in the child
+// only. The worker's stderr is its log pipe too, so a
 // crash trace from the Go runtime reaches the supervisor's log, with the
 // worker's id, instead of being lost. Stdin and stdout are /dev/null.
 //
@@ -48,6 +51,11 @@ func (p *Pool) spawn(s *workerSlot) (*workerProc, error) {
 		return fail(err)
 	}
 	opened = append(opened, cmdSup, cmdWorker)
+	sockSup, sockWorker, err := socketSocketpair(s.id)
+	if err != nil {
+		return fail(err)
+	}
+	opened = append(opened, sockWorker)
 	statsR, statsW, err := workerPipe(s.id, "stats")
 	if err != nil {
 		return fail(err)
@@ -62,26 +70,37 @@ func (p *Pool) spawn(s *workerSlot) (*workerProc, error) {
 		p.log.Debug("enlarge stats pipe", "worker", s.id, "size", statsPipeSize, "err", err)
 	}
 
-	cmd := exec.Command(p.cfg.Exe, "worker",
+	args := []string{"worker",
 		"--id", strconv.Itoa(s.id),
 		"--core", strconv.Itoa(s.core),
 		"--backend", p.cfg.Backend,
-		"--stats-interval", p.cfg.StatsInterval.String())
+		"--stats-interval", p.cfg.StatsInterval.String()}
+	if p.cfg.WorkerUser != "" {
+		args = append(args, "--user", p.cfg.WorkerUser)
+	}
+	cmd := exec.Command(p.cfg.Exe, args...)
 	cmd.Env = append(os.Environ(), p.cfg.ExtraEnv...)
-	files := make([]*os.File, 3)
+	files := make([]*os.File, 4)
 	files[controlproto.CommandFD-3] = cmdWorker
 	files[controlproto.StatsFD-3] = statsW
 	files[controlproto.LogFD-3] = logW
+	files[controlproto.SocketFD-3] = sockWorker
 	cmd.ExtraFiles = files
 	cmd.Stderr = logW
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	// With p.cred the child switches to the worker user before execve
+	// (Go sets the parent-death signal after the switch, which would
+	// clear it); the thread forking it gave it no_new_privs and an empty
+	// bounding set (restrictSpawnThread).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true, Credential: p.cred}
 	if err := cmd.Start(); err != nil {
+		sockSup.Close()
 		return fail(err)
 	}
 	started := time.Now()
 	// The worker holds its ends now; closing ours makes the pipes end
 	// when the worker does.
 	cmdWorker.Close()
+	sockWorker.Close()
 	statsW.Close()
 	logW.Close()
 	w := &workerProc{
@@ -91,6 +110,7 @@ func (p *Pool) spawn(s *workerSlot) (*workerProc, error) {
 		started:  started,
 		log:      p.log.With("worker", s.id, "pid", cmd.Process.Pid),
 		commands: cmdSup,
+		sockets:  sockSup,
 		statsR:   statsR,
 		logR:     logR,
 	}
@@ -115,6 +135,24 @@ func commandSocketpair(id int) (sup, worker *os.File, err error) {
 	}
 	return os.NewFile(uintptr(fds[0]), fmt.Sprintf("worker-%d-commands", id)),
 		os.NewFile(uintptr(fds[1]), fmt.Sprintf("worker-%d-commands-child", id)), nil
+}
+
+// socketSocketpair returns the two ends of a worker's socket socketpair
+// (AF_UNIX SOCK_STREAM, close-on-exec): the supervisor's, served by
+// relaysock.Serve through Go's poller, and the worker's.
+func socketSocketpair(id int) (sup *net.UnixConn, worker *os.File, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create socket socketpair: %w", err)
+	}
+	f := os.NewFile(uintptr(fds[0]), fmt.Sprintf("worker-%d-sockets", id))
+	c, err := net.FileConn(f) // a dup: f is closed either way
+	f.Close()
+	if err != nil {
+		unix.Close(fds[1])
+		return nil, nil, fmt.Errorf("create socket socketpair: %w", err)
+	}
+	return c.(*net.UnixConn), os.NewFile(uintptr(fds[1]), fmt.Sprintf("worker-%d-sockets-child", id)), nil
 }
 
 // workerPipe returns a close-on-exec pipe whose read end, the supervisor's,

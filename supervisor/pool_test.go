@@ -513,7 +513,7 @@ func TestPoolReemitsWorkerLogs(t *testing.T) {
 		"worker":   int64(0),
 		"core":     int64(core),
 		"backend":  "auto",
-		"fds":      []any{"2:pipe", "3:socket", "4:pipe", "5:pipe"},
+		"fds":      []any{"2:pipe", "3:socket", "4:pipe", "5:pipe", "6:socket"},
 		"cpus":     fmt.Sprint([]int{core}),
 		"nested.a": int64(1),
 		"nested.b": "x",

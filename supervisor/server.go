@@ -199,13 +199,14 @@ func (s *server) serveConn(conn net.Conn) {
 		defer close(writerDone)
 		s.writeReplies(conn, replies)
 	}()
+	from := peerOf(conn)
 	lines := controlproto.NewLineReader(conn, controlproto.MaxRequestSize)
 	for {
 		line, tooLong, err := lines.Next()
 		if err != nil {
 			break
 		}
-		replies <- s.answer(line, tooLong)
+		replies <- s.answer(line, tooLong, from)
 	}
 	close(replies)
 	<-writerDone
@@ -216,8 +217,9 @@ func (s *server) serveConn(conn net.Conn) {
 	<-s.slots
 }
 
-// answer returns the reply to one request line.
-func (s *server) answer(line []byte, tooLong bool) controlproto.Response {
+// answer returns the reply to one request line from peer from, logging
+// who sent a request that changes the daemon.
+func (s *server) answer(line []byte, tooLong bool, from peer) controlproto.Response {
 	if tooLong {
 		return controlproto.Fail(controlproto.CodeInvalidArgument,
 			"request longer than %d bytes", controlproto.MaxRequestSize)
@@ -226,6 +228,7 @@ func (s *server) answer(line []byte, tooLong bool) controlproto.Response {
 	if perr != nil {
 		return controlproto.Response{Error: perr}
 	}
+	from.logRequest(s.log, req)
 	return s.handle(req)
 }
 

@@ -84,6 +84,12 @@ func start(cfg Config) (*instance, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.SocketGroup != "" {
+		if err := setSocketGroup(cfg.ControlSocket, cfg.SocketGroup); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
 	var metricsLn net.Listener
 	if cfg.MetricsListen != "" {
 		if metricsLn, err = listenMetrics(cfg.MetricsListen); err != nil {
@@ -96,7 +102,7 @@ func start(cfg Config) (*instance, error) {
 	agg := stats.NewAggregator(cfg.StatsInterval)
 	pool := NewPool(PoolConfig{
 		Exe: cfg.WorkerExe, NumWorkers: cfg.NumWorkers, CPUs: cfg.CPUs, Backend: cfg.Backend,
-		StatsInterval: cfg.StatsInterval, Logger: log, Aggregator: agg,
+		StatsInterval: cfg.StatsInterval, Logger: log, Aggregator: agg, WorkerUser: cfg.WorkerUser,
 	})
 	m := newMaster(masterConfig{
 		Log: log, DP: pool, Stats: agg,

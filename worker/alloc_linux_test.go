@@ -48,7 +48,7 @@ func TestLoopDoesNotAllocatePerPacket(t *testing.T) {
 
 			sender := tp.src.Command(os.Args[0], "-test.run=^$")
 			sender.Env = append(os.Environ(), "MCR_TEST_ROLE=sender",
-				fmt.Sprintf("MCR_TEST_SEND=s0 10.0.1.1 239.1.1.1:5001 1 %d 200 50000", n))
+				fmt.Sprintf("MCR_TEST_SEND=s0 10.0.1.1 239.1.1.1:5001 1 %d 200 50000 1", n))
 			var m0, m1 runtime.MemStats
 			runtime.ReadMemStats(&m0)
 			out, err := sender.CombinedOutput()
@@ -123,13 +123,15 @@ func startInProcess(t *testing.T, tp *topo, backend string) *workerProc {
 	logR, logW, err := os.Pipe()
 	mustNoErr(t, err)
 	w := &workerProc{t: t, ctl: os.NewFile(uintptr(sp[0]), "ctl"), done: make(chan error, 1), rules: map[string]stats.RuleCounters{}}
+	sock := serveSockets(t, tp.relay)
 	cfg := Config{Core: -1, Backend: backend, StatsInterval: time.Hour,
-		CommandFD: sp[1], StatsFD: int(statsW.Fd()), LogFD: int(logW.Fd())}
+		CommandFD: sp[1], StatsFD: int(statsW.Fd()), LogFD: int(logW.Fd()), SocketFD: int(sock.Fd())}
 	go func() {
 		w.done <- tp.relay.Do(func() error { return Run(cfg) })
 		unix.Close(sp[1])
 		statsW.Close()
 		logW.Close()
+		sock.Close()
 	}()
 	go w.readStats(statsR)
 	go w.readLogs(logR)

@@ -40,9 +40,15 @@ type Config struct {
 	// StatsInterval is the period of stats snapshots, which double as the
 	// heartbeat. Default DefaultStatsInterval.
 	StatsInterval time.Duration
-	// CommandFD, StatsFD and LogFD are the inherited fds; 0 means the
-	// positions fixed by controlproto (CommandFD, StatsFD, LogFD).
-	CommandFD, StatsFD, LogFD int
+	// CommandFD, StatsFD, LogFD and SocketFD are the inherited fds; 0
+	// means the positions fixed by controlproto (CommandFD, StatsFD, LogFD,
+	// SocketFD).
+	CommandFD, StatsFD, LogFD, SocketFD int
+	// User is the account the worker drops to before its loop starts
+	// (uid, gid, no supplementary groups, no capabilities, no new
+	// privileges). Empty keeps the process's credentials, for tests that
+	// run the worker inside the test process.
+	User string
 }
 
 // withDefaults returns cfg with defaults filled in, or an error naming the
@@ -73,6 +79,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.LogFD == 0 {
 		cfg.LogFD = controlproto.LogFD
+	}
+	if cfg.SocketFD == 0 {
+		cfg.SocketFD = controlproto.SocketFD
 	}
 	return cfg, nil
 }

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/relaysock"
 	"github.com/mcrelay/mcr/internal/netnstest"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
@@ -103,12 +104,14 @@ func startWorker(t *testing.T, ns *netnstest.NS, backend string, id, core int) *
 	w.cmd = ns.Command(os.Args[0], "-test.run=^$")
 	w.cmd.Env = append(os.Environ(), "MCR_TEST_ROLE=worker", "MCR_TEST_BACKEND="+backend,
 		"MCR_TEST_ID="+strconv.Itoa(id), "MCR_TEST_CORE="+strconv.Itoa(core))
-	w.cmd.ExtraFiles = []*os.File{child, statsW, logW}
+	sock := serveSockets(t, ns)
+	w.cmd.ExtraFiles = []*os.File{child, statsW, logW, sock}
 	w.cmd.Stdout, w.cmd.Stderr = &w.out, &w.out
 	mustNoErr(t, w.cmd.Start())
 	child.Close()
 	statsW.Close()
 	logW.Close()
+	sock.Close()
 	go func() { w.done <- w.cmd.Wait() }()
 	go w.readStats(statsR)
 	go w.readLogs(logR)
@@ -125,6 +128,30 @@ func startWorker(t *testing.T, ns *netnstest.NS, backend string, id, core int) *
 		}
 	})
 	return w
+}
+
+// serveSockets opens, in ns, every socket a worker asks for on the returned
+// end of a socket socketpair, as the supervisor does (without its policy),
+// until the worker closes its end; then it closes its own.
+func serveSockets(t *testing.T, ns *netnstest.NS) *os.File {
+	t.Helper()
+	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	mustNoErr(t, err)
+	sup := os.NewFile(uintptr(sp[0]), "sockets")
+	c, err := net.FileConn(sup)
+	sup.Close()
+	mustNoErr(t, err)
+	conn := c.(*net.UnixConn)
+	done := make(chan error, 1)
+	go func() {
+		done <- ns.Do(func() error { return relaysock.Serve(conn, nil) })
+		conn.Close()
+	}()
+	t.Cleanup(func() {
+		conn.Close()
+		<-done
+	})
+	return os.NewFile(uintptr(sp[1]), "sockets-child")
 }
 
 func (w *workerProc) readStats(r io.ReadCloser) {
@@ -507,3 +534,5 @@ func inject(t *testing.T, ns *netnstest.NS, ifname string, pkts ...[]byte) {
 	})
 	mustNoErr(t, err)
 }
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }

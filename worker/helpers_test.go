@@ -45,7 +45,7 @@ func (f *fakeSockets) closeInput(in *input) {
 
 func (f *fakeSockets) openEgress(e *egress) error {
 	f.ops = append(f.ops, "open egress "+e.key.String())
-	if err := f.failOut[e.key.dst.String()]; err != nil {
+	if err := f.failOut[e.key.Dst.String()]; err != nil {
 		return err
 	}
 	e.fd = f.nextFD

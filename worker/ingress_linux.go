@@ -9,68 +9,6 @@ import (
 	"github.com/mcrelay/mcr/worker/filter"
 )
 
-// rcvBufSize is the receive buffer of each AF_PACKET socket: room for about
-// 3,000 full-size frames (skb truesize) while the loop is busy elsewhere.
-const rcvBufSize = 8 << 20
-
-// fanoutMode is the PACKET_FANOUT type and flags every worker uses, so that
-// all of them can join one group per interface (members must agree on type,
-// flags, protocol and device): FANOUT_CPU hands a packet to the member
-// whose index is the receiving CPU modulo the members; DEFRAG reassembles
-// IPv4 fragments before fanout so a datagram's fragments reach one member;
-// IGNORE_OUTGOING keeps the relay's own egress out of every member.
-const fanoutMode = unix.PACKET_FANOUT_CPU | unix.PACKET_FANOUT_FLAG_DEFRAG | unix.PACKET_FANOUT_FLAG_IGNORE_OUTGOING
-
-// openPacketSocket opens the ingress socket of one interface: cooked
-// SOCK_DGRAM (the packet starts at the IP header whatever the link type,
-// packet(7)), the prefilter attached before bind so that not one unfiltered
-// packet is queued, all protocols (IPv4 and IPv6 on one socket) without
-// outgoing copies, a large receive buffer, and membership of fanout group
-// fanoutID.
-func openPacketSocket(ifindex, fanoutID int, prog []bpf.RawInstruction) (fd int, err error) {
-	if fanoutID < 1 || fanoutID > 0xffff {
-		return -1, fmt.Errorf("open input on ifindex %d: fanout id %d out of range 1..65535", ifindex, fanoutID)
-	}
-	fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, fmt.Errorf("open AF_PACKET socket: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			unix.Close(fd)
-			fd = -1
-		}
-	}()
-	if err := filter.Attach(fd, prog); err != nil {
-		return -1, err
-	}
-	// The protocol is in network byte order; x/sys/unix does not convert it.
-	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifindex}
-	if err := unix.Bind(fd, sa); err != nil {
-		return -1, fmt.Errorf("bind AF_PACKET socket to ifindex %d: %w", ifindex, err)
-	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil {
-		return -1, fmt.Errorf("set PACKET_IGNORE_OUTGOING on ifindex %d: %w", ifindex, err)
-	}
-	if err := setBuffer(fd, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, rcvBufSize); err != nil {
-		return -1, fmt.Errorf("set receive buffer on ifindex %d: %w", ifindex, err)
-	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_FANOUT, fanoutID|fanoutMode<<16); err != nil {
-		return -1, fmt.Errorf("join fanout group %d on ifindex %d: %w", fanoutID, ifindex, err)
-	}
-	return fd, nil
-}
-
-// setBuffer sets a socket buffer size with the *FORCE option, which ignores
-// net.core.[rw]mem_max but needs CAP_NET_ADMIN, and falls back to the plain
-// option (capped by the sysctl) without it.
-func setBuffer(fd, force, plain, size int) error {
-	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, force, size) == nil {
-		return nil
-	}
-	return unix.SetsockoptInt(fd, unix.SOL_SOCKET, plain, size)
-}
-
 // buildFilter assembles the prefilter of an input; a set too large for an
 // exact program gets a coarser one that still accepts everything wanted.
 func buildFilter(ifindex int, matches []inputMatch) ([]bpf.RawInstruction, error) {
@@ -95,5 +33,3 @@ func packetDrops(fd int) uint64 {
 	}
 	return uint64(st.Drops)
 }
-
-func htons(v uint16) uint16 { return v<<8 | v>>8 }

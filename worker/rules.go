@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/relaysock"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
 )
@@ -63,19 +64,8 @@ type input struct {
 	rearmAt time.Time
 }
 
-// egressKey identifies an egress socket. Outputs with equal keys, in any
-// rules, share one connected socket, so n rules relaying to one destination
-// cost one fd, not n.
-type egressKey struct {
-	ifindex int
-	dst     netip.AddrPort // unmapped
-	ttl     int
-	src     netip.Addr // zero when the output names no source
-}
-
-func (k egressKey) String() string {
-	return fmt.Sprintf("%v on ifindex %d", k.dst, k.ifindex)
-}
+// egressKey identifies an egress socket; outputs with equal keys share one.
+type egressKey = relaysock.EgressKey
 
 // egress is one UDP socket outputs send on.
 type egress struct {
@@ -259,38 +249,12 @@ func (db *ruleDB) build(wr controlproto.WorkerRule, canon []byte) *rule {
 	for i, o := range wr.Outputs {
 		out := &r.outputs[i]
 		out.dest = o.Destination()
-		ifindex := 0
-		if i < len(wr.OutputIfIndex) {
-			ifindex = wr.OutputIfIndex[i]
-		}
 		var key egressKey
-		if key, out.err = egressKeyFor(o, ifindex); out.err == nil {
+		if key, out.err = relaysock.EgressKeyFor(wr, i); out.err == nil {
 			out.eg = db.acquireEgress(key)
 		}
 	}
 	return r
-}
-
-// egressKeyFor resolves an output to the socket it needs.
-func egressKeyFor(o ruleset.Output, ifindex int) (egressKey, error) {
-	if ifindex <= 0 {
-		return egressKey{}, fmt.Errorf("interface %s does not exist", o.Interface)
-	}
-	dst, err := netip.ParseAddr(o.Group)
-	if err != nil {
-		return egressKey{}, fmt.Errorf("group: %w", err)
-	}
-	if o.Port < 1 || o.Port > 65535 {
-		return egressKey{}, fmt.Errorf("port %d out of range", o.Port)
-	}
-	k := egressKey{ifindex: ifindex, dst: netip.AddrPortFrom(dst.Unmap(), uint16(o.Port)), ttl: o.TTL}
-	if o.Source != "" {
-		if k.src, err = netip.ParseAddr(o.Source); err != nil {
-			return egressKey{}, fmt.Errorf("source: %w", err)
-		}
-		k.src = k.src.Unmap()
-	}
-	return k, nil
 }
 
 // carry moves the counters of old, the rule this one replaces, into r, so

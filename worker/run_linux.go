@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mcrelay/mcr/internal/relaysock"
 	"github.com/mcrelay/mcr/worker/filter"
 )
 
@@ -46,6 +47,7 @@ type worker struct {
 	db   *ruleDB
 	d    dispatcher
 	cmds *commands
+	sock *relaysock.Client
 	rep  reporter
 	b    backend
 	eof  bool // the command socket reached end of file
@@ -92,9 +94,17 @@ func newWorker(cfg Config) (*worker, error) {
 			w.log.Warn("cannot pin to core", "core", cfg.Core, "err", err)
 		}
 	}
+	sock, err := relaysock.NewClient(cfg.SocketFD)
+	if err != nil {
+		return nil, err
+	}
+	w.sock = sock
 	w.db = newRuleDB(w, w.log)
 	w.d.db = w.db
 	w.cmds = newCommands(w.log)
+	if err := w.checkPrivileges(); err != nil {
+		return nil, err
+	}
 	b, err := w.openBackend()
 	if err != nil {
 		return nil, err
@@ -103,6 +113,23 @@ func newWorker(cfg Config) (*worker, error) {
 	w.rep = reporter{worker: cfg.ID, pid: os.Getpid(), backend: b.name(), log: w.log,
 		fw: frameWriter{write: fdWriter(cfg.StatsFD)}}
 	return w, nil
+}
+
+// checkPrivileges makes sure, when the worker was told its user, that it
+// holds no privilege, and logs why it refuses to run otherwise.
+func (w *worker) checkPrivileges() error {
+	if w.cfg.User == "" {
+		return nil
+	}
+	if err := checkUnprivileged(w.cfg.User); err != nil {
+		w.log.Error("refusing to run with privileges", "user", w.cfg.User, "err", err)
+		return fmt.Errorf("worker privileges: %w", err)
+	}
+	w.log.Info("running unprivileged", "user", w.cfg.User, "uid", os.Getuid(), "gid", os.Getgid())
+	if os.Getenv(probeEnv) == "1" {
+		w.log.Info("privilege probe", "af_packet", fmt.Sprint(probeRawSocket()))
+	}
+	return nil
 }
 
 // openBackend opens the configured backend; auto prefers io_uring and says
@@ -220,7 +247,8 @@ func fdWriter(fd int) func([]byte) (int, error) {
 	}
 }
 
-// The worker is the rule database's sockets: it opens them and tells the
+// The worker is the rule database's sockets: the supervisor opens them
+// (relaysock), the worker attaches filters, closes them and tells the
 // backend.
 
 func (w *worker) openInput(in *input, matches []inputMatch) error {
@@ -228,7 +256,7 @@ func (w *worker) openInput(in *input, matches []inputMatch) error {
 	if err != nil {
 		return err
 	}
-	fd, err := openPacketSocket(in.ifindex, in.fanoutID, prog)
+	fd, err := w.sock.OpenIngress(in.ifindex, in.fanoutID, prog)
 	if err != nil {
 		return err
 	}
@@ -260,7 +288,7 @@ func (w *worker) closeInput(in *input) {
 }
 
 func (w *worker) openEgress(e *egress) error {
-	fd, err := openEgressSocket(e.key)
+	fd, err := w.sock.OpenEgress(e.key)
 	e.fd = fd
 	return err
 }

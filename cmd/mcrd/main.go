@@ -101,6 +101,8 @@ type supervisorFlags struct {
 	logLevel      string
 	logFormat     string
 	metricsListen string
+	workerUser    string
+	socketGroup   string
 }
 
 func supervisorCommand(stderr io.Writer, getenv func(string) string, runSupervisor func(context.Context, supervisor.Config) error) *cobra.Command {
@@ -139,6 +141,8 @@ and exits 0. SIGHUP reloads --config.`,
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
 	fl.StringVar(&f.metricsListen, "metrics-listen", "", "Prometheus /metrics listen address (default: off)")
+	fl.StringVar(&f.workerUser, "worker-user", "nobody", "account the workers run as, without capabilities (ignored when not started as root)")
+	fl.StringVar(&f.socketGroup, "socket-group", "", "group that owns the control socket; its members may use mcrctl (default: root's)")
 	return cmd
 }
 
@@ -152,7 +156,12 @@ func (f *supervisorFlags) supervisorConfig(stderr io.Writer) (supervisor.Config,
 		Backend:       f.backend,
 		StatsInterval: f.statsInterval,
 		MetricsListen: f.metricsListen,
+		WorkerUser:    f.workerUser,
+		SocketGroup:   f.socketGroup,
 		LogLevel:      new(slog.LevelVar),
+	}
+	if f.workerUser == "" {
+		return cfg, errors.New("--worker-user: must name an account")
 	}
 	if f.numWorkers < 0 {
 		return cfg, fmt.Errorf("--num-workers %d: must be 0 (one per CPU) or more", f.numWorkers)
@@ -188,7 +197,8 @@ func (f *supervisorFlags) supervisorConfig(stderr io.Writer) (supervisor.Config,
 }
 
 // workerCommand is the hidden `mcrd worker`, which only the supervisor runs:
-// its fds 3, 4 and 5 must be the command socket, stats pipe and log pipe.
+// its fds 3, 4, 5 and 6 must be the command socket, stats pipe, log pipe
+// and socket socketpair.
 func workerCommand(runWorker func(worker.Config) error) *cobra.Command {
 	var cfg worker.Config
 	cmd := &cobra.Command{
@@ -208,6 +218,7 @@ func workerCommand(runWorker func(worker.Config) error) *cobra.Command {
 	fl.IntVar(&cfg.Core, "core", -1, "CPU to pin to; -1 leaves the affinity alone")
 	fl.StringVar(&cfg.Backend, "backend", worker.BackendAuto, "I/O backend: auto, uring or mmsg")
 	fl.DurationVar(&cfg.StatsInterval, "stats-interval", worker.DefaultStatsInterval, "stats and heartbeat period")
+	fl.StringVar(&cfg.User, "user", "", "account the worker must run as, unprivileged; it refuses to run otherwise")
 	for _, name := range []string{"id", "core"} {
 		_ = cmd.MarkFlagRequired(name) // the flags exist: no error
 	}

@@ -50,6 +50,7 @@ func TestSupervisorFlags(t *testing.T) {
 		ControlSocket: supervisor.DefaultControlSocket,
 		Backend:       "auto",
 		StatsInterval: time.Second,
+		WorkerUser:    "nobody",
 	}
 	tests := []struct {
 		name      string
@@ -63,10 +64,12 @@ func TestSupervisorFlags(t *testing.T) {
 			name: "every flag",
 			args: []string{"--num-workers", "3", "--cpus", "0-1,3", "--control-socket", "/tmp/s.sock",
 				"--config", "/etc/mcr.json", "--backend", "mmsg", "--stats-interval", "250ms",
-				"--log-level", "debug", "--log-format", "json", "--metrics-listen", ":9100"},
+				"--log-level", "debug", "--log-format", "json", "--metrics-listen", ":9100",
+				"--worker-user", "mcr", "--socket-group", "mcradm"},
 			want: func(c *supervisor.Config) {
 				c.NumWorkers, c.CPUs, c.ControlSocket, c.ConfigPath = 3, []int{0, 1, 3}, "/tmp/s.sock", "/etc/mcr.json"
 				c.Backend, c.StatsInterval, c.MetricsListen = "mmsg", 250*time.Millisecond, ":9100"
+				c.WorkerUser, c.SocketGroup = "mcr", "mcradm"
 			},
 			wantLevel: slog.LevelDebug,
 		},
@@ -133,11 +136,11 @@ func TestSupervisorLogFormat(t *testing.T) {
 }
 
 func TestWorkerFlags(t *testing.T) {
-	res := runMcrd(t, []string{"worker", "--id", "2", "--core", "1", "--backend", "uring", "--stats-interval", "500ms"}, nil, nil)
+	res := runMcrd(t, []string{"worker", "--id", "2", "--core", "1", "--backend", "uring", "--stats-interval", "500ms", "--user", "nobody"}, nil, nil)
 	if res.code != exitOK || res.worker == nil {
 		t.Fatalf("exit %d, stderr %q; want 0 and worker.Run called", res.code, res.stderr)
 	}
-	want := worker.Config{ID: 2, Core: 1, Backend: "uring", StatsInterval: 500 * time.Millisecond}
+	want := worker.Config{ID: 2, Core: 1, Backend: "uring", StatsInterval: 500 * time.Millisecond, User: "nobody"}
 	if diff := cmp.Diff(want, *res.worker); diff != "" {
 		t.Errorf("worker.Config (-want +got):\n%s", diff)
 	}

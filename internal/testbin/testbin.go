@@ -32,6 +32,11 @@ func Path(t testing.TB, name string) string {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// mcrd starts its workers as an unprivileged user, who must
+		// be able to execute the binary.
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 		dir = d
 	}
 	root, err := moduleRoot()

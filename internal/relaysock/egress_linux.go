@@ -1,4 +1,4 @@
-package worker
+package relaysock
 
 import (
 	"fmt"
@@ -11,15 +11,15 @@ import (
 // from one receive batch never finds it full.
 const sndBufSize = 4 << 20
 
-// openEgressSocket opens the UDP socket of one output: its family is the
+// OpenEgress opens the UDP socket of one output: its family is the
 // destination's; it is bound to the output interface (SO_BINDTOIFINDEX,
 // so unicast leaves there too), multicast goes out that interface with the
 // given TTL (default 1) and without loopback, unicast gets the TTL only
 // when one is set, the send buffer is large, it is bound to the source
 // address when one is set, and it is connected to the destination so each
 // send skips the route lookup and needs no address.
-func openEgressSocket(k egressKey) (fd int, err error) {
-	dst := k.dst.Addr()
+func OpenEgress(k EgressKey) (fd int, err error) {
+	dst := k.Dst.Addr()
 	family, ipLevel := unix.AF_INET, unix.IPPROTO_IP
 	if dst.Is6() {
 		family, ipLevel = unix.AF_INET6, unix.IPPROTO_IPV6
@@ -34,8 +34,8 @@ func openEgressSocket(k egressKey) (fd int, err error) {
 			fd = -1
 		}
 	}()
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BINDTOIFINDEX, k.ifindex); err != nil {
-		return -1, fmt.Errorf("bind to interface %d: %w", k.ifindex, err)
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BINDTOIFINDEX, k.IfIndex); err != nil {
+		return -1, fmt.Errorf("bind to interface %d: %w", k.IfIndex, err)
 	}
 	if err := setHops(fd, ipLevel, dst, k); err != nil {
 		return -1, err
@@ -43,22 +43,22 @@ func openEgressSocket(k egressKey) (fd int, err error) {
 	if err := setBuffer(fd, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, sndBufSize); err != nil {
 		return -1, fmt.Errorf("set send buffer: %w", err)
 	}
-	if k.src.IsValid() {
-		if k.src.Is6() != dst.Is6() {
-			return -1, fmt.Errorf("source %v and destination %v differ in family", k.src, dst)
+	if k.Src.IsValid() {
+		if k.Src.Is6() != dst.Is6() {
+			return -1, fmt.Errorf("source %v and destination %v differ in family", k.Src, dst)
 		}
-		if err := unix.Bind(fd, sockaddr(netip.AddrPortFrom(k.src, 0), k.ifindex)); err != nil {
-			return -1, fmt.Errorf("bind to source %v: %w", k.src, err)
+		if err := unix.Bind(fd, sockaddr(netip.AddrPortFrom(k.Src, 0), k.IfIndex)); err != nil {
+			return -1, fmt.Errorf("bind to source %v: %w", k.Src, err)
 		}
 	}
-	if err := unix.Connect(fd, sockaddr(k.dst, k.ifindex)); err != nil {
-		return -1, fmt.Errorf("connect to %v: %w", k.dst, err)
+	if err := unix.Connect(fd, sockaddr(k.Dst, k.IfIndex)); err != nil {
+		return -1, fmt.Errorf("connect to %v: %w", k.Dst, err)
 	}
 	return fd, checkSource(fd)
 }
 
 // setHops sets the multicast interface, TTL or hop limit and loopback.
-func setHops(fd, level int, dst netip.Addr, k egressKey) error {
+func setHops(fd, level int, dst netip.Addr, k EgressKey) error {
 	v6 := dst.Is6()
 	set := func(what string, opt, v int) error {
 		if err := unix.SetsockoptInt(fd, level, opt, v); err != nil {
@@ -75,21 +75,21 @@ func setHops(fd, level int, dst netip.Addr, k egressKey) error {
 	}
 	if !dst.IsMulticast() {
 		switch {
-		case k.ttl == 0:
+		case k.TTL == 0:
 			return nil
 		case v6:
-			return set("unicast hop limit", unix.IPV6_UNICAST_HOPS, k.ttl)
+			return set("unicast hop limit", unix.IPV6_UNICAST_HOPS, k.TTL)
 		}
-		return set("TTL", unix.IP_TTL, k.ttl)
+		return set("TTL", unix.IP_TTL, k.TTL)
 	}
-	ttl := max(k.ttl, 1)
+	ttl := max(k.TTL, 1)
 	if v6 {
-		if err := set("multicast interface", unix.IPV6_MULTICAST_IF, k.ifindex); err != nil {
+		if err := set("multicast interface", unix.IPV6_MULTICAST_IF, k.IfIndex); err != nil {
 			return err
 		}
 		return set("multicast hop limit", unix.IPV6_MULTICAST_HOPS, ttl)
 	}
-	mreq := &unix.IPMreqn{Ifindex: int32(k.ifindex)}
+	mreq := &unix.IPMreqn{Ifindex: int32(k.IfIndex)}
 	if err := unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_IF, mreq); err != nil {
 		return fmt.Errorf("set multicast interface: %w", err)
 	}

@@ -1,0 +1,135 @@
+package relaysock
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+
+	"golang.org/x/net/bpf"
+
+	"github.com/mcrelay/mcr/controlproto"
+)
+
+// Request is one worker → supervisor frame on the socket socketpair: the
+// socket the worker needs. Exactly one of Ingress and Egress is set.
+type Request struct {
+	// Seq numbers the request; its Reply carries the same number, so that
+	// a reply that arrives after the worker gave up waiting is recognised
+	// and discarded.
+	Seq     uint64     `json:"seq"`
+	Ingress *Ingress   `json:"ingress,omitempty"`
+	Egress  *EgressKey `json:"egress,omitempty"`
+}
+
+// Ingress asks for the AF_PACKET socket of an input interface, joined to
+// fanout group FanoutID, with Filter attached before it is bound.
+type Ingress struct {
+	IfIndex  int                  `json:"ifindex"`
+	FanoutID int                  `json:"fanout_id"`
+	Filter   []bpf.RawInstruction `json:"filter"`
+}
+
+// Reply is one supervisor → worker frame: on success it carries exactly one
+// fd (SCM_RIGHTS); otherwise Error says why, and Errno keeps the errno when
+// there was one, so errors.Is works across the process boundary.
+type Reply struct {
+	Seq   uint64 `json:"seq"`
+	Error string `json:"error,omitempty"`
+	Errno int    `json:"errno,omitempty"`
+}
+
+// replyTo returns the reply to request seq that failed with err.
+func replyTo(seq uint64, err error) Reply {
+	r := Reply{Seq: seq, Error: err.Error()}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		r.Errno = int(errno)
+	}
+	return r
+}
+
+// remoteError is an error the supervisor reported: the same text, and the
+// errno when there was one.
+type remoteError struct {
+	text  string
+	errno syscall.Errno
+}
+
+func (e *remoteError) Error() string { return e.text }
+
+func (e *remoteError) Unwrap() error {
+	if e.errno == 0 {
+		return nil
+	}
+	return e.errno
+}
+
+// err returns the error r reports, nil when it reports none.
+func (r Reply) err() error {
+	if r.Error == "" {
+		return nil
+	}
+	return &remoteError{text: r.Error, errno: syscall.Errno(r.Errno)}
+}
+
+// ingressGrant is what an ingress request must name.
+type ingressGrant struct{ ifindex, fanoutID int }
+
+// Grants is the set of sockets a ruleset needs, the policy Serve applies:
+// a worker may open the input socket of every rule (on its interface, in
+// its fanout group) and the egress socket of every output, and nothing
+// else. Rules are counted in and out as the ruleset changes. It is not safe
+// for concurrent use.
+type Grants struct {
+	ingress map[ingressGrant]int
+	egress  map[EgressKey]int
+}
+
+// NewGrants returns the grants of an empty ruleset.
+func NewGrants() *Grants {
+	return &Grants{ingress: make(map[ingressGrant]int), egress: make(map[EgressKey]int)}
+}
+
+// Add grants the sockets wr needs.
+func (g *Grants) Add(wr controlproto.WorkerRule) { g.count(wr, 1) }
+
+// Remove takes back what Add(wr) granted, unless another rule needs it too.
+func (g *Grants) Remove(wr controlproto.WorkerRule) { g.count(wr, -1) }
+
+func (g *Grants) count(wr controlproto.WorkerRule, d int) {
+	if wr.InputIfIndex > 0 {
+		k := ingressGrant{wr.InputIfIndex, wr.FanoutID}
+		if g.ingress[k] += d; g.ingress[k] <= 0 {
+			delete(g.ingress, k)
+		}
+	}
+	for i := range wr.Outputs {
+		if k, err := EgressKeyFor(wr, i); err == nil {
+			if g.egress[k] += d; g.egress[k] <= 0 {
+				delete(g.egress, k)
+			}
+		}
+	}
+}
+
+// Allow returns nil when some rule needs the socket req asks for, and an
+// error saying what was refused otherwise.
+func (g *Grants) Allow(req Request) error {
+	switch {
+	case req.Ingress != nil && req.Egress != nil:
+		return fmt.Errorf("socket request %d: both ingress and egress", req.Seq)
+	case req.Ingress != nil:
+		in := req.Ingress
+		if g.ingress[ingressGrant{in.IfIndex, in.FanoutID}] == 0 {
+			return fmt.Errorf("refused: no rule has input ifindex %d in fanout group %d: %w",
+				in.IfIndex, in.FanoutID, syscall.EPERM)
+		}
+	case req.Egress != nil:
+		if g.egress[*req.Egress] == 0 {
+			return fmt.Errorf("refused: no rule has output %v: %w", req.Egress, syscall.EPERM)
+		}
+	default:
+		return fmt.Errorf("socket request %d: neither ingress nor egress", req.Seq)
+	}
+	return nil
+}
