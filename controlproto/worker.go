@@ -46,13 +46,14 @@ type WorkerRule struct {
 	// OutputIfIndex[i] is the ifindex of Rule.Outputs[i].Interface, 0 when
 	// it does not exist (the worker reports an error for that output).
 	OutputIfIndex []int `json:"output_ifindex"`
-	// OutputAddrGen[i], for an output without a Source, is the generation
-	// of its interface's addresses of the destination's family: the
-	// supervisor raises it whenever they change. The worker keys egress
-	// sockets by it, so a change gets the output a freshly connected
-	// socket, whose source the kernel derives from the current addresses
-	// (connect(2) fixes the source of an unbound UDP socket). Absent or 0:
-	// no generation.
+	// OutputAddrGen[i] is the generation of Outputs[i]'s interface as a
+	// sender of the destination's family: the supervisor raises it
+	// whenever the interface comes up or its addresses of that family
+	// change. The worker keys egress sockets by it, so such a change gets
+	// the output a freshly opened socket: connect(2) fails while the
+	// interface is down, binding to a Source fails while that address is
+	// missing, and connecting an unbound socket fixes its source from the
+	// addresses there at that moment. Absent or 0: no generation.
 	OutputAddrGen []int `json:"output_addr_gen,omitempty"`
 }
 

@@ -61,10 +61,13 @@ type addr struct {
 type linkView struct {
 	byIndex map[int]link
 	byName  map[string]int
+	// ups counts, per ifindex, the times the view saw the link come up
+	// (appear up, or turn up); it goes with the link.
+	ups map[int]int
 }
 
 func newLinkView() linkView {
-	return linkView{byIndex: map[int]link{}, byName: map[string]int{}}
+	return linkView{byIndex: map[int]link{}, byName: map[string]int{}, ups: map[int]int{}}
 }
 
 // lookup returns the link named name.
@@ -88,6 +91,10 @@ func (v *linkView) set(l link) (touched []string) {
 	}
 	if other, taken := v.byName[l.Name]; taken && other != l.Index {
 		delete(v.byIndex, other)
+		delete(v.ups, other)
+	}
+	if l.Up && !old.Up {
+		v.ups[l.Index]++
 	}
 	v.byIndex[l.Index] = l
 	v.byName[l.Name] = l.Index
@@ -103,6 +110,7 @@ func (v *linkView) remove(l link) (touched []string) {
 		return nil
 	}
 	delete(v.byIndex, l.Index)
+	delete(v.ups, l.Index)
 	if v.byName[old.Name] == l.Index {
 		delete(v.byName, old.Name)
 	}
@@ -115,6 +123,13 @@ func (v *linkView) replace(all []link) (touched []string) {
 	next := newLinkView()
 	for _, l := range all {
 		next.set(l)
+	}
+	for ix := range next.byIndex {
+		before, had := v.byIndex[ix]
+		next.ups[ix] = v.ups[ix]
+		if after := next.byIndex[ix]; after.Up && (!had || !before.Up) {
+			next.ups[ix]++
+		}
 	}
 	for name := range v.byName {
 		before, _ := v.lookup(name)

@@ -31,13 +31,18 @@ import (
 //
 // Each output has a state of its own, by the name of its interface, with
 // the same names: pending (its ifindex is sent as 0 and the workers skip
-// it), down (the workers count its failed sends) or active.
+// it), down (the workers count its failed sends) or active. Each output is
+// sent with the generation of its interface (WorkerRule.OutputAddrGen:
+// the times it came up plus its address changes of the output's family),
+// so that the workers reopen its egress socket when it comes up or its
+// addresses change: a socket opened while it was down or without an
+// address failed, and one connected earlier keeps a source that may be
+// gone.
 //
 // A rule is sent as a controlproto.WorkerRule with the ifindexes resolved;
 // whenever the resolution changes (an interface appears, is recreated with
-// a new ifindex, an output interface comes or goes, the addresses of an
-// output interface change under an output whose source is derived) the rule
-// is sent again.
+// a new ifindex, an output interface comes, goes or comes up, the
+// addresses of an output interface change) the rule is sent again.
 type master struct {
 	log   *slog.Logger
 	dp    dataPlane
@@ -333,11 +338,9 @@ func (m *master) resolve(e *ruleEntry, in link) (*controlproto.WorkerRule, error
 			continue
 		}
 		wr.OutputIfIndex[i] = out.Index
-		if o.Source == "" {
-			// Validate accepted the group, Normalize canonicalised it.
-			v6 := netip.MustParseAddr(o.Group).Is6()
-			wr.OutputAddrGen[i] = m.addrs.gen(out.Index, v6)
-		}
+		// Validate accepted the group, Normalize canonicalised it.
+		v6 := netip.MustParseAddr(o.Group).Is6()
+		wr.OutputAddrGen[i] = m.links.ups[out.Index] + m.addrs.gen(out.Index, v6)
 	}
 	return wr, nil
 }
@@ -506,10 +509,10 @@ func (m *master) relink(names []string) {
 }
 
 // addrChanged implements linkEvents. A real change of a link's addresses
-// re-resolves the rules on it: those with an output there whose source
-// address is derived (no explicit source) carry the new address
+// re-resolves the rules on it: those with an output there carry the new
 // generation in their WorkerRule.OutputAddrGen, so the workers open fresh
-// egress sockets and the kernel derives their source anew.
+// egress sockets, which bind to the output's source or have the kernel
+// derive one from the addresses now there.
 func (m *master) addrChanged(a addr, present bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

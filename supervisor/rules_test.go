@@ -85,7 +85,7 @@ func TestRuleStates(t *testing.T) {
 				{name: "output down", do: down("out0", 6), quiet: true,
 					states: map[string]string{"r1": "active"}, outputs: map[string]string{"r1": "down"},
 					sent: map[string]string{"r1": "in=5 out=[6]"}, joined: []string{"239.1.1.1@5"}},
-				{name: "output up", do: up("out0", 6), quiet: true,
+				{name: "output up (re-sent: the output's socket is reopened)", do: up("out0", 6),
 					states: map[string]string{"r1": "active"}, outputs: map[string]string{"r1": "active"},
 					sent: map[string]string{"r1": "in=5 out=[6]"}, joined: []string{"239.1.1.1@5"}},
 				{name: "input down", do: down("eth9", 5),
@@ -472,7 +472,7 @@ func addrList(all ...addr) func(*testMaster) {
 	return func(tm *testMaster) { tm.addrsListed(all) }
 }
 
-func TestRuleAddressChanges(t *testing.T) {
+func TestRuleOutputGenerations(t *testing.T) {
 	const tentative = 0x40 // IFA_F_TENTATIVE
 	tm := newTestMaster(t)
 	up("eth9", 5)(tm)
@@ -480,23 +480,24 @@ func TestRuleAddressChanges(t *testing.T) {
 	up("out1", 7)(tm)
 	addrList(addr{6, netip.MustParsePrefix("10.2.0.1/24"), 0}, addr{6, netip.MustParsePrefix("fd00:2::1/64"), tentative})(tm)
 	fixed := testRule("fixed", "eth9", "239.1.1.2", 5000, "out0")
-	fixed.Outputs[0].Source = "10.9.9.9"
+	fixed.Outputs[0].Source = "10.2.0.1"
 	v6 := testRule("v6", "eth9", "239.1.1.4", 5000, "out0")
 	v6.Outputs[0].Group = "ff3e::9"
 	addRules(testRule("derived", "eth9", "239.1.1.1", 5000, "out0"), fixed, v6,
 		testRule("elsewhere", "eth9", "239.1.1.3", 5000, "out1"))(tm)
 	tm.dp.updates()
 
-	// The steps run in order; want is the ids each step re-sends.
+	// The steps run in order; want is the ids each step re-sends, each
+	// with a higher generation for its output than before.
 	steps := []struct {
 		name string
 		do   func(*testMaster)
 		want []string
 	}{
-		{"IPv4 address added on out0", addrAdd(6, "10.2.0.9/24", 0), []string{"+derived"}},
+		{"IPv4 address added on out0", addrAdd(6, "10.2.0.9/24", 0), []string{"+derived", "+fixed"}},
 		{"the same event again", addrAdd(6, "10.2.0.9/24", 0), nil},
 		{"IPv6 address on out0 done with DAD", addrAdd(6, "fd00:2::1/64", 0), []string{"+v6"}},
-		{"IPv4 address removed from out0", addrDel(6, "10.2.0.1/24"), []string{"+derived"}},
+		{"IPv4 address removed from out0", addrDel(6, "10.2.0.1/24"), []string{"+derived", "+fixed"}},
 		{"the removal again", addrDel(6, "10.2.0.1/24"), nil},
 		{"removal of an address never seen", addrDel(6, "10.2.0.7/24"), nil},
 		{"address on a link no rule uses", addrAdd(99, "10.3.0.1/24", 0), nil},
@@ -507,9 +508,20 @@ func TestRuleAddressChanges(t *testing.T) {
 		{"re-list that finds out1's address gone and out0's back", addrList(
 			addr{6, netip.MustParsePrefix("10.2.0.9/24"), 0}, addr{6, netip.MustParsePrefix("10.2.0.1/24"), 0},
 			addr{6, netip.MustParsePrefix("fd00:2::1/64"), 0}, addr{99, netip.MustParsePrefix("10.3.0.1/24"), 0}),
-			[]string{"+derived", "+elsewhere"}},
+			[]string{"+derived", "+elsewhere", "+fixed"}},
+		{"out0 down", down("out0", 6), nil},
+		{"out0 up", up("out0", 6), []string{"+derived", "+fixed", "+v6"}},
+		{"out0 up again", up("out0", 6), nil},
+		{"re-list of links that finds out1 was down and up", func(tm *testMaster) {
+			tm.linksListed([]link{{"eth9", 5, true}, {"out0", 6, true}, {"out1", 7, false}})
+			tm.linksListed([]link{{"eth9", 5, true}, {"out0", 6, true}, {"out1", 7, true}})
+		}, []string{"+elsewhere"}},
 	}
 	gens := map[string]int{}
+	for _, id := range tm.dp.ids() {
+		wr, _ := tm.dp.rule(id)
+		gens[id] = wr.OutputAddrGen[0]
+	}
 	for _, st := range steps {
 		st.do(tm)
 		var got []string
@@ -519,26 +531,23 @@ func TestRuleAddressChanges(t *testing.T) {
 		if diff := cmp.Diff(st.want, got); diff != "" {
 			t.Errorf("%s: updates (-want +got):\n%s", st.name, diff)
 		}
-		for _, id := range got {
-			wr, _ := tm.dp.rule(id[1:])
-			if g := wr.OutputAddrGen[0]; g <= gens[id] {
-				t.Errorf("%s: rule %s re-sent with address generation %d, want more than %d", st.name, id[1:], g, gens[id])
+		for _, id := range tm.dp.ids() {
+			wr, _ := tm.dp.rule(id)
+			g := wr.OutputAddrGen[0]
+			if sent := slices.Contains(got, "+"+id); sent != (g > gens[id]) {
+				t.Errorf("%s: rule %s re-sent=%v with generation %d, was %d", st.name, id, sent, g, gens[id])
 			}
-			gens[id] = wr.OutputAddrGen[0]
+			gens[id] = g
 		}
 	}
-	if wr, _ := tm.dp.rule("fixed"); wr.OutputAddrGen[0] != 0 {
-		t.Errorf("output with a fixed source got address generation %d, want 0", wr.OutputAddrGen[0])
+	// The link listings forgot the addresses of ifindex 99, which they
+	// did not list; a deletion forgets the link's addresses: the view
+	// does not grow with links that came and went.
+	if _, ok := tm.addrs.byFamily[addrFamily{99, false}]; ok {
+		t.Errorf("a link listing without ifindex 99 kept its addresses: %v", tm.addrs.byFamily)
 	}
-	// A link's addresses are forgotten with it: the view does not grow
-	// with links that came and went.
 	gone("out0", 6)(tm)
-	if g := tm.addrs.gen(6, false); g != 0 || len(tm.addrs.byFamily) != 2 {
-		t.Errorf("after out0's deletion: generation %d, view %v; want 0, and only out1's and ifindex 99's", g, tm.addrs.byFamily)
-	}
-	// A listing forgets the addresses of links it does not list.
-	tm.linksListed([]link{{"eth9", 5, true}, {"out1", 7, true}})
-	if _, ok := tm.addrs.byFamily[addrFamily{99, false}]; ok || len(tm.addrs.byFamily) != 1 {
-		t.Errorf("after a listing without ifindex 99: view %v, want only out1's", tm.addrs.byFamily)
+	if diff := cmp.Diff([]addrFamily{{7, false}}, slices.Collect(maps.Keys(tm.addrs.byFamily)), cmp.AllowUnexported(addrFamily{})); diff != "" {
+		t.Errorf("address view after out0's deletion (-want +got):\n%s", diff)
 	}
 }
