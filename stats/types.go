@@ -20,6 +20,16 @@ type WorkerCounters struct {
 	BufferExhausted uint64 `json:"buffer_exhausted"`
 	// EgressErrors counts failed or dropped sends over all outputs.
 	EgressErrors uint64 `json:"egress_errors"`
+	// GSOSends counts sends that carried several datagrams at once with
+	// UDP generic segmentation offload (UDP_SEGMENT), and GSODatagrams
+	// the datagrams they carried: their ratio is the average batch.
+	GSOSends     uint64 `json:"gso_sends"`
+	GSODatagrams uint64 `json:"gso_datagrams"`
+	// GSOFallbacks counts egress sockets on which the kernel refused
+	// UDP_SEGMENT (for example EIO where the device lacks checksum
+	// offload on older kernels); they send one datagram per send from
+	// then on.
+	GSOFallbacks uint64 `json:"gso_fallbacks"`
 	// StatsDropped and LogsDropped count snapshots and log records the
 	// worker dropped because its pipe to the supervisor was full.
 	StatsDropped uint64 `json:"stats_dropped"`
