@@ -74,8 +74,12 @@ type egress struct {
 	err  error // why fd is -1
 	refs int   // outputs using it
 
-	// Backend state: the mmsg backend queues the sends of one receive
-	// batch per socket as a list through its staging array.
+	// gso bounds the UDP_SEGMENT sends on the socket, set when it opens;
+	// zero: one datagram per send.
+	gso gsoLimits
+
+	// The datagrams of the current receive batch queued for the socket,
+	// a list through the backend's sendQueue.
 	head, tail int32
 	queued     int
 }
