@@ -94,3 +94,10 @@ func (d *dispatcher) failed(o *output, errno syscall.Errno) {
 	o.lastErrno = errno
 	d.c.EgressErrors++
 }
+
+// sentGSO counts a completed UDP_SEGMENT send that carried n datagrams,
+// each also counted with sent.
+func (d *dispatcher) sentGSO(n int) {
+	d.c.GSOSends++
+	d.c.GSODatagrams += uint64(n)
+}

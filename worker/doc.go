@@ -28,10 +28,31 @@
 // BufferExhausted stays 0): a backlog waits in the socket's receive buffer,
 // and what overflows that is counted as kernel_drops.
 //
+// # UDP GSO egress
+//
+// The sends of one receive batch are queued per egress socket (sendQueue),
+// and each run of equal-size datagrams, the last one possibly shorter,
+// leaves as one send with UDP generic segmentation offload (a UDP_SEGMENT
+// control message) whose iovecs point at the received payloads: one route
+// lookup and one socket buffer per run instead of per datagram, while
+// receivers still get the datagrams one by one, as sent. A run carries at
+// most what the kernel takes (UDP_MAX_SEGMENTS, probed at start: 128, or 64
+// before Linux 6.9), 65,507 payload bytes over IPv4 or 65,527 over IPv6,
+// and only segments that fit the socket's path MTU with their headers
+// (IP_MTU, read when the socket opens and every five seconds); lone
+// datagrams and odd sizes leave plainly. When the kernel refuses a run
+// (EMSGSIZE after the MTU shrank; EIO where the device lacks checksum
+// offload on kernels before 6.11) its datagrams are sent again one by one,
+// and the socket narrows its limits or falls back to plain sends for good,
+// logged and counted once (gso_fallbacks). gso_sends and gso_datagrams
+// count the runs sent and the datagrams they carried.
+//
 // Two backends run the same loop: "uring" on one io_uring (multishot receive
-// with a provided-buffer ring per worker, sends, the command read and the
-// timer), "mmsg" on poll(2), recvmmsg(2) and sendmmsg(2). The per-packet
-// logic (dispatcher.forward) is shared and allocates nothing.
+// with a provided-buffer ring per worker, a SEND per plain datagram and a
+// SENDMSG per run, the command read and the timer), "mmsg" on poll(2),
+// recvmmsg(2) and sendmmsg(2), one message per plain datagram or run. The
+// per-packet logic (dispatcher.forward, sendQueue) is shared and allocates
+// nothing.
 //
 // # Rules
 //

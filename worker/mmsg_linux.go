@@ -31,19 +31,18 @@ type mmsghdr struct {
 	_   [4]byte
 }
 
-// staged is one queued send: payload bytes for o's egress socket, chained
-// to the next send queued for the same socket.
-type staged struct {
-	o    *output
-	base *byte
-	n    int
-	next int32
+// sendRun is one message of a sendmmsg(2) call: the datagrams at
+// positions first..first+n-1 of the socket's list, n > 1 as one UDP_SEGMENT
+// send.
+type sendRun struct {
+	first, n int32
 }
 
 // mmsgBackend runs the loop on poll(2), recvmmsg(2) and sendmmsg(2): it
 // receives a batch into its buffers, dispatches it, and sends the queued
 // payloads straight from those buffers with one sendmmsg per egress socket,
-// before the next batch reuses them.
+// before the next batch reuses them. Each run of equal-size datagrams for
+// a socket is one message of that sendmmsg, with UDP_SEGMENT.
 type mmsgBackend struct {
 	w    *worker
 	pool bufPool // mmsgBatch buffers
@@ -51,11 +50,13 @@ type mmsgBackend struct {
 	rmsgs [mmsgBatch]mmsghdr
 	riovs [mmsgBatch]unix.Iovec
 
-	stage   []staged // len ≤ maxStaged
-	touched []*egress
-	smsgs   []mmsghdr
-	siovs   []unix.Iovec
-	sorder  []int32 // stage index of each smsgs entry
+	sq sendQueue // maxStaged datagrams
+	// One socket's messages, built by prepare: sruns, smsgs and scmsgs
+	// by message, siovs by position in the socket's list.
+	sruns  []sendRun
+	smsgs  []mmsghdr
+	scmsgs []segCmsg
+	siovs  []unix.Iovec
 
 	pfds      []unix.PollFd // the command socket, then one per input
 	pins      []*input      // input of pfds[i+1]
@@ -76,10 +77,11 @@ func newMmsg(w *worker) (*mmsgBackend, error) {
 	b := &mmsgBackend{
 		w:         w,
 		pool:      bufPool{mem: mem},
-		stage:     make([]staged, 0, maxStaged),
+		sq:        newSendQueue(maxStaged),
+		sruns:     make([]sendRun, maxStaged),
 		smsgs:     make([]mmsghdr, maxStaged),
+		scmsgs:    make([]segCmsg, maxStaged),
 		siovs:     make([]unix.Iovec, maxStaged),
-		sorder:    make([]int32, maxStaged),
 		pollDirty: true,
 		cmdBuf:    make([]byte, cmdBufSize),
 	}
@@ -88,10 +90,6 @@ func newMmsg(w *worker) (*mmsgBackend, error) {
 		b.riovs[i] = unix.Iovec{Base: &buf[0], Len: uint64(len(buf))}
 		b.rmsgs[i].hdr.Iov = &b.riovs[i]
 		b.rmsgs[i].hdr.Iovlen = 1
-	}
-	for i := range b.smsgs {
-		b.smsgs[i].hdr.Iov = &b.siovs[i]
-		b.smsgs[i].hdr.Iovlen = 1
 	}
 	return b, nil
 }
@@ -199,67 +197,94 @@ func (b *mmsgBackend) receive(in *input) {
 
 // send queues a send; see sender.
 func (b *mmsgBackend) send(o *output, buf int, pkt []byte, off, n int) bool {
-	if len(b.stage) == cap(b.stage) {
+	p := (*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(pkt)), off))
+	if b.sq.add(o, buf, p, n) {
 		b.flush()
 	}
-	i := int32(len(b.stage))
-	base := (*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(pkt)), off))
-	b.stage = append(b.stage, staged{o: o, base: base, n: n, next: -1})
-	eg := o.eg
-	if eg.queued == 0 {
-		eg.head = i
-		b.touched = append(b.touched, eg)
-	} else {
-		b.stage[eg.tail].next = i
-	}
-	eg.tail = i
-	eg.queued++
 	return true
 }
 
 // flush sends everything queued, one sendmmsg run per egress socket.
 func (b *mmsgBackend) flush() {
-	for _, eg := range b.touched {
-		k := 0
-		for i := eg.head; i >= 0; i = b.stage[i].next {
-			s := &b.stage[i]
-			b.siovs[k] = unix.Iovec{Base: s.base, Len: uint64(s.n)}
-			b.sorder[k] = i
-			k++
+	for _, eg := range b.sq.touched {
+		idx, sizes := b.sq.list(eg)
+		for from := 0; from < len(idx); {
+			k := b.prepare(eg, idx, sizes, from)
+			from = b.sendAll(eg, idx, k)
 		}
-		b.sendAll(eg, k)
-		eg.head, eg.tail, eg.queued = -1, -1, 0
 	}
-	clear(b.touched)
-	b.touched = b.touched[:0]
-	clear(b.stage)
-	b.stage = b.stage[:0]
+	b.sq.reset()
 }
 
-// sendAll sends the first k prepared messages on eg. A message the socket
-// refuses is counted and skipped; a full socket drops the rest, counted,
-// rather than wait.
-func (b *mmsgBackend) sendAll(eg *egress, k int) {
-	for i := 0; i < k; {
-		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(eg.fd), uintptr(unsafe.Pointer(&b.smsgs[i])),
-			uintptr(k-i), unix.MSG_DONTWAIT, 0, 0)
-		switch errno {
-		case 0:
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			for ; i < k; i++ {
-				b.w.d.failed(b.stage[b.sorder[i]].o, errno)
+// prepare builds the messages that send the datagrams idx[from:] of eg's
+// list, whose payload sizes are sizes: one per run the socket's GSO limits
+// allow. It returns the number of messages.
+func (b *mmsgBackend) prepare(eg *egress, idx, sizes []int32, from int) int {
+	m := 0
+	for i := from; i < len(idx); m++ {
+		k := eg.gso.run(sizes[i:])
+		for j := i; j < i+k; j++ {
+			s := &b.sq.q[idx[j]]
+			b.siovs[j].Base = s.p
+			b.siovs[j].SetLen(int(s.n))
+		}
+		h := &b.smsgs[m].hdr
+		*h = unix.Msghdr{Iov: &b.siovs[i]}
+		h.SetIovlen(k)
+		if k > 1 {
+			b.scmsgs[m].set(int(sizes[i]))
+			b.scmsgs[m].attach(h)
+		}
+		b.sruns[m] = sendRun{first: int32(i), n: int32(k)}
+		i += k
+	}
+	return m
+}
+
+// sendAll sends the first k prepared messages on eg and returns the
+// position in eg's list (idx) to prepare again from, len(idx) when done. A
+// message the socket refuses is counted as failed for each of its
+// datagrams and skipped; a full socket drops the rest, counted, rather than
+// wait. A refused UDP_SEGMENT send changes the socket's GSO limits, and the
+// datagrams from that message on are prepared again.
+func (b *mmsgBackend) sendAll(eg *egress, idx []int32, k int) int {
+	for m := 0; m < k; {
+		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(eg.fd), uintptr(unsafe.Pointer(&b.smsgs[m])),
+			uintptr(k-m), unix.MSG_DONTWAIT, 0, 0)
+		switch {
+		case errno == 0:
+			for end := m + int(r); m < end; m++ {
+				b.done(idx, m, 0)
 			}
-			return
+		case errno == unix.EINTR:
+		case errno == unix.EAGAIN:
+			for ; m < k; m++ {
+				b.done(idx, m, errno)
+			}
+		case b.sruns[m].n > 1 && gsoRefused(errno):
+			run := b.sruns[m]
+			b.w.gsoRefused(eg, errno, int(b.sq.q[idx[run.first]].n))
+			return int(run.first)
 		default:
-			b.w.d.failed(b.stage[b.sorder[i]].o, errno)
-			i++
-			continue
+			b.done(idx, m, errno)
+			m++
 		}
-		for j := i; j < i+int(r); j++ {
-			b.w.d.sent(b.stage[b.sorder[j]].o, int(b.smsgs[j].n))
+	}
+	return len(idx)
+}
+
+// done counts message m as sent (errno 0) or failed, once per datagram.
+func (b *mmsgBackend) done(idx []int32, m int, errno unix.Errno) {
+	run := b.sruns[m]
+	for _, i := range idx[run.first : run.first+run.n] {
+		s := &b.sq.q[i]
+		if errno == 0 {
+			b.w.d.sent(s.o, int(s.n))
+		} else {
+			b.w.d.failed(s.o, errno)
 		}
-		i += int(r)
+	}
+	if errno == 0 && run.n > 1 {
+		b.w.d.sentGSO(int(run.n))
 	}
 }

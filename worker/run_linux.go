@@ -51,6 +51,9 @@ type worker struct {
 	rep  reporter
 	b    backend
 	eof  bool // the command socket reached end of file
+	// gsoSegs is how many datagrams one UDP_SEGMENT send may carry
+	// (probeGSO); 0: no UDP GSO on this kernel.
+	gsoSegs int
 
 	lastRetry time.Time
 }
@@ -99,6 +102,7 @@ func newWorker(cfg Config) (*worker, error) {
 		return nil, err
 	}
 	w.sock = sock
+	w.probeGSO()
 	w.db = newRuleDB(w, w.log)
 	w.d.db = w.db
 	w.cmds = newCommands(w.log)
@@ -212,6 +216,7 @@ func (w *worker) tick(now time.Time) {
 		w.lastRetry = now
 		w.b.sync()
 		w.db.retry()
+		w.refreshGSO()
 	}
 	w.d.c.LogsDropped = w.logw.dropped
 	w.rep.report(now, w.db, &w.d.c)
@@ -290,6 +295,9 @@ func (w *worker) closeInput(in *input) {
 func (w *worker) openEgress(e *egress) error {
 	fd, err := w.sock.OpenEgress(e.key)
 	e.fd = fd
+	if err == nil {
+		w.setGSO(e)
+	}
 	return err
 }
 

@@ -28,24 +28,32 @@ const (
 	// rearmDelay is how long an input whose receive failed waits before
 	// it is armed again, so a persistent error cannot spin the loop.
 	rearmDelay = 100 * time.Millisecond
+	// uringGSOMsgs is the number of UDP_SEGMENT sends that may be in
+	// flight; a run that finds none free leaves one datagram per send.
+	uringGSOMsgs = 256
 )
 
 // User data of the ring's operations: the kind in the top byte; a receive
 // carries the input's generation (24 bits) and slot (32 bits), a send the
-// index of its context.
+// index of its (first) datagram's context (32 bits) and a UDP_SEGMENT send
+// also its message (16 bits above).
 const (
 	udKindShift        = 56
 	udRecv      uint64 = 1 << udKindShift
 	udSend      uint64 = 2 << udKindShift
 	udCmd       uint64 = 3 << udKindShift
 	udCancel    uint64 = 4 << udKindShift
+	udSendGSO   uint64 = 5 << udKindShift
 	udGenMask          = 1<<24 - 1
 )
 
-// sendCtx is what a send's completion needs: whose counters, which buffer.
-type sendCtx struct {
-	o   *output
-	buf uint16
+// gsoMsg is the msghdr of one UDP_SEGMENT SENDMSG with its control message
+// and iovecs, in memory from uring.Mmap: the kernel may read them until
+// the operation completes.
+type gsoMsg struct {
+	hdr  unix.Msghdr
+	cmsg segCmsg
+	iovs [gsoMaxSegments]unix.Iovec
 }
 
 // recvd is a received packet waiting for dispatch.
@@ -56,9 +64,11 @@ type recvd struct {
 }
 
 // uringBackend runs the loop on one io_uring: a multishot RECV per input
-// socket taking buffers from a provided-buffer ring, a SEND per output per
-// packet pointing into the receive buffer, a READ on the command socket,
-// and the periodic tick as the timeout of the wait. A buffer goes back to
+// socket taking buffers from a provided-buffer ring, sends pointing into
+// the receive buffers, a READ on the command socket, and the periodic tick
+// as the timeout of the wait. The sends of one dispatch are queued per
+// egress socket and leave as one SENDMSG with UDP_SEGMENT per run of
+// equal-size datagrams, one SEND per other datagram. A buffer goes back to
 // the ring when the last send of its packet completes.
 type uringBackend struct {
 	w    *worker
@@ -76,8 +86,20 @@ type uringBackend struct {
 	fifo            [uringBufs]recvd
 	fifoHead, fifoN int
 
-	sends     []sendCtx // by index, one per operation the ring allows in flight
+	// sq queues the datagrams of one dispatch. Each datagram in flight
+	// holds a context in sends; those of a UDP_SEGMENT send are chained
+	// and it holds a message in msgs.
+	sq        sendQueue
+	sends     []pending // by index, one per datagram the ring allows in flight
 	freeSends []uint32  // free indexes of sends
+	msgMem    []byte    // off-heap memory of msgs
+	msgs      []gsoMsg
+	freeMsgs  []uint16
+	// redo holds the datagrams of refused UDP_SEGMENT sends, to be sent
+	// again one by one before the next dispatch: a FIFO ring as long as
+	// sends, so it never fills.
+	redo            []pending
+	redoHead, redoN int
 
 	inputs []*input // by slot; nil when free
 	gen    uint32   // generation given to the last input added
@@ -102,7 +124,7 @@ func newUring(w *worker) (b *uringBackend, err error) {
 			b.close()
 		}
 	}()
-	if err := ring.Probe(uring.OpRecv, uring.OpSend, uring.OpRead, uring.OpAsyncCancel); err != nil {
+	if err := ring.Probe(uring.OpRecv, uring.OpSend, uring.OpSendmsg, uring.OpRead, uring.OpAsyncCancel); err != nil {
 		return nil, err
 	}
 	if b.br, err = ring.RegisterBufRing(uringBufs, uringBGID); err != nil {
@@ -118,8 +140,18 @@ func newUring(w *worker) (b *uringBackend, err error) {
 	for i := range uringBufs {
 		b.recycle(uint16(i))
 	}
+	if b.msgMem, err = uring.Mmap(uringGSOMsgs * int(unsafe.Sizeof(gsoMsg{}))); err != nil {
+		return nil, err
+	}
+	b.msgs = unsafe.Slice((*gsoMsg)(unsafe.Pointer(&b.msgMem[0])), uringGSOMsgs)
+	b.freeMsgs = make([]uint16, uringGSOMsgs)
+	for i := range b.freeMsgs {
+		b.freeMsgs[i] = uint16(i)
+	}
 	_, cq := ring.Entries()
-	b.sends = make([]sendCtx, cq)
+	b.sq = newSendQueue(maxStaged)
+	b.sends = make([]pending, cq)
+	b.redo = make([]pending, cq)
 	b.freeSends = make([]uint32, cq)
 	for i := range b.freeSends {
 		b.freeSends[i] = uint32(cq) - 1 - uint32(i)
@@ -141,6 +173,10 @@ func (b *uringBackend) close() {
 	if b.cmdBuf != nil {
 		_ = uring.Munmap(b.cmdBuf)
 		b.cmdBuf = nil
+	}
+	if b.msgMem != nil {
+		_ = uring.Munmap(b.msgMem)
+		b.msgMem, b.msgs = nil, nil
 	}
 }
 
@@ -279,16 +315,10 @@ func (b *uringBackend) reap() {
 func (b *uringBackend) complete(c *uring.CQE) {
 	switch c.UserData &^ (1<<udKindShift - 1) {
 	case udSend:
-		i := uint32(c.UserData)
-		s := &b.sends[i]
-		if c.Res >= 0 {
-			b.w.d.sent(s.o, int(c.Res))
-		} else {
-			b.w.d.failed(s.o, unix.Errno(-c.Res))
-		}
-		b.release(s.buf)
-		s.o = nil
-		b.freeSends = append(b.freeSends, i)
+		b.sendDone(uint32(c.UserData), c.Res, false)
+	case udSendGSO:
+		b.freeMsgs = append(b.freeMsgs, uint16(c.UserData>>32))
+		b.sendDone(uint32(c.UserData), c.Res, true)
 	case udRecv:
 		b.received(c)
 	case udCmd:
@@ -343,9 +373,12 @@ func (b *uringBackend) received(c *uring.CQE) {
 	}
 }
 
-// dispatch forwards the queued packets. The buffer of each is held while
-// its sends are queued, and returns to the ring with the last completion.
+// dispatch sends again what refused UDP_SEGMENT sends carried, forwards the
+// queued packets and sends what they queued. The buffer of each packet is
+// held while it is dispatched, and returns to the ring with the last
+// completion of its sends.
 func (b *uringBackend) dispatch() {
+	b.resend()
 	for b.fifoN > 0 {
 		p := b.fifo[b.fifoHead]
 		b.fifoHead = (b.fifoHead + 1) % uringBufs
@@ -354,25 +387,153 @@ func (b *uringBackend) dispatch() {
 		b.w.d.forward(int32(p.in.ifindex), b.pool.slot(int(p.buf)), int(p.n), int(p.buf), b)
 		b.release(p.buf)
 	}
+	b.flush()
 }
 
-// send queues a SEND of the payload straight from the receive buffer; see
-// sender.
+// send queues a send of the payload straight from the receive buffer,
+// which it holds until the send completes; see sender.
 func (b *uringBackend) send(o *output, buf int, pkt []byte, off, n int) bool {
-	if len(b.freeSends) == 0 {
+	b.refs[buf]++
+	p := (*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(pkt)), off))
+	if b.sq.add(o, buf, p, n) {
+		b.flush()
+	}
+	return true
+}
+
+// flush prepares a send for everything queued: one SENDMSG with
+// UDP_SEGMENT per run the socket's GSO limits allow, one SEND per other
+// datagram. The ring takes them with the next submit.
+func (b *uringBackend) flush() {
+	for _, eg := range b.sq.touched {
+		idx, sizes := b.sq.list(eg)
+		for i := 0; i < len(idx); {
+			k := eg.gso.run(sizes[i:])
+			if k == 1 || !b.sendRun(eg, idx[i:i+k]) {
+				for _, j := range idx[i : i+k] {
+					b.sendOne(eg, &b.sq.q[j])
+				}
+			}
+			i += k
+		}
+	}
+	b.sq.reset()
+}
+
+// sendOne prepares a SEND of datagram p on eg, or drops it, counted, when
+// the ring is full.
+func (b *uringBackend) sendOne(eg *egress, p *pending) {
+	var sqe *uring.SQE
+	if len(b.freeSends) > 0 {
+		sqe = b.getSQE()
+	}
+	if sqe == nil {
+		b.w.d.failed(p.o, unix.ENOBUFS)
+		b.release(p.buf)
+		return
+	}
+	i := b.hold(p, -1)
+	sqe.PrepSend(eg.fd, uintptr(unsafe.Pointer(p.p)), uint32(p.n), sendFlags)
+	sqe.SetUserData(udSend | uint64(i))
+}
+
+// sendRun prepares one SENDMSG with UDP_SEGMENT of the datagrams idx of
+// the queue on eg, cut at the size of the first. It returns false, having
+// done nothing, when the ring has no room for it.
+func (b *uringBackend) sendRun(eg *egress, idx []int32) bool {
+	if len(b.freeMsgs) == 0 || len(b.freeSends) < len(idx) {
 		return false
 	}
 	sqe := b.getSQE()
 	if sqe == nil {
 		return false
 	}
+	slot := b.freeMsgs[len(b.freeMsgs)-1]
+	b.freeMsgs = b.freeMsgs[:len(b.freeMsgs)-1]
+	m := &b.msgs[slot]
+	// Chain the contexts from the last datagram back to the first.
+	next := int32(-1)
+	for j := len(idx) - 1; j >= 0; j-- {
+		p := &b.sq.q[idx[j]]
+		m.iovs[j].Base = p.p
+		m.iovs[j].SetLen(int(p.n))
+		next = int32(b.hold(p, next))
+	}
+	m.hdr = unix.Msghdr{Iov: &m.iovs[0]}
+	m.hdr.SetIovlen(len(idx))
+	m.cmsg.set(int(b.sq.q[idx[0]].n))
+	m.cmsg.attach(&m.hdr)
+	sqe.PrepSendmsg(eg.fd, &m.hdr, sendFlags)
+	sqe.SetUserData(udSendGSO | uint64(slot)<<32 | uint64(next))
+	return true
+}
+
+// hold gives datagram p a context, chained to next, and returns its index;
+// the context takes over p's hold on its buffer. A context must be free.
+func (b *uringBackend) hold(p *pending, next int32) uint32 {
 	i := b.freeSends[len(b.freeSends)-1]
 	b.freeSends = b.freeSends[:len(b.freeSends)-1]
-	b.sends[i] = sendCtx{o: o, buf: uint16(buf)}
-	b.refs[buf]++
-	sqe.PrepSend(o.eg.fd, uintptr(unsafe.Pointer(unsafe.SliceData(pkt)))+uintptr(off), uint32(n), sendFlags)
-	sqe.SetUserData(udSend | uint64(i))
-	return true
+	b.sends[i] = *p
+	b.sends[i].next = next
+	return i
+}
+
+// sendDone handles the completion of the send whose first datagram has
+// context first: each datagram is counted as sent or failed and its
+// buffer released, or, when the kernel refused a UDP_SEGMENT send, the
+// socket's GSO limits change and the datagrams wait in redo to be sent
+// again one by one.
+func (b *uringBackend) sendDone(first uint32, res int32, gso bool) {
+	var errno unix.Errno
+	if res < 0 {
+		errno = unix.Errno(-res)
+	}
+	again := gso && errno != 0 && gsoRefused(errno)
+	if again {
+		s := &b.sends[first]
+		b.w.gsoRefused(s.o.eg, errno, int(s.n))
+	}
+	n := 0
+	for i := int32(first); i >= 0; n++ {
+		s := &b.sends[i]
+		switch {
+		case again:
+			b.redo[(b.redoHead+b.redoN)%len(b.redo)] = *s
+			b.redoN++
+		case errno == 0:
+			b.w.d.sent(s.o, int(s.n))
+			b.release(s.buf)
+		default:
+			b.w.d.failed(s.o, errno)
+			b.release(s.buf)
+		}
+		next := s.next
+		*s = pending{}
+		b.freeSends = append(b.freeSends, uint32(i))
+		i = next
+	}
+	if gso && errno == 0 {
+		b.w.d.sentGSO(n)
+	}
+}
+
+// resend queues the datagrams of refused UDP_SEGMENT sends again, in the
+// order they were sent; their socket's limits no longer group them.
+func (b *uringBackend) resend() {
+	for b.redoN > 0 {
+		p := b.redo[b.redoHead]
+		b.redo[b.redoHead] = pending{}
+		b.redoHead = (b.redoHead + 1) % len(b.redo)
+		b.redoN--
+		if p.o.eg.fd < 0 {
+			b.w.d.failed(p.o, 0) // the output's socket closed meanwhile
+			b.release(p.buf)
+			continue
+		}
+		if b.sq.add(p.o, int(p.buf), p.p, int(p.n)) {
+			b.flush()
+		}
+	}
 }
 
 func (b *uringBackend) release(buf uint16) {
