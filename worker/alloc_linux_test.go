@@ -24,7 +24,8 @@ import (
 // TestLoopDoesNotAllocatePerPacket runs the worker inside the test process
 // and counts the process's heap allocations from before a sender in another
 // process starts until a sink has received all 20,000 relayed packets: the
-// hot loop of either backend must not allocate per packet.
+// hot loop of either backend must not allocate per packet. The sender sends
+// bursts of 32, so that receive batches form and the UDP GSO path runs.
 func TestLoopDoesNotAllocatePerPacket(t *testing.T) {
 	netnstest.RequireRoot(t)
 	tp := newTopo(t)
@@ -48,7 +49,7 @@ func TestLoopDoesNotAllocatePerPacket(t *testing.T) {
 
 			sender := tp.src.Command(os.Args[0], "-test.run=^$")
 			sender.Env = append(os.Environ(), "MCR_TEST_ROLE=sender",
-				fmt.Sprintf("MCR_TEST_SEND=s0 10.0.1.1 239.1.1.1:5001 1 %d 200 50000 1", n))
+				fmt.Sprintf("MCR_TEST_SEND=s0 10.0.1.1 239.1.1.1:5001 1 %d 200 50000 32", n))
 			var m0, m1 runtime.MemStats
 			runtime.ReadMemStats(&m0)
 			out, err := sender.CombinedOutput()
@@ -63,10 +64,15 @@ func TestLoopDoesNotAllocatePerPacket(t *testing.T) {
 				t.Errorf("%d allocations for %d packets: the loop allocates per packet", allocs, n)
 			}
 			w.shutdown(t)
-			_, rc := w.snapshot("alloc")
+			s, rc := w.snapshot("alloc")
 			want := stats.RuleCounters{ID: "alloc", PacketsIn: n, BytesIn: n * 200, Outputs: outs(n, 200, 2)}
 			if diff := cmp.Diff(want, rc); diff != "" {
 				t.Errorf("final counters (-want +got):\n%s", diff)
+			}
+			if c := s.Counters; c.GSOSends == 0 {
+				t.Errorf("no UDP_SEGMENT send (%d datagrams): the GSO path did not run", c.GSODatagrams)
+			} else {
+				t.Logf("%d UDP_SEGMENT sends carried %d datagrams", c.GSOSends, c.GSODatagrams)
 			}
 			// Run closed what it opened: once the harness closed its ends,
 			// only the sink's socket is left over.

@@ -22,8 +22,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mcrelay/mcr/controlproto"
-	"github.com/mcrelay/mcr/internal/relaysock"
 	"github.com/mcrelay/mcr/internal/netnstest"
+	"github.com/mcrelay/mcr/internal/relaysock"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
 )
@@ -31,7 +31,7 @@ import (
 // The test binary doubles as the worker process: TestMain runs Run when
 // MCR_TEST_ROLE=worker, with fds 3, 4, 5 from exec.Cmd.ExtraFiles, the way
 // the supervisor runs `mcrd worker`. With MCR_TEST_ROLE=sender it sends one
-// stream (MCR_TEST_SEND: "IF SRC DST STREAM COUNT SIZE PPS") and exits.
+// stream (MCR_TEST_SEND: "IF SRC DST STREAM COUNT SIZE PPS BURST") and exits.
 func TestMain(m *testing.M) {
 	switch os.Getenv("MCR_TEST_ROLE") {
 	case "worker":
@@ -44,13 +44,14 @@ func TestMain(m *testing.M) {
 
 func runTestSender() int {
 	var ifname, src, dst string
-	var stream uint32
-	var count, size, pps int
-	if _, err := fmt.Sscan(os.Getenv("MCR_TEST_SEND"), &ifname, &src, &dst, &stream, &count, &size, &pps); err != nil {
+	var st stream
+	var size int
+	if _, err := fmt.Sscan(os.Getenv("MCR_TEST_SEND"), &ifname, &src, &dst, &st.id, &st.count, &size, &st.pps, &st.burst); err != nil {
 		fmt.Fprintln(os.Stderr, "sender: MCR_TEST_SEND:", err)
 		return 2
 	}
-	if err := sendStream(ifname, netip.MustParseAddr(src), dst, stream, count, size, pps); err != nil {
+	st.size = fixedSize(size)
+	if err := sendStream(ifname, netip.MustParseAddr(src), dst, st); err != nil {
 		fmt.Fprintln(os.Stderr, "sender:", err)
 		return 1
 	}
@@ -453,14 +454,32 @@ type source struct {
 
 // send sends count payloads of size bytes of stream to dst at pps packets
 // per second (0: as fast as possible).
-func (s source) send(t *testing.T, dst string, stream uint32, count, size, pps int) {
+func (s source) send(t *testing.T, dst string, id uint32, count, size, pps int) {
 	t.Helper()
-	mustNoErr(t, s.ns.Do(func() error { return sendStream(s.ifname, s.src, dst, stream, count, size, pps) }))
+	s.sendStream(t, dst, stream{id: id, count: count, size: fixedSize(size), pps: pps})
 }
+
+// sendStream sends st to dst.
+func (s source) sendStream(t *testing.T, dst string, st stream) {
+	t.Helper()
+	mustNoErr(t, s.ns.Do(func() error { return sendStream(s.ifname, s.src, dst, st) }))
+}
+
+// stream is what sendStream sends: count payloads of stream id, payload
+// seq being size(seq) bytes, at pps packets per second (0: as fast as
+// possible), in bursts of burst back-to-back packets (0 or 1: evenly).
+type stream struct {
+	id         uint32
+	count      int
+	size       func(seq int) int
+	pps, burst int
+}
+
+func fixedSize(n int) func(int) int { return func(int) int { return n } }
 
 // sendStream sends a stream from the calling thread's namespace, pacing
 // from the clock.
-func sendStream(ifname string, src netip.Addr, dst string, stream uint32, count, size, pps int) error {
+func sendStream(ifname string, src netip.Addr, dst string, st stream) error {
 	ap, err := netip.ParseAddrPort(dst)
 	if err != nil {
 		return err
@@ -488,16 +507,17 @@ func sendStream(ifname string, src netip.Addr, dst string, stream uint32, count,
 			return err
 		}
 	}
+	burst := max(st.burst, 1)
 	start := time.Now()
-	for seq := 0; seq < count; seq++ {
-		if pps > 0 {
-			due := time.Duration(seq) * time.Second / time.Duration(pps)
+	for seq := 0; seq < st.count; seq++ {
+		if st.pps > 0 && seq%burst == 0 {
+			due := time.Duration(seq) * time.Second / time.Duration(st.pps)
 			if d := due - time.Since(start); d > 0 {
 				time.Sleep(d)
 			}
 		}
-		if _, err := c.WriteToUDPAddrPort(payload(stream, uint32(seq), size), ap); err != nil {
-			return fmt.Errorf("send %d of stream %d: %w", seq, stream, err)
+		if _, err := c.WriteToUDPAddrPort(payload(st.id, uint32(seq), st.size(seq)), ap); err != nil {
+			return fmt.Errorf("send %d of stream %d: %w", seq, st.id, err)
 		}
 	}
 	return nil

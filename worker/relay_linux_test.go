@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,7 +32,7 @@ func TestRelay(t *testing.T) {
 			w.waitStats("the first snapshot", "", func(s stats.Snapshot, _ stats.RuleCounters) bool {
 				return s.Backend == backend
 			})
-			for _, tc := range relayCases {
+			for _, tc := range slices.Concat(relayCases, gsoCases) {
 				t.Run(tc.name, func(t *testing.T) {
 					w.t = t
 					tc.run(t, tp, w)
