@@ -197,14 +197,14 @@ func (s *syncBuffer) String() string {
 // testMaster is a master over fakes.
 type testMaster struct {
 	*master
-	t      *testing.T
+	t      testing.TB
 	dp     *fakeDataPlane
 	kernel *fakeKernel
 	fanout *fakeFanout
 	log    *syncBuffer
 }
 
-func newTestMaster(t *testing.T) *testMaster {
+func newTestMaster(t testing.TB) *testMaster {
 	t.Helper()
 	tm := &testMaster{
 		t:      t,

@@ -34,7 +34,7 @@ type testDaemon struct {
 	dir  string
 }
 
-func startTestDaemon(t *testing.T) *testDaemon {
+func startTestDaemon(t testing.TB) *testDaemon {
 	t.Helper()
 	// Not t.TempDir: a unix socket path must fit in 108 bytes.
 	dir, err := os.MkdirTemp("", "mcrsv")
@@ -66,12 +66,12 @@ func startTestDaemon(t *testing.T) *testDaemon {
 
 // rawConn is a client connection that writes and reads raw lines.
 type rawConn struct {
-	t  *testing.T
+	t  testing.TB
 	c  net.Conn
 	br *bufio.Reader
 }
 
-func (td *testDaemon) dial(t *testing.T) *rawConn {
+func (td *testDaemon) dial(t testing.TB) *rawConn {
 	t.Helper()
 	c, err := net.Dial("unix", td.path)
 	if err != nil {
@@ -371,8 +371,10 @@ func pingOnce(path string) bool {
 	return c.Call(ctx, controlproto.Request{Command: "Ping"}, nil) == nil
 }
 
-func TestPipelinedAddRule(t *testing.T) {
-	const n = 5000
+// pipelineAddRules writes n AddRule requests on one connection without
+// waiting, then checks every reply in order and that the data plane and the
+// memberships hold all n rules.
+func pipelineAddRules(t testing.TB, n int) {
 	td := startTestDaemon(t)
 	var buf strings.Builder
 	for i := range n {
@@ -380,25 +382,32 @@ func TestPipelinedAddRule(t *testing.T) {
 			i, i/256, i%256, i/256, i%256)
 	}
 	rc := td.dial(t)
-	start := time.Now()
 	go io.WriteString(rc.c, buf.String())
 	for i := range n {
 		if got, want := rc.recv(), fmt.Sprintf(`{"ok":true,"result":{"id":"r%d"}}`, i); got != want {
 			t.Fatalf("reply %d: %s, want %s", i, got, want)
 		}
 	}
-	elapsed := time.Since(start)
-	rate := float64(n) / elapsed.Seconds()
-	t.Logf("%d AddRule pipelined on one connection in %v: %.0f rules/s", n, elapsed.Round(time.Millisecond), rate)
 	if len(td.dp.ids()) != n {
 		t.Errorf("data plane holds %d rules, want %d", len(td.dp.ids()), n)
 	}
-	if groups, sockets := td.groups.count(); groups != n || sockets != n/20 {
-		t.Errorf("%d groups joined on %d helper sockets, want %d on %d", groups, sockets, n, n/20)
+	if groups, sockets := td.groups.count(); groups != n || sockets != (n+19)/20 {
+		t.Errorf("%d groups joined on %d helper sockets, want %d on %d", groups, sockets, n, (n+19)/20)
 	}
-	if rate < 5000 && !raceEnabled {
-		t.Errorf("AddRule rate %.0f/s, target at least 5000/s", rate)
+}
+
+func TestPipelinedAddRule(t *testing.T) { pipelineAddRules(t, 5000) }
+
+// BenchmarkPipelinedAddRule reports how many rules per second one
+// connection can add (issue target: at least 5,000/s); docs/PERFORMANCE.md
+// quotes it.
+func BenchmarkPipelinedAddRule(b *testing.B) {
+	const n = 5000
+	start := time.Now()
+	for range b.N {
+		pipelineAddRules(b, n)
 	}
+	b.ReportMetric(float64(n*b.N)/time.Since(start).Seconds(), "rules/s")
 }
 
 func TestConfigSaveLoadRoundTrip(t *testing.T) {
