@@ -7,12 +7,15 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 
 	"github.com/mcrelay/mcr/internal/netnstest"
+	"github.com/mcrelay/mcr/mcrgen"
 )
 
 // TestRandomSizes relays 2,000 datagrams of random sizes, 1 to 1,472 bytes
@@ -70,6 +73,53 @@ func TestJumbo(t *testing.T) {
 			t.Errorf("worker %d counted %d malformed (truncated) packets and %d fragments, want none", w.Worker, w.Malformed, w.Fragments)
 		}
 	}
+}
+
+// TestGSOSender relays a stream from a sender that uses UDP segmentation
+// offload, as QUIC stacks and fast media senders do: each send carries 20
+// datagrams of 1,000 bytes and the UDP_SEGMENT size. Over a veth the kernel
+// hands the relay's input the unsegmented aggregate; the relay must still
+// relay 20 datagrams, not one of 20,000 bytes.
+func TestGSOSender(t *testing.T) {
+	t.Parallel()
+	l := newLine(t)
+	d := startDaemon(t, l.relay, daemonOptions{})
+	d.add(rule("gso", inIf, "239.1.1.1", 5000, out("239.2.2.2", 6000, outIf)))
+	d.waitReady()
+
+	const n, size, perSend = 2000, 1000, 20
+	r := startRecv(t, l.sink, sinkIf, "239.2.2.2", 6000, n)
+	tx := dialMulticast(t, l.src, srcIf)
+	if err := setSockoptInt(tx, unix.SOL_UDP, unix.UDP_SEGMENT, size); err != nil {
+		t.Fatalf("set UDP_SEGMENT: %v", err)
+	}
+	dst := &net.UDPAddr{IP: net.ParseIP("239.1.1.1"), Port: 5000}
+	batch := make([]byte, perSend*size)
+	for seq := uint64(0); seq < n; seq += perSend {
+		for i := range uint64(perSend) {
+			mcrgen.FillPayload(batch[i*size:(i+1)*size], mcrgen.Header{Stream: 1, Seq: seq + i, SentUnixNano: time.Now().UnixNano()})
+		}
+		if _, err := tx.WriteTo(batch, nil, dst); err != nil {
+			t.Fatalf("send datagrams %d..%d: %v", seq, seq+perSend-1, err)
+		}
+		time.Sleep(2 * time.Millisecond) // about 10,000 datagrams a second
+	}
+
+	checkDelivered(t, "sink", r.result(), n, size)
+	d.checkCounted("gso", n, size, dest("239.2.2.2", 6000, outIf))
+}
+
+// setSockoptInt sets an integer socket option on p's socket.
+func setSockoptInt(p *ipv4.PacketConn, level, opt, value int) error {
+	rc, err := p.PacketConn.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), level, opt, value) }); err != nil {
+		return err
+	}
+	return serr
 }
 
 // TestEdgeCases relays the extremes of what a datagram may be: the lowest
