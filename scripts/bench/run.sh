@@ -34,6 +34,8 @@ usage: scripts/bench/run.sh [options]   (root; Linux network namespaces)
   --gen-cpu N      core for the generator and sinks (default 0)
   --relay-cpu N    core for the relay under test (default 1)
   --no-build       use bin/ as it is instead of running `make build` first
+  --report DIR     measure nothing: print the tables again from DIR/points.csv
+                   (for example after appending the rows of another run)
 
 environment: BIN (mcrd, mcrctl, mcrgen; default <repo>/bin), MCRGEN (default
 $BIN/mcrgen),
@@ -54,6 +56,7 @@ OUT=""
 GEN_CPU=0
 RELAY_CPU=1
 BUILD=1
+REPORT=""
 BIN=${BIN:-$repo/bin}
 MCRGEN=${MCRGEN:-$BIN/mcrgen}
 NOISE_PCT=${NOISE_PCT:-5}
@@ -79,6 +82,7 @@ parse_args() {
 		--gen-cpu) GEN_CPU=$2; shift ;;
 		--relay-cpu) RELAY_CPU=$2; shift ;;
 		--no-build) BUILD=0 ;;
+		--report) REPORT=$2; shift ;;
 		-h | --help) usage; exit 0 ;;
 		*) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
 		esac
@@ -588,13 +592,38 @@ summarize() {
 	}' summary="$OUT/summary.csv" "$OUT/points.csv"
 }
 
+# report — the markdown results: a header from machine.txt, skipped variants,
+# the tables.
+report() {
+	local cpu commit
+	cpu=$(sed -n 's/^cpu: //p' "$OUT/machine.txt" 2>/dev/null)
+	commit=$(sed -n 's/^commit: //p' "$OUT/machine.txt" 2>/dev/null)
+	echo "## Results $(sed -n 's/^date: \(.\{10\}\).*/\1/p' "$OUT/machine.txt" 2>/dev/null) — ${cpu:-unknown CPU}"
+	echo
+	echo "Command: \`$(sed -n 's/^command: //p' "$OUT/machine.txt" 2>/dev/null)\` at ${commit:-unknown commit}. $(sed -n 's/^generator/Generator/p' "$OUT/machine.txt" 2>/dev/null); load average before: $(sed -n 's/^load before: //p' "$OUT/machine.txt" 2>/dev/null). Cells are median (min–max) over repetitions. µs/pkt = relay-core busy time (wall − idle) per input datagram delivered to every output; foreign % = share of the relay core other processes used; µs/pkt net = the same without it."
+	local s
+	for s in "${skipped[@]}"; do echo; echo "Skipped: $s"; done
+	summarize
+}
+
+# csv_values COLUMN — the distinct values of a points.csv column, comma-separated, in order.
+csv_values() { awk -F, -v c="$1" 'NR > 1 && !seen[$c]++ { printf "%s%s", sep, $c; sep = "," }' "$OUT/points.csv"; }
+
 # ------------------------------------------------------------------ main --
 
 # The whole run is one function, so bash has parsed all of it before anything
 # runs: editing this file during a run cannot change the run.
 main() {
 	ARGS="$*"
+	skipped=()
 	parse_args "$@"
+	if [ -n "$REPORT" ]; then
+		OUT=$REPORT
+		[ -r "$OUT/points.csv" ] || die "no $OUT/points.csv"
+		VARIANTS=$(csv_values 1) FANOUTS=$(csv_values 2) SIZES=$(csv_values 3) RATES=$(csv_values 4)
+		report | tee "$OUT/summary.md"
+		return
+	fi
 	preflight
 	tmp=$(mktemp -d "/tmp/$tag.XXXXXX")
 	trap cleanup EXIT
@@ -610,7 +639,7 @@ main() {
 		echo "kernel: $(uname -r)"
 		echo "cpu: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo) × $ncpu"
 		echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-		echo "generator and sinks on CPU $GEN_CPU, relay on CPU $RELAY_CPU; $DURATION s per point, $REPS repetitions"
+		echo "generator and sinks on CPU $GEN_CPU, relay on CPU $RELAY_CPU, $DURATION s per point, $REPS repetition(s)"
 	} >"$OUT/machine.txt"
 	header=variant,fanout,size,rate,rep,sent,elapsed_s,offered_pps,received,duplicates,delivered_pps,loss_pct
 	header+=,relay_busy_pct,foreign_pct,ns_per_pkt,ns_per_pkt_net,ns_per_dgram,relay_proc_pct,gen_busy_pct
@@ -629,7 +658,6 @@ main() {
 	IFS=, read -ra fanout_list <<<"$FANOUTS"
 	IFS=, read -ra size_list <<<"$SIZES"
 	IFS=, read -ra rate_list <<<"$RATES"
-	skipped=()
 	for fan in "${fanout_list[@]}"; do
 		for v in "${variant_list[@]}"; do
 			if ! start_variant "$v" "$fan"; then
@@ -656,13 +684,7 @@ main() {
 		done
 	done
 
-	{
-		echo "## Results $(date -u +%Y-%m-%d) — $(sed -n 's/^cpu: //p' "$OUT/machine.txt")"
-		echo
-		echo "Command: \`scripts/bench/run.sh $ARGS\` at $(sed -n 's/^commit: //p' "$OUT/machine.txt"). Generator and sinks on CPU $GEN_CPU, relay on CPU $RELAY_CPU, $DURATION s per point, $REPS repetition(s); cells are median (min–max). µs/pkt = relay-core busy time (wall − idle) per input datagram delivered to every output; foreign % = share of the relay core other processes used; µs/pkt net = the same without it."
-		for s in "${skipped[@]}"; do echo; echo "Skipped: $s"; done
-		summarize
-	} | tee "$OUT/summary.md"
+	report | tee "$OUT/summary.md"
 	log "raw data: $OUT/points.csv, $OUT/summary.csv; logs: $OUT/logs"
 }
 
