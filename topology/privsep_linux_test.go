@@ -61,7 +61,10 @@ func TestWorkersUnprivileged(t *testing.T) {
 		t.Fatalf("recreated %s kept ifindex %d: the scenario needs a new one", inIf, ix)
 	}
 	d.waitReady()
-	d.checkStream(l, second, "239.1.1.3", 5002, "239.2.2.4", 6002)
+	// Only delivery: the rule went pending while in0 was gone, which
+	// restarts its counters at a moment no base taken here can be sure
+	// to follow.
+	d.checkDelivery(l, "239.1.1.3", 5002, "239.2.2.4", 6002)
 	d.checkWorkersUnprivileged()
 }
 
@@ -70,14 +73,22 @@ func TestWorkersUnprivileged(t *testing.T) {
 func (d *daemon) checkStream(l *line, id, group string, port int, outGroup string, outPort int) {
 	d.t.Helper()
 	base := ruleReport(d.t, d.stats(), id)
+	s := d.checkDelivery(l, group, port, outGroup, outPort)
+	d.checkCountedSince(base, id, s.Count, s.Size, dest(outGroup, outPort, outIf))
+}
+
+// checkDelivery sends a stream to group:port on the line's input, checks
+// that the sink got all of it on outGroup:outPort, and returns the stream.
+func (d *daemon) checkDelivery(l *line, group string, port int, outGroup string, outPort int) stream {
+	d.t.Helper()
 	s := newStream(srcIf, group, port)
 	// One core receives the whole stream, so one worker relays it and
 	// keeps its order (PACKET_FANOUT_CPU).
 	s.CPUs = "0"
 	r := startRecv(d.t, l.sink, sinkIf, outGroup, outPort, s.Count)
 	send(d.t, l.src, s)
-	checkDelivered(d.t, fmt.Sprintf("sink of %s", id), r.result(), s.Count, s.Size)
-	d.checkCountedSince(base, id, s.Count, s.Size, dest(outGroup, outPort, outIf))
+	checkDelivered(d.t, fmt.Sprintf("sink of %s:%d", outGroup, outPort), r.result(), s.Count, s.Size)
+	return s
 }
 
 // checkWorkersUnprivileged checks every worker's /proc/PID/status: uid

@@ -44,10 +44,11 @@ type Config struct {
 	// means the positions fixed by controlproto (CommandFD, StatsFD, LogFD,
 	// SocketFD).
 	CommandFD, StatsFD, LogFD, SocketFD int
-	// User is the account the worker drops to before its loop starts
-	// (uid, gid, no supplementary groups, no capabilities, no new
-	// privileges). Empty keeps the process's credentials, for tests that
-	// run the worker inside the test process.
+	// User is the account the worker must run as: before its loop it
+	// checks that every thread has the account's uid and gid, no
+	// supplementary groups, no capabilities and no_new_privs (the
+	// supervisor starts it so), and refuses to run otherwise. Empty skips
+	// the check (tests, a supervisor that is not root).
 	User string
 }
 

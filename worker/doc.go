@@ -5,11 +5,14 @@
 // stats and logs to it.
 //
 // Run is the whole API; cmd/mcrd calls it for `mcrd worker`. The process
-// inherits three fds by position (controlproto.CommandFD, StatsFD, LogFD):
-// the command socketpair, read through the loop; the stats pipe, written a
-// stats.Snapshot frame every stats interval (the snapshot is also the
-// heartbeat); and the log pipe, written one JSON record per write. Both pipes
-// are written without blocking: a full pipe drops the record and counts it.
+// inherits four fds by position (controlproto.CommandFD, StatsFD, LogFD,
+// SocketFD): the command socketpair, read through the loop; the stats pipe,
+// written a stats.Snapshot frame every stats interval (the snapshot is also
+// the heartbeat); the log pipe, written one JSON record per write; and the
+// socket socketpair, on which it asks the supervisor for every socket it
+// relays on (internal/relaysock): the worker runs unprivileged and cannot
+// open them (docs/security.md). Both pipes are written without blocking: a
+// full pipe drops the record and counts it.
 //
 // # Data path
 //

@@ -27,47 +27,47 @@ func checkUnprivileged(name string) error {
 	if err != nil {
 		return fmt.Errorf("worker user: %w", err)
 	}
-	want := map[string]string{
-		"Uid":        strings.Repeat(u.Uid+"\t", 3) + u.Uid,
-		"Gid":        strings.Repeat(u.Gid+"\t", 3) + u.Gid,
-		"Groups":     "",
-		"CapInh":     "0000000000000000",
-		"CapPrm":     "0000000000000000",
-		"CapEff":     "0000000000000000",
-		"CapBnd":     "0000000000000000",
-		"CapAmb":     "0000000000000000",
-		"NoNewPrivs": "1",
+	ids := func(id string) string { return strings.Repeat(id+"\t", 3) + id }
+	want := []struct{ field, value string }{
+		{"Uid", ids(u.Uid)},
+		{"Gid", ids(u.Gid)},
+		{"Groups", ""},
+		{"CapInh", "0000000000000000"},
+		{"CapPrm", "0000000000000000"},
+		{"CapEff", "0000000000000000"},
+		{"CapBnd", "0000000000000000"},
+		{"CapAmb", "0000000000000000"},
+		{"NoNewPrivs", "1"},
 	}
 	tasks, err := filepath.Glob("/proc/self/task/*/status")
 	if err != nil || len(tasks) == 0 {
 		return fmt.Errorf("list threads: %v", err)
 	}
 	for _, path := range tasks {
-		got, err := readStatus(path, want)
+		got, err := readStatus(path)
 		if err != nil {
 			return err
 		}
-		for k, v := range want {
-			if got[k] != v {
-				return fmt.Errorf("thread %s: %s is %q, want %q", filepath.Base(filepath.Dir(path)), k, got[k], v)
+		for _, w := range want {
+			if got[w.field] != w.value {
+				return fmt.Errorf("thread %s: %s is %q, want %q", filepath.Base(filepath.Dir(path)), w.field, got[w.field], w.value)
 			}
 		}
 	}
 	return nil
 }
 
-// readStatus returns the fields of a /proc status file named in keys.
-func readStatus(path string, keys map[string]string) (map[string]string, error) {
+// readStatus returns the fields of a /proc status file.
+func readStatus(path string) (map[string]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read thread credentials: %w", err)
 	}
 	defer f.Close()
-	got := make(map[string]string, len(keys))
+	got := make(map[string]string)
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if _, want := keys[k]; ok && want {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok {
 			got[k] = strings.TrimSpace(v)
 		}
 	}

@@ -253,7 +253,7 @@ func send(conn *net.UnixConn, frame []byte, fd int) error {
 		oob = unix.UnixRights(fd)
 	}
 	n, _, err := conn.WriteMsgUnix(frame, oob, nil)
-	if err != nil {
+	if err != nil || n == len(frame) {
 		return err
 	}
 	_, err = conn.Write(frame[n:])
