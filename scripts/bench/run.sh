@@ -140,9 +140,9 @@ cleanup() {
 apt_install() { # apt_install CMD PACKAGE
 	command -v "$1" >/dev/null && return 0
 	log "installing $2 from Debian"
-	if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2" >"$tmp/apt.log" 2>&1; then
-		apt-get update -q >>"$tmp/apt.log" 2>&1 || true
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2" >>"$tmp/apt.log" 2>&1 || true
+	if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2" >>"$OUT/logs/apt.log" 2>&1; then
+		apt-get update -q >>"$OUT/logs/apt.log" 2>&1 || true
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2" >>"$OUT/logs/apt.log" 2>&1 || true
 	fi
 	command -v "$1" >/dev/null
 }
@@ -242,8 +242,8 @@ ns_runtime() {
 	local -a files=()
 	local p
 	for p in $(ip netns pids "$1" 2>/dev/null); do files+=("/proc/$p/task/"*/schedstat); done
-	[ ${#files[@]} -gt 0 ] || { echo 0; return; }
-	awk '{ s += $1 } END { printf "%.0f\n", s }' "${files[@]}" 2>/dev/null || echo 0
+	# A process may exit between the listing and the read; cat skips it.
+	cat "${files[@]}" 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'
 }
 
 # task_runtime PID — nanoseconds one task has run (0 when unknown).
