@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -39,7 +40,7 @@ const statsPipeSize = 1 << 20
 // so a ^C at a terminal reaches only the supervisor, which then shuts the
 // workers down in order.
 func (p *Pool) spawn(s *workerSlot) (*workerProc, error) {
-	var opened []*os.File // closed on failure
+	var opened []io.Closer // closed on failure
 	fail := func(err error) (*workerProc, error) {
 		for _, f := range opened {
 			f.Close()
@@ -55,7 +56,7 @@ func (p *Pool) spawn(s *workerSlot) (*workerProc, error) {
 	if err != nil {
 		return fail(err)
 	}
-	opened = append(opened, sockWorker)
+	opened = append(opened, sockSup, sockWorker)
 	statsR, statsW, err := workerPipe(s.id, "stats")
 	if err != nil {
 		return fail(err)
@@ -93,7 +94,6 @@ func (p *Pool) spawn(s *workerSlot) (*workerProc, error) {
 	// bounding set (restrictSpawnThread).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true, Credential: p.cred}
 	if err := cmd.Start(); err != nil {
-		sockSup.Close()
 		return fail(err)
 	}
 	started := time.Now()
