@@ -1,12 +1,10 @@
 package worker
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,31 +25,17 @@ func checkUnprivileged(name string) error {
 	if err != nil {
 		return fmt.Errorf("worker user: %w", err)
 	}
-	ids := func(id string) string { return strings.Repeat(id+"\t", 3) + id }
-	want := []struct{ field, value string }{
-		{"Uid", ids(u.Uid)},
-		{"Gid", ids(u.Gid)},
-		{"Groups", ""},
-		{"CapInh", "0000000000000000"},
-		{"CapPrm", "0000000000000000"},
-		{"CapEff", "0000000000000000"},
-		{"CapBnd", "0000000000000000"},
-		{"CapAmb", "0000000000000000"},
-		{"NoNewPrivs", "1"},
-	}
 	tasks, err := filepath.Glob("/proc/self/task/*/status")
 	if err != nil || len(tasks) == 0 {
 		return fmt.Errorf("list threads: %v", err)
 	}
 	for _, path := range tasks {
-		got, err := readStatus(path)
+		st, err := readStatus(path)
 		if err != nil {
 			return err
 		}
-		for _, w := range want {
-			if got[w.field] != w.value {
-				return fmt.Errorf("thread %s: %s is %q, want %q", filepath.Base(filepath.Dir(path)), w.field, got[w.field], w.value)
-			}
+		if err := unprivilegedProblem(st, u.Uid, u.Gid); err != nil {
+			return fmt.Errorf("thread %s: %w", filepath.Base(filepath.Dir(path)), err)
 		}
 	}
 	return nil
@@ -64,17 +48,11 @@ func readStatus(path string) (map[string]string, error) {
 		return nil, fmt.Errorf("read thread credentials: %w", err)
 	}
 	defer f.Close()
-	got := make(map[string]string)
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), ":"); ok {
-			got[k] = strings.TrimSpace(v)
-		}
-	}
-	if err := sc.Err(); err != nil {
+	st, err := parseStatus(f)
+	if err != nil {
 		return nil, fmt.Errorf("read thread credentials: %w", err)
 	}
-	return got, nil
+	return st, nil
 }
 
 // probeRawSocket tries to open the AF_PACKET socket a compromised worker
