@@ -3,21 +3,35 @@ package supervisor
 import (
 	"errors"
 	"net"
+	"time"
 
 	"github.com/mcrelay/mcr/internal/relaysock"
 )
+
+// refusedLogEvery is the least time between two logs of refused socket
+// requests of one worker, so that a misbehaving worker cannot flood the
+// supervisor's log; the log says how many it did not show.
+const refusedLogEvery = time.Second
 
 // serveSockets opens the sockets worker w asks for on its socket
 // socketpair and hands them over, as long as a rule of the pool's ruleset
 // needs them, until w closes its end or its life is torn down. The worker
 // runs without the privileges to open them itself (docs/security.md).
 func (p *Pool) serveSockets(w *workerProc) {
+	var lastLog time.Time
+	var unlogged int
 	err := relaysock.Serve(w.sockets, func(req relaysock.Request) error {
 		p.mu.Lock()
 		err := p.grants.Allow(req)
 		p.mu.Unlock()
-		if err != nil {
-			w.log.Warn("socket request refused", "err", err)
+		if err == nil {
+			return nil
+		}
+		if now := time.Now(); now.Sub(lastLog) >= refusedLogEvery {
+			w.log.Warn("socket request refused", "err", err, "refused_unlogged", unlogged)
+			lastLog, unlogged = now, 0
+		} else {
+			unlogged++
 		}
 		return err
 	})
