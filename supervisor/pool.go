@@ -47,6 +47,11 @@ const (
 	// snapshot: a short --stats-interval must not kill workers that are
 	// still setting up their rings and sockets on a loaded machine.
 	startGrace = 5 * time.Second
+	// minSilence is the least silence that counts as hung, whatever
+	// --stats-interval says: under load this kernel can keep a core busy
+	// with non-preemptible work for a second or two, and a short stats
+	// interval must not turn such a stall into a restart and lost packets.
+	minSilence = 2 * time.Second
 	// DefaultStopTimeout is how long Stop waits for workers to exit after
 	// Shutdown before it kills them.
 	DefaultStopTimeout = 2 * time.Second
@@ -113,8 +118,10 @@ type Pool struct {
 	log     *slog.Logger
 	backoff backoffPolicy
 	limit   queueLimit // of each worker's command queue
-	// missedBeats is how many stats intervals a worker may stay silent.
+	// missedBeats is how many stats intervals a worker may stay silent,
+	// and minSilence the least silence that counts (tests lower it).
 	missedBeats int
+	minSilence  time.Duration
 
 	stop chan struct{}  // closed by Stop: no more restarts
 	wg   sync.WaitGroup // slot runners and the health loop
@@ -178,6 +185,7 @@ func NewPool(cfg PoolConfig) *Pool {
 		limit:   defaultQueueLimit,
 
 		missedBeats: defaultMissedBeats,
+		minSilence:  minSilence,
 		stop:        make(chan struct{}),
 		rules:       make(map[string]poolRule),
 		grants:      relaysock.NewGrants(),
@@ -604,10 +612,10 @@ func (p *Pool) healthLoop() {
 }
 
 // checkHealth kills every worker whose last snapshot (or start, before its
-// first snapshot) is too old: p.missedBeats stats intervals, and at least
-// startGrace for a worker that never reported.
+// first snapshot) is too old: p.missedBeats stats intervals but at least
+// p.minSilence, and at least startGrace for a worker that never reported.
 func (p *Pool) checkHealth(now time.Time) {
-	limit := time.Duration(p.missedBeats) * p.cfg.StatsInterval
+	limit := max(time.Duration(p.missedBeats)*p.cfg.StatsInterval, p.minSilence)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, s := range p.slots {

@@ -426,6 +426,7 @@ func TestPoolReplacesOverflowingQueueBySyncRules(t *testing.T) {
 func TestPoolKillsHungWorker(t *testing.T) {
 	p := newTestPool(t, 2, fakeHangOnceEnv+"="+filepath.Join(t.TempDir(), "hang"))
 	p.missedBeats = defaultMissedBeats
+	p.minSilence = 0 // three of the test's short intervals
 	if err := p.Start(); err != nil {
 		t.Fatal(err)
 	}
