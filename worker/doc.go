@@ -27,6 +27,9 @@
 // output sends on a connected UDP socket; outputs with equal destination,
 // interface, TTL and source share one socket. Sends never block: a full or
 // failing output drops and counts, and never holds up others or ingress.
+// A send refused with ECONNREFUSED (an ICMP unreachable queued on a
+// unicast output's connected socket, reported instead of sending) is made
+// once more before it counts as failed.
 // No packet is dropped for want of a buffer (stats.WorkerCounters.
 // BufferExhausted stays 0): a backlog waits in the socket's receive buffer,
 // and what overflows that is counted as kernel_drops.

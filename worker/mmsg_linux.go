@@ -246,8 +246,12 @@ func (b *mmsgBackend) prepare(eg *egress, idx, sizes []int32, from int) int {
 // message the socket refuses is counted as failed for each of its
 // datagrams and skipped; a full socket drops the rest, counted, rather than
 // wait. A refused UDP_SEGMENT send changes the socket's GSO limits, and the
-// datagrams from that message on are prepared again.
+// datagrams from that message on are prepared again. A message refused
+// with ECONNREFUSED was not sent and is sent once more (retryRefused);
+// sendmmsg reports an error only for its first message, so a later one
+// that fails is simply the first of the next call.
 func (b *mmsgBackend) sendAll(eg *egress, idx []int32, k int) int {
+	retried := -1 // the message already sent again after ECONNREFUSED
 	for m := 0; m < k; {
 		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(eg.fd), uintptr(unsafe.Pointer(&b.smsgs[m])),
 			uintptr(k-m), unix.MSG_DONTWAIT, 0, 0)
@@ -257,6 +261,8 @@ func (b *mmsgBackend) sendAll(eg *egress, idx []int32, k int) int {
 				b.done(idx, m, 0)
 			}
 		case errno == unix.EINTR:
+		case retryRefused(errno, retried == m):
+			retried = m
 		case errno == unix.EAGAIN:
 			for ; m < k; m++ {
 				b.done(idx, m, errno)

@@ -1,5 +1,7 @@
 package worker
 
+import "syscall"
+
 // pending is one datagram waiting to be sent: n payload bytes at p, inside
 // packet buffer buf, for output o. p points into the backend's packet
 // buffers, which live outside the Go heap.
@@ -9,6 +11,9 @@ type pending struct {
 	n    int32
 	buf  uint16
 	next int32 // in a sendQueue: the next datagram for the same socket; -1: none
+	// retried marks a datagram sent again after ECONNREFUSED
+	// (connRefused), so that a second refusal counts as a failure.
+	retried bool
 }
 
 // sendQueue collects the sends of one receive batch per egress socket, in
@@ -73,4 +78,18 @@ func (s *sendQueue) reset() {
 	s.touched = s.touched[:0]
 	clear(s.q)
 	s.q = s.q[:0]
+}
+
+// retryRefused reports whether a send that failed with errno should be
+// made again at once: ECONNREFUSED on a UDP socket means the kernel had an
+// ICMP port- or protocol-unreachable queued on the socket (a connected
+// socket asks for them, ip(7) IP_RECVERR aside) and reported that instead
+// of sending, and it clears the error in doing so. A unicast output whose
+// destination host runs no UDP listener, such as a relay capturing with
+// AF_PACKET, answers every datagram this way, so without a retry every
+// datagram after an ICMP error (with UDP GSO, a whole run) would be lost.
+// The datagram was not sent, and the retry sends it: only a second
+// refusal in a row counts as a failure.
+func retryRefused(errno syscall.Errno, retried bool) bool {
+	return errno == syscall.ECONNREFUSED && !retried
 }

@@ -482,7 +482,9 @@ func (b *uringBackend) hold(p *pending, next int32) uint32 {
 // context first: each datagram is counted as sent or failed and its
 // buffer released, or, when the kernel refused a UDP_SEGMENT send, the
 // socket's GSO limits change and the datagrams wait in redo to be sent
-// again one by one.
+// again one by one. Datagrams of a send that failed with ECONNREFUSED
+// were not sent and wait in redo too, to be sent once more
+// (retryRefused).
 func (b *uringBackend) sendDone(first uint32, res int32, gso bool) {
 	var errno unix.Errno
 	if res < 0 {
@@ -496,8 +498,10 @@ func (b *uringBackend) sendDone(first uint32, res int32, gso bool) {
 	n := 0
 	for i := int32(first); i >= 0; n++ {
 		s := &b.sends[i]
+		retry := retryRefused(errno, s.retried)
 		switch {
-		case again:
+		case (again || retry) && b.redoN < len(b.redo):
+			s.retried = retry
 			b.redo[(b.redoHead+b.redoN)%len(b.redo)] = *s
 			b.redoN++
 		case errno == 0:
@@ -517,8 +521,9 @@ func (b *uringBackend) sendDone(first uint32, res int32, gso bool) {
 	}
 }
 
-// resend queues the datagrams of refused UDP_SEGMENT sends again, in the
-// order they were sent; their socket's limits no longer group them.
+// resend queues the datagrams of refused sends again, in the order they
+// were sent: after a refused UDP_SEGMENT send, the socket's limits no
+// longer group them; after ECONNREFUSED, they may leave as a run again.
 func (b *uringBackend) resend() {
 	for b.redoN > 0 {
 		p := b.redo[b.redoHead]
@@ -530,7 +535,9 @@ func (b *uringBackend) resend() {
 			b.release(p.buf)
 			continue
 		}
-		if b.sq.add(p.o, int(p.buf), p.p, int(p.n)) {
+		full := b.sq.add(p.o, int(p.buf), p.p, int(p.n))
+		b.sq.q[len(b.sq.q)-1].retried = p.retried
+		if full {
 			b.flush()
 		}
 	}
