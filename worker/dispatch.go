@@ -28,22 +28,28 @@ type dispatcher struct {
 	// Scratch space for the packet being dispatched; fields, not locals,
 	// so that nothing escapes per packet.
 	dg  packet.Datagram
+	vh  vnetHdr
 	key ruleset.Key
 }
 
 // forward dispatches one packet received on ifindex. pkt is the buffer
 // holding it and n the length the kernel reported, which exceeds len(pkt)
-// when the packet was truncated (MSG_TRUNC). It returns the number of sends
-// queued for the packet; buf must stay allocated until they complete.
+// when the packet was truncated (MSG_TRUNC). The packet starts with a
+// virtio_net_hdr (vnetHdr), then link bytes of link-layer header, then the
+// IP header. A UDP GSO aggregate is dispatched as the datagrams it
+// carries, each counted and sent on its own, all from pkt. It returns the
+// number of sends queued for the packet; buf must stay allocated until
+// they complete.
 //
 // forward does not allocate, lock or make system calls.
-func (d *dispatcher) forward(ifindex int32, pkt []byte, n int, buf int, s sender) int {
+func (d *dispatcher) forward(ifindex int32, link int, pkt []byte, n int, buf int, s sender) int {
 	d.c.RxPackets++
-	if n > len(pkt) {
+	if n > len(pkt) || n < vnetHdrLen+link || !d.vh.parse(pkt[:n]) {
 		d.c.Malformed++
 		return 0
 	}
-	switch packet.Parse(pkt[:n], &d.dg) {
+	ip := vnetHdrLen + link
+	switch packet.Parse(pkt[ip:n], &d.dg) {
 	case packet.OK:
 	case packet.Fragment:
 		d.c.Fragments++
@@ -55,16 +61,33 @@ func (d *dispatcher) forward(ifindex int32, pkt []byte, n int, buf int, s sender
 		d.c.Malformed++
 		return 0
 	}
+	count, size, ok := d.vh.segments(d.dg.PayloadLen)
+	if !ok {
+		d.c.Malformed++
+		return 0
+	}
+	d.c.RxPackets += uint64(count - 1)
 	d.key.IfIndex, d.key.Port = ifindex, d.dg.DstPort
 	d.key.Dst, d.key.Src = d.dg.Dst, d.dg.Src
 	i, ok := d.db.table.Lookup(&d.key)
 	if !ok {
-		d.c.NoMatch++
+		d.c.NoMatch += uint64(count)
 		return 0
 	}
 	r := d.db.byIndex[i]
-	r.packetsIn++
+	r.packetsIn += uint64(count)
 	r.bytesIn += uint64(d.dg.PayloadLen)
+	sends := 0
+	for off, end := ip+d.dg.PayloadOff, ip+d.dg.PayloadOff+d.dg.PayloadLen; count > 0; count-- {
+		sends += d.fanOut(r, buf, pkt, off, min(size, end-off), s)
+		off += size
+	}
+	return sends
+}
+
+// fanOut hands the n payload bytes at pkt[off:] to every output of r and
+// returns the number of sends queued.
+func (d *dispatcher) fanOut(r *rule, buf int, pkt []byte, off, n int, s sender) int {
 	sends := 0
 	for j := range r.outputs {
 		o := &r.outputs[j]
@@ -72,7 +95,7 @@ func (d *dispatcher) forward(ifindex int32, pkt []byte, n int, buf int, s sender
 			d.failed(o, 0)
 			continue
 		}
-		if !s.send(o, buf, pkt, d.dg.PayloadOff, d.dg.PayloadLen) {
+		if !s.send(o, buf, pkt, off, n) {
 			d.failed(o, syscall.ENOBUFS)
 			continue
 		}

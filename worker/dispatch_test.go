@@ -2,6 +2,7 @@ package worker
 
 import (
 	"bytes"
+	"encoding/binary"
 	"net/netip"
 	"syscall"
 	"testing"
@@ -33,6 +34,30 @@ func (s *recordSender) send(o *output, buf int, pkt []byte, off, n int) bool {
 
 func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 
+// vnetFrame returns ip as an input socket receives it: after a virtio_net_hdr
+// of the given GSO type and size and link bytes of link-layer header.
+func vnetFrame(gsoType uint8, gsoSize uint16, link int, ip []byte) []byte {
+	f := make([]byte, vnetHdrLen+link, vnetHdrLen+link+len(ip))
+	f[1] = gsoType
+	binary.LittleEndian.PutUint16(f[4:], gsoSize)
+	for i := range link {
+		f[vnetHdrLen+i] = 0xee
+	}
+	return append(f, ip...)
+}
+
+// plain returns ip as received without GSO and without a link header.
+func plain(ip []byte) []byte { return vnetFrame(vnetGSONone, 0, 0, ip) }
+
+// seq returns n bytes counting up from base, so that cut points show.
+func seq(n int, base byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = base + byte(i)
+	}
+	return b
+}
+
 func TestForward(t *testing.T) {
 	payload := []byte("market data \x00\x01\x02")
 	v4 := packettest.BuildUDP4(ap("10.0.0.9:4000"), ap("239.1.1.1:5001"), payload)
@@ -46,12 +71,20 @@ func TestForward(t *testing.T) {
 	lying := bytes.Clone(v4)
 	lying[3] += 40 // total length past the end
 	packettest.SetIPv4Checksum(lying)
+	aggPayload := seq(250, 0)
+	agg4 := packettest.BuildUDP4(ap("10.0.0.9:4000"), ap("239.1.1.1:5001"), aggPayload)
+	agg6 := packettest.BuildUDP6(ap("[fd00::9]:4000"), ap("[ff3e::1]:5001"), aggPayload)
+	v4empty := packettest.BuildUDP4(ap("10.0.0.9:4000"), ap("239.1.1.1:5001"), nil)
 
 	tests := []struct {
 		name     string
 		ifindex  int32
-		pkt      []byte
-		n        int // reported length; 0 means len(pkt)
+		pkt      []byte // the IP packet
+		gsoType  uint8  // virtio_net_hdr gso_type and gso_size
+		gsoSize  uint16
+		link     int  // bytes of link-layer header before pkt
+		raw      bool // pkt is the whole frame, without a virtio_net_hdr added
+		n        int  // reported length; 0 means the frame's length
 		want     stats.WorkerCounters
 		wantSent map[string][][]byte
 	}{
@@ -98,6 +131,68 @@ func TestForward(t *testing.T) {
 			name: "empty", ifindex: 2, pkt: []byte{},
 			want: stats.WorkerCounters{RxPackets: 1, Malformed: 1},
 		},
+		{
+			name: "shorter than the virtio_net_hdr", ifindex: 2, pkt: make([]byte, vnetHdrLen-1), raw: true,
+			want: stats.WorkerCounters{RxPackets: 1, Malformed: 1},
+		},
+		{
+			name: "shorter than the link header", ifindex: 2, pkt: []byte{}, link: 14, n: vnetHdrLen + 13,
+			want: stats.WorkerCounters{RxPackets: 1, Malformed: 1},
+		},
+		{
+			name: "after an Ethernet header", ifindex: 2, pkt: v6, link: 14,
+			want:     stats.WorkerCounters{RxPackets: 1},
+			wantSent: map[string][][]byte{"10.1.0.50:7000@if3": {payload}},
+		},
+		{
+			name: "UDP GSO aggregate, last datagram shorter", ifindex: 2, pkt: agg4, gsoType: vnetGSOUDPL4, gsoSize: 100, link: 14,
+			want: stats.WorkerCounters{RxPackets: 3},
+			wantSent: map[string][][]byte{
+				"239.2.2.2:6000@if3": {aggPayload[:100], aggPayload[100:200], aggPayload[200:]},
+				"[ff3e::2]:6000@if4": {aggPayload[:100], aggPayload[100:200], aggPayload[200:]},
+			},
+		},
+		{
+			name: "IPv6 UDP GSO aggregate of equal datagrams, ECN flag set", ifindex: 2, pkt: agg6, gsoType: vnetGSOUDPL4 | vnetGSOECN, gsoSize: 125,
+			want:     stats.WorkerCounters{RxPackets: 2},
+			wantSent: map[string][][]byte{"10.1.0.50:7000@if3": {aggPayload[:125], aggPayload[125:]}},
+		},
+		{
+			name: "UDP GSO aggregate of one datagram", ifindex: 2, pkt: agg4, gsoType: vnetGSOUDPL4, gsoSize: 1400,
+			want: stats.WorkerCounters{RxPackets: 1},
+			wantSent: map[string][][]byte{
+				"239.2.2.2:6000@if3": {aggPayload},
+				"[ff3e::2]:6000@if4": {aggPayload},
+			},
+		},
+		{
+			name: "UDP GSO aggregate matching no rule counts every datagram", ifindex: 9, pkt: agg4, gsoType: vnetGSOUDPL4, gsoSize: 100,
+			want: stats.WorkerCounters{RxPackets: 3, NoMatch: 3},
+		},
+		{
+			name: "UDP GSO aggregate with gso_size 0", ifindex: 2, pkt: agg4, gsoType: vnetGSOUDPL4,
+			want: stats.WorkerCounters{RxPackets: 1, Malformed: 1},
+		},
+		{
+			name: "empty UDP GSO aggregate", ifindex: 2, pkt: v4empty, gsoType: vnetGSOUDPL4, gsoSize: 100,
+			want: stats.WorkerCounters{RxPackets: 1, Malformed: 1},
+		},
+		{
+			name: "UFO packet is one datagram", ifindex: 2, pkt: agg4, gsoType: vnetGSOUDP, gsoSize: 100,
+			want: stats.WorkerCounters{RxPackets: 1},
+			wantSent: map[string][][]byte{
+				"239.2.2.2:6000@if3": {aggPayload},
+				"[ff3e::2]:6000@if4": {aggPayload},
+			},
+		},
+		{
+			name: "TCP GSO type on a UDP packet", ifindex: 2, pkt: agg4, gsoType: 1, gsoSize: 100,
+			want: stats.WorkerCounters{RxPackets: 1, Malformed: 1},
+		},
+		{
+			name: "TCP GSO aggregate", ifindex: 2, pkt: notUDP, gsoType: 1, gsoSize: 100,
+			want: stats.WorkerCounters{RxPackets: 1, NotUDP: 1},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -108,11 +203,15 @@ func TestForward(t *testing.T) {
 				wrule("d", 5, "239.1.1.1:5001 from 10.0.0.9", "239.9.9.9:9000@3"),
 			)
 			s := &recordSender{d: d, sent: map[string][][]byte{}}
+			pkt := tc.pkt
+			if !tc.raw {
+				pkt = vnetFrame(tc.gsoType, tc.gsoSize, tc.link, tc.pkt)
+			}
 			n := tc.n
 			if n == 0 {
-				n = len(tc.pkt)
+				n = len(pkt)
 			}
-			d.forward(tc.ifindex, tc.pkt, n, 0, s)
+			d.forward(tc.ifindex, tc.link, pkt, n, 0, s)
 			if diff := cmp.Diff(tc.want, d.c); diff != "" {
 				t.Errorf("counters (-want +got):\n%s", diff)
 			}
@@ -147,14 +246,14 @@ func TestForwardCountsRuleAndOutputs(t *testing.T) {
 	d := &dispatcher{db: db}
 	s := &recordSender{d: d}
 	payload := make([]byte, 1000)
-	pkt := packettest.BuildUDP4(ap("10.0.0.9:4000"), ap("239.1.1.1:5001"), payload)
+	pkt := plain(packettest.BuildUDP4(ap("10.0.0.9:4000"), ap("239.1.1.1:5001"), payload))
 	for range 3 {
-		if got := d.forward(2, pkt, len(pkt), 0, s); got != 1 {
+		if got := d.forward(2, 0, pkt, len(pkt), 0, s); got != 1 {
 			t.Fatalf("forward queued %d sends, want 1 (one output works)", got)
 		}
 	}
 	s.refuse = true
-	d.forward(2, pkt, len(pkt), 0, s)
+	d.forward(2, 0, pkt, len(pkt), 0, s)
 
 	r := db.byID["a"]
 	got := r.counters(r.errorText())
@@ -181,7 +280,7 @@ func TestForwardCountsRuleAndOutputs(t *testing.T) {
 func TestForwardDoesNotAllocate(t *testing.T) {
 	d, pkt := benchSetup(t)
 	s := &recordSender{d: d}
-	allocs := testing.AllocsPerRun(1000, func() { d.forward(2, pkt, len(pkt), 0, s) })
+	allocs := testing.AllocsPerRun(1000, func() { d.forward(2, 0, pkt, len(pkt), 0, s) })
 	if allocs != 0 {
 		t.Fatalf("forward allocates %v times per packet, want 0", allocs)
 	}
@@ -196,7 +295,7 @@ func benchSetup(t testing.TB) (*dispatcher, []byte) {
 		db.add(wrule(in.String(), 2, in.String()+":5001", "239.2.2.2:6000@3", "239.2.2.3:6000@3"))
 	}
 	db.commit()
-	pkt := packettest.BuildUDP4(ap("10.0.0.9:4000"), ap("239.1.1.200:5001"), make([]byte, 1024))
+	pkt := plain(packettest.BuildUDP4(ap("10.0.0.9:4000"), ap("239.1.1.200:5001"), make([]byte, 1024)))
 	return &dispatcher{db: db}, pkt
 }
 
@@ -208,7 +307,7 @@ func BenchmarkDispatch(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(pkt)))
 	for b.Loop() {
-		d.forward(2, pkt, len(pkt), 0, s)
+		d.forward(2, 0, pkt, len(pkt), 0, s)
 	}
 	if d.c.RxPackets == 0 || d.c.NoMatch != 0 {
 		b.Fatalf("counters %+v: the packet did not match", d.c)

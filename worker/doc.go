@@ -16,12 +16,20 @@
 //
 // # Data path
 //
-// One AF_PACKET SOCK_DGRAM socket per input interface, in the PACKET_FANOUT
-// group (FANOUT_CPU, DEFRAG, IGNORE_OUTGOING) that every worker of the daemon
-// joins for that interface, with a classic BPF prefilter built from the
-// interface's rules (worker/filter). Packets are parsed (worker/packet),
-// looked up by (ifindex, destination, port, source) in a ruleset.Table, and
-// each output's send points into the receive buffer: no copy per output.
+// One AF_PACKET SOCK_RAW socket with PACKET_VNET_HDR per input interface,
+// in the PACKET_FANOUT group (FANOUT_CPU, DEFRAG, IGNORE_OUTGOING) that
+// every worker of the daemon joins for that interface, with a classic BPF
+// prefilter built from the interface's rules (worker/filter) whose loads
+// are relative to the network header. Each packet arrives after a
+// virtio_net_hdr and the device's link-layer header (14 bytes on Ethernet,
+// none on tun), which are skipped; it is parsed (worker/packet), looked up
+// by (ifindex, destination, port, source) in a ruleset.Table, and each
+// output's send points into the receive buffer: no copy per output. A UDP
+// GSO aggregate, which veth, tun and loopback deliver unsegmented (from a
+// sender using UDP_SEGMENT, or an upstream relay's GSO egress), is known by
+// its virtio_net_hdr (gso_type UDP_L4) and split at gso_size into the
+// datagrams it carries, each counted and relayed on its own, all from the
+// one receive buffer.
 // Packet buffers are one memory region mapped once outside the Go heap, each
 // large enough for any datagram FANOUT_FLAG_DEFRAG can reassemble. Every
 // output sends on a connected UDP socket; outputs with equal destination,

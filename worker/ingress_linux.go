@@ -9,8 +9,9 @@ import (
 	"github.com/mcrelay/mcr/worker/filter"
 )
 
-// buildFilter assembles the prefilter of an input; a set too large for an
-// exact program gets a coarser one that still accepts everything wanted.
+// buildFilter assembles the prefilter of an input, its loads relative to
+// the network header (atNetworkHeader); a set too large for an exact
+// program gets a coarser one that still accepts everything wanted.
 func buildFilter(ifindex int, matches []inputMatch) ([]bpf.RawInstruction, error) {
 	fm := make([]filter.Match, len(matches))
 	for i, m := range matches {
@@ -20,7 +21,7 @@ func buildFilter(ifindex int, matches []inputMatch) ([]bpf.RawInstruction, error
 	if err != nil {
 		return nil, fmt.Errorf("build filter for ifindex %d: %w", ifindex, err)
 	}
-	return p.Instructions, nil
+	return atNetworkHeader(p.Instructions), nil
 }
 
 // packetDrops returns the packets the kernel dropped on an AF_PACKET socket
@@ -32,4 +33,50 @@ func packetDrops(fd int) uint64 {
 		return 0
 	}
 	return uint64(st.Drops)
+}
+
+// linkHeaderLen returns how many bytes of link-layer header precede the IP
+// header in what the input socket fd on ifindex receives. The socket is
+// SOCK_RAW, which PACKET_VNET_HDR requires (relaysock.OpenIngress), so a
+// frame keeps the header of a device that has one: Ethernet's 14 bytes
+// (veth, bridges, VLANs, macvlan, loopback), none on IP-level devices
+// (tun, WireGuard, IPIP and SIT tunnels). Other link types are refused
+// rather than parsed at a guessed offset.
+func linkHeaderLen(fd, ifindex int) (int, error) {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return 0, fmt.Errorf("read link type of input on ifindex %d: %w", ifindex, err)
+	}
+	ll, ok := sa.(*unix.SockaddrLinklayer)
+	if !ok {
+		return 0, fmt.Errorf("read link type of input on ifindex %d: not an AF_PACKET socket", ifindex)
+	}
+	switch ll.Hatype {
+	case unix.ARPHRD_ETHER, unix.ARPHRD_LOOPBACK:
+		return 14, nil
+	case unix.ARPHRD_NONE, unix.ARPHRD_TUNNEL, unix.ARPHRD_TUNNEL6, unix.ARPHRD_SIT, unix.ARPHRD_RAWIP:
+		return 0, nil
+	}
+	return 0, fmt.Errorf("open input on ifindex %d: link type %d (ARPHRD) not supported", ifindex, ll.Hatype)
+}
+
+// atNetworkHeader rewrites a filter built for a packet that starts at the
+// IP header so that it runs on a SOCK_RAW socket whatever the link-layer
+// header: every packet load becomes relative to the network header
+// (SKF_NET_OFF, filter(2)), which the kernel resolves per packet.
+func atNetworkHeader(prog []bpf.RawInstruction) []bpf.RawInstruction {
+	const (
+		classMask = 0x07
+		modeMask  = 0xe0
+	)
+	netOff := int32(-0x100000) // SKF_NET_OFF, linux/filter.h
+	for i := range prog {
+		op := prog[i].Op
+		switch {
+		case op&classMask == unix.BPF_LD && (op&modeMask == unix.BPF_ABS || op&modeMask == unix.BPF_IND),
+			op&classMask == unix.BPF_LDX && op&modeMask == unix.BPF_MSH:
+			prog[i].K += uint32(netOff)
+		}
+	}
+	return prog
 }

@@ -49,6 +49,7 @@ type input struct {
 	fanoutID int // the group the open socket joined
 	want     int // the fanout group the rules ask for
 	fd       int // -1 while closed
+	link     int // bytes of link-layer header before the IP header (linkHeaderLen)
 	err      error
 	rules    int  // rules on this ifindex
 	dirty    bool // its rule set changed: re-attach the filter (or open, or close)

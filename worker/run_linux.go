@@ -265,6 +265,10 @@ func (w *worker) openInput(in *input, matches []inputMatch) error {
 	if err != nil {
 		return err
 	}
+	if in.link, err = linkHeaderLen(fd, in.ifindex); err != nil {
+		unix.Close(fd)
+		return err
+	}
 	in.fd = fd
 	if err := w.b.addInput(in); err != nil {
 		unix.Close(fd)

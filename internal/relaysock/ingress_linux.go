@@ -21,17 +21,23 @@ const rcvBufSize = 8 << 20
 // IGNORE_OUTGOING keeps the relay's own egress out of every member.
 const FanoutMode = unix.PACKET_FANOUT_CPU | unix.PACKET_FANOUT_FLAG_DEFRAG | unix.PACKET_FANOUT_FLAG_IGNORE_OUTGOING
 
-// OpenIngress opens the ingress socket of one interface: cooked
-// SOCK_DGRAM (the packet starts at the IP header whatever the link type,
-// packet(7)), the prefilter attached before bind so that not one unfiltered
-// packet is queued, all protocols (IPv4 and IPv6 on one socket) without
-// outgoing copies, a large receive buffer, and membership of fanout group
+// OpenIngress opens the ingress socket of one interface: SOCK_RAW with
+// PACKET_VNET_HDR, so that every packet starts with a struct
+// virtio_net_hdr, which alone tells a UDP GSO aggregate (several
+// datagrams the kernel has not segmented yet, as veth, tun and loopback
+// deliver them) from one datagram; the option needs SOCK_RAW (EINVAL on
+// SOCK_DGRAM), so the link-layer header follows, then the IP header. The
+// prefilter is attached before bind so that not one unfiltered packet is
+// queued, and its loads must be relative to the network header
+// (SKF_NET_OFF), as the link header's length depends on the device. The
+// socket takes all protocols (IPv4 and IPv6 on one socket) without
+// outgoing copies, has a large receive buffer, and joins fanout group
 // fanoutID.
 func OpenIngress(ifindex, fanoutID int, prog []bpf.RawInstruction) (fd int, err error) {
 	if fanoutID < 1 || fanoutID > 0xffff {
 		return -1, fmt.Errorf("open input on ifindex %d: fanout id %d out of range 1..65535", ifindex, fanoutID)
 	}
-	fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("open AF_PACKET socket: %w", err)
 	}
@@ -41,6 +47,10 @@ func OpenIngress(ifindex, fanoutID int, prog []bpf.RawInstruction) (fd int, err 
 			fd = -1
 		}
 	}()
+	// Before bind: a bound socket could queue a packet without the header.
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+		return -1, fmt.Errorf("set PACKET_VNET_HDR on ifindex %d: %w", ifindex, err)
+	}
 	if err := filter.Attach(fd, prog); err != nil {
 		return -1, err
 	}
