@@ -32,7 +32,7 @@ func TestRelay(t *testing.T) {
 			w.waitStats("the first snapshot", "", func(s stats.Snapshot, _ stats.RuleCounters) bool {
 				return s.Backend == backend
 			})
-			for _, tc := range slices.Concat(relayCases, gsoCases, gsoInputCases) {
+			for _, tc := range slices.Concat(relayCases, gsoCases, gsoInputCases, refusedCases) {
 				t.Run(tc.name, func(t *testing.T) {
 					w.t = t
 					tc.run(t, tp, w)
