@@ -1,0 +1,42 @@
+package worker
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/net/bpf"
+)
+
+func TestAtNetworkHeader(t *testing.T) {
+	const netOff = 0xfff00000 // SKF_NET_OFF as a uint32
+	prog, err := bpf.Assemble([]bpf.Instruction{
+		bpf.LoadAbsolute{Off: 9, Size: 1},
+		bpf.LoadAbsolute{Off: 6, Size: 2},
+		bpf.LoadMemShift{Off: 0},
+		bpf.LoadIndirect{Off: 2, Size: 2},
+		bpf.LoadConstant{Dst: bpf.RegA, Val: 7},
+		bpf.LoadExtension{Num: bpf.ExtLen},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 17, SkipTrue: 1},
+		bpf.RetConstant{Val: 0},
+		bpf.RetConstant{Val: 0xffff},
+	})
+	mustNoErr(t, err)
+	want := []bpf.Instruction{
+		bpf.LoadAbsolute{Off: netOff + 9, Size: 1},
+		bpf.LoadAbsolute{Off: netOff + 6, Size: 2},
+		bpf.LoadMemShift{Off: netOff},
+		bpf.LoadIndirect{Off: netOff + 2, Size: 2},
+		bpf.LoadConstant{Dst: bpf.RegA, Val: 7},
+		bpf.LoadExtension{Num: bpf.ExtLen},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 17, SkipTrue: 1},
+		bpf.RetConstant{Val: 0},
+		bpf.RetConstant{Val: 0xffff},
+	}
+	got, ok := bpf.Disassemble(atNetworkHeader(prog))
+	if !ok {
+		t.Fatal("the rewritten program does not disassemble")
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("rewritten program (-want +got):\n%s", diff)
+	}
+}
