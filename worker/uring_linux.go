@@ -97,7 +97,9 @@ type uringBackend struct {
 	freeMsgs  []uint16
 	// redo holds the datagrams of refused UDP_SEGMENT sends, to be sent
 	// again one by one before the next dispatch: a FIFO ring as long as
-	// sends, so it never fills.
+	// sends. A socket's first refusal changes its limits, so redo could
+	// fill only if more datagrams than that were refused between two
+	// dispatches; those it cannot take are dropped and counted.
 	redo            []pending
 	redoHead, redoN int
 
