@@ -3,6 +3,7 @@ package worker
 import (
 	"bytes"
 	"cmp"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mcrelay/mcr/worker/filter"
 
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/internal/relaysock"
@@ -51,8 +54,11 @@ type input struct {
 	fd       int // -1 while closed
 	link     int // bytes of link-layer header before the IP header (linkHeaderLen)
 	err      error
-	rules    int  // rules on this ifindex
-	dirty    bool // its rule set changed: re-attach the filter (or open, or close)
+	// unfiltered: the kernel would not take the prefilter (ErrUnfiltered),
+	// so unwanted traffic reaches userspace; warned once.
+	unfiltered bool
+	rules      int  // rules on this ifindex
+	dirty      bool // its rule set changed: re-attach the filter (or open, or close)
 
 	// Backend state of the io_uring backend: the socket's slot in its
 	// table and generation (both go into the receive's user data, so a
@@ -406,11 +412,19 @@ func (db *ruleDB) syncInput(in *input, m []inputMatch) {
 	var err error
 	if in.fd < 0 {
 		in.fanoutID = in.want
-		if err = db.sk.openInput(in, m); err == nil {
+		if err = db.sk.openInput(in, m); err == nil || errors.Is(err, filter.ErrUnfiltered) {
 			db.log.Info("input open", "ifindex", in.ifindex, "fanout_id", in.fanoutID, "matches", len(m))
 		}
 	} else {
 		err = db.sk.filterInput(in, m)
+	}
+	if errors.Is(err, filter.ErrUnfiltered) {
+		if !in.unfiltered {
+			db.log.Warn("input relays without a kernel prefilter; unwanted traffic is dropped in userspace", "ifindex", in.ifindex, "err", err)
+		}
+		in.unfiltered, err = true, nil
+	} else if err == nil {
+		in.unfiltered = false
 	}
 	if err != nil && (in.err == nil || in.err.Error() != err.Error()) {
 		db.log.Warn("cannot receive on input", "ifindex", in.ifindex, "err", err)

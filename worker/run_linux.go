@@ -275,6 +275,11 @@ func (w *worker) openInput(in *input, matches []inputMatch) error {
 		in.fd = -1
 		return err
 	}
+	// The supervisor attached prog before bind but cannot tell us whether
+	// the kernel kept it; attaching it again here reports ErrUnfiltered.
+	if err := filter.Attach(fd, prog); errors.Is(err, filter.ErrUnfiltered) {
+		return err
+	}
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package relaysock
 
 import (
+	"errors"
 	"fmt"
 
 	"golang.org/x/net/bpf"
@@ -51,7 +52,9 @@ func OpenIngress(ifindex, fanoutID int, prog []bpf.RawInstruction) (fd int, err 
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
 		return -1, fmt.Errorf("set PACKET_VNET_HDR on ifindex %d: %w", ifindex, err)
 	}
-	if err := filter.Attach(fd, prog); err != nil {
+	// An unfiltered socket still relays correctly (userspace filters too);
+	// the worker re-attaches and reports it.
+	if err := filter.Attach(fd, prog); err != nil && !errors.Is(err, filter.ErrUnfiltered) {
 		return -1, err
 	}
 	// The protocol is in network byte order; x/sys/unix does not convert it.

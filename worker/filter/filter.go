@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -388,3 +389,9 @@ func runs(vals []uint32) []span {
 	}
 	return out
 }
+
+// ErrUnfiltered reports that Attach left the socket without a filter: the
+// kernel would not take the program, and a stale one would drop datagrams
+// that new rules want. Relaying stays correct; only the kernel-side drop of
+// unwanted traffic is lost.
+var ErrUnfiltered = errors.New("socket left without a prefilter")

@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"unsafe"
@@ -21,7 +22,30 @@ import (
 // To filter from the first packet, attach before bind(2): a packet socket
 // created with protocol 0 receives nothing until it is bound (packet(7)).
 // The kernel checks the program; an invalid one fails with EINVAL.
+//
+// When the kernel refuses a valid program for lack of memory (ENOMEM: the
+// socket's option memory, net.core.optmem_max, which has to hold the old
+// program and the new one during the swap, or a failed allocation), a
+// filter that no longer matches the rules must not stay: it would drop
+// datagrams a new rule wants. Attach then detaches the old program and
+// tries once more; if that fails too, the socket is left without a filter
+// (every packet reaches userspace, which filters anyway, at some CPU cost)
+// and the error wraps ErrUnfiltered.
 func Attach(fd int, prog []bpf.RawInstruction) error {
+	err := attach(fd, prog)
+	if !errors.Is(err, unix.ENOMEM) {
+		return err
+	}
+	if derr := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0); derr != nil && !errors.Is(derr, unix.ENOENT) {
+		return fmt.Errorf("%w; detach the old filter: %v", err, derr)
+	}
+	if err := attach(fd, prog); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnfiltered, err)
+	}
+	return nil
+}
+
+func attach(fd int, prog []bpf.RawInstruction) error {
 	if len(prog) == 0 || len(prog) > MaxInstructions {
 		return fmt.Errorf("attach filter to fd %d: %d instructions, want 1..%d: %w",
 			fd, len(prog), MaxInstructions, unix.EINVAL)

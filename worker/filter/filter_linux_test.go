@@ -216,3 +216,41 @@ func TestFilterOnPacketSocket(t *testing.T) {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// TestAttachTooLargeLeavesSocketUnfiltered shrinks the socket option memory
+// (net.core.optmem_max, per namespace) below a large program: Attach must
+// not leave the old, smaller program in place (it would drop traffic the
+// new rules want) but detach it and report ErrUnfiltered.
+func TestAttachTooLargeLeavesSocketUnfiltered(t *testing.T) {
+	ns := netnstest.New(t, "flt")
+	ns.MustRun("sysctl", "-qw", "net.core.optmem_max=4096")
+	var fd int
+	if err := ns.Do(func() (err error) {
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := filter.Attach(fd, filter.DropAll()); err != nil {
+		t.Fatalf("small program: %v", err)
+	}
+	matches := make([]filter.Match, 2000)
+	for i := range matches {
+		matches[i] = filter.Match{Dst: addr4(2 * i), Port: uint16(1000 + i)}
+	}
+	prog, err := filter.Build(matches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = filter.Attach(fd, prog.Instructions)
+	if !errors.Is(err, filter.ErrUnfiltered) || !errors.Is(err, unix.ENOMEM) {
+		t.Fatalf("attach %d instructions with optmem_max 4096: %v, want ErrUnfiltered wrapping ENOMEM", len(prog.Instructions), err)
+	}
+	// SO_ATTACH_FILTER read back gives the attached program's length; no
+	// filter at all is ENOENT on this kernel, or length 0.
+	n, gerr := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER)
+	if gerr == nil && n != 0 {
+		t.Fatalf("socket still has a %d-instruction filter after ErrUnfiltered", n)
+	}
+}
