@@ -339,6 +339,9 @@ func (c *WorkerCounters) add(d WorkerCounters) {
 	c.EgressErrors += d.EgressErrors
 	c.StatsDropped += d.StatsDropped
 	c.LogsDropped += d.LogsDropped
+	c.GSOSends += d.GSOSends
+	c.GSODatagrams += d.GSODatagrams
+	c.GSOFallbacks += d.GSOFallbacks
 }
 
 // below reports whether any counter of c is lower than in prev: the worker
@@ -348,5 +351,7 @@ func (c WorkerCounters) below(prev WorkerCounters) bool {
 		c.Malformed < prev.Malformed || c.Fragments < prev.Fragments ||
 		c.NotUDP < prev.NotUDP || c.KernelDrops < prev.KernelDrops ||
 		c.BufferExhausted < prev.BufferExhausted || c.EgressErrors < prev.EgressErrors ||
-		c.StatsDropped < prev.StatsDropped || c.LogsDropped < prev.LogsDropped
+		c.StatsDropped < prev.StatsDropped || c.LogsDropped < prev.LogsDropped ||
+		c.GSOSends < prev.GSOSends || c.GSODatagrams < prev.GSODatagrams ||
+		c.GSOFallbacks < prev.GSOFallbacks
 }

@@ -85,6 +85,12 @@ var workerCounters = []struct {
 		func(c *stats.WorkerCounters) uint64 { return c.StatsDropped }},
 	{workerDesc("logs_dropped", "Log records the worker dropped because its log pipe was full."),
 		func(c *stats.WorkerCounters) uint64 { return c.LogsDropped }},
+	{workerDesc("gso_sends", "UDP GSO sends: each carried several datagrams in one system call."),
+		func(c *stats.WorkerCounters) uint64 { return c.GSOSends }},
+	{workerDesc("gso_datagrams", "Datagrams that left in UDP GSO sends."),
+		func(c *stats.WorkerCounters) uint64 { return c.GSODatagrams }},
+	{workerDesc("gso_fallbacks", "Egress sockets on which the kernel refused UDP GSO, so they send plainly."),
+		func(c *stats.WorkerCounters) uint64 { return c.GSOFallbacks }},
 }
 
 func workerDesc(name, help string) *prometheus.Desc {
