@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcrelay/mcr/internal/syncbuf"
+
 	"github.com/mcrelay/mcr/controlproto"
 )
 
@@ -115,15 +117,15 @@ type runOpts struct {
 }
 
 // runCLI runs mcrctl in-process against socket (added as --socket unless
-// empty) and returns what it did. stdout is a syncBuffer so watch tests can
+// empty) and returns what it did. stdout is a syncbuf.Buffer so watch tests can
 // read it while it runs.
 func runCLI(t *testing.T, socket string, o runOpts, args ...string) result {
 	t.Helper()
-	var stdout syncBuffer
+	var stdout syncbuf.Buffer
 	return runCLIInto(t, &stdout, socket, o, args...)
 }
 
-func runCLIInto(t *testing.T, stdout *syncBuffer, socket string, o runOpts, args ...string) result {
+func runCLIInto(t *testing.T, stdout *syncbuf.Buffer, socket string, o runOpts, args ...string) result {
 	t.Helper()
 	if socket != "" {
 		args = append([]string{"--socket", socket}, args...)
@@ -141,22 +143,4 @@ func runCLIInto(t *testing.T, stdout *syncBuffer, socket string, o runOpts, args
 			now:           func() time.Time { return time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC) },
 		})
 	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

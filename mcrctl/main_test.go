@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcrelay/mcr/internal/syncbuf"
+
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/mcrelay/mcr/ruleset"
@@ -386,7 +388,7 @@ func TestStatsWatch(t *testing.T) {
 			const snapshots = 3
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			var stdout syncBuffer
+			var stdout syncbuf.Buffer
 			done := make(chan result)
 			before := len(d.requestLines())
 			go func() { done <- runCLIInto(t, &stdout, d.path, runOpts{tty: tt.tty, ctx: ctx}, tt.args...) }()

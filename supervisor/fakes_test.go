@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mcrelay/mcr/internal/syncbuf"
 
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/ruleset"
@@ -168,30 +169,12 @@ func (f *fakeFanout) probe(id int) (bool, error) {
 }
 
 // testLogger returns a logger into buf (or nowhere when buf is nil).
-func testLogger(buf *syncBuffer) *slog.Logger {
+func testLogger(buf *syncbuf.Buffer) *slog.Logger {
 	var w io.Writer = io.Discard
 	if buf != nil {
 		w = buf
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // testMaster is a master over fakes.
@@ -201,7 +184,7 @@ type testMaster struct {
 	dp     *fakeDataPlane
 	kernel *fakeKernel
 	fanout *fakeFanout
-	log    *syncBuffer
+	log    *syncbuf.Buffer
 }
 
 func newTestMaster(t testing.TB) *testMaster {
@@ -211,7 +194,7 @@ func newTestMaster(t testing.TB) *testMaster {
 		dp:     newFakeDataPlane(),
 		kernel: newFakeKernel(20, 10),
 		fanout: &fakeFanout{busy: map[int]bool{}},
-		log:    &syncBuffer{},
+		log:    &syncbuf.Buffer{},
 	}
 	tm.master = newMaster(masterConfig{
 		Log:    testLogger(tm.log),

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcrelay/mcr/internal/syncbuf"
+
 	"github.com/vishvananda/netns"
 
 	"github.com/mcrelay/mcr/internal/netnstest"
@@ -15,7 +17,7 @@ import (
 
 // followNS starts a link follower on ns feeding sink, stopped at the end of
 // the test.
-func followNS(t *testing.T, ns *netnstest.NS, sink linkEvents, rcvBuf int, log *syncBuffer) {
+func followNS(t *testing.T, ns *netnstest.NS, sink linkEvents, rcvBuf int, log *syncbuf.Buffer) {
 	t.Helper()
 	h, err := netns.GetFromName(ns.Name)
 	if err != nil {
@@ -136,7 +138,7 @@ func TestLinkFollowerRelistsAfterOverrun(t *testing.T) {
 		addRules(testRule(fmt.Sprintf("r%d", i), fmt.Sprintf("mcra%d", i), "239.1.1.1", 5000, fmt.Sprintf("mcrb%d", i)))(tm)
 	}
 	sink := &gatedSink{linkEvents: tm.master, gate: make(chan struct{})}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	// The smallest receive buffer the kernel allows (SOCK_MIN_RCVBUF)
 	// holds a couple of link messages.
 	followNS(t, ns, sink, 1, logs)

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/mcrelay/mcr/internal/syncbuf"
+
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/internal/netnstest"
 	"github.com/mcrelay/mcr/internal/testbin"
@@ -29,7 +31,7 @@ func TestControlSocketAccess(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "ctl.sock")
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	log := testLogger(&logs)
 	ln, err := listenControl(path, log)
 	if err != nil {

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcrelay/mcr/internal/syncbuf"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/mcrelay/mcr/controlproto"
 )
@@ -30,7 +32,7 @@ type runTest struct {
 	t      *testing.T
 	dir    string
 	cfg    Config
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 	result chan error
 }
 
@@ -48,7 +50,7 @@ func newRunTest(t *testing.T, config string) *runTest {
 	// Workers inherit the environment: they become fake workers.
 	t.Setenv(fakeWorkerEnv, "1")
 	t.Setenv("GORACE", "atexit_sleep_ms=0")
-	rt := &runTest{t: t, dir: dir, logs: &syncBuffer{}, result: make(chan error, 1)}
+	rt := &runTest{t: t, dir: dir, logs: &syncbuf.Buffer{}, result: make(chan error, 1)}
 	rt.cfg = Config{
 		NumWorkers:    2,
 		CPUs:          []int{0},

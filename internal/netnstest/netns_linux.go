@@ -1,17 +1,17 @@
 package netnstest
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mcrelay/mcr/internal/syncbuf"
 
 	"golang.org/x/sys/unix"
 )
@@ -187,7 +187,7 @@ func (n *NS) SetupLink(ifname string, addrs ...string) {
 // Proc is a process started inside a namespace by Start.
 type Proc struct {
 	Cmd  *exec.Cmd
-	out  lockedBuffer
+	out  syncbuf.Buffer
 	done chan struct{}
 	err  error
 }
@@ -243,23 +243,6 @@ func (p *Proc) Wait(timeout time.Duration) error {
 
 // Signal sends sig to the process.
 func (p *Proc) Signal(sig os.Signal) error { return p.Cmd.Process.Signal(sig) }
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // WaitFor polls cond every 10 ms until it returns true or timeout passes,
 // then fails the test with msg.
