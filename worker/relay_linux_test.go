@@ -40,18 +40,7 @@ func TestRelay(t *testing.T) {
 			}
 			t.Run("shutdown", func(t *testing.T) {
 				w.t = t
-				seen := w.seenSnapshots()
-				w.send(controlproto.WorkerCommand{Type: controlproto.WShutdown})
-				select {
-				case err := <-w.done:
-					w.done <- err
-					if err != nil {
-						t.Fatalf("worker exited with %v after Shutdown, want status 0", err)
-					}
-				case <-time.After(5 * time.Second):
-					t.Fatal("worker still running 5 s after Shutdown")
-				}
-				netnstest.WaitFor(t, time.Second, "the final snapshot", func() bool { return w.seenSnapshots() > seen })
+				w.shutdown(t)
 			})
 		})
 	}
