@@ -1,0 +1,16 @@
+package supervisor
+
+import (
+	"os"
+	"testing"
+
+	"github.com/mcrelay/mcr/internal/testbin"
+)
+
+// TestMain removes the binaries internal/testbin built for this package's
+// tests (mcrctl for the socket-permission test).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testbin.Cleanup()
+	os.Exit(code)
+}
