@@ -8,6 +8,8 @@ import (
 	"io"
 	"slices"
 
+	"github.com/mcrelay/mcr/internal/jsontext"
+
 	"github.com/mcrelay/mcr/ruleset"
 )
 
@@ -185,7 +187,7 @@ func splitRequest(line []byte) (map[string][]byte, *Error) {
 		return nil, syntaxError(dec, err)
 	}
 	if tok != json.Delim('{') {
-		return nil, Errorf(CodeInvalidArgument, "request must be a JSON object, got %s", jsonKind(tok))
+		return nil, Errorf(CodeInvalidArgument, "request must be a JSON object, got %s", jsontext.Kind(tok))
 	}
 	fields := make(map[string][]byte, 2)
 	seen := make(map[string]bool, 2)
@@ -246,32 +248,7 @@ func fieldValue(name string, raw json.RawMessage) ([]byte, *Error) {
 }
 
 func syntaxError(dec *json.Decoder, err error) *Error {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return Errorf(CodeInvalidArgument, "invalid JSON: unexpected end of input")
-	}
-	var serr *json.SyntaxError
-	if errors.As(err, &serr) {
-		return Errorf(CodeInvalidArgument, "invalid JSON at byte %d: %s", serr.Offset, serr)
-	}
-	return Errorf(CodeInvalidArgument, "invalid JSON at byte %d: %s", dec.InputOffset(), err)
-}
-
-// jsonKind names the JSON type of a token.
-func jsonKind(tok json.Token) string {
-	switch tok.(type) {
-	case nil:
-		return "null"
-	case string:
-		return "string"
-	case float64, json.Number:
-		return "number"
-	case bool:
-		return "boolean"
-	}
-	if tok == json.Delim('[') {
-		return "array"
-	}
-	return "object"
+	return Errorf(CodeInvalidArgument, "%s", jsontext.SyntaxMessage(dec, err))
 }
 
 // rawKind names the JSON type of a raw value.

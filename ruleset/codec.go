@@ -3,12 +3,12 @@ package ruleset
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/mcrelay/mcr/internal/jsontext"
 )
 
 // DecodeConfig decodes and validates a config file (`{"rules":[…]}`).
@@ -141,24 +141,24 @@ func checkValue(dec *json.Decoder, tok json.Token, s *schema, path string) *Vali
 	switch s.kind {
 	case jsonString:
 		if _, ok := tok.(string); !ok {
-			return invalid(path, "must be a string, got %s", tokenKind(tok))
+			return invalid(path, "must be a string, got %s", jsontext.Kind(tok))
 		}
 	case jsonInt:
 		n, ok := tok.(json.Number)
 		if !ok {
-			return invalid(path, "must be an integer, got %s", tokenKind(tok))
+			return invalid(path, "must be an integer, got %s", jsontext.Kind(tok))
 		}
 		if _, err := strconv.Atoi(n.String()); err != nil {
 			return invalid(path, "must be an integer, got %s", n)
 		}
 	case jsonObject:
 		if tok != json.Delim('{') {
-			return invalid(path, "must be an object, got %s", tokenKind(tok))
+			return invalid(path, "must be an object, got %s", jsontext.Kind(tok))
 		}
 		return checkObject(dec, s, path)
 	case jsonArray:
 		if tok != json.Delim('[') {
-			return invalid(path, "must be an array, got %s", tokenKind(tok))
+			return invalid(path, "must be an array, got %s", jsontext.Kind(tok))
 		}
 		return checkArray(dec, s, path)
 	}
@@ -236,28 +236,5 @@ func joinPath(path, name string) string {
 }
 
 func syntaxError(dec *json.Decoder, path string, err error) *ValidationError {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return invalid(path, "invalid JSON: unexpected end of input")
-	}
-	var serr *json.SyntaxError
-	if errors.As(err, &serr) {
-		return invalid(path, "invalid JSON at byte %d: %s", serr.Offset, serr)
-	}
-	return invalid(path, "invalid JSON at byte %d: %s", dec.InputOffset(), err)
-}
-
-// tokenKind names the JSON type of a token for error messages.
-func tokenKind(tok json.Token) string {
-	switch tok.(type) {
-	case string:
-		return "string"
-	case json.Number:
-		return "number"
-	case bool:
-		return "boolean"
-	}
-	if tok == json.Delim('{') {
-		return "object"
-	}
-	return "array"
+	return invalid(path, "%s", jsontext.SyntaxMessage(dec, err))
 }
