@@ -23,7 +23,7 @@ func TestKind(t *testing.T) {
 
 func TestSyntaxMessage(t *testing.T) {
 	for in, want := range map[string]string{
-		`{"a":`: "invalid JSON: unexpected end of input",
+		`{"a":`:  "invalid JSON: unexpected end of input",
 		`{"a" 1`: "invalid JSON at byte 6: invalid character '1' after object key",
 	} {
 		dec := json.NewDecoder(strings.NewReader(in))
