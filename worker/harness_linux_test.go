@@ -477,6 +477,32 @@ type stream struct {
 
 func fixedSize(n int) func(int) int { return func(int) int { return n } }
 
+// senderConn opens a UDP socket bound to src in the calling thread's
+// namespace that sends to multicast ap out of ifname.
+func senderConn(ifname string, src netip.Addr, ap netip.AddrPort) (*net.UDPConn, error) {
+	network := "udp4"
+	if ap.Addr().Is6() {
+		network = "udp6"
+	}
+	c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)))
+	if err != nil || !ap.Addr().IsMulticast() {
+		return c, err
+	}
+	ifi, err := net.InterfaceByName(ifname)
+	if err == nil {
+		if ap.Addr().Is4() {
+			err = ipv4.NewPacketConn(c).SetMulticastInterface(ifi)
+		} else {
+			err = ipv6.NewPacketConn(c).SetMulticastInterface(ifi)
+		}
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
 // sendStream sends a stream from the calling thread's namespace, pacing
 // from the clock.
 func sendStream(ifname string, src netip.Addr, dst string, st stream) error {
@@ -484,29 +510,11 @@ func sendStream(ifname string, src netip.Addr, dst string, st stream) error {
 	if err != nil {
 		return err
 	}
-	network := "udp4"
-	if ap.Addr().Is6() {
-		network = "udp6"
-	}
-	c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)))
+	c, err := senderConn(ifname, src, ap)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if ap.Addr().IsMulticast() {
-		ifi, err := net.InterfaceByName(ifname)
-		if err != nil {
-			return err
-		}
-		if ap.Addr().Is4() {
-			err = ipv4.NewPacketConn(c).SetMulticastInterface(ifi)
-		} else {
-			err = ipv6.NewPacketConn(c).SetMulticastInterface(ifi)
-		}
-		if err != nil {
-			return err
-		}
-	}
 	burst := max(st.burst, 1)
 	start := time.Now()
 	for seq := 0; seq < st.count; seq++ {

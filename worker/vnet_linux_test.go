@@ -2,12 +2,9 @@ package worker
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"testing"
 
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 
 	"github.com/mcrelay/mcr/controlproto"
@@ -72,27 +69,11 @@ func testGSOInput(t *testing.T, tp *topo, w *workerProc, rule controlproto.Worke
 // as UDP_SEGMENT sends of gsoInPerSend payloads each.
 func sendSegmented(ifname string, src netip.Addr, dst string, id uint32) error {
 	ap := netip.MustParseAddrPort(dst)
-	network := "udp4"
-	if ap.Addr().Is6() {
-		network = "udp6"
-	}
-	c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)))
+	c, err := senderConn(ifname, src, ap)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	ifi, err := net.InterfaceByName(ifname)
-	if err != nil {
-		return err
-	}
-	if ap.Addr().Is4() {
-		err = ipv4.NewPacketConn(c).SetMulticastInterface(ifi)
-	} else {
-		err = ipv6.NewPacketConn(c).SetMulticastInterface(ifi)
-	}
-	if err != nil {
-		return err
-	}
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return err
