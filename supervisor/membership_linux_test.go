@@ -294,7 +294,10 @@ func TestMembershipOpensIGMPSnoopingBridge(t *testing.T) {
 	waitArrival("bridge querier established", control, 15*time.Second)
 	established := time.Since(start)
 	before := counter.count(control)
-	for counter.count(control) < before+10 {
+	for deadline := time.Now().Add(10 * time.Second); counter.count(control) < before+10; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the control group stopped arriving after the querier was established")
+		}
 		sender.send(t, control, port)
 		sender.send(t, group, port)
 		time.Sleep(10 * time.Millisecond)
