@@ -162,7 +162,7 @@ address, until --count datagrams arrived, --timeout passed since the start
 (an overall deadline) or Ctrl-C. Prints "listening on ..." on stderr once
 datagrams are being queued, then one JSON line on stdout:
 received, lost, duplicates, reordered, corrupt, pps, bytes, unverified,
-streams, latency_us {p50, p99, max}.`,
+streams, latency_us {p50, p99, p999, max}.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
@@ -225,7 +225,8 @@ func writeRecvSummary(w io.Writer, r RecvResult) {
 	fmt.Fprintf(w, "received %d datagrams (%d bytes) at %.1f pps from %d streams\n", r.Received, r.Bytes, r.PPS, r.Streams)
 	fmt.Fprintf(w, "lost %d, duplicates %d, reordered %d, corrupt %d, unverified %d\n",
 		r.Lost, r.Duplicates, r.Reordered, r.Corrupt, r.Unverified)
-	fmt.Fprintf(w, "latency p50 %.1f µs, p99 %.1f µs, max %.1f µs\n", r.LatencyUS.P50, r.LatencyUS.P99, r.LatencyUS.Max)
+	fmt.Fprintf(w, "latency p50 %.1f µs, p99 %.1f µs, p99.9 %.1f µs, max %.1f µs\n",
+		r.LatencyUS.P50, r.LatencyUS.P99, r.LatencyUS.P999, r.LatencyUS.Max)
 }
 
 func printJSON(w io.Writer, v any) error {
