@@ -668,6 +668,41 @@ func TestCancelFD(t *testing.T) {
 	}
 }
 
+// TestCancelByUserData checks that PrepCancel ends exactly the request
+// with that user data and leaves the other one waiting.
+func TestCancelByUserData(t *testing.T) {
+	a, b := socketpair(t, unix.SOCK_DGRAM)
+	buf := mmap(t, 4096)
+	r := testRing(t, &Config{Entries: 8})
+	for ud := uint64(1); ud <= 2; ud++ {
+		sqe := getSQE(t, r)
+		sqe.PrepRecv(b, addr(buf[(ud-1)*2048:]), 2048, 0)
+		sqe.SetUserData(ud)
+	}
+	if _, err := r.Submit(); err != nil {
+		t.Fatal(err)
+	}
+	assertNoCQE(t, r)
+	sqe := getSQE(t, r)
+	sqe.PrepCancel(2)
+	sqe.SetUserData(3)
+	got := byUserData(waitCQEs(t, r, 2))
+	want := []CQE{
+		{UserData: 2, Res: -int32(unix.ECANCELED)},
+		{UserData: 3, Res: 0},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("CQEs after the cancel (-want +got):\n%s", diff)
+	}
+	if _, err := unix.Write(a, []byte("still armed")); err != nil {
+		t.Fatal(err)
+	}
+	got = waitCQEs(t, r, 1)
+	if diff := cmp.Diff([]CQE{{UserData: 1, Res: 11}}, got); diff != "" {
+		t.Errorf("the other receive (-want +got):\n%s", diff)
+	}
+}
+
 // TestOtherThreadGetsEEXIST checks that using a SINGLE_ISSUER ring from a
 // second OS thread fails clearly and keeps the SQE queued for the owner.
 func TestOtherThreadGetsEEXIST(t *testing.T) {
