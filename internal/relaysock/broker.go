@@ -22,11 +22,13 @@ type Request struct {
 }
 
 // Ingress asks for the AF_PACKET socket of an input interface, joined to
-// fanout group FanoutID, with Filter attached before it is bound.
+// fanout group FanoutID, with Filter attached before it is bound, and with
+// a TPACKET_V3 receive ring of geometry Ring unless Ring is nil.
 type Ingress struct {
 	IfIndex  int                  `json:"ifindex"`
 	FanoutID int                  `json:"fanout_id"`
 	Filter   []bpf.RawInstruction `json:"filter"`
+	Ring     *Ring                `json:"ring,omitempty"`
 }
 
 // Reply is one supervisor → worker frame: on success it carries exactly one

@@ -47,9 +47,10 @@ func NewClient(fd int) (*Client, error) {
 }
 
 // OpenIngress asks for the ingress socket of ifindex in fanout group
-// fanoutID with prog attached, as OpenIngress opens it.
-func (c *Client) OpenIngress(ifindex, fanoutID int, prog []bpf.RawInstruction) (int, error) {
-	return c.open(Request{Ingress: &Ingress{IfIndex: ifindex, FanoutID: fanoutID, Filter: prog}})
+// fanoutID with prog attached and, unless ring is nil, a receive ring, as
+// OpenIngress opens it.
+func (c *Client) OpenIngress(ifindex, fanoutID int, prog []bpf.RawInstruction, ring *Ring) (int, error) {
+	return c.open(Request{Ingress: &Ingress{IfIndex: ifindex, FanoutID: fanoutID, Filter: prog, Ring: ring}})
 }
 
 // OpenEgress asks for the egress socket of k, as OpenEgress opens it.
@@ -239,7 +240,7 @@ func open(req Request, allow func(Request) error) (int, error) {
 	switch {
 	case req.Ingress != nil && req.Egress == nil:
 		in := req.Ingress
-		return OpenIngress(in.IfIndex, in.FanoutID, in.Filter)
+		return OpenIngress(in.IfIndex, in.FanoutID, in.Filter, in.Ring)
 	case req.Egress != nil && req.Ingress == nil:
 		return OpenEgress(*req.Egress)
 	}

@@ -65,7 +65,7 @@ func TestClientServe(t *testing.T) {
 	out := ruleset.Output{Interface: "lo", Group: "127.0.0.2", Port: 6000}
 	cl := serve(t, ns, workerRule("r", lo, 9, lo, out))
 
-	fd, err := cl.OpenIngress(lo, 9, acceptAll)
+	fd, err := cl.OpenIngress(lo, 9, acceptAll, nil)
 	if err != nil {
 		t.Fatalf("OpenIngress: %v", err)
 	}

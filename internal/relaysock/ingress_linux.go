@@ -34,9 +34,19 @@ const FanoutMode = unix.PACKET_FANOUT_CPU | unix.PACKET_FANOUT_FLAG_DEFRAG | uni
 // socket takes all protocols (IPv4 and IPv6 on one socket) without
 // outgoing copies, has a large receive buffer, and joins fanout group
 // fanoutID.
-func OpenIngress(ifindex, fanoutID int, prog []bpf.RawInstruction) (fd int, err error) {
+//
+// With a ring, packets go to a TPACKET_V3 receive ring instead of the
+// receive queue, which the worker maps (worker's rxRing). The ring is set
+// up before bind and fanout: setting it later would briefly unhook the
+// socket, and re-link it last in the fanout group, out of CPU order.
+func OpenIngress(ifindex, fanoutID int, prog []bpf.RawInstruction, ring *Ring) (fd int, err error) {
 	if fanoutID < 1 || fanoutID > 0xffff {
 		return -1, fmt.Errorf("open input on ifindex %d: fanout id %d out of range 1..65535", ifindex, fanoutID)
+	}
+	if ring != nil {
+		if err := ring.Validate(); err != nil {
+			return -1, fmt.Errorf("open input on ifindex %d: %w", ifindex, err)
+		}
 	}
 	fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -57,6 +67,11 @@ func OpenIngress(ifindex, fanoutID int, prog []bpf.RawInstruction) (fd int, err 
 	if err := filter.Attach(fd, prog); err != nil && !errors.Is(err, filter.ErrUnfiltered) {
 		return -1, err
 	}
+	if ring != nil {
+		if err := setRing(fd, ring); err != nil {
+			return -1, fmt.Errorf("set up receive ring on ifindex %d: %w", ifindex, err)
+		}
+	}
 	// The protocol is in network byte order; x/sys/unix does not convert it.
 	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifindex}
 	if err := unix.Bind(fd, sa); err != nil {
@@ -72,6 +87,26 @@ func OpenIngress(ifindex, fanoutID int, prog []bpf.RawInstruction) (fd int, err 
 		return -1, fmt.Errorf("join fanout group %d on ifindex %d: %w", fanoutID, ifindex, err)
 	}
 	return fd, nil
+}
+
+// setRing switches fd to TPACKET_V3 and gives it a receive ring of
+// geometry r, one frame per block (V3 packs packets of any size into a
+// block; frames only matter to the kernel's arithmetic).
+func setRing(fd int, r *Ring) error {
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
+		return fmt.Errorf("set PACKET_VERSION TPACKET_V3: %w", err)
+	}
+	req := unix.TpacketReq3{
+		Block_size:     uint32(r.BlockSize),
+		Block_nr:       uint32(r.Blocks),
+		Frame_size:     uint32(r.BlockSize),
+		Frame_nr:       uint32(r.Blocks),
+		Retire_blk_tov: uint32(r.TimeoutMS),
+	}
+	if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
+		return fmt.Errorf("set PACKET_RX_RING (%d blocks of %d bytes): %w", r.Blocks, r.BlockSize, err)
+	}
+	return nil
 }
 
 // setBuffer sets a socket buffer size with the *FORCE option, which ignores

@@ -1,0 +1,38 @@
+package relaysock
+
+import "testing"
+
+func TestRingValidate(t *testing.T) {
+	ok := Ring{Blocks: 64, BlockSize: 128 << 10, TimeoutMS: 1}
+	for _, tc := range []struct {
+		name string
+		edit func(r *Ring)
+		want string
+	}{
+		{"default geometry", func(*Ring) {}, ""},
+		{"block too small for a 64 KiB datagram", func(r *Ring) { r.BlockSize = 64 << 10 },
+			"receive ring: block size 65536: want a power of two from 131072 to 4194304 bytes"},
+		{"block not a power of two", func(r *Ring) { r.BlockSize = 192 << 10 },
+			"receive ring: block size 196608: want a power of two from 131072 to 4194304 bytes"},
+		{"no blocks", func(r *Ring) { r.Blocks = 0 }, "receive ring: 0 blocks: want 1 to 4096"},
+		{"too much memory", func(r *Ring) { r.Blocks, r.BlockSize = 4096, 1 << 20 },
+			"receive ring: 4096 blocks of 1048576 bytes exceed 256 MiB"},
+		{"no timeout", func(r *Ring) { r.TimeoutMS = 0 }, "receive ring: block timeout 0 ms: want 1 to 1000"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := ok
+			tc.edit(&r)
+			err := r.Validate()
+			if got := errString(err); got != tc.want {
+				t.Errorf("Validate() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
