@@ -61,7 +61,12 @@ func runTestSender() int {
 func runTestWorker() int {
 	id, _ := strconv.Atoi(os.Getenv("MCR_TEST_ID"))
 	core, _ := strconv.Atoi(os.Getenv("MCR_TEST_CORE"))
-	err := Run(Config{ID: id, Core: core, Backend: os.Getenv("MCR_TEST_BACKEND"), StatsInterval: testStatsInterval})
+	backend, ring, _ := strings.Cut(os.Getenv("MCR_TEST_BACKEND"), "+")
+	cfg := Config{ID: id, Core: core, Backend: backend, StatsInterval: testStatsInterval}
+	if ring == noRing {
+		cfg.RingBlocks = -1
+	}
+	err := Run(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		return 1
@@ -73,6 +78,13 @@ func runTestWorker() int {
 const testStatsInterval = 50 * time.Millisecond
 
 var backends = []string{BackendMmsg, BackendUring}
+
+// noRing is the suffix of a backend name (backend+noRing) that runs a
+// test worker without receive rings: every packet received on its own.
+const noRing = "noring"
+
+// ingressModes are the backends with and without receive rings.
+var ingressModes = []string{BackendMmsg, BackendUring, BackendMmsg + "+" + noRing, BackendUring + "+" + noRing}
 
 // workerProc is a worker process driven over its socketpair, with its stats
 // and logs read into memory.

@@ -172,8 +172,13 @@ func (b *mmsgBackend) readCommands() {
 	}
 }
 
-// receive takes up to mmsgRounds batches from in and forwards them.
+// receive takes up to mmsgRounds batches (ringRounds blocks from a ring)
+// from in and forwards them.
 func (b *mmsgBackend) receive(in *input) {
+	if in.ring != nil {
+		b.receiveRing(in)
+		return
+	}
 	for range mmsgRounds {
 		r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(in.fd), uintptr(unsafe.Pointer(&b.rmsgs[0])),
 			mmsgBatch, unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
@@ -194,6 +199,25 @@ func (b *mmsgBackend) receive(in *input) {
 		}
 	}
 }
+
+// receiveRing forwards the blocks in's ring has handed over, each sent
+// and given back before the next. Poll reports the socket readable as long
+// as a block waits, so what ringRounds leaves is taken on the next round.
+func (b *mmsgBackend) receiveRing(in *input) {
+	now := nanotime()
+	for range ringRounds {
+		blk := in.ring.take(now)
+		if blk < 0 {
+			return
+		}
+		b.w.forwardBlock(in, blk, b)
+		b.flush()
+		b.w.releaseBlock(bufID(in.ring, blk))
+	}
+}
+
+// expire has nothing to do: sends complete before a block is given back.
+func (b *mmsgBackend) expire(time.Time) {}
 
 // send queues a send; see sender.
 func (b *mmsgBackend) send(o *output, buf int, pkt []byte, off, n int) bool {

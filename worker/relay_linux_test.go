@@ -25,13 +25,15 @@ import (
 // replaced per case.
 func TestRelay(t *testing.T) {
 	netnstest.RequireRoot(t)
-	for _, backend := range backends {
-		t.Run(backend, func(t *testing.T) {
+	for _, mode := range ingressModes {
+		t.Run(mode, func(t *testing.T) {
 			tp := newTopo(t)
-			w := startWorker(t, tp.relay, backend, 0, -1)
+			w := startWorker(t, tp.relay, mode, 0, -1)
+			backend, ring, _ := strings.Cut(mode, "+")
 			w.waitStats("the first snapshot", "", func(s stats.Snapshot, _ stats.RuleCounters) bool {
 				return s.Backend == backend
 			})
+			t.Cleanup(func() { checkRingLogs(t, w, ring != noRing) })
 			for _, tc := range slices.Concat(relayCases, gsoCases, gsoInputCases, refusedCases) {
 				t.Run(tc.name, func(t *testing.T) {
 					w.t = t
@@ -43,6 +45,28 @@ func TestRelay(t *testing.T) {
 				w.shutdown(t)
 			})
 		})
+	}
+}
+
+// checkRingLogs checks that every input the worker opened had a receive
+// ring, or none, as its mode asked.
+func checkRingLogs(t *testing.T, w *workerProc, ring bool) {
+	want := `"ring_blocks":0`
+	if ring {
+		want = fmt.Sprintf(`"ring_blocks":%d`, DefaultRingBlocks)
+	}
+	opened := 0
+	for _, l := range w.logLines() {
+		if !strings.Contains(l, `"input open"`) {
+			continue
+		}
+		opened++
+		if !strings.Contains(l, want) {
+			t.Errorf("input opened with the wrong ring (want %s): %s", want, l)
+		}
+	}
+	if opened == 0 {
+		t.Error("no input was opened")
 	}
 }
 

@@ -49,10 +49,11 @@ type inputMatch struct {
 // input is one AF_PACKET socket: all rules on one ifindex share it.
 type input struct {
 	ifindex  int
-	fanoutID int // the group the open socket joined
-	want     int // the fanout group the rules ask for
-	fd       int // -1 while closed
-	link     int // bytes of link-layer header before the IP header (linkHeaderLen)
+	fanoutID int     // the group the open socket joined
+	want     int     // the fanout group the rules ask for
+	fd       int     // -1 while closed
+	link     int     // bytes of link-layer header before the IP header (linkHeaderLen)
+	ring     *rxRing // the socket's receive ring; nil: packets come one by one
 	err      error
 	// unfiltered: the kernel would not take the prefilter (ErrUnfiltered),
 	// so unwanted traffic reaches userspace; warned once.
@@ -69,6 +70,14 @@ type input struct {
 	armed   bool
 	failing bool
 	rearmAt time.Time
+}
+
+// ringBlocks returns the number of blocks of in's receive ring, 0 without.
+func (in *input) ringBlocks() int {
+	if in.ring == nil {
+		return 0
+	}
+	return len(in.ring.refs)
 }
 
 // egressKey identifies an egress socket; outputs with equal keys share one.
@@ -413,7 +422,8 @@ func (db *ruleDB) syncInput(in *input, m []inputMatch) {
 	if in.fd < 0 {
 		in.fanoutID = in.want
 		if err = db.sk.openInput(in, m); err == nil || errors.Is(err, filter.ErrUnfiltered) {
-			db.log.Info("input open", "ifindex", in.ifindex, "fanout_id", in.fanoutID, "matches", len(m))
+			db.log.Info("input open", "ifindex", in.ifindex, "fanout_id", in.fanoutID, "matches", len(m),
+				"ring_blocks", in.ringBlocks())
 		}
 	} else {
 		err = db.sk.filterInput(in, m)

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"time"
 
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/mcrelay/mcr/internal/relaysock"
@@ -26,6 +27,9 @@ type backend interface {
 	// feeds command bytes to the worker's commands and sets w.eof at the
 	// end of the command stream. An error ends the worker.
 	poll(timeout time.Duration) error
+	// expire gives up sends that held a receive ring block longer than
+	// ringHoldLimit, counting them as failed for their outputs.
+	expire(now time.Time)
 	// sync hands every queued operation to the kernel, so that sockets
 	// may be closed and their numbers reused.
 	sync()
@@ -54,6 +58,9 @@ type worker struct {
 	// gsoSegs is how many datagrams one UDP_SEGMENT send may carry
 	// (probeGSO); 0: no UDP GSO on this kernel.
 	gsoSegs int
+
+	rings ringTable // the inputs' receive rings
+	iter  blockIter // scratch of forwardBlock
 
 	lastRetry time.Time
 }
@@ -209,9 +216,10 @@ func (w *worker) run() error {
 func (w *worker) tick(now time.Time) {
 	for _, in := range w.db.inputs {
 		if in.fd >= 0 {
-			w.d.c.KernelDrops += packetDrops(in.fd)
+			w.countDrops(in)
 		}
 	}
+	w.b.expire(now)
 	if now.Sub(w.lastRetry) >= socketRetry {
 		w.lastRetry = now
 		w.b.sync()
@@ -261,18 +269,20 @@ func (w *worker) openInput(in *input, matches []inputMatch) error {
 	if err != nil {
 		return err
 	}
-	fd, err := w.sock.OpenIngress(in.ifindex, in.fanoutID, prog)
+	fd, ring, err := w.openIngress(in, prog)
 	if err != nil {
 		return err
 	}
 	if in.link, err = linkHeaderLen(fd, in.ifindex); err != nil {
+		w.closeRing(ring)
 		unix.Close(fd)
 		return err
 	}
-	in.fd = fd
+	in.fd, in.ring = fd, ring
 	if err := w.b.addInput(in); err != nil {
+		w.closeRing(ring)
 		unix.Close(fd)
-		in.fd = -1
+		in.fd, in.ring = -1, nil
 		return err
 	}
 	// The supervisor attached prog before bind but cannot tell us whether
@@ -281,6 +291,66 @@ func (w *worker) openInput(in *input, matches []inputMatch) error {
 		return err
 	}
 	return nil
+}
+
+// openIngress opens in's socket with the configured receive ring, mapped.
+// A ring the kernel cannot give (no memory for it) leaves the input
+// receiving packet by packet, which is logged.
+func (w *worker) openIngress(in *input, prog []bpf.RawInstruction) (int, *rxRing, error) {
+	g := w.cfg.ring()
+	if g == nil {
+		fd, err := w.sock.OpenIngress(in.ifindex, in.fanoutID, prog, nil)
+		return fd, nil, err
+	}
+	fd, err := w.sock.OpenIngress(in.ifindex, in.fanoutID, prog, g)
+	if err != nil {
+		fd, err2 := w.sock.OpenIngress(in.ifindex, in.fanoutID, prog, nil)
+		if err2 != nil {
+			return -1, nil, err2
+		}
+		w.log.Warn("input without receive ring", "ifindex", in.ifindex, "err", err)
+		return fd, nil, nil
+	}
+	r, err := mapRing(fd, g)
+	if err != nil {
+		unix.Close(fd)
+		return -1, nil, err
+	}
+	w.rings.add(r)
+	return fd, r, nil
+}
+
+// closeRing gives up ring r once its socket is closed; it is unmapped when
+// no send points into it any more (releaseBlock).
+func (w *worker) closeRing(r *rxRing) {
+	if r != nil && w.rings.close(r) {
+		unmapRing(r)
+	}
+}
+
+// releaseBlock drops one hold on the ring block id names.
+func (w *worker) releaseBlock(id uint32) {
+	if r := w.rings.release(id); r != nil {
+		unmapRing(r)
+	}
+}
+
+// forwardBlock forwards every packet of block blk of in's ring; the block
+// must be held while its sends are in flight.
+func (w *worker) forwardBlock(in *input, blk int, s sender) {
+	id := int(bufID(in.ring, blk))
+	it := &w.iter
+	it.start(in.ring.block(blk))
+	for {
+		pkt, n, ok, bad := it.next()
+		if !ok {
+			if bad {
+				w.d.c.Malformed++
+			}
+			return
+		}
+		w.d.forward(int32(in.ifindex), in.link, pkt, n, id, s)
+	}
 }
 
 func (w *worker) filterInput(in *input, matches []inputMatch) error {
@@ -296,9 +366,27 @@ func (w *worker) filterInput(in *input, matches []inputMatch) error {
 
 func (w *worker) closeInput(in *input) {
 	w.b.removeInput(in)
-	w.d.c.KernelDrops += packetDrops(in.fd)
+	w.countDrops(in)
 	unix.Close(in.fd)
 	in.fd = -1
+	w.closeRing(in.ring)
+	in.ring = nil
+}
+
+// countDrops adds what the kernel dropped on in's socket since the last
+// call to kernel_drops, and warns when its ring froze: every block was
+// still the worker's, so packets were dropped until one came back.
+func (w *worker) countDrops(in *input) {
+	if in.ring == nil {
+		w.d.c.KernelDrops += packetDrops(in.fd)
+		return
+	}
+	drops, freezes := ringStats(in.fd)
+	w.d.c.KernelDrops += drops
+	if freezes > 0 {
+		w.log.Warn("receive ring full: packets dropped", "ifindex", in.ifindex, "freezes", freezes, "dropped", drops,
+			"blocks", len(in.ring.refs))
+	}
 }
 
 func (w *worker) openEgress(e *egress) error {

@@ -9,8 +9,8 @@ type pending struct {
 	o    *output
 	p    *byte
 	n    int32
-	buf  uint16
-	next int32 // in a sendQueue: the next datagram for the same socket; -1: none
+	buf  uint32 // a pool slot, or a ring block (ringBufBit)
+	next int32  // in a sendQueue: the next datagram for the same socket; -1: none
 	// retried marks a datagram sent again after ECONNREFUSED
 	// (connRefused), so that a second refusal counts as a failure.
 	retried bool
@@ -44,7 +44,7 @@ func newSendQueue(capacity int) sendQueue {
 // and reports whether the queue is now full.
 func (s *sendQueue) add(o *output, buf int, p *byte, n int) (full bool) {
 	i := int32(len(s.q))
-	s.q = append(s.q, pending{o: o, p: p, n: int32(n), buf: uint16(buf), next: -1})
+	s.q = append(s.q, pending{o: o, p: p, n: int32(n), buf: uint32(buf), next: -1})
 	eg := o.eg
 	if eg.queued == 0 {
 		eg.head = i

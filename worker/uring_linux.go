@@ -33,8 +33,8 @@ const (
 	uringGSOMsgs = 256
 )
 
-// User data of the ring's operations: the kind in the top byte; a receive
-// carries the input's generation (24 bits) and slot (32 bits), a send the
+// User data of the ring's operations: the kind in the top byte; a receive,
+// or the poll of an input with a ring, carries the input's generation (24 bits) and slot (32 bits), a send the
 // index of its (first) datagram's context (32 bits) and a UDP_SEGMENT send
 // also its message (16 bits above).
 const (
@@ -44,6 +44,7 @@ const (
 	udCmd       uint64 = 3 << udKindShift
 	udCancel    uint64 = 4 << udKindShift
 	udSendGSO   uint64 = 5 << udKindShift
+	udPoll      uint64 = 6 << udKindShift
 	udGenMask          = 1<<24 - 1
 )
 
@@ -91,6 +92,7 @@ type uringBackend struct {
 	// and it holds a message in msgs.
 	sq        sendQueue
 	sends     []pending // by index, one per datagram the ring allows in flight
+	sendUD    []uint64  // by index of a send's first datagram: its user data, to cancel it
 	freeSends []uint32  // free indexes of sends
 	msgMem    []byte    // off-heap memory of msgs
 	msgs      []gsoMsg
@@ -106,6 +108,7 @@ type uringBackend struct {
 	inputs []*input // by slot; nil when free
 	gen    uint32   // generation given to the last input added
 	rearm  bool     // some input's receive needs arming
+	more   bool     // a ring has blocks left that ringRounds did not take
 
 	cmdBuf           []byte // off-heap: the kernel fills it after Submit returns
 	cmdArmed, cmdEOF bool
@@ -153,6 +156,7 @@ func newUring(w *worker) (b *uringBackend, err error) {
 	_, cq := ring.Entries()
 	b.sq = newSendQueue(maxStaged)
 	b.sends = make([]pending, cq)
+	b.sendUD = make([]uint64, cq)
 	b.redo = make([]pending, cq)
 	b.freeSends = make([]uint32, cq)
 	for i := range b.freeSends {
@@ -239,6 +243,9 @@ func (b *uringBackend) poll(timeout time.Duration) error {
 	if b.rearm {
 		timeout = min(timeout, rearmDelay/4)
 	}
+	if b.more {
+		timeout = 0
+	}
 	if _, err := b.ring.SubmitAndWait(1, timeout); err != nil {
 		return fmt.Errorf("io_uring wait: %w", err)
 	}
@@ -274,17 +281,25 @@ func (b *uringBackend) arm() {
 			continue
 		}
 		sqe := (*uring.SQE)(nil)
-		if b.free > 0 && !now.Before(in.rearmAt) {
+		if (b.free > 0 || in.ring != nil) && !now.Before(in.rearmAt) {
 			sqe = b.getSQE()
 		}
 		if sqe == nil {
 			b.rearm = true
 			continue
 		}
-		// MSG_TRUNC makes the result the packet's length even when the
-		// buffer was too small, so truncation is detected.
-		sqe.PrepRecvMultishot(in.fd, uringBGID, unix.MSG_TRUNC)
-		sqe.SetUserData(udRecv | uint64(in.gen)<<32 | uint64(in.slot))
+		ud := uint64(in.gen)<<32 | uint64(in.slot)
+		if in.ring != nil {
+			// The socket turns readable each time the kernel hands
+			// over a block.
+			sqe.PrepPollAddMultishot(in.fd, unix.POLLIN)
+			sqe.SetUserData(udPoll | ud)
+		} else {
+			// MSG_TRUNC makes the result the packet's length even when
+			// the buffer was too small, so truncation is detected.
+			sqe.PrepRecvMultishot(in.fd, uringBGID, unix.MSG_TRUNC)
+			sqe.SetUserData(udRecv | ud)
+		}
 		in.armed = true
 	}
 }
@@ -323,6 +338,10 @@ func (b *uringBackend) complete(c *uring.CQE) {
 		b.sendDone(uint32(c.UserData), c.Res, true)
 	case udRecv:
 		b.received(c)
+	case udPoll:
+		if in := b.inputOf(c); in != nil && !c.More() {
+			b.ended(in, c.Res)
+		}
 	case udCmd:
 		b.cmdArmed = false
 		switch {
@@ -341,11 +360,7 @@ func (b *uringBackend) complete(c *uring.CQE) {
 // received handles a receive completion: queue the packet, and note when
 // the multishot receive ended and must be armed again.
 func (b *uringBackend) received(c *uring.CQE) {
-	slot, gen := int(uint32(c.UserData)), uint32(c.UserData>>32)&udGenMask
-	var in *input
-	if slot < len(b.inputs) && b.inputs[slot] != nil && b.inputs[slot].gen == gen {
-		in = b.inputs[slot]
-	}
+	in := b.inputOf(c)
 	if in != nil && c.Res >= 0 {
 		in.failing = false
 	}
@@ -361,16 +376,32 @@ func (b *uringBackend) received(c *uring.CQE) {
 	if in == nil || c.More() {
 		return
 	}
+	b.ended(in, c.Res)
+}
+
+// inputOf returns the input a receive or poll completion is for, nil when
+// that input is gone.
+func (b *uringBackend) inputOf(c *uring.CQE) *input {
+	slot, gen := int(uint32(c.UserData)), uint32(c.UserData>>32)&udGenMask
+	if slot < len(b.inputs) && b.inputs[slot] != nil && b.inputs[slot].gen == gen {
+		return b.inputs[slot]
+	}
+	return nil
+}
+
+// ended notes that in's multishot receive or poll ended with result res
+// and must be armed again. Out of buffers (ENOBUFS), or a final CQE with
+// data: arm again once buffers are back. An error (ENETDOWN while the link
+// is down): arm again a little later, and log it once until data flows
+// again.
+func (b *uringBackend) ended(in *input, res int32) {
 	in.armed = false
 	b.rearm = true
-	// Out of buffers (ENOBUFS), or a final CQE with data: arm again once
-	// buffers are back. An error (ENETDOWN while the link is down): arm
-	// again a little later, and log it once until data flows again.
-	if c.Res < 0 && c.Res != -int32(unix.ENOBUFS) {
+	if res < 0 && res != -int32(unix.ENOBUFS) {
 		in.rearmAt = time.Now().Add(rearmDelay)
 		if !in.failing {
 			in.failing = true
-			b.w.log.Warn("receive failed", "ifindex", in.ifindex, "err", unix.Errno(-c.Res))
+			b.w.log.Warn("receive failed", "ifindex", in.ifindex, "err", unix.Errno(-res))
 		}
 	}
 }
@@ -387,7 +418,26 @@ func (b *uringBackend) dispatch() {
 		b.fifoN--
 		b.refs[p.buf] = 1
 		b.w.d.forward(int32(p.in.ifindex), p.in.link, b.pool.slot(int(p.buf)), int(p.n), int(p.buf), b)
-		b.release(p.buf)
+		b.release(uint32(p.buf))
+	}
+	b.more = false
+	now := nanotime()
+	for _, in := range b.inputs {
+		if in == nil || in.ring == nil {
+			continue
+		}
+		for k := 0; ; k++ {
+			if k == ringRounds {
+				b.more = true
+				break
+			}
+			blk := in.ring.take(now)
+			if blk < 0 {
+				break
+			}
+			b.w.forwardBlock(in, blk, b)
+			b.release(bufID(in.ring, blk))
+		}
 	}
 	b.flush()
 }
@@ -395,7 +445,11 @@ func (b *uringBackend) dispatch() {
 // send queues a send of the payload straight from the receive buffer,
 // which it holds until the send completes; see sender.
 func (b *uringBackend) send(o *output, buf int, pkt []byte, off, n int) bool {
-	b.refs[buf]++
+	if buf&ringBufBit != 0 {
+		b.w.rings.hold(uint32(buf))
+	} else {
+		b.refs[buf]++
+	}
 	p := (*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(pkt)), off))
 	if b.sq.add(o, buf, p, n) {
 		b.flush()
@@ -436,7 +490,8 @@ func (b *uringBackend) sendOne(eg *egress, p *pending) {
 	}
 	i := b.hold(p, -1)
 	sqe.PrepSend(eg.fd, uintptr(unsafe.Pointer(p.p)), uint32(p.n), sendFlags)
-	sqe.SetUserData(udSend | uint64(i))
+	b.sendUD[i] = udSend | uint64(i)
+	sqe.SetUserData(b.sendUD[i])
 }
 
 // sendRun prepares one SENDMSG with UDP_SEGMENT of the datagrams idx of
@@ -466,7 +521,8 @@ func (b *uringBackend) sendRun(eg *egress, idx []int32) bool {
 	m.cmsg.set(int(b.sq.q[idx[0]].n))
 	m.cmsg.attach(&m.hdr)
 	sqe.PrepSendmsg(eg.fd, &m.hdr, sendFlags)
-	sqe.SetUserData(udSendGSO | uint64(slot)<<32 | uint64(next))
+	b.sendUD[next] = udSendGSO | uint64(slot)<<32 | uint64(next)
+	sqe.SetUserData(b.sendUD[next])
 	return true
 }
 
@@ -515,6 +571,7 @@ func (b *uringBackend) sendDone(first uint32, res int32, gso bool) {
 		}
 		next := s.next
 		*s = pending{}
+		b.sendUD[i] = 0
 		b.freeSends = append(b.freeSends, uint32(i))
 		i = next
 	}
@@ -545,10 +602,68 @@ func (b *uringBackend) resend() {
 	}
 }
 
-func (b *uringBackend) release(buf uint16) {
-	if b.refs[buf]--; b.refs[buf] == 0 {
-		b.recycle(buf)
+// release drops one hold on buffer buf: a pool slot goes back to the
+// buffer ring with the last, a ring block to the kernel.
+func (b *uringBackend) release(buf uint32) {
+	if buf&ringBufBit != 0 {
+		b.w.releaseBlock(buf)
+		return
 	}
+	if b.refs[buf]--; b.refs[buf] == 0 {
+		b.recycle(uint16(buf))
+	}
+}
+
+// expire cancels the sends in flight that point into a ring block held
+// longer than ringHoldLimit; they complete with ECANCELED and count as
+// failed for their outputs, and the block goes back to the kernel. Sends
+// are made with MSG_DONTWAIT, so this is a bound, not a routine: a send
+// still in flight after that long is stuck in the kernel.
+func (b *uringBackend) expire(time.Time) {
+	limit := nanotime() - int64(ringHoldLimit)
+	overdue := false
+	for _, r := range b.w.rings.rings {
+		if r == nil {
+			continue
+		}
+		if t, ok := r.oldest(); ok && t < limit {
+			overdue = true
+		}
+	}
+	if !overdue {
+		return
+	}
+	cancelled := 0
+	for i, ud := range b.sendUD {
+		if ud == 0 || !b.chainOverdue(int32(i), limit) {
+			continue
+		}
+		sqe := b.getSQE()
+		if sqe == nil {
+			break
+		}
+		sqe.PrepCancel(ud)
+		sqe.SetUserData(udCancel)
+		cancelled++
+	}
+	b.w.log.Warn("cancelling sends that held receive ring blocks too long", "sends", cancelled, "limit", ringHoldLimit)
+	b.sync()
+}
+
+// chainOverdue reports whether a datagram of the send whose first datagram
+// has context i points into a ring block taken before limit.
+func (b *uringBackend) chainOverdue(i int32, limit int64) bool {
+	for ; i >= 0; i = b.sends[i].next {
+		buf := b.sends[i].buf
+		if buf&ringBufBit == 0 {
+			continue
+		}
+		r, blk := b.w.rings.lookup(buf)
+		if r.takenAt[blk] < limit {
+			return true
+		}
+	}
+	return false
 }
 
 // recycle gives buffer buf back to the kernel with the next Advance.

@@ -1,0 +1,224 @@
+package worker
+
+import (
+	"encoding/binary"
+	"sync/atomic"
+	"time"
+	"unsafe"
+)
+
+// Layout of a TPACKET_V3 ring (linux/if_packet.h): each block starts with
+// struct tpacket_block_desc, whose tpacket_hdr_v1 holds the block's owner
+// (block_status), its packet count and the offset of the first packet;
+// each packet starts with struct tpacket3_hdr, which gives the offset of
+// the next one, the bytes captured (snaplen) and the packet's length, and
+// where the link-layer header starts (tp_mac). PACKET_VNET_HDR puts the
+// struct virtio_net_hdr right before that.
+const (
+	blockStatusOff  = 8
+	blockNumPktsOff = 12
+	blockFirstOff   = 16
+	pktNextOff      = 0
+	pktSnaplenOff   = 12
+	pktLenOff       = 16
+	pktMacOff       = 24
+	pktHdrLen       = 48
+
+	tpStatusKernel = 0
+	tpStatusUser   = 1
+)
+
+// ringRounds bounds the blocks taken from one ring per wake-up, so that a
+// flooded input cannot starve the others or the commands.
+const ringRounds = 16
+
+// ringHoldLimit is how long sends may hold a ring block before they are
+// cancelled (backend.expire): blocks a stuck output held would make the
+// kernel drop everything arriving on the input once the ring is full.
+const ringHoldLimit = 250 * time.Millisecond
+
+// nanotime is the clock of the ring's hold bound: monotonic nanoseconds.
+func nanotime() int64 { return int64(time.Since(clockBase)) }
+
+var clockBase = time.Now()
+
+// ringBufBit marks a buffer id (pending.buf) that names a block of a
+// receive ring rather than a slot of the backend's pool: ringBufBit |
+// ring id << 16 | block.
+const ringBufBit = 1 << 31
+
+// rxRing is one input socket's TPACKET_V3 receive ring, mapped into the
+// worker. The kernel fills blocks in ring order and hands each over
+// (TP_STATUS_USER) when it is full or its retire timeout expired; the
+// worker reads them in the same order and gives a block back
+// (TP_STATUS_KERNEL) once every send that points into it has completed.
+// When the block the kernel wants next is still the worker's, the kernel
+// drops packets (PACKET_STATISTICS: tp_drops, tp_freeze_q_cnt).
+type rxRing struct {
+	id        int // in the worker's ringTable
+	mem       []byte
+	blockSize int
+	next      int // the next block to read
+	// refs is per block: 1 while its packets are being dispatched, plus
+	// one per send in flight that points into it; 0 while the kernel
+	// owns it.
+	refs    []int32
+	takenAt []int64 // per block: when the worker took it (ns, nanotime)
+	held    int     // blocks with refs > 0
+	closed  bool    // the socket is closed: nothing is given back
+}
+
+func newRxRing(mem []byte, blocks, blockSize int) *rxRing {
+	return &rxRing{mem: mem, blockSize: blockSize, refs: make([]int32, blocks), takenAt: make([]int64, blocks)}
+}
+
+func (r *rxRing) status(b int) *uint32 {
+	return (*uint32)(unsafe.Pointer(&r.mem[b*r.blockSize+blockStatusOff]))
+}
+
+// take returns the next block the kernel has handed over, held once for
+// its dispatch, or -1 when there is none. now stamps it for the hold bound.
+func (r *rxRing) take(now int64) int {
+	b := r.next
+	if r.refs[b] != 0 || atomic.LoadUint32(r.status(b))&tpStatusUser == 0 {
+		return -1
+	}
+	r.next = (b + 1) % len(r.refs)
+	r.refs[b] = 1
+	r.takenAt[b] = now
+	r.held++
+	return b
+}
+
+// hold counts one more send pointing into block b.
+func (r *rxRing) hold(b int) { r.refs[b]++ }
+
+// release drops one hold on block b and gives the block back to the
+// kernel with the last. It reports whether the ring is closed and no
+// longer holds any block, so it can be unmapped.
+func (r *rxRing) release(b int) (done bool) {
+	if r.refs[b]--; r.refs[b] > 0 {
+		return false
+	}
+	r.held--
+	if !r.closed {
+		atomic.StoreUint32(r.status(b), tpStatusKernel)
+	}
+	return r.closed && r.held == 0
+}
+
+// block returns the memory of block b.
+func (r *rxRing) block(b int) []byte {
+	return r.mem[b*r.blockSize : (b+1)*r.blockSize : (b+1)*r.blockSize]
+}
+
+// oldest returns when the longest-held block was taken, and false when no
+// block is held.
+func (r *rxRing) oldest() (int64, bool) {
+	var t int64
+	found := false
+	for b, n := range r.refs {
+		if n > 0 && (!found || r.takenAt[b] < t) {
+			t, found = r.takenAt[b], true
+		}
+	}
+	return t, found
+}
+
+// blockIter walks the packets of one block.
+type blockIter struct {
+	blk       []byte
+	off, left int
+}
+
+// start begins the walk of blk, a block the kernel handed over.
+func (it *blockIter) start(blk []byte) {
+	it.blk = blk
+	it.left = int(binary.LittleEndian.Uint32(blk[blockNumPktsOff:]))
+	it.off = int(binary.LittleEndian.Uint32(blk[blockFirstOff:]))
+}
+
+// next returns the next packet as forward takes it: pkt from its
+// virtio_net_hdr to the end of the bytes captured, and n its length had
+// it been captured whole (more than len(pkt) when the block truncated it).
+// ok is false at the end of the block, and for the rest of a block whose
+// headers do not add up, which bad reports.
+func (it *blockIter) next() (pkt []byte, n int, ok, bad bool) {
+	if it.left == 0 {
+		return nil, 0, false, false
+	}
+	it.left--
+	off, blk := it.off, it.blk
+	if off < 0 || off+pktHdrLen > len(blk) {
+		it.left = 0
+		return nil, 0, false, true
+	}
+	snap := int(binary.LittleEndian.Uint32(blk[off+pktSnaplenOff:]))
+	length := int(binary.LittleEndian.Uint32(blk[off+pktLenOff:]))
+	mac := off + int(binary.LittleEndian.Uint16(blk[off+pktMacOff:]))
+	start := mac - vnetHdrLen
+	if start < off+pktHdrLen || mac+snap > len(blk) || length < snap {
+		it.left = 0
+		return nil, 0, false, true
+	}
+	if next := int(binary.LittleEndian.Uint32(blk[off+pktNextOff:])); next >= pktHdrLen {
+		it.off = off + next
+	} else {
+		it.off = -1 // the last packet (0): a further one is bad
+	}
+	return blk[start : mac+snap : mac+snap], vnetHdrLen + length, true, false
+}
+
+// ringTable names the worker's receive rings by small ids, so that a send
+// can name the block it points into in a pending's 32-bit buf.
+type ringTable struct {
+	rings []*rxRing // by id; nil when free
+}
+
+// add gives r an id.
+func (t *ringTable) add(r *rxRing) {
+	for i, x := range t.rings {
+		if x == nil {
+			r.id, t.rings[i] = i, r
+			return
+		}
+	}
+	r.id = len(t.rings)
+	t.rings = append(t.rings, r)
+}
+
+// bufID returns the buffer id of block b of r.
+func bufID(r *rxRing, b int) uint32 { return ringBufBit | uint32(r.id)<<16 | uint32(b) }
+
+// lookup returns the ring and block a buffer id names.
+func (t *ringTable) lookup(id uint32) (*rxRing, int) {
+	return t.rings[id&^ringBufBit>>16], int(id & 0xffff)
+}
+
+// hold counts one more send pointing into the block id names.
+func (t *ringTable) hold(id uint32) {
+	r, b := t.lookup(id)
+	r.hold(b)
+}
+
+// release drops a hold on the block id names; the last release of a closed
+// ring frees its id and returns the ring, for the caller to unmap.
+func (t *ringTable) release(id uint32) *rxRing {
+	r, b := t.lookup(id)
+	if !r.release(b) {
+		return nil
+	}
+	t.rings[r.id] = nil
+	return r
+}
+
+// close marks r's socket closed. It returns true when r holds no block
+// and may be unmapped now; otherwise the last release returns it.
+func (t *ringTable) close(r *rxRing) bool {
+	r.closed = true
+	if r.held > 0 {
+		return false
+	}
+	t.rings[r.id] = nil
+	return true
+}

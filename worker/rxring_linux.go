@@ -1,0 +1,37 @@
+package worker
+
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mcrelay/mcr/internal/relaysock"
+)
+
+// mapRing maps the receive ring of geometry g that the supervisor set up
+// on input socket fd. The mapping outlives the socket: pages the kernel
+// inserted stay valid until munmap, so sends still pointing into a block
+// after the socket closed read what they read before.
+func mapRing(fd int, g *relaysock.Ring) (*rxRing, error) {
+	mem, err := unix.Mmap(fd, 0, g.Blocks*g.BlockSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("map receive ring (%d blocks of %d bytes): %w", g.Blocks, g.BlockSize, err)
+	}
+	return newRxRing(mem, g.Blocks, g.BlockSize), nil
+}
+
+func unmapRing(r *rxRing) {
+	_ = unix.Munmap(r.mem)
+	r.mem = nil
+}
+
+// ringStats returns the packets the kernel dropped on ring socket fd, and
+// the times the ring froze (every block was the worker's), since the last
+// call.
+func ringStats(fd int) (drops, freezes uint64) {
+	st, err := unix.GetsockoptTpacketStatsV3(fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
+	if err != nil {
+		return 0, 0
+	}
+	return uint64(st.Drops), uint64(st.Freeze_q_cnt)
+}
