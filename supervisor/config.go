@@ -20,6 +20,10 @@ type Config struct {
 	ConfigPath string
 	// Backend is the worker I/O backend: "auto" (default), "uring", "mmsg".
 	Backend string
+	// RingBlocks and RingTimeout shape each input socket's receive ring
+	// (worker.Config): 0 = the worker's defaults; RingBlocks -1 = no ring.
+	RingBlocks  int
+	RingTimeout time.Duration
 	// StatsInterval is the worker → supervisor stats period; 0 = 1s.
 	StatsInterval time.Duration
 	// LogLevel is the initial log level; SetLogLevel changes it at runtime.

@@ -80,6 +80,10 @@ type PoolConfig struct {
 	CPUs []int
 	// Backend is passed to every worker as --backend; "" = "auto".
 	Backend string
+	// RingBlocks and RingTimeout are passed as --rx-ring-blocks (-1 as 0:
+	// no ring) and --rx-ring-timeout when not 0; see worker.Config.
+	RingBlocks  int
+	RingTimeout time.Duration
 	// StatsInterval is the workers' stats period, passed as
 	// --stats-interval; 0 = 1s. A worker silent for 3 intervals is killed.
 	StatsInterval time.Duration
@@ -226,7 +230,8 @@ func (p *Pool) Start() error {
 	p.wg.Add(1)
 	go p.healthLoop()
 	p.log.Info("worker pool started", "workers", cfg.NumWorkers, "cpus", cfg.CPUs,
-		"backend", cfg.Backend, "stats_interval", cfg.StatsInterval)
+		"backend", cfg.Backend, "stats_interval", cfg.StatsInterval,
+		"rx_ring_blocks", cfg.RingBlocks, "rx_ring_timeout", cfg.RingTimeout)
 	return nil
 }
 

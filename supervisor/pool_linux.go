@@ -79,6 +79,12 @@ func (p *Pool) spawn(s *workerSlot) (*workerProc, error) {
 	if p.cfg.WorkerUser != "" {
 		args = append(args, "--user", p.cfg.WorkerUser)
 	}
+	if n := p.cfg.RingBlocks; n != 0 {
+		args = append(args, "--rx-ring-blocks", strconv.Itoa(max(n, 0)))
+	}
+	if p.cfg.RingTimeout != 0 {
+		args = append(args, "--rx-ring-timeout", p.cfg.RingTimeout.String())
+	}
 	cmd := exec.Command(p.cfg.Exe, args...)
 	cmd.Env = append(os.Environ(), p.cfg.ExtraEnv...)
 	files := make([]*os.File, 4)

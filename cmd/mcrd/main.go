@@ -97,6 +97,8 @@ type supervisorFlags struct {
 	controlSocket string
 	configPath    string
 	backend       string
+	ringBlocks    int
+	ringTimeout   time.Duration
 	statsInterval time.Duration
 	logLevel      string
 	logFormat     string
@@ -137,6 +139,10 @@ and exits 0. SIGHUP reloads --config.`,
 	fl.StringVar(&f.controlSocket, "control-socket", socket, "operator socket path (env "+socketEnv+")")
 	fl.StringVar(&f.configPath, "config", "", "rules file loaded at start, target of config save, reloaded on SIGHUP")
 	fl.StringVar(&f.backend, "backend", worker.BackendAuto, "data plane I/O backend: auto, uring or mmsg")
+	fl.IntVar(&f.ringBlocks, "rx-ring-blocks", worker.DefaultRingBlocks,
+		"blocks of 128 KiB in each input socket's receive ring, per worker; 0 = no ring, one receive per packet")
+	fl.DurationVar(&f.ringTimeout, "rx-ring-timeout", worker.DefaultRingTimeout,
+		"longest a packet waits in a receive ring block before it is handed over (1ms to 1s, whole ms): the latency knob at low rates")
 	fl.DurationVar(&f.statsInterval, "stats-interval", time.Second, "worker stats period")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
@@ -154,6 +160,8 @@ func (f *supervisorFlags) supervisorConfig(stderr io.Writer) (supervisor.Config,
 		ControlSocket: f.controlSocket,
 		ConfigPath:    f.configPath,
 		Backend:       f.backend,
+		RingBlocks:    ringBlocks(f.ringBlocks),
+		RingTimeout:   f.ringTimeout,
 		StatsInterval: f.statsInterval,
 		MetricsListen: f.metricsListen,
 		WorkerUser:    f.workerUser,
@@ -178,6 +186,12 @@ func (f *supervisorFlags) supervisorConfig(stderr io.Writer) (supervisor.Config,
 	default:
 		return cfg, fmt.Errorf("--backend %q: want auto, uring or mmsg", f.backend)
 	}
+	if f.ringBlocks < 0 {
+		return cfg, fmt.Errorf("--rx-ring-blocks %d: want 0 (no ring) or more", f.ringBlocks)
+	}
+	if err := (worker.Config{RingBlocks: cfg.RingBlocks, RingTimeout: cfg.RingTimeout}).Check(); err != nil {
+		return cfg, fmt.Errorf("--rx-ring-blocks %d, --rx-ring-timeout %v: %w", f.ringBlocks, f.ringTimeout, err)
+	}
 	if f.statsInterval <= 0 {
 		return cfg, fmt.Errorf("--stats-interval %v: must be positive", f.statsInterval)
 	}
@@ -201,12 +215,14 @@ func (f *supervisorFlags) supervisorConfig(stderr io.Writer) (supervisor.Config,
 // and socket socketpair.
 func workerCommand(runWorker func(worker.Config) error) *cobra.Command {
 	var cfg worker.Config
+	var blocks int
 	cmd := &cobra.Command{
 		Use:    "worker",
 		Short:  "Run one data plane worker (started by mcrd supervisor)",
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
+			cfg.RingBlocks = ringBlocks(blocks)
 			if err := runWorker(cfg); err != nil {
 				return runtimeError{err}
 			}
@@ -219,10 +235,21 @@ func workerCommand(runWorker func(worker.Config) error) *cobra.Command {
 	fl.StringVar(&cfg.Backend, "backend", worker.BackendAuto, "I/O backend: auto, uring or mmsg")
 	fl.DurationVar(&cfg.StatsInterval, "stats-interval", worker.DefaultStatsInterval, "stats and heartbeat period")
 	fl.StringVar(&cfg.User, "user", "", "account the worker must run as, unprivileged; it refuses to run otherwise")
+	fl.IntVar(&blocks, "rx-ring-blocks", worker.DefaultRingBlocks, "blocks in each input's receive ring; 0 = no ring")
+	fl.DurationVar(&cfg.RingTimeout, "rx-ring-timeout", worker.DefaultRingTimeout, "receive ring block retire timeout")
 	for _, name := range []string{"id", "core"} {
 		_ = cmd.MarkFlagRequired(name) // the flags exist: no error
 	}
 	return cmd
+}
+
+// ringBlocks maps the --rx-ring-blocks flag, where 0 turns rings off, to
+// worker.Config.RingBlocks, where 0 means the default and -1 no ring.
+func ringBlocks(flag int) int {
+	if flag == 0 {
+		return -1
+	}
+	return flag
 }
 
 func versionCommand(stdout io.Writer) *cobra.Command {

@@ -49,6 +49,8 @@ func TestSupervisorFlags(t *testing.T) {
 	defaults := supervisor.Config{
 		ControlSocket: supervisor.DefaultControlSocket,
 		Backend:       "auto",
+		RingBlocks:    64,
+		RingTimeout:   time.Millisecond,
 		StatsInterval: time.Second,
 		WorkerUser:    "nobody",
 	}
@@ -65,13 +67,19 @@ func TestSupervisorFlags(t *testing.T) {
 			args: []string{"--num-workers", "3", "--cpus", "0-1,3", "--control-socket", "/tmp/s.sock",
 				"--config", "/etc/mcr.json", "--backend", "mmsg", "--stats-interval", "250ms",
 				"--log-level", "debug", "--log-format", "json", "--metrics-listen", ":9100",
-				"--worker-user", "mcr", "--socket-group", "mcradm"},
+				"--worker-user", "mcr", "--socket-group", "mcradm", "--rx-ring-blocks", "16", "--rx-ring-timeout", "4ms"},
 			want: func(c *supervisor.Config) {
 				c.NumWorkers, c.CPUs, c.ControlSocket, c.ConfigPath = 3, []int{0, 1, 3}, "/tmp/s.sock", "/etc/mcr.json"
 				c.Backend, c.StatsInterval, c.MetricsListen = "mmsg", 250*time.Millisecond, ":9100"
 				c.WorkerUser, c.SocketGroup = "mcr", "mcradm"
+				c.RingBlocks, c.RingTimeout = 16, 4*time.Millisecond
 			},
 			wantLevel: slog.LevelDebug,
+		},
+		{
+			name: "--rx-ring-blocks 0 turns receive rings off",
+			args: []string{"--rx-ring-blocks", "0"},
+			want: func(c *supervisor.Config) { c.RingBlocks = -1 },
 		},
 		{
 			name: "MCR_SOCKET sets the default socket",
@@ -140,7 +148,8 @@ func TestWorkerFlags(t *testing.T) {
 	if res.code != exitOK || res.worker == nil {
 		t.Fatalf("exit %d, stderr %q; want 0 and worker.Run called", res.code, res.stderr)
 	}
-	want := worker.Config{ID: 2, Core: 1, Backend: "uring", StatsInterval: 500 * time.Millisecond, User: "nobody"}
+	want := worker.Config{ID: 2, Core: 1, Backend: "uring", StatsInterval: 500 * time.Millisecond, User: "nobody",
+		RingBlocks: 64, RingTimeout: time.Millisecond}
 	if diff := cmp.Diff(want, *res.worker); diff != "" {
 		t.Errorf("worker.Config (-want +got):\n%s", diff)
 	}
@@ -175,6 +184,14 @@ func TestExitStatus(t *testing.T) {
 			wantStderr: "mcrd: --num-workers -1: must be 0 (one per CPU) or more\n"},
 		{name: "zero stats interval", args: []string{"supervisor", "--stats-interval", "0s"}, wantCode: exitUsage,
 			wantStderr: "mcrd: --stats-interval 0s: must be positive\n"},
+		{name: "negative ring blocks", args: []string{"supervisor", "--rx-ring-blocks", "-1"}, wantCode: exitUsage,
+			wantStderr: "mcrd: --rx-ring-blocks -1: want 0 (no ring) or more\n"},
+		{name: "too many ring blocks", args: []string{"supervisor", "--rx-ring-blocks", "5000"}, wantCode: exitUsage,
+			wantStderr: "mcrd: --rx-ring-blocks 5000, --rx-ring-timeout 1ms: worker config: receive ring: 5000 blocks: want 1 to 4096\n"},
+		{name: "ring timeout not in whole ms", args: []string{"supervisor", "--rx-ring-timeout", "1500us"}, wantCode: exitUsage,
+			wantStderr: "mcrd: --rx-ring-blocks 64, --rx-ring-timeout 1.5ms: worker config: receive ring timeout 1.5ms: want whole milliseconds\n"},
+		{name: "ring timeout too long", args: []string{"supervisor", "--rx-ring-timeout", "2s"}, wantCode: exitUsage,
+			wantStderr: "mcrd: --rx-ring-blocks 64, --rx-ring-timeout 2s: worker config: receive ring: block timeout 2000 ms: want 1 to 1000\n"},
 		{name: "bad duration", args: []string{"supervisor", "--stats-interval", "soon"}, wantCode: exitUsage,
 			wantStderr: "mcrd: invalid argument \"soon\" for \"--stats-interval\" flag"},
 		{name: "extra argument", args: []string{"supervisor", "now"}, wantCode: exitUsage,
