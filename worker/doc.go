@@ -39,8 +39,28 @@
 // unicast output's connected socket, reported instead of sending) is made
 // once more before it counts as failed.
 // No packet is dropped for want of a buffer (stats.WorkerCounters.
-// BufferExhausted stays 0): a backlog waits in the socket's receive buffer,
-// and what overflows that is counted as kernel_drops.
+// BufferExhausted stays 0): a backlog waits in the socket's receive ring or
+// buffer, and what overflows that is counted as kernel_drops.
+//
+// # Receive rings
+//
+// By default each input socket has a TPACKET_V3 receive ring
+// (PACKET_RX_RING, set up by the supervisor before the socket joins its
+// fanout group, mapped by the worker): Config.RingBlocks blocks of
+// RingBlockSize bytes, which the kernel fills with packets in ring order
+// and hands over one block at a time, when it is full or RingTimeout after
+// it was opened. A busy input thus costs one wake-up per block rather than
+// one per packet, and packets are dispatched straight from the block, each
+// behind its tpacket3_hdr (rxRing, blockIter). A block goes back to the
+// kernel when the last send pointing into it has completed; when the block
+// the kernel wants next is still the worker's, the ring is frozen and the
+// kernel drops (kernel_drops; freezes are logged). Sends are non-blocking,
+// and one still in flight after ringHoldLimit is cancelled and counted
+// against its output, so an output can hold a block only that long.
+// FANOUT_FLAG_DEFRAG still reassembles IPv4 before the ring. The timeout
+// is the latency cost: at low rates a packet waits up to RingTimeout (1 ms
+// by default) for its block to be handed over. RingBlocks -1 turns rings
+// off: packets are then received one by one into the worker's buffers.
 //
 // # UDP GSO egress
 //
@@ -61,10 +81,11 @@
 // logged and counted once (gso_fallbacks). gso_sends and gso_datagrams
 // count the runs sent and the datagrams they carried.
 //
-// Two backends run the same loop: "uring" on one io_uring (multishot receive
-// with a provided-buffer ring per worker, a SEND per plain datagram and a
-// SENDMSG per run, the command read and the timer), "mmsg" on poll(2),
-// recvmmsg(2) and sendmmsg(2), one message per plain datagram or run. The
+// Two backends run the same loop: "uring" on one io_uring (a multishot
+// poll per ring input, or a multishot receive with a provided-buffer ring
+// per worker without rings, a SEND per plain datagram and a SENDMSG per
+// run, the command read and the timer), "mmsg" on poll(2), recvmmsg(2)
+// (without rings) and sendmmsg(2), one message per plain datagram or run. The
 // per-packet logic (dispatcher.forward, sendQueue) is shared and allocates
 // nothing.
 //
