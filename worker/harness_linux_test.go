@@ -66,6 +66,9 @@ func runTestWorker() int {
 	if ring == noRing {
 		cfg.RingBlocks = -1
 	}
+	if blocks, ok := strings.CutPrefix(ring, "blocks="); ok {
+		cfg.RingBlocks, _ = strconv.Atoi(blocks)
+	}
 	err := Run(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
@@ -81,6 +84,7 @@ var backends = []string{BackendMmsg, BackendUring}
 
 // noRing is the suffix of a backend name (backend+noRing) that runs a
 // test worker without receive rings: every packet received on its own.
+// The suffix "blocks=N" gives it rings of N blocks.
 const noRing = "noring"
 
 // ingressModes are the backends with and without receive rings.

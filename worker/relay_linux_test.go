@@ -409,6 +409,42 @@ func TestTwoWorkersNoDuplicates(t *testing.T) {
 	}
 }
 
+// TestRingFullCounted stops a worker whose input ring has two blocks while
+// 2,000 datagrams arrive: the kernel keeps what the two blocks hold and
+// drops the rest, and every datagram sent is then either relayed or
+// counted in kernel_drops, with the freeze logged.
+func TestRingFullCounted(t *testing.T) {
+	netnstest.RequireRoot(t)
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			tp := newTopo(t)
+			w := startWorker(t, tp.relay, backend+"+blocks=2", 0, -1)
+			w.sync([]controlproto.WorkerRule{tp.rule("burst", "239.1.1.1:5001@r0", "239.2.2.2:6000@r1")})
+			k := newSink(t, tp.sink1, "k1", "239.2.2.2:6000")
+			mustNoErr(t, w.cmd.Process.Signal(unix.SIGSTOP))
+			const n = 2000
+			source{tp.src, "s0", src4}.send(t, "239.1.1.1:5001", 1, n, 1000, 20000)
+			mustNoErr(t, w.cmd.Process.Signal(unix.SIGCONT))
+			netnstest.WaitFor(t, 5*time.Second, "relayed + kernel_drops to reach the datagrams sent", func() bool {
+				_, rc := w.snapshot("burst")
+				return rc.PacketsIn+w.counters().KernelDrops == n
+			})
+			_, rc := w.snapshot("burst")
+			drops := w.counters().KernelDrops
+			// A block is handed over full or after the 1 ms timeout, so
+			// two blocks hold what arrived in about 2 ms (~40 datagrams).
+			if rc.PacketsIn < 2 || drops < n/2 {
+				t.Errorf("relayed %d, kernel_drops %d: want what two blocks held relayed, most dropped", rc.PacketsIn, drops)
+			}
+			k.expect(t, 1, int(rc.PacketsIn))
+			if countLogs(w, "receive ring full") == 0 {
+				t.Error("the ring's freeze was not logged")
+			}
+			t.Logf("relayed %d, kernel_drops %d", rc.PacketsIn, drops)
+		})
+	}
+}
+
 // TestCommandSocketEOF checks that a worker whose supervisor went away
 // (command socket closed) exits with status 0.
 func TestCommandSocketEOF(t *testing.T) {
