@@ -29,11 +29,11 @@ import (
 func TestLoopDoesNotAllocatePerPacket(t *testing.T) {
 	netnstest.RequireRoot(t)
 	tp := newTopo(t)
-	for _, backend := range backends {
-		t.Run(backend, func(t *testing.T) {
+	for _, mode := range ingressModes {
+		t.Run(mode, func(t *testing.T) {
 			const n = 20000
 			fds := openFDs(t)
-			w := startInProcess(t, tp, backend)
+			w := startInProcess(t, tp, mode)
 			// No snapshot comes before Shutdown: wait for the log record.
 			rules := []controlproto.WorkerRule{tp.rule("alloc", "239.1.1.1:5001@r0", "239.2.2.2:6000@r1", "239.2.2.3:6000@r2")}
 			cmds, err := controlproto.SyncCommands(rules, 0)
@@ -121,7 +121,7 @@ func newCountingSink(t *testing.T, ns *netnstest.NS, ifname, addr string, n *ato
 // startInProcess runs Run on a goroutine of the test process, switched into
 // the relay namespace, with a stats interval long enough that no snapshot
 // is built (and allocated) until Shutdown.
-func startInProcess(t *testing.T, tp *topo, backend string) *workerProc {
+func startInProcess(t *testing.T, tp *topo, mode string) *workerProc {
 	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	mustNoErr(t, err)
 	statsR, statsW, err := os.Pipe()
@@ -130,8 +130,12 @@ func startInProcess(t *testing.T, tp *topo, backend string) *workerProc {
 	mustNoErr(t, err)
 	w := &workerProc{t: t, ctl: os.NewFile(uintptr(sp[0]), "ctl"), done: make(chan error, 1), rules: map[string]stats.RuleCounters{}}
 	sock := serveSockets(t, tp.relay)
+	backend, ring, _ := strings.Cut(mode, "+")
 	cfg := Config{Core: -1, Backend: backend, StatsInterval: time.Hour,
 		CommandFD: sp[1], StatsFD: int(statsW.Fd()), LogFD: int(logW.Fd()), SocketFD: int(sock.Fd())}
+	if ring == noRing {
+		cfg.RingBlocks = -1
+	}
 	go func() {
 		w.done <- tp.relay.Do(func() error { return Run(cfg) })
 		unix.Close(sp[1])
