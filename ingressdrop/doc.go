@@ -17,7 +17,8 @@
 // rule's source, or from any source when the rule names none. Everything
 // else passes untouched: fragments (the kernel must reassemble them),
 // packets with IPv6 extension headers, VLAN-tagged frames on their parent
-// device (they belong to the VLAN device, whose tc hook is separate),
+// device (they belong to the VLAN device, whose tc hook is separate; a
+// priority tag, VLAN id 0, does not count: such frames are the device's own),
 // truncated or malformed headers, and every other protocol.
 //
 // Each interface's program is held by a BPF link (tcx, Linux 6.6 or later)

@@ -24,6 +24,7 @@ const (
 const (
 	skbProtocol    = 16 // __u32 protocol: skb->protocol, network byte order
 	skbVlanPresent = 20 // __u32 vlan_present
+	skbVlanTCI     = 24 // __u32 vlan_tci
 )
 
 // bpfHdrStartNet makes bpf_skb_load_bytes_relative count from the network
@@ -68,7 +69,8 @@ func v4MappedWord() int64 {
 //
 // Roughly, in C:
 //
-//	if (skb->vlan_present) return TCX_NEXT;        // the VLAN device's packet
+//	if (skb->vlan_present && (skb->vlan_tci & 0xfff)) // the VLAN device's
+//		return TCX_NEXT;
 //	switch (skb->protocol) {
 //	case ETH_P_IP:                                  // 20 bytes of header, IHL ≥ 5,
 //		… not a fragment (MF = 0, offset 0), protocol UDP;
@@ -140,9 +142,18 @@ func instructions(rules, drops *ebpf.Map) (asm.Instructions, error) {
 
 	emit(
 		asm.Mov.Reg(asm.R6, asm.R1), // R6 = skb, kept across calls
+		// A VLAN-tagged frame, untagged into skb->vlan_tci before the
+		// taps (skb_vlan_untag), is the VLAN device's business: the
+		// stack takes it there, or, with no such device, drops it as
+		// PACKET_OTHERHOST. A priority tag (VLAN id 0) is cleared and
+		// the frame goes up this device's stack like an untagged one,
+		// so it is matched like one (__netif_receive_skb_core).
 		asm.LoadMem(asm.R2, asm.R6, skbVlanPresent, asm.Word),
+		asm.JEq.Imm(asm.R2, 0, "untagged"),
+		asm.LoadMem(asm.R2, asm.R6, skbVlanTCI, asm.Word),
+		asm.And.Imm(asm.R2, 0x0fff), // VLAN id
 		asm.JNE.Imm(asm.R2, 0, "pass"),
-		asm.LoadMem(asm.R2, asm.R6, skbProtocol, asm.Word),
+		asm.LoadMem(asm.R2, asm.R6, skbProtocol, asm.Word).WithSymbol("untagged"),
 		asm.JEq.Imm(asm.R2, be16(unix.ETH_P_IP), "ipv4"),
 		asm.JEq.Imm(asm.R2, be16(unix.ETH_P_IPV6), "ipv6"),
 		asm.Ja.Label("pass"),
