@@ -42,6 +42,13 @@ type Config struct {
 	// SocketGroup, when set, is the group that owns the control socket
 	// (mode 0660): its members may connect. "" = the supervisor's group.
 	SocketGroup string
+	// ExclusiveInputs drops the relayed streams at each input interface's
+	// tc ingress (package ingressdrop), so the kernel's own receive path
+	// no longer sees them; local sockets on an input interface stop
+	// receiving those streams. Needs tcx (Linux 6.6), CAP_BPF and
+	// CAP_NET_ADMIN; where it cannot attach, mcrd logs a warning per
+	// interface and relays without it. false (default) = off.
+	ExclusiveInputs bool
 }
 
 // DefaultControlSocket is where mcrd listens and mcrctl connects by default.

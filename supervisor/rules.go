@@ -62,6 +62,9 @@ type master struct {
 	addrs   addrView
 	groups  *memberships
 	fanout  *fanoutIDs
+	// excl, when --exclusive-inputs is on, keeps the kernel's receive
+	// path from seeing the streams the data plane holds; nil when off.
+	excl *exclusiveInputs
 }
 
 // ruleEntry is one rule of the master ruleset and what it resolved to.
@@ -87,10 +90,18 @@ type masterConfig struct {
 	Stats  *stats.Aggregator
 	Groups openGroupSocket
 	Fanout *fanoutIDs
+	// Exclusive, when set, drops the relayed streams at each input
+	// interface's tc ingress (--exclusive-inputs); nil = off.
+	Exclusive inputDropper
 }
 
 func newMaster(c masterConfig) *master {
+	var excl *exclusiveInputs
+	if c.Exclusive != nil {
+		excl = newExclusiveInputs(c.Exclusive)
+	}
 	return &master{
+		excl:    excl,
 		log:     c.Log,
 		dp:      c.DP,
 		stats:   c.Stats,
@@ -125,7 +136,7 @@ func (m *master) add(r ruleset.Rule) (string, *controlproto.Error) {
 	m.index(e)
 	var b batch
 	m.reconcile(e, &b)
-	b.flush(m.dp)
+	m.flush(&b)
 	return r.ID, nil
 }
 
@@ -150,7 +161,7 @@ func (m *master) remove(id string) *controlproto.Error {
 	m.unindex(e)
 	var b batch
 	m.release(e, &b)
-	b.flush(m.dp)
+	m.flush(&b)
 	m.log.Info("rule removed", "rule", id)
 	return nil
 }
@@ -209,7 +220,7 @@ func (m *master) replace(rules []ruleset.Rule) controlproto.LoadConfigResult {
 		m.release(e, &b)
 		m.log.Info("rule removed", "rule", e.rule.ID)
 	}
-	b.flush(m.dp)
+	m.flush(&b)
 	return res
 }
 
@@ -275,10 +286,7 @@ func (m *master) release(e *ruleEntry, b *batch) {
 		m.leave(*e.joined)
 		e.joined = nil
 	}
-	if e.sent != nil {
-		b.drop(e.rule.ID)
-		e.sent, e.sentCanon = nil, nil
-	}
+	unsend(e, b)
 	m.stats.RemoveRule(e.rule.ID)
 }
 
@@ -348,18 +356,26 @@ func (m *master) resolve(e *ruleEntry, in link) (*controlproto.WorkerRule, error
 // sendRule makes the data plane hold want for e (nothing when nil).
 func (m *master) sendRule(e *ruleEntry, want *controlproto.WorkerRule, b *batch) {
 	if want == nil {
-		if e.sent != nil {
-			b.drop(e.rule.ID)
-			e.sent, e.sentCanon = nil, nil
-		}
+		unsend(e, b)
 		return
 	}
 	enc := want.Canonical()
 	if bytes.Equal(enc, e.sentCanon) {
 		return
 	}
+	if e.sent != nil {
+		b.touchInput(e.sent.InputIfIndex)
+	}
 	b.put(*want)
 	e.sent, e.sentCanon = want, enc
+}
+
+// unsend removes e's rule from the data plane if it holds it.
+func unsend(e *ruleEntry, b *batch) {
+	if e.sent != nil {
+		b.drop(e.rule.ID, e.sent.InputIfIndex)
+		e.sent, e.sentCanon = nil, nil
+	}
 }
 
 // updateMembership makes e hold the membership its input needs on link in:
@@ -505,7 +521,7 @@ func (m *master) relink(names []string) {
 	for _, id := range slices.Sorted(maps.Keys(affected)) {
 		m.reconcile(affected[id], &b)
 	}
-	b.flush(m.dp)
+	m.flush(&b)
 }
 
 // addrChanged implements linkEvents. A real change of a link's addresses
@@ -615,6 +631,38 @@ func (m *master) statsRules() []stats.RuleDesc {
 	return out
 }
 
+// exclusiveDropped returns, per input interface name, the datagrams the
+// exclusive-input program dropped since it was attached; nil when
+// --exclusive-inputs is off.
+func (m *master) exclusiveDropped() map[string]uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.excl == nil {
+		return nil
+	}
+	return m.excl.dropped(m)
+}
+
+// closeExclusive detaches the exclusive-input programs (shutdown): the
+// kernel receives the input streams again before the workers stop
+// relaying them.
+func (m *master) closeExclusive() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.excl != nil {
+		m.excl.close(m.log)
+	}
+}
+
+// flush hands b's changes to the data plane, then brings the exclusive
+// inputs of the input ifindexes they touch in line.
+func (m *master) flush(b *batch) {
+	b.flush(m.dp)
+	if m.excl != nil && len(b.inputs) > 0 {
+		m.excl.sync(m, b.inputs)
+	}
+}
+
 // close leaves every group (shutdown).
 func (m *master) close() error {
 	m.mu.Lock()
@@ -630,6 +678,10 @@ func (m *master) close() error {
 type batch struct {
 	add    map[string]controlproto.WorkerRule
 	remove map[string]bool
+	// inputs are the input ifindexes of the rules put and dropped (for a
+	// re-sent rule, the old one and the new): where the set of streams
+	// the data plane relays may have changed.
+	inputs map[int]bool
 }
 
 func (b *batch) put(wr controlproto.WorkerRule) {
@@ -638,14 +690,24 @@ func (b *batch) put(wr controlproto.WorkerRule) {
 	}
 	delete(b.remove, wr.ID)
 	b.add[wr.ID] = wr
+	b.touchInput(wr.InputIfIndex)
 }
 
-func (b *batch) drop(id string) {
+// drop removes rule id, which the data plane held with input ifindex.
+func (b *batch) drop(id string, ifindex int) {
 	if b.remove == nil {
 		b.remove = map[string]bool{}
 	}
 	delete(b.add, id)
 	b.remove[id] = true
+	b.touchInput(ifindex)
+}
+
+func (b *batch) touchInput(ifindex int) {
+	if b.inputs == nil {
+		b.inputs = map[int]bool{}
+	}
+	b.inputs[ifindex] = true
 }
 
 // flush hands the changes to dp, in id order.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/ingressdrop"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
 )
@@ -105,10 +106,14 @@ func start(cfg Config) (*instance, error) {
 		StatsInterval: cfg.StatsInterval, Logger: log, Aggregator: agg, WorkerUser: cfg.WorkerUser,
 		RingBlocks: cfg.RingBlocks, RingTimeout: cfg.RingTimeout,
 	})
-	m := newMaster(masterConfig{
+	mc := masterConfig{
 		Log: log, DP: pool, Stats: agg,
 		Groups: openUDPGroupSocket, Fanout: newFanoutIDs(probeFanoutID, os.Getpid()),
-	})
+	}
+	if cfg.ExclusiveInputs {
+		mc.Exclusive = ingressdrop.New()
+	}
+	m := newMaster(mc)
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{log: log, pool: pool, cancel: cancel,
 		d: &daemon{log: log, level: cfg.LogLevel, configPath: cfg.ConfigPath, master: m, dp: pool, stats: agg}}
@@ -159,8 +164,9 @@ func (in *instance) goBackground(f func()) {
 // stop shuts the daemon down: systemd hears STOPPING=1, the control server
 // closes (no request changes anything during shutdown; the socket file goes
 // with it), the background goroutines end (no link event re-joins a group
-// after this), the workers get Shutdown and SIGKILL after 2 s, and every
-// group is left.
+// after this), the exclusive-input programs detach (the kernel receives the
+// streams again while the workers still relay), the workers get Shutdown
+// and SIGKILL after 2 s, and every group is left.
 func (in *instance) stop() {
 	if err := notifyStopping(); err != nil {
 		in.log.Debug("notify systemd", "err", err)
@@ -170,6 +176,7 @@ func (in *instance) stop() {
 	}
 	in.cancel()
 	in.background.Wait()
+	in.d.master.closeExclusive()
 	in.pool.Stop(DefaultStopTimeout)
 	if err := in.d.master.close(); err != nil {
 		in.log.Warn("leave groups", "err", err)

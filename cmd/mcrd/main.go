@@ -105,6 +105,7 @@ type supervisorFlags struct {
 	metricsListen string
 	workerUser    string
 	socketGroup   string
+	exclusive     bool
 }
 
 func supervisorCommand(stderr io.Writer, getenv func(string) string, runSupervisor func(context.Context, supervisor.Config) error) *cobra.Command {
@@ -149,6 +150,9 @@ and exits 0. SIGHUP reloads --config.`,
 	fl.StringVar(&f.metricsListen, "metrics-listen", "", "Prometheus /metrics listen address (default: off)")
 	fl.StringVar(&f.workerUser, "worker-user", "nobody", "account the workers run as, without capabilities (ignored when not started as root)")
 	fl.StringVar(&f.socketGroup, "socket-group", "", "group that owns the control socket; its members may use mcrctl (default: root's)")
+	fl.BoolVar(&f.exclusive, "exclusive-inputs", false,
+		"drop the relayed streams at each input interface's tc ingress, so the kernel's own receive path no longer spends CPU on them; "+
+			"local applications on an input interface then stop receiving those groups (needs Linux 6.6+, CAP_BPF)")
 	return cmd
 }
 
@@ -168,6 +172,7 @@ func (f *supervisorFlags) supervisorConfig(stderr io.Writer) (supervisor.Config,
 		SocketGroup:   f.socketGroup,
 		LogLevel:      new(slog.LevelVar),
 	}
+	cfg.ExclusiveInputs = f.exclusive
 	if f.workerUser == "" {
 		return cfg, errors.New("--worker-user: must name an account")
 	}
