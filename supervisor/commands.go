@@ -106,6 +106,11 @@ func (d *daemon) Report() stats.Report {
 	return r
 }
 
+// ExclusiveDropped is what --exclusive-inputs dropped, per input interface.
+func (d *daemon) ExclusiveDropped() map[string]uint64 {
+	return d.master.exclusiveDropped()
+}
+
 // Workers is the ListWorkers result, never null.
 func (d *daemon) Workers() []controlproto.WorkerInfo {
 	infos := d.dp.Workers()

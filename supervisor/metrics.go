@@ -28,6 +28,9 @@ type metricsSource interface {
 	Report() stats.Report
 	// Workers is the ListWorkers result.
 	Workers() []controlproto.WorkerInfo
+	// ExclusiveDropped is, per input interface name, the datagrams
+	// --exclusive-inputs dropped at tc ingress; empty when off.
+	ExclusiveDropped() map[string]uint64
 }
 
 // Metric descriptions. Counters are the supervisor's totals, which survive
@@ -55,6 +58,10 @@ var (
 		"Rules by state: active (input interface up), pending (interface missing), down (interface down).", []string{"state"}, nil)
 	descOutputs = prometheus.NewDesc("mcr_outputs",
 		"Outputs of all rules by state: active (output interface up), pending (interface missing), down (interface down).", []string{"state"}, nil)
+	descExclusiveDropped = prometheus.NewDesc("mcr_exclusive_dropped_packets_total",
+		"Relayed datagrams --exclusive-inputs kept from the kernel's own receive path on the input interface, "+
+			"since the interface's program was attached (it starts again from 0 when the interface is recreated).",
+		[]string{"interface"}, nil)
 	descBuildInfo = prometheus.NewDesc("mcr_build_info",
 		"Always 1; the labels name the mcrd build.", []string{"version", "goversion"}, nil)
 )
@@ -129,6 +136,7 @@ func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descRulePacketsIn, descRuleBytesIn, descOutputPacketsOut, descOutputBytesOut, descOutputErrors,
 		descWorkerRestarts, descWorkerResyncs, descWorkerInSync, descWorkersUp, descRules, descOutputs, descBuildInfo,
+		descExclusiveDropped,
 	} {
 		ch <- d
 	}
@@ -152,6 +160,9 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	collectWorkers(ch, c.src.Workers())
 	collectStates(ch, descRules, report.Totals.Rules)
 	collectStates(ch, descOutputs, report.Totals.Outputs)
+	for name, n := range c.src.ExclusiveDropped() {
+		ch <- counter(descExclusiveDropped, n, name)
+	}
 }
 
 // collectRules sends the per-rule and per-output counters.

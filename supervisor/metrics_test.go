@@ -25,9 +25,10 @@ import (
 
 // fakeMetricsSource is a metricsSource whose answers a test sets.
 type fakeMetricsSource struct {
-	mu      sync.Mutex
-	report  stats.Report
-	workers []controlproto.WorkerInfo
+	mu        sync.Mutex
+	report    stats.Report
+	workers   []controlproto.WorkerInfo
+	exclusive map[string]uint64
 }
 
 func (f *fakeMetricsSource) Report() stats.Report {
@@ -40,6 +41,12 @@ func (f *fakeMetricsSource) Workers() []controlproto.WorkerInfo {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.workers
+}
+
+func (f *fakeMetricsSource) ExclusiveDropped() map[string]uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.exclusive
 }
 
 // family is a parsed metric family reduced to what the tests compare:
@@ -133,6 +140,7 @@ func testSource() *fakeMetricsSource {
 			{Worker: 0, PID: 100, Core: 2, State: stateRunning, Restarts: 2, Resyncs: 1, InSync: true},
 			{Worker: 1, PID: 0, Core: 3, State: stateBackoff, Restarts: 5, InSync: false},
 		},
+		exclusive: map[string]uint64{"eth0": 42, "eth0.100": 0},
 	}
 }
 
@@ -178,6 +186,7 @@ func TestMetricsHandlerExposesSource(t *testing.T) {
 		"mcr_outputs":                       gauge(map[string]float64{`state="active"`: 2, `state="down"`: 4, `state="pending"`: 1}),
 		"mcr_build_info":                    gauge(map[string]float64{`goversion="` + runtime.Version() + `",version="1.2.3"`: 1}),
 	}
+	want["mcr_exclusive_dropped_packets_total"] = counter(map[string]float64{`interface="eth0"`: 42, `interface="eth0.100"`: 0})
 	if diff := cmp.Diff(want, mcrFamilies(fams)); diff != "" {
 		t.Errorf("mcr metrics (-want +got):\n%s", diff)
 	}
