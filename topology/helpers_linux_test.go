@@ -81,6 +81,8 @@ type daemonOptions struct {
 	Workers int
 	// Config is --config (default none).
 	Config string
+	// Flags are more flags of `mcrd supervisor`.
+	Flags []string
 }
 
 // startDaemon starts mcrd in ns and returns once it answers ping and all
@@ -99,6 +101,7 @@ func startDaemon(t *testing.T, ns *netnstest.NS, opt daemonOptions) *daemon {
 	if opt.Config != "" {
 		args = append(args, "--config", opt.Config)
 	}
+	args = append(args, opt.Flags...)
 	testbin.Path(t, "mcrctl") // build before the clock of the wait below starts
 	d.proc = netnstest.Start(t, ns, testbin.Path(t, "mcrd"), args...)
 	t.Cleanup(func() {
