@@ -7,6 +7,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // Dropper keeps, per input interface, a tcx ingress program that drops the
@@ -79,6 +80,12 @@ func (d *Dropper) Set(ifindex int, matches []Match) error {
 		attached, err := attach(ifindex, want)
 		if errors.Is(err, ErrUnsupported) {
 			d.unsupported = err
+		}
+		if errors.Is(err, unix.EPERM) {
+			// cilium/ebpf suggests RLIMIT_MEMLOCK for any EPERM, but
+			// kernels with tcx charge BPF memory to the cgroup (Linux
+			// 5.11), so it is the capabilities, or a seccomp filter.
+			err = fmt.Errorf("needs CAP_BPF, CAP_NET_ADMIN and the bpf system call: %w", err)
 		}
 		if err != nil {
 			return fmt.Errorf("attach exclusive input to ifindex %d: %w", ifindex, err)
