@@ -12,16 +12,17 @@
 #
 # Input 239.1.1.1:5001 on r0; relays translate to 239.2.2.2:6000 on r1..rN.
 # Kernel forwarding cannot translate, so its sinks listen on 239.1.1.1:5001.
-# The generator and the sinks run on GEN_CPU, the relay on RELAY_CPU, and
+# The generator runs on GEN_CPU, the sinks on SINK_CPU (by default the
+# same core), the relay on RELAY_CPU, and
 # RPS steers each namespace's receive processing to the core of the process
 # that reads it, so the relay core carries exactly the relay's work.
 #
 # The sourcing script sets `repo` and `tag` (the namespace name prefix)
 # before sourcing, and before calling anything: BIN, MCRGEN, OUT, GEN_CPU,
-# RELAY_CPU, BUILD (1 = make build first), ARGS (its command line), DURATION
-# and REPS (for machine.txt), NOISE_PCT, NOISE_RETRIES, QUIET_WAIT, and
-# optionally MCRD_ARGS (flags added to every mcr variant's mcrd). It defines
-# run_point, which `measure` calls.
+# RELAY_CPU, SINK_CPU (empty: GEN_CPU), BUILD (1 = make build first), ARGS
+# (its command line), DURATION and REPS (for machine.txt), NOISE_PCT,
+# NOISE_RETRIES, QUIET_WAIT, and optionally MCRD_ARGS (flags added to every
+# mcr variant's mcrd). It defines run_point, which `measure` calls.
 : "${repo:?set repo before sourcing lib.sh}" "${tag:?set tag before sourcing lib.sh}"
 
 IN_GROUP=239.1.1.1 IN_PORT=5001
@@ -36,10 +37,13 @@ preflight() {
 	[ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, smcroute): sudo $0 $ARGS"
 	ncpu=$(nproc --all)
 	local c
-	for c in "$GEN_CPU" "$RELAY_CPU"; do
-		[ "$c" -lt "$ncpu" ] || die "CPU $c does not exist (this machine has $ncpu)"
+	SINK_CPU=${SINK_CPU:-$GEN_CPU}
+	for c in "$GEN_CPU" "$SINK_CPU" "$RELAY_CPU"; do
+		if ! [[ $c =~ ^[0-9]+$ ]] || [ "$c" -ge "$ncpu" ]; then die "CPU $c does not exist (this machine has $ncpu)"; fi
 	done
-	[ "$GEN_CPU" != "$RELAY_CPU" ] || die "--gen-cpu and --relay-cpu must differ"
+	if [ "$GEN_CPU" = "$RELAY_CPU" ] || [ "$SINK_CPU" = "$RELAY_CPU" ]; then
+		die "the relay core must be neither the generator's nor the sinks'"
+	fi
 }
 
 # setup — everything before the first point: checks, the scratch directory
@@ -57,17 +61,20 @@ setup() {
 		echo "command: scripts/bench/${0##*/} $ARGS"
 		echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 		echo "commit: $(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)"
+		echo "mcrd: $("$BIN/mcrd" version 2>/dev/null || echo "not built")"
 		echo "kernel: $(uname -r)"
 		echo "cpu: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo) × $ncpu"
 		echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-		echo "generator and sinks on CPU $GEN_CPU, relay on CPU $RELAY_CPU, $DURATION s per point, $REPS repetition(s)"
+		if [ "$SINK_CPU" = "$GEN_CPU" ]; then echo -n "generator and sinks on CPU $GEN_CPU"
+		else echo -n "generator on CPU $GEN_CPU, sinks on CPU $SINK_CPU"; fi
+		echo ", relay on CPU $RELAY_CPU, $DURATION s per point, $REPS repetition(s)"
 	} >"$OUT/machine.txt"
 
 	# This shell and its helpers stay off the relay core; relays are pinned onto it.
 	taskset -pc "$GEN_CPU" $$ >/dev/null
 	ksoftirqd=$(pgrep -x "ksoftirqd/$RELAY_CPU" || true)
 	last_foreign_pct=0
-	log "topology: namespaces $tag-{src,relay,sink1..4}; generator+sinks on CPU $GEN_CPU, relay on CPU $RELAY_CPU"
+	log "topology: namespaces $tag-{src,relay,sink1..4}; generator on CPU $GEN_CPU, sinks on $SINK_CPU, relay on $RELAY_CPU"
 	topology
 }
 
@@ -78,23 +85,36 @@ namespaces=()
 holders=()     # one `sleep` per namespace: /proc/PID/net/* reads that namespace
 relay_pids=()  # processes of the variant under test
 sink_pids=()
+gen_pids=()    # a generator run in the background
 
-stop_pids() { # stop_pids SIGNAL PID... — signal, then wait up to 5 s, then kill
+# running PID — the process exists and is not a zombie. (An exited child
+# stays a zombie only while the shell cannot reap it: in a trap, or in the
+# EXIT trap a signal started.)
+running() {
+	local stat
+	read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
+	stat=${stat##*) }
+	[ "${stat%% *}" != Z ]
+}
+
+# stop_pids SIGNAL PID... — signal, then wait up to 5 s, then kill. It polls
+# instead of using `wait`: in the EXIT trap of a run interrupted inside
+# `wait`, bash can block in a second `wait` for a child it has reaped.
+stop_pids() {
 	local sig=$1 p deadline
 	shift
 	[ $# -gt 0 ] || return 0
 	kill "-$sig" "$@" 2>/dev/null || true
 	deadline=$((SECONDS + 5))
 	for p in "$@"; do
-		while kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.05; done
+		while running "$p" && [ $SECONDS -lt $deadline ]; do sleep 0.05; done
 		kill -KILL "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
 	done
 }
 
 cleanup() {
 	set +e
-	stop_pids TERM "${sink_pids[@]}" "${relay_pids[@]}"
+	stop_pids TERM "${gen_pids[@]}" "${sink_pids[@]}" "${relay_pids[@]}"
 	kill -KILL "${holders[@]}" 2>/dev/null
 	for n in "${namespaces[@]}"; do ip netns del "$n" 2>/dev/null; done
 	[ -z "$tmp" ] || rm -rf "$tmp"
@@ -165,13 +185,13 @@ topology() {
 	for i in 1 2 3 4; do
 		add_link "$relay" "r$i" "$NET.$i.1" "${sinks[i - 1]}" "k$i" "$NET.$i.2"
 		rps "$relay" "r$i" "$RELAY_CPU"
-		rps "${sinks[i - 1]}" "k$i" "$GEN_CPU"
+		rps "${sinks[i - 1]}" "k$i" "$SINK_CPU"
 	done
 	add_link "$src" n0 "$NET.9.1" "${sinks[0]}" n1 "$NET.9.2"
 	rps "$src" s0 "$GEN_CPU"
 	rps "$src" n0 "$GEN_CPU"
 	rps "$relay" r0 "$RELAY_CPU"
-	rps "${sinks[0]}" n1 "$GEN_CPU"
+	rps "${sinks[0]}" n1 "$SINK_CPU"
 	# Kernel forwarding checks the reverse path of the source; relays don't care.
 	# shellcheck disable=SC2016 # the loop runs in the namespace's shell
 	in_ns "$relay" sh -c 'for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 > "$f"; done'

@@ -50,6 +50,7 @@ REPS=3
 DURATION=5
 OUT=""
 GEN_CPU=0
+SINK_CPU="" # the generator's core
 RELAY_CPU=1
 BUILD=1
 REPORT=""
@@ -104,7 +105,7 @@ run_point() {
 
 	sink_pids=()
 	for i in "${!sns[@]}"; do
-		ip netns exec "${sns[i]}" taskset -c "$GEN_CPU" "$MCRGEN" recv --interface "${sifs[i]}" --group "$group" \
+		ip netns exec "${sns[i]}" taskset -c "$SINK_CPU" "$MCRGEN" recv --interface "${sifs[i]}" --group "$group" \
 			--port "$port" "${sink_args[@]}" --timeout "$((DURATION * 10 + 60))s" \
 			>"$tmp/recv$i.json" 2>"$tmp/recv$i.err" &
 		sink_pids+=($!)
