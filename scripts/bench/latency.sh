@@ -252,12 +252,7 @@ report() {
 # The whole run is one function, so bash has parsed all of it before anything
 # runs: editing this file during a run cannot change the run.
 main() {
-	ARGS=""
-	local a
-	for a in "$@"; do # quoted where needed, so that machine.txt's command can be pasted
-		if [[ $a =~ [[:space:]] ]]; then ARGS+=" \"$a\""; else ARGS+=" $a"; fi
-	done
-	ARGS=${ARGS# }
+	ARGS=$(quote_args "$@")
 	skipped=()
 	parse_args "$@"
 	if [ -n "$REPORT" ]; then

@@ -30,6 +30,16 @@ OUT_GROUP=239.2.2.2 OUT_PORT=6000
 TTL=8
 NET=10.231 # 10.231.0.0/24 src–relay, 10.231.I.0/24 relay–sinkI, 10.231.9.0/24 the "none" link
 
+# quote_args ARG... — the arguments as one line to paste into a shell,
+# quoting those with spaces.
+quote_args() {
+	local a out=""
+	for a in "$@"; do
+		if [[ $a =~ [[:space:]] ]]; then out+=" \"$a\""; else out+=" $a"; fi
+	done
+	echo "${out# }"
+}
+
 log() { printf '%s\n' "$*" >&2; }
 die() { log "${0##*/}: $*"; exit 1; }
 

@@ -282,7 +282,7 @@ report() {
 # The whole run is one function, so bash has parsed all of it before anything
 # runs: editing this file during a run cannot change the run.
 main() {
-	ARGS="$*"
+	ARGS=$(quote_args "$@")
 	skipped=()
 	parse_args "$@"
 	if [ -n "$REPORT" ]; then
