@@ -196,7 +196,7 @@ summarize() {
 		nv = split(variants, V, ","); nr = split(rates, R, ",")
 		print "variant,rate,reps,p50_us,p50_min,p50_max,p99_us,p99_min,p99_max,p999_us,p999_min,p999_max,max_us,loss_pct,loss_min,loss_max,foreign_pct,gen_busy_pct,added_p50_us,added_p99_us" > summary
 		for (r = 1; r <= nr; r++) {
-			printf "\n#### %s pps\n\n", R[r]
+			printf "\n##### %s pps\n\n", R[r]
 			print "| variant | p50 µs | p99 µs | p99.9 µs | max µs | loss % | foreign % | gen core % | added p50 µs | added p99 µs |"
 			print "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 			ref = "kernel" SUBSEP R[r]; kp50 = kp99 = ""
@@ -232,7 +232,7 @@ report() {
 	build=$(sed -n 's/^mcrd: \(mcrd [^,]*\).*/\1/p' "$OUT/machine.txt" 2>/dev/null)
 	[ -n "$build" ] || build=$(sed -n 's/^commit: //p' "$OUT/machine.txt" 2>/dev/null)
 	flags=$(sed -n 's/^mcrd flags for every mcr variant: //p' "$OUT/machine.txt" 2>/dev/null)
-	echo "### Latency $(sed -n 's/^date: \(.\{10\}\).*/\1/p' "$OUT/machine.txt" 2>/dev/null) — ${build:-unknown build}"
+	echo "#### Latency $(sed -n 's/^date: \(.\{10\}\).*/\1/p' "$OUT/machine.txt" 2>/dev/null) — ${build:-unknown build}"
 	echo
 	echo "Command: \`$(sed -n 's/^command: //p' "$OUT/machine.txt" 2>/dev/null)\`${flags:+ (every mcr variant with \`$flags\`)}" \
 		"on ${cpu:-unknown CPU}. $(sed -n 's/^generator/Generator/p' "$OUT/machine.txt" 2>/dev/null)," \
