@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/signal"
 	"runtime"
 	"slices"
 	"strconv"
@@ -33,16 +34,25 @@ func TestMain(m *testing.M) {
 }
 
 func hold(ifindex string) int {
+	d := New()
 	ix, err := strconv.Atoi(ifindex)
 	if err == nil {
-		err = New().Set(ix, dropped)
+		err = d.Set(ix, dropped)
 	}
 	if err != nil {
 		fmt.Println("hold:", err)
 		return 1
 	}
 	fmt.Println("holding")
-	select {}
+	// Wait for SIGKILL. (A bare select{} would end the process as a
+	// deadlock; the signal handler's goroutine keeps the runtime waiting.)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM)
+	<-sig
+	// cilium/ebpf closes fds of unreachable objects in finalizers: keep
+	// the Dropper reachable until the end.
+	runtime.KeepAlive(d)
+	return 1
 }
 
 // The streams of the topology: dropped ones, and neighbours of theirs that
