@@ -53,8 +53,9 @@ func New() *Dropper {
 // Errors: an invalid Match; ErrUnsupported (wrapped, naming the kernel
 // requirement) when the kernel has no tcx; the kernel's errno otherwise
 // (EPERM without CAP_BPF and CAP_NET_ADMIN, ENODEV for an ifindex that
-// does not exist). On error the interface keeps what it had before, or
-// nothing if it had nothing.
+// does not exist). A failed attach leaves nothing attached; a failed
+// update leaves the old matches in place, with some of the new ones
+// already added, and the next Set finishes the job.
 func (d *Dropper) Set(ifindex int, matches []Match) error {
 	want, err := keys(matches)
 	if err != nil {
