@@ -431,6 +431,11 @@ func (b *uringBackend) dispatch() {
 				b.more = true
 				break
 			}
+			// Out of send contexts: the completions of the sends in
+			// flight wake the loop, which takes the block then.
+			if !b.makeRoom() {
+				break
+			}
 			blk := in.ring.take(now)
 			if blk < 0 {
 				break
@@ -453,8 +458,27 @@ func (b *uringBackend) send(o *output, buf int, pkt []byte, off, n int) bool {
 	p := (*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(pkt)), off))
 	if b.sq.add(o, buf, p, n) {
 		b.flush()
+		b.makeRoom()
 	}
 	return true
+}
+
+// makeRoom makes sure that at least half the send contexts are free, so
+// that what a receive block or a full send queue prepares next finds one
+// for each datagram (a send that finds none is dropped, ENOBUFS): a block
+// of small datagrams fanned out to several outputs holds thousands of
+// sends. When fewer are free it submits what is prepared and reaps the
+// completions (sends are non-blocking, so most complete as they are
+// submitted). It reports whether half are free.
+func (b *uringBackend) makeRoom() bool {
+	half := len(b.sends) / 2
+	if len(b.freeSends) >= half {
+		return true
+	}
+	b.flush()
+	b.sync()
+	b.reap()
+	return len(b.freeSends) >= half
 }
 
 // flush prepares a send for everything queued: one SENDMSG with
