@@ -15,7 +15,7 @@ func TestRingValidate(t *testing.T) {
 		{"block not a power of two", func(r *Ring) { r.BlockSize = 192 << 10 },
 			"receive ring: block size 196608: want a power of two from 131072 to 4194304 bytes"},
 		{"no blocks", func(r *Ring) { r.Blocks = 0 }, "receive ring: 0 blocks: want 1 to 4096"},
-		{"too much memory", func(r *Ring) { r.Blocks, r.BlockSize = 4096, 1 << 20 },
+		{"too much memory", func(r *Ring) { r.Blocks, r.BlockSize = 4096, 1<<20 },
 			"receive ring: 4096 blocks of 1048576 bytes exceed 256 MiB"},
 		{"no timeout", func(r *Ring) { r.TimeoutMS = 0 }, "receive ring: block timeout 0 ms: want 1 to 1000"},
 	} {
