@@ -133,9 +133,14 @@ func (b *mmsgBackend) poll(timeout time.Duration) error {
 		b.readCommands()
 	}
 	for i := 1; i < len(b.pfds); i++ {
-		if b.pfds[i].Revents != 0 {
-			b.receive(b.pins[i-1])
+		if b.pfds[i].Revents == 0 {
+			continue
 		}
+		in := b.pins[i-1]
+		if in.ring != nil && b.pfds[i].Revents&unix.POLLERR != 0 {
+			clearSocketError(in.fd)
+		}
+		b.receive(in)
 	}
 	return nil
 }

@@ -1,12 +1,14 @@
 package worker
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -443,6 +445,50 @@ func TestRingFullCounted(t *testing.T) {
 			t.Logf("relayed %d, kernel_drops %d", rc.PacketsIn, drops)
 		})
 	}
+}
+
+// TestInputDownDoesNotSpin takes the input link down under a worker in
+// each mode: the socket reports ENETDOWN (POLLERR), which must not keep
+// the loop busy, and once the link is up again the worker relays again
+// without being told.
+func TestInputDownDoesNotSpin(t *testing.T) {
+	netnstest.RequireRoot(t)
+	for _, mode := range ingressModes {
+		t.Run(mode, func(t *testing.T) {
+			tp := newTopo(t)
+			w := startWorker(t, tp.relay, mode, 0, -1)
+			w.sync([]controlproto.WorkerRule{tp.rule("down", "239.1.1.1:5001@r0", "239.2.2.2:6000@r1")})
+			k := newSink(t, tp.sink1, "k1", "239.2.2.2:6000")
+			src := source{tp.src, "s0", src4}
+			src.send(t, "239.1.1.1:5001", 1, 100, 200, 10000)
+			k.expect(t, 1, 100)
+
+			tp.relay.MustRun("ip", "link", "set", "r0", "down")
+			before := cpuTime(t, w.cmd.Process.Pid)
+			time.Sleep(500 * time.Millisecond) // the span whose CPU time is measured
+			if used := cpuTime(t, w.cmd.Process.Pid) - before; used > 100*time.Millisecond {
+				t.Errorf("worker used %v of CPU in 500 ms with its input down: it spins", used)
+			}
+			tp.relay.MustRun("ip", "link", "set", "r0", "up")
+			netnstest.WaitFor(t, 10*time.Second, "the input to relay again", func() bool {
+				src.send(t, "239.1.1.1:5001", 2, 1, 200, 1000)
+				return k.result(2).Received > 0
+			})
+		})
+	}
+}
+
+// cpuTime returns the user and system time process pid has used.
+func cpuTime(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	mustNoErr(t, err)
+	// Fields after the command name, which is in parentheses: utime and
+	// stime are the 12th and 13th of them, in clock ticks (100 per second).
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	utime, _ := strconv.Atoi(f[11])
+	stime, _ := strconv.Atoi(f[12])
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // TestCommandSocketEOF checks that a worker whose supervisor went away

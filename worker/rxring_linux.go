@@ -25,6 +25,14 @@ func unmapRing(r *rxRing) {
 	r.mem = nil
 }
 
+// clearSocketError reads and so clears the pending error of ring socket
+// fd (ENETDOWN while its link is down): a ring socket is never read, so
+// nothing else clears it, and poll(2) would report POLLERR for as long
+// as it is set.
+func clearSocketError(fd int) {
+	_, _ = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+}
+
 // ringStats returns the packets the kernel dropped on ring socket fd, and
 // the times the ring froze (every block was the worker's), since the last
 // call.

@@ -339,7 +339,14 @@ func (b *uringBackend) complete(c *uring.CQE) {
 	case udRecv:
 		b.received(c)
 	case udPoll:
-		if in := b.inputOf(c); in != nil && !c.More() {
+		in := b.inputOf(c)
+		if in == nil {
+			return
+		}
+		if c.Res > 0 && c.Res&unix.POLLERR != 0 {
+			clearSocketError(in.fd)
+		}
+		if !c.More() {
 			b.ended(in, c.Res)
 		}
 	case udCmd:
