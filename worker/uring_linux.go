@@ -34,9 +34,10 @@ const (
 )
 
 // User data of the ring's operations: the kind in the top byte; a receive,
-// or the poll of an input with a ring, carries the input's generation (24 bits) and slot (32 bits), a send the
-// index of its (first) datagram's context (32 bits) and a UDP_SEGMENT send
-// also its message (16 bits above).
+// or the poll of an input with a receive ring, carries the input's
+// generation (24 bits) and slot (32 bits), a send the index of its (first)
+// datagram's context (32 bits) and a UDP_SEGMENT send also its message (16
+// bits above).
 const (
 	udKindShift        = 56
 	udRecv      uint64 = 1 << udKindShift
@@ -457,11 +458,7 @@ func (b *uringBackend) dispatch() {
 // send queues a send of the payload straight from the receive buffer,
 // which it holds until the send completes; see sender.
 func (b *uringBackend) send(o *output, buf int, pkt []byte, off, n int) bool {
-	if buf&ringBufBit != 0 {
-		b.w.rings.hold(uint32(buf))
-	} else {
-		b.refs[buf]++
-	}
+	b.holdBuf(uint32(buf))
 	p := (*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(pkt)), off))
 	if b.sq.add(o, buf, p, n) {
 		b.flush()
@@ -631,6 +628,16 @@ func (b *uringBackend) resend() {
 			b.flush()
 		}
 	}
+}
+
+// holdBuf counts one more send pointing into buffer buf, a pool slot or
+// a ring block.
+func (b *uringBackend) holdBuf(buf uint32) {
+	if buf&ringBufBit != 0 {
+		b.w.rings.hold(buf)
+		return
+	}
+	b.refs[buf]++
 }
 
 // release drops one hold on buffer buf: a pool slot goes back to the
