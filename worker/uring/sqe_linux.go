@@ -143,14 +143,6 @@ func (s *SQE) PrepCancelFD(fd int) {
 	s.opFlags = cancelFD | cancelAll
 }
 
-// PrepCancel prepares an IORING_OP_ASYNC_CANCEL of the request whose user
-// data is userData. The request completes with Res -ECANCELED if it was
-// still waiting; this SQE's Res is 0, -ENOENT (not found: it completed)
-// or -EALREADY (it was running and may still complete normally).
-func (s *SQE) PrepCancel(userData uint64) {
-	s.prep(OpAsyncCancel, -1, uintptr(userData), 0, 0)
-}
-
 // prepCancelAny cancels every request on the ring (IORING_ASYNC_CANCEL_ANY).
 func (s *SQE) prepCancelAny() {
 	s.prep(OpAsyncCancel, -1, 0, 0, 0)

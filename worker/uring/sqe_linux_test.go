@@ -43,8 +43,6 @@ func TestPrepEncoding(t *testing.T) {
 			SQE{opcode: uint8(OpPollAdd), fd: 4, opFlags: unix.POLLIN}},
 		{"poll multishot", func(s *SQE) { s.PrepPollAddMultishot(4, unix.POLLIN) },
 			SQE{opcode: uint8(OpPollAdd), fd: 4, opFlags: unix.POLLIN, len: pollAddMulti}},
-		{"cancel by user data", func(s *SQE) { s.PrepCancel(0x0600000100000002) },
-			SQE{opcode: uint8(OpAsyncCancel), fd: -1, addr: 0x0600000100000002}},
 		{"timeout", func(s *SQE) { s.PrepTimeout(&ts, 3) },
 			SQE{opcode: uint8(OpTimeout), fd: -1, addr: tsAddr, len: 1, off: 3}},
 		{"cancel fd", func(s *SQE) { s.PrepCancelFD(9) },
