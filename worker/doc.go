@@ -54,9 +54,11 @@
 // behind its tpacket3_hdr (rxRing, blockIter). A block goes back to the
 // kernel when the last send pointing into it has completed; when the block
 // the kernel wants next is still the worker's, the ring is frozen and the
-// kernel drops (kernel_drops; freezes are logged). Sends are non-blocking,
-// and one still in flight after ringHoldLimit is cancelled and counted
-// against its output, so an output can hold a block only that long.
+// kernel drops (kernel_drops; freezes are logged). Sends never wait (a
+// full socket fails one at once with EAGAIN, counted against its output;
+// io_uring completes a MSG_DONTWAIT send rather than park it), so a block
+// is held only until the sends of its dispatch are submitted: a full or
+// failing output cannot keep it.
 // FANOUT_FLAG_DEFRAG still reassembles IPv4 before the ring. The timeout
 // is the latency cost: at low rates a packet waits up to RingTimeout (1 ms
 // by default) for its block to be handed over. RingBlocks -1 turns rings

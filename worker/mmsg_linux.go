@@ -209,9 +209,8 @@ func (b *mmsgBackend) receive(in *input) {
 // and given back before the next. Poll reports the socket readable as long
 // as a block waits, so what ringRounds leaves is taken on the next round.
 func (b *mmsgBackend) receiveRing(in *input) {
-	now := nanotime()
 	for range ringRounds {
-		blk := in.ring.take(now)
+		blk := in.ring.take()
 		if blk < 0 {
 			return
 		}
@@ -220,9 +219,6 @@ func (b *mmsgBackend) receiveRing(in *input) {
 		b.w.releaseBlock(bufID(in.ring, blk))
 	}
 }
-
-// expire has nothing to do: sends complete before a block is given back.
-func (b *mmsgBackend) expire(time.Time) {}
 
 // send queues a send; see sender.
 func (b *mmsgBackend) send(o *output, buf int, pkt []byte, off, n int) bool {

@@ -27,9 +27,6 @@ type backend interface {
 	// feeds command bytes to the worker's commands and sets w.eof at the
 	// end of the command stream. An error ends the worker.
 	poll(timeout time.Duration) error
-	// expire gives up sends that held a receive ring block longer than
-	// ringHoldLimit, counting them as failed for their outputs.
-	expire(now time.Time)
 	// sync hands every queued operation to the kernel, so that sockets
 	// may be closed and their numbers reused.
 	sync()
@@ -219,7 +216,6 @@ func (w *worker) tick(now time.Time) {
 			w.countDrops(in)
 		}
 	}
-	w.b.expire(now)
 	if now.Sub(w.lastRetry) >= socketRetry {
 		w.lastRetry = now
 		w.b.sync()

@@ -3,7 +3,6 @@ package worker
 import (
 	"encoding/binary"
 	"sync/atomic"
-	"time"
 	"unsafe"
 )
 
@@ -32,16 +31,6 @@ const (
 // flooded input cannot starve the others or the commands.
 const ringRounds = 16
 
-// ringHoldLimit is how long sends may hold a ring block before they are
-// cancelled (backend.expire): blocks a stuck output held would make the
-// kernel drop everything arriving on the input once the ring is full.
-const ringHoldLimit = 250 * time.Millisecond
-
-// nanotime is the clock of the ring's hold bound: monotonic nanoseconds.
-func nanotime() int64 { return int64(time.Since(clockBase)) }
-
-var clockBase = time.Now()
-
 // ringBufBit marks a buffer id (pending.buf) that names a block of a
 // receive ring rather than a slot of the backend's pool: ringBufBit |
 // ring id << 16 | block.
@@ -52,6 +41,9 @@ const ringBufBit = 1 << 31
 // (TP_STATUS_USER) when it is full or its retire timeout expired; the
 // worker reads them in the same order and gives a block back
 // (TP_STATUS_KERNEL) once every send that points into it has completed.
+// Sends never wait (MSG_DONTWAIT: a full socket fails the send at once,
+// counted against its output), so a block is held only until the sends of
+// its dispatch are submitted: no output can keep it.
 // When the block the kernel wants next is still the worker's, the kernel
 // drops packets (PACKET_STATISTICS: tp_drops, tp_freeze_q_cnt).
 type rxRing struct {
@@ -62,14 +54,13 @@ type rxRing struct {
 	// refs is per block: 1 while its packets are being dispatched, plus
 	// one per send in flight that points into it; 0 while the kernel
 	// owns it.
-	refs    []int32
-	takenAt []int64 // per block: when the worker took it (ns, nanotime)
-	held    int     // blocks with refs > 0
-	closed  bool    // the socket is closed: nothing is given back
+	refs   []int32
+	held   int  // blocks with refs > 0
+	closed bool // the socket is closed: nothing is given back
 }
 
 func newRxRing(mem []byte, blocks, blockSize int) *rxRing {
-	return &rxRing{mem: mem, blockSize: blockSize, refs: make([]int32, blocks), takenAt: make([]int64, blocks)}
+	return &rxRing{mem: mem, blockSize: blockSize, refs: make([]int32, blocks)}
 }
 
 func (r *rxRing) status(b int) *uint32 {
@@ -77,15 +68,14 @@ func (r *rxRing) status(b int) *uint32 {
 }
 
 // take returns the next block the kernel has handed over, held once for
-// its dispatch, or -1 when there is none. now stamps it for the hold bound.
-func (r *rxRing) take(now int64) int {
+// its dispatch, or -1 when there is none.
+func (r *rxRing) take() int {
 	b := r.next
 	if r.refs[b] != 0 || atomic.LoadUint32(r.status(b))&tpStatusUser == 0 {
 		return -1
 	}
 	r.next = (b + 1) % len(r.refs)
 	r.refs[b] = 1
-	r.takenAt[b] = now
 	r.held++
 	return b
 }
@@ -110,19 +100,6 @@ func (r *rxRing) release(b int) (done bool) {
 // block returns the memory of block b.
 func (r *rxRing) block(b int) []byte {
 	return r.mem[b*r.blockSize : (b+1)*r.blockSize : (b+1)*r.blockSize]
-}
-
-// oldest returns when the longest-held block was taken, and false when no
-// block is held.
-func (r *rxRing) oldest() (int64, bool) {
-	var t int64
-	found := false
-	for b, n := range r.refs {
-		if n > 0 && (!found || r.takenAt[b] < t) {
-			t, found = r.takenAt[b], true
-		}
-	}
-	return t, found
 }
 
 // blockIter walks the packets of one block.

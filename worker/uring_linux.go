@@ -93,7 +93,6 @@ type uringBackend struct {
 	// and it holds a message in msgs.
 	sq        sendQueue
 	sends     []pending // by index, one per datagram the ring allows in flight
-	sendUD    []uint64  // by index of a send's first datagram: its user data, to cancel it
 	freeSends []uint32  // free indexes of sends
 	msgMem    []byte    // off-heap memory of msgs
 	msgs      []gsoMsg
@@ -157,7 +156,6 @@ func newUring(w *worker) (b *uringBackend, err error) {
 	_, cq := ring.Entries()
 	b.sq = newSendQueue(maxStaged)
 	b.sends = make([]pending, cq)
-	b.sendUD = make([]uint64, cq)
 	b.redo = make([]pending, cq)
 	b.freeSends = make([]uint32, cq)
 	for i := range b.freeSends {
@@ -429,7 +427,6 @@ func (b *uringBackend) dispatch() {
 		b.release(uint32(p.buf))
 	}
 	b.more = false
-	now := nanotime()
 	for _, in := range b.inputs {
 		if in == nil || in.ring == nil {
 			continue
@@ -444,7 +441,7 @@ func (b *uringBackend) dispatch() {
 			if !b.makeRoom() {
 				break
 			}
-			blk := in.ring.take(now)
+			blk := in.ring.take()
 			if blk < 0 {
 				break
 			}
@@ -518,8 +515,7 @@ func (b *uringBackend) sendOne(eg *egress, p *pending) {
 	}
 	i := b.hold(p, -1)
 	sqe.PrepSend(eg.fd, uintptr(unsafe.Pointer(p.p)), uint32(p.n), sendFlags)
-	b.sendUD[i] = udSend | uint64(i)
-	sqe.SetUserData(b.sendUD[i])
+	sqe.SetUserData(udSend | uint64(i))
 }
 
 // sendRun prepares one SENDMSG with UDP_SEGMENT of the datagrams idx of
@@ -549,8 +545,7 @@ func (b *uringBackend) sendRun(eg *egress, idx []int32) bool {
 	m.cmsg.set(int(b.sq.q[idx[0]].n))
 	m.cmsg.attach(&m.hdr)
 	sqe.PrepSendmsg(eg.fd, &m.hdr, sendFlags)
-	b.sendUD[next] = udSendGSO | uint64(slot)<<32 | uint64(next)
-	sqe.SetUserData(b.sendUD[next])
+	sqe.SetUserData(udSendGSO | uint64(slot)<<32 | uint64(next))
 	return true
 }
 
@@ -599,7 +594,6 @@ func (b *uringBackend) sendDone(first uint32, res int32, gso bool) {
 		}
 		next := s.next
 		*s = pending{}
-		b.sendUD[i] = 0
 		b.freeSends = append(b.freeSends, uint32(i))
 		i = next
 	}
@@ -650,58 +644,6 @@ func (b *uringBackend) release(buf uint32) {
 	if b.refs[buf]--; b.refs[buf] == 0 {
 		b.recycle(uint16(buf))
 	}
-}
-
-// expire cancels the sends in flight that point into a ring block held
-// longer than ringHoldLimit; they complete with ECANCELED and count as
-// failed for their outputs, and the block goes back to the kernel. Sends
-// are made with MSG_DONTWAIT, so this is a bound, not a routine: a send
-// still in flight after that long is stuck in the kernel.
-func (b *uringBackend) expire(time.Time) {
-	limit := nanotime() - int64(ringHoldLimit)
-	overdue := false
-	for _, r := range b.w.rings.rings {
-		if r == nil {
-			continue
-		}
-		if t, ok := r.oldest(); ok && t < limit {
-			overdue = true
-		}
-	}
-	if !overdue {
-		return
-	}
-	cancelled := 0
-	for i, ud := range b.sendUD {
-		if ud == 0 || !b.chainOverdue(int32(i), limit) {
-			continue
-		}
-		sqe := b.getSQE()
-		if sqe == nil {
-			break
-		}
-		sqe.PrepCancel(ud)
-		sqe.SetUserData(udCancel)
-		cancelled++
-	}
-	b.w.log.Warn("cancelling sends that held receive ring blocks too long", "sends", cancelled, "limit", ringHoldLimit)
-	b.sync()
-}
-
-// chainOverdue reports whether a datagram of the send whose first datagram
-// has context i points into a ring block taken before limit.
-func (b *uringBackend) chainOverdue(i int32, limit int64) bool {
-	for ; i >= 0; i = b.sends[i].next {
-		buf := b.sends[i].buf
-		if buf&ringBufBit == 0 {
-			continue
-		}
-		r, blk := b.w.rings.lookup(buf)
-		if r.takenAt[blk] < limit {
-			return true
-		}
-	}
-	return false
 }
 
 // recycle gives buffer buf back to the kernel with the next Advance.
