@@ -147,7 +147,9 @@ func (it *blockIter) next() (pkt []byte, n int, ok, bad bool) {
 }
 
 // ringTable names the worker's receive rings by small ids, so that a send
-// can name the block it points into in a pending's 32-bit buf.
+// can name the block it points into in a pending's 32-bit buf: 15 bits of
+// id (one ring per input interface, freed ids reused) and 16 of block
+// (relaysock.MaxRingBlocks is 4,096).
 type ringTable struct {
 	rings []*rxRing // by id; nil when free
 }
