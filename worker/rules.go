@@ -12,12 +12,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mcrelay/mcr/worker/filter"
-
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/internal/relaysock"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/worker/filter"
 )
 
 // sockets is the kernel side of the rule database: the AF_PACKET and UDP
@@ -26,13 +25,13 @@ import (
 // it.
 type sockets interface {
 	// openInput opens the AF_PACKET socket of in (in.ifindex,
-	// in.fanoutID) with a prefilter for matches, sets in.fd and starts
-	// receiving on it.
+	// in.fanoutID) with a prefilter for matches, sets in.fd (and in.ring
+	// when it has one) and starts receiving on it.
 	openInput(in *input, matches []inputMatch) error
 	// filterInput replaces the prefilter of the open input in.
 	filterInput(in *input, matches []inputMatch) error
 	// closeInput stops receiving on in, closes its socket and sets in.fd
-	// to -1.
+	// to -1 and in.ring to nil.
 	closeInput(in *input)
 	// openEgress opens the UDP socket of e.key and sets e.fd.
 	openEgress(e *egress) error
@@ -64,7 +63,8 @@ type input struct {
 	// Backend state of the io_uring backend: the socket's slot in its
 	// table and generation (both go into the receive's user data, so a
 	// completion from a closed socket is recognised), whether its
-	// multishot receive is armed, and when to re-arm it after an error.
+	// multishot receive (or, with a ring, poll) is armed, and when to
+	// re-arm it after an error.
 	slot    int
 	gen     uint32
 	armed   bool
