@@ -44,18 +44,19 @@ func newExclusiveInputs(d inputDropper) *exclusiveInputs {
 }
 
 // sync sets, on each of ifindexes, the streams of m's rules sent with that
-// input ifindex. The caller holds m.mu.
+// input ifindex. Only the rules on the interface's name are looked at, so
+// that a rule added on its own costs the rules of its interface, not of
+// the whole ruleset. The caller holds m.mu.
 func (x *exclusiveInputs) sync(m *master, ifindexes map[int]bool) {
-	want := map[int][]ingressdrop.Match{}
-	for _, e := range m.rules {
-		if e.sent == nil || !ifindexes[e.sent.InputIfIndex] {
-			continue
-		}
-		ix := e.sent.InputIfIndex
-		want[ix] = append(want[ix], ingressdrop.Match{Group: e.group, Port: uint16(e.rule.Input.Port), Source: e.src})
-	}
 	for _, ix := range slices.Sorted(maps.Keys(ifindexes)) {
-		x.set(m.log, m.links.byIndex[ix].Name, ix, want[ix])
+		name := m.links.byIndex[ix].Name // "" when the link is gone: no rule is sent on it
+		var want []ingressdrop.Match
+		for _, e := range m.byIface[name] {
+			if e.sent != nil && e.sent.InputIfIndex == ix {
+				want = append(want, ingressdrop.Match{Group: e.group, Port: uint16(e.rule.Input.Port), Source: e.src})
+			}
+		}
+		x.set(m.log, name, ix, want)
 	}
 }
 
