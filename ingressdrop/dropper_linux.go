@@ -46,8 +46,8 @@ func New() *Dropper {
 // The first non-empty set attaches a program; an empty one detaches it.
 // Changes are incremental: new matches are added before old ones are
 // removed, so a match in both the old and the new set is never let
-// through, and nothing else is ever dropped. A set too large for the
-// current map gets a new map and program, which replace the old ones on
+// through, and nothing else is ever dropped. A set that does not fit the
+// current map beside the old one gets a new map and program, which replace the old ones on
 // the same link in one step.
 //
 // Errors: an invalid Match; ErrUnsupported (wrapped, naming the kernel
@@ -93,7 +93,7 @@ func (d *Dropper) Set(ifindex int, matches []Match) error {
 		}
 		d.ifaces[ifindex] = attached
 		return nil
-	case len(want) > ifc.capacity:
+	case !ifc.fits(want):
 		return ifc.grow(ifindex, want)
 	}
 	return ifc.update(ifindex, want)
@@ -186,8 +186,20 @@ func newRules(want map[key]struct{}) (*ebpf.Map, error) {
 	return m, nil
 }
 
+// fits reports whether update can move the map to want: it adds before it
+// deletes, so the old keys and the new must fit together.
+func (ifc *iface) fits(want map[key]struct{}) bool {
+	n := len(ifc.have)
+	for k := range want {
+		if _, ok := ifc.have[k]; !ok {
+			n++
+		}
+	}
+	return n <= ifc.capacity
+}
+
 // update adds the keys of want the map lacks, then deletes those it no
-// longer wants.
+// longer wants. The map must have room for both (fits).
 func (ifc *iface) update(ifindex int, want map[key]struct{}) error {
 	for k := range want {
 		if _, ok := ifc.have[k]; ok {
@@ -210,8 +222,9 @@ func (ifc *iface) update(ifindex int, want map[key]struct{}) error {
 	return nil
 }
 
-// grow replaces the rules map with a larger one holding want, and the
-// program with one using it; link.Update swaps the program on the link in
+// grow replaces the rules map with one sized for want (larger, or as
+// large when old and new keys would not fit together), and the program
+// with one using it; link.Update swaps the program on the link in
 // one step (BPF_LINK_UPDATE), so no packet sees neither. The drop counter
 // carries over.
 func (ifc *iface) grow(ifindex int, want map[key]struct{}) error {

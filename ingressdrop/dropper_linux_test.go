@@ -440,6 +440,15 @@ func TestDropperExclusive(t *testing.T) {
 	tp.set(t, d, many)
 	tp.checkRound(t, "after growing to 202 matches", d, droppedSet...)
 
+	// As many matches as the map holds, most of them new: added before the
+	// old ones go, they would not fit, so the map is replaced instead.
+	others := slices.Clone(dropped)
+	for i := range 254 {
+		others = append(others, Match{Group: netip.AddrFrom4([4]byte{239, 10, byte(i / 256), byte(i)}), Port: 5000})
+	}
+	tp.set(t, d, others)
+	tp.checkRound(t, "after replacing a full map's matches", d, droppedSet...)
+
 	tp.set(t, d, dropped[1:])
 	tp.checkRound(t, "IPv4 stream removed", d, droppedSet[1])
 	tp.set(t, d, nil)
