@@ -50,17 +50,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// waitFor polls cond until it returns true or timeout passes, then fails
-// the test with what it was waiting for.
+// waitFor polls cond every pollEvery until it returns true or timeout
+// passes, then fails the test with what it was waiting for.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(pollEvery)
-	}
+	netnstest.Poll(t, timeout, pollEvery, what, cond)
 }
 
 // ---- the daemon ----------------------------------------------------------
