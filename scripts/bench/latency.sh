@@ -103,8 +103,6 @@ parse_args() {
 
 # ------------------------------------------------------------------ point --
 
-gone() { ! running "$1"; } # gone PID — the process has exited
-
 # run_point VARIANT RATE REP — one measurement: a paced stream of
 # RATE×DURATION datagrams through VARIANT to one sink; writes a CSV row.
 run_point() {
@@ -225,19 +223,18 @@ summarize() {
 # report — the markdown results: a header from machine.txt, skipped
 # variants, one table per rate.
 report() {
-	local cpu build flags
-	cpu=$(sed -n 's/^cpu: //p' "$OUT/machine.txt" 2>/dev/null)
+	local cpu build flags date
+	cpu=$(machine cpu) flags=$(machine "mcrd flags for every mcr variant") date=$(machine date)
 	# The build measured: mcrd's own version (BIN may hold a build of another
 	# commit than the tree's), else the tree's commit.
-	build=$(sed -n 's/^mcrd: \(mcrd [^,]*\).*/\1/p' "$OUT/machine.txt" 2>/dev/null)
-	[ -n "$build" ] || build=$(sed -n 's/^commit: //p' "$OUT/machine.txt" 2>/dev/null)
-	flags=$(sed -n 's/^mcrd flags for every mcr variant: //p' "$OUT/machine.txt" 2>/dev/null)
-	echo "#### Latency $(sed -n 's/^date: \(.\{10\}\).*/\1/p' "$OUT/machine.txt" 2>/dev/null) — ${build:-unknown build}"
+	build=$(machine mcrd | sed -n 's/^\(mcrd [^,]*\).*/\1/p')
+	[ -n "$build" ] || build=$(machine commit)
+	echo "#### Latency ${date:0:10} — ${build:-unknown build}"
 	echo
-	echo "Command: \`$(sed -n 's/^command: //p' "$OUT/machine.txt" 2>/dev/null)\`${flags:+ (every mcr variant with \`$flags\`)}" \
+	echo "Command: \`$(machine command)\`${flags:+ (every mcr variant with \`$flags\`)}" \
 		"on ${cpu:-unknown CPU}. $(sed -n 's/^generator/Generator/p' "$OUT/machine.txt" 2>/dev/null)," \
-		"sink $(sed -n 's/^sink: //p' "$OUT/machine.txt" 2>/dev/null);" \
-		"load average before: $(sed -n 's/^load before: //p' "$OUT/machine.txt" 2>/dev/null)." \
+		"sink $(machine sink);" \
+		"load average before: $(machine "load before")." \
 		"One-way latency of the datagrams the sink verified, in µs: median (min–max) over repetitions;" \
 		"max = the highest of any repetition; foreign % = share of the relay core other processes used;" \
 		"gen core % = how busy the generator and sink core was (near 100: its queueing dominates);" \
@@ -255,13 +252,7 @@ main() {
 	ARGS=$(quote_args "$@")
 	skipped=()
 	parse_args "$@"
-	if [ -n "$REPORT" ]; then
-		OUT=$REPORT
-		[ -r "$OUT/points.csv" ] || die "no $OUT/points.csv"
-		VARIANTS=$(csv_values 1) RATES=$(csv_values 2)
-		report | tee "$OUT/summary.md"
-		return
-	fi
+	if [ -n "$REPORT" ]; then reprint VARIANTS RATES; return; fi
 	setup
 	{
 		if [ "$SINK_FIFO" = 0 ]; then echo "sink: SCHED_OTHER"; else echo "sink: SCHED_FIFO $SINK_FIFO"; fi

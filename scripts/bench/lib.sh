@@ -107,6 +107,8 @@ running() {
 	[ "${stat%% *}" != Z ]
 }
 
+gone() { local p; for p in "$@"; do ! running "$p" || return 1; done; } # gone PID... — all have exited
+
 # stop_pids SIGNAL PID... — signal, then wait up to 5 s, then kill. It polls
 # instead of using `wait`: in the EXIT trap of a run interrupted inside
 # `wait`, bash can block in a second `wait` for a child it has reaped.
@@ -437,3 +439,20 @@ measure() {
 
 # csv_values COLUMN — the distinct values of a points.csv column, comma-separated, in order.
 csv_values() { awk -F, -v c="$1" 'NR > 1 && !seen[$c]++ { printf "%s%s", sep, $c; sep = "," }' "$OUT/points.csv"; }
+
+# reprint VAR... — --report DIR: measure nothing, print the tables again
+# from DIR/points.csv. The sourcing script's report reads the lists in VAR…,
+# which are set from points.csv's first columns in that order.
+reprint() {
+	OUT=$REPORT
+	[ -r "$OUT/points.csv" ] || die "no $OUT/points.csv"
+	local var col=1
+	for var in "$@"; do
+		printf -v "$var" %s "$(csv_values "$col")"
+		col=$((col + 1)) # not in $(…): a subshell's increment is lost
+	done
+	report | tee "$OUT/summary.md"
+}
+
+# machine KEY — the value of the "KEY: value" line of machine.txt.
+machine() { sed -n "s/^$1: //p" "$OUT/machine.txt" 2>/dev/null; }

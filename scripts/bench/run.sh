@@ -134,10 +134,7 @@ run_point() {
 
 	# Sinks stop by themselves once they have every datagram; give stragglers
 	# two seconds, then ask the rest for their report.
-	local deadline=$((SECONDS + 2)) p
-	for p in "${sink_pids[@]}"; do
-		while kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.05; done
-	done
+	wait_for 2 gone "${sink_pids[@]}" || true
 	stop_pids INT "${sink_pids[@]}"
 	sink_pids=()
 
@@ -265,12 +262,11 @@ summarize() {
 # report — the markdown results: a header from machine.txt, skipped variants,
 # the tables.
 report() {
-	local cpu commit
-	cpu=$(sed -n 's/^cpu: //p' "$OUT/machine.txt" 2>/dev/null)
-	commit=$(sed -n 's/^commit: //p' "$OUT/machine.txt" 2>/dev/null)
-	echo "## Results $(sed -n 's/^date: \(.\{10\}\).*/\1/p' "$OUT/machine.txt" 2>/dev/null) — ${cpu:-unknown CPU}"
+	local cpu commit date
+	cpu=$(machine cpu) commit=$(machine commit) date=$(machine date)
+	echo "## Results ${date:0:10} — ${cpu:-unknown CPU}"
 	echo
-	echo "Command: \`$(sed -n 's/^command: //p' "$OUT/machine.txt" 2>/dev/null)\` at ${commit:-unknown commit}. $(sed -n 's/^generator/Generator/p' "$OUT/machine.txt" 2>/dev/null); load average before: $(sed -n 's/^load before: //p' "$OUT/machine.txt" 2>/dev/null). Cells are median (min–max) over repetitions. µs/pkt = relay-core busy time (wall − idle) per input datagram delivered to every output; foreign % = share of the relay core other processes used; µs/pkt net = the same without it."
+	echo "Command: \`$(machine command)\` at ${commit:-unknown commit}. $(sed -n 's/^generator/Generator/p' "$OUT/machine.txt" 2>/dev/null); load average before: $(machine "load before"). Cells are median (min–max) over repetitions. µs/pkt = relay-core busy time (wall − idle) per input datagram delivered to every output; foreign % = share of the relay core other processes used; µs/pkt net = the same without it."
 	local s
 	for s in "${skipped[@]}"; do echo; echo "Skipped: $s"; done
 	summarize
@@ -285,13 +281,7 @@ main() {
 	ARGS=$(quote_args "$@")
 	skipped=()
 	parse_args "$@"
-	if [ -n "$REPORT" ]; then
-		OUT=$REPORT
-		[ -r "$OUT/points.csv" ] || die "no $OUT/points.csv"
-		VARIANTS=$(csv_values 1) FANOUTS=$(csv_values 2) SIZES=$(csv_values 3) RATES=$(csv_values 4)
-		report | tee "$OUT/summary.md"
-		return
-	fi
+	if [ -n "$REPORT" ]; then reprint VARIANTS FANOUTS SIZES RATES; return; fi
 	HZ=$(getconf CLK_TCK)
 	setup
 	header=variant,fanout,size,rate,rep,sent,elapsed_s,offered_pps,received,duplicates,delivered_pps,loss_pct
