@@ -34,6 +34,16 @@ trap cleanup EXIT INT TERM
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
+# wait_for SECONDS WHAT CMD... — poll CMD every 0.1 s until it succeeds.
+wait_for() {
+	local what=$2 i
+	for ((i = $1 * 10; i > 0; i--)); do "${@:3}" >/dev/null 2>&1 && return; sleep 0.1; done
+	echo "demo: $what did not happen within $1 s; mcrd's log:" >&2
+	cat "$tmp/mcrd.log" >&2
+	exit 1
+}
+rule_active() { "$BIN/mcrctl" --socket "$sock" list | grep -qw active; }
+
 say "building namespaces $src, $relay, $sink"
 for n in "$src" "$relay" "$sink"; do ip netns add "$n"; ip -n "$n" link set lo up; done
 ip link add s0 netns "$src" type veth peer name r0 netns "$relay"
@@ -48,24 +58,26 @@ say "starting mcrd supervisor in $relay (2 workers)"
 ip netns exec "$relay" "$BIN/mcrd" supervisor --control-socket "$sock" --num-workers 2 \
 	--stats-interval 1s >"$tmp/mcrd.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do "$BIN/mcrctl" --socket "$sock" ping >/dev/null 2>&1 && break; sleep 0.1; done
+wait_for 10 "mcrd answering ping" "$BIN/mcrctl" --socket "$sock" ping
 "$BIN/mcrctl" --socket "$sock" version
 
 say "adding a rule: r0 239.1.1.1:5001 → r1 239.2.2.2:6000"
 "$BIN/mcrctl" --socket "$sock" add --rule-id demo --name "demo stream" \
 	--input-interface r0 --input-group 239.1.1.1 --input-port 5001 --outputs 239.2.2.2:6000:r1
+# A veth is operationally up only once the kernel's link watch gets to it.
+wait_for 5 "the rule becoming active" rule_active
 "$BIN/mcrctl" --socket "$sock" list
 "$BIN/mcrctl" --socket "$sock" workers
 
 say "traffic: $COUNT datagrams of 1,024 bytes at $RATE pps; live stats every second"
 ip netns exec "$sink" "$BIN/mcrgen" recv --interface k0 --group 239.2.2.2 --port 6000 \
-	--count "$COUNT" --timeout $((COUNT / RATE + 10))s >"$tmp/recv.json" &
+	--count "$COUNT" --timeout $((COUNT / RATE + 10))s >"$tmp/recv.json" 2>"$tmp/recv.err" &
 recv=$!
-pids+=($recv)
-sleep 0.5
+pids+=("$recv")
+wait_for 5 "the receiver joining 239.2.2.2" grep -q "listening on" "$tmp/recv.err"
 "$BIN/mcrctl" --socket "$sock" stats --watch &
 watch=$!
-pids+=($watch)
+pids+=("$watch")
 ip netns exec "$src" "$BIN/mcrgen" send --interface s0 --group 239.1.1.1 --port 5001 \
 	--rate "$RATE" --count "$COUNT" --size 1024 --ttl 4 >/dev/null
 wait "$recv" || true
@@ -80,5 +92,9 @@ say "stopping mcrd (SIGTERM)"
 kill -TERM "${pids[0]}"
 wait "${pids[0]}" && echo "mcrd exited cleanly"
 pids=("${pids[@]:1}")
-grep -q '"lost":0' "$tmp/recv.json" && echo "demo: all $COUNT datagrams relayed, none lost" \
-	|| { echo "demo: the receiver reported loss (see above)"; exit 1; }
+if grep -q "\"received\":$COUNT,\"lost\":0,\"duplicates\":0" "$tmp/recv.json"; then
+	echo "demo: all $COUNT datagrams relayed, none lost"
+else
+	echo "demo: the receiver did not get all $COUNT datagrams exactly once (see above)"
+	exit 1
+fi
