@@ -195,12 +195,7 @@ const forwardReady = 4 * time.Second
 func (d *daemon) checkForwarding(src, sink *netnstest.NS, id string) {
 	d.t.Helper()
 	d.waitServing(id)
-	base := ruleReport(d.t, d.stats(), id)
-	s := newStream(srcIf, "239.1.1.1", 5000)
-	r := startRecv(d.t, sink, sinkIf, "239.2.2.2", 6000, s.Count)
-	send(d.t, src, s)
-	checkDelivered(d.t, "sink", r.result(), s.Count, s.Size)
-	d.checkCountedSince(base, id, s.Count, s.Size, dest("239.2.2.2", 6000, outIf))
+	d.checkStream(&line{src: src, sink: sink}, id, "239.1.1.1", 5000, "239.2.2.2", 6000)
 }
 
 // checkForwardedFrom is checkForwarding with a receiver that takes only
