@@ -6,15 +6,15 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/mcrelay/mcr/internal/relaysock"
 )
 
-// Socket buffer sizes the worker asks for: rcvBufSize in
-// worker/ingress_linux.go and sndBufSize in worker/egress_linux.go. They are
-// repeated here because supervisor and worker never import each other; keep
-// them in step.
+// Socket buffer sizes the worker's sockets ask for (internal/relaysock),
+// which the tuning warnings compare with the host's caps.
 const (
-	workerRcvBuf = 8 << 20
-	workerSndBuf = 4 << 20
+	workerRcvBuf = relaysock.RcvBufSize
+	workerSndBuf = relaysock.SndBufSize
 )
 
 // minNetdevBacklog is the net.core.netdev_max_backlog below which mcrd

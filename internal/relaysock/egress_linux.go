@@ -7,9 +7,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// sndBufSize is the send buffer of each egress socket, so that a burst
+// SndBufSize is the send buffer of each egress socket, so that a burst
 // from one receive batch never finds it full.
-const sndBufSize = 4 << 20
+const SndBufSize = 4 << 20
 
 // OpenEgress opens the UDP socket of one output: its family is the
 // destination's; it is bound to the output interface (SO_BINDTOIFINDEX,
@@ -40,7 +40,7 @@ func OpenEgress(k EgressKey) (fd int, err error) {
 	if err := setHops(fd, ipLevel, dst, k); err != nil {
 		return -1, err
 	}
-	if err := setBuffer(fd, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, sndBufSize); err != nil {
+	if err := setBuffer(fd, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, SndBufSize); err != nil {
 		return -1, fmt.Errorf("set send buffer: %w", err)
 	}
 	if k.Src.IsValid() {

@@ -10,9 +10,9 @@ import (
 	"github.com/mcrelay/mcr/worker/filter"
 )
 
-// rcvBufSize is the receive buffer of each AF_PACKET socket: room for about
+// RcvBufSize is the receive buffer of each AF_PACKET socket: room for about
 // 3,000 full-size frames (skb truesize) while the loop is busy elsewhere.
-const rcvBufSize = 8 << 20
+const RcvBufSize = 8 << 20
 
 // FanoutMode is the PACKET_FANOUT type and flags every worker uses, so that
 // all of them can join one group per interface (members must agree on type,
@@ -80,7 +80,7 @@ func OpenIngress(ifindex, fanoutID int, prog []bpf.RawInstruction, ring *Ring) (
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil {
 		return -1, fmt.Errorf("set PACKET_IGNORE_OUTGOING on ifindex %d: %w", ifindex, err)
 	}
-	if err := setBuffer(fd, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, rcvBufSize); err != nil {
+	if err := setBuffer(fd, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, RcvBufSize); err != nil {
 		return -1, fmt.Errorf("set receive buffer on ifindex %d: %w", ifindex, err)
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_FANOUT, fanoutID|FanoutMode<<16); err != nil {
