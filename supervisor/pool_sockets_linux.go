@@ -16,7 +16,9 @@ const refusedLogEvery = time.Second
 // serveSockets opens the sockets worker w asks for on its socket
 // socketpair and hands them over, as long as a rule of the pool's ruleset
 // needs them, until w closes its end or its life is torn down. The worker
-// runs without the privileges to open them itself (docs/security.md).
+// runs without the privileges to open them itself (docs/security.md). An
+// input socket is a duplicate of the slot's member of the input's group,
+// which the pool keeps (heldInputs).
 func (p *Pool) serveSockets(w *workerProc) {
 	var lastLog time.Time
 	var unlogged int
@@ -24,7 +26,10 @@ func (p *Pool) serveSockets(w *workerProc) {
 		p.mu.Lock()
 		err := p.grants.Allow(req)
 		p.mu.Unlock()
-		if err == nil {
+		switch {
+		case err == nil && req.Ingress != nil:
+			return p.inputs.dup(w.slot, req.Ingress)
+		case err == nil:
 			return relaysock.Open(req)
 		}
 		if now := time.Now(); now.Sub(lastLog) >= refusedLogEvery {
