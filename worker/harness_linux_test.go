@@ -106,8 +106,16 @@ type workerProc struct {
 	logs  []string
 }
 
-// startWorker starts a worker process inside ns.
+// startWorker starts a worker process inside ns, which opens a socket of
+// its own for each request.
 func startWorker(t *testing.T, ns *netnstest.NS, backend string, id, core int) *workerProc {
+	t.Helper()
+	return startWorkerWith(t, ns, backend, id, core, nil)
+}
+
+// startWorkerWith starts a worker process inside ns whose socket requests
+// open answers (nil: relaysock.Open).
+func startWorkerWith(t *testing.T, ns *netnstest.NS, backend string, id, core int, open relaysock.Opener) *workerProc {
 	t.Helper()
 	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	mustNoErr(t, err)
@@ -121,7 +129,7 @@ func startWorker(t *testing.T, ns *netnstest.NS, backend string, id, core int) *
 	w.cmd = ns.Command(os.Args[0], "-test.run=^$")
 	w.cmd.Env = append(os.Environ(), "MCR_TEST_ROLE=worker", "MCR_TEST_BACKEND="+backend,
 		"MCR_TEST_ID="+strconv.Itoa(id), "MCR_TEST_CORE="+strconv.Itoa(core))
-	sock := serveSockets(t, ns)
+	sock := serveSockets(t, ns, open)
 	w.cmd.ExtraFiles = []*os.File{child, statsW, logW, sock}
 	w.cmd.Stdout, w.cmd.Stderr = &w.out, &w.out
 	mustNoErr(t, w.cmd.Start())
@@ -148,9 +156,9 @@ func startWorker(t *testing.T, ns *netnstest.NS, backend string, id, core int) *
 }
 
 // serveSockets opens, in ns, every socket a worker asks for on the returned
-// end of a socket socketpair, as the supervisor does (without its policy),
-// until the worker closes its end; then it closes its own.
-func serveSockets(t *testing.T, ns *netnstest.NS) *os.File {
+// end of a socket socketpair with open, as the supervisor does (without
+// its policy), until the worker closes its end; then it closes its own.
+func serveSockets(t *testing.T, ns *netnstest.NS, open relaysock.Opener) *os.File {
 	t.Helper()
 	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	mustNoErr(t, err)
@@ -161,7 +169,7 @@ func serveSockets(t *testing.T, ns *netnstest.NS) *os.File {
 	conn := c.(*net.UnixConn)
 	done := make(chan error, 1)
 	go func() {
-		done <- ns.Do(func() error { return relaysock.Serve(conn, nil) })
+		done <- ns.Do(func() error { return relaysock.Serve(conn, open) })
 		conn.Close()
 	}()
 	t.Cleanup(func() {
@@ -169,6 +177,53 @@ func serveSockets(t *testing.T, ns *netnstest.NS) *os.File {
 		<-done
 	})
 	return os.NewFile(uintptr(sp[1]), "sockets-child")
+}
+
+// heldInputs keeps the ingress sockets of every input the workers of a
+// test ask for as the supervisor does: one relaysock.IngressGroup per
+// input with a member per slot, opened on the first request and kept
+// until the test ends, each worker getting a duplicate of its slot's.
+type heldInputs struct {
+	t     *testing.T
+	cores []int // by slot
+	mode  relaysock.Fanout
+	mu    sync.Mutex
+	group map[[2]int]*relaysock.IngressGroup
+}
+
+func newHeldInputs(t *testing.T, mode relaysock.Fanout, cores ...int) *heldInputs {
+	h := &heldInputs{t: t, cores: cores, mode: mode, group: map[[2]int]*relaysock.IngressGroup{}}
+	t.Cleanup(func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, g := range h.group {
+			g.Close()
+		}
+	})
+	return h
+}
+
+// opener returns the Opener of slot's workers. It runs in the namespace
+// of serveSockets.
+func (h *heldInputs) opener(slot int) relaysock.Opener {
+	return func(req relaysock.Request) (int, error) {
+		in := req.Ingress
+		if in == nil {
+			return relaysock.Open(req)
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		k := [2]int{in.IfIndex, in.FanoutID}
+		g := h.group[k]
+		if g == nil {
+			var err error
+			if g, err = relaysock.OpenIngressGroup(in.IfIndex, in.FanoutID, h.mode, h.cores, in.Filter, in.Ring); err != nil {
+				return -1, err
+			}
+			h.group[k] = g
+		}
+		return g.Dup(slot, in.Filter)
+	}
 }
 
 func (w *workerProc) readStats(r io.ReadCloser) {
@@ -243,6 +298,14 @@ func (w *workerProc) waitStats(msg, id string, cond func(stats.Snapshot, stats.R
 		}
 		return cond(w.snapshot(id))
 	})
+}
+
+// kill kills the worker with SIGKILL and waits for it to exit.
+func (w *workerProc) kill() {
+	w.t.Helper()
+	mustNoErr(w.t, w.cmd.Process.Kill())
+	err := <-w.done
+	w.done <- err
 }
 
 // send writes commands to the worker.
@@ -346,6 +409,10 @@ type sink struct {
 	mu   sync.Mutex
 	got  map[uint32]map[uint32]int // stream → seq → times received
 	bad  []string
+	// last is the highest seq received of each stream, late counts the
+	// datagrams of each that arrived after a higher seq.
+	last map[uint32]uint32
+	late map[uint32]int
 }
 
 // newSink listens on addr (joining it on ifname when it is a group) inside
@@ -421,22 +488,28 @@ func (s *sink) check(p []byte) {
 		s.bad = append(s.bad, fmt.Sprintf("stream %d seq %d: %d bytes differ from what was sent", stream, seq, len(p)))
 		return
 	}
+	if s.last == nil {
+		s.last, s.late = map[uint32]uint32{}, map[uint32]int{}
+	}
 	if s.got[stream] == nil {
 		s.got[stream] = map[uint32]int{}
+	} else if seq < s.last[stream] {
+		s.late[stream]++
 	}
+	s.last[stream] = max(s.last[stream], seq)
 	s.got[stream][seq]++
 }
 
 // result is what a sink received of one stream.
 type result struct {
-	Received, Distinct, Duplicates int
-	Bad                            []string
+	Received, Distinct, Duplicates, Reordered int
+	Bad                                       []string
 }
 
 func (s *sink) result(stream uint32) result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := result{Bad: s.bad}
+	r := result{Bad: s.bad, Reordered: s.late[stream]}
 	for _, n := range s.got[stream] {
 		r.Received += n
 		r.Distinct++
@@ -458,7 +531,8 @@ func (s *sink) expect(t *testing.T, stream uint32, n int) {
 }
 
 func equalResult(a, b result) bool {
-	return a.Received == b.Received && a.Distinct == b.Distinct && a.Duplicates == b.Duplicates && len(a.Bad) == len(b.Bad)
+	return a.Received == b.Received && a.Distinct == b.Distinct && a.Duplicates == b.Duplicates &&
+		a.Reordered == b.Reordered && len(a.Bad) == len(b.Bad)
 }
 
 // source sends UDP datagrams from a namespace.

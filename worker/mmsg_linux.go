@@ -229,8 +229,10 @@ func (b *mmsgBackend) send(o *output, buf int, pkt []byte, off, n int) bool {
 	return true
 }
 
-// flush sends everything queued, one sendmmsg run per egress socket.
+// flush sends everything queued, one sendmmsg run per egress socket,
+// after publishing the rings' progress: the sends leave with these calls.
 func (b *mmsgBackend) flush() {
+	b.w.rings.publish()
 	for _, eg := range b.sq.touched {
 		idx, sizes := b.sq.list(eg)
 		for from := 0; from < len(idx); {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/internal/netnstest"
+	"github.com/mcrelay/mcr/internal/relaysock"
 	"github.com/mcrelay/mcr/stats"
 	"github.com/mcrelay/mcr/worker/packet/packettest"
 )
@@ -549,4 +550,50 @@ func probeUring() error {
 		errc <- err
 	}()
 	return <-errc
+}
+
+// TestQueuedForTheNextWorker stops a worker, sends a stream to its input
+// while it is stopped, kills it and starts the next worker of its slot on
+// the same socket, which the supervisor keeps (here heldInputs): the next
+// worker relays what the socket queued for the slot (its receive queue, or
+// the ring blocks the first worker left), in order and once, and every
+// datagram sent is either relayed or counted in kernel_drops. In each
+// ingress mode.
+func TestQueuedForTheNextWorker(t *testing.T) {
+	netnstest.RequireRoot(t)
+	for _, mode := range ingressModes {
+		t.Run(mode, func(t *testing.T) {
+			tp := newTopo(t)
+			held := newHeldInputs(t, relaysock.FanoutHash, -1)
+			rules := []controlproto.WorkerRule{tp.rule("queued", "239.1.1.1:5001@r0", "239.2.2.2:6000@r1")}
+			first := startWorkerWith(t, tp.relay, mode, 0, -1, held.opener(0))
+			first.sync(rules)
+			k := newSink(t, tp.sink1, "k1", "239.2.2.2:6000")
+			src := source{tp.src, "s0", src4}
+			src.send(t, "239.1.1.1:5001", 1, 100, 1000, 10000)
+			k.expect(t, 1, 100)
+
+			mustNoErr(t, first.cmd.Process.Signal(unix.SIGSTOP))
+			const n = 3000
+			src.send(t, "239.1.1.1:5001", 2, n, 1000, 20000)
+			first.kill()
+			next := startWorkerWith(t, tp.relay, mode, 0, -1, held.opener(0))
+			next.sync(rules)
+			netnstest.WaitFor(t, 10*time.Second, "relayed + kernel_drops to reach the datagrams sent", func() bool {
+				_, rc := next.snapshot("queued")
+				return rc.PacketsIn+next.counters().KernelDrops >= n
+			})
+			_, rc := next.snapshot("queued")
+			drops := next.counters().KernelDrops
+			if rc.PacketsIn+drops != n || rc.PacketsIn == 0 {
+				t.Errorf("the next worker relayed %d, kernel_drops %d: want what was queued relayed, the sum %d",
+					rc.PacketsIn, drops, n)
+			}
+			k.expect(t, 2, int(rc.PacketsIn))
+			if _, ring, _ := strings.Cut(mode, "+"); ring != noRing && countLogs(next, "receive ring taken over") == 0 {
+				t.Error("the next worker did not log taking over the ring")
+			}
+			t.Logf("relayed %d queued datagrams in order, kernel_drops %d", rc.PacketsIn, drops)
+		})
+	}
 }

@@ -228,8 +228,10 @@ func (b *uringBackend) removeInput(in *input) {
 }
 
 // sync submits queued operations; the kernel resolves their fds on
-// submission, so sockets may be closed afterwards.
+// submission, so sockets may be closed afterwards. The rings' progress is
+// published first: the sends go to the kernel with this call.
 func (b *uringBackend) sync() {
+	b.w.rings.publish()
 	if _, err := b.ring.Submit(); err != nil {
 		b.w.log.Error("io_uring submit", "err", err)
 	}
@@ -245,6 +247,7 @@ func (b *uringBackend) poll(timeout time.Duration) error {
 	if b.more {
 		timeout = 0
 	}
+	b.w.rings.publish()
 	if _, err := b.ring.SubmitAndWait(1, timeout); err != nil {
 		return fmt.Errorf("io_uring wait: %w", err)
 	}
