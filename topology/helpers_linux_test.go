@@ -284,6 +284,23 @@ func (d *daemon) waitCountedSince(base stats.RuleReport, id string, n uint64) st
 	}
 }
 
+// settledReport waits until rule id's counters have stayed the same for
+// two stats intervals, so every worker has reported all it counted (a
+// worker reports once per interval), and returns them.
+func (d *daemon) settledReport(id string) stats.RuleReport {
+	d.t.Helper()
+	last := ruleReport(d.t, d.stats(), id)
+	since := time.Now()
+	waitFor(d.t, 10*time.Second, "the counters of rule "+id+" to settle", func() bool {
+		rr := ruleReport(d.t, d.stats(), id)
+		if !cmp.Equal(rr, last, cmpopts.IgnoreFields(stats.RuleReport{}, "PPS", "BPS")) {
+			last, since = rr, time.Now()
+		}
+		return time.Since(since) > 2*statsInterval
+	})
+	return last
+}
+
 // counted reports whether rr counts at least n datagrams in and on every
 // output.
 func counted(rr stats.RuleReport, n uint64) bool {
@@ -379,9 +396,16 @@ type stream struct {
 	TTL              int // 0: mcrgen's default (1 for multicast)
 	StreamID         int // 0: mcrgen's default (random)
 	// CPUs, when set, pins the sender to these cores (taskset -c): on a
-	// veth the receiving side's softirq runs on the sender's core, and
-	// PACKET_FANOUT_CPU hands the packet to the worker of that core.
+	// veth the receiving side's softirq runs on the sender's core, and the
+	// cpu fanout mode hands the packet to the worker of that core.
 	CPUs string
+	// Hop, when set, moves the sender between these cores (mcrgen
+	// --hop-cpus, 50 datagrams on each in turn): the stream reaches the
+	// relay on each of them.
+	Hop string
+	// SourcePort, when set, is the sender's UDP port: runs from one port
+	// are one flow, which the hash fanout keeps on one worker.
+	SourcePort int
 }
 
 // newStream is a stream of 2,000 datagrams of 1,000 bytes at 10,000 per
@@ -398,6 +422,12 @@ func (s stream) args() []string {
 	}
 	if s.StreamID != 0 {
 		args = append(args, "--stream-id", strconv.Itoa(s.StreamID))
+	}
+	if s.Hop != "" {
+		args = append(args, "--hop-cpus", s.Hop)
+	}
+	if s.SourcePort != 0 {
+		args = append(args, "--source-port", strconv.Itoa(s.SourcePort))
 	}
 	return args
 }
