@@ -35,6 +35,8 @@ import (
 // It is not safe for concurrent use.
 type IngressGroup struct {
 	ifindex, fanoutID int
+	mode              Fanout
+	cores             []int // by slot
 	fds               []int // by slot; -1 once closed
 	ring              bool
 }
@@ -58,7 +60,7 @@ func OpenIngressGroup(ifindex, fanoutID int, mode Fanout, cores []int, prog []bp
 		return nil, fmt.Errorf("open input on ifindex %d: fanout group %d has members from before: %w",
 			ifindex, fanoutID, syscall.EBUSY)
 	}
-	g := &IngressGroup{ifindex: ifindex, fanoutID: fanoutID, ring: ring != nil}
+	g := &IngressGroup{ifindex: ifindex, fanoutID: fanoutID, mode: mode, cores: cores, ring: ring != nil}
 	for range cores {
 		fd, err := OpenIngress(ifindex, fanoutID, mode, prog, ring)
 		if err != nil {
@@ -67,13 +69,22 @@ func OpenIngressGroup(ifindex, fanoutID int, mode Fanout, cores []int, prog []bp
 		}
 		g.fds = append(g.fds, fd)
 	}
-	if mode == FanoutCPU {
-		if err := SetCPUProgram(g.fds[0], cores); err != nil {
-			g.Close()
-			return nil, fmt.Errorf("open input on ifindex %d: %w", ifindex, err)
-		}
+	if err := g.setProgram(); err != nil {
+		g.Close()
+		return nil, err
 	}
 	return g, nil
+}
+
+// setProgram gives a FanoutCPU group its program.
+func (g *IngressGroup) setProgram() error {
+	if g.mode != FanoutCPU {
+		return nil
+	}
+	if err := SetCPUProgram(g.fds[0], g.cores); err != nil {
+		return fmt.Errorf("input on ifindex %d: %w", g.ifindex, err)
+	}
+	return nil
 }
 
 // Ring reports whether the members have receive rings.
@@ -81,13 +92,19 @@ func (g *IngressGroup) Ring() bool { return g.ring }
 
 // Dup attaches prog to slot's member (the kernel swaps filters atomically)
 // and returns a close-on-exec duplicate of it for the slot's worker, who
-// owns it. The member stays the group's.
+// owns it. The member stays the group's. A FanoutCPU group gets its
+// program again: a worker can replace the group's program through its
+// duplicate (PACKET_FANOUT_DATA needs no privilege), and the next worker
+// of any slot restores it.
 func (g *IngressGroup) Dup(slot int, prog []bpf.RawInstruction) (int, error) {
 	fd, err := g.member(slot)
 	if err != nil {
 		return -1, err
 	}
 	if err := filter.Attach(fd, prog); err != nil && !errors.Is(err, filter.ErrUnfiltered) {
+		return -1, err
+	}
+	if err := g.setProgram(); err != nil {
 		return -1, err
 	}
 	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
