@@ -16,9 +16,10 @@
 //
 // # Data path
 //
-// One AF_PACKET SOCK_RAW socket with PACKET_VNET_HDR per input interface,
-// in the PACKET_FANOUT group (FANOUT_CPU, DEFRAG, IGNORE_OUTGOING) that
-// every worker of the daemon joins for that interface, with a classic BPF
+// One AF_PACKET SOCK_RAW socket with PACKET_VNET_HDR per input interface:
+// a duplicate of the worker slot's member of the interface's PACKET_FANOUT
+// group (hash or cpu mode, DEFRAG, IGNORE_OUTGOING), which the supervisor
+// keeps across the slot's workers (docs/architecture.md, "Fanout"), with a classic BPF
 // prefilter built from the interface's rules (worker/filter) whose loads
 // are relative to the network header. Each packet arrives after a
 // virtio_net_hdr and the device's link-layer header (14 bytes on Ethernet,
@@ -59,6 +60,10 @@
 // io_uring completes a MSG_DONTWAIT send rather than park it), so a block
 // is held only until the sends of its dispatch are submitted: a full or
 // failing output cannot keep it.
+// The ring outlives the worker with its socket: a worker that maps it
+// relays first what an earlier worker of the slot left, from the packet it
+// stopped at, which each worker records in the blocks as it goes
+// (rxring_takeover.go).
 // FANOUT_FLAG_DEFRAG still reassembles IPv4 before the ring. The timeout
 // is the latency cost: at low rates a packet waits up to RingTimeout (1 ms
 // by default) for its block to be handed over. RingBlocks -1 turns rings
