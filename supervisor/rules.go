@@ -77,6 +77,10 @@ type ruleEntry struct {
 	state     string   // of the input: controlproto.StateActive, …
 	outStates []string // of each output, in the rule's order
 	err       string   // what keeps the rule from being fully served; "" = nothing
+	// outIfaces names the interface of each entry of outStates: a
+	// changed rule keeps its states until reconcile, and its outputs may
+	// have been added, removed or reordered meanwhile.
+	outIfaces []string
 
 	sent      *controlproto.WorkerRule // what the data plane holds; nil = not sent
 	sentCanon []byte                   // sent.Canonical()
@@ -435,24 +439,29 @@ func stateOf(in link, exists bool) string {
 
 // setOutputStates records the state of each of e's outputs and logs each
 // change once per transition, per output interface (its outputs on one
-// interface change together), not per output.
+// interface change together), not per output. The previous state of an
+// output is looked up by its interface, not by its position: a config
+// reload may have given the rule other outputs since (an interface new to
+// the rule has no previous state and logs nothing, as a new rule's).
 func (m *master) setOutputStates(e *ruleEntry) {
 	next := make([]string, len(e.rule.Outputs))
+	ifaces := make([]string, len(e.rule.Outputs))
 	var logged []string
 	for i, o := range e.rule.Outputs {
 		l, ok := m.links.lookup(o.Interface)
-		next[i] = stateOf(l, ok)
-		if e.outStates == nil || e.outStates[i] == next[i] || slices.Contains(logged, o.Interface) {
+		next[i], ifaces[i] = stateOf(l, ok), o.Interface
+		j := slices.Index(e.outIfaces, o.Interface)
+		if j < 0 || e.outStates[j] == next[i] || slices.Contains(logged, o.Interface) {
 			continue
 		}
 		logged = append(logged, o.Interface)
-		attrs := []any{"rule", e.rule.ID, "interface", o.Interface, "state", next[i], "from", e.outStates[i]}
+		attrs := []any{"rule", e.rule.ID, "interface", o.Interface, "state", next[i], "from", e.outStates[j]}
 		if ok {
 			attrs = append(attrs, "ifindex", l.Index)
 		}
 		m.log.Info("output state changed", attrs...)
 	}
-	e.outStates = next
+	e.outStates, e.outIfaces = next, ifaces
 }
 
 // setState records e's state and logs a change, once per transition.
