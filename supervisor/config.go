@@ -49,6 +49,9 @@ type Config struct {
 	// CAP_NET_ADMIN; where it cannot attach, mcrd logs a warning per
 	// interface and relays without it. false (default) = off.
 	ExclusiveInputs bool
+	// SocketRetry is how often workers ask again for sockets that failed
+	// to open; 0 = the workers' default (worker.DefaultSocketRetry).
+	SocketRetry time.Duration
 }
 
 // DefaultControlSocket is where mcrd listens and mcrctl connects by default.

@@ -104,7 +104,7 @@ func start(cfg Config) (*instance, error) {
 	pool := NewPool(PoolConfig{
 		Exe: cfg.WorkerExe, NumWorkers: cfg.NumWorkers, CPUs: cfg.CPUs, Backend: cfg.Backend,
 		StatsInterval: cfg.StatsInterval, Logger: log, Aggregator: agg, WorkerUser: cfg.WorkerUser,
-		RingBlocks: cfg.RingBlocks, RingTimeout: cfg.RingTimeout,
+		RingBlocks: cfg.RingBlocks, RingTimeout: cfg.RingTimeout, SocketRetry: cfg.SocketRetry,
 	})
 	mc := masterConfig{
 		Log: log, DP: pool, Stats: agg,

@@ -106,6 +106,7 @@ type supervisorFlags struct {
 	workerUser    string
 	socketGroup   string
 	exclusive     bool
+	socketRetry   time.Duration
 }
 
 func supervisorCommand(stderr io.Writer, getenv func(string) string, runSupervisor func(context.Context, supervisor.Config) error) *cobra.Command {
@@ -153,6 +154,11 @@ and exits 0. SIGHUP reloads --config.`,
 	fl.BoolVar(&f.exclusive, "exclusive-inputs", false,
 		"drop the relayed streams at each input interface's tc ingress, so the kernel's own receive path no longer spends CPU on them; "+
 			"local applications on an input interface then stop receiving those groups (needs Linux 6.6+, CAP_BPF)")
+	// For tests that wait for retries; the period is not an operator's
+	// knob.
+	fl.DurationVar(&f.socketRetry, "socket-retry", worker.DefaultSocketRetry,
+		"how often workers ask again for sockets that failed to open")
+	_ = fl.MarkHidden("socket-retry") // the flag exists: no error
 	return cmd
 }
 
@@ -173,6 +179,10 @@ func (f *supervisorFlags) supervisorConfig(stderr io.Writer) (supervisor.Config,
 		LogLevel:      new(slog.LevelVar),
 	}
 	cfg.ExclusiveInputs = f.exclusive
+	cfg.SocketRetry = f.socketRetry
+	if f.socketRetry <= 0 {
+		return cfg, fmt.Errorf("--socket-retry %v: must be positive", f.socketRetry)
+	}
 	if f.workerUser == "" {
 		return cfg, errors.New("--worker-user: must name an account")
 	}
@@ -242,6 +252,7 @@ func workerCommand(runWorker func(worker.Config) error) *cobra.Command {
 	fl.StringVar(&cfg.User, "user", "", "account the worker must run as, unprivileged; it refuses to run otherwise")
 	fl.IntVar(&blocks, "rx-ring-blocks", worker.DefaultRingBlocks, "blocks in each input's receive ring; 0 = no ring")
 	fl.DurationVar(&cfg.RingTimeout, "rx-ring-timeout", worker.DefaultRingTimeout, "receive ring block retire timeout")
+	fl.DurationVar(&cfg.SocketRetry, "socket-retry", worker.DefaultSocketRetry, "how often sockets that failed to open are asked for again")
 	for _, name := range []string{"id", "core"} {
 		_ = cmd.MarkFlagRequired(name) // the flags exist: no error
 	}

@@ -53,6 +53,7 @@ func TestSupervisorFlags(t *testing.T) {
 		RingTimeout:   time.Millisecond,
 		StatsInterval: time.Second,
 		WorkerUser:    "nobody",
+		SocketRetry:   5 * time.Second,
 	}
 	tests := []struct {
 		name      string
@@ -77,6 +78,11 @@ func TestSupervisorFlags(t *testing.T) {
 				c.ExclusiveInputs = true
 			},
 			wantLevel: slog.LevelDebug,
+		},
+		{
+			name: "hidden --socket-retry for tests",
+			args: []string{"--socket-retry", "200ms"},
+			want: func(c *supervisor.Config) { c.SocketRetry = 200 * time.Millisecond },
 		},
 		{
 			name: "--rx-ring-blocks 0 turns receive rings off",
@@ -151,7 +157,7 @@ func TestWorkerFlags(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q; want 0 and worker.Run called", res.code, res.stderr)
 	}
 	want := worker.Config{ID: 2, Core: 1, Backend: "uring", StatsInterval: 500 * time.Millisecond, User: "nobody",
-		RingBlocks: 64, RingTimeout: time.Millisecond}
+		RingBlocks: 64, RingTimeout: time.Millisecond, SocketRetry: 5 * time.Second}
 	if diff := cmp.Diff(want, *res.worker); diff != "" {
 		t.Errorf("worker.Config (-want +got):\n%s", diff)
 	}
