@@ -18,6 +18,10 @@ type Config struct {
 	// ConfigPath is the rules file loaded at start and on SIGHUP, and the
 	// default target of SaveConfig; "" = none.
 	ConfigPath string
+	// NoConfigAutosave leaves ConfigPath alone after changes
+	// (--config-autosave=false). By default every accepted AddRule,
+	// RemoveRule and LoadConfig is saved to ConfigPath before its reply.
+	NoConfigAutosave bool
 	// Backend is the worker I/O backend: "auto" (default), "uring", "mmsg".
 	Backend string
 	// RingBlocks and RingTimeout shape each input socket's receive ring

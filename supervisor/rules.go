@@ -65,6 +65,9 @@ type master struct {
 	// excl, when --exclusive-inputs is on, keeps the kernel's receive
 	// path from seeing the streams the data plane holds; nil when off.
 	excl *exclusiveInputs
+	// version counts the changes of the ruleset (the rules, not what they
+	// resolve to), so that a save can tell which changes it holds.
+	version uint64
 }
 
 // ruleEntry is one rule of the master ruleset and what it resolved to.
@@ -85,6 +88,10 @@ type ruleEntry struct {
 	sent      *controlproto.WorkerRule // what the data plane holds; nil = not sent
 	sentCanon []byte                   // sent.Canonical()
 	joined    *membership              // the membership held for the rule
+
+	// saved is the rule as the config file holds it (configEntry), made
+	// at its first save; nil until then.
+	saved []byte
 }
 
 // masterConfig is what a master is built from.
@@ -141,6 +148,7 @@ func (m *master) add(r ruleset.Rule) (string, *controlproto.Error) {
 	var b batch
 	m.reconcile(e, &b)
 	m.flush(&b)
+	m.version++
 	return r.ID, nil
 }
 
@@ -166,6 +174,7 @@ func (m *master) remove(id string) *controlproto.Error {
 	var b batch
 	m.release(e, &b)
 	m.flush(&b)
+	m.version++
 	m.log.Info("rule removed", "rule", id)
 	return nil
 }
@@ -225,6 +234,9 @@ func (m *master) replace(rules []ruleset.Rule) controlproto.LoadConfigResult {
 		m.log.Info("rule removed", "rule", e.rule.ID)
 	}
 	m.flush(&b)
+	if res.Added+res.Removed > 0 {
+		m.version++
+	}
 	return res
 }
 
@@ -238,6 +250,7 @@ func newRuleEntry(r ruleset.Rule) *ruleEntry {
 func (e *ruleEntry) setRule(r ruleset.Rule) {
 	e.rule = r
 	e.canon = r.Canonical()
+	e.saved = nil
 	e.group = netip.MustParseAddr(r.Input.Group)
 	e.src = netip.Addr{}
 	if r.Input.Source != "" {
@@ -623,6 +636,36 @@ func (m *master) config() ruleset.Config {
 		c.Rules = append(c.Rules, e.rule)
 	}
 	return c
+}
+
+// encodedConfig returns the ruleset encoded as ruleset.EncodeConfig
+// encodes config(), and its version. Each rule's part of the file is kept
+// from its first save, so saving after every change of a large ruleset
+// costs a copy of it rather than encoding it all again.
+func (m *master) encodedConfig() ([]byte, uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	es := m.sorted()
+	parts := make([][]byte, len(es))
+	for i, e := range es {
+		if e.saved == nil {
+			b, err := configEntry(e.rule)
+			if err != nil {
+				return nil, 0, err
+			}
+			e.saved = b
+		}
+		parts[i] = e.saved
+	}
+	return joinConfig(parts), m.version, nil
+}
+
+// currentVersion returns the version of the ruleset: a save of a config
+// of this version or later holds every change made so far.
+func (m *master) currentVersion() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.version
 }
 
 // statsRules describes the rules for the stats report, in id order.

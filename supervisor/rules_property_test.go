@@ -395,7 +395,7 @@ func (pt *propTest) opReload() string {
 	if same {
 		next = pt.tm.config().Rules
 	}
-	if err := writeConfigFile(pt.d.configPath, ruleset.Config{Rules: next}); err != nil {
+	if err := writeConfigFile(pt.d.configPath, func() ([]byte, error) { return ruleset.EncodeConfig(ruleset.Config{Rules: next}) }); err != nil {
 		pt.t.Fatal(err)
 	}
 	pt.tm.dp.updates()

@@ -58,7 +58,7 @@ func startTestDaemon(t testing.TB) *testDaemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	td.srv = newServer(ln, td.d.handle, td.d.log)
+	td.srv = newServer(ln, td.d.serve, td.d.log)
 	td.srv.start()
 	t.Cleanup(td.srv.close)
 	return td
@@ -533,7 +533,7 @@ func TestListenControl(t *testing.T) {
 			t.Fatalf("listen over a stale socket: %v", err)
 		}
 		defer ln.Close()
-		srv := newServer(ln, func(controlproto.Request) controlproto.Response { return controlproto.OK(nil) }, log)
+		srv := newServer(ln, func(controlproto.Request) (controlproto.Response, durability) { return controlproto.OK(nil), nil }, log)
 		srv.start()
 		defer srv.close()
 		c, err := controlproto.Dial(context.Background(), path)

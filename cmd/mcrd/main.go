@@ -107,6 +107,7 @@ type supervisorFlags struct {
 	socketGroup   string
 	exclusive     bool
 	socketRetry   time.Duration
+	autosave      bool
 }
 
 func supervisorCommand(stderr io.Writer, getenv func(string) string, runSupervisor func(context.Context, supervisor.Config) error) *cobra.Command {
@@ -118,7 +119,8 @@ func supervisorCommand(stderr io.Writer, getenv func(string) string, runSupervis
 pinned worker per core and keep them running and in sync.
 
 SIGTERM or SIGINT stops the workers, leaves the groups, removes the socket
-and exits 0. SIGHUP reloads --config.`,
+and exits 0. SIGHUP reloads --config. With --config, every rule change is
+saved to it before it is acknowledged (--config-autosave).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := f.supervisorConfig(stderr)
@@ -140,6 +142,8 @@ and exits 0. SIGHUP reloads --config.`,
 	fl.StringVar(&f.cpus, "cpus", "", "cores to pin workers to, e.g. 0-3,8 (default: all usable)")
 	fl.StringVar(&f.controlSocket, "control-socket", socket, "operator socket path (env "+socketEnv+")")
 	fl.StringVar(&f.configPath, "config", "", "rules file loaded at start, target of config save, reloaded on SIGHUP")
+	fl.BoolVar(&f.autosave, "config-autosave", true,
+		"save every rule change to --config before acknowledging it; false leaves the file to you (config save writes it)")
 	fl.StringVar(&f.backend, "backend", worker.BackendAuto, "data plane I/O backend: auto, uring or mmsg")
 	fl.IntVar(&f.ringBlocks, "rx-ring-blocks", worker.DefaultRingBlocks,
 		"blocks of 128 KiB in each input socket's receive ring, per worker; 0 = no ring, one receive per packet")
@@ -180,6 +184,7 @@ func (f *supervisorFlags) supervisorConfig(stderr io.Writer) (supervisor.Config,
 	}
 	cfg.ExclusiveInputs = f.exclusive
 	cfg.SocketRetry = f.socketRetry
+	cfg.NoConfigAutosave = !f.autosave
 	if f.socketRetry <= 0 {
 		return cfg, fmt.Errorf("--socket-retry %v: must be positive", f.socketRetry)
 	}

@@ -69,13 +69,14 @@ func TestSupervisorFlags(t *testing.T) {
 				"--config", "/etc/mcr.json", "--backend", "mmsg", "--stats-interval", "250ms",
 				"--log-level", "debug", "--log-format", "json", "--metrics-listen", ":9100",
 				"--worker-user", "mcr", "--socket-group", "mcradm", "--rx-ring-blocks", "16", "--rx-ring-timeout", "4ms",
-				"--exclusive-inputs"},
+				"--exclusive-inputs", "--config-autosave=false"},
 			want: func(c *supervisor.Config) {
 				c.NumWorkers, c.CPUs, c.ControlSocket, c.ConfigPath = 3, []int{0, 1, 3}, "/tmp/s.sock", "/etc/mcr.json"
 				c.Backend, c.StatsInterval, c.MetricsListen = "mmsg", 250*time.Millisecond, ":9100"
 				c.WorkerUser, c.SocketGroup = "mcr", "mcradm"
 				c.RingBlocks, c.RingTimeout = 16, 4*time.Millisecond
 				c.ExclusiveInputs = true
+				c.NoConfigAutosave = true
 			},
 			wantLevel: slog.LevelDebug,
 		},
