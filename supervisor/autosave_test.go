@@ -108,11 +108,10 @@ func TestAutosaveFailureIsNotAcknowledged(t *testing.T) {
 	}
 }
 
-// pipelineAutosaved pipelines n AddRules on one connection of a daemon
-// with autosave on and checks every reply and the file; it returns how
-// many writes the daemon made.
-func pipelineAutosaved(t testing.TB, n int) int {
-	td := startAutosaveDaemon(t)
+// sendAddRules pipelines n AddRules (r0, r1, …) on one connection to td
+// and checks every reply.
+func sendAddRules(t testing.TB, td *testDaemon, n int) {
+	t.Helper()
 	var buf strings.Builder
 	for i := range n {
 		fmt.Fprintf(&buf, `{"command":"AddRule","rule":{"id":"r%d","input":{"interface":"eth0","group":"239.4.%d.%d","port":5000},"outputs":[{"interface":"eth1","group":"239.5.%d.%d","port":6000}]}}`+"\n",
@@ -125,6 +124,14 @@ func pipelineAutosaved(t testing.TB, n int) int {
 			t.Fatalf("reply %d: %s, want %s", i, got, want)
 		}
 	}
+}
+
+// pipelineAutosaved pipelines n AddRules on one connection of a daemon
+// with autosave on and checks every reply and the file; it returns how
+// many writes the daemon made.
+func pipelineAutosaved(t testing.TB, n int) int {
+	td := startAutosaveDaemon(t)
+	sendAddRules(t, td, n)
 	if got := len(savedIDs(t, td.d.configPath)); got != n {
 		t.Errorf("--config holds %d rules after %d acknowledged adds", got, n)
 	}

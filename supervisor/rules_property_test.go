@@ -436,13 +436,18 @@ func (pt *propTest) forgetLink(name string) {
 	delete(pt.seenAddrs, propFamily{old.index, true})
 }
 
-func (pt *propTest) opLinkUp() string {
+func (pt *propTest) opLinkUp() string   { return pt.setLink(true) }
+func (pt *propTest) opLinkDown() string { return pt.setLink(false) }
+
+// setLink makes a random link up or down, creating it if absent. A
+// duplicated event (nothing changed) must send nothing.
+func (pt *propTest) setLink(up bool) string {
 	name := pick(pt.rng, propIfaces)
 	l, ok := pt.links[name]
 	if !ok {
 		l = propLink{index: pt.newIndex()}
 	}
-	l.up = true
+	l.up = up
 	pt.links[name] = l
 	pt.tm.dp.updates()
 	dup := ok && pt.seenLinks[name] == l
@@ -450,18 +455,6 @@ func (pt *propTest) opLinkUp() string {
 	if u := pt.tm.dp.updates(); dup && len(u) > 0 {
 		pt.t.Fatalf("seed %d: a duplicated link event sent %v to the data plane", pt.seed, u)
 	}
-	return fmt.Sprintf("%s %d", name, l.index)
-}
-
-func (pt *propTest) opLinkDown() string {
-	name := pick(pt.rng, propIfaces)
-	l, ok := pt.links[name]
-	if !ok {
-		l = propLink{index: pt.newIndex()}
-	}
-	l.up = false
-	pt.links[name] = l
-	pt.tell(name)
 	return fmt.Sprintf("%s %d", name, l.index)
 }
 
