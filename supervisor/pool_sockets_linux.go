@@ -29,12 +29,12 @@ const refusedLogEvery = time.Second
 func (p *Pool) serveSockets(w *workerProc) {
 	var lastLog time.Time
 	var unlogged int
-	allow := func(req relaysock.Request) error {
+	open := func(req relaysock.Request) (int, error) {
 		p.mu.Lock()
 		err := p.grants.Allow(req)
 		p.mu.Unlock()
 		if err == nil {
-			return nil
+			return relaysock.Open(req)
 		}
 		if now := time.Now(); now.Sub(lastLog) >= refusedLogEvery {
 			w.log.Warn("socket request refused", "err", err, "refused_unlogged", unlogged)
@@ -42,7 +42,7 @@ func (p *Pool) serveSockets(w *workerProc) {
 		} else {
 			unlogged++
 		}
-		return err
+		return -1, err
 	}
 	answered := func(req relaysock.Request, err error) {
 		switch {
@@ -52,7 +52,7 @@ func (p *Pool) serveSockets(w *workerProc) {
 			w.log.Debug("socket not sent", "seq", req.Seq, "err", err)
 		}
 	}
-	err := relaysock.Serve(w.sockets, allow, answered)
+	err := relaysock.Serve(w.sockets, open, answered)
 	if err == nil || errors.Is(err, net.ErrClosed) {
 		return
 	}

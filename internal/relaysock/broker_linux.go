@@ -313,14 +313,24 @@ func closeFD(fd int) {
 	}
 }
 
+// Opener returns the socket a request asks for, or why it cannot have it.
+// Serve owns the returned fd: it sends it with the reply and closes it right
+// after, so an opener that keeps a socket of its own (one shared by every
+// worker, or one that outlives a worker) returns a dup of it.
+type Opener func(Request) (fd int, err error)
+
 // Serve answers the requests of one worker on conn, the supervisor's end of
 // its socket socketpair, until the worker closes it (nil) or the stream
-// fails. allow decides whether a request may be served (nil: every one). A
-// refused request, or a socket that cannot be opened, gets an error reply;
-// an opened socket is sent with the reply and closed here right after. A
-// Resync request gets a reply that echoes it. answered, when not nil, is
-// told each request and the error its reply carried (nil: none).
-func Serve(conn *net.UnixConn, allow func(Request) error, answered func(Request, error)) error {
+// fails. open decides whether a request may be served and opens its socket;
+// nil means Open, every request allowed. A refused request, or a socket that
+// cannot be opened, gets an error reply; an opened socket is sent with the
+// reply and closed here right after. A Resync request gets a reply that
+// echoes it, and opens nothing. answered, when not nil, is told each
+// request and the error its reply carried (nil: none).
+func Serve(conn *net.UnixConn, open Opener, answered func(Request, error)) error {
+	if open == nil {
+		open = Open
+	}
 	fr := controlproto.NewFrameReader(conn)
 	var out []byte
 	for {
@@ -335,7 +345,7 @@ func Serve(conn *net.UnixConn, allow func(Request) error, answered func(Request,
 		if err := json.Unmarshal(body, &req); err != nil {
 			return fmt.Errorf("decode socket request: %w", err)
 		}
-		fd, rep := answer(req, allow)
+		fd, rep := answer(req, open)
 		if answered != nil {
 			answered(req, rep.err())
 		}
@@ -350,27 +360,23 @@ func Serve(conn *net.UnixConn, allow func(Request) error, answered func(Request,
 }
 
 // answer returns the reply to req and the fd it carries (-1: none).
-func answer(req Request, allow func(Request) error) (int, Reply) {
+func answer(req Request, open Opener) (int, Reply) {
 	if req.Resync != "" {
 		if req.Ingress != nil || req.Egress != nil || len(req.Resync) > maxResync {
 			return -1, replyTo(req.Seq, fmt.Errorf("socket request %d: a resync asks for nothing else, with at most %d bytes of nonce", req.Seq, maxResync))
 		}
 		return -1, Reply{Seq: req.Seq, Resync: req.Resync}
 	}
-	fd, err := open(req, allow)
+	fd, err := open(req)
 	if err != nil {
 		return -1, replyTo(req.Seq, err)
 	}
 	return fd, Reply{Seq: req.Seq}
 }
 
-// open opens the socket req asks for if allow lets it.
-func open(req Request, allow func(Request) error) (int, error) {
-	if allow != nil {
-		if err := allow(req); err != nil {
-			return -1, err
-		}
-	}
+// Open opens the socket req asks for, with no policy: the caller has
+// decided that req may be served (Grants.Allow).
+func Open(req Request) (int, error) {
 	switch {
 	case req.Ingress != nil && req.Egress == nil:
 		in := req.Ingress

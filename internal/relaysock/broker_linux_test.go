@@ -47,7 +47,7 @@ func serveConn(t *testing.T, ns *netnstest.NS, rules ...controlproto.WorkerRule)
 		g.Add(wr)
 	}
 	done := make(chan error, 1)
-	go func() { done <- ns.Do(func() error { return Serve(conn, g.Allow, nil) }) }()
+	go func() { done <- ns.Do(func() error { return Serve(conn, allowed(g), nil) }) }()
 	t.Cleanup(func() {
 		unix.Close(sp[1]) // the worker's end: Serve sees EOF
 		if err := <-done; err != nil {
@@ -343,5 +343,15 @@ func TestServeResyncs(t *testing.T) {
 	}
 	if cl.Resyncs() != 1 {
 		t.Errorf("resyncs %d, want 1", cl.Resyncs())
+	}
+}
+
+// allowed is the opener of a supervisor whose policy is g.
+func allowed(g *Grants) Opener {
+	return func(req Request) (int, error) {
+		if err := g.Allow(req); err != nil {
+			return -1, err
+		}
+		return Open(req)
 	}
 }
