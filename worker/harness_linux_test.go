@@ -169,7 +169,7 @@ func serveSockets(t *testing.T, ns *netnstest.NS, open relaysock.Opener) *os.Fil
 	conn := c.(*net.UnixConn)
 	done := make(chan error, 1)
 	go func() {
-		done <- ns.Do(func() error { return relaysock.Serve(conn, open) })
+		done <- ns.Do(func() error { return relaysock.Serve(conn, open, nil) })
 		conn.Close()
 	}()
 	t.Cleanup(func() {

@@ -76,7 +76,8 @@ func OpenIngress(ifindex, fanoutID int, mode Fanout, prog []bpf.RawInstruction, 
 	return fd, nil
 }
 
-// setUpIngress does OpenIngress's work on the new socket fd.
+// setUpIngress makes the fresh socket fd the ingress socket OpenIngress
+// describes; the caller closes fd when it fails.
 func setUpIngress(fd, ifindex, fanoutID, typ int, prog []bpf.RawInstruction, ring *Ring) error {
 	// Before bind: a bound socket could queue a packet without the header.
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
