@@ -201,6 +201,10 @@ func (b *uringBackend) addInput(in *input) error {
 	b.gen = (b.gen + 1) & udGenMask
 	in.gen, in.armed, in.failing, in.rearmAt = b.gen, false, false, time.Time{}
 	b.rearm = true
+	// Blocks an earlier worker left are relayed at once: the socket may
+	// not turn readable for them (it does for the block handed over
+	// last).
+	b.more = b.more || in.ring != nil && len(in.ring.backlog) > 0
 	return nil
 }
 
