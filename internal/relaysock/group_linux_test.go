@@ -30,6 +30,12 @@ func groupNS(t *testing.T) (*netnstest.NS, int) {
 // pinned to cpu (-1: anywhere).
 func sendOnCPU(t *testing.T, ns *netnstest.NS, cpu, port, n int) {
 	t.Helper()
+	sendSized(t, ns, cpu, port, n, func(int) int { return 8 })
+}
+
+// sendSized is sendOnCPU with datagram i of size(i) bytes.
+func sendSized(t *testing.T, ns *netnstest.NS, cpu, port, n int, size func(i int) int) {
+	t.Helper()
 	err := ns.Do(func() error {
 		if cpu >= 0 {
 			var old, set unix.CPUSet
@@ -56,7 +62,7 @@ func sendOnCPU(t *testing.T, ns *netnstest.NS, cpu, port, n int) {
 			return err
 		}
 		for i := range n {
-			if _, err := c.WriteToUDP(fmt.Appendf(nil, "%d", i), &net.UDPAddr{IP: net.IPv4(239, 9, 9, 9), Port: port}); err != nil {
+			if _, err := c.WriteToUDP(make([]byte, size(i)), &net.UDPAddr{IP: net.IPv4(239, 9, 9, 9), Port: port}); err != nil {
 				return err
 			}
 		}
@@ -71,7 +77,7 @@ func sendOnCPU(t *testing.T, ns *netnstest.NS, cpu, port, n int) {
 func received(t *testing.T, g *IngressGroup, port int) []int {
 	t.Helper()
 	counts := make([]int, len(g.fds))
-	buf := make([]byte, 2048)
+	buf := make([]byte, 1<<16)
 	for i, fd := range g.fds {
 		for {
 			n, _, err := unix.Recvfrom(fd, buf, unix.MSG_DONTWAIT)
@@ -123,9 +129,11 @@ func TestIngressGroupCPU(t *testing.T) {
 }
 
 // TestIngressGroupHash opens a hash-mode group of three and sends three
-// flows from everywhere: each flow's datagrams all go to one member.
-// Duplicates are the same sockets; the group id is taken while the group
-// is open, and free again once it is closed.
+// flows from everywhere, and a fourth whose every other datagram is too
+// large for the MTU: each flow's datagrams all go to one member, the
+// fragmented ones too (FLAG_DEFRAG reassembles them before the hash, which
+// then sees their ports). Duplicates are the same sockets; the group id is
+// taken while the group is open, and free again once it is closed.
 func TestIngressGroupHash(t *testing.T) {
 	ns, ifindex := groupNS(t)
 	var g *IngressGroup
@@ -133,8 +141,12 @@ func TestIngressGroupHash(t *testing.T) {
 		g, err = OpenIngressGroup(ifindex, 4102, FanoutHash, []int{0, 1, 2}, acceptAll, nil)
 		return err
 	})
-	for port := 7100; port < 7103; port++ {
-		sendOnCPU(t, ns, -1, port, 300)
+	for port := 7100; port < 7104; port++ {
+		size := func(int) int { return 8 }
+		if port == 7103 {
+			size = func(i int) int { return 8 + i%2*3000 }
+		}
+		sendSized(t, ns, -1, port, 300, size)
 		counts := received(t, g, port)
 		members := 0
 		for _, n := range counts {
