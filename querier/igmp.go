@@ -154,14 +154,11 @@ func checkReportGroup(g netip.Addr) error {
 	return nil
 }
 
-// Well-known addresses.
+// The all-systems groups: general queries go to them, and no host reports
+// them.
 var (
-	allHosts    = netip.AddrFrom4([4]byte{224, 0, 0, 1})                 // general IGMP queries go here
-	allRouters  = netip.AddrFrom4([4]byte{224, 0, 0, 2})                 // IGMPv2 leaves
-	igmpV3Dst   = netip.AddrFrom4([4]byte{224, 0, 0, 22})                // IGMPv3 reports
-	allNodes    = netip.AddrFrom16([16]byte{0: 0xff, 1: 0x02, 15: 0x01}) // general MLD queries
-	mldV2Dst    = netip.AddrFrom16([16]byte{0: 0xff, 1: 0x02, 15: 0x16}) // MLDv2 reports
-	allRouters6 = netip.AddrFrom16([16]byte{0: 0xff, 1: 0x02, 15: 0x02}) // MLDv1 done
+	allHosts = netip.AddrFrom4([4]byte{224, 0, 0, 1})
+	allNodes = netip.AddrFrom16([16]byte{0: 0xff, 1: 0x02, 15: 0x01})
 )
 
 // Errors of the encoders: the message cannot be put on the wire as asked.
