@@ -83,11 +83,3 @@ func (p Protocol) level() int {
 	}
 	return 0
 }
-
-// newest returns the newest protocol of family f.
-func newest(f Family) Protocol {
-	if f == IPv6 {
-		return MLDv2
-	}
-	return IGMPv3
-}
