@@ -51,12 +51,7 @@ func ParseIGMP(msg []byte, m *Message) error {
 		case len(msg) >= igmpV3Query:
 			m.Protocol = IGMPv3
 			m.MaxResp = igmpUnit * time.Duration(decodeFloat(uint32(code), mant8))
-			m.Suppress = msg[8]&0x08 != 0
-			m.QRV = msg[8] & 0x07
-			m.QQI = qqiUnit * time.Duration(decodeFloat(uint32(msg[9]), mant8))
-			n := int(binary.BigEndian.Uint16(msg[10:12]))
-			var err error
-			if m.Sources, err = appendAddrs(m.Sources, msg[igmpV3Query:], n, 4); err != nil {
+			if err := parseQueryTail(m, msg[igmpHeader:], 4); err != nil {
 				return err
 			}
 		default:
@@ -77,6 +72,19 @@ func ParseIGMP(msg []byte, m *Message) error {
 		return parseRecords(m, msg[igmpHeader:], int(binary.BigEndian.Uint16(msg[6:8])), 4)
 	}
 	return ErrNotMembership
+}
+
+// parseQueryTail decodes what IGMPv3 and MLDv2 queries add after the
+// group (b starts there): Resv/S/QRV, QQIC, the source count and the
+// sources of addrLen bytes each.
+func parseQueryTail(m *Message, b []byte, addrLen int) error {
+	m.Suppress = b[0]&0x08 != 0
+	m.QRV = b[0] & 0x07
+	m.QQI = qqiUnit * time.Duration(decodeFloat(uint32(b[1]), mant8))
+	n := int(binary.BigEndian.Uint16(b[2:4]))
+	var err error
+	m.Sources, err = appendAddrs(m.Sources, b[4:], n, addrLen)
+	return err
 }
 
 // appendAddrs appends n addresses of size bytes each from b to dst.

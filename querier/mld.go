@@ -65,12 +65,7 @@ func ParseMLD(msg []byte, src, dst netip.Addr, m *Message) error {
 	case len(msg) >= mldV2Query:
 		m.Protocol = MLDv2
 		m.MaxResp = mldUnit * time.Duration(decodeFloat(uint32(code), mant16))
-		m.Suppress = msg[24]&0x08 != 0
-		m.QRV = msg[24] & 0x07
-		m.QQI = qqiUnit * time.Duration(decodeFloat(uint32(msg[25]), mant8))
-		n := int(binary.BigEndian.Uint16(msg[26:28]))
-		var err error
-		if m.Sources, err = appendAddrs(m.Sources, msg[mldV2Query:], n, 16); err != nil {
+		if err := parseQueryTail(m, msg[mldV1Len:], 16); err != nil {
 			return err
 		}
 	default:

@@ -66,6 +66,24 @@ func attachFilter(fd int, prog []bpf.RawInstruction) error {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
+// sockOpt is one step of setting up a socket, named for the error.
+type sockOpt struct {
+	what string
+	do   func() error
+}
+
+// configure runs steps on the socket fd, a kind of socket named for the
+// error, and closes fd when one fails.
+func configure(fd int, kind string, steps []sockOpt) error {
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("%s on %s: %w", s.what, kind, err)
+		}
+	}
+	return nil
+}
+
 // openReceiver opens the AF_PACKET socket that hears every IGMP and MLD
 // message on the interface, whoever it is for.
 //
@@ -102,10 +120,7 @@ func openReceiver(ifindex int) (*os.File, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("attach IGMP/MLD filter: %w", err)
 	}
-	steps := []struct {
-		what string
-		do   func() error
-	}{
+	steps := []sockOpt{
 		{"set PACKET_IGNORE_OUTGOING", func() error {
 			return unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1)
 		}},
@@ -117,11 +132,8 @@ func openReceiver(ifindex int) (*os.File, error) {
 				&unix.PacketMreq{Ifindex: int32(ifindex), Type: unix.PACKET_MR_ALLMULTI})
 		}},
 	}
-	for _, s := range steps {
-		if err := s.do(); err != nil {
-			unix.Close(fd)
-			return nil, fmt.Errorf("%s on packet socket: %w", s.what, err)
-		}
+	if err := configure(fd, "packet socket", steps); err != nil {
+		return nil, err
 	}
 	return os.NewFile(uintptr(fd), fmt.Sprintf("igmp-mld-packet:%d", ifindex)), nil
 }
@@ -142,10 +154,7 @@ func openSender4(ifindex int) (*sender4, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open raw IGMP socket: %w", err)
 	}
-	steps := []struct {
-		what string
-		do   func() error
-	}{
+	steps := []sockOpt{
 		{"attach drop-all filter", func() error { return attachFilter(fd, dropAll) }},
 		{"set IP_MULTICAST_IF", func() error {
 			return unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_IF, &unix.IPMreqn{Ifindex: int32(ifindex)})
@@ -158,11 +167,8 @@ func openSender4(ifindex int) (*sender4, error) {
 			return unix.SetsockoptString(fd, unix.IPPROTO_IP, unix.IP_OPTIONS, string([]byte{ipv4RouterAlert, 4, 0, 0}))
 		}},
 	}
-	for _, s := range steps {
-		if err := s.do(); err != nil {
-			unix.Close(fd)
-			return nil, fmt.Errorf("%s on raw IGMP socket: %w", s.what, err)
-		}
+	if err := configure(fd, "raw IGMP socket", steps); err != nil {
+		return nil, err
 	}
 	return &sender4{fd: fd, ifindex: ifindex}, nil
 }
@@ -201,10 +207,7 @@ func openSender6(ifindex int) (*sender6, error) {
 	// Next header (filled in by the kernel), length 0 (8 bytes), Router
 	// Alert (type 5, length 2, value 0: MLD), PadN of 0 bytes.
 	hopOpts := string([]byte{0, 0, ipv6RouterAlert, 2, 0, 0, 1, 0})
-	steps := []struct {
-		what string
-		do   func() error
-	}{
+	steps := []sockOpt{
 		{"set ICMP6_FILTER", func() error { return unix.SetsockoptICMPv6Filter(fd, unix.IPPROTO_ICMPV6, unix.ICMPV6_FILTER, &block) }},
 		{"set IPV6_MULTICAST_IF", func() error { return unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_IF, ifindex) }},
 		{"set IPV6_MULTICAST_HOPS", func() error { return unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_HOPS, 1) }},
@@ -214,11 +217,8 @@ func openSender6(ifindex int) (*sender6, error) {
 			return unix.SetsockoptString(fd, unix.IPPROTO_IPV6, unix.IPV6_HOPOPTS, hopOpts)
 		}},
 	}
-	for _, s := range steps {
-		if err := s.do(); err != nil {
-			unix.Close(fd)
-			return nil, fmt.Errorf("%s on raw ICMPv6 socket: %w", s.what, err)
-		}
+	if err := configure(fd, "raw ICMPv6 socket", steps); err != nil {
+		return nil, err
 	}
 	return &sender6{fd: fd, ifindex: ifindex}, nil
 }
