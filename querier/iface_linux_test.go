@@ -383,7 +383,7 @@ func TestElectionOnTheLink(t *testing.T) {
 				st, _, _ := ours.Status()
 				return st[n].Role == Querier
 			})
-			if early := expires.Sub(time.Now()); early > 0 {
+			if early := time.Until(expires); early > 0 {
 				t.Errorf("ours resumed %v before its Other Querier Present timer ran out", early)
 			}
 		})
