@@ -573,13 +573,19 @@ func (s source) sendStream(t *testing.T, dst string, st stream) {
 
 // stream is what sendStream sends: count payloads of stream id, payload
 // seq being size(seq) bytes, at pps packets per second (0: as fast as
-// possible), in bursts of burst back-to-back packets (0 or 1: evenly).
+// possible), in bursts of burst back-to-back packets (0 or 1: evenly),
+// moving between the CPUs of hop (if any) every hopEvery datagrams: veth
+// hands a datagram to the receiving side on the CPU that sent it.
 type stream struct {
 	id         uint32
 	count      int
 	size       func(seq int) int
 	pps, burst int
+	hop        []int
 }
+
+// hopEvery is how many datagrams a hopping stream sends on one CPU.
+const hopEvery = 50
 
 func fixedSize(n int) func(int) int { return func(int) int { return n } }
 
@@ -621,9 +627,25 @@ func sendStream(ifname string, src netip.Addr, dst string, st stream) error {
 		return err
 	}
 	defer c.Close()
+	if len(st.hop) > 0 {
+		// The caller runs on a locked thread (netnstest.NS.Do), which
+		// goes back to the runtime with the CPUs it came with.
+		var orig unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &orig); err != nil {
+			return err
+		}
+		defer func() { _ = unix.SchedSetaffinity(0, &orig) }()
+	}
 	burst := max(st.burst, 1)
 	start := time.Now()
 	for seq := 0; seq < st.count; seq++ {
+		if len(st.hop) > 0 && seq%hopEvery == 0 {
+			var set unix.CPUSet
+			set.Set(st.hop[seq/hopEvery%len(st.hop)])
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				return fmt.Errorf("move the sender: %w", err)
+			}
+		}
 		if st.pps > 0 && seq%burst == 0 {
 			due := time.Duration(seq) * time.Second / time.Duration(st.pps)
 			if d := due - time.Since(start); d > 0 {
