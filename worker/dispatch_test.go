@@ -3,6 +3,7 @@ package worker
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"syscall"
 	"testing"
@@ -278,7 +279,7 @@ func TestForwardCountsRuleAndOutputs(t *testing.T) {
 }
 
 func TestForwardDoesNotAllocate(t *testing.T) {
-	d, pkt := benchSetup(t)
+	d, pkt := benchSetup(t, 1024)
 	s := &recordSender{d: d}
 	allocs := testing.AllocsPerRun(1000, func() { d.forward(2, 0, pkt, len(pkt), 0, s) })
 	if allocs != 0 {
@@ -287,35 +288,48 @@ func TestForwardDoesNotAllocate(t *testing.T) {
 }
 
 // benchSetup installs 1,000 rules on one interface, each with two outputs,
-// and returns a packet matching one of them.
-func benchSetup(t testing.TB) (*dispatcher, []byte) {
+// and returns a packet matching one of them that carries size bytes of
+// payload.
+func benchSetup(t testing.TB, size int) (*dispatcher, []byte) {
 	db := newRuleDB(newFakeSockets(), testLogger(nil))
 	for i := range 1000 {
 		in := netip.AddrFrom4([4]byte{239, 1, byte(i >> 8), byte(i)})
 		db.add(wrule(in.String(), 2, in.String()+":5001", "239.2.2.2:6000@3", "239.2.2.3:6000@3"))
 	}
 	db.commit()
-	pkt := plain(packettest.BuildUDP4(ap("10.0.0.9:4000"), ap("239.1.1.200:5001"), make([]byte, 1024)))
+	pkt := plain(packettest.BuildUDP4(ap("10.0.0.9:4000"), ap("239.1.1.200:5001"), seqPayload(size)))
 	return &dispatcher{db: db}, pkt
 }
+
+// seqPayload returns n bytes that are not all zero, so that a checksum
+// over them does real work.
+func seqPayload(n int) []byte { return seq(n, 0x5a) }
+
+// benchSizes are the UDP payload sizes the dispatch benchmarks run: a
+// small market-data message and a typical media datagram.
+var benchSizes = []int{64, 1024}
 
 // BenchmarkDispatch measures the per-packet work shared by both backends:
 // parse, rule lookup among 1,000 rules, and dispatch to two outputs.
 func BenchmarkDispatch(b *testing.B) {
-	d, pkt := benchSetup(b)
-	s := &recordSender{d: d}
-	b.ReportAllocs()
-	b.SetBytes(int64(len(pkt)))
-	for b.Loop() {
-		d.forward(2, 0, pkt, len(pkt), 0, s)
-	}
-	if d.c.RxPackets == 0 || d.c.NoMatch != 0 {
-		b.Fatalf("counters %+v: the packet did not match", d.c)
+	for _, size := range benchSizes {
+		b.Run(fmt.Sprintf("payload=%d", size), func(b *testing.B) {
+			d, pkt := benchSetup(b, size)
+			s := &recordSender{d: d}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(pkt)))
+			for b.Loop() {
+				d.forward(2, 0, pkt, len(pkt), 0, s)
+			}
+			if d.c.RxPackets == 0 || d.c.NoMatch != 0 {
+				b.Fatalf("counters %+v: the packet did not match", d.c)
+			}
+		})
 	}
 }
 
 func TestForwardGSOAggregateDoesNotAllocate(t *testing.T) {
-	d, _ := benchSetup(t)
+	d, _ := benchSetup(t, 1024)
 	s := &recordSender{d: d}
 	pkt := vnetFrame(vnetGSOUDPL4, 1000, 14, packettest.BuildUDP4(ap("10.0.0.9:4000"), ap("239.1.1.200:5001"), make([]byte, 20000)))
 	allocs := testing.AllocsPerRun(1000, func() { d.forward(2, 14, pkt, len(pkt), 0, s) })

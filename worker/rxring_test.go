@@ -2,6 +2,7 @@ package worker
 
 import (
 	"encoding/binary"
+	"fmt"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -166,19 +167,24 @@ func TestRingOwnership(t *testing.T) {
 	}
 }
 
-// BenchmarkForwardBlock measures dispatch from a ring block: 100 packets
-// of 1,024 bytes, each matching a rule with two outputs.
+// BenchmarkForwardBlock measures dispatch from a ring block: 100 packets,
+// each matching a rule with two outputs. ns/packet is the time per packet.
 func BenchmarkForwardBlock(b *testing.B) {
-	w, in := benchRingWorker(b)
-	s := &countSender{}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		w.forwardBlock(in, 0, s)
-	}
-	b.StopTimer()
-	if s.n != 2*100*b.N {
-		b.Fatalf("%d sends, want %d", s.n, 2*100*b.N)
+	for _, size := range benchSizes {
+		b.Run(fmt.Sprintf("payload=%d", size), func(b *testing.B) {
+			w, in := benchRingWorker(b, size)
+			s := &countSender{}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				w.forwardBlock(in, 0, s)
+			}
+			b.StopTimer()
+			if s.n != 2*100*b.N {
+				b.Fatalf("%d sends, want %d", s.n, 2*100*b.N)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(100*b.N), "ns/packet")
+		})
 	}
 }
 
@@ -188,9 +194,10 @@ type countSender struct{ n int }
 func (s *countSender) send(*output, int, []byte, int, int) bool { s.n++; return true }
 
 // benchRingWorker returns a worker with benchSetup's 1,000 rules and an
-// input on ifindex 2 whose ring's block 0 holds 100 matching packets.
-func benchRingWorker(b *testing.B) (*worker, *input) {
-	d, pkt := benchSetup(b)
+// input on ifindex 2 whose ring's block 0 holds 100 matching packets of
+// size bytes of payload.
+func benchRingWorker(b *testing.B, size int) (*worker, *input) {
+	d, pkt := benchSetup(b, size)
 	w := &worker{d: *d}
 	r := newRxRing(make([]byte, RingBlockSize), 1, RingBlockSize)
 	w.rings.add(r)
