@@ -11,8 +11,17 @@ type WorkerCounters struct {
 	Malformed uint64 `json:"malformed"`
 	// Fragments counts IPv4 and IPv6 fragments (never forwarded).
 	Fragments uint64 `json:"fragments"`
-	// NotUDP counts well-formed IP packets that are not UDP.
+	// NotUDP counts well-formed IP packets that are not UDP, and frames of
+	// another link-layer protocol.
 	NotUDP uint64 `json:"not_udp"`
+	// VLANTagged counts frames that carried a VLAN tag (802.1Q or 802.1ad,
+	// other than a priority tag of VLAN ID 0) on an input interface: they
+	// belong to that VLAN's interface, and a rule on the input never
+	// relays them.
+	VLANTagged uint64 `json:"vlan_tagged"`
+	// BadChecksum counts datagrams that matched a rule but whose UDP
+	// checksum is wrong (or zero, over IPv6); they are not relayed.
+	BadChecksum uint64 `json:"bad_checksum"`
 	// KernelDrops accumulates PACKET_STATISTICS tp_drops of the worker's
 	// AF_PACKET sockets (the kernel resets them on every read).
 	KernelDrops uint64 `json:"kernel_drops"`

@@ -18,6 +18,9 @@ const testBlockSize = 4096
 type fakePkt struct {
 	data []byte
 	len  int // 0: len(data)
+	// status and tci are the packet's tp_status bits (besides
+	// TP_STATUS_USER) and tp_vlan_tci.
+	status, tci uint32
 }
 
 func fakeBlock(blk []byte, status uint32, pkts ...fakePkt) {
@@ -36,6 +39,8 @@ func fakeBlock(blk []byte, status uint32, pkts ...fakePkt) {
 		binary.LittleEndian.PutUint32(blk[off+pktSnaplenOff:], uint32(len(p.data)))
 		binary.LittleEndian.PutUint32(blk[off+pktLenOff:], uint32(n))
 		binary.LittleEndian.PutUint16(blk[off+pktMacOff:], mac)
+		binary.LittleEndian.PutUint32(blk[off+pktStatusOff:], tpStatusUser|p.status)
+		binary.LittleEndian.PutUint32(blk[off+pktVLANTCIOff:], p.tci)
 		copy(blk[off+mac-vnetHdrLen:], make([]byte, vnetHdrLen))
 		copy(blk[off+mac:], p.data)
 		next := (mac + len(p.data) + 15) &^ 15
@@ -49,6 +54,7 @@ func fakeBlock(blk []byte, status uint32, pkts ...fakePkt) {
 type walked struct {
 	Data string
 	N    int
+	Meta rxMeta
 }
 
 func walk(blk []byte) (got []walked, bad bool) {
@@ -59,22 +65,47 @@ func walk(blk []byte) (got []walked, bad bool) {
 		if !ok {
 			return got, b
 		}
-		got = append(got, walked{string(pkt[vnetHdrLen:]), n})
+		got = append(got, walked{string(pkt[vnetHdrLen:]), n, it.meta})
 	}
 }
 
 func TestBlockIter(t *testing.T) {
 	blk := make([]byte, testBlockSize)
-	fakeBlock(blk, tpStatusUser, fakePkt{data: []byte("first")}, fakePkt{data: []byte("second, longer")},
+	fakeBlock(blk, tpStatusUser, fakePkt{data: []byte("first")},
+		fakePkt{data: []byte("second, longer"), status: tpStatusVLANValid | tpStatusCsumValid, tci: 100},
 		fakePkt{data: []byte("cut"), len: 9000})
 	got, bad := walk(blk)
 	want := []walked{
-		{"first", vnetHdrLen + 5},
-		{"second, longer", vnetHdrLen + 14},
-		{"cut", vnetHdrLen + 9000}, // truncated: forward counts it malformed
+		{"first", vnetHdrLen + 5, 0},
+		{"second, longer", vnetHdrLen + 14, rxTagged | rxCsumValid},
+		{"cut", vnetHdrLen + 9000, 0}, // truncated: forward counts it malformed
 	}
 	if diff := cmp.Diff(want, got); diff != "" || bad {
 		t.Errorf("packets (-want +got):\n%s\nbad = %v", diff, bad)
+	}
+}
+
+// TestRingMeta checks what the dispatcher learns from a packet's
+// tp_status and tp_vlan_tci.
+func TestRingMeta(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		status, tci uint32
+		want        rxMeta
+	}{
+		{"untagged, checksum unverified", tpStatusUser, 0, 0},
+		{"checksum verified", tpStatusUser | tpStatusCsumValid, 0, rxCsumValid},
+		{"checksum partial (local sender)", tpStatusUser | tpStatusCsumNotReady, 0, rxCsumPartial},
+		{"VLAN 100", tpStatusUser | tpStatusVLANValid, 100, rxTagged},
+		{"VLAN 4095 with priority bits", tpStatusUser | tpStatusVLANValid, 0xefff, rxTagged},
+		{"priority tag: VLAN ID 0, PCP 5", tpStatusUser | tpStatusVLANValid, 0xa000, 0},
+		{"stale TCI without VLAN_VALID", tpStatusUser, 100, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ringMeta(tc.status, tc.tci); got != tc.want {
+				t.Errorf("ringMeta(%#x, %#x) = %#x, want %#x", tc.status, tc.tci, got, tc.want)
+			}
+		})
 	}
 }
 
