@@ -86,6 +86,10 @@ type Report struct {
 	Rules   []RuleReport   `json:"rules"`
 	Workers []WorkerReport `json:"workers"`
 	Totals  Totals         `json:"totals"`
+	// Namespace holds kernel counters of the daemon's network namespace
+	// for losses no worker sees. The supervisor fills it in; nil (and
+	// omitted) when they cannot be read.
+	Namespace *NamespaceCounters `json:"namespace,omitempty"`
 }
 
 // RuleReport is one rule's counters summed over workers and lives.

@@ -32,6 +32,9 @@ type daemon struct {
 	master     *master
 	dp         dataPlane
 	stats      *stats.Aggregator
+	// netSNMP reads the namespace's /proc/net/snmp for GetStats'
+	// namespace counters; nil leaves them out.
+	netSNMP func() ([]byte, error)
 }
 
 // handle answers one request; it is the control server's handlerFunc.
@@ -103,6 +106,7 @@ func (d *daemon) Report() stats.Report {
 	}
 	r := d.stats.Report(rules, workers, time.Now())
 	r.Totals.Rules, r.Totals.Outputs = d.master.counts()
+	r.Namespace = d.namespaceCounters()
 	return r
 }
 
