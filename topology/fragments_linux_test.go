@@ -2,16 +2,13 @@ package topology
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"golang.org/x/sys/unix"
 
-	"github.com/mcrelay/mcr/internal/netnstest"
 	"github.com/mcrelay/mcr/stats"
 	"github.com/mcrelay/mcr/worker/packet/packettest"
 )
@@ -38,7 +35,9 @@ func TestIncompleteFragments(t *testing.T) {
 	}
 	whole := packettest.BuildUDP4(netip.MustParseAddrPort("10.1.0.1:4000"), netip.MustParseAddrPort("239.1.1.1:5000"),
 		make([]byte, 3000))
-	injectIPv4(t, l.src, srcIf, packettest.Fragment(whole, 1400)[0])
+	if err := l.src.Do(func() error { return packettest.Inject(srcIf, packettest.Fragment(whole, 1400)[0]) }); err != nil {
+		t.Fatal(err)
+	}
 
 	var after stats.Report
 	waitFor(t, 10*time.Second, "the fragment's reassembly to time out in both queues", func() bool {
@@ -86,32 +85,4 @@ func workerSums(r stats.Report) stats.WorkerCounters {
 		c.NoMatch += w.NoMatch
 	}
 	return c
-}
-
-// injectIPv4 sends IPv4 packets out of ifname in ns with an AF_PACKET
-// socket, to the Ethernet multicast address of each one's destination.
-func injectIPv4(t *testing.T, ns *netnstest.NS, ifname string, pkts ...[]byte) {
-	t.Helper()
-	err := ns.Do(func() error {
-		ifi, err := net.InterfaceByName(ifname)
-		if err != nil {
-			return err
-		}
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		for _, p := range pkts {
-			sa := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6, Protocol: 0x0008} // ETH_P_IP, network order
-			copy(sa.Addr[:], []byte{0x01, 0x00, 0x5e, p[17] & 0x7f, p[18], p[19]})
-			if err := unix.Sendto(fd, p, 0, sa); err != nil {
-				return fmt.Errorf("inject %d-byte packet: %w", len(p), err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }

@@ -3,14 +3,12 @@ package worker
 import (
 	"encoding/binary"
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"golang.org/x/sys/unix"
 
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/internal/netnstest"
@@ -40,44 +38,6 @@ func (w *workerProc) hasRing() bool {
 	}
 	w.t.Fatal("no input was opened")
 	return false
-}
-
-// ethFrame returns an Ethernet frame to the multicast MAC address of ip's
-// IPv4 destination: tags (pairs of EtherType and tag control information)
-// between the addresses and the EtherType; etherType 0 is IPv4's.
-func ethFrame(ip []byte, etherType uint16, tags ...uint16) []byte {
-	f := []byte{0x01, 0x00, 0x5e, ip[17] & 0x7f, ip[18], ip[19], 0x02, 0, 0, 0, 0, 1}
-	for _, v := range tags {
-		f = binary.BigEndian.AppendUint16(f, v)
-	}
-	if etherType == 0 {
-		etherType = unix.ETH_P_IP
-	}
-	f = binary.BigEndian.AppendUint16(f, etherType)
-	return append(f, ip...)
-}
-
-// injectFrames sends whole Ethernet frames out of ifname in ns.
-func injectFrames(t *testing.T, ns *netnstest.NS, ifname string, frames ...[]byte) {
-	t.Helper()
-	err := ns.Do(func() error {
-		ifi, err := net.InterfaceByName(ifname)
-		if err != nil {
-			return err
-		}
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		for _, f := range frames {
-			if err := unix.Sendto(fd, f, 0, &unix.SockaddrLinklayer{Ifindex: ifi.Index}); err != nil {
-				return fmt.Errorf("inject %d-byte frame: %w", len(f), err)
-			}
-		}
-		return nil
-	})
-	mustNoErr(t, err)
 }
 
 // setOffload switches features of ifname in ns with ethtool, and back at
@@ -126,18 +86,18 @@ func testTaggedOnParent(t *testing.T, tp *topo, w *workerProc) {
 		relayed bool
 		counted bool // as vlan_tagged without a ring (with one, every tagged kind is)
 	}{
-		{200, "untagged", func(ip []byte) []byte { return ethFrame(ip, 0) }, true, false},
-		{201, "802.1Q VLAN 100", func(ip []byte) []byte { return ethFrame(ip, 0, 0x8100, 100) }, false, false},
-		{202, "802.1ad VLAN 100", func(ip []byte) []byte { return ethFrame(ip, 0, 0x88a8, 100) }, false, false},
-		{203, "priority tag, PCP 5", func(ip []byte) []byte { return ethFrame(ip, 0, 0x8100, 0xa000) }, true, false},
+		{200, "untagged", func(ip []byte) []byte { return packettest.EthernetFrame(ip, 0) }, true, false},
+		{201, "802.1Q VLAN 100", func(ip []byte) []byte { return packettest.EthernetFrame(ip, 0, 0x8100, 100) }, false, false},
+		{202, "802.1ad VLAN 100", func(ip []byte) []byte { return packettest.EthernetFrame(ip, 0, 0x88a8, 100) }, false, false},
+		{203, "priority tag, PCP 5", func(ip []byte) []byte { return packettest.EthernetFrame(ip, 0, 0x8100, 0xa000) }, true, false},
 		// QinQ whose inner tag's TCI and EtherType are the first four
 		// bytes of the IP header (VLAN 1280 behind service VLAN 200):
 		// after the outer tag is taken out, the network header the
 		// kernel filter reads is a valid datagram of the group.
-		{204, "QinQ, service VLAN 200", func(ip []byte) []byte { return ethFrame(ip, 0x8100, 0x88a8, 200) }, false, false},
+		{204, "QinQ, service VLAN 200", func(ip []byte) []byte { return packettest.EthernetFrame(ip, 0x8100, 0x88a8, 200) }, false, false},
 		// The same inner tag behind a priority tag: the kernel filter
 		// sees no VLAN ID, the worker sees EtherType 0x8100.
-		{205, "VLAN 1280 behind a priority tag", func(ip []byte) []byte { return ethFrame(ip, 0x8100, 0x8100, 0) }, false, true},
+		{205, "VLAN 1280 behind a priority tag", func(ip []byte) []byte { return packettest.EthernetFrame(ip, 0x8100, 0x8100, 0) }, false, true},
 	}
 	ring := w.hasRing()
 	for round, offload := range []bool{true, false} {
@@ -150,7 +110,7 @@ func testTaggedOnParent(t *testing.T, tp *topo, w *workerProc) {
 					frames = append(frames, kd.frame(ip(kd.stream, round*n+i)))
 				}
 			}
-			injectFrames(t, tp.src, "s0", frames...)
+			mustNoErr(t, tp.src.Do(func() error { return packettest.InjectFrames("s0", frames...) }))
 			wantVLAN, wantRx := 0, 0
 			for _, kd := range kinds {
 				switch {

@@ -1,7 +1,6 @@
 package filter_test
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -225,16 +224,7 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 // new rules want) but replace it by the VLAN guard alone and report
 // ErrUnfiltered.
 func TestAttachTooLargeLeavesSocketUnfiltered(t *testing.T) {
-	ns := netnstest.New(t, "flt")
-	ns.MustRun("sysctl", "-qw", "net.core.optmem_max=4096")
-	var fd int
-	if err := ns.Do(func() (err error) {
-		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
+	fd := socketWithOptmem(t, "flt", 4096)
 	if err := filter.Attach(fd, filter.DropAll()); err != nil {
 		t.Fatalf("small program: %v", err)
 	}
@@ -271,6 +261,23 @@ func filterLen(fd int) (int, error) {
 	return int(n), nil
 }
 
+// socketWithOptmem returns a socket, closed at cleanup, in a new namespace
+// whose socket option memory (net.core.optmem_max), which holds a socket's
+// filters, is optmem bytes.
+func socketWithOptmem(t *testing.T, prefix string, optmem int) int {
+	ns := netnstest.New(t, prefix)
+	ns.MustRun("sysctl", "-qw", fmt.Sprintf("net.core.optmem_max=%d", optmem))
+	var fd int
+	if err := ns.Do(func() (err error) {
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return fd
+}
+
 // guardOnlyLen is the length of the VLAN guard followed by an accept.
 var guardOnlyLen = len(filter.DropVLANTagged([]bpf.RawInstruction{{Op: 0x06, K: 1}}))
 
@@ -279,16 +286,7 @@ var guardOnlyLen = len(filter.DropVLANTagged([]bpf.RawInstruction{{Op: 0x06, K: 
 // all (ErrUnguarded, not ErrUnfiltered), so that the worker stops relaying
 // from it rather than relay VLAN-tagged frames it cannot see.
 func TestAttachWithoutMemoryReportsUnguarded(t *testing.T) {
-	ns := netnstest.New(t, "flg")
-	ns.MustRun("sysctl", "-qw", "net.core.optmem_max=64")
-	var fd int
-	if err := ns.Do(func() (err error) {
-		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
+	fd := socketWithOptmem(t, "flg", 64)
 	prog, err := filter.Build([]filter.Match{match("239.1.1.1:5000")})
 	if err != nil {
 		t.Fatal(err)
@@ -311,15 +309,8 @@ func TestVLANGuardOnPacketSocket(t *testing.T) {
 	src := netnstest.New(t, "fvs")
 	relay := netnstest.New(t, "fvr")
 	netnstest.Veth(t, src, "fv0", nil, relay, "fv1", nil)
-	ifindex, injectIdx := relay.IfIndex("fv1"), src.IfIndex("fv0")
-	var inject, rx int
-	if err := src.Do(func() (err error) {
-		inject, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(inject)
+	ifindex := relay.IfIndex("fv1")
+	var rx int
 	if err := relay.Do(func() (err error) {
 		rx, err = unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 		return err
@@ -343,29 +334,23 @@ func TestVLANGuardOnPacketSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// frame is an Ethernet frame to the group's MAC address carrying p
-	// behind tags (EtherType, tag control information pairs).
+	// frame is an Ethernet frame of the wanted group carrying payload
+	// behind tags (tag protocol identifier and control information pairs).
 	frame := func(payload string, tags ...uint16) []byte {
-		f := []byte{0x01, 0x00, 0x5e, 0x01, 0x01, 0x01, 0x02, 0, 0, 0, 0, 1}
-		for _, v := range tags {
-			f = binary.BigEndian.AppendUint16(f, v)
-		}
-		f = binary.BigEndian.AppendUint16(f, unix.ETH_P_IP)
-		return append(f, packettest.BuildUDP4(src4, netip.MustParseAddrPort("239.1.1.1:5000"), []byte(payload))...)
+		return packettest.EthernetFrame(packettest.BuildUDP4(src4, netip.MustParseAddrPort("239.1.1.1:5000"), []byte(payload)), 0, tags...)
 	}
 	send := func() {
 		t.Helper()
-		for _, f := range [][]byte{
-			frame("untagged"),
-			frame("VLAN 100", 0x8100, 100),
-			frame("priority tag", 0x8100, 0xa000), // PCP 5, VLAN ID 0
-			frame("802.1ad VLAN 100", 0x88a8, 100),
-			frame("VLAN 4095 with PCP", 0x8100, 0xefff),
-			frame("sentinel"),
-		} {
-			if err := unix.Sendto(inject, f, 0, &unix.SockaddrLinklayer{Ifindex: injectIdx}); err != nil {
-				t.Fatalf("inject: %v", err)
-			}
+		if err := src.Do(func() error {
+			return packettest.InjectFrames("fv0",
+				frame("untagged"),
+				frame("VLAN 100", 0x8100, 100),
+				frame("priority tag", 0x8100, 0xa000), // PCP 5, VLAN ID 0
+				frame("802.1ad VLAN 100", 0x88a8, 100),
+				frame("VLAN 4095 with PCP", 0x8100, 0xefff),
+				frame("sentinel"))
+		}); err != nil {
+			t.Fatal(err)
 		}
 	}
 	receive := func() []string {
