@@ -128,7 +128,8 @@ func testSource() *fakeMetricsSource {
 				{Worker: 0, Core: 2, WorkerCounters: stats.WorkerCounters{
 					RxPackets: 700, NoMatch: 1, Malformed: 2, Fragments: 3, NotUDP: 4, KernelDrops: 5,
 					BufferExhausted: 6, EgressErrors: 7, StatsDropped: 8, LogsDropped: 9,
-					GSOSends: 10, GSODatagrams: 11, GSOFallbacks: 12, VLANTagged: 13, BadChecksum: 14}},
+					GSOSends: 10, GSODatagrams: 11, GSOFallbacks: 12, SocketErrors: 13, SocketResyncs: 14,
+					VLANTagged: 15, BadChecksum: 16}},
 				{Worker: 1, Core: 3, WorkerCounters: stats.WorkerCounters{RxPackets: 300}},
 			},
 			Totals: stats.Totals{
@@ -179,8 +180,8 @@ func TestMetricsHandlerExposesSource(t *testing.T) {
 		"mcr_worker_gso_sends_total":             counter(map[string]float64{w0: 10, w1: 0}),
 		"mcr_worker_gso_datagrams_total":         counter(map[string]float64{w0: 11, w1: 0}),
 		"mcr_worker_gso_fallbacks_total":         counter(map[string]float64{w0: 12, w1: 0}),
-		"mcr_worker_vlan_tagged_total":           counter(map[string]float64{w0: 13, w1: 0}),
-		"mcr_worker_bad_checksum_total":          counter(map[string]float64{w0: 14, w1: 0}),
+		"mcr_worker_vlan_tagged_total":           counter(map[string]float64{w0: 15, w1: 0}),
+		"mcr_worker_bad_checksum_total":          counter(map[string]float64{w0: 16, w1: 0}),
 		"mcr_namespace_ip_reasm_fragments_total": counter(map[string]float64{"": 21}),
 		"mcr_namespace_ip_reasm_datagrams_total": counter(map[string]float64{"": 10}),
 		"mcr_namespace_ip_reasm_failures_total":  counter(map[string]float64{"": 2}),
@@ -192,6 +193,8 @@ func TestMetricsHandlerExposesSource(t *testing.T) {
 		"mcr_rules":                              gauge(map[string]float64{`state="active"`: 1, `state="down"`: 2, `state="pending"`: 0}),
 		"mcr_outputs":                            gauge(map[string]float64{`state="active"`: 2, `state="down"`: 4, `state="pending"`: 1}),
 		"mcr_build_info":                         gauge(map[string]float64{`goversion="` + runtime.Version() + `",version="1.2.3"`: 1}),
+		"mcr_worker_socket_errors_total":         counter(map[string]float64{w0: 13, w1: 0}),
+		"mcr_worker_socket_resyncs_total":        counter(map[string]float64{w0: 14, w1: 0}),
 	}
 	want["mcr_exclusive_dropped_packets_total"] = counter(map[string]float64{`interface="eth0"`: 42, `interface="eth0.100"`: 0})
 	if diff := cmp.Diff(want, mcrFamilies(fams)); diff != "" {
