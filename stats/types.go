@@ -1,7 +1,8 @@
 package stats
 
 // WorkerCounters are one worker's data-plane counters, cumulative since the
-// worker started. JSON names are fixed by SPEC §4.
+// worker started. The JSON names are the control protocol's
+// (docs/control-protocol.md), which operators' scripts rely on.
 type WorkerCounters struct {
 	RxPackets uint64 `json:"rx_packets"`
 	// NoMatch counts well-formed UDP packets that matched no rule.
@@ -89,7 +90,7 @@ type Snapshot struct {
 	Rules       []RuleCounters `json:"rules,omitempty"`
 }
 
-// Report is the GetStats result (SPEC §4).
+// Report is the GetStats result (docs/control-protocol.md).
 type Report struct {
 	Rules   []RuleReport   `json:"rules"`
 	Workers []WorkerReport `json:"workers"`
@@ -140,7 +141,8 @@ type Totals struct {
 	Outputs StateCounts `json:"outputs,omitzero"`
 }
 
-// StateCounts counts rules or outputs by interface state (SPEC §6).
+// StateCounts counts rules or outputs by interface state, the states
+// ListRules reports (docs/control-protocol.md).
 type StateCounts struct {
 	Active  int `json:"active"`  // interface present and up
 	Pending int `json:"pending"` // interface does not exist (yet)

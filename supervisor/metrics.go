@@ -34,7 +34,7 @@ type metricsSource interface {
 }
 
 // Metric descriptions. Counters are the supervisor's totals, which survive
-// worker restarts (SPEC §7); a removed rule's series disappear with it.
+// worker restarts; a removed rule's series disappear with it.
 var (
 	descRulePacketsIn = prometheus.NewDesc("mcr_rule_packets_in_total",
 		"Datagrams received that matched the rule, summed over workers.", []string{"rule"}, nil)
