@@ -79,8 +79,11 @@ func TestSumKnownVectors(t *testing.T) {
 		{"carry out of 16 bits goes around", "ffff 0001", 0x0001},
 		{"carry out of 64 bits goes around", "ffff ffff ffff ffff 0000 0000 0000 0001", 0x0001},
 		{"all ones stays all ones", "ffff ffff ffff ffff ffff ffff ffff ffff ffff", 0xffff},
-		{"33 bytes: the unrolled loop, the tail words and an odd byte",
+		{"33 bytes: the tail words and an odd byte",
 			"0102 0304 0506 0708 090a 0b0c 0d0e 0f10 1112 1314 1516 1718 191a 1b1c 1d1e 1f20 21", 0x2211},
+		{"65 bytes: one 64-byte round and an odd byte",
+			"0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20" +
+				"2122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f4041", 0x4524},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
