@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -36,6 +38,13 @@ type testDaemon struct {
 
 func startTestDaemon(t testing.TB) *testDaemon {
 	t.Helper()
+	return startTestDaemonWith(t, nil)
+}
+
+// startTestDaemonWith is startTestDaemon with tune, when not nil, called on
+// the server before it starts (to shorten its timeouts).
+func startTestDaemonWith(t testing.TB, tune func(*server)) *testDaemon {
+	t.Helper()
 	// Not t.TempDir: a unix socket path must fit in 108 bytes.
 	dir, err := os.MkdirTemp("", "mcrsv")
 	if err != nil {
@@ -54,11 +63,14 @@ func startTestDaemon(t testing.TB) *testDaemon {
 		log: testLogger(tm.log), level: new(slog.LevelVar), configPath: filepath.Join(dir, "rules.json"),
 		master: tm.master, dp: tm.dp, stats: tm.master.stats,
 	}
-	ln, err := listenControl(td.path, td.d.log)
+	ln, err := listenControl(td.path, "", td.d.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	td.srv = newServer(ln, td.d.handle, td.d.log)
+	if tune != nil {
+		tune(td.srv)
+	}
 	td.srv.start()
 	t.Cleanup(td.srv.close)
 	return td
@@ -300,6 +312,73 @@ func TestSlowClientsDelayNoOne(t *testing.T) {
 	}
 }
 
+// TestEndlessLine sends 64 MiB without a newline: the daemon discards what
+// is over the line limit as it arrives (its heap does not grow with the
+// line), serves other clients meanwhile, and answers the line with an error
+// once it ends.
+func TestEndlessLine(t *testing.T) {
+	td := startTestDaemon(t)
+	endless := td.dial(t)
+	var heapBefore runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&heapBefore)
+	chunk := bytes.Repeat([]byte("x"), 1<<20)
+	sent := make(chan error, 1)
+	go func() {
+		for range 64 {
+			endless.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if _, err := endless.c.Write(chunk); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	if err := clientSession(td.path, 1); err != nil {
+		t.Errorf("another client while the endless line arrives: %v", err)
+	}
+	if err := <-sent; err != nil {
+		t.Fatalf("send the endless line: %v", err)
+	}
+	var heapAfter runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&heapAfter)
+	if grown := int64(heapAfter.HeapAlloc) - int64(heapBefore.HeapAlloc); grown > 16<<20 {
+		t.Errorf("heap grew by %d MiB while a 64 MiB line arrived", grown>>20)
+	}
+	if got, want := endless.call(""), errReply("invalid_argument", "request longer than 1048576 bytes"); got != want {
+		t.Errorf("end of the endless line: %s, want %s", got, want)
+	}
+	if got := endless.call(`{"command":"Ping"}`); got != okResult {
+		t.Errorf("after the endless line: %s", got)
+	}
+}
+
+// TestPipelinedHalfClose pipelines thousands of requests and closes its
+// sending side: every request gets its reply, in order, before the daemon
+// closes the connection.
+func TestPipelinedHalfClose(t *testing.T) {
+	td := startTestDaemon(t)
+	rc := td.dial(t)
+	const n = 5000
+	go func() {
+		var buf strings.Builder
+		for i := range n {
+			fmt.Fprintf(&buf, `{"command":"RemoveRule","id":"r%d"}`+"\n", i)
+		}
+		io.WriteString(rc.c, buf.String())
+		rc.c.(*net.UnixConn).CloseWrite()
+	}()
+	for i := range n {
+		if got, want := rc.recv(), errReply("not_found", fmt.Sprintf("no rule %q", fmt.Sprintf("r%d", i))); got != want {
+			t.Fatalf("reply %d: %s, want %s", i, got, want)
+		}
+	}
+	if b, err := rc.br.ReadByte(); err != io.EOF {
+		t.Errorf("after the last reply: read %q, %v; want EOF", b, err)
+	}
+}
+
 // clientSession adds rule c<i>, finds it in ListRules and removes it.
 func clientSession(path string, i int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -331,6 +410,9 @@ func clientSession(path string, i int) error {
 	return nil
 }
 
+// TestConnectionLimit fills every operator slot with idle connections: a
+// new client is still served, because the connection idle the longest is
+// closed to make room, and the others keep being served.
 func TestConnectionLimit(t *testing.T) {
 	td := startTestDaemon(t)
 	conns := make([]*rawConn, maxConns)
@@ -341,21 +423,158 @@ func TestConnectionLimit(t *testing.T) {
 		}
 	}
 	over := td.dial(t)
-	want := errReply("unavailable", "too many control connections (limit 256); try again later")
+	if got := over.call(`{"command":"Ping"}`); got != okResult {
+		t.Errorf("connection over the limit: %s, want it served", got)
+	}
+	conns[0].c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, err := conns[0].br.ReadByte(); err != io.EOF {
+		t.Errorf("the connection idle longest: read %q, %v; want it closed (EOF)", b, err)
+	}
+	// Its client learns it was closed when it writes (EPIPE), not by a
+	// reply that answers nothing.
+	if _, err := conns[0].c.Write([]byte(`{"command":"Ping"}` + "\n")); !errors.Is(err, syscall.EPIPE) {
+		t.Errorf("write on the evicted connection: %v, want EPIPE", err)
+	}
+	for _, i := range []int{1, maxConns / 2, maxConns - 1} {
+		if got := conns[i].call(`{"command":"Ping"}`); got != okResult {
+			t.Errorf("connection %d after the eviction: %s", i, got)
+		}
+	}
+	if !strings.Contains(td.log.String(), `msg="control connection closed to make room: too many open" peer_pid=`) {
+		t.Errorf("eviction not logged with the peer:\n%s", td.log)
+	}
+}
+
+// TestConnectionLimitAllBusy fills every slot with a request the handler
+// holds: nothing is idle, so a new connection is told `unavailable`, and
+// served once the requests are answered.
+func TestConnectionLimitAllBusy(t *testing.T) {
+	dir, err := os.MkdirTemp("", "mcrbusy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "ctl.sock")
+	ln, err := listenControl(path, "", testLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	var held sync.WaitGroup
+	held.Add(maxConns)
+	srv := newServer(ln, func(req controlproto.Request) controlproto.Response {
+		if req.Command == controlproto.CmdGetConfig {
+			held.Done()
+			<-release
+		}
+		return controlproto.OK(nil)
+	}, testLogger(nil))
+	srv.start()
+	t.Cleanup(srv.close)
+	td := &testDaemon{path: path}
+	conns := make([]*rawConn, maxConns)
+	for i := range conns {
+		conns[i] = td.dial(t)
+		conns[i].send(`{"command":"GetConfig"}` + "\n")
+	}
+	held.Wait()
+	over := td.dial(t)
+	want := errReply("unavailable", "too many control connections (limit 256), all busy; try again later")
 	if got := over.recv(); got != want {
 		t.Errorf("connection over the limit got %s, want %s", got, want)
 	}
 	if _, err := over.br.ReadByte(); err != io.EOF {
 		t.Errorf("connection over the limit not closed: %v", err)
 	}
-	// Closing one makes room for another.
-	conns[0].c.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for !pingOnce(td.path) {
-		if time.Now().After(deadline) {
-			t.Fatal("no room for a new connection after closing one")
+	close(release)
+	for i, rc := range conns {
+		if got := rc.recv(); got != okResult {
+			t.Errorf("held request %d: %s", i, got)
 		}
-		time.Sleep(10 * time.Millisecond)
+	}
+	if !pingOnce(path) {
+		t.Error("no new connection served after the held requests were answered")
+	}
+}
+
+// TestIdleTimeout closes connections on which nothing happened for the
+// idle timeout, whether they sent nothing or stalled in the middle of a
+// line, and keeps one that keeps asking.
+func TestIdleTimeout(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	td := startTestDaemonWith(t, func(s *server) { s.idleTimeout = idle })
+	silent := td.dial(t)
+	stalled := td.dial(t)
+	stalled.send(`{"command":"Pi`)
+	active := td.dial(t)
+	start := time.Now()
+	for time.Since(start) < 3*idle {
+		if got := active.call(`{"command":"Ping"}`); got != okResult {
+			t.Fatalf("active connection: %s", got)
+		}
+		time.Sleep(idle / 10)
+	}
+	for name, rc := range map[string]*rawConn{"silent": silent, "stalled mid-line": stalled} {
+		rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if b, err := rc.br.ReadByte(); err != io.EOF {
+			t.Errorf("%s connection after %v: read %q, %v; want it closed (EOF)", name, time.Since(start), b, err)
+		}
+	}
+	if got := active.call(`{"command":"Ping"}`); got != okResult {
+		t.Errorf("active connection after the others timed out: %s", got)
+	}
+}
+
+// TestLargeReplyAfterLongIdle writes a reply of several write chunks to a
+// client that was idle for longer than the write timeout, then to one that
+// reads slowly but steadily: each gets its whole reply.
+func TestLargeReplyAfterLongIdle(t *testing.T) {
+	const write = 500 * time.Millisecond
+	td := startTestDaemonWith(t, func(s *server) { s.writeTimeout = write })
+	c := td.client(t)
+	ctx := context.Background()
+	const n = 3000
+	for i := range n {
+		r := testRule(fmt.Sprintf("rule-%04d", i), "eth0", fmt.Sprintf("239.6.%d.%d", i/256, i%256), 5000, "eth1")
+		if err := c.Call(ctx, controlproto.Request{Command: "AddRule", Rule: &r}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rc := td.dial(t)
+	if got := rc.call(`{"command":"Ping"}`); got != okResult {
+		t.Fatal(got)
+	}
+	time.Sleep(write + 200*time.Millisecond) // idle for longer than the write timeout: the point of the test
+	reply := rc.call(`{"command":"ListRules"}`)
+	if len(reply) < 8*replyChunk {
+		t.Fatalf("ListRules reply of %d bytes, want several write chunks", len(reply))
+	}
+	var resp struct {
+		OK     bool
+		Result []controlproto.RuleStatus
+	}
+	if err := json.Unmarshal([]byte(reply), &resp); err != nil || !resp.OK || len(resp.Result) != n {
+		t.Fatalf("ListRules after idling: %d bytes, %d rules, ok=%v, %v; want %d rules", len(reply), len(resp.Result), resp.OK, err, n)
+	}
+
+	// A slow reader: one write chunk per fifth of the write timeout, so
+	// the whole reply takes twice the write timeout, but each chunk goes
+	// within one.
+	slow := td.dial(t)
+	slow.send(`{"command":"ListRules"}` + "\n")
+	var got []byte
+	buf := make([]byte, replyChunk)
+	for !strings.HasSuffix(string(got), "\n") {
+		time.Sleep(write / 5)
+		slow.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		k, err := slow.c.Read(buf)
+		if err != nil {
+			t.Fatalf("slow reader after %d bytes: %v", len(got), err)
+		}
+		got = append(got, buf[:k]...)
+	}
+	if string(got) != reply+"\n" {
+		t.Errorf("slow reader got %d bytes, want the %d of the reply", len(got), len(reply)+1)
 	}
 }
 
@@ -499,7 +718,7 @@ func TestListenControl(t *testing.T) {
 
 	t.Run("creates the directory, mode 0660", func(t *testing.T) {
 		path := filepath.Join(dir, "new", "ctl.sock")
-		ln, err := listenControl(path, log)
+		ln, err := listenControl(path, "", log)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -512,7 +731,7 @@ func TestListenControl(t *testing.T) {
 	})
 	t.Run("refuses a socket a daemon answers on", func(t *testing.T) {
 		td := startTestDaemon(t)
-		_, err := listenControl(td.path, log)
+		_, err := listenControl(td.path, "", log)
 		if want := "control socket " + td.path + " is in use by a running mcrd"; err == nil || err.Error() != want {
 			t.Errorf("listen on a live socket: %v, want %q", err, want)
 		}
@@ -528,7 +747,7 @@ func TestListenControl(t *testing.T) {
 		}
 		old.SetUnlinkOnClose(false)
 		old.Close()
-		ln, err := listenControl(path, log)
+		ln, err := listenControl(path, "", log)
 		if err != nil {
 			t.Fatalf("listen over a stale socket: %v", err)
 		}
@@ -548,7 +767,7 @@ func TestListenControl(t *testing.T) {
 	t.Run("refuses a file that is not a socket", func(t *testing.T) {
 		path := filepath.Join(dir, "plain")
 		os.WriteFile(path, nil, 0o644)
-		_, err := listenControl(path, log)
+		_, err := listenControl(path, "", log)
 		if want := "control socket " + path + " exists and is not a socket"; err == nil || err.Error() != want {
 			t.Errorf("listen on a plain file: %v, want %q", err, want)
 		}

@@ -282,6 +282,47 @@ func TestRunServesReloadsAndShutsDown(t *testing.T) {
 	})
 }
 
+// TestWatchdogFedWhileConnectionsFull holds every operator slot with idle
+// connections of a real client: the daemon keeps feeding the systemd
+// watchdog (its health check does not need a slot) and a new client is
+// still served.
+func TestWatchdogFedWhileConnectionsFull(t *testing.T) {
+	rt := newRunTest(t, runConfig)
+	notify := listenNotify(t, rt.dir)
+	t.Setenv("WATCHDOG_USEC", "400000")
+	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
+	ctx, cancel := context.WithCancel(context.Background())
+	rt.start(ctx)
+	t.Cleanup(func() {
+		cancel()
+		if err := <-rt.result; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	for i := range maxConns {
+		c, err := net.Dial("unix", rt.cfg.ControlSocket)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(c, `{"command":"Ping"}`+"\n"); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		if _, err := io.ReadFull(c, make([]byte, len(`{"ok":true}`+"\n"))); err != nil {
+			t.Fatalf("connection %d: no reply: %v", i, err)
+		}
+	}
+	fed := notify.watchdogs()
+	// Pings every 200 ms: five in well under the 10 s allowed.
+	poolWaitFor(t, 10*time.Second, "five watchdog pings with every slot held", func() bool {
+		return notify.watchdogs() >= fed+5
+	})
+	if !pingOnce(rt.cfg.ControlSocket) {
+		t.Error("a new client is not served while every slot is held by an idle connection")
+	}
+}
+
 func TestRunRejectsBadConfig(t *testing.T) {
 	rt := newRunTest(t, `{"rules":[{"id":"a","input":{"interface":"eth0","group":"239.1.1.1","port":5000},"outputs":[{"interface":"eth1","group":"239.1.1.1","port":5000,"ttl":300}]}]}`)
 	err := Run(context.Background(), rt.cfg)
