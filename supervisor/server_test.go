@@ -691,6 +691,60 @@ func TestLoadConfigRejectsBadFile(t *testing.T) {
 	}
 }
 
+// TestConfigFileBounds has LoadConfig and CheckConfig read paths that are
+// not config files: each is refused at once with an error that says why
+// (nothing is read from /dev/zero or waited for on a FIFO), the ruleset is
+// unchanged, and every request is logged with its sender and outcome.
+func TestConfigFileBounds(t *testing.T) {
+	td := startTestDaemon(t)
+	rc := td.dial(t)
+	rc.call(`{"command":"AddRule","rule":` + ruleA + `}`)
+	before := rc.call(`{"command":"ListRules"}`)
+	fifo := filepath.Join(td.dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	huge := filepath.Join(td.dir, "huge.json")
+	if err := os.WriteFile(huge, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(huge, maxConfigSize+1); err != nil { // sparse: no disk used
+		t.Fatal(err)
+	}
+	cases := []struct{ path, want string }{
+		{"/dev/zero", "read config: /dev/zero is not a regular file but a character device"},
+		{fifo, "read config: " + fifo + " is not a regular file but a FIFO"},
+		{td.dir, "read config: " + td.dir + " is not a regular file but a directory"},
+		{huge, "read config: " + huge + " is larger than 256 MiB, the limit (a config of 100,000 rules is about half of it)"},
+	}
+	for _, tc := range cases {
+		for _, cmd := range []string{"CheckConfig", "LoadConfig"} {
+			start := time.Now()
+			got := rc.call(`{"command":"` + cmd + `","path":"` + tc.path + `"}`)
+			if want := errReply("invalid_argument", tc.want); got != want {
+				t.Errorf("%s of %s:\n got %s\nwant %s", cmd, tc.path, got, want)
+			}
+			if d := time.Since(start); d > time.Second {
+				t.Errorf("%s of %s took %v", cmd, tc.path, d)
+			}
+		}
+	}
+	if after := rc.call(`{"command":"ListRules"}`); after != before {
+		t.Errorf("a refused config changed the ruleset:\nbefore %s\nafter  %s", before, after)
+	}
+	logs := td.log.String()
+	for _, want := range []string{
+		`msg="control request" command=CheckConfig peer_pid=`,
+		fmt.Sprintf("peer_uid=%d peer_gid=%d path=/dev/zero", os.Getuid(), os.Getgid()),
+		`msg="control request failed" command=LoadConfig peer_pid=`,
+		`path=/dev/zero code=invalid_argument err="read config: /dev/zero is not a regular file but a character device"`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %q:\n%s", want, logs)
+		}
+	}
+}
+
 func TestLoadConfigInlineDiff(t *testing.T) {
 	td := startTestDaemon(t)
 	rc := td.dial(t)

@@ -335,6 +335,42 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	}
 }
 
+// TestRunConfigBounds gives --config paths that are not config files: at
+// start the daemon refuses to run, on SIGHUP it keeps its rules; neither
+// reads from the path.
+func TestRunConfigBounds(t *testing.T) {
+	rt := newRunTest(t, runConfig)
+	cfg := rt.cfg
+	cfg.ConfigPath = "/dev/zero"
+	err := Run(context.Background(), cfg)
+	if want := "load --config: read config: /dev/zero is not a regular file but a character device"; err == nil || err.Error() != want {
+		t.Errorf("Run with --config /dev/zero: %v, want %q", err, want)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	rt.start(ctx)
+	t.Cleanup(func() {
+		cancel()
+		if err := <-rt.result; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	if err := os.Remove(rt.cfg.ConfigPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(rt.cfg.ConfigPath, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rt.signal(syscall.SIGHUP)
+	want := `msg="reload config on SIGHUP; ruleset unchanged" err="read config: ` + rt.cfg.ConfigPath + ` is not a regular file but a FIFO"`
+	poolWaitFor(t, 5*time.Second, "the refused reload logged", func() bool {
+		return strings.Contains(rt.logs.String(), want)
+	})
+	if diff := cmp.Diff([]string{"a:pending", "b:pending"}, rt.ruleIDs()); diff != "" {
+		t.Errorf("rules after a reload from a FIFO (-want +got):\n%s", diff)
+	}
+}
+
 func TestRunRefusesLiveSocket(t *testing.T) {
 	td := startTestDaemon(t)
 	rt := newRunTest(t, `{"rules":[]}`)
