@@ -691,6 +691,37 @@ func TestLoadConfigRejectsBadFile(t *testing.T) {
 	}
 }
 
+// TestLoadConfigWithoutRules sends configs that lost their rules: none
+// passes for an empty ruleset, and the rules stay.
+func TestLoadConfigWithoutRules(t *testing.T) {
+	td := startTestDaemon(t)
+	rc := td.dial(t)
+	rc.call(`{"command":"AddRule","rule":` + ruleA + `}`)
+	before := rc.call(`{"command":"ListRules"}`)
+	empty := filepath.Join(td.dir, "empty.json")
+	if err := os.WriteFile(empty, []byte("{}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const missing = `rules: is required (an empty ruleset is written \"rules\": [])`
+	for _, tc := range []struct{ name, req, want string }{
+		{"inline {}", `{"command":"LoadConfig","config":{}}`, missing},
+		{"inline null rules", `{"command":"LoadConfig","config":{"rules":null}}`,
+			`rules: must be an array, got null (an empty ruleset is written \"rules\": [])`},
+		{"file {}", `{"command":"LoadConfig","path":"` + empty + `"}`, "config " + empty + ": " + missing},
+		{"check file {}", `{"command":"CheckConfig","path":"` + empty + `"}`, "config " + empty + ": " + missing},
+	} {
+		if got, want := rc.call(tc.req), `{"ok":false,"error":{"code":"invalid_argument","message":"`+tc.want+`"}}`; got != want {
+			t.Errorf("%s:\n got %s\nwant %s", tc.name, got, want)
+		}
+	}
+	if after := rc.call(`{"command":"ListRules"}`); after != before {
+		t.Errorf("a config without rules changed the ruleset:\nbefore %s\nafter  %s", before, after)
+	}
+	if got := rc.call(`{"command":"LoadConfig","config":{"rules":[]}}`); got != `{"ok":true,"result":{"added":0,"removed":1,"unchanged":0}}` {
+		t.Errorf(`LoadConfig {"rules":[]}: %s, want every rule removed`, got)
+	}
+}
+
 // TestConfigFileBounds has LoadConfig and CheckConfig read paths that are
 // not config files: each is refused at once with an error that says why
 // (nothing is read from /dev/zero or waited for on a FIFO), the ruleset is
