@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/jsontext"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
 )
@@ -128,7 +129,9 @@ func (d *daemon) requestConfig(req controlproto.Request) (ruleset.Config, *contr
 	}
 	c, err := readConfigFile(req.Path)
 	if err != nil {
-		return ruleset.Config{}, controlproto.Errorf(controlproto.CodeInvalidArgument, "%v", err)
+		// The path is the client's: the message names it cut short.
+		msg := strings.ReplaceAll(err.Error(), req.Path, jsontext.Cut(req.Path))
+		return ruleset.Config{}, controlproto.Errorf(controlproto.CodeInvalidArgument, "%s", msg)
 	}
 	return c, nil
 }
@@ -173,7 +176,7 @@ var logLevels = map[string]slog.Level{
 func (d *daemon) setLogLevel(name string) controlproto.Response {
 	level, ok := logLevels[name]
 	if !ok {
-		return controlproto.Fail(controlproto.CodeInvalidArgument, "level %q: must be debug, info, warn or error", name)
+		return controlproto.Fail(controlproto.CodeInvalidArgument, "level %s: must be debug, info, warn or error", jsontext.Quote(name))
 	}
 	old := d.level.Level()
 	d.level.Set(level)

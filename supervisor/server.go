@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/jsontext"
 )
 
 // Control-socket limits. docs/control-protocol.md (Transport) and
@@ -51,6 +52,11 @@ const (
 	// probeTimeout bounds the Ping that tells a live daemon's socket from
 	// a stale one at start.
 	probeTimeout = time.Second
+	// maxErrorMessage bounds the message of an error reply. Messages
+	// quote what a client sent cut short already (jsontext.Quote); this
+	// catches any that does not, so that no reply grows with a hostile
+	// request.
+	maxErrorMessage = 1 << 10
 )
 
 // handlerFunc answers one decoded request. It is called from many
@@ -450,12 +456,20 @@ func (s *server) answer(line []byte, tooLong bool, from peer) controlproto.Respo
 	}
 	req, perr := controlproto.DecodeRequest(line)
 	if perr != nil {
-		return controlproto.Response{Error: perr}
+		return boundError(controlproto.Response{Error: perr})
 	}
 	from.logRequest(s.log, req)
-	resp := s.handle(req)
+	resp := boundError(s.handle(req))
 	from.logFailure(s.log, req, resp)
 	return resp
+}
+
+// boundError cuts the message of an error reply to maxErrorMessage bytes.
+func boundError(r controlproto.Response) controlproto.Response {
+	if r.Error != nil && len(r.Error.Message) > maxErrorMessage {
+		r.Error = &controlproto.Error{Code: r.Error.Code, Message: jsontext.CutTo(r.Error.Message, maxErrorMessage)}
+	}
+	return r
 }
 
 // writeReplies writes replies to c as they come, flushing whenever no more

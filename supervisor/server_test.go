@@ -266,6 +266,49 @@ func TestHostileInput(t *testing.T) {
 	}
 }
 
+// TestHugeValuesNotEchoed sends requests each carrying a 500 KB value where
+// an error message names it: the reply quotes a short prefix and the
+// value's length, never the value.
+func TestHugeValuesNotEchoed(t *testing.T) {
+	td := startTestDaemon(t)
+	rc := td.dial(t)
+	const n = 500_000
+	digits, letters := strings.Repeat("9", n), strings.Repeat("x", n)
+	quoted := `\"` + strings.Repeat("x", 100) + `…\" (500000 bytes)`
+	rule := func(input string) string {
+		return `{"command":"AddRule","rule":{"input":` + input + `,"outputs":[{"interface":"eth1","group":"239.2.2.2","port":6000}]}}`
+	}
+	for _, tc := range []struct{ name, req, want string }{
+		{"number", rule(`{"interface":"eth0","group":"239.1.1.1","port":` + digits + `}`),
+			"input.port: must be an integer, got " + strings.Repeat("9", 100) + "… (500000 bytes)"},
+		{"command", `{"command":"` + letters + `"}`, "unknown command " + quoted},
+		{"field name", `{"command":"Ping","` + letters + `":1}`, "unknown field " + quoted},
+		{"rule field name", rule(`{"` + letters + `":1}`), "input: unknown field " + quoted},
+		{"interface", rule(`{"interface":"` + letters + `","group":"239.1.1.1","port":5000}`),
+			"input.interface: " + quoted + " is not a valid interface name"},
+		{"group", rule(`{"interface":"eth0","group":"` + letters + `","port":5000}`),
+			"input.group: " + quoted + " is not an IP address"},
+		{"id", `{"command":"AddRule","rule":{"id":"` + letters + `"}}`,
+			"id: " + quoted + " is not a valid id (1..64 characters of A-Za-z0-9._:-)"},
+		{"level", `{"command":"SetLogLevel","level":"` + letters + `"}`,
+			"level " + quoted + ": must be debug, info, warn or error"},
+		{"config path", `{"command":"CheckConfig","path":"/` + letters + `"}`,
+			"read config: open /" + strings.Repeat("x", 99) + "… (500001 bytes): file name too long"},
+	} {
+		got := rc.call(tc.req)
+		if want := `{"ok":false,"error":{"code":"invalid_argument","message":"` + tc.want + `"}}`; got != want {
+			t.Errorf("%s: got %d bytes:\n%.400s\nwant %s", tc.name, len(got), got, want)
+		}
+	}
+	// A message that quotes a value whole anyway is cut to 1 KiB.
+	got := rc.call(`{"command":"RemoveRule","id":"` + letters + `"}`)
+	var resp controlproto.Response
+	if err := json.Unmarshal([]byte(got), &resp); err != nil || resp.Error == nil || resp.Error.Code != "not_found" ||
+		len(resp.Error.Message) > 1100 || !strings.HasSuffix(resp.Error.Message, "… (500010 bytes)") {
+		t.Errorf("RemoveRule of a 500 KB id: %d bytes: %.300s…; want not_found cut to 1 KiB", len(got), got)
+	}
+}
+
 func TestSlowClientsDelayNoOne(t *testing.T) {
 	td := startTestDaemon(t)
 	// A client stalled in the middle of a request line.

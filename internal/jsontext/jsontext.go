@@ -47,14 +47,17 @@ func Kind(tok json.Token) string {
 // maxEcho is how many bytes of an offending value an error message quotes:
 // enough to recognise the value, while a hostile one of 500 KB gets a reply
 // of a few hundred bytes rather than one as large as itself.
-const maxEcho = 64
+const maxEcho = 100
 
-// Cut returns s when it is at most 64 bytes long, and otherwise its first
+// Cut returns s when it is at most 100 bytes long, and otherwise its first
 // bytes (ending at a rune boundary) followed by "…" and s's length:
 // "123456… (500000 bytes)". Error messages print values a client sent
 // through Cut or Quote.
-func Cut(s string) string {
-	prefix, cut := cut(s)
+func Cut(s string) string { return CutTo(s, maxEcho) }
+
+// CutTo is Cut with a limit of n bytes.
+func CutTo(s string, n int) string {
+	prefix, cut := cutTo(s, n)
 	if !cut {
 		return s
 	}
@@ -64,20 +67,20 @@ func Cut(s string) string {
 // Quote is Cut for values that %q would print: `"abc"`, or
 // `"aaaa…" (500000 bytes)` for a long one.
 func Quote(s string) string {
-	prefix, cut := cut(s)
+	prefix, cut := cutTo(s, maxEcho)
 	if !cut {
 		return strconv.Quote(s)
 	}
 	return fmt.Sprintf("%q (%d bytes)", prefix+"…", len(s))
 }
 
-// cut returns the first maxEcho bytes of s or fewer, ending at a rune
+// cutTo returns the first n bytes of s or fewer, ending at a rune
 // boundary, and whether that is less than s.
-func cut(s string) (string, bool) {
-	if len(s) <= maxEcho {
+func cutTo(s string, n int) (string, bool) {
+	if len(s) <= n {
 		return s, false
 	}
-	end := maxEcho
+	end := n
 	for end > 0 && !utf8.RuneStart(s[end]) {
 		end--
 	}
