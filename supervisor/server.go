@@ -138,19 +138,20 @@ func (c *clientConn) Read(p []byte) (int, error) {
 }
 
 // Write writes p in chunks of at most replyChunk bytes, each under a
-// deadline of the write timeout from its start.
+// deadline of the write timeout from its start. The connection counts as
+// active from the start of each chunk (and busy until the reply is out):
+// so a reply's time is before its client could have seen it, and the
+// client's next step, on this connection or another, comes after.
 func (c *clientConn) Write(p []byte) (int, error) {
 	written := 0
 	for written < len(p) {
 		end := min(len(p), written+replyChunk)
+		c.touch()
 		if err := c.Conn.SetWriteDeadline(time.Now().Add(c.s.writeTimeout)); err != nil {
 			return written, err
 		}
 		n, err := c.Conn.Write(p[written:end])
 		written += n
-		if n > 0 {
-			c.touch()
-		}
 		if err != nil {
 			return written, err
 		}
