@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -234,6 +235,62 @@ func TestGetStats(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("GetStats (-want +got):\n%s", diff)
+	}
+}
+
+// TestListRulesShowsWorkerErrors has workers report errors for outputs:
+// ListRules shows them per output and in the rule's error (after the
+// supervisor's own), as GetStats does, and GetStats counts an output whose
+// interface is up but that fails as failing, not active. An error for a
+// rule with more outputs than the current one (an earlier version of it)
+// names no output.
+func TestListRulesShowsWorkerErrors(t *testing.T) {
+	td := startTestDaemon(t)
+	td.kernel.fail[netip.MustParseAddr("239.1.1.3")] = syscall.ENODEV
+	rc := td.dial(t)
+	rc.call(`{"command":"AddRule","rule":` + ruleA + `}`)
+	rc.call(`{"command":"AddRule","rule":` + strings.NewReplacer(`"a"`, `"b"`, "239.1.1.1", "239.1.1.2").Replace(ruleA) + `}`)
+	rc.call(`{"command":"AddRule","rule":` + strings.NewReplacer(`"a"`, `"c"`, "239.1.1.1", "239.1.1.3").Replace(ruleA) + `}`)
+	now := time.Now()
+	td.master.stats.Observe(&stats.Snapshot{Worker: 0, PID: 100, Seq: 1, UnixNano: now.UnixNano(), Rules: []stats.RuleCounters{
+		{ID: "a", Outputs: []stats.OutputCounters{{Errors: 3}}, Error: "outputs[0] 239.2.2.2:6000@eth1: no route",
+			OutputErrors: []string{"no route"}},
+		{ID: "b", Outputs: []stats.OutputCounters{{}, {}}, Error: "outputs[1] 239.2.2.9:6000@eth1: gone",
+			OutputErrors: []string{"", "gone"}},
+		{ID: "c", Outputs: []stats.OutputCounters{{}}, Error: "outputs[0] 239.2.2.2:6000@eth1: no route",
+			OutputErrors: []string{"no route"}},
+	}}, now)
+
+	var list []controlproto.RuleStatus
+	c := td.client(t)
+	if err := c.Call(context.Background(), controlproto.Request{Command: "ListRules"}, &list); err != nil {
+		t.Fatal(err)
+	}
+	type shown struct {
+		ID, Error    string
+		OutputErrors []string
+	}
+	var got []shown
+	for _, rs := range list {
+		got = append(got, shown{rs.ID, rs.Error, rs.OutputErrors})
+	}
+	want := []shown{
+		{"a", "outputs[0] 239.2.2.2:6000@eth1: no route", []string{"no route"}},
+		{"b", "outputs[1] 239.2.2.9:6000@eth1: gone", nil},
+		{"c", "join 239.1.1.3 on eth0: no such device; outputs[0] 239.2.2.2:6000@eth1: no route", []string{"no route"}},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ListRules errors (-want +got):\n%s", diff)
+	}
+	var rep stats.Report
+	if err := c.Call(context.Background(), controlproto.Request{Command: "GetStats"}, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(stats.StateCounts{Active: 1, Failing: 2}, rep.Totals.Outputs); diff != "" {
+		t.Errorf("GetStats totals.outputs (-want +got):\n%s", diff)
+	}
+	if rep.Rules[0].Outputs[0].Error != "no route" {
+		t.Errorf("GetStats outputs[0].error of a = %q, want %q", rep.Rules[0].Outputs[0].Error, "no route")
 	}
 }
 
