@@ -141,17 +141,8 @@ func connectLoop(path string) int {
 // not even in the moment between the socket's creation and its final mode.
 func TestControlSocketNeverOpenToOthers(t *testing.T) {
 	netnstest.RequireRoot(t)
-	old := syscall.Umask(0)
-	t.Cleanup(func() { syscall.Umask(old) })
-	dir, err := os.MkdirTemp("", "mcrrace")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil { // nobody may reach the socket: only its mode decides
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "ctl.sock")
+	// Mode 0755: nobody may reach the socket; only its own mode decides.
+	path := filepath.Join(umaskZeroDir(t, "mcrrace"), "ctl.sock")
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)

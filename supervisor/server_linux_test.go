@@ -22,13 +22,7 @@ import (
 // socket bound at its path and then chmod'ed would show IN_ATTRIB, and
 // anyone could connect in between.
 func TestControlSocketAppearsWithItsMode(t *testing.T) {
-	old := syscall.Umask(0)
-	t.Cleanup(func() { syscall.Umask(old) })
-	dir, err := os.MkdirTemp("", "mcrmode")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := umaskZeroDir(t, "mcrmode")
 	path := filepath.Join(dir, "ctl.sock")
 	ino, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
@@ -66,6 +60,24 @@ func TestControlSocketAppearsWithItsMode(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("directory holds %v after every listener closed, want nothing (no private directory left)", entries)
 	}
+}
+
+// umaskZeroDir sets the umask to 0 until the test ends (a socket is then
+// bound with mode 0777) and returns a new directory, mode 0755, whose name
+// starts with prefix.
+func umaskZeroDir(t *testing.T, prefix string) string {
+	t.Helper()
+	old := syscall.Umask(0)
+	t.Cleanup(func() { syscall.Umask(old) })
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 type inotifyEvent struct{ name, what string }

@@ -77,6 +77,22 @@ func startTestDaemonWith(t testing.TB, tune func(*server)) *testDaemon {
 	return td
 }
 
+// dialWithRuleA connects, adds ruleA and returns the connection and a check
+// for the end of a test that the ruleset is still what it was; what names
+// what must not have changed it.
+func (td *testDaemon) dialWithRuleA(t *testing.T) (rc *rawConn, unchanged func(what string)) {
+	t.Helper()
+	rc = td.dial(t)
+	rc.call(`{"command":"AddRule","rule":` + ruleA + `}`)
+	before := rc.call(`{"command":"ListRules"}`)
+	return rc, func(what string) {
+		t.Helper()
+		if after := rc.call(`{"command":"ListRules"}`); after != before {
+			t.Errorf("%s changed the ruleset:\nbefore %s\nafter  %s", what, before, after)
+		}
+	}
+}
+
 // rawConn is a client connection that writes and reads raw lines.
 type rawConn struct {
 	t  testing.TB
@@ -768,9 +784,7 @@ func TestConfigSaveLoadRoundTrip(t *testing.T) {
 
 func TestLoadConfigRejectsBadFile(t *testing.T) {
 	td := startTestDaemon(t)
-	rc := td.dial(t)
-	rc.call(`{"command":"AddRule","rule":` + ruleA + `}`)
-	before := rc.call(`{"command":"ListRules"}`)
+	rc, unchanged := td.dialWithRuleA(t)
 	bad := filepath.Join(td.dir, "bad.json")
 	os.WriteFile(bad, []byte(`{"rules":[
 		{"id":"ok","input":{"interface":"eth0","group":"239.7.7.7","port":5000},"outputs":[{"interface":"eth1","group":"239.2.2.2","port":6000}]},
@@ -786,18 +800,14 @@ func TestLoadConfigRejectsBadFile(t *testing.T) {
 		errReply("invalid_argument", "read config: open "+missing+": no such file or directory"); got != want {
 		t.Errorf("LoadConfig of a missing file:\n got %s\nwant %s", got, want)
 	}
-	if after := rc.call(`{"command":"ListRules"}`); after != before {
-		t.Errorf("a rejected config changed the ruleset:\nbefore %s\nafter  %s", before, after)
-	}
+	unchanged("a rejected config")
 }
 
 // TestLoadConfigWithoutRules sends configs that lost their rules: none
 // passes for an empty ruleset, and the rules stay.
 func TestLoadConfigWithoutRules(t *testing.T) {
 	td := startTestDaemon(t)
-	rc := td.dial(t)
-	rc.call(`{"command":"AddRule","rule":` + ruleA + `}`)
-	before := rc.call(`{"command":"ListRules"}`)
+	rc, unchanged := td.dialWithRuleA(t)
 	empty := filepath.Join(td.dir, "empty.json")
 	if err := os.WriteFile(empty, []byte("{}\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -814,9 +824,7 @@ func TestLoadConfigWithoutRules(t *testing.T) {
 			t.Errorf("%s:\n got %s\nwant %s", tc.name, got, want)
 		}
 	}
-	if after := rc.call(`{"command":"ListRules"}`); after != before {
-		t.Errorf("a config without rules changed the ruleset:\nbefore %s\nafter  %s", before, after)
-	}
+	unchanged("a config without rules")
 	if got := rc.call(`{"command":"LoadConfig","config":{"rules":[]}}`); got != `{"ok":true,"result":{"added":0,"removed":1,"unchanged":0}}` {
 		t.Errorf(`LoadConfig {"rules":[]}: %s, want every rule removed`, got)
 	}
@@ -828,9 +836,7 @@ func TestLoadConfigWithoutRules(t *testing.T) {
 // unchanged, and every request is logged with its sender and outcome.
 func TestConfigFileBounds(t *testing.T) {
 	td := startTestDaemon(t)
-	rc := td.dial(t)
-	rc.call(`{"command":"AddRule","rule":` + ruleA + `}`)
-	before := rc.call(`{"command":"ListRules"}`)
+	rc, unchanged := td.dialWithRuleA(t)
 	fifo := filepath.Join(td.dir, "fifo")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
@@ -860,9 +866,7 @@ func TestConfigFileBounds(t *testing.T) {
 			}
 		}
 	}
-	if after := rc.call(`{"command":"ListRules"}`); after != before {
-		t.Errorf("a refused config changed the ruleset:\nbefore %s\nafter  %s", before, after)
-	}
+	unchanged("a refused config")
 	logs := td.log.String()
 	for _, want := range []string{
 		`msg="control request" command=CheckConfig peer_pid=`,

@@ -95,6 +95,20 @@ func (rt *runTest) start(ctx context.Context) {
 	}
 }
 
+// startUntilCleanup starts the daemon and stops it when the test ends,
+// checking that Run returned nil.
+func (rt *runTest) startUntilCleanup() {
+	rt.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	rt.start(ctx)
+	rt.t.Cleanup(func() {
+		cancel()
+		if err := <-rt.result; err != nil {
+			rt.t.Errorf("Run: %v", err)
+		}
+	})
+}
+
 // signal sends sig to this process, which the running daemon handles.
 func (rt *runTest) signal(sig syscall.Signal) {
 	rt.t.Helper()
@@ -291,14 +305,7 @@ func TestWatchdogFedWhileConnectionsFull(t *testing.T) {
 	notify := listenNotify(t, rt.dir)
 	t.Setenv("WATCHDOG_USEC", "400000")
 	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
-	ctx, cancel := context.WithCancel(context.Background())
-	rt.start(ctx)
-	t.Cleanup(func() {
-		cancel()
-		if err := <-rt.result; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	rt.startUntilCleanup()
 	for i := range maxConns {
 		c, err := net.Dial("unix", rt.cfg.ControlSocket)
 		if err != nil {
@@ -347,14 +354,7 @@ func TestRunConfigBounds(t *testing.T) {
 		t.Errorf("Run with --config /dev/zero: %v, want %q", err, want)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	rt.start(ctx)
-	t.Cleanup(func() {
-		cancel()
-		if err := <-rt.result; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	rt.startUntilCleanup()
 	if err := os.Remove(rt.cfg.ConfigPath); err != nil {
 		t.Fatal(err)
 	}
