@@ -82,8 +82,8 @@ type server struct {
 	refused, evicted atomic.Uint64
 
 	mu        sync.Mutex
-	conns     map[*clientConn]struct{} // every open connection; guarded by mu
-	operators int                      // the conns that are not the daemon's own; guarded by mu
+	conns     map[*clientConn]struct{} // every open connection, for close; guarded by mu
+	operators int                      // the conns counted against maxConns; guarded by mu
 	closed    bool                     // guarded by mu
 
 	wg sync.WaitGroup // accept loop and connection goroutines
@@ -99,6 +99,9 @@ type clientConn struct {
 	// own marks the daemon's own health check (server.check): it takes no
 	// operator slot and is never evicted.
 	own bool
+	// counted is set while c takes an operator slot: from admit until it
+	// ends or is evicted. Guarded by s.mu.
+	counted bool
 	// last is when a byte was last read or written, as time since
 	// s.epoch.
 	last atomic.Int64
@@ -344,10 +347,11 @@ func (s *server) admit(c *clientConn) (victim *clientConn, ok bool) {
 		if victim = s.idlest(); victim == nil {
 			return nil, false
 		}
-		s.untrackLocked(victim)
+		s.uncount(victim) // it stays in conns until its goroutines end
 	}
 	s.conns[c] = struct{}{}
 	if !c.own {
+		c.counted = true
 		s.operators++
 	}
 	s.wg.Add(1) // under mu, so never after close's Wait began
@@ -360,7 +364,7 @@ func (s *server) idlest() *clientConn {
 	var best *clientConn
 	var bestIdle time.Duration
 	for c := range s.conns {
-		if c.own {
+		if !c.counted {
 			continue
 		}
 		if idle := c.idleFor(); idle > 0 && (best == nil || idle > bestIdle) {
@@ -386,14 +390,10 @@ func (s *server) evict(victim *clientConn) {
 	victim.Close()
 }
 
-// untrackLocked forgets c; a no-op for a connection already forgotten
-// (evicted). The caller holds mu.
-func (s *server) untrackLocked(c *clientConn) {
-	if _, ok := s.conns[c]; !ok {
-		return
-	}
-	delete(s.conns, c)
-	if !c.own {
+// uncount frees c's operator slot, if it holds one. The caller holds mu.
+func (s *server) uncount(c *clientConn) {
+	if c.counted {
+		c.counted = false
 		s.operators--
 	}
 }
@@ -443,7 +443,8 @@ func (s *server) serveConn(c *clientConn) {
 	<-writerDone
 	c.Close()
 	s.mu.Lock()
-	s.untrackLocked(c)
+	delete(s.conns, c)
+	s.uncount(c)
 	s.mu.Unlock()
 }
 
