@@ -617,7 +617,7 @@ func TestConnectionLimitAllBusy(t *testing.T) {
 // idle timeout, whether they sent nothing or stalled in the middle of a
 // line, and keeps one that keeps asking.
 func TestIdleTimeout(t *testing.T) {
-	const idle = 300 * time.Millisecond
+	const idle = 500 * time.Millisecond
 	td := startTestDaemonWith(t, func(s *server) { s.idleTimeout = idle })
 	silent := td.dial(t)
 	stalled := td.dial(t)
