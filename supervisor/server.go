@@ -60,8 +60,17 @@ const (
 )
 
 // handlerFunc answers one decoded request. It is called from many
-// connections at once.
-type handlerFunc func(controlproto.Request) controlproto.Response
+// connections at once. A reply with a durability is sent once that is
+// settled (its change saved to --config): the connection goes on reading
+// and handling requests meanwhile, so the changes of pipelined requests
+// share one save.
+type handlerFunc func(controlproto.Request) (controlproto.Response, durability)
+
+// reply is a response on its way to the client, with what it waits for.
+type reply struct {
+	resp    controlproto.Response
+	durable durability // nil: nothing
+}
 
 // server serves the operator control socket (docs/control-protocol.md): one
 // goroutine reads and answers each connection's requests in order, another
@@ -421,7 +430,7 @@ func (s *server) refuse(conn net.Conn) {
 // closed (by the writer after a failed write, by eviction or by close).
 func (s *server) serveConn(c *clientConn) {
 	defer s.wg.Done()
-	replies := make(chan controlproto.Response, pendingReplies)
+	replies := make(chan reply, pendingReplies)
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
@@ -451,19 +460,20 @@ func (s *server) serveConn(c *clientConn) {
 // answer returns the reply to one request line from peer from, logging
 // who sent a request that changes the daemon or reads a config, and how
 // such a request failed.
-func (s *server) answer(line []byte, tooLong bool, from peer) controlproto.Response {
+func (s *server) answer(line []byte, tooLong bool, from peer) reply {
 	if tooLong {
-		return controlproto.Fail(controlproto.CodeInvalidArgument,
-			"request longer than %d bytes", controlproto.MaxRequestSize)
+		return reply{resp: controlproto.Fail(controlproto.CodeInvalidArgument,
+			"request longer than %d bytes", controlproto.MaxRequestSize)}
 	}
 	req, perr := controlproto.DecodeRequest(line)
 	if perr != nil {
-		return boundError(controlproto.Response{Error: perr})
+		return reply{resp: boundError(controlproto.Response{Error: perr})}
 	}
 	from.logRequest(s.log, req)
-	resp := boundError(s.handle(req))
+	resp, durable := s.handle(req)
+	resp = boundError(resp)
 	from.logFailure(s.log, req, resp)
-	return resp
+	return reply{resp: resp, durable: durable}
 }
 
 // boundError cuts the message of an error reply to maxErrorMessage bytes.
@@ -475,17 +485,33 @@ func boundError(r controlproto.Response) controlproto.Response {
 }
 
 // writeReplies writes replies to c as they come, flushing whenever no more
-// are queued, so a pipelining client gets many replies per write. After a
-// failed write it closes c, which ends the reader's loop, and discards the
-// replies still coming until the reader closes replies.
-func (s *server) writeReplies(c *clientConn, replies <-chan controlproto.Response) {
+// are queued, so a pipelining client gets many replies per write. A reply
+// that waits for its change to be saved waits in turn, after what is ready
+// has gone out. After a failed write it closes c, which ends the reader's
+// loop, and discards the replies still coming until the reader closes
+// replies. c stays busy until each reply is out or discarded.
+func (s *server) writeReplies(c *clientConn, replies <-chan reply) {
 	w := bufio.NewWriterSize(c, replyChunk)
 	var failed error
 	unflushed := int32(0)
 	for r := range replies {
 		unflushed++
 		if failed == nil {
-			failed = controlproto.WriteResponse(w, r)
+			resp := r.resp
+			if r.durable != nil {
+				if !r.durable.settled() && w.Buffered() > 0 {
+					// What is ready goes out while the disk works.
+					failed = w.Flush()
+				}
+				if failed == nil {
+					if err := r.durable.wait(); err != nil {
+						resp = controlproto.Response{Error: err}
+					}
+				}
+			}
+			if failed == nil {
+				failed = controlproto.WriteResponse(w, resp)
+			}
 			if failed == nil && len(replies) == 0 {
 				failed = w.Flush()
 			}

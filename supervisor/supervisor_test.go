@@ -95,20 +95,6 @@ func (rt *runTest) start(ctx context.Context) {
 	}
 }
 
-// startUntilCleanup starts the daemon and stops it when the test ends,
-// checking that Run returned nil.
-func (rt *runTest) startUntilCleanup() {
-	rt.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	rt.start(ctx)
-	rt.t.Cleanup(func() {
-		cancel()
-		if err := <-rt.result; err != nil {
-			rt.t.Errorf("Run: %v", err)
-		}
-	})
-}
-
 // signal sends sig to this process, which the running daemon handles.
 func (rt *runTest) signal(sig syscall.Signal) {
 	rt.t.Helper()
