@@ -134,7 +134,7 @@ func (rp *reporter) logTransitions(r *rule) {
 		case newErrs && !o.failing:
 			o.failing = true
 			rp.log.Warn("output dropping packets", "rule", r.wr.ID, "output", o.dest,
-				"errors", o.cnt.Errors, "err", o.failure())
+				"errors", o.cnt.Errors, "err", o.dropReason())
 		case o.failing && newOK && !newErrs:
 			o.failing = false
 			rp.log.Info("output recovered", "rule", r.wr.ID, "output", o.dest, "errors", o.cnt.Errors)
@@ -142,19 +142,15 @@ func (rp *reporter) logTransitions(r *rule) {
 	}
 }
 
-// failure says why o's latest datagram was dropped: the errno of its
+// dropReason says why o's latest datagram was dropped: the errno of its
 // failed send or, when it had no socket to send on (lastErrno 0), that and
 // why the socket is not open, as the rule's error says it.
-func (o *output) failure() string {
+func (o *output) dropReason() string {
 	if o.lastErrno != 0 {
 		return o.lastErrno.Error()
 	}
-	err := o.err
-	if err == nil && o.eg != nil {
-		err = o.eg.err
+	if err := o.failure(); err != nil {
+		return "output socket not open: " + err.Error()
 	}
-	if err == nil {
-		return "output socket not open" // then; it has opened since
-	}
-	return "output socket not open: " + err.Error()
+	return "output socket not open" // then; it has opened since
 }
