@@ -284,7 +284,9 @@ func (w *worker) openInput(in *input, matches []inputMatch) error {
 	if err != nil {
 		return err
 	}
-	fd, ring, err := w.openIngress(in, prog)
+	// Opened with the guard against VLAN-tagged frames: it may end up
+	// without a ring.
+	fd, ring, err := w.openIngress(in, filter.DropVLANTagged(prog))
 	if err != nil {
 		return err
 	}
@@ -300,9 +302,11 @@ func (w *worker) openInput(in *input, matches []inputMatch) error {
 		in.fd, in.ring = -1, nil
 		return err
 	}
-	// The supervisor attached prog before bind but cannot tell us whether
-	// the kernel kept it; attaching it again here reports ErrUnfiltered.
-	if err := filter.Attach(fd, prog); errors.Is(err, filter.ErrUnfiltered) {
+	// The supervisor attached the program before bind but cannot tell us
+	// whether the kernel kept it; attaching it again here reports
+	// ErrUnfiltered or ErrUnguarded. With a ring it goes without the guard
+	// (inputProgram).
+	if err := filter.Attach(fd, inputProgram(prog, in)); errors.Is(err, filter.ErrUnfiltered) || errors.Is(err, filter.ErrUnguarded) {
 		return err
 	}
 	return nil
@@ -407,7 +411,7 @@ func (w *worker) forwardBlock(in *input, blk int, s sender) {
 			break
 		}
 		r.done[blk]++
-		w.d.forward(int32(in.ifindex), in.link, pkt, n, id, s)
+		w.d.forward(int32(in.ifindex), in.link, pkt, n, id, it.meta, s)
 	}
 	r.cur = -1
 }
@@ -417,7 +421,7 @@ func (w *worker) filterInput(in *input, matches []inputMatch) error {
 	if err != nil {
 		return err
 	}
-	if err := filter.Attach(in.fd, prog); err != nil {
+	if err := filter.Attach(in.fd, inputProgram(prog, in)); err != nil {
 		return fmt.Errorf("replace filter on ifindex %d: %w", in.ifindex, err)
 	}
 	return nil
@@ -437,7 +441,9 @@ func (w *worker) closeInput(in *input) {
 // still the worker's, so packets were dropped until one came back.
 func (w *worker) countDrops(in *input) {
 	if in.ring == nil {
-		w.d.c.KernelDrops += packetDrops(in.fd)
+		// An error (the socket is gone) counts nothing.
+		drops, _ := relaysock.PacketDrops(in.fd)
+		w.d.c.KernelDrops += drops
 		return
 	}
 	drops, freezes := ringStats(in.fd)

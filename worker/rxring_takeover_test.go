@@ -186,7 +186,7 @@ type takeoverWorker struct {
 }
 
 func ringWorker(t *testing.T, mem []byte, blocks int) *takeoverWorker {
-	d, _ := benchSetup(t)
+	d, _ := benchSetup(t, 1024)
 	w := &worker{d: *d}
 	r := newRxRing(mem, blocks, testBlockSize)
 	w.rings.add(r)
