@@ -4,8 +4,12 @@ GO      ?= go
 PREFIX  ?= /usr/local
 DESTDIR ?=
 BINDIR  := $(DESTDIR)$(PREFIX)/bin
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X github.com/mcrelay/mcr/supervisor.Version=$(VERSION)
+# One version for the three binaries and the packages, from the newest v* tag
+# (packaging/version.sh says how, and what a checkout without tags gets).
+VERSION ?= $(shell packaging/version.sh)
+COMMIT  ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+LDFLAGS := -X github.com/mcrelay/mcr/supervisor.Version=$(VERSION) -X github.com/mcrelay/mcr/supervisor.Commit=$(COMMIT) \
+	-X github.com/mcrelay/mcr/mcrctl.Version=$(VERSION) -X github.com/mcrelay/mcr/mcrgen.Version=$(VERSION)
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(HOME)/go/bin/staticcheck)
 FUZZTIME ?= 10s
 

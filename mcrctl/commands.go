@@ -12,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/buildinfo"
+	"github.com/mcrelay/mcr/internal/manpage"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
 )
@@ -48,7 +50,7 @@ Exit status: 0 success, 1 the daemon answered with an error, 2 usage error,
 
 	root.AddCommand(c.addCommand(), c.removeCommand(), c.listCommand(), c.statsCommand(),
 		c.workersCommand(), c.pingCommand(), c.versionCommand(), c.configCommand(),
-		c.logLevelCommand(), completionCommand(root))
+		c.logLevelCommand(), completionCommand(root), manpage.Command(root, buildinfo.Version(Version)))
 	return root
 }
 
