@@ -50,6 +50,7 @@ func TestPackages(t *testing.T) {
 
 	t.Run("lintian", func(t *testing.T) { checkLintian(t, v1.deb) })
 	t.Run("rpm", func(t *testing.T) { checkRPM(t, v1) })
+	t.Run("rpm scripts", checkRPMScripts)
 	t.Run("install", func(t *testing.T) { checkInstall(t, root, v1, v2) })
 }
 
@@ -185,8 +186,7 @@ func checkInstall(t *testing.T, root string, v1, v2 pkgs) {
 		t.Cleanup(func() { os.Remove(wants) })
 	}
 	before := listHost(t)
-	h := &dpkgHost{t: t, dir: t.TempDir()}
-	h.writeFakes()
+	h := newScriptHost(t)
 	t.Cleanup(func() {
 		// Whatever failed, leave no mcr behind.
 		if exec.Command("dpkg-query", "-W", "mcr").Run() == nil {
@@ -234,7 +234,7 @@ func checkInstall(t *testing.T, root string, v1, v2 pkgs) {
 		if out, err := exec.Command("dpkg-query", "-W", "mcr").CombinedOutput(); err == nil {
 			t.Errorf("after dpkg -P dpkg still knows mcr: %s", out)
 		}
-		h.checkSystemctl(nil)
+		h.checkCalls(nil)
 		checkSameHost(t, before, listHost(t))
 		if out, err := exec.Command("getent", "passwd", "mcr-worker").Output(); err != nil || len(out) == 0 {
 			t.Errorf("after dpkg -P the mcr-worker account is gone (%v); Debian keeps system accounts", err)
@@ -247,13 +247,13 @@ func checkInstall(t *testing.T, root string, v1, v2 pkgs) {
 		h.dpkg("--install", v2.deb)
 		h.dpkg("--remove", "mcr")
 		h.dpkg("--purge", "mcr")
-		h.checkSystemctl([]string{
-			"--system daemon-reload", // install
-			"--system daemon-reload", // upgrade: reload, then restart what runs
-			"try-restart mcrd.service mcrd@*.service",
-			"stop mcrd.service mcrd@*.service", // remove: stop, then reload
-			"--system daemon-reload",
-			"--system daemon-reload", // purge
+		h.checkCalls([]string{
+			"systemctl --system daemon-reload", // install
+			"systemctl --system daemon-reload", // upgrade: reload, then restart what runs
+			"systemctl try-restart mcrd.service mcrd@*.service",
+			"systemctl stop mcrd.service mcrd@*.service", // remove: stop, then reload
+			"systemctl --system daemon-reload",
+			"systemctl --system daemon-reload", // purge
 		})
 		checkSameHost(t, before, listHost(t))
 	})
@@ -311,32 +311,37 @@ func checkInstalled(t *testing.T, version string) {
 	}
 }
 
-// dpkgHost runs dpkg on this machine with systemd running or not, as the
-// maintainer scripts see it: a private mount namespace where /run/systemd
-// is an empty tmpfs (not running) or a tmpfs /run with /run/systemd/system
-// (running). Either way systemctl is a fake that records its arguments, and
-// policy-rc.d, which deb-systemd-invoke asks first, allows everything.
-type dpkgHost struct {
+// scriptHost runs maintainer scripts (and dpkg, which runs them) on this
+// machine with systemd running or not, as the scripts see it: in a private
+// mount namespace where /run/systemd is an empty tmpfs (not running) or
+// /run is a tmpfs with /run/systemd/system (running). Either way systemctl
+// is a fake that records its calls, and policy-rc.d, which
+// deb-systemd-invoke asks first, allows everything.
+type scriptHost struct {
 	t       *testing.T
 	dir     string
 	systemd bool
 }
 
-func (h *dpkgHost) writeFakes() {
-	mustWrite(h.t, filepath.Join(h.dir, "bin/systemctl"), []byte("#!/bin/sh\necho \"$*\" >>"+h.dir+"/systemctl.log\n"))
-	mustWrite(h.t, filepath.Join(h.dir, "policy-rc.d"), []byte("#!/bin/sh\nexit 0\n"))
-	for _, p := range []string{"bin/systemctl", "policy-rc.d"} {
-		if err := os.Chmod(filepath.Join(h.dir, p), 0o755); err != nil {
-			h.t.Fatal(err)
+// newScriptHost writes the fakes: systemctl and any other commands named.
+func newScriptHost(t *testing.T, fakes ...string) *scriptHost {
+	h := &scriptHost{t: t, dir: t.TempDir()}
+	for _, name := range append([]string{"systemctl"}, fakes...) {
+		mustWrite(t, filepath.Join(h.dir, "bin", name), []byte("#!/bin/sh\necho \""+name+" $*\" >>"+h.dir+"/calls.log\n"))
+		if err := os.Chmod(filepath.Join(h.dir, "bin", name), 0o755); err != nil {
+			t.Fatal(err)
 		}
 	}
+	mustWrite(t, filepath.Join(h.dir, "policy-rc.d"), []byte("#!/bin/sh\nexit 0\n"))
+	if err := os.Chmod(filepath.Join(h.dir, "policy-rc.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
 
-// dpkg runs dpkg with args, with stdin closed so that a question fails the
-// run, and returns its output. It waits for dpkg's lock while another dpkg
-// (an apt-get of another test run) holds it.
-func (h *dpkgHost) dpkg(args ...string) string {
-	h.t.Helper()
+// command returns name with args, to run as described above, with stdin
+// closed so that a question fails the run.
+func (h *scriptHost) command(name string, args ...string) *exec.Cmd {
 	setup := "mount -t tmpfs tmpfs /run/systemd\n"
 	if _, err := os.Stat("/run/systemd"); err != nil {
 		setup = "" // no systemd here at all
@@ -347,13 +352,20 @@ func (h *dpkgHost) dpkg(args ...string) string {
 	if _, err := os.Stat("/usr/sbin/policy-rc.d"); err == nil {
 		setup += "mount --bind " + h.dir + "/policy-rc.d /usr/sbin/policy-rc.d\n"
 	}
-	script := "set -e\n" + setup + "exec dpkg \"$@\""
+	script := "set -e\n" + setup + "exec \"$@\""
+	cmd := exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", script, "sh", name}, args...)...)
+	cmd.Env = append(os.Environ(), "PATH="+h.dir+"/bin:"+os.Getenv("PATH"), "DEBIAN_FRONTEND=noninteractive")
+	return cmd
+}
+
+// dpkg runs dpkg with args and returns its output. It waits for dpkg's
+// lock while another dpkg (an apt-get of another test run) holds it.
+func (h *scriptHost) dpkg(args ...string) string {
+	h.t.Helper()
 	var out []byte
 	netnstest.Poll(h.t, 2*time.Minute, time.Second, "dpkg's lock", func() bool {
-		cmd := exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", script, "sh"}, args...)...)
-		cmd.Env = append(os.Environ(), "PATH="+h.dir+"/bin:"+os.Getenv("PATH"), "DEBIAN_FRONTEND=noninteractive")
 		var err error
-		out, err = cmd.CombinedOutput()
+		out, err = h.command("dpkg", args...).CombinedOutput()
 		if err != nil && strings.Contains(string(out), "lock") && strings.Contains(string(out), "another process") {
 			return false
 		}
@@ -365,11 +377,10 @@ func (h *dpkgHost) dpkg(args ...string) string {
 	return string(out)
 }
 
-// checkSystemctl compares the calls of the fake systemctl with want, and
-// forgets them.
-func (h *dpkgHost) checkSystemctl(want []string) {
+// checkCalls compares the calls of the fakes with want, and forgets them.
+func (h *scriptHost) checkCalls(want []string) {
 	h.t.Helper()
-	log := filepath.Join(h.dir, "systemctl.log")
+	log := filepath.Join(h.dir, "calls.log")
 	b, err := os.ReadFile(log)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		h.t.Fatal(err)
@@ -380,7 +391,40 @@ func (h *dpkgHost) checkSystemctl(want []string) {
 		got = append(got, strings.TrimSuffix(line, "\n"))
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
-		h.t.Errorf("systemctl calls of the maintainer scripts (systemd running: %v) (-want +got):\n%s", h.systemd, diff)
+		h.t.Errorf("commands the maintainer scripts ran (systemd running: %v) (-want +got):\n%s", h.systemd, diff)
+	}
+}
+
+// checkRPMScripts runs the .rpm's scriptlets as rpm would, with their
+// argument (the number of versions installed after the transaction) and
+// systemd running or not, with fakes for the commands they run.
+func checkRPMScripts(t *testing.T) {
+	h := newScriptHost(t, "systemd-sysusers", "systemd-tmpfiles")
+	const reload, restart, stop = "systemctl daemon-reload", "systemctl try-restart mcrd.service mcrd@*.service",
+		"systemctl stop mcrd.service mcrd@*.service"
+	sysusers, tmpfiles := "systemd-sysusers mcr.conf", "systemd-tmpfiles --create mcr.conf"
+	for _, tt := range []struct {
+		script  string
+		arg     string
+		systemd bool
+		want    []string
+	}{
+		{"post.sh", "1", false, []string{sysusers, tmpfiles}},
+		{"post.sh", "1", true, []string{sysusers, tmpfiles, reload}},
+		{"post.sh", "2", true, []string{sysusers, tmpfiles, reload}},
+		{"preun.sh", "1", true, nil}, // upgrade: the relays go on
+		{"preun.sh", "0", false, nil},
+		{"preun.sh", "0", true, []string{stop}},
+		{"postun.sh", "1", false, nil},
+		{"postun.sh", "1", true, []string{reload, restart}},
+		{"postun.sh", "0", true, []string{reload}},
+	} {
+		h.systemd = tt.systemd
+		if out, err := h.command("sh", "-e", filepath.Join("rpm", tt.script), tt.arg).CombinedOutput(); err != nil {
+			t.Errorf("%s %s: %v\n%s", tt.script, tt.arg, err, out)
+		}
+		t.Logf("%s %s, systemd running: %v", tt.script, tt.arg, tt.systemd)
+		h.checkCalls(tt.want)
 	}
 }
 
