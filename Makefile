@@ -123,9 +123,11 @@ uninstall: ## remove what install installed, except the config in /etc/mcr and t
 
 # Packages: the files `make install PREFIX=/usr` installs, wrapped by nfpm
 # (packaging/nfpm.yaml, which says what is a config file and which scripts
-# run). The binaries are built without cgo as static PIE and stripped: no
-# libc dependency, so one .rpm serves every distribution, and lintian wants
-# position-independent, stripped executables.
+# run). The binaries are built without cgo, position-independent and
+# stripped: they need no shared library, not even libc, so one .rpm serves
+# every distribution, and lintian wants PIE, stripped executables. They run
+# on the build machine to write the man pages, so build on the target
+# architecture.
 DIST           ?= dist
 PKG_ARCH       ?= $(shell $(GO) env GOARCH)
 PKG_MAINTAINER ?= mcr maintainers <maintainers@mcrelay.invalid>
