@@ -45,7 +45,7 @@ Exit status: 0 success, 1 the daemon answered with an error, 2 usage error,
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&c.socket, "socket", socket, "control socket of mcrd (env MCR_SOCKET)")
-	pf.StringVar(&c.netns, "netns", "", "talk to the relay mcrd@NAME runs in network namespace NAME (its socket: "+
+	pf.StringVar(&c.netns, "netns", "", "talk to the relay mcrd@`NAME` runs in network namespace NAME (socket "+
 		netnsSocket(RuntimeDir, "NAME")+")")
 	must(root.RegisterFlagCompletionFunc("netns", c.completeNetns))
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
