@@ -3,6 +3,7 @@ package packaging
 import (
 	"net/netip"
 	"os"
+	"regexp"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -45,5 +46,26 @@ func TestExampleConfig(t *testing.T) {
 	}
 	if diff := cmp.Diff(string(data), string(saved)); diff != "" {
 		t.Errorf("mcr.example.json differs from what config save writes (-file +saved):\n%s", diff)
+	}
+}
+
+// TestInstalledEmptyConfig checks that the config `make install` and the
+// packages put on a new host, mcr.json (no rules), loads: a config must say
+// `"rules": []`.
+func TestInstalledEmptyConfig(t *testing.T) {
+	mk, err := os.ReadFile("../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`install -m 0644 packaging/mcr\.json \$\(CONFDIR\)/mcr\.json`).Match(mk) {
+		t.Fatal("Makefile: does not install packaging/mcr.json as $(CONFDIR)/mcr.json")
+	}
+	data, err := os.ReadFile("mcr.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ruleset.DecodeConfig(data)
+	if err != nil || len(c.Rules) != 0 {
+		t.Errorf("the empty config make install writes, %q: %d rules, %v; want it to load with none", data, len(c.Rules), err)
 	}
 }
