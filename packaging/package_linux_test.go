@@ -368,7 +368,9 @@ func (h *scriptHost) command(name string, args ...string) *exec.Cmd {
 		setup += "mount --bind " + h.dir + "/policy-rc.d /usr/sbin/policy-rc.d\n"
 	}
 	script := "set -e\n" + setup + "exec \"$@\""
-	cmd := exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", script, "sh", name}, args...)...)
+	// nice: dpkg's triggers (man-db) take seconds of CPU; see buildPackages.
+	cmd := exec.Command("nice", append([]string{"-n", "19", "unshare", "--mount", "--propagation", "private",
+		"sh", "-c", script, "sh", name}, args...)...)
 	cmd.Env = append(os.Environ(), "PATH="+h.dir+"/bin:"+os.Getenv("PATH"), "DEBIAN_FRONTEND=noninteractive")
 	return cmd
 }
