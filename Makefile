@@ -29,8 +29,12 @@ help: ## show the targets
 build: ## build mcrd, mcrctl and mcrgen into bin/ (BIN)
 	$(GO) build $(BUILDFLAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
+# The packaging tests run after the others, not beside them: building and
+# installing packages (compiles, lintian, dpkg's fsyncs and triggers) costs
+# the traffic tests of topology/ and worker/ packets on a 2-core machine.
 test: ## all tests; privileged namespace tests run when root
-	$(GO) test -count=1 -timeout 12m ./...
+	$(GO) test -count=1 -timeout 12m $$($(GO) list ./... | grep -v '/packaging$$')
+	$(GO) test -count=1 -timeout 5m ./packaging
 
 test-unit: ## tests that need no root
 	MCR_SKIP_PRIVILEGED=1 $(GO) test -count=1 ./...
