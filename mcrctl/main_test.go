@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcrelay/mcr/internal/syncbuf"
-
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/mcrelay/mcr/internal/netnstest"
+	"github.com/mcrelay/mcr/internal/syncbuf"
 	"github.com/mcrelay/mcr/ruleset"
 )
 
@@ -392,13 +393,12 @@ func TestStatsWatch(t *testing.T) {
 			done := make(chan result)
 			before := len(d.requestLines())
 			go func() { done <- runCLIInto(t, &stdout, d.path, runOpts{tty: tt.tty, ctx: ctx}, tt.args...) }()
-			deadline := time.Now().Add(5 * time.Second)
-			for strings.Count(stdout.String(), tt.wantHeader) < snapshots {
-				if time.Now().After(deadline) {
-					t.Fatalf("no %d snapshots after 5s; stdout:\n%s", snapshots, stdout.String())
+			netnstest.PollErr(t, 5*time.Second, time.Millisecond, func() error {
+				if strings.Count(stdout.String(), tt.wantHeader) < snapshots {
+					return fmt.Errorf("waiting for %d snapshots; stdout:\n%s", snapshots, stdout.String())
 				}
-				time.Sleep(time.Millisecond)
-			}
+				return nil
+			})
 			cancel()
 			res := <-done
 			if res.code != 0 || res.stderr != "" {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/netnstest"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
 )
@@ -350,13 +351,9 @@ func TestConnectionLimit(t *testing.T) {
 	}
 	// Closing one makes room for another.
 	conns[0].c.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for !pingOnce(td.path) {
-		if time.Now().After(deadline) {
-			t.Fatal("no room for a new connection after closing one")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	netnstest.WaitFor(t, 5*time.Second, "room for a new connection after closing one", func() bool {
+		return pingOnce(td.path)
+	})
 }
 
 // pingOnce reports whether a new connection to path is served.

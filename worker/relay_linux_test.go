@@ -94,17 +94,12 @@ func (w *workerProc) counters() stats.WorkerCounters {
 func (w *workerProc) waitRule(id string, want stats.RuleCounters) {
 	w.t.Helper()
 	want.ID = id
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, got := w.snapshot(id)
-		if cmp.Equal(want, got) {
-			return
+	netnstest.PollErr(w.t, 10*time.Second, 10*time.Millisecond, func() error {
+		if _, got := w.snapshot(id); !cmp.Equal(want, got) {
+			return fmt.Errorf("counters of rule %s (-want +got):\n%s", id, cmp.Diff(want, got))
 		}
-		if time.Now().After(deadline) {
-			w.t.Fatalf("counters of rule %s (-want +got):\n%s", id, cmp.Diff(want, got))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func outs(n, size int, k int) []stats.OutputCounters {
