@@ -82,7 +82,7 @@ var workerCounters = []struct {
 		func(c *stats.WorkerCounters) uint64 { return c.Fragments }},
 	{workerDesc("not_udp", "Well-formed IP packets that are not UDP (dropped)."),
 		func(c *stats.WorkerCounters) uint64 { return c.NotUDP }},
-	{workerDesc("kernel_drops", "Packets the kernel dropped on the worker's AF_PACKET sockets (PACKET_STATISTICS tp_drops): receive buffer full."),
+	{workerDesc("kernel_drops", "Packets the kernel dropped on the worker's AF_PACKET sockets (PACKET_STATISTICS tp_drops): receive ring full, or receive buffer full with --rx-ring-blocks 0."),
 		func(c *stats.WorkerCounters) uint64 { return c.KernelDrops }},
 	{workerDesc("buffer_exhausted", "Packets dropped because the worker had no free packet buffer."),
 		func(c *stats.WorkerCounters) uint64 { return c.BufferExhausted }},
