@@ -17,7 +17,7 @@ import (
 // MCR_SOCKET environment variable names one.
 const DefaultSocket = "/run/mcr/control.sock"
 
-// Exit statuses of Main (SPEC §3).
+// Exit statuses of Main (docs/cli.md).
 const (
 	exitOK          = 0
 	exitFailure     = 1 // the daemon answered with an error, or output failed

@@ -253,7 +253,7 @@ func TestJSONPassthrough(t *testing.T) {
 }
 
 // TestRequests checks the exact request line each command sends and what it
-// prints, so mcrd sees what SPEC §4 promises.
+// prints, so mcrd sees what docs/control-protocol.md promises.
 func TestRequests(t *testing.T) {
 	d := newFakeDaemon(t, map[string]string{
 		"AddRule":     `{"ok":true,"result":{"id":"market-a"}}`,

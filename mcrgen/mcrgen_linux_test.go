@@ -197,7 +197,7 @@ func TestRecvDetectsCorruption(t *testing.T) {
 // TestSendRate measures the sender's pacing on a real socket and clock at
 // rates the relay benchmarks use: exactly rate·duration datagrams, never
 // faster than +2 %, all seen by the peer interface, and done within 2 % of
-// the scheduled second (SPEC §3: ±2 % at 1k–500k pps).
+// the scheduled second (docs/cli.md: ±2 % at 1k–500k pps).
 //
 // The machine's cores are shared with other tests, and a sender starved of
 // CPU falls behind, which is load, not a pacing error. So the Sender runs

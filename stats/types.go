@@ -1,7 +1,8 @@
 package stats
 
 // WorkerCounters are one worker's data-plane counters, cumulative since the
-// worker started. JSON names are fixed by SPEC §4.
+// worker started. Tools rely on the JSON names (docs/stats.md): they do not
+// change.
 type WorkerCounters struct {
 	RxPackets uint64 `json:"rx_packets"`
 	// NoMatch counts well-formed UDP packets that matched no rule.
@@ -72,7 +73,7 @@ type Snapshot struct {
 	Rules       []RuleCounters `json:"rules,omitempty"`
 }
 
-// Report is the GetStats result (SPEC §4).
+// Report is the GetStats result (docs/control-protocol.md).
 type Report struct {
 	Rules   []RuleReport   `json:"rules"`
 	Workers []WorkerReport `json:"workers"`
@@ -119,7 +120,7 @@ type Totals struct {
 	Outputs StateCounts `json:"outputs,omitzero"`
 }
 
-// StateCounts counts rules or outputs by interface state (SPEC §6).
+// StateCounts counts rules or outputs by the state of their interface.
 type StateCounts struct {
 	Active  int `json:"active"`  // interface present and up
 	Pending int `json:"pending"` // interface does not exist (yet)

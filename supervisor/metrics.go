@@ -33,8 +33,9 @@ type metricsSource interface {
 	ExclusiveDropped() map[string]uint64
 }
 
-// Metric descriptions. Counters are the supervisor's totals, which survive
-// worker restarts (SPEC §7); a removed rule's series disappear with it.
+// Metric descriptions (docs/stats.md lists them). Counters are the
+// supervisor's totals, which survive worker restarts; a removed rule's
+// series disappear with it.
 var (
 	descRulePacketsIn = prometheus.NewDesc("mcr_rule_packets_in_total",
 		"Datagrams received that matched the rule, summed over workers.", []string{"rule"}, nil)

@@ -39,11 +39,11 @@ const (
 // connections at once.
 type handlerFunc func(controlproto.Request) controlproto.Response
 
-// server serves the operator control socket (SPEC §4): one goroutine reads
-// and answers each connection's requests in order, another writes its
-// replies, so a connection that is slow, stalled mid-line or never reads
-// delays no one else. Requests reach the handler as they arrive; the
-// handler's own locking serialises what must be.
+// server serves the operator control socket (docs/control-protocol.md):
+// one goroutine reads and answers each connection's requests in order,
+// another writes its replies, so a connection that is slow, stalled
+// mid-line or never reads delays no one else. Requests reach the handler
+// as they arrive; the handler's own locking serialises what must be.
 type server struct {
 	log    *slog.Logger
 	ln     *net.UnixListener

@@ -5,8 +5,8 @@
 // The input is what an AF_PACKET SOCK_DGRAM socket delivers: the packet
 // starting at the IP header, with the link-layer header already removed
 // (packet(7)). Parse is stricter than "find the payload": every packet the
-// worker must drop and count (SPEC §7) comes back with a Reason that names the
-// counter — Malformed, Fragment or NotUDP.
+// worker must drop and count (docs/stats.md) comes back with a Reason that
+// names the counter — Malformed, Fragment or NotUDP.
 //
 // The package does not verify UDP checksums. The kernel has not checked them
 // yet when AF_PACKET sees a packet, but a locally generated or offloaded
