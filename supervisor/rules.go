@@ -230,9 +230,12 @@ func newRuleEntry(r ruleset.Rule) *ruleEntry {
 	return e
 }
 
-// setRule makes r, normalised and valid, the entry's rule.
+// setRule makes r, normalised and valid, the entry's rule. The states of
+// the old rule's outputs are forgotten: the new outputs may be others, or
+// more or fewer, and get theirs at the next reconcile.
 func (e *ruleEntry) setRule(r ruleset.Rule) {
 	e.rule = r
+	e.outStates = nil
 	e.canon = r.Canonical()
 	e.group = netip.MustParseAddr(r.Input.Group)
 	e.src = netip.Addr{}

@@ -401,6 +401,35 @@ func TestRuleReplaceAppliesOnlyTheDifference(t *testing.T) {
 	}
 }
 
+// TestRuleReplaceChangesOutputCount replaces a rule with one of more, then
+// fewer outputs, as a config load may: each output gets its own state, and
+// the old rule's per-output states are not compared with the new outputs.
+func TestRuleReplaceChangesOutputCount(t *testing.T) {
+	tm := newTestMaster(t)
+	up("eth9", 5)(tm)
+	up("out0", 6)(tm)
+	one := testRule("r", "eth9", "239.1.1.1", 5000, "out0")
+	addRules(one)(tm)
+	three := one
+	three.Outputs = append(slices.Clone(one.Outputs),
+		ruleset.Output{Interface: "out1", Group: "239.9.9.8", Port: 9000},
+		ruleset.Output{Interface: "out0", Group: "239.9.9.7", Port: 9000})
+	for _, tc := range []struct {
+		rule ruleset.Rule
+		want []string
+	}{
+		{three, []string{"active", "pending", "active"}},
+		{one, []string{"active"}},
+	} {
+		if res := tm.replace([]ruleset.Rule{tc.rule}); res != (controlproto.LoadConfigResult{Added: 1, Removed: 1}) {
+			t.Errorf("replace with %d outputs: %+v, want the rule changed", len(tc.rule.Outputs), res)
+		}
+		if got := tm.list()[0].OutputStates; !slices.Equal(got, tc.want) {
+			t.Errorf("output states after replacing with %d outputs: %v, want %v", len(tc.rule.Outputs), got, tc.want)
+		}
+	}
+}
+
 func TestRuleOutputStateTransitionsAreLoggedOnce(t *testing.T) {
 	tm := newTestMaster(t)
 	up("eth9", 5)(tm)
