@@ -175,7 +175,8 @@ func (n *NS) WaitIPv6(ifname string) {
 // its peer is): call WaitIPv6 for that.
 func (n *NS) SetupLink(ifname string, addrs ...string) {
 	n.t.Helper()
-	n.MustRun("sysctl", "-qw", "net.ipv6.conf."+ifname+".accept_dad=0")
+	// The slash form keeps a dot in the name ("eth0.100") a dot.
+	n.MustRun("sysctl", "-qw", "net/ipv6/conf/"+ifname+"/accept_dad=0")
 	for _, a := range addrs {
 		if a != "" {
 			n.MustRun("ip", "addr", "add", a, "dev", ifname, "nodad")
