@@ -24,9 +24,9 @@ host-wide netdev_max_backlog inside a container) is reported and skipped.
               survive a reboot; interface features do not persist: run this
               script at boot, e.g. from a drop-in for mcrd.service:
                 [Service]
-                ExecStartPre=+/usr/local/share/mcr/tune-kernel.sh eth0
+                ExecStartPre=-+/usr/local/share/mcr/tune-kernel.sh eth0
               ("+" runs it outside the unit's sandbox, which makes /proc/sys
-              read-only)
+              read-only; "-" lets mcrd start even if this script fails)
   -h, --help  print this help
 
 Checking interfaces needs ethtool (Debian: apt-get install ethtool).
