@@ -20,12 +20,12 @@ const refusedLogEvery = time.Second
 func (p *Pool) serveSockets(w *workerProc) {
 	var lastLog time.Time
 	var unlogged int
-	err := relaysock.Serve(w.sockets, func(req relaysock.Request) error {
+	err := relaysock.Serve(w.sockets, func(req relaysock.Request) (int, error) {
 		p.mu.Lock()
 		err := p.grants.Allow(req)
 		p.mu.Unlock()
 		if err == nil {
-			return nil
+			return relaysock.Open(req)
 		}
 		if now := time.Now(); now.Sub(lastLog) >= refusedLogEvery {
 			w.log.Warn("socket request refused", "err", err, "refused_unlogged", unlogged)
@@ -33,7 +33,7 @@ func (p *Pool) serveSockets(w *workerProc) {
 		} else {
 			unlogged++
 		}
-		return err
+		return -1, err
 	})
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		w.log.Warn("socket requests ended", "err", err)

@@ -195,12 +195,22 @@ func closeFD(fd int) {
 	}
 }
 
+// Opener returns the socket a request asks for, or why it cannot have it.
+// Serve owns the returned fd: it sends it with the reply and closes it right
+// after, so an opener that keeps a socket of its own (one shared by every
+// worker, or one that outlives a worker) returns a dup of it.
+type Opener func(Request) (fd int, err error)
+
 // Serve answers the requests of one worker on conn, the supervisor's end of
 // its socket socketpair, until the worker closes it (nil) or the stream
-// fails. allow decides whether a request may be served (nil: every one). A
-// refused request, or a socket that cannot be opened, gets an error reply;
-// an opened socket is sent with the reply and closed here right after.
-func Serve(conn *net.UnixConn, allow func(Request) error) error {
+// fails. open decides whether a request may be served and opens its socket;
+// nil means Open, every request allowed. A refused request, or a socket that
+// cannot be opened, gets an error reply; an opened socket is sent with the
+// reply and closed here right after.
+func Serve(conn *net.UnixConn, open Opener) error {
+	if open == nil {
+		open = Open
+	}
 	fr := controlproto.NewFrameReader(conn)
 	var out []byte
 	for {
@@ -215,7 +225,7 @@ func Serve(conn *net.UnixConn, allow func(Request) error) error {
 		if err := json.Unmarshal(body, &req); err != nil {
 			return fmt.Errorf("decode socket request: %w", err)
 		}
-		fd, err := open(req, allow)
+		fd, err := open(req)
 		rep := Reply{Seq: req.Seq}
 		if err != nil {
 			rep = replyTo(req.Seq, err)
@@ -230,13 +240,9 @@ func Serve(conn *net.UnixConn, allow func(Request) error) error {
 	}
 }
 
-// open opens the socket req asks for if allow lets it.
-func open(req Request, allow func(Request) error) (int, error) {
-	if allow != nil {
-		if err := allow(req); err != nil {
-			return -1, err
-		}
-	}
+// Open opens the socket req asks for, with no policy: the caller has
+// decided that req may be served (Grants.Allow).
+func Open(req Request) (int, error) {
 	switch {
 	case req.Ingress != nil && req.Egress == nil:
 		in := req.Ingress

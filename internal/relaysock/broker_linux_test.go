@@ -39,7 +39,7 @@ func serve(t *testing.T, ns *netnstest.NS, rules ...controlproto.WorkerRule) *Cl
 		g.Add(wr)
 	}
 	done := make(chan error, 1)
-	go func() { done <- ns.Do(func() error { return Serve(conn, g.Allow) }) }()
+	go func() { done <- ns.Do(func() error { return Serve(conn, allowed(g)) }) }()
 	t.Cleanup(func() {
 		unix.Close(sp[1]) // the worker's end: Serve sees EOF
 		if err := <-done; err != nil {
@@ -134,5 +134,15 @@ func TestClientDiscardsStaleReply(t *testing.T) {
 	// fails with EPIPE.
 	if _, err := unix.Write(fd, []byte{1}); !errors.Is(err, unix.EPIPE) {
 		t.Errorf("write to the fd of the current reply: %v, want EPIPE (the stale reply's fd closed)", err)
+	}
+}
+
+// allowed is the opener of a supervisor whose policy is g.
+func allowed(g *Grants) Opener {
+	return func(req Request) (int, error) {
+		if err := g.Allow(req); err != nil {
+			return -1, err
+		}
+		return Open(req)
 	}
 }
