@@ -19,11 +19,7 @@ import (
 )
 
 // TestMain removes the binaries testbin built.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testbin.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m) }
 
 // TestDocumentedCommands runs every ```sh block of README.md and of the
 // operator guide, in order, as an operator would type them, against a real

@@ -17,11 +17,7 @@ import (
 	"github.com/mcrelay/mcr/mcrgen"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testbin.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m) }
 
 // sendResult and recvResult decode the JSON lines of the binaries.
 type sendResult = mcrgen.SendResult

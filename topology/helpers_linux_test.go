@@ -44,11 +44,7 @@ const recvTimeout = 20 * time.Second
 // mcrctl, a process start each: 20 a second is prompt and cheap.
 const pollEvery = 50 * time.Millisecond
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testbin.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m) }
 
 // waitFor polls cond every pollEvery until it returns true or timeout
 // passes, then fails the test with what it was waiting for.
