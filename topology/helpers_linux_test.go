@@ -73,6 +73,10 @@ type daemonOptions struct {
 	Config string
 	// Flags are more flags of `mcrd supervisor`.
 	Flags []string
+	// NoFile, when set, runs mcrd under `prlimit --nofile=N:N`: the
+	// supervisor and its workers (which inherit it) can hold no fd
+	// numbered N or above.
+	NoFile int
 }
 
 // startDaemon starts mcrd in ns and returns once it answers ping and all
@@ -93,7 +97,11 @@ func startDaemon(t *testing.T, ns *netnstest.NS, opt daemonOptions) *daemon {
 	}
 	args = append(args, opt.Flags...)
 	testbin.Path(t, "mcrctl") // build before the clock of the wait below starts
-	d.proc = netnstest.Start(t, ns, testbin.Path(t, "mcrd"), args...)
+	name := testbin.Path(t, "mcrd")
+	if opt.NoFile > 0 {
+		name, args = "prlimit", append([]string{fmt.Sprintf("--nofile=%d:%d", opt.NoFile, opt.NoFile), name}, args...)
+	}
+	d.proc = netnstest.Start(t, ns, name, args...)
 	t.Cleanup(func() {
 		select {
 		case <-d.proc.Done():

@@ -18,43 +18,48 @@ const SndBufSize = 4 << 20
 // when one is set, the send buffer is large, it is bound to the source
 // address when one is set, and it is connected to the destination so each
 // send skips the route lookup and needs no address.
-func OpenEgress(k EgressKey) (fd int, err error) {
+func OpenEgress(k EgressKey) (int, error) {
 	dst := k.Dst.Addr()
 	family, ipLevel := unix.AF_INET, unix.IPPROTO_IP
 	if dst.Is6() {
 		family, ipLevel = unix.AF_INET6, unix.IPPROTO_IPV6
 	}
-	fd, err = unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("open UDP socket: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			unix.Close(fd)
-			fd = -1
-		}
-	}()
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BINDTOIFINDEX, k.IfIndex); err != nil {
-		return -1, fmt.Errorf("bind to interface %d: %w", k.IfIndex, err)
-	}
-	if err := setHops(fd, ipLevel, dst, k); err != nil {
+	if err := setUpEgress(fd, ipLevel, k); err != nil {
+		unix.Close(fd)
 		return -1, err
 	}
+	return fd, nil
+}
+
+// setUpEgress makes the fresh socket fd the egress socket of k; the caller
+// closes fd when it fails.
+func setUpEgress(fd, ipLevel int, k EgressKey) error {
+	dst := k.Dst.Addr()
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BINDTOIFINDEX, k.IfIndex); err != nil {
+		return fmt.Errorf("bind to interface %d: %w", k.IfIndex, err)
+	}
+	if err := setHops(fd, ipLevel, dst, k); err != nil {
+		return err
+	}
 	if err := setBuffer(fd, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, SndBufSize); err != nil {
-		return -1, fmt.Errorf("set send buffer: %w", err)
+		return fmt.Errorf("set send buffer: %w", err)
 	}
 	if k.Src.IsValid() {
 		if k.Src.Is6() != dst.Is6() {
-			return -1, fmt.Errorf("source %v and destination %v differ in family", k.Src, dst)
+			return fmt.Errorf("source %v and destination %v differ in family", k.Src, dst)
 		}
 		if err := unix.Bind(fd, sockaddr(netip.AddrPortFrom(k.Src, 0), k.IfIndex)); err != nil {
-			return -1, fmt.Errorf("bind to source %v: %w", k.Src, err)
+			return fmt.Errorf("bind to source %v: %w", k.Src, err)
 		}
 	}
 	if err := unix.Connect(fd, sockaddr(k.Dst, k.IfIndex)); err != nil {
-		return -1, fmt.Errorf("connect to %v: %w", k.Dst, err)
+		return fmt.Errorf("connect to %v: %w", k.Dst, err)
 	}
-	return fd, checkSource(fd)
+	return checkSource(fd)
 }
 
 // setHops sets the multicast interface, TTL or hop limit and loopback.
