@@ -117,8 +117,8 @@ func (c *tuningCheck) Update(add []controlproto.WorkerRule, remove []string) {
 // tuneScript is how the warnings name tune-kernel.sh on this host, found
 // from mcrd's own path exe: `make install` puts mcrd in PREFIX/bin and the
 // script in PREFIX/share/mcr, and `make build` puts mcrd in bin/ of the
-// source tree, whose scripts/ holds it. When neither is there it names
-// both places.
+// source tree, whose scripts/ holds it. When neither is there it names the
+// installed path with PREFIX left for the reader to fill in.
 func tuneScript(exe string, exists func(path string) bool) string {
 	if exe != "" {
 		prefix := filepath.Dir(filepath.Dir(exe))
