@@ -55,11 +55,7 @@ func TestMain(m *testing.M) { testbin.Main(m) }
 // that file.
 func TestDocumentedCommands(t *testing.T) {
 	netnstest.RequireRoot(t)
-	for _, tool := range []string{"ethtool", "sh"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("skipping: %s not installed (the guide runs tune-kernel.sh, which needs ethtool)", tool)
-		}
-	}
+	netnstest.RequireTools(t, "the guide runs tune-kernel.sh, which needs ethtool", "ethtool", "sh")
 	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)

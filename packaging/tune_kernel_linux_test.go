@@ -22,11 +22,7 @@ import (
 // every setting it owns and leaves plain GRO alone, and a second run finds
 // nothing to change.
 func TestTuneKernelScript(t *testing.T) {
-	for _, tool := range []string{"ethtool", "unshare", "sysctl"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("skipping: %s not installed", tool)
-		}
-	}
+	netnstest.RequireTools(t, "", "ethtool", "unshare", "sysctl")
 	script, err := filepath.Abs("../scripts/tune-kernel.sh")
 	if err != nil {
 		t.Fatal(err)
@@ -124,11 +120,7 @@ func checkSysctls(t *testing.T, dir string, want map[string]string) {
 // was, exit 0; and exit 1 with a clear message for an interface that does
 // not exist or when ethtool is missing, never installing anything.
 func TestTuneKernelDryRunInNamespace(t *testing.T) {
-	for _, tool := range []string{"ethtool", "bash"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("skipping: %s not installed", tool)
-		}
-	}
+	netnstest.RequireTools(t, "", "ethtool", "bash")
 	script, err := filepath.Abs("../scripts/tune-kernel.sh")
 	if err != nil {
 		t.Fatal(err)
