@@ -11,9 +11,10 @@ import (
 )
 
 // writeRules prints the `list` table: one line per rule, then on note lines
-// under it the outputs whose interface is pending or down, and its error (if
-// any). packets maps rule ids to packets_in from GetStats; a rule missing
-// there shows 0.
+// under it the outputs whose interface is pending or down, those the workers
+// cannot send to (failing), and its error (if any), which says why each
+// output fails. packets maps rule ids to packets_in from GetStats; a rule
+// missing there shows 0.
 func writeRules(w io.Writer, rules []controlproto.RuleStatus, packets map[string]uint64, color bool) error {
 	t := table{
 		header: []string{"ID", "NAME", "STATE", "INPUT", "OUTPUTS", "PACKETS"},
@@ -22,6 +23,9 @@ func writeRules(w io.Writer, rules []controlproto.RuleStatus, packets map[string
 	for _, r := range rules {
 		t.add(cell{text: r.ID}, cell{text: orDash(r.Name)}, cell{text: r.State, color: stateColor(r.State)},
 			cell{text: formatInput(r.Input)}, cell{text: formatOutputs(r.Outputs)}, cell{text: count(packets[r.ID])})
+		if outs := failingOutputs(r); len(outs) > 0 {
+			t.addNote("outputs failing: " + formatOutputs(outs))
+		}
 		for _, state := range []string{controlproto.StatePending, controlproto.StateDown} {
 			if outs := outputsIn(r, state); len(outs) > 0 {
 				t.addNote("outputs " + state + ": " + formatOutputs(outs))
@@ -41,6 +45,22 @@ func outputsIn(r controlproto.RuleStatus, state string) []ruleset.Output {
 		if s == state && i < len(r.Outputs) {
 			outs = append(outs, r.Outputs[i])
 		}
+	}
+	return outs
+}
+
+// failingOutputs returns r's outputs that the workers report an error for
+// and that are not already noted as pending or down.
+func failingOutputs(r controlproto.RuleStatus) []ruleset.Output {
+	var outs []ruleset.Output
+	for i, e := range r.OutputErrors {
+		if e == "" || i >= len(r.Outputs) {
+			continue
+		}
+		if i < len(r.OutputStates) && r.OutputStates[i] != controlproto.StateActive {
+			continue
+		}
+		outs = append(outs, r.Outputs[i])
 	}
 	return outs
 }
@@ -146,11 +166,15 @@ func writeStats(w io.Writer, r stats.Report, color bool) error {
 	if err != nil || r.Totals.Rules == (stats.StateCounts{}) {
 		return err
 	}
-	_, err = fmt.Fprintf(w, "rules: %s; outputs: %s\n", formatStates(r.Totals.Rules), formatStates(r.Totals.Outputs))
+	_, err = fmt.Fprintf(w, "rules: %s; outputs: %s\n", formatStates(r.Totals.Rules, false), formatStates(r.Totals.Outputs, true))
 	return err
 }
 
-// formatStates prints counts by state: "2 active, 1 pending, 0 down".
-func formatStates(c stats.StateCounts) string {
+// formatStates prints counts by state: "2 active, 1 pending, 0 down", with
+// the failing count after the active one for outputs.
+func formatStates(c stats.StateCounts, outputs bool) string {
+	if outputs {
+		return fmt.Sprintf("%d active, %d failing, %d pending, %d down", c.Active, c.Failing, c.Pending, c.Down)
+	}
 	return fmt.Sprintf("%d active, %d pending, %d down", c.Active, c.Pending, c.Down)
 }

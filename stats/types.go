@@ -62,6 +62,10 @@ type RuleCounters struct {
 	// Error, when set, says why the worker cannot serve (part of) the rule,
 	// e.g. an output interface without an address.
 	Error string `json:"error,omitempty"`
+	// OutputErrors, when set, has one entry per output: why that output
+	// cannot send (the text Error gives after its destination), "" for
+	// those that can. Nil when every output can.
+	OutputErrors []string `json:"output_errors,omitempty"`
 }
 
 // Snapshot is what a worker pushes on its stats pipe every stats interval.
@@ -106,6 +110,9 @@ type OutputReport struct {
 	PacketsOut  uint64 `json:"packets_out"`
 	BytesOut    uint64 `json:"bytes_out"`
 	Errors      uint64 `json:"errors"`
+	// Error, when set, says why a worker cannot send to the output: it
+	// is failing (the rule's Error names it too).
+	Error string `json:"error,omitempty"`
 }
 
 // WorkerReport is one worker slot's counters, summed over its lives.
@@ -133,4 +140,8 @@ type StateCounts struct {
 	Active  int `json:"active"`  // interface present and up
 	Pending int `json:"pending"` // interface does not exist (yet)
 	Down    int `json:"down"`    // interface exists but is down
+	// Failing counts outputs whose interface is up but that a worker
+	// cannot send to (OutputReport.Error); they are not in Active. Rules
+	// have none: a rule with a failing output still forwards to the rest.
+	Failing int `json:"failing,omitempty"`
 }

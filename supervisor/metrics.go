@@ -58,7 +58,8 @@ var (
 	descRules = prometheus.NewDesc("mcr_rules",
 		"Rules by state: active (input interface up), pending (interface missing), down (interface down).", []string{"state"}, nil)
 	descOutputs = prometheus.NewDesc("mcr_outputs",
-		"Outputs of all rules by state: active (output interface up), pending (interface missing), down (interface down).", []string{"state"}, nil)
+		"Outputs of all rules by state: active (output interface up), pending (interface missing), down (interface down), "+
+			"failing (interface up, but the workers cannot send to it).", []string{"state"}, nil)
 	descExclusiveDropped = prometheus.NewDesc("mcr_exclusive_dropped_packets_total",
 		"Relayed datagrams --exclusive-inputs kept from the kernel's own receive path on the input interface, "+
 			"since the interface's program was attached (it starts again from 0 when the interface is recreated).",
@@ -199,11 +200,15 @@ func collectWorkers(ch chan<- prometheus.Metric, workers []controlproto.WorkerIn
 }
 
 // collectStates sends mcr_rules or mcr_outputs: every state, 0 included, so
-// that a query for down rules finds a series and not an absence.
+// that a query for down rules finds a series and not an absence. Only
+// outputs can be failing.
 func collectStates(ch chan<- prometheus.Metric, d *prometheus.Desc, c stats.StateCounts) {
 	ch <- gauge(d, float64(c.Active), controlproto.StateActive)
 	ch <- gauge(d, float64(c.Down), controlproto.StateDown)
 	ch <- gauge(d, float64(c.Pending), controlproto.StatePending)
+	if d == descOutputs {
+		ch <- gauge(d, float64(c.Failing), "failing")
+	}
 }
 
 func counter(d *prometheus.Desc, v uint64, labels ...string) prometheus.Metric {

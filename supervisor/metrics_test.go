@@ -133,7 +133,7 @@ func testSource() *fakeMetricsSource {
 			},
 			Totals: stats.Totals{
 				Rules:   stats.StateCounts{Active: 1, Down: 2},
-				Outputs: stats.StateCounts{Active: 2, Pending: 1, Down: 4},
+				Outputs: stats.StateCounts{Active: 2, Pending: 1, Down: 4, Failing: 3},
 			},
 		},
 		workers: []controlproto.WorkerInfo{
@@ -185,7 +185,7 @@ func TestMetricsHandlerExposesSource(t *testing.T) {
 		"mcr_worker_in_sync":                gauge(map[string]float64{w0: 1, w1: 0}),
 		"mcr_workers_up":                    gauge(map[string]float64{"": 1}),
 		"mcr_rules":                         gauge(map[string]float64{`state="active"`: 1, `state="down"`: 2, `state="pending"`: 0}),
-		"mcr_outputs":                       gauge(map[string]float64{`state="active"`: 2, `state="down"`: 4, `state="pending"`: 1}),
+		"mcr_outputs":                       gauge(map[string]float64{`state="active"`: 2, `state="down"`: 4, `state="pending"`: 1, `state="failing"`: 3}),
 		"mcr_build_info":                    gauge(map[string]float64{`goversion="` + runtime.Version() + `",version="1.2.3"`: 1}),
 	}
 	want["mcr_exclusive_dropped_packets_total"] = counter(map[string]float64{`interface="eth0"`: 42, `interface="eth0.100"`: 0})

@@ -264,7 +264,8 @@ func TestForwardCountsRuleAndOutputs(t *testing.T) {
 			{Errors: 4},
 			{Errors: 4},
 		},
-		Error: "outputs[1] 239.3.3.3:6000@if3: fake failure; outputs[2] 239.4.4.4:6000@if0: interface if0 does not exist",
+		Error:        "outputs[1] 239.3.3.3:6000@if3: fake failure; outputs[2] 239.4.4.4:6000@if0: interface if0 does not exist",
+		OutputErrors: []string{"", "fake failure", "interface if0 does not exist"},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("rule counters (-want +got):\n%s", diff)
