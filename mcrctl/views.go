@@ -143,13 +143,14 @@ func writeStats(w io.Writer, r stats.Report, color bool) error {
 		}
 	}
 	workers := table{
-		header: []string{"WORKER", "CORE", "RX", "NO-MATCH", "MALFORMED", "FRAGMENTS", "NOT-UDP", "KDROPS", "NOBUF", "EGRESS-ERR"},
-		right:  []bool{true, true, true, true, true, true, true, true, true, true},
+		header: []string{"WORKER", "CORE", "RX", "NO-MATCH", "MALFORMED", "FRAGMENTS", "NOT-UDP", "VLAN", "BAD-CSUM",
+			"KDROPS", "NOBUF", "EGRESS-ERR"},
+		right: []bool{true, true, true, true, true, true, true, true, true, true, true, true},
 	}
 	for _, wk := range r.Workers {
 		c := wk.WorkerCounters
 		workers.add(append(plain(fmt.Sprint(wk.Worker), fmt.Sprint(wk.Core), count(c.RxPackets), count(c.NoMatch),
-			count(c.Malformed), count(c.Fragments), count(c.NotUDP)),
+			count(c.Malformed), count(c.Fragments), count(c.NotUDP), count(c.VLANTagged), count(c.BadChecksum)),
 			dropCell(c.KernelDrops), dropCell(c.BufferExhausted), dropCell(c.EgressErrors))...)
 	}
 	if err := rules.write(w, color); err != nil {
@@ -163,10 +164,13 @@ func writeStats(w io.Writer, r stats.Report, color bool) error {
 	}
 	_, err := fmt.Fprintf(w, "\ntotal: %s in, %s out, %s\n", counted(r.Totals.PacketsIn, "packet"),
 		counted(r.Totals.PacketsOut, "packet"), counted(r.Totals.KernelDrops, "kernel drop"))
-	if err != nil || r.Totals.Rules == (stats.StateCounts{}) {
-		return err
+	if err == nil && r.Totals.Rules != (stats.StateCounts{}) {
+		_, err = fmt.Fprintf(w, "rules: %s; outputs: %s\n", formatStates(r.Totals.Rules, false), formatStates(r.Totals.Outputs, true))
 	}
-	_, err = fmt.Fprintf(w, "rules: %s; outputs: %s\n", formatStates(r.Totals.Rules, false), formatStates(r.Totals.Outputs, true))
+	if ns := r.Namespace; err == nil && ns != nil && ns.IPReasmFails > 0 {
+		// Datagrams no worker saw: incomplete IPv4 fragments.
+		_, err = fmt.Fprintf(w, "namespace: %d IPv4 reassembly failures (%d timed out)\n", ns.IPReasmFails, ns.IPReasmTimeout)
+	}
 	return err
 }
 

@@ -384,6 +384,8 @@ func (c *WorkerCounters) add(d WorkerCounters) {
 	c.Malformed += d.Malformed
 	c.Fragments += d.Fragments
 	c.NotUDP += d.NotUDP
+	c.VLANTagged += d.VLANTagged
+	c.BadChecksum += d.BadChecksum
 	c.KernelDrops += d.KernelDrops
 	c.BufferExhausted += d.BufferExhausted
 	c.EgressErrors += d.EgressErrors
@@ -402,6 +404,7 @@ func (c WorkerCounters) below(prev WorkerCounters) bool {
 	return c.RxPackets < prev.RxPackets || c.NoMatch < prev.NoMatch ||
 		c.Malformed < prev.Malformed || c.Fragments < prev.Fragments ||
 		c.NotUDP < prev.NotUDP || c.KernelDrops < prev.KernelDrops ||
+		c.VLANTagged < prev.VLANTagged || c.BadChecksum < prev.BadChecksum ||
 		c.BufferExhausted < prev.BufferExhausted || c.EgressErrors < prev.EgressErrors ||
 		c.StatsDropped < prev.StatsDropped || c.LogsDropped < prev.LogsDropped ||
 		c.GSOSends < prev.GSOSends || c.GSODatagrams < prev.GSODatagrams ||

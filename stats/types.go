@@ -1,8 +1,8 @@
 package stats
 
 // WorkerCounters are one worker's data-plane counters, cumulative since the
-// worker started. Tools rely on the JSON names (docs/stats.md): they do not
-// change.
+// worker started. Tools rely on the JSON names (docs/stats.md): they are the
+// control protocol's (docs/control-protocol.md) and do not change.
 type WorkerCounters struct {
 	RxPackets uint64 `json:"rx_packets"`
 	// NoMatch counts well-formed UDP packets that matched no rule.
@@ -12,8 +12,17 @@ type WorkerCounters struct {
 	Malformed uint64 `json:"malformed"`
 	// Fragments counts IPv4 and IPv6 fragments (never forwarded).
 	Fragments uint64 `json:"fragments"`
-	// NotUDP counts well-formed IP packets that are not UDP.
+	// NotUDP counts well-formed IP packets that are not UDP, and frames of
+	// another link-layer protocol.
 	NotUDP uint64 `json:"not_udp"`
+	// VLANTagged counts frames that carried a VLAN tag (802.1Q or 802.1ad,
+	// other than a priority tag of VLAN ID 0) on an input interface: they
+	// belong to that VLAN's interface, and a rule on the input never
+	// relays them.
+	VLANTagged uint64 `json:"vlan_tagged"`
+	// BadChecksum counts datagrams that matched a rule but whose UDP
+	// checksum is wrong (or zero, over IPv6); they are not relayed.
+	BadChecksum uint64 `json:"bad_checksum"`
 	// KernelDrops accumulates PACKET_STATISTICS tp_drops of the worker's
 	// AF_PACKET sockets (the kernel resets them on every read).
 	KernelDrops uint64 `json:"kernel_drops"`
@@ -90,6 +99,10 @@ type Report struct {
 	Rules   []RuleReport   `json:"rules"`
 	Workers []WorkerReport `json:"workers"`
 	Totals  Totals         `json:"totals"`
+	// Namespace holds kernel counters of the daemon's network namespace
+	// for losses no worker sees. The supervisor fills it in; nil (and
+	// omitted) when they cannot be read.
+	Namespace *NamespaceCounters `json:"namespace,omitempty"`
 }
 
 // RuleReport is one rule's counters summed over workers and lives.
@@ -135,7 +148,8 @@ type Totals struct {
 	Outputs StateCounts `json:"outputs,omitzero"`
 }
 
-// StateCounts counts rules or outputs by the state of their interface.
+// StateCounts counts rules or outputs by interface state, the states
+// ListRules reports (docs/control-protocol.md).
 type StateCounts struct {
 	Active  int `json:"active"`  // interface present and up
 	Pending int `json:"pending"` // interface does not exist (yet)

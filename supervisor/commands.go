@@ -36,6 +36,9 @@ type daemon struct {
 	// autosave saves every change to --config before it is acknowledged;
 	// nil without --config or with --config-autosave=false.
 	autosave *autosaver
+	// netSNMP reads the namespace's /proc/net/snmp for GetStats'
+	// namespace counters; nil leaves them out.
+	netSNMP func() ([]byte, error)
 }
 
 // handle answers one request (serve adds the wait for autosave).
@@ -107,6 +110,7 @@ func (d *daemon) Report() stats.Report {
 	}
 	r := d.stats.Report(rules, workers, time.Now())
 	r.Totals.Rules, r.Totals.Outputs = stateCounts(d.listRules())
+	r.Namespace = d.namespaceCounters()
 	return r
 }
 

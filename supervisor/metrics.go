@@ -84,6 +84,10 @@ var workerCounters = []struct {
 		func(c *stats.WorkerCounters) uint64 { return c.Fragments }},
 	{workerDesc("not_udp", "Well-formed IP packets that are not UDP (dropped)."),
 		func(c *stats.WorkerCounters) uint64 { return c.NotUDP }},
+	{workerDesc("vlan_tagged", "Frames with a VLAN tag on an input interface: another VLAN's traffic (dropped)."),
+		func(c *stats.WorkerCounters) uint64 { return c.VLANTagged }},
+	{workerDesc("bad_checksum", "Datagrams matching a rule whose UDP checksum is wrong (dropped)."),
+		func(c *stats.WorkerCounters) uint64 { return c.BadChecksum }},
 	{workerDesc("kernel_drops", "Packets the kernel dropped on the worker's AF_PACKET sockets (PACKET_STATISTICS tp_drops): receive ring full, or receive buffer full with --rx-ring-blocks 0."),
 		func(c *stats.WorkerCounters) uint64 { return c.KernelDrops }},
 	{workerDesc("buffer_exhausted", "Packets dropped because the worker had no free packet buffer."),
@@ -108,6 +112,28 @@ var workerCounters = []struct {
 
 func workerDesc(name, help string) *prometheus.Desc {
 	return prometheus.NewDesc("mcr_worker_"+name+"_total", help, []string{"worker"}, nil)
+}
+
+// namespaceCounters are the kernel counters of the daemon's network
+// namespace (stats.NamespaceCounters), exported when GetStats has them.
+var namespaceCounters = []struct {
+	desc  *prometheus.Desc
+	value func(*stats.NamespaceCounters) uint64
+}{
+	{namespaceDesc("ip_reasm_fragments", "IPv4 fragments queued for reassembly (ReasmReqds)."),
+		func(c *stats.NamespaceCounters) uint64 { return c.IPReasmReqds }},
+	{namespaceDesc("ip_reasm_datagrams", "IPv4 datagrams reassembled (ReasmOKs)."),
+		func(c *stats.NamespaceCounters) uint64 { return c.IPReasmOKs }},
+	{namespaceDesc("ip_reasm_failures", "IPv4 datagrams given up by reassembly, fragments lost or memory short (ReasmFails); "+
+		"relayed datagrams among them never reached a worker."),
+		func(c *stats.NamespaceCounters) uint64 { return c.IPReasmFails }},
+	{namespaceDesc("ip_reasm_timeouts", "IPv4 reassembly failures that timed out waiting for fragments (ReasmTimeout)."),
+		func(c *stats.NamespaceCounters) uint64 { return c.IPReasmTimeout }},
+}
+
+func namespaceDesc(name, help string) *prometheus.Desc {
+	return prometheus.NewDesc("mcr_namespace_"+name+"_total",
+		help+" Kernel counter of the whole network namespace the daemon runs in.", nil, nil)
 }
 
 // metricsCollector is a prometheus.Collector that turns one read of its
@@ -149,6 +175,9 @@ func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, wc := range workerCounters {
 		ch <- wc.desc
 	}
+	for _, nc := range namespaceCounters {
+		ch <- nc.desc
+	}
 }
 
 // Collect reads the source once and sends the metrics.
@@ -161,6 +190,11 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		id := strconv.Itoa(w.Worker)
 		for _, wc := range workerCounters {
 			ch <- counter(wc.desc, wc.value(&w.WorkerCounters), id)
+		}
+	}
+	if ns := report.Namespace; ns != nil {
+		for _, nc := range namespaceCounters {
+			ch <- counter(nc.desc, nc.value(ns))
 		}
 	}
 	collectWorkers(ch, c.src.Workers())

@@ -112,7 +112,8 @@ func start(cfg Config) (*instance, error) {
 	m := newMaster(mc)
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{log: log, pool: pool, cancel: cancel,
-		d: &daemon{log: log, level: cfg.LogLevel, configPath: cfg.ConfigPath, master: m, dp: pool, stats: agg}}
+		d: &daemon{log: log, level: cfg.LogLevel, configPath: cfg.ConfigPath, master: m, dp: pool, stats: agg,
+			netSNMP: readNetSNMP}}
 	fail := func(err error) (*instance, error) {
 		ln.Close()
 		if metricsLn != nil {

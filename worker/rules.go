@@ -428,6 +428,12 @@ func (db *ruleDB) syncInput(in *input, m []inputMatch) {
 	} else {
 		err = db.sk.filterInput(in, m)
 	}
+	if errors.Is(err, filter.ErrUnguarded) && in.fd >= 0 {
+		// Not even the guard against VLAN-tagged frames could be
+		// attached: stop relaying from the socket rather than relay
+		// another VLAN's traffic; the retry opens it again.
+		db.sk.closeInput(in)
+	}
 	if errors.Is(err, filter.ErrUnfiltered) {
 		if !in.unfiltered {
 			db.log.Warn("input relays without a kernel prefilter; unwanted traffic is dropped in userspace", "ifindex", in.ifindex, "err", err)

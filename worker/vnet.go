@@ -14,6 +14,20 @@ const (
 	vnetGSOECN   = 0x80
 )
 
+// virtio_net_hdr flags (include/uapi/linux/virtio_net.h), the values of
+// rxCsumPartial and rxCsumValid.
+const (
+	vnetFNeedsCsum = 1
+	vnetFDataValid = 2
+)
+
+// parse copies the flags into rxMeta as they are: these indexes are out of
+// range, a compile error, if the values ever differ.
+var (
+	_ = [1]struct{}{}[rxCsumPartial-vnetFNeedsCsum]
+	_ = [1]struct{}{}[rxCsumValid-vnetFDataValid]
+)
+
 // vnetHdr is the part of struct virtio_net_hdr the dispatcher uses.
 //
 // Over veth, tun and loopback, and for traffic the host sends itself, the
@@ -21,12 +35,18 @@ const (
 // whose IP and UDP headers describe the whole, and whose payload is the
 // payloads of several datagrams end to end (gso_type UDP_L4, each gso_size
 // bytes but the last). Only the virtio_net_hdr says so; without it an
-// aggregate would pass for one big datagram. The header's flags (such as
-// NEEDS_CSUM, a checksum left to offload) and checksum fields do not
-// matter here: the relay re-sends payloads, never the received headers.
+// aggregate would pass for one big datagram.
+//
+// The flags give the checksum state (virtio_net_hdr_from_skb): NEEDS_CSUM
+// for CHECKSUM_PARTIAL (a checksum left to offload: every datagram a local
+// sender or a VM sends over veth or tap, and GSO aggregates), DATA_VALID
+// for CHECKSUM_UNNECESSARY (the NIC verified it), neither otherwise (the
+// checksum is in the packet, unverified). The checksum offsets do not
+// matter: the relay re-sends payloads, never the received headers.
 type vnetHdr struct {
 	gsoType uint8
 	gsoSize int
+	csum    rxMeta // rxCsumPartial, rxCsumValid or 0
 }
 
 // parse reads the header at the start of pkt; false if pkt is too short.
@@ -37,6 +57,7 @@ func (h *vnetHdr) parse(pkt []byte) bool {
 	if len(pkt) < vnetHdrLen {
 		return false
 	}
+	h.csum = rxMeta(pkt[0] & (vnetFNeedsCsum | vnetFDataValid))
 	h.gsoType = pkt[1] &^ vnetGSOECN
 	h.gsoSize = int(binary.LittleEndian.Uint16(pkt[4:6]))
 	return true
