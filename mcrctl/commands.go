@@ -12,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/buildinfo"
+	"github.com/mcrelay/mcr/internal/manpage"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
 )
@@ -43,12 +45,28 @@ Exit status: 0 success, 1 the daemon answered with an error, 2 usage error,
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&c.socket, "socket", socket, "control socket of mcrd (env MCR_SOCKET)")
+	pf.StringVar(&c.netns, "netns", "", "talk to the relay mcrd@`NAME` runs in network namespace NAME (socket "+
+		netnsSocket(RuntimeDir, "NAME")+")")
+	must(root.RegisterFlagCompletionFunc("netns", c.completeNetns))
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if c.netns == "" {
+			return nil
+		}
+		if cmd.Flags().Changed("socket") {
+			return usageErrorf("--socket and --netns both name a socket: give one")
+		}
+		if err := checkNetnsName(c.netns); err != nil {
+			return &exitError{code: exitUsage, err: err}
+		}
+		c.socket = netnsSocket(c.opts.runtimeDir, c.netns)
+		return nil
+	}
 	pf.BoolVar(&c.json, "json", false, "print the daemon's JSON result instead of a table")
 	pf.DurationVar(&c.timeout, "timeout", 5*time.Second, "give up on a request to mcrd after this long")
 
 	root.AddCommand(c.addCommand(), c.removeCommand(), c.listCommand(), c.statsCommand(),
 		c.workersCommand(), c.pingCommand(), c.versionCommand(), c.configCommand(),
-		c.logLevelCommand(), completionCommand(root))
+		c.logLevelCommand(), completionCommand(root), manpage.Command(root, buildinfo.Version(Version)))
 	return root
 }
 
@@ -123,6 +141,16 @@ func (c *cli) removeCommand() *cobra.Command {
 	must(cmd.MarkFlagRequired("rule-id"))
 	must(cmd.RegisterFlagCompletionFunc("rule-id", c.completeRuleIDs))
 	return cmd
+}
+
+// completeNetns offers the namespaces whose relay has a socket.
+func (c *cli) completeNetns(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	socks, _ := filepath.Glob(netnsSocket(c.opts.runtimeDir, "*"))
+	names := make([]cobra.Completion, len(socks))
+	for i, s := range socks {
+		names[i] = filepath.Base(filepath.Dir(s))
+	}
+	return names, cobra.ShellCompDirectiveNoFileComp
 }
 
 // completeRuleIDs offers the daemon's rule ids, with names as descriptions.

@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/manpage"
 	"github.com/mcrelay/mcr/supervisor"
 	"github.com/mcrelay/mcr/worker"
 )
@@ -87,7 +88,8 @@ func rootCommand(stdout, stderr io.Writer, getenv func(string) string, entry ent
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(supervisorCommand(stderr, getenv, entry.supervisor), workerCommand(entry.worker), versionCommand(stdout))
+	root.AddCommand(supervisorCommand(stderr, getenv, entry.supervisor), workerCommand(entry.worker), versionCommand(stdout),
+		manpage.Command(root, supervisor.Version))
 	return root
 }
 
