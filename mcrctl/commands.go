@@ -94,7 +94,7 @@ func (c *cli) addCommand() *cobra.Command {
 		Use:   "add --input-interface IF --input-group G --input-port P --outputs G:P:IF[,G:P:IF...]",
 		Short: "Add a relay rule and print its id",
 		Example: `  mcrctl add --input-interface eth0 --input-group 239.1.1.1 --input-port 5000 \
-    --outputs 239.2.2.2:6000:eth1,[ff3e::1]:6000:eth2 --ttl 8 --rule-id market-a`,
+    --outputs '239.2.2.2:6000:eth1,[ff3e::1]:6000:eth2' --ttl 8 --rule-id market-a`,
 		Args: cobra.NoArgs,
 		RunE: runE(func(ctx context.Context, _ []string) error {
 			if ttl < 0 || ttl > 255 {
@@ -115,7 +115,7 @@ func (c *cli) addCommand() *cobra.Command {
 	f.StringVar(&rule.Input.Group, "input-group", "", "destination address of the input, IPv4 or IPv6")
 	f.IntVar(&rule.Input.Port, "input-port", 0, "UDP destination port of the input")
 	f.StringVar(&rule.Input.Source, "input-source", "", "relay only datagrams from this sender (source-specific)")
-	f.StringArrayVar(&outputs, "outputs", nil, "comma-separated outputs GROUP:PORT:INTERFACE, IPv6 as [GROUP]:PORT:INTERFACE")
+	f.StringArrayVar(&outputs, "outputs", nil, "comma-separated outputs GROUP:PORT:INTERFACE, IPv6 as [GROUP]:PORT:INTERFACE (quote it: zsh treats brackets as a glob)")
 	f.StringVar(&rule.ID, "rule-id", "", "rule id (default: derived from the input)")
 	f.StringVar(&rule.Name, "name", "", "free-text name of the rule")
 	f.IntVar(&ttl, "ttl", 0, "multicast TTL / hop limit of every output (default 1 for multicast)")
@@ -340,7 +340,7 @@ standard input instead of a path.`,
 			}
 			var res controlproto.SaveConfigResult
 			return c.query(ctx, req, &res, func() error {
-				return c.println(fmt.Sprintf("saved %d rules to %s", res.Rules, res.Path))
+				return c.println(fmt.Sprintf("saved %s to %s", counted(res.Rules, "rule"), res.Path))
 			})
 		}),
 	}
@@ -371,7 +371,7 @@ standard input instead of a path.`,
 			}
 			var res controlproto.CheckConfigResult
 			return c.query(ctx, req, &res, func() error {
-				return c.println(fmt.Sprintf("%s: valid, %d rules", name, res.Rules))
+				return c.println(fmt.Sprintf("%s: valid, %s", name, counted(res.Rules, "rule")))
 			})
 		}),
 	}

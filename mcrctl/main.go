@@ -40,7 +40,7 @@ func checkNetnsName(name string) error {
 	return nil
 }
 
-// Exit statuses of Main (SPEC §3).
+// Exit statuses of Main (docs/cli.md).
 const (
 	exitOK          = 0
 	exitFailure     = 1 // the daemon answered with an error, or output failed

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcrelay/mcr/internal/syncbuf"
-
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/mcrelay/mcr/internal/netnstest"
+	"github.com/mcrelay/mcr/internal/syncbuf"
 	"github.com/mcrelay/mcr/ruleset"
 )
 
@@ -312,7 +313,7 @@ func TestJSONPassthrough(t *testing.T) {
 }
 
 // TestRequests checks the exact request line each command sends and what it
-// prints, so mcrd sees what SPEC §4 promises.
+// prints, so mcrd sees what docs/control-protocol.md promises.
 func TestRequests(t *testing.T) {
 	d := newFakeDaemon(t, map[string]string{
 		"AddRule":     `{"ok":true,"result":{"id":"market-a"}}`,
@@ -452,13 +453,12 @@ func TestStatsWatch(t *testing.T) {
 			done := make(chan result)
 			before := len(d.requestLines())
 			go func() { done <- runCLIInto(t, &stdout, d.path, runOpts{tty: tt.tty, ctx: ctx}, tt.args...) }()
-			deadline := time.Now().Add(5 * time.Second)
-			for strings.Count(stdout.String(), tt.wantHeader) < snapshots {
-				if time.Now().After(deadline) {
-					t.Fatalf("no %d snapshots after 5s; stdout:\n%s", snapshots, stdout.String())
+			netnstest.PollErr(t, 5*time.Second, time.Millisecond, func() error {
+				if n := strings.Count(stdout.String(), tt.wantHeader); n < snapshots {
+					return fmt.Errorf("%d of %d snapshots printed", n, snapshots)
 				}
-				time.Sleep(time.Millisecond)
-			}
+				return nil
+			})
 			cancel()
 			res := <-done
 			if res.code != 0 || res.stderr != "" {
