@@ -535,6 +535,21 @@ func (r *receiver) result() mcrgen.RecvResult {
 	return res
 }
 
+// resultWhenSettled ends receiver r once rule id of d has relayed all it
+// will (its counters settled) and returns r's result: for a stream that
+// loses datagrams, whose receiver would otherwise wait for its deadline,
+// and which a slow machine may deliver after any shorter one.
+func (d *daemon) resultWhenSettled(r *receiver, id string) mcrgen.RecvResult {
+	d.t.Helper()
+	d.settledReport(id)
+	select {
+	case <-r.proc.Done():
+	default:
+		_ = r.proc.Signal(os.Interrupt) // mcrgen prints its result and exits 0
+	}
+	return r.result()
+}
+
 // delivery is the part of a receiver's result that scenarios check.
 type delivery struct {
 	Received, Lost, Duplicates, Reordered, Corrupt, Unverified, Bytes uint64

@@ -40,7 +40,7 @@ func TestHoppingSenderInOrder(t *testing.T) {
 
 	s2 := s
 	s2.Count, s2.StreamID = 15000, 2 // 3 s
-	r2 := startRecvUntil(t, l.sink, sinkIf, "239.2.2.2", 6000, s2.Count, 3*time.Second+2*time.Second)
+	r2 := startRecv(t, l.sink, sinkIf, "239.2.2.2", 6000, s2.Count)
 	snd := startSend(t, l.src, s2)
 	d.waitCountedSince(base, "hop", 3000)
 	victims := d.workerList()
@@ -58,7 +58,7 @@ func TestHoppingSenderInOrder(t *testing.T) {
 		return d.synced()
 	})
 	snd.wait()
-	got := r2.result()
+	got := d.resultWhenSettled(r2, "hop")
 	if got.Reordered != 0 || got.Duplicates != 0 || got.Corrupt != 0 || got.Received+got.Lost != s2.Count {
 		t.Errorf("stream across the kill: %+v; want nothing reordered, duplicated or corrupt, received+lost = %d (first and last arrived)",
 			deliveryOf(got), s2.Count)
@@ -186,7 +186,7 @@ func testStoppedWorkerCounted(t *testing.T, flags []string) {
 	second := first
 	second.Count, second.Rate, second.StreamID = 10000, 2000, 2
 	total := first.Count + second.Count
-	r := startRecvUntil(t, l.sink, sinkIf, "239.2.2.2", 6000, total, 11*time.Second)
+	r := startRecv(t, l.sink, sinkIf, "239.2.2.2", 6000, total)
 	send(t, l.src, first)
 	d.waitCounted("stopped", first.Count)
 
@@ -211,7 +211,7 @@ func testStoppedWorkerCounted(t *testing.T, flags []string) {
 		return i >= 0 && d.workerList()[i].PID != victim.PID
 	})
 	snd.wait()
-	got := r.result()
+	got := d.resultWhenSettled(r, "stopped")
 	var drops uint64
 	// The next worker counts its drops once per stats interval.
 	waitFor(t, 5*time.Second, "kernel_drops to count every datagram not delivered", func() bool {
