@@ -123,14 +123,16 @@ func writeStats(w io.Writer, r stats.Report, color bool) error {
 		}
 	}
 	workers := table{
-		header: []string{"WORKER", "CORE", "RX", "NO-MATCH", "MALFORMED", "FRAGMENTS", "NOT-UDP", "KDROPS", "NOBUF", "EGRESS-ERR"},
-		right:  []bool{true, true, true, true, true, true, true, true, true, true},
+		header: []string{"WORKER", "CORE", "RX", "NO-MATCH", "MALFORMED", "FRAGMENTS", "NOT-UDP", "KDROPS", "NOBUF",
+			"EGRESS-ERR", "LOOPS", "TTL-EXPIRED"},
+		right: []bool{true, true, true, true, true, true, true, true, true, true, true, true},
 	}
 	for _, wk := range r.Workers {
 		c := wk.WorkerCounters
 		workers.add(append(plain(fmt.Sprint(wk.Worker), fmt.Sprint(wk.Core), count(c.RxPackets), count(c.NoMatch),
 			count(c.Malformed), count(c.Fragments), count(c.NotUDP)),
-			dropCell(c.KernelDrops), dropCell(c.BufferExhausted), dropCell(c.EgressErrors))...)
+			dropCell(c.KernelDrops), dropCell(c.BufferExhausted), dropCell(c.EgressErrors), dropCell(c.Loops),
+			dropCell(c.TTLExpired))...)
 	}
 	if err := rules.write(w, color); err != nil {
 		return err
