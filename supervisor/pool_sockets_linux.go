@@ -17,23 +17,35 @@ const refusedLogEvery = time.Second
 // socketpair and hands them over, as long as a rule of the pool's ruleset
 // needs them, until w closes its end or its life is torn down. The worker
 // runs without the privileges to open them itself (docs/security.md).
+// Egress sockets are the pool's (heldEgress): every worker gets a dup of
+// the same one, so an output leaves from one source address and port.
 func (p *Pool) serveSockets(w *workerProc) {
 	var lastLog time.Time
 	var unlogged int
-	err := relaysock.Serve(w.sockets, func(req relaysock.Request) (int, error) {
-		p.mu.Lock()
-		err := p.grants.Allow(req)
-		p.mu.Unlock()
-		if err == nil {
-			return relaysock.Open(req)
-		}
+	refused := func(err error) {
 		if now := time.Now(); now.Sub(lastLog) >= refusedLogEvery {
 			w.log.Warn("socket request refused", "err", err, "refused_unlogged", unlogged)
 			lastLog, unlogged = now, 0
 		} else {
 			unlogged++
 		}
-		return -1, err
+	}
+	err := relaysock.Serve(w.sockets, func(req relaysock.Request) (int, error) {
+		if req.Egress != nil && req.Ingress == nil {
+			fd, err := p.egress.dup(*req.Egress)
+			if errors.Is(err, errNotHeld) {
+				refused(err)
+			}
+			return fd, err
+		}
+		p.mu.Lock()
+		err := p.grants.Allow(req)
+		p.mu.Unlock()
+		if err != nil {
+			refused(err)
+			return -1, err
+		}
+		return relaysock.Open(req)
 	})
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		w.log.Warn("socket requests ended", "err", err)

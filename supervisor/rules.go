@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/relaysock"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
 )
@@ -31,13 +32,11 @@ import (
 //
 // Each output has a state of its own, by the name of its interface, with
 // the same names: pending (its ifindex is sent as 0 and the workers skip
-// it), down (the workers count its failed sends) or active. Each output is
-// sent with the generation of its interface (WorkerRule.OutputAddrGen:
-// the times it came up plus its address changes of the output's family),
-// so that the workers reopen its egress socket when it comes up or its
-// addresses change: a socket opened while it was down or without an
-// address failed, and one connected earlier keeps a source that may be
-// gone.
+// it), down (the workers count its failed sends) or active. An output
+// without a source address is sent with the addresses of its interface
+// (WorkerRule.OutputAddrs), from which the kernel picks its source, so that
+// workers recognise its datagrams when a loop brings them back to an
+// input.
 //
 // A rule is sent as a controlproto.WorkerRule with the ifindexes resolved;
 // whenever the resolution changes (an interface appears, is recreated with
@@ -65,6 +64,20 @@ type master struct {
 	// excl, when --exclusive-inputs is on, keeps the kernel's receive
 	// path from seeing the streams the data plane holds; nil when off.
 	excl *exclusiveInputs
+	// ports indexes the outputs that fix a source port, so that AddRule
+	// refuses one no socket could serve next to the others.
+	ports ruleset.SourcePorts
+	// egress says why an output's egress socket cannot be opened; nil:
+	// the data plane does not say.
+	egress egressErrors
+	// raw says whether transparent outputs can be served.
+	raw rawSupport
+}
+
+// egressErrors says why the egress socket of an identity cannot be opened
+// (heldEgress): a source address the host lacks, a port in use.
+type egressErrors interface {
+	errorOf(relaysock.EgressKey) error
 }
 
 // ruleEntry is one rule of the master ruleset and what it resolved to.
@@ -93,6 +106,11 @@ type masterConfig struct {
 	// Exclusive, when set, drops the relayed streams at each input
 	// interface's tc ingress (--exclusive-inputs); nil = off.
 	Exclusive inputDropper
+	// Egress reports the errors of egress sockets in ListRules; nil: none.
+	Egress egressErrors
+	// Raw is what the start-up probe found about raw sockets; the zero
+	// value allows transparent outputs.
+	Raw rawSupport
 }
 
 func newMaster(c masterConfig) *master {
@@ -112,15 +130,22 @@ func newMaster(c masterConfig) *master {
 		addrs:   newAddrView(),
 		groups:  newMemberships(c.Groups),
 		fanout:  c.Fanout,
+		egress:  c.Egress,
+		raw:     c.Raw,
 	}
 }
 
 // add adds r to the ruleset and returns its id (the default id when r has
 // none). It normalises and validates r; errors are invalid_argument (the
-// field message), already_exists (the id or the input is taken).
+// field message, or a transparent output this supervisor cannot serve),
+// already_exists (the id or the input is taken, or an output's source port
+// is another's in a way one socket cannot serve).
 func (m *master) add(r ruleset.Rule) (string, *controlproto.Error) {
 	r.Normalize()
 	if err := r.Validate(); err != nil {
+		return "", controlproto.Errorf(controlproto.CodeInvalidArgument, "%v", err)
+	}
+	if err := m.raw.check("", r); err != nil {
 		return "", controlproto.Errorf(controlproto.CodeInvalidArgument, "%v", err)
 	}
 	m.mu.Lock()
@@ -132,12 +157,23 @@ func (m *master) add(r ruleset.Rule) (string, *controlproto.Error) {
 		return "", controlproto.Errorf(controlproto.CodeAlreadyExists, "input %s is already used by rule %q",
 			describeInput(r.Input), other)
 	}
+	if err := m.ports.Check(&r); err != nil {
+		return "", controlproto.Errorf(controlproto.CodeAlreadyExists, "%v", err)
+	}
 	e := newRuleEntry(r)
 	m.index(e)
 	var b batch
 	m.reconcile(e, &b)
 	m.flush(&b)
 	return r.ID, nil
+}
+
+// checkServable refuses a ruleset with a transparent output this
+// supervisor cannot serve (rawSupport), naming it as ValidateSet names
+// fields: LoadConfig, CheckConfig and SIGHUP check a config with it before
+// anything changes.
+func (m *master) checkServable(rules []ruleset.Rule) error {
+	return m.raw.check("rules", rules...)
 }
 
 // describeInput names an input the way errors and logs show it:
@@ -245,6 +281,7 @@ func (e *ruleEntry) setRule(r ruleset.Rule) {
 func (m *master) index(e *ruleEntry) {
 	m.rules[e.rule.ID] = e
 	m.inputs[e.rule.Input.Key()] = e.rule.ID
+	m.ports.Add(&e.rule)
 	for _, name := range e.interfaces() {
 		set := m.byIface[name]
 		if set == nil {
@@ -260,6 +297,7 @@ func (m *master) index(e *ruleEntry) {
 func (m *master) unindex(e *ruleEntry) {
 	delete(m.rules, e.rule.ID)
 	delete(m.inputs, e.rule.Input.Key())
+	m.ports.Remove(&e.rule)
 	for _, name := range e.interfaces() {
 		delete(m.byIface[name], e.rule.ID)
 		if len(m.byIface[name]) == 0 {
@@ -338,17 +376,23 @@ func (m *master) resolve(e *ruleEntry, in link) (*controlproto.WorkerRule, error
 		InputIfIndex:  in.Index,
 		FanoutID:      fanout,
 		OutputIfIndex: make([]int, len(e.rule.Outputs)),
-		OutputAddrGen: make([]int, len(e.rule.Outputs)),
 	}
+	addrs := make([][]string, len(e.rule.Outputs))
+	known := false
 	for i, o := range e.rule.Outputs {
 		out, ok := m.links.lookup(o.Interface)
 		if !ok {
 			continue
 		}
 		wr.OutputIfIndex[i] = out.Index
-		// Validate accepted the group, Normalize canonicalised it.
-		v6 := netip.MustParseAddr(o.Group).Is6()
-		wr.OutputAddrGen[i] = m.links.ups[out.Index] + m.addrs.gen(out.Index, v6)
+		if o.Source == "" && !o.PreserveSource {
+			// Validate accepted the group, Normalize canonicalised it.
+			addrs[i] = m.addrs.list(out.Index, netip.MustParseAddr(o.Group).Is6())
+			known = known || len(addrs[i]) > 0
+		}
+	}
+	if known {
+		wr.OutputAddrs = addrs
 	}
 	return wr, nil
 }
@@ -525,10 +569,9 @@ func (m *master) relink(names []string) {
 }
 
 // addrChanged implements linkEvents. A real change of a link's addresses
-// re-resolves the rules on it: those with an output there carry the new
-// generation in their WorkerRule.OutputAddrGen, so the workers open fresh
-// egress sockets, which bind to the output's source or have the kernel
-// derive one from the addresses now there.
+// re-resolves the rules on it: those with an output there without a
+// source carry the addresses now there in WorkerRule.OutputAddrs, which the
+// workers check returning datagrams against.
 func (m *master) addrChanged(a addr, present bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -574,9 +617,32 @@ func (m *master) list() []controlproto.RuleStatus {
 	out := make([]controlproto.RuleStatus, 0, len(m.rules))
 	for _, e := range m.sorted() {
 		out = append(out, controlproto.RuleStatus{Rule: e.rule, State: e.state,
-			OutputStates: slices.Clone(e.outStates), Error: e.err})
+			OutputStates: slices.Clone(e.outStates), Error: m.errorOf(e)})
 	}
 	return out
+}
+
+// errorOf is what keeps e from being fully served now: e.err and the
+// errors of its outputs' egress sockets (which clear once a retry opens
+// them). The caller holds mu.
+func (m *master) errorOf(e *ruleEntry) string {
+	if m.egress == nil || e.sent == nil {
+		return e.err
+	}
+	var problems []string
+	if e.err != "" {
+		problems = append(problems, e.err)
+	}
+	for i, o := range e.rule.Outputs {
+		k, err := relaysock.EgressKeyFor(*e.sent, i)
+		if err != nil {
+			continue // not resolved: its state says why
+		}
+		if err := m.egress.errorOf(k); err != nil {
+			problems = append(problems, fmt.Sprintf("outputs[%d] %s: %v", i, o.Destination(), err))
+		}
+	}
+	return strings.Join(problems, "; ")
 }
 
 // counts counts the rules and the outputs by state (GetStats totals).

@@ -131,7 +131,7 @@ func (rp *reporter) logTransitions(r *rule) {
 		newOK := o.cnt.PacketsOut > o.okSeen
 		o.errsSeen, o.okSeen = o.cnt.Errors, o.cnt.PacketsOut
 		switch {
-		case newErrs && !o.failing && o.eg != nil && o.eg.fd >= 0:
+		case newErrs && !o.failing && o.open():
 			o.failing = true
 			rp.log.Warn("output dropping packets", "rule", r.wr.ID, "output", o.dest,
 				"errors", o.cnt.Errors, "err", o.lastErrno.Error())

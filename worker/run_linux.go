@@ -52,9 +52,6 @@ type worker struct {
 	rep  reporter
 	b    backend
 	eof  bool // the command socket reached end of file
-	// gsoSegs is how many datagrams one UDP_SEGMENT send may carry
-	// (probeGSO); 0: no UDP GSO on this kernel.
-	gsoSegs int
 
 	rings ringTable // the inputs' receive rings
 	iter  blockIter // scratch of forwardBlock
@@ -106,8 +103,8 @@ func newWorker(cfg Config) (*worker, error) {
 		return nil, err
 	}
 	w.sock = sock
-	w.probeGSO()
 	w.db = newRuleDB(w, w.log)
+	w.db.gsoSegs = gsoSegments(w.log)
 	w.d.db = w.db
 	w.cmds = newCommands(w.log)
 	if err := w.checkPrivileges(); err != nil {
@@ -191,6 +188,9 @@ func (w *worker) run() error {
 				w.finalReport()
 				return nil
 			}
+			// Sockets the new rules share with the old ones may have
+			// missed an MTU change.
+			w.refreshGSO()
 		}
 		if w.eof {
 			w.log.Info("command socket closed: supervisor gone")
@@ -385,13 +385,29 @@ func (w *worker) countDrops(in *input) {
 	}
 }
 
+// openEgress gets the socket of e's identity from the supervisor, the same
+// one every worker has, and reads its source port and its interface's MTU.
 func (w *worker) openEgress(e *egress) error {
 	fd, err := w.sock.OpenEgress(e.key)
-	e.fd = fd
-	if err == nil {
-		w.setGSO(e)
+	if err != nil {
+		e.fd = -1
+		return err
 	}
-	return err
+	e.fd, e.port, e.mtu = fd, 0, 0
+	if !e.key.Raw {
+		if sa, err := unix.Getsockname(fd); err == nil {
+			switch sa := sa.(type) {
+			case *unix.SockaddrInet4:
+				e.port = uint16(sa.Port)
+			case *unix.SockaddrInet6:
+				e.port = uint16(sa.Port)
+			}
+		}
+		if e.mtu, err = interfaceMTU(fd, e.key.IfIndex); err != nil {
+			w.log.Warn("no UDP GSO on output socket", "socket", e.key.String(), "err", err)
+		}
+	}
+	return nil
 }
 
 func (w *worker) closeEgress(e *egress) {

@@ -21,13 +21,17 @@ const (
 // whose IP and UDP headers describe the whole, and whose payload is the
 // payloads of several datagrams end to end (gso_type UDP_L4, each gso_size
 // bytes but the last). Only the virtio_net_hdr says so; without it an
-// aggregate would pass for one big datagram. The header's flags (such as
-// NEEDS_CSUM, a checksum left to offload) and checksum fields do not
-// matter here: the relay re-sends payloads, never the received headers.
+// aggregate would pass for one big datagram. Its NEEDS_CSUM flag says the
+// UDP checksum is left to offload: the header holds only the pseudo-header
+// sum, which a transparent output cannot reuse (origin.read).
 type vnetHdr struct {
-	gsoType uint8
-	gsoSize int
+	gsoType   uint8
+	gsoSize   int
+	needsCsum bool
 }
+
+// vnetNeedsCsum is VIRTIO_NET_HDR_F_NEEDS_CSUM, a bit of the flags byte.
+const vnetNeedsCsum = 1
 
 // parse reads the header at the start of pkt; false if pkt is too short.
 // The kernel writes the fields in host byte order (virtio_net_hdr_from_skb
@@ -37,6 +41,7 @@ func (h *vnetHdr) parse(pkt []byte) bool {
 	if len(pkt) < vnetHdrLen {
 		return false
 	}
+	h.needsCsum = pkt[0]&vnetNeedsCsum != 0
 	h.gsoType = pkt[1] &^ vnetGSOECN
 	h.gsoSize = int(binary.LittleEndian.Uint16(pkt[4:6]))
 	return true
