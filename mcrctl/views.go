@@ -65,9 +65,31 @@ func formatOutputs(outs []ruleset.Output) string {
 		if i == maxListedOutputs {
 			return strings.Join(names, ", ") + fmt.Sprintf(" +%d more", len(outs)-i)
 		}
-		names = append(names, o.Destination())
+		names = append(names, formatOutput(o))
 	}
 	return strings.Join(names, ", ")
+}
+
+// formatOutput prints an output's destination with the source it sends
+// from when the rule fixes one: "239.2.2.2:6000@eth1 from 10.1.0.1:5001",
+// "… from port 5001", "… keeping the source".
+func formatOutput(o ruleset.Output) string {
+	s := o.Destination()
+	switch {
+	case o.PreserveSource:
+		return s + " keeping the source"
+	case o.Source != "" && o.SourcePort != 0:
+		src := o.Source
+		if strings.Contains(src, ":") {
+			src = "[" + src + "]"
+		}
+		return fmt.Sprintf("%s from %s:%d", s, src, o.SourcePort)
+	case o.Source != "":
+		return s + " from " + o.Source
+	case o.SourcePort != 0:
+		return fmt.Sprintf("%s from port %d", s, o.SourcePort)
+	}
+	return s
 }
 
 // writeWorkers prints the `workers` table.
