@@ -47,6 +47,9 @@ type heldEgress struct {
 	log    *slog.Logger
 	ops    egressOps
 	linger time.Duration
+	// after runs f after d on a goroutine of its own (time.AfterFunc);
+	// tests fire it by hand.
+	after func(d time.Duration, f func()) stopper
 
 	mu     sync.Mutex
 	byKey  map[relaysock.EgressKey]*egressSocket
@@ -60,11 +63,15 @@ type egressSocket struct {
 	outputs int   // outputs of the ruleset that send on it
 	// idle closes the socket once it has had no output for the linger;
 	// nil while it has outputs.
-	idle *time.Timer
+	idle stopper
 }
 
+// stopper is a timer that may be stopped before it fires.
+type stopper interface{ Stop() bool }
+
 func newHeldEgress(log *slog.Logger, ops egressOps) *heldEgress {
-	return &heldEgress{log: log, ops: ops, linger: egressLinger, byKey: map[relaysock.EgressKey]*egressSocket{}}
+	return &heldEgress{log: log, ops: ops, linger: egressLinger, byKey: map[relaysock.EgressKey]*egressSocket{},
+		after: func(d time.Duration, f func()) stopper { return time.AfterFunc(d, f) }}
 }
 
 // add counts the outputs of wr in, opening the sockets none had needed.
@@ -114,7 +121,7 @@ func (h *heldEgress) release(k relaysock.EgressKey) {
 	if s.outputs--; s.outputs > 0 {
 		return
 	}
-	s.idle = time.AfterFunc(h.linger, func() { h.expire(k, s) })
+	s.idle = h.after(h.linger, func() { h.expire(k, s) })
 }
 
 // expire closes s, the socket of k, if it still has no output.
@@ -180,19 +187,6 @@ func (h *heldEgress) errorOf(k relaysock.EgressKey) error {
 		return s.err
 	}
 	return nil
-}
-
-// sockets returns the number of sockets open.
-func (h *heldEgress) sockets() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	n := 0
-	for _, s := range h.byKey {
-		if s.fd >= 0 {
-			n++
-		}
-	}
-	return n
 }
 
 // close closes every socket (the pool stopped); nothing opens afterwards.
