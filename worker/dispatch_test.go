@@ -268,6 +268,39 @@ func TestForwardCountsRuleAndOutputs(t *testing.T) {
 	}
 }
 
+// TestForwardDropsLoops: a datagram whose source is one of the worker's
+// egress identities (the port of an output's socket with the output's
+// source, or an address of its interface) is the relay's own output come
+// back, counted as a loop and not relayed; any other source is relayed.
+func TestForwardDropsLoops(t *testing.T) {
+	// The fake sockets' source port is 40000 + fd: 40100 for the first.
+	d := testRules(t,
+		wrule("a", 2, "239.1.1.1:5001", "239.2.2.2:6000@3 addrs 10.3.0.1,10.3.0.5", "239.2.2.3:6000@4 from 10.4.0.9"),
+		wrule("t", 2, "239.1.1.2:5001", "239.2.2.4:6000@3 transparent"))
+	s := &recordSender{d: d, sent: map[string][][]byte{}}
+	payload := []byte("x")
+	for _, tc := range []struct {
+		src, dst string
+		loop     bool
+	}{
+		{"10.3.0.1:40100", "239.1.1.1:5001", true},
+		{"10.3.0.5:40100", "239.1.1.1:5001", true},
+		{"10.4.0.9:40101", "239.1.1.1:5001", true},
+		{"10.3.0.1:40101", "239.1.1.1:5001", false}, // another identity's port with another's address
+		{"10.3.0.2:40100", "239.1.1.1:5001", false},
+		{"10.9.9.9:4000", "239.1.1.1:5001", false},
+		{"10.3.0.1:40100", "239.1.1.2:5001", true}, // any rule: the source is what counts
+	} {
+		before, sends := d.c.Loops, len(s.sent["239.2.2.2:6000@if3"])+len(s.sent["239.2.2.4:6000@if3"])
+		pkt := plain(packettest.BuildUDP4(ap(tc.src), ap(tc.dst), payload))
+		d.forward(2, 0, pkt, len(pkt), 0, s)
+		after := len(s.sent["239.2.2.2:6000@if3"]) + len(s.sent["239.2.2.4:6000@if3"])
+		if loop := d.c.Loops > before; loop != tc.loop || loop == (after > sends) {
+			t.Errorf("from %s to %s: loops %d→%d, sends %d→%d; want a loop: %v", tc.src, tc.dst, before, d.c.Loops, sends, after, tc.loop)
+		}
+	}
+}
+
 func TestForwardDoesNotAllocate(t *testing.T) {
 	d, pkt := benchSetup(t)
 	s := &recordSender{d: d}
@@ -291,17 +324,42 @@ func benchSetup(t testing.TB) (*dispatcher, []byte) {
 }
 
 // BenchmarkDispatch measures the per-packet work shared by both backends:
-// parse, rule lookup among 1,000 rules, and dispatch to two outputs.
+// parse, rule lookup among 1,000 rules, the loop check and dispatch to two
+// outputs. The sub-benchmarks give the loop check identities to look at:
+// none, those of 2,000 outputs (one socket, two addresses; the packet's
+// source port is none of them), and a packet whose source port is theirs
+// though its address is not (the worst case: the port bit is set, the map
+// misses).
 func BenchmarkDispatch(b *testing.B) {
-	d, pkt := benchSetup(b)
-	s := &recordSender{d: d}
-	b.ReportAllocs()
-	b.SetBytes(int64(len(pkt)))
-	for b.Loop() {
-		d.forward(2, 0, pkt, len(pkt), 0, s)
-	}
-	if d.c.RxPackets == 0 || d.c.NoMatch != 0 {
-		b.Fatalf("counters %+v: the packet did not match", d.c)
+	for _, bc := range []struct {
+		name    string
+		addrs   string // of the outputs' interface
+		srcPort uint16
+	}{
+		{"no identities", "", 4000},
+		{"identities of 2000 outputs", " addrs 10.3.0.1,10.3.0.2", 4000},
+		{"source port of an identity", " addrs 10.3.0.1,10.3.0.2", 40100},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			db := newRuleDB(newFakeSockets(), testLogger(nil))
+			for i := range 1000 {
+				in := netip.AddrFrom4([4]byte{239, 1, byte(i >> 8), byte(i)})
+				db.add(wrule(in.String(), 2, in.String()+":5001", "239.2.2.2:6000@3"+bc.addrs, "239.2.2.3:6000@3"+bc.addrs))
+			}
+			db.commit()
+			src := netip.AddrPortFrom(netip.MustParseAddr("10.0.0.9"), bc.srcPort)
+			pkt := plain(packettest.BuildUDP4(src, ap("239.1.1.200:5001"), make([]byte, 1024)))
+			d := &dispatcher{db: db}
+			s := &recordSender{d: d}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(pkt)))
+			for b.Loop() {
+				d.forward(2, 0, pkt, len(pkt), 0, s)
+			}
+			if d.c.RxPackets == 0 || d.c.NoMatch != 0 || d.c.Loops != 0 {
+				b.Fatalf("counters %+v: the packet did not match, or was taken for a loop", d.c)
+			}
+		})
 	}
 }
 

@@ -405,7 +405,13 @@ func (db *ruleDB) acquireDest(k destKey) *dest {
 		return d
 	}
 	d := &dest{key: k, eg: db.acquireEgress(k.eg), refs: 1, head: -1, tail: -1}
-	d.name.set(k.dst, k.eg.IfIndex)
+	if k.eg.Raw {
+		// A raw IPv6 socket reads the port of msg_name as the protocol
+		// (raw(7)); the port is in the worker's UDP header.
+		d.name.set(netip.AddrPortFrom(k.dst.Addr(), 0), k.eg.IfIndex)
+	} else {
+		d.name.set(k.dst, k.eg.IfIndex)
+	}
 	d.dstIP = k.dst.Addr().As16()
 	db.dests[k] = d
 	return d
