@@ -32,12 +32,9 @@
 // one receive buffer.
 // Packet buffers are one memory region mapped once outside the Go heap, each
 // large enough for any datagram FANOUT_FLAG_DEFRAG can reassemble. Every
-// output sends on a connected UDP socket; outputs with equal destination,
-// interface, TTL and source share one socket. Sends never block: a full or
-// failing output drops and counts, and never holds up others or ingress.
-// A send refused with ECONNREFUSED (an ICMP unreachable queued on a
-// unicast output's connected socket, reported instead of sending) is made
-// once more before it counts as failed.
+// output sends on the egress socket of its identity (see Egress). Sends
+// never block: a full or failing output drops and counts, and never holds
+// up others or ingress.
 // No packet is dropped for want of a buffer (stats.WorkerCounters.
 // BufferExhausted stays 0): a backlog waits in the socket's receive ring or
 // buffer, and what overflows that is counted as kernel_drops.
@@ -64,37 +61,51 @@
 // by default) for its block to be handed over. RingBlocks -1 turns rings
 // off: packets are then received one by one into the worker's buffers.
 //
-// # UDP GSO egress
+// # Egress
 //
-// The sends of one receive batch are queued per egress socket (sendQueue),
-// and each run of equal-size datagrams, the last one possibly shorter,
-// leaves as one send with UDP generic segmentation offload (a UDP_SEGMENT
-// control message) whose iovecs point at the received payloads: one route
-// lookup and one socket buffer per run instead of per datagram, while
-// receivers still get the datagrams one by one, as sent. A run carries at
-// most what the kernel takes (UDP_MAX_SEGMENTS, probed at start: 128, or 64
-// before Linux 6.9), 65,507 payload bytes over IPv4 or 65,527 over IPv6,
-// and only segments that fit the socket's path MTU with their headers
-// (IP_MTU, read when the socket opens and every five seconds); lone
-// datagrams and odd sizes leave plainly. When the kernel refuses a run
-// (EMSGSIZE after the MTU shrank; EIO where the device lacks checksum
-// offload on kernels before 6.11) its datagrams are sent again one by one,
-// and the socket narrows its limits or falls back to plain sends for good,
-// logged and counted once (gso_fallbacks). gso_sends and gso_datagrams
-// count the runs sent and the datagrams they carried.
+// Outputs send through the supervisor's egress sockets, one per egress
+// identity (relaysock.EgressKey: interface, family, source address and
+// port, or the raw socket of transparent outputs), the same socket in
+// every worker, so that an output leaves from one source whatever worker
+// relays it. The sockets are not connected: outputs with different
+// destinations share one, and each send names its destination (dest) and,
+// for an output with a TTL of its own, an IP_TTL or IPV6_HOPLIMIT control
+// message. A transparent output's datagram is a header the worker writes
+// (transparent.go) and the payload. A datagram whose source is one of the
+// worker's identities came back through a loop: it is counted (loops) and
+// dropped (loopSet).
+//
+// The sends of one receive batch are queued per dest (sendQueue), and each
+// run of equal-size datagrams, the last one possibly shorter, leaves as one
+// send with UDP generic segmentation offload (a UDP_SEGMENT control
+// message) whose iovecs point at the received payloads: one route lookup
+// and one socket buffer per run instead of per datagram, while receivers
+// still get the datagrams one by one, as sent. A run carries at most what
+// the kernel takes (UDP_MAX_SEGMENTS, probed at start: 128, or 64 before
+// Linux 6.9), 65,507 payload bytes over IPv4 or 65,527 over IPv6, and only
+// segments that fit the socket's interface MTU with their headers (read
+// when the socket opens, when the rules change and every five seconds);
+// lone datagrams and odd sizes leave plainly. When the kernel refuses a
+// run (after the MTU shrank; EIO where the device lacks checksum offload
+// on kernels before 6.11) its datagrams are sent again one by one, and the
+// socket narrows its limits or falls back to plain sends for good, logged
+// and counted once (gso_fallbacks). gso_sends and gso_datagrams count the
+// runs sent and the datagrams they carried.
 //
 // Two backends run the same loop: "uring" on one io_uring (a multishot
 // poll per ring input, or a multishot receive with a provided-buffer ring
-// per worker without rings, a SEND per plain datagram and a SENDMSG per
-// run, the command read and the timer), "mmsg" on poll(2), recvmmsg(2)
-// (without rings) and sendmmsg(2), one message per plain datagram or run. The
+// per worker without rings, a SEND with the destination per plain
+// datagram and a SENDMSG per run or transparent datagram, the command read
+// and the timer), "mmsg" on poll(2), recvmmsg(2) (without rings) and
+// sendmmsg(2), one message per plain datagram or run. The
 // per-packet logic (dispatcher.forward, sendQueue) is shared and allocates
 // nothing.
 //
 // # Rules
 //
 // A rule the worker cannot serve, fully or in part (an input socket that
-// does not open, an output that does not resolve or connect), is reported
+// does not open, an output that does not resolve or whose socket the
+// supervisor cannot open), is reported
 // with stats.RuleCounters.Error and keeps serving whatever else it can; the
 // worker never exits because of a rule. Sockets that failed to open are
 // retried every five seconds. Counters are cumulative per rule id for as
