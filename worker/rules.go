@@ -463,7 +463,7 @@ func (db *ruleDB) releaseEgress(e *egress) {
 }
 
 // commit applies the changes since the last commit: opens, re-filters and
-// closes input sockets and rebuilds the lookup table.
+// closes input sockets and rebuilds the lookup table and the loop set.
 func (db *ruleDB) commit() {
 	if db.loopsDirty {
 		db.loops = db.buildLoops()

@@ -149,12 +149,12 @@ func (w *worker) openBackend() (backend, error) {
 		if err != nil {
 			return nil, err
 		}
-		w.log.Info("backend chosen", "backend", BackendUring, "reason", "configured", "ring", b.ring.SetupInfo())
+		w.log.Info("backend chosen", "backend", BackendUring, "reason", "configured", "ring", b.ring.SetupInfo(), "send_with_address", b.sendto)
 		return b, nil
 	}
 	b, err := newUring(w)
 	if err == nil {
-		w.log.Info("backend chosen", "backend", BackendUring, "reason", "io_uring available", "ring", b.ring.SetupInfo())
+		w.log.Info("backend chosen", "backend", BackendUring, "reason", "io_uring available", "ring", b.ring.SetupInfo(), "send_with_address", b.sendto)
 		return b, nil
 	}
 	w.log.Warn("backend chosen", "backend", BackendMmsg, "reason", err)

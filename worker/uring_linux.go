@@ -1,6 +1,8 @@
 package worker
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 	"unsafe"
@@ -128,6 +130,10 @@ type uringBackend struct {
 
 	cmdBuf           []byte // off-heap: the kernel fills it after Submit returns
 	cmdArmed, cmdEOF bool
+
+	// sendto: IORING_OP_SEND takes a destination (Linux 6.1); without
+	// it every datagram is a SENDMSG.
+	sendto bool
 }
 
 var _ backend = (*uringBackend)(nil)
@@ -165,6 +171,9 @@ func newUring(w *worker) (b *uringBackend, err error) {
 		return nil, err
 	}
 	b.msgs = unsafe.Slice((*gsoMsg)(unsafe.Pointer(&b.msgMem[0])), uringGSOMsgs)
+	if b.sendto, err = b.probeSendto(); err != nil {
+		return nil, err
+	}
 	b.freeMsgs = make([]uint16, uringGSOMsgs)
 	for i := range b.freeMsgs {
 		b.freeMsgs[i] = uint16(i)
@@ -544,7 +553,7 @@ func (b *uringBackend) sendOne(d *dest, j int32) {
 	sl.name = d.name
 	sqe.SetUserData(udSend | uint64(i))
 	hdr := b.sq.header(j)
-	if len(hdr) == 0 && d.key.ttl == 0 {
+	if len(hdr) == 0 && d.key.ttl == 0 && b.sendto {
 		sqe.PrepSendto(d.eg.fd, uintptr(unsafe.Pointer(p.p)), uint32(p.n), sendFlags,
 			uintptr(unsafe.Pointer(&sl.name.b[0])), uint16(sl.name.n))
 		return
@@ -563,6 +572,35 @@ func (b *uringBackend) sendOne(d *dest, j int32) {
 	sl.hdr.SetIovlen(v + 1)
 	sl.ctl.attach(&sl.hdr, sl.ctl.set(0, d.key.ttl, d.key.eg.V6))
 	sqe.PrepSendmsg(d.eg.fd, &sl.hdr, sendFlags)
+}
+
+// probeSendto reports whether IORING_OP_SEND takes a destination address
+// (addr2, Linux 6.1): an older kernel refuses the field with EINVAL. It
+// sends one byte from an unbound AF_UNIX datagram socket to an abstract
+// address nobody holds, which a kernel that takes the address refuses
+// otherwise (ECONNREFUSED). It runs before anything else is in the ring,
+// with the command buffer as scratch space.
+func (b *uringBackend) probeSendto() (bool, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false, fmt.Errorf("probe IORING_OP_SEND with an address: %w", err)
+	}
+	defer unix.Close(fd)
+	mem := b.cmdBuf
+	// struct sockaddr_un: the family, then an abstract name (a NUL first).
+	binary.NativeEndian.PutUint16(mem[0:], unix.AF_UNIX)
+	name := fmt.Sprintf("\x00mcr-sendto-probe-%d", unix.Getpid())
+	n := copy(mem[2:110], name)
+	sqe := b.ring.GetSQE()
+	sqe.PrepSendto(fd, uintptr(unsafe.Pointer(&mem[128])), 1, sendFlags, uintptr(unsafe.Pointer(&mem[0])), uint16(2+n))
+	sqe.SetUserData(udCancel)
+	if _, err := b.ring.SubmitAndWait(1, time.Second); err != nil {
+		return false, fmt.Errorf("probe IORING_OP_SEND with an address: %w", err)
+	}
+	if b.ring.Reap(b.cqes[:1]) != 1 {
+		return false, errors.New("probe IORING_OP_SEND with an address: no completion within 1 s")
+	}
+	return b.cqes[0].Res != -int32(unix.EINVAL), nil
 }
 
 // sendRun prepares one SENDMSG with UDP_SEGMENT of the datagrams idx of
