@@ -236,3 +236,55 @@ func TestIperfMulticastThroughTwoWorkers(t *testing.T) {
 		t.Errorf("the iperf server saw datagrams out of order")
 	}
 }
+
+// TestSourcePortInUse gives an output a source port another program holds
+// on the output interface: the rule is accepted, ListRules and the stats
+// show the output's error, and once the port is free the output sends
+// from it, the error gone.
+func TestSourcePortInUse(t *testing.T) {
+	t.Parallel()
+	l := newLine(t)
+	var squatter int
+	if err := l.relay.Do(func() (err error) {
+		if squatter, err = syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0); err != nil {
+			return err
+		}
+		return syscall.Bind(squatter, &syscall.SockaddrInet4{Port: 5001})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			syscall.Close(squatter)
+		}
+	})
+	d := startDaemon(t, l.relay, daemonOptions{})
+	o := out("239.2.2.2", 6000, outIf)
+	o.SourcePort = 5001
+	d.add(rule("held", inIf, "239.1.1.1", 5000, o))
+	d.waitReady()
+	want := "outputs[0] 239.2.2.2:6000@out0: bind to source port 5001: address already in use"
+	if got := d.rules()[0].Error; got != want {
+		t.Errorf("ListRules error %q, want %q", got, want)
+	}
+	waitFor(t, 5*time.Second, "the output's error in the stats", func() bool {
+		return ruleReport(t, d.stats(), "held").Error == want
+	})
+
+	syscall.Close(squatter)
+	closed = true
+	// The workers ask for failed sockets again every 5 s.
+	waitFor(t, 15*time.Second, "the error to clear once the port is free", func() bool {
+		return d.rules()[0].Error == "" && ruleReport(t, d.stats(), "held").Error == ""
+	})
+	s := newStream(srcIf, "239.1.1.1", 5000)
+	s.CPUs = "0"
+	rc := startRecv(t, l.sink, sinkIf, "239.2.2.2", 6000, s.Count)
+	send(t, l.src, s)
+	got := rc.result()
+	checkDelivered(t, "the receiver", got, s.Count, s.Size)
+	if want := map[string]uint64{"10.2.0.1:5001": s.Count}; !maps.Equal(got.Sources, want) {
+		t.Errorf("sources %v, want %v", got.Sources, want)
+	}
+}
