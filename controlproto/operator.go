@@ -37,6 +37,9 @@ const (
 	CodeAlreadyExists   = "already_exists"
 	CodeUnavailable     = "unavailable"
 	CodeInternal        = "internal"
+	// CodeNotSaved: the change was made and is in effect, but writing it
+	// to --config failed, so the daemon would start without it.
+	CodeNotSaved = "not_saved"
 )
 
 // Rule states (RuleStatus.State, of the input interface) and output states

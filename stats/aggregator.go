@@ -344,6 +344,8 @@ func (c *WorkerCounters) add(d WorkerCounters) {
 	c.GSOSends += d.GSOSends
 	c.GSODatagrams += d.GSODatagrams
 	c.GSOFallbacks += d.GSOFallbacks
+	c.SocketErrors += d.SocketErrors
+	c.SocketResyncs += d.SocketResyncs
 }
 
 // below reports whether any counter of c is lower than in prev: the worker
@@ -356,5 +358,6 @@ func (c WorkerCounters) below(prev WorkerCounters) bool {
 		c.Loops < prev.Loops || c.TTLExpired < prev.TTLExpired ||
 		c.StatsDropped < prev.StatsDropped || c.LogsDropped < prev.LogsDropped ||
 		c.GSOSends < prev.GSOSends || c.GSODatagrams < prev.GSODatagrams ||
-		c.GSOFallbacks < prev.GSOFallbacks
+		c.GSOFallbacks < prev.GSOFallbacks || c.SocketErrors < prev.SocketErrors ||
+		c.SocketResyncs < prev.SocketResyncs
 }

@@ -42,6 +42,14 @@ type WorkerCounters struct {
 	// worker dropped because its pipe to the supervisor was full.
 	StatsDropped uint64 `json:"stats_dropped"`
 	LogsDropped  uint64 `json:"logs_dropped"`
+	// SocketErrors counts the worker's socket requests to the supervisor
+	// that failed on the way (no reply in time, a reply whose fd was lost
+	// because the worker was out of file descriptors, a reply out of
+	// frame), and SocketResyncs the times the worker found that stream out
+	// of frame and resynchronised it. Sockets the supervisor refused or
+	// could not open are the rules' errors, not counted here.
+	SocketErrors  uint64 `json:"socket_errors"`
+	SocketResyncs uint64 `json:"socket_resyncs"`
 }
 
 // OutputCounters are the counters of one output of one rule.

@@ -32,9 +32,12 @@ type daemon struct {
 	master     *master
 	dp         dataPlane
 	stats      *stats.Aggregator
+	// autosave saves every change to --config before it is acknowledged;
+	// nil without --config or with --config-autosave=false.
+	autosave *autosaver
 }
 
-// handle answers one request; it is the control server's handlerFunc.
+// handle answers one request (serve adds the wait for autosave).
 func (d *daemon) handle(req controlproto.Request) controlproto.Response {
 	switch req.Command {
 	case controlproto.CmdPing:
@@ -162,8 +165,8 @@ func (d *daemon) saveConfig(path string) controlproto.Response {
 	if path == "" {
 		return controlproto.Fail(controlproto.CodeInvalidArgument, "no path given and mcrd runs without --config")
 	}
-	c := d.master.config()
-	if err := writeConfigFile(path, c); err != nil {
+	var c ruleset.Config
+	if err := writeConfigFile(path, func() ([]byte, error) { c = d.master.config(); return ruleset.EncodeConfig(c) }); err != nil {
 		return controlproto.Fail(controlproto.CodeInternal, "%v", err)
 	}
 	d.log.Info("config saved", "path", path, "rules", len(c.Rules))

@@ -18,6 +18,10 @@ type Config struct {
 	// ConfigPath is the rules file loaded at start and on SIGHUP, and the
 	// default target of SaveConfig; "" = none.
 	ConfigPath string
+	// NoConfigAutosave leaves ConfigPath alone after changes
+	// (--config-autosave=false). By default every accepted AddRule,
+	// RemoveRule and LoadConfig is saved to ConfigPath before its reply.
+	NoConfigAutosave bool
 	// Backend is the worker I/O backend: "auto" (default), "uring", "mmsg".
 	Backend string
 	// RingBlocks and RingTimeout shape each input socket's receive ring
@@ -49,6 +53,9 @@ type Config struct {
 	// CAP_NET_ADMIN; where it cannot attach, mcrd logs a warning per
 	// interface and relays without it. false (default) = off.
 	ExclusiveInputs bool
+	// SocketRetry is how often workers ask again for sockets that failed
+	// to open; 0 = the workers' default (worker.DefaultSocketRetry).
+	SocketRetry time.Duration
 }
 
 // DefaultControlSocket is where mcrd listens and mcrctl connects by default.

@@ -102,6 +102,10 @@ var workerCounters = []struct {
 		func(c *stats.WorkerCounters) uint64 { return c.GSODatagrams }},
 	{workerDesc("gso_fallbacks", "Egress sockets on which the kernel refused UDP GSO, so they send plainly."),
 		func(c *stats.WorkerCounters) uint64 { return c.GSOFallbacks }},
+	{workerDesc("socket_errors", "Socket requests to the supervisor that failed on the way: no reply in time, the fd lost (worker out of file descriptors), a reply out of frame."),
+		func(c *stats.WorkerCounters) uint64 { return c.SocketErrors }},
+	{workerDesc("socket_resyncs", "Times the worker found its socket stream to the supervisor out of frame and resynchronised it."),
+		func(c *stats.WorkerCounters) uint64 { return c.SocketResyncs }},
 }
 
 func workerDesc(name, help string) *prometheus.Desc {

@@ -128,7 +128,8 @@ func testSource() *fakeMetricsSource {
 				{Worker: 0, Core: 2, WorkerCounters: stats.WorkerCounters{
 					RxPackets: 700, NoMatch: 1, Malformed: 2, Fragments: 3, NotUDP: 4, KernelDrops: 5,
 					BufferExhausted: 6, EgressErrors: 7, StatsDropped: 8, LogsDropped: 9,
-					GSOSends: 10, GSODatagrams: 11, GSOFallbacks: 12, Loops: 13, TTLExpired: 14}},
+					GSOSends: 10, GSODatagrams: 11, GSOFallbacks: 12, SocketErrors: 13, SocketResyncs: 14,
+					Loops: 15, TTLExpired: 16}},
 				{Worker: 1, Core: 3, WorkerCounters: stats.WorkerCounters{RxPackets: 300}},
 			},
 			Totals: stats.Totals{
@@ -178,8 +179,10 @@ func TestMetricsHandlerExposesSource(t *testing.T) {
 		"mcr_worker_gso_sends_total":        counter(map[string]float64{w0: 10, w1: 0}),
 		"mcr_worker_gso_datagrams_total":    counter(map[string]float64{w0: 11, w1: 0}),
 		"mcr_worker_gso_fallbacks_total":    counter(map[string]float64{w0: 12, w1: 0}),
-		"mcr_worker_loops_total":            counter(map[string]float64{w0: 13, w1: 0}),
-		"mcr_worker_ttl_expired_total":      counter(map[string]float64{w0: 14, w1: 0}),
+		"mcr_worker_socket_errors_total":    counter(map[string]float64{w0: 13, w1: 0}),
+		"mcr_worker_socket_resyncs_total":   counter(map[string]float64{w0: 14, w1: 0}),
+		"mcr_worker_loops_total":            counter(map[string]float64{w0: 15, w1: 0}),
+		"mcr_worker_ttl_expired_total":      counter(map[string]float64{w0: 16, w1: 0}),
 		"mcr_worker_restarts_total":         counter(map[string]float64{w0: 2, w1: 5}),
 		"mcr_worker_resyncs_total":          counter(map[string]float64{w0: 1, w1: 0}),
 		"mcr_worker_in_sync":                gauge(map[string]float64{w0: 1, w1: 0}),

@@ -41,8 +41,8 @@ func TestControlSocketAccess(t *testing.T) {
 		ln.Close()
 		t.Fatal(err)
 	}
-	srv := newServer(ln, func(req controlproto.Request) controlproto.Response {
-		return controlproto.OK(controlproto.LogLevelResult{Level: req.Level})
+	srv := newServer(ln, func(req controlproto.Request) (controlproto.Response, durability) {
+		return controlproto.OK(controlproto.LogLevelResult{Level: req.Level}), nil
 	}, log)
 	srv.start()
 	t.Cleanup(srv.close)

@@ -84,6 +84,9 @@ type PoolConfig struct {
 	// no ring) and --rx-ring-timeout when not 0; see worker.Config.
 	RingBlocks  int
 	RingTimeout time.Duration
+	// SocketRetry is passed as --socket-retry when not 0: how often
+	// workers ask again for sockets that failed to open.
+	SocketRetry time.Duration
 	// StatsInterval is the workers' stats period, passed as
 	// --stats-interval; 0 = 1s. A worker silent for 3 intervals is killed.
 	StatsInterval time.Duration

@@ -77,6 +77,7 @@ func runFakeWorker(args []string) int {
 	backend := fs.String("backend", "", "")
 	interval := fs.Duration("stats-interval", 0, "")
 	fs.String("user", "", "")
+	fs.Duration("socket-retry", 0, "")
 	if len(args) == 0 || args[0] != "worker" || fs.Parse(args[1:]) != nil || *interval <= 0 {
 		fmt.Fprintf(os.Stderr, "fake worker: bad arguments %q\n", args)
 		return 2

@@ -85,6 +85,9 @@ func (p *Pool) spawn(s *workerSlot) (*workerProc, error) {
 	if p.cfg.RingTimeout != 0 {
 		args = append(args, "--rx-ring-timeout", p.cfg.RingTimeout.String())
 	}
+	if p.cfg.SocketRetry != 0 {
+		args = append(args, "--socket-retry", p.cfg.SocketRetry.String())
+	}
 	cmd := exec.Command(p.cfg.Exe, args...)
 	cmd.Env = append(os.Environ(), p.cfg.ExtraEnv...)
 	files := make([]*os.File, 4)

@@ -2,7 +2,10 @@ package supervisor
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/mcrelay/mcr/internal/relaysock"
@@ -17,6 +20,13 @@ const refusedLogEvery = time.Second
 // socketpair and hands them over, as long as a rule of the pool's ruleset
 // needs them, until w closes its end or its life is torn down. The worker
 // runs without the privileges to open them itself (docs/security.md).
+//
+// A stream that fails on the supervisor's side while the worker lives (a
+// request that does not decode, a frame over the size limit) cannot be
+// trusted to be in frame any more, and the worker would wait for replies
+// that never come: the worker is killed, and restarted like any other that
+// dies.
+//
 // Egress sockets are the pool's (heldEgress): every worker gets a dup of
 // the same one, so an output leaves from one source address and port.
 func (p *Pool) serveSockets(w *workerProc) {
@@ -30,7 +40,7 @@ func (p *Pool) serveSockets(w *workerProc) {
 			unlogged++
 		}
 	}
-	err := relaysock.Serve(w.sockets, func(req relaysock.Request) (int, error) {
+	open := func(req relaysock.Request) (int, error) {
 		if req.Egress != nil && req.Ingress == nil {
 			fd, err := p.egress.dup(*req.Egress)
 			if errors.Is(err, errNotHeld) {
@@ -46,8 +56,24 @@ func (p *Pool) serveSockets(w *workerProc) {
 			return -1, err
 		}
 		return relaysock.Open(req)
-	})
-	if err != nil && !errors.Is(err, net.ErrClosed) {
-		w.log.Warn("socket requests ended", "err", err)
 	}
+	answered := func(req relaysock.Request, err error) {
+		switch {
+		case req.Resync != "":
+			w.log.Warn("worker resynchronises its socket stream", "seq", req.Seq)
+		case err != nil:
+			w.log.Debug("socket not sent", "seq", req.Seq, "err", err)
+		}
+	}
+	err := relaysock.Serve(w.sockets, open, answered)
+	if err == nil || errors.Is(err, net.ErrClosed) {
+		return
+	}
+	w.log.Warn("socket requests ended", "err", err)
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+		return // the worker is gone
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w.kill(fmt.Sprintf("socket stream failed: %v", err))
 }

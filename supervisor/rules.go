@@ -64,6 +64,9 @@ type master struct {
 	// excl, when --exclusive-inputs is on, keeps the kernel's receive
 	// path from seeing the streams the data plane holds; nil when off.
 	excl *exclusiveInputs
+	// version counts the changes of the ruleset (the rules, not what they
+	// resolve to), so that a save can tell which changes it holds.
+	version uint64
 	// ports indexes the outputs that fix a source port, so that AddRule
 	// refuses one no socket could serve next to the others.
 	ports ruleset.SourcePorts
@@ -90,10 +93,18 @@ type ruleEntry struct {
 	state     string   // of the input: controlproto.StateActive, …
 	outStates []string // of each output, in the rule's order
 	err       string   // what keeps the rule from being fully served; "" = nothing
+	// outIfaces names the interface of each entry of outStates: a
+	// changed rule keeps its states until reconcile, and its outputs may
+	// have been added, removed or reordered meanwhile.
+	outIfaces []string
 
 	sent      *controlproto.WorkerRule // what the data plane holds; nil = not sent
 	sentCanon []byte                   // sent.Canonical()
 	joined    *membership              // the membership held for the rule
+
+	// saved is the rule as the config file holds it (configEntry), made
+	// at its first save; nil until then.
+	saved []byte
 }
 
 // masterConfig is what a master is built from.
@@ -165,6 +176,7 @@ func (m *master) add(r ruleset.Rule) (string, *controlproto.Error) {
 	var b batch
 	m.reconcile(e, &b)
 	m.flush(&b)
+	m.version++
 	return r.ID, nil
 }
 
@@ -198,6 +210,7 @@ func (m *master) remove(id string) *controlproto.Error {
 	var b batch
 	m.release(e, &b)
 	m.flush(&b)
+	m.version++
 	m.log.Info("rule removed", "rule", id)
 	return nil
 }
@@ -257,6 +270,9 @@ func (m *master) replace(rules []ruleset.Rule) controlproto.LoadConfigResult {
 		m.log.Info("rule removed", "rule", e.rule.ID)
 	}
 	m.flush(&b)
+	if res.Added+res.Removed > 0 {
+		m.version++
+	}
 	return res
 }
 
@@ -270,6 +286,7 @@ func newRuleEntry(r ruleset.Rule) *ruleEntry {
 func (e *ruleEntry) setRule(r ruleset.Rule) {
 	e.rule = r
 	e.canon = r.Canonical()
+	e.saved = nil
 	e.group = netip.MustParseAddr(r.Input.Group)
 	e.src = netip.Addr{}
 	if r.Input.Source != "" {
@@ -479,24 +496,29 @@ func stateOf(in link, exists bool) string {
 
 // setOutputStates records the state of each of e's outputs and logs each
 // change once per transition, per output interface (its outputs on one
-// interface change together), not per output.
+// interface change together), not per output. The previous state of an
+// output is looked up by its interface, not by its position: a config
+// reload may have given the rule other outputs since (an interface new to
+// the rule has no previous state and logs nothing, as a new rule's).
 func (m *master) setOutputStates(e *ruleEntry) {
 	next := make([]string, len(e.rule.Outputs))
+	ifaces := make([]string, len(e.rule.Outputs))
 	var logged []string
 	for i, o := range e.rule.Outputs {
 		l, ok := m.links.lookup(o.Interface)
-		next[i] = stateOf(l, ok)
-		if e.outStates == nil || e.outStates[i] == next[i] || slices.Contains(logged, o.Interface) {
+		next[i], ifaces[i] = stateOf(l, ok), o.Interface
+		j := slices.Index(e.outIfaces, o.Interface)
+		if j < 0 || e.outStates[j] == next[i] || slices.Contains(logged, o.Interface) {
 			continue
 		}
 		logged = append(logged, o.Interface)
-		attrs := []any{"rule", e.rule.ID, "interface", o.Interface, "state", next[i], "from", e.outStates[i]}
+		attrs := []any{"rule", e.rule.ID, "interface", o.Interface, "state", next[i], "from", e.outStates[j]}
 		if ok {
 			attrs = append(attrs, "ifindex", l.Index)
 		}
 		m.log.Info("output state changed", attrs...)
 	}
-	e.outStates = next
+	e.outStates, e.outIfaces = next, ifaces
 }
 
 // setState records e's state and logs a change, once per transition.
@@ -680,6 +702,36 @@ func (m *master) config() ruleset.Config {
 		c.Rules = append(c.Rules, e.rule)
 	}
 	return c
+}
+
+// encodedConfig returns the ruleset encoded as ruleset.EncodeConfig
+// encodes config(), and its version. Each rule's part of the file is kept
+// from its first save, so saving after every change of a large ruleset
+// costs a copy of it rather than encoding it all again.
+func (m *master) encodedConfig() ([]byte, uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	es := m.sorted()
+	parts := make([][]byte, len(es))
+	for i, e := range es {
+		if e.saved == nil {
+			b, err := configEntry(e.rule)
+			if err != nil {
+				return nil, 0, err
+			}
+			e.saved = b
+		}
+		parts[i] = e.saved
+	}
+	return joinConfig(parts), m.version, nil
+}
+
+// currentVersion returns the version of the ruleset: a save of a config
+// of this version or later holds every change made so far.
+func (m *master) currentVersion() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.version
 }
 
 // statsRules describes the rules for the stats report, in id order.

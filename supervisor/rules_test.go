@@ -1,13 +1,17 @@
 package supervisor
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -577,4 +581,108 @@ func TestRuleOutputAddresses(t *testing.T) {
 	if diff := cmp.Diff([]addrFamily(nil), slices.Collect(maps.Keys(tm.addrs.byFamily)), cmp.AllowUnexported(addrFamily{})); diff != "" {
 		t.Errorf("address view after out0's deletion (-want +got):\n%s", diff)
 	}
+}
+
+// TestLoadConfigGivesRuleAnOutput follows the operator guide through a real
+// control socket: market-a is added with one output, then the shipped
+// example config, in which market-a keeps its id and has two outputs, is
+// loaded by path. The reply counts market-a as changed, and ListRules and
+// the data plane show both of its outputs. Loading a config where it has one
+// output again takes the second one away.
+func TestLoadConfigGivesRuleAnOutput(t *testing.T) {
+	td := startTestDaemon(t)
+	rc := td.dial(t)
+	add := `{"command":"AddRule","rule":{"id":"market-a","input":{"interface":"eth0","group":"239.1.1.1","port":5000},` +
+		`"outputs":[{"interface":"eth1","group":"239.2.2.2","port":6000,"ttl":8}]}}`
+	if got, want := rc.call(add), `{"ok":true,"result":{"id":"market-a"}}`; got != want {
+		t.Fatalf("AddRule: %s, want %s", got, want)
+	}
+	example, err := filepath.Abs(filepath.Join("..", "packaging", "mcr.example.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := rc.call(`{"command":"LoadConfig","path":"`+example+`"}`),
+		`{"ok":true,"result":{"added":2,"removed":1,"unchanged":0}}`; got != want {
+		t.Fatalf("LoadConfig of the example: %s, want %s", got, want)
+	}
+	states := func() map[string]string {
+		var list []controlproto.RuleStatus
+		if err := td.client(t).Call(context.Background(), controlproto.Request{Command: "ListRules"}, &list); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, rs := range list {
+			out[rs.ID] = rs.State + " " + strings.Join(rs.OutputStates, ",")
+		}
+		return out
+	}
+	want := map[string]string{"market-a": "active active,active", "studio-v6": "pending pending"}
+	if diff := cmp.Diff(want, states()); diff != "" {
+		t.Errorf("ListRules after loading the example (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]string{"market-a": "in=2 out=[3 3]"}, sentSummary(td.dp)); diff != "" {
+		t.Errorf("data plane after loading the example (-want +got):\n%s", diff)
+	}
+
+	one := `{"command":"LoadConfig","config":{"rules":[{"id":"market-a","input":{"interface":"eth0","group":"239.1.1.1","port":5000,"source":"10.0.0.9"},` +
+		`"outputs":[{"interface":"eth1","group":"10.1.0.50","port":6000}]}]}}`
+	if got, want := rc.call(one), `{"ok":true,"result":{"added":1,"removed":2,"unchanged":0}}`; got != want {
+		t.Fatalf("LoadConfig with one output: %s, want %s", got, want)
+	}
+	if diff := cmp.Diff(map[string]string{"market-a": "active active"}, states()); diff != "" {
+		t.Errorf("ListRules after taking an output away (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]string{"market-a": "in=2 out=[3]"}, sentSummary(td.dp)); diff != "" {
+		t.Errorf("data plane after taking an output away (-want +got):\n%s", diff)
+	}
+}
+
+// TestSIGHUPGivesRuleAnOutput is the same reload by SIGHUP, on a running
+// daemon: market-a added with one output through the control socket, then
+// --config replaced by the shipped example and SIGHUP sent. The daemon
+// keeps serving, with market-a's two outputs.
+func TestSIGHUPGivesRuleAnOutput(t *testing.T) {
+	rt := newRunTest(t, `{"rules":[]}`)
+	rt.startUntilCleanup()
+	var id controlproto.IDResult
+	rt.call(controlproto.Request{Command: "AddRule", Rule: &ruleset.Rule{ID: "market-a",
+		Input:   ruleset.Input{Interface: "eth0", Group: "239.1.1.1", Port: 5000},
+		Outputs: []ruleset.Output{{Interface: "eth1", Group: "239.2.2.2", Port: 6000, TTL: 8}}}}, &id)
+	example, err := os.ReadFile(filepath.Join("..", "packaging", "mcr.example.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.writeConfig(string(example))
+	rt.signal(syscall.SIGHUP)
+	poolWaitFor(t, 5*time.Second, "the example config reloaded", func() bool {
+		return strings.Contains(rt.logs.String(), `msg="config reloaded on SIGHUP"`)
+	})
+	var list []controlproto.RuleStatus
+	rt.call(controlproto.Request{Command: "ListRules"}, &list)
+	got := map[string]int{}
+	for _, rs := range list {
+		got[rs.ID] = len(rs.OutputStates)
+	}
+	if diff := cmp.Diff(map[string]int{"market-a": 2, "studio-v6": 1}, got); diff != "" {
+		t.Errorf("outputs per rule after SIGHUP (-want +got):\n%s", diff)
+	}
+}
+
+// startUntilCleanup starts the daemon and stops it at the end of the test,
+// which fails if the daemon does not return nil within 10 s.
+func (rt *runTest) startUntilCleanup() {
+	rt.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	rt.start(ctx)
+	rt.t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-rt.result:
+			if err != nil {
+				rt.t.Errorf("Run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			rt.t.Error("Run did not return within 10 s of its context ending")
+		}
+	})
 }

@@ -36,8 +36,17 @@ const (
 )
 
 // handlerFunc answers one decoded request. It is called from many
-// connections at once.
-type handlerFunc func(controlproto.Request) controlproto.Response
+// connections at once. A reply with a durability is sent once that is
+// settled (its change saved to --config): the connection goes on reading
+// and handling requests meanwhile, so the changes of pipelined requests
+// share one save.
+type handlerFunc func(controlproto.Request) (controlproto.Response, durability)
+
+// reply is a response on its way to the client, with what it waits for.
+type reply struct {
+	resp    controlproto.Response
+	durable durability // nil: nothing
+}
 
 // server serves the operator control socket (SPEC §4): one goroutine reads
 // and answers each connection's requests in order, another writes its
@@ -193,7 +202,7 @@ func (s *server) refuse(conn net.Conn) {
 // write, or by close).
 func (s *server) serveConn(conn net.Conn) {
 	defer s.wg.Done()
-	replies := make(chan controlproto.Response, pendingReplies)
+	replies := make(chan reply, pendingReplies)
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
@@ -219,31 +228,47 @@ func (s *server) serveConn(conn net.Conn) {
 
 // answer returns the reply to one request line from peer from, logging
 // who sent a request that changes the daemon.
-func (s *server) answer(line []byte, tooLong bool, from peer) controlproto.Response {
+func (s *server) answer(line []byte, tooLong bool, from peer) reply {
 	if tooLong {
-		return controlproto.Fail(controlproto.CodeInvalidArgument,
-			"request longer than %d bytes", controlproto.MaxRequestSize)
+		return reply{resp: controlproto.Fail(controlproto.CodeInvalidArgument,
+			"request longer than %d bytes", controlproto.MaxRequestSize)}
 	}
 	req, perr := controlproto.DecodeRequest(line)
 	if perr != nil {
-		return controlproto.Response{Error: perr}
+		return reply{resp: controlproto.Response{Error: perr}}
 	}
 	from.logRequest(s.log, req)
-	return s.handle(req)
+	resp, durable := s.handle(req)
+	return reply{resp: resp, durable: durable}
 }
 
 // writeReplies writes replies to conn as they come, flushing whenever no
 // more are queued, so a pipelining client gets many replies per write. After
 // a failed write it closes conn, which ends the reader's loop, and discards
 // the replies still coming until the reader closes replies.
-func (s *server) writeReplies(conn net.Conn, replies <-chan controlproto.Response) {
+func (s *server) writeReplies(conn net.Conn, replies <-chan reply) {
 	w := bufio.NewWriterSize(conn, 64<<10)
 	var failed error
 	for r := range replies {
 		if failed != nil {
 			continue
 		}
-		failed = controlproto.WriteResponse(w, r)
+		resp := r.resp
+		if r.durable != nil {
+			if !r.durable.settled() && w.Buffered() > 0 {
+				// What is ready goes out while the disk works.
+				conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+				if failed = w.Flush(); failed != nil {
+					s.log.Debug("control connection dropped", "err", failed)
+					conn.Close()
+					continue
+				}
+			}
+			if err := r.durable.wait(); err != nil {
+				resp = controlproto.Response{Error: err}
+			}
+		}
+		failed = controlproto.WriteResponse(w, resp)
 		if failed == nil && len(replies) == 0 {
 			conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 			failed = w.Flush()

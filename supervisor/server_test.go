@@ -58,7 +58,7 @@ func startTestDaemon(t testing.TB) *testDaemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	td.srv = newServer(ln, td.d.handle, td.d.log)
+	td.srv = newServer(ln, td.d.serve, td.d.log)
 	td.srv.start()
 	t.Cleanup(td.srv.close)
 	return td
@@ -376,18 +376,7 @@ func pingOnce(path string) bool {
 // memberships hold all n rules.
 func pipelineAddRules(t testing.TB, n int) {
 	td := startTestDaemon(t)
-	var buf strings.Builder
-	for i := range n {
-		fmt.Fprintf(&buf, `{"command":"AddRule","rule":{"id":"r%d","input":{"interface":"eth0","group":"239.4.%d.%d","port":5000},"outputs":[{"interface":"eth1","group":"239.5.%d.%d","port":6000}]}}`+"\n",
-			i, i/256, i%256, i/256, i%256)
-	}
-	rc := td.dial(t)
-	go io.WriteString(rc.c, buf.String())
-	for i := range n {
-		if got, want := rc.recv(), fmt.Sprintf(`{"ok":true,"result":{"id":"r%d"}}`, i); got != want {
-			t.Fatalf("reply %d: %s, want %s", i, got, want)
-		}
-	}
+	sendAddRules(t, td, n)
 	if len(td.dp.ids()) != n {
 		t.Errorf("data plane holds %d rules, want %d", len(td.dp.ids()), n)
 	}
@@ -533,7 +522,7 @@ func TestListenControl(t *testing.T) {
 			t.Fatalf("listen over a stale socket: %v", err)
 		}
 		defer ln.Close()
-		srv := newServer(ln, func(controlproto.Request) controlproto.Response { return controlproto.OK(nil) }, log)
+		srv := newServer(ln, func(controlproto.Request) (controlproto.Response, durability) { return controlproto.OK(nil), nil }, log)
 		srv.start()
 		defer srv.close()
 		c, err := controlproto.Dial(context.Background(), path)

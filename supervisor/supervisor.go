@@ -92,6 +92,11 @@ func start(cfg Config) (*instance, error) {
 			return nil, fmt.Errorf("load --config: %w", err)
 		}
 		initial = c
+		if target, err := saveTarget(cfg.ConfigPath); err == nil {
+			for _, name := range removeStaleConfigTemps(target) {
+				log.Info("removed a temporary config file a killed save left", "path", name)
+			}
+		}
 	}
 	ln, err := listenControl(cfg.ControlSocket, log)
 	if err != nil {
@@ -116,7 +121,7 @@ func start(cfg Config) (*instance, error) {
 	pool := NewPool(PoolConfig{
 		Exe: cfg.WorkerExe, NumWorkers: cfg.NumWorkers, CPUs: cfg.CPUs, Backend: cfg.Backend,
 		StatsInterval: cfg.StatsInterval, Logger: log, Aggregator: agg, WorkerUser: cfg.WorkerUser,
-		RingBlocks: cfg.RingBlocks, RingTimeout: cfg.RingTimeout,
+		RingBlocks: cfg.RingBlocks, RingTimeout: cfg.RingTimeout, SocketRetry: cfg.SocketRetry,
 	})
 	mc := masterConfig{
 		Log: log, DP: pool, Stats: agg,
@@ -149,7 +154,12 @@ func start(cfg Config) (*instance, error) {
 	if res := m.replace(initial.Rules); cfg.ConfigPath != "" {
 		log.Info("config loaded", "from", cfg.ConfigPath, "added", res.Added)
 	}
-	in.srv = newServer(ln, in.d.handle, log)
+	if cfg.ConfigPath != "" && !cfg.NoConfigAutosave {
+		in.d.autosave = newAutosaver(cfg.ConfigPath, log, m.encodedConfig)
+		in.d.autosave.saved = m.currentVersion() // the file holds what it loaded
+		log.Info("config autosave on: every change is saved before it is acknowledged", "path", cfg.ConfigPath)
+	}
+	in.srv = newServer(ln, in.d.serve, log)
 	in.srv.start()
 	log.Info("serving the control socket", "path", cfg.ControlSocket, "version", Version)
 	if metricsLn != nil {

@@ -26,6 +26,11 @@ const (
 // Config.StatsInterval is zero.
 const DefaultStatsInterval = time.Second
 
+// DefaultSocketRetry is how often sockets that failed to open are asked
+// for again when Config.SocketRetry is zero: an output interface may have
+// gained an address since.
+const DefaultSocketRetry = 5 * time.Second
+
 // Config describes one worker process. The zero value of each field means
 // its default, except ID.
 type Config struct {
@@ -56,6 +61,10 @@ type Config struct {
 	// the most a packet waits in the ring at low rates. Whole milliseconds
 	// from 1 ms to 1 s.
 	RingTimeout time.Duration
+	// SocketRetry is how often sockets that failed to open are asked for
+	// again (DefaultSocketRetry when 0); the retries happen at the stats
+	// ticks, so no more often than StatsInterval.
+	SocketRetry time.Duration
 	// User is the account the worker must run as: before its loop it
 	// checks that every thread has the account's uid and gid, no
 	// supplementary groups, no capabilities and no_new_privs (the
@@ -96,6 +105,12 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.StatsInterval < 0 {
 		return cfg, fmt.Errorf("worker config: negative stats interval %v", cfg.StatsInterval)
+	}
+	if cfg.SocketRetry == 0 {
+		cfg.SocketRetry = DefaultSocketRetry
+	}
+	if cfg.SocketRetry < 0 {
+		return cfg, fmt.Errorf("worker config: negative socket retry period %v", cfg.SocketRetry)
 	}
 	if cfg.Core < -1 {
 		return cfg, fmt.Errorf("worker config: core %d: want a CPU number or -1", cfg.Core)

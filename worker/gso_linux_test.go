@@ -244,7 +244,7 @@ func testGSOMTUChange(t *testing.T, tp *topo, w *workerProc) {
 	// The worker reads the MTU again with its socket retries (every 5 s).
 	tp.relay.MustRun("ip", "link", "set", "dev", "r2", "mtu", "1500")
 	id := uint32(3)
-	netnstest.WaitFor(t, 3*socketRetry, "UDP_SEGMENT sends again at MTU 1,500", func() bool {
+	netnstest.WaitFor(t, 3*DefaultSocketRetry, "UDP_SEGMENT sends again at MTU 1,500", func() bool {
 		d := phase(id)
 		id++
 		return d.Sends > 0

@@ -162,7 +162,7 @@ func serveSockets(t *testing.T, ns *netnstest.NS) *os.File {
 	conn := c.(*net.UnixConn)
 	done := make(chan error, 1)
 	go func() {
-		done <- ns.Do(func() error { return relaysock.Serve(conn, nil) })
+		done <- ns.Do(func() error { return relaysock.Serve(conn, nil, nil) })
 		conn.Close()
 	}()
 	t.Cleanup(func() {

@@ -37,9 +37,6 @@ type backend interface {
 // continued.
 const statsRetry = 5 * time.Millisecond
 
-// socketRetry is how often sockets that failed to open are tried again.
-const socketRetry = 5 * time.Second
-
 // worker is one worker process's state, owned by the event loop goroutine.
 type worker struct {
 	cfg  Config
@@ -57,6 +54,10 @@ type worker struct {
 	iter  blockIter // scratch of forwardBlock
 
 	lastRetry time.Time
+	// sockBroken and sockResyncs are the socket stream's state as last
+	// logged (noteSocketStream).
+	sockBroken  bool
+	sockResyncs uint64
 }
 
 // Run runs one worker's event loop on the calling goroutine until the
@@ -209,21 +210,39 @@ func (w *worker) run() error {
 }
 
 // tick does the periodic work: kernel drop counters, retrying sockets that
-// failed to open (every socketRetry), and the stats snapshot.
+// failed to open (every Config.SocketRetry), and the stats snapshot.
 func (w *worker) tick(now time.Time) {
 	for _, in := range w.db.inputs {
 		if in.fd >= 0 {
 			w.countDrops(in)
 		}
 	}
-	if now.Sub(w.lastRetry) >= socketRetry {
+	if now.Sub(w.lastRetry) >= w.cfg.SocketRetry {
 		w.lastRetry = now
 		w.b.sync()
 		w.db.retry()
 		w.refreshGSO()
 	}
+	w.noteSocketStream()
 	w.d.c.LogsDropped = w.logw.dropped
+	w.d.c.SocketErrors, w.d.c.SocketResyncs = w.sock.Errors(), w.sock.Resyncs()
 	w.rep.report(now, w.db, &w.d.c)
+}
+
+// noteSocketStream logs when the socket stream to the supervisor lost its
+// framing and when it was resynchronised, once per change.
+func (w *worker) noteSocketStream() {
+	if r := w.sock.Resyncs(); r != w.sockResyncs {
+		w.sockResyncs = r
+		w.log.Info("socket stream to the supervisor resynchronised", "resyncs", r)
+	}
+	err := w.sock.Broken()
+	if broken := err != nil; broken != w.sockBroken {
+		w.sockBroken = broken
+		if broken {
+			w.log.Warn("socket stream to the supervisor out of frame; the next socket request resynchronises it", "err", err)
+		}
+	}
 }
 
 // finalReport sends a last snapshot and waits up to a second for the

@@ -106,6 +106,8 @@ type supervisorFlags struct {
 	workerUser    string
 	socketGroup   string
 	exclusive     bool
+	socketRetry   time.Duration
+	autosave      bool
 }
 
 func supervisorCommand(stderr io.Writer, getenv func(string) string, runSupervisor func(context.Context, supervisor.Config) error) *cobra.Command {
@@ -117,7 +119,8 @@ func supervisorCommand(stderr io.Writer, getenv func(string) string, runSupervis
 pinned worker per core and keep them running and in sync.
 
 SIGTERM or SIGINT stops the workers, leaves the groups, removes the socket
-and exits 0. SIGHUP reloads --config.`,
+and exits 0. SIGHUP reloads --config. With --config, every rule change is
+saved to it before it is acknowledged (--config-autosave).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := f.supervisorConfig(stderr)
@@ -139,6 +142,8 @@ and exits 0. SIGHUP reloads --config.`,
 	fl.StringVar(&f.cpus, "cpus", "", "cores to pin workers to, e.g. 0-3,8 (default: all usable)")
 	fl.StringVar(&f.controlSocket, "control-socket", socket, "operator socket path (env "+socketEnv+")")
 	fl.StringVar(&f.configPath, "config", "", "rules file loaded at start, target of config save, reloaded on SIGHUP")
+	fl.BoolVar(&f.autosave, "config-autosave", true,
+		"save every rule change to --config before acknowledging it; false leaves the file to you (config save writes it)")
 	fl.StringVar(&f.backend, "backend", worker.BackendAuto, "data plane I/O backend: auto, uring or mmsg")
 	fl.IntVar(&f.ringBlocks, "rx-ring-blocks", worker.DefaultRingBlocks,
 		"blocks of 128 KiB in each input socket's receive ring, per worker; 0 = no ring, one receive per packet")
@@ -153,6 +158,11 @@ and exits 0. SIGHUP reloads --config.`,
 	fl.BoolVar(&f.exclusive, "exclusive-inputs", false,
 		"drop the relayed streams at each input interface's tc ingress, so the kernel's own receive path no longer spends CPU on them; "+
 			"local applications on an input interface then stop receiving those groups (needs Linux 6.6+, CAP_BPF)")
+	// For tests that wait for retries; the period is not an operator's
+	// knob.
+	fl.DurationVar(&f.socketRetry, "socket-retry", worker.DefaultSocketRetry,
+		"how often workers ask again for sockets that failed to open")
+	_ = fl.MarkHidden("socket-retry") // the flag exists: no error
 	return cmd
 }
 
@@ -173,6 +183,11 @@ func (f *supervisorFlags) supervisorConfig(stderr io.Writer) (supervisor.Config,
 		LogLevel:      new(slog.LevelVar),
 	}
 	cfg.ExclusiveInputs = f.exclusive
+	cfg.SocketRetry = f.socketRetry
+	cfg.NoConfigAutosave = !f.autosave
+	if f.socketRetry <= 0 {
+		return cfg, fmt.Errorf("--socket-retry %v: must be positive", f.socketRetry)
+	}
 	if f.workerUser == "" {
 		return cfg, errors.New("--worker-user: must name an account")
 	}
@@ -242,6 +257,7 @@ func workerCommand(runWorker func(worker.Config) error) *cobra.Command {
 	fl.StringVar(&cfg.User, "user", "", "account the worker must run as, unprivileged; it refuses to run otherwise")
 	fl.IntVar(&blocks, "rx-ring-blocks", worker.DefaultRingBlocks, "blocks in each input's receive ring; 0 = no ring")
 	fl.DurationVar(&cfg.RingTimeout, "rx-ring-timeout", worker.DefaultRingTimeout, "receive ring block retire timeout")
+	fl.DurationVar(&cfg.SocketRetry, "socket-retry", worker.DefaultSocketRetry, "how often sockets that failed to open are asked for again")
 	for _, name := range []string{"id", "core"} {
 		_ = cmd.MarkFlagRequired(name) // the flags exist: no error
 	}

@@ -53,6 +53,7 @@ func TestSupervisorFlags(t *testing.T) {
 		RingTimeout:   time.Millisecond,
 		StatsInterval: time.Second,
 		WorkerUser:    "nobody",
+		SocketRetry:   5 * time.Second,
 	}
 	tests := []struct {
 		name      string
@@ -68,15 +69,21 @@ func TestSupervisorFlags(t *testing.T) {
 				"--config", "/etc/mcr.json", "--backend", "mmsg", "--stats-interval", "250ms",
 				"--log-level", "debug", "--log-format", "json", "--metrics-listen", ":9100",
 				"--worker-user", "mcr", "--socket-group", "mcradm", "--rx-ring-blocks", "16", "--rx-ring-timeout", "4ms",
-				"--exclusive-inputs"},
+				"--exclusive-inputs", "--config-autosave=false"},
 			want: func(c *supervisor.Config) {
 				c.NumWorkers, c.CPUs, c.ControlSocket, c.ConfigPath = 3, []int{0, 1, 3}, "/tmp/s.sock", "/etc/mcr.json"
 				c.Backend, c.StatsInterval, c.MetricsListen = "mmsg", 250*time.Millisecond, ":9100"
 				c.WorkerUser, c.SocketGroup = "mcr", "mcradm"
 				c.RingBlocks, c.RingTimeout = 16, 4*time.Millisecond
 				c.ExclusiveInputs = true
+				c.NoConfigAutosave = true
 			},
 			wantLevel: slog.LevelDebug,
+		},
+		{
+			name: "hidden --socket-retry for tests",
+			args: []string{"--socket-retry", "200ms"},
+			want: func(c *supervisor.Config) { c.SocketRetry = 200 * time.Millisecond },
 		},
 		{
 			name: "--rx-ring-blocks 0 turns receive rings off",
@@ -151,7 +158,7 @@ func TestWorkerFlags(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q; want 0 and worker.Run called", res.code, res.stderr)
 	}
 	want := worker.Config{ID: 2, Core: 1, Backend: "uring", StatsInterval: 500 * time.Millisecond, User: "nobody",
-		RingBlocks: 64, RingTimeout: time.Millisecond}
+		RingBlocks: 64, RingTimeout: time.Millisecond, SocketRetry: 5 * time.Second}
 	if diff := cmp.Diff(want, *res.worker); diff != "" {
 		t.Errorf("worker.Config (-want +got):\n%s", diff)
 	}

@@ -19,7 +19,14 @@ type Request struct {
 	Seq     uint64     `json:"seq"`
 	Ingress *Ingress   `json:"ingress,omitempty"`
 	Egress  *EgressKey `json:"egress,omitempty"`
+	// Resync, set instead of Ingress and Egress, asks for nothing but a
+	// Reply carrying the same text: the worker lost the replies' framing
+	// and discards what it receives up to that Reply (Client.resync).
+	Resync string `json:"resync,omitempty"`
 }
+
+// maxResync bounds Request.Resync: a nonce, not a payload to echo.
+const maxResync = 64
 
 // Ingress asks for the AF_PACKET socket of an input interface, joined to
 // fanout group FanoutID, with Filter attached before it is bound, and with
@@ -38,6 +45,8 @@ type Reply struct {
 	Seq   uint64 `json:"seq"`
 	Error string `json:"error,omitempty"`
 	Errno int    `json:"errno,omitempty"`
+	// Resync echoes Request.Resync.
+	Resync string `json:"resync,omitempty"`
 }
 
 // replyTo returns the reply to request seq that failed with err.

@@ -1,7 +1,10 @@
 package relaysock
 
 import (
+	"bytes"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,11 +29,28 @@ const maxReply = 64 << 10
 // Client is the worker's side of the broker: it asks for sockets on its end
 // of the socket socketpair and waits for each. It is not safe for
 // concurrent use; the worker's event loop owns it.
+//
+// A reply is read whole even when its fd is lost (the kernel truncates the
+// control message when the worker has no fd to spare, RLIMIT_NOFILE), so
+// that request fails with EMFILE and the next reply is read from its
+// start. When the framing is lost anyway (a reply cut short by a timeout,
+// a length no reply has), the client marks the stream broken and, before
+// its next request, resynchronises it: it asks for a Resync reply with a
+// random nonce and discards everything up to it. That needs no new fd, so
+// it works in the very condition that usually breaks the stream, and the
+// worker keeps relaying what it holds; restarting the worker would stop
+// all of its traffic and meet the same fd limit again.
 type Client struct {
 	fd  int
 	seq uint64
 	buf []byte
 	oob []byte
+	// broken is why the stream lost its framing; nil while it has it.
+	broken error
+	// lostFD is set while a reply is read whose fd did not arrive.
+	lostFD bool
+	// errors and resyncs are what Errors and Resyncs report.
+	errors, resyncs uint64
 }
 
 // NewClient returns a client on fd, which it makes blocking with a receive
@@ -45,6 +65,21 @@ func NewClient(fd int) (*Client, error) {
 	}
 	return &Client{fd: fd, oob: make([]byte, unix.CmsgSpace(4))}, nil
 }
+
+// Errors counts the requests that failed on the way rather than in the
+// supervisor: no reply in time, a reply whose fd was lost (the worker was
+// out of fds), a reply out of frame, a resync that did not succeed. The
+// supervisor's own errors (a refusal, a socket it could not open) are not
+// counted: they belong to the rule that asked.
+func (c *Client) Errors() uint64 { return c.errors }
+
+// Resyncs counts the times the stream lost its framing and was
+// resynchronised.
+func (c *Client) Resyncs() uint64 { return c.resyncs }
+
+// Broken returns why the stream lost its framing, nil while it has it (or
+// once the next request resynchronised it).
+func (c *Client) Broken() error { return c.broken }
 
 // OpenIngress asks for the ingress socket of ifindex in fanout group
 // fanoutID with prog attached and, unless ring is nil, a receive ring, as
@@ -62,34 +97,60 @@ func (c *Client) OpenEgress(k EgressKey) (int, error) {
 // with their text unchanged, so a rule reports the same error whichever
 // process opened its socket.
 func (c *Client) open(req Request) (int, error) {
+	fd, err, remote := c.exchange(req)
+	if err != nil && !remote {
+		c.errors++
+	}
+	return fd, err
+}
+
+// exchange is open; remote tells an error the supervisor reported.
+func (c *Client) exchange(req Request) (fd int, err error, remote bool) {
+	if c.broken != nil {
+		if err := c.resync(); err != nil {
+			return -1, err, false
+		}
+	}
 	c.seq++
 	req.Seq = c.seq
-	frame, err := controlproto.AppendFrame(c.buf[:0], req)
-	if err != nil {
-		return -1, fmt.Errorf("encode socket request: %w", err)
-	}
-	c.buf = frame
-	if err := c.write(frame); err != nil {
-		return -1, fmt.Errorf("send socket request: %w", err)
+	if err := c.send(req); err != nil {
+		return -1, err, false
 	}
 	for {
 		rep, fd, err := c.readReply()
 		if err != nil {
-			return -1, err
+			return -1, err, false
 		}
 		if rep.Seq != req.Seq { // the answer to a request given up on
 			closeFD(fd)
 			continue
 		}
+		if c.lostFD {
+			closeFD(fd)
+			return -1, fmt.Errorf("receive socket reply %d: its fd was lost (control message truncated): %w", rep.Seq, unix.EMFILE), false
+		}
 		if err := rep.err(); err != nil {
 			closeFD(fd)
-			return -1, err
+			return -1, err, true
 		}
 		if fd < 0 {
-			return -1, fmt.Errorf("socket reply %d carries no fd", rep.Seq)
+			return -1, fmt.Errorf("socket reply %d carries no fd", rep.Seq), false
 		}
-		return fd, nil
+		return fd, nil, false
 	}
+}
+
+// send writes req as one frame.
+func (c *Client) send(req Request) error {
+	frame, err := controlproto.AppendFrame(c.buf[:0], req)
+	if err != nil {
+		return fmt.Errorf("encode socket request: %w", err)
+	}
+	c.buf = frame
+	if err := c.write(frame); err != nil {
+		return fmt.Errorf("send socket request: %w", err)
+	}
+	return nil
 }
 
 func (c *Client) write(p []byte) error {
@@ -107,65 +168,122 @@ func (c *Client) write(p []byte) error {
 }
 
 // readReply reads one reply frame and the fd that came with it (-1: none).
+// An error that leaves the stream inside a frame marks it broken; a timeout
+// before the first byte does not (the late reply is skipped by its Seq).
+// A reply whose fd was lost is read whole, with c.lostFD set.
 func (c *Client) readReply() (Reply, int, error) {
 	var hdr [4]byte
 	fd := -1
-	if err := c.recv(hdr[:], &fd); err != nil {
+	c.lostFD = false
+	fail := func(err error) (Reply, int, error) {
+		closeFD(fd)
 		return Reply{}, -1, err
+	}
+	if got, err := c.recv(hdr[:], &fd); err != nil {
+		if got > 0 {
+			c.broken = err
+		}
+		return fail(err)
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
 	if n > maxReply {
-		closeFD(fd)
-		return Reply{}, -1, fmt.Errorf("socket reply of %d bytes: over the %d-byte limit", n, maxReply)
+		c.broken = fmt.Errorf("socket reply of %d bytes: over the %d-byte limit", n, maxReply)
+		return fail(c.broken)
 	}
 	body := make([]byte, n)
-	if err := c.recv(body, &fd); err != nil {
-		closeFD(fd)
-		return Reply{}, -1, err
+	if _, err := c.recv(body, &fd); err != nil {
+		c.broken = err
+		return fail(err)
 	}
 	var rep Reply
 	if err := json.Unmarshal(body, &rep); err != nil {
-		closeFD(fd)
-		return Reply{}, -1, fmt.Errorf("decode socket reply: %w", err)
+		return fail(fmt.Errorf("decode socket reply: %w", err))
 	}
 	return rep, fd, nil
 }
 
 // recv fills p with recvmsg(2), taking the fd an SCM_RIGHTS message carries
-// into *fd. A second fd, or a truncated control message, is a protocol
-// error: every fd received is closed.
-func (c *Client) recv(p []byte, fd *int) error {
-	for len(p) > 0 {
+// into *fd, and returns how many bytes it read.
+func (c *Client) recv(p []byte, fd *int) (int, error) {
+	got := 0
+	for got < len(p) {
+		n, err := c.recvOnce(p[got:], fd)
+		if err != nil {
+			return got, err
+		}
+		got += n
+	}
+	return got, nil
+}
+
+// recvOnce is one recvmsg(2) into p (retried on EINTR), at least one byte
+// unless it fails. A second fd, or a truncated control message (the kernel
+// could not install the fd), sets c.lostFD and closes every fd received;
+// the bytes still count, so a frame is read to its end.
+func (c *Client) recvOnce(p []byte, fd *int) (int, error) {
+	for {
 		n, oobn, flags, _, err := unix.Recvmsg(c.fd, p, c.oob, unix.MSG_CMSG_CLOEXEC)
 		switch {
 		case errors.Is(err, unix.EINTR):
 			continue
 		case errors.Is(err, unix.EAGAIN):
-			return fmt.Errorf("no socket reply from the supervisor within %v", ReplyTimeout)
+			return 0, fmt.Errorf("no socket reply from the supervisor within %v", ReplyTimeout)
 		case err != nil:
-			return fmt.Errorf("receive socket reply: %w", err)
+			return 0, fmt.Errorf("receive socket reply: %w", err)
 		}
 		fds, perr := rights(c.oob[:oobn])
-		if perr == nil && flags&unix.MSG_CTRUNC != 0 {
-			perr = errors.New("control message truncated")
-		}
-		if perr == nil && len(fds) > 0 && (*fd >= 0 || len(fds) > 1) {
-			perr = errors.New("more than one fd")
-		}
-		if perr != nil {
+		if perr != nil || flags&unix.MSG_CTRUNC != 0 || len(fds) > 1 || (len(fds) == 1 && *fd >= 0) {
+			c.lostFD = true
 			for _, f := range fds {
 				unix.Close(f)
 			}
-			return fmt.Errorf("receive socket reply: %w", perr)
+			fds = nil
 		}
 		if len(fds) == 1 {
 			*fd = fds[0]
 		}
 		if n == 0 {
-			return fmt.Errorf("receive socket reply: %w", io.ErrUnexpectedEOF)
+			return 0, fmt.Errorf("receive socket reply: %w", io.ErrUnexpectedEOF)
 		}
-		p = p[n:]
+		return n, nil
 	}
+}
+
+// resync brings a broken stream back into frame: it sends a Resync request
+// with a random nonce and discards what arrives (closing any fd) until the
+// stream ends with the reply that echoes it. Serve answers requests in
+// order and the client sends nothing meanwhile, so that reply is the last
+// thing on the stream. The stream stays broken when resync fails; the next
+// request tries again.
+func (c *Client) resync() error {
+	var nonce [16]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return fmt.Errorf("resynchronise socket stream: %w", err)
+	}
+	c.seq++
+	req := Request{Seq: c.seq, Resync: hex.EncodeToString(nonce[:])}
+	want, err := controlproto.AppendFrame(nil, Reply{Seq: req.Seq, Resync: req.Resync})
+	if err == nil {
+		err = c.send(req)
+	}
+	if err != nil {
+		return fmt.Errorf("resynchronise socket stream (out of frame: %v): %w", c.broken, err)
+	}
+	tail := make([]byte, 0, len(want)+4096)
+	for !bytes.HasSuffix(tail, want) {
+		if len(tail) > len(want) { // keep what may start the marker
+			tail = append(tail[:0], tail[len(tail)-len(want):]...)
+		}
+		fd := -1
+		n, err := c.recvOnce(tail[len(tail):cap(tail)], &fd)
+		closeFD(fd)
+		if err != nil {
+			return fmt.Errorf("resynchronise socket stream (out of frame: %v): %w", c.broken, err)
+		}
+		tail = tail[:len(tail)+n]
+	}
+	c.broken = nil
+	c.resyncs++
 	return nil
 }
 
@@ -206,8 +324,10 @@ type Opener func(Request) (fd int, err error)
 // fails. open decides whether a request may be served and opens its socket;
 // nil means Open, every request allowed. A refused request, or a socket that
 // cannot be opened, gets an error reply; an opened socket is sent with the
-// reply and closed here right after.
-func Serve(conn *net.UnixConn, open Opener) error {
+// reply and closed here right after. A Resync request gets a reply that
+// echoes it, and opens nothing. answered, when not nil, is told each
+// request and the error its reply carried (nil: none).
+func Serve(conn *net.UnixConn, open Opener, answered func(Request, error)) error {
 	if open == nil {
 		open = Open
 	}
@@ -225,10 +345,9 @@ func Serve(conn *net.UnixConn, open Opener) error {
 		if err := json.Unmarshal(body, &req); err != nil {
 			return fmt.Errorf("decode socket request: %w", err)
 		}
-		fd, err := open(req)
-		rep := Reply{Seq: req.Seq}
-		if err != nil {
-			rep = replyTo(req.Seq, err)
+		fd, rep := answer(req, open)
+		if answered != nil {
+			answered(req, rep.err())
 		}
 		if out, err = controlproto.AppendFrame(out[:0], rep); err == nil {
 			err = send(conn, out, fd)
@@ -238,6 +357,21 @@ func Serve(conn *net.UnixConn, open Opener) error {
 			return fmt.Errorf("send socket reply: %w", err)
 		}
 	}
+}
+
+// answer returns the reply to req and the fd it carries (-1: none).
+func answer(req Request, open Opener) (int, Reply) {
+	if req.Resync != "" {
+		if req.Ingress != nil || req.Egress != nil || len(req.Resync) > maxResync {
+			return -1, replyTo(req.Seq, fmt.Errorf("socket request %d: a resync asks for nothing else, with at most %d bytes of nonce", req.Seq, maxResync))
+		}
+		return -1, Reply{Seq: req.Seq, Resync: req.Resync}
+	}
+	fd, err := open(req)
+	if err != nil {
+		return -1, replyTo(req.Seq, err)
+	}
+	return fd, Reply{Seq: req.Seq}
 }
 
 // Open opens the socket req asks for, with no policy: the caller has

@@ -1,6 +1,7 @@
 package relaysock
 
 import (
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -22,6 +23,13 @@ var acceptAll = []bpf.RawInstruction{{Op: 0x06, K: 0xffff}} // ret #0xffff
 // socketpair and returns a client on the other.
 func serve(t *testing.T, ns *netnstest.NS, rules ...controlproto.WorkerRule) *Client {
 	t.Helper()
+	cl, _ := serveConn(t, ns, rules...)
+	return cl
+}
+
+// serveConn is serve that also returns the supervisor's end of the pair.
+func serveConn(t *testing.T, ns *netnstest.NS, rules ...controlproto.WorkerRule) (*Client, *net.UnixConn) {
+	t.Helper()
 	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +46,7 @@ func serve(t *testing.T, ns *netnstest.NS, rules ...controlproto.WorkerRule) *Cl
 		g.Add(wr)
 	}
 	done := make(chan error, 1)
-	go func() { done <- ns.Do(func() error { return Serve(conn, allowed(g)) }) }()
+	go func() { done <- ns.Do(func() error { return Serve(conn, allowed(g), nil) }) }()
 	t.Cleanup(func() {
 		unix.Close(sp[1]) // the worker's end: Serve sees EOF
 		if err := <-done; err != nil {
@@ -50,7 +58,7 @@ func serve(t *testing.T, ns *netnstest.NS, rules ...controlproto.WorkerRule) *Cl
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cl
+	return cl, conn
 }
 
 // TestClientServe opens the sockets a rule needs through the broker, in a
@@ -137,6 +145,207 @@ func TestClientDiscardsStaleReply(t *testing.T) {
 	// fails with EPIPE.
 	if _, err := unix.Write(fd, []byte{1}); !errors.Is(err, unix.EPIPE) {
 		t.Errorf("write to the fd of the current reply: %v, want EPIPE (the stale reply's fd closed)", err)
+	}
+}
+
+// fakeSupervisor is the supervisor's end of a socket socketpair driven by
+// hand: it reads the client's requests and writes whatever the test says.
+type fakeSupervisor struct {
+	t  *testing.T
+	fd int
+	fr *controlproto.FrameReader
+}
+
+// newFakeSupervisor returns a client and the fake supervisor it talks to.
+func newFakeSupervisor(t *testing.T) (*Client, *fakeSupervisor) {
+	t.Helper()
+	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(sp[0]); unix.Close(sp[1]) })
+	cl, err := NewClient(sp[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl, &fakeSupervisor{t: t, fd: sp[0], fr: controlproto.NewFrameReader(fdReader(sp[0]))}
+}
+
+// fdReader reads a raw fd without taking it over as an *os.File would.
+type fdReader int
+
+func (r fdReader) Read(p []byte) (int, error) { return unix.Read(int(r), p) }
+
+// request reads the next request.
+func (s *fakeSupervisor) request() Request {
+	body, err := s.fr.Next()
+	if err != nil {
+		s.t.Errorf("fake supervisor: read request: %v", err)
+		return Request{}
+	}
+	var req Request
+	if err := json.Unmarshal(body, &req); err != nil {
+		s.t.Errorf("fake supervisor: decode request: %v", err)
+	}
+	return req
+}
+
+// send writes raw bytes, with fds riding on the first byte.
+func (s *fakeSupervisor) send(b []byte, fds ...int) {
+	var oob []byte
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
+	}
+	if err := unix.Sendmsg(s.fd, b, oob, nil, 0); err != nil {
+		s.t.Errorf("fake supervisor: send: %v", err)
+	}
+}
+
+func (s *fakeSupervisor) reply(rep Reply, fds ...int) {
+	frame, err := controlproto.AppendFrame(nil, rep)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.send(frame, fds...)
+}
+
+// openPipe returns the two ends of a pipe, closed when the test ends.
+func openPipe(t *testing.T) [2]int {
+	t.Helper()
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(p[0]); unix.Close(p[1]) })
+	return p
+}
+
+var testKey = EgressKey{IfIndex: 1}
+
+// TestClientOutOfFDsKeepsFraming answers a worker that has no fd to spare:
+// the kernel cannot install the reply's fd and truncates the control
+// message (the worker under RLIMIT_NOFILE, here this test process). That
+// request fails with EMFILE, counted, and once fds are free again the next
+// reply is read from its start: no "socket reply of 1701913146 bytes".
+func TestClientOutOfFDsKeepsFraming(t *testing.T) {
+	cl, sup := newFakeSupervisor(t)
+	pipe := openPipe(t)
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	// The lowest free fd: with the limit there, no fd can be installed.
+	free, err := unix.Dup(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(free)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req := sup.request()
+		sup.reply(Reply{Seq: req.Seq}, pipe[0])
+		req = sup.request()
+		sup.reply(Reply{Seq: req.Seq}, pipe[1])
+	}()
+	lim := unix.Rlimit{Cur: uint64(free), Max: old.Max}
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := cl.OpenEgress(testKey)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(err, unix.EMFILE) || fd != -1 {
+		t.Errorf("OpenEgress out of fds: %d, %v; want -1 and EMFILE", fd, err)
+	}
+	fd, err = cl.OpenEgress(testKey)
+	if err != nil {
+		t.Fatalf("OpenEgress with fds to spare: %v", err)
+	}
+	unix.Close(fd)
+	<-done
+	if cl.Errors() != 1 || cl.Resyncs() != 0 || cl.Broken() != nil {
+		t.Errorf("errors %d, resyncs %d, broken %v; want 1, 0, nil", cl.Errors(), cl.Resyncs(), cl.Broken())
+	}
+}
+
+// TestClientResyncs breaks the stream's framing with a length no reply has
+// and bytes after it: the request fails, the next one first resynchronises
+// the stream (skipping the garbage and the fds on the way) and then gets
+// its socket. No fd is left behind.
+func TestClientResyncs(t *testing.T) {
+	cl, sup := newFakeSupervisor(t)
+	pipe := openPipe(t)
+	before, err := openFDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req := sup.request()
+		sup.send([]byte("ersi")) // "ersi" = 1701999465 bytes
+		sup.reply(Reply{Seq: req.Seq}, pipe[0])
+		resync := sup.request()
+		if resync.Resync == "" || resync.Ingress != nil || resync.Egress != nil {
+			sup.t.Errorf("request after a broken reply: %+v, want a resync", resync)
+		}
+		sup.send([]byte("on\"}garbage"), pipe[0])
+		sup.reply(Reply{Seq: resync.Seq - 1, Resync: resync.Resync}) // not the marker: wrong seq
+		sup.reply(Reply{Seq: resync.Seq, Resync: resync.Resync})
+		req = sup.request()
+		sup.reply(Reply{Seq: req.Seq}, pipe[1])
+	}()
+	_, err = cl.OpenEgress(testKey)
+	if want := "socket reply of 1701999465 bytes: over the 65536-byte limit"; err == nil || err.Error() != want {
+		t.Errorf("OpenEgress on a garbled stream: %v, want %q", err, want)
+	}
+	if cl.Broken() == nil {
+		t.Error("stream not marked broken")
+	}
+	fd, err := cl.OpenEgress(testKey)
+	if err != nil {
+		t.Fatalf("OpenEgress after the stream broke: %v", err)
+	}
+	unix.Close(fd)
+	<-done
+	if after, err := openFDs(); err != nil || after != before {
+		t.Errorf("fds open: %d before, %d after (%v)", before, after, err)
+	}
+	if cl.Errors() != 1 || cl.Resyncs() != 1 || cl.Broken() != nil {
+		t.Errorf("errors %d, resyncs %d, broken %v; want 1, 1, nil", cl.Errors(), cl.Resyncs(), cl.Broken())
+	}
+}
+
+// TestServeResyncs garbles the stream between the real Serve and a client
+// (bytes that are no reply, ahead of Serve's first reply): the client's
+// next request resynchronises through Serve and gets its socket.
+func TestServeResyncs(t *testing.T) {
+	netnstest.RequireRoot(t)
+	ns := netnstest.New(t, "rsync")
+	lo := ns.IfIndex("lo")
+	out := ruleset.Output{Interface: "lo", Group: "127.0.0.2", Port: 6000}
+	cl, conn := serveConn(t, ns, workerRule("r", lo, 9, lo, out))
+	k := EgressKey{IfIndex: lo, Port: 6001}
+	// Serve writes nothing before the first request.
+	if _, err := conn.Write(append([]byte{0xff, 0xff, 0xff, 0xff}, "xyz"...)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.OpenEgress(k); err == nil || cl.Broken() == nil {
+		t.Fatalf("OpenEgress behind garbage: %v, broken %v; want an error and a broken stream", err, cl.Broken())
+	}
+	fd, err := cl.OpenEgress(k)
+	if err != nil {
+		t.Fatalf("OpenEgress after the resync: %v", err)
+	}
+	name, err := unix.Getsockname(fd)
+	unix.Close(fd)
+	if in4, ok := name.(*unix.SockaddrInet4); err != nil || !ok || in4.Port != 6001 {
+		t.Errorf("socket after the resync: name %#v, %v; want port 6001", name, err)
+	}
+	if cl.Resyncs() != 1 {
+		t.Errorf("resyncs %d, want 1", cl.Resyncs())
 	}
 }
 

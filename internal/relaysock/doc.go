@@ -14,7 +14,11 @@
 // checks every request against the ruleset before opening anything, so a
 // compromised worker gets only the sockets some rule needs; see
 // docs/security.md. The supervisor opens each egress socket once and hands
-// every worker a dup of it (an Opener may keep what it opens).
+// every worker a dup of it (an Opener may keep what it opens). A reply
+// whose fd the worker cannot take (it is out of fds) is still read whole,
+// so the stream keeps its framing; a worker that finds the replies out of
+// frame anyway resynchronises the stream with a Resync request before its
+// next one (Client).
 //
 // Both the supervisor and the worker import this package; they never import
 // each other.

@@ -39,7 +39,7 @@ const FanoutMode = unix.PACKET_FANOUT_CPU | unix.PACKET_FANOUT_FLAG_DEFRAG | uni
 // receive queue, which the worker maps (worker's rxRing). The ring is set
 // up before bind and fanout: setting it later would briefly unhook the
 // socket, and re-link it last in the fanout group, out of CPU order.
-func OpenIngress(ifindex, fanoutID int, prog []bpf.RawInstruction, ring *Ring) (fd int, err error) {
+func OpenIngress(ifindex, fanoutID int, prog []bpf.RawInstruction, ring *Ring) (int, error) {
 	if fanoutID < 1 || fanoutID > 0xffff {
 		return -1, fmt.Errorf("open input on ifindex %d: fanout id %d out of range 1..65535", ifindex, fanoutID)
 	}
@@ -48,45 +48,49 @@ func OpenIngress(ifindex, fanoutID int, prog []bpf.RawInstruction, ring *Ring) (
 			return -1, fmt.Errorf("open input on ifindex %d: %w", ifindex, err)
 		}
 	}
-	fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("open AF_PACKET socket: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			unix.Close(fd)
-			fd = -1
-		}
-	}()
+	if err := setUpIngress(fd, ifindex, fanoutID, prog, ring); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// setUpIngress makes the fresh socket fd the ingress socket OpenIngress
+// describes; the caller closes fd when it fails.
+func setUpIngress(fd, ifindex, fanoutID int, prog []bpf.RawInstruction, ring *Ring) error {
 	// Before bind: a bound socket could queue a packet without the header.
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
-		return -1, fmt.Errorf("set PACKET_VNET_HDR on ifindex %d: %w", ifindex, err)
+		return fmt.Errorf("set PACKET_VNET_HDR on ifindex %d: %w", ifindex, err)
 	}
 	// An unfiltered socket still relays correctly (userspace filters too);
 	// the worker re-attaches and reports it.
 	if err := filter.Attach(fd, prog); err != nil && !errors.Is(err, filter.ErrUnfiltered) {
-		return -1, err
+		return err
 	}
 	if ring != nil {
 		if err := setRing(fd, ring); err != nil {
-			return -1, fmt.Errorf("set up receive ring on ifindex %d: %w", ifindex, err)
+			return fmt.Errorf("set up receive ring on ifindex %d: %w", ifindex, err)
 		}
 	}
 	// The protocol is in network byte order; x/sys/unix does not convert it.
 	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifindex}
 	if err := unix.Bind(fd, sa); err != nil {
-		return -1, fmt.Errorf("bind AF_PACKET socket to ifindex %d: %w", ifindex, err)
+		return fmt.Errorf("bind AF_PACKET socket to ifindex %d: %w", ifindex, err)
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil {
-		return -1, fmt.Errorf("set PACKET_IGNORE_OUTGOING on ifindex %d: %w", ifindex, err)
+		return fmt.Errorf("set PACKET_IGNORE_OUTGOING on ifindex %d: %w", ifindex, err)
 	}
 	if err := setBuffer(fd, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, RcvBufSize); err != nil {
-		return -1, fmt.Errorf("set receive buffer on ifindex %d: %w", ifindex, err)
+		return fmt.Errorf("set receive buffer on ifindex %d: %w", ifindex, err)
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_FANOUT, fanoutID|FanoutMode<<16); err != nil {
-		return -1, fmt.Errorf("join fanout group %d on ifindex %d: %w", fanoutID, ifindex, err)
+		return fmt.Errorf("join fanout group %d on ifindex %d: %w", fanoutID, ifindex, err)
 	}
-	return fd, nil
+	return nil
 }
 
 // setRing switches fd to TPACKET_V3 and gives it a receive ring of

@@ -14,7 +14,8 @@ usage() {
 	cat <<'EOF'
 usage: scripts/bench/latency.sh [options]   (root; Linux network namespaces)
 
-  --variants LIST   kernel,none,mcr-uring,mcr-mmsg (default: these four, in
+  --variants LIST   kernel,tc-redirect,go-batched,none,mcr-uring,mcr-mmsg
+                    (default: kernel,none,mcr-uring,mcr-mmsg, in
                     this order); an mcr variant may carry mcrd flags after a
                     colon, split at spaces, so one run compares settings:
                     "kernel,mcr-uring,mcr-uring:--rx-ring-timeout 4ms"

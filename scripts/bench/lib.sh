@@ -388,6 +388,24 @@ start_go() { # start_go FANOUT
 	wait_for 5 go_joined || { fail "the baseline did not bind port $IN_PORT"; return 1; }
 }
 
+tc_ready() { grep -qx ready "$OUT/logs/tc-redirect.log"; }
+
+# start_tc FANOUT — the kernel-path reference where kernel forwarding cannot
+# run: a tc ingress eBPF program on r0 that rewrites and redirects each
+# datagram to r1..rN (scripts/bench/tcredirect). Its work is done in the
+# relay core's softirq; the process only holds the program's link.
+start_tc() {
+	if [ ! -x "$tmp/tcredirect" ]; then
+		(cd "$repo" && go build -o "$tmp/tcredirect" ./scripts/bench/tcredirect) >>"$OUT/logs/tc-redirect.log" 2>&1 ||
+			{ fail "go build ./scripts/bench/tcredirect failed (see logs/tc-redirect.log)"; return 1; }
+	fi
+	: >"$OUT/logs/tc-redirect.log"
+	ip netns exec "$relay" taskset -c "$RELAY_CPU" "$tmp/tcredirect" --input-interface r0 --input-group "$IN_GROUP" \
+		--input-port "$IN_PORT" --outputs "$(outputs_spec "$1")" --ttl "$TTL" >>"$OUT/logs/tc-redirect.log" 2>&1 &
+	relay_pids+=($!)
+	wait_for 10 tc_ready || { fail "tcredirect did not attach: $(tail -n 2 "$OUT/logs/tc-redirect.log" | tr '\n' ' ')"; return 1; }
+}
+
 # start_variant VARIANT FANOUT — VARIANT is a name, or for mcr a name with
 # another build after an @ (variant_bin) and extra flags after a colon
 # ("mcr-uring@main:--rx-ring-timeout 4ms add:--preserve-source"); the flags
@@ -406,8 +424,9 @@ start_variant() {
 	socat) start_socat "$2" ;;
 	kernel) start_kernel "$2" ;;
 	go-batched) start_go "$2" ;;
+	tc-redirect) start_tc "$2" ;;
 	none) [ "$2" = 1 ] || fail "no relay means no fan-out: 1→1 only" ;;
-	*) fail "unknown variant (known: mcr-uring, mcr-mmsg, socat, kernel, go-batched, none)" ;;
+	*) fail "unknown variant (known: mcr-uring, mcr-mmsg, socat, kernel, tc-redirect, go-batched, none)" ;;
 	esac
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side multicast relay benchmark: mcr (uring and mmsg backends), socat,
-# kernel multicast routing (smcroute), a batched Go relay, and no relay at all,
+# kernel multicast routing (smcroute), a tc eBPF redirect (the kernel path where
+# multicast routing is not built in), a batched Go relay, and no relay at all,
 # in one invocation on one namespace topology. Method and results:
 # docs/PERFORMANCE.md.
 #
@@ -12,7 +13,7 @@ usage() {
 	cat <<'EOF'
 usage: scripts/bench/run.sh [options]   (root; Linux network namespaces)
 
-  --variants LIST  mcr-uring,mcr-mmsg,socat,kernel,go-batched,none (default: all);
+  --variants LIST  mcr-uring,mcr-mmsg,socat,kernel,tc-redirect,go-batched,none (default: all);
                    an mcr variant may name another build after an @ (a
                    directory, or one under $BUILDS, default /tmp/mcr-builds)
                    and carry extra flags after a colon, mcrd's as they are
@@ -45,7 +46,7 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 tag="mcrb$$"
 # shellcheck source=scripts/bench/lib.sh
 . "$repo/scripts/bench/lib.sh"
-VARIANTS=mcr-uring,mcr-mmsg,socat,kernel,go-batched,none
+VARIANTS=mcr-uring,mcr-mmsg,socat,kernel,tc-redirect,go-batched,none
 RATES=50000,100000,200000,300000,max
 SIZES=1024,64
 FANOUTS=1,4
