@@ -77,10 +77,6 @@ type daemonOptions struct {
 	Config string
 	// Flags are more flags of `mcrd supervisor`.
 	Flags []string
-	// NoFile, when set, runs mcrd under `prlimit --nofile=N:N`: the
-	// supervisor and its workers (which inherit it) can hold no fd
-	// numbered N or above.
-	NoFile int
 	// Wrap, when set, is a command mcrd runs under, given mcrd's path and
 	// arguments after its own (`capsh --drop=cap_net_raw -- -c 'exec "$0" "$@"'`).
 	Wrap []string
@@ -105,9 +101,6 @@ func startDaemon(t *testing.T, ns *netnstest.NS, opt daemonOptions) *daemon {
 	args = append(args, opt.Flags...)
 	testbin.Path(t, "mcrctl") // build before the clock of the wait below starts
 	name := testbin.Path(t, "mcrd")
-	if opt.NoFile > 0 {
-		name, args = "prlimit", append([]string{fmt.Sprintf("--nofile=%d:%d", opt.NoFile, opt.NoFile), name}, args...)
-	}
 	if len(opt.Wrap) > 0 {
 		name, args = opt.Wrap[0], append(append(slices.Clone(opt.Wrap[1:]), name), args...)
 	}
