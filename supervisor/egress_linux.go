@@ -13,23 +13,12 @@ import (
 func kernelEgressOps() egressOps {
 	return egressOps{
 		open: relaysock.OpenEgress,
-		port: boundPort,
+		port: relaysock.BoundPort,
 		dup: func(fd int) (int, error) {
 			return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 		},
 		close: func(fd int) { unix.Close(fd) },
 	}
-}
-
-// boundPort returns the port socket fd is bound to, 0 when it has none.
-func boundPort(fd int) int {
-	switch sa, _ := unix.Getsockname(fd); sa := sa.(type) {
-	case *unix.SockaddrInet4:
-		return sa.Port
-	case *unix.SockaddrInet6:
-		return sa.Port
-	}
-	return 0
 }
 
 // probeRaw finds out once, at start, whether the supervisor can open the

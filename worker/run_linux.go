@@ -412,16 +412,8 @@ func (w *worker) openEgress(e *egress) error {
 		e.fd = -1
 		return err
 	}
-	e.fd, e.port, e.mtu = fd, 0, 0
+	e.fd, e.port, e.mtu = fd, uint16(relaysock.BoundPort(fd)), 0
 	if !e.key.Raw {
-		if sa, err := unix.Getsockname(fd); err == nil {
-			switch sa := sa.(type) {
-			case *unix.SockaddrInet4:
-				e.port = uint16(sa.Port)
-			case *unix.SockaddrInet6:
-				e.port = uint16(sa.Port)
-			}
-		}
 		if e.mtu, err = interfaceMTU(fd, e.key.IfIndex); err != nil {
 			w.log.Warn("no UDP GSO on output socket", "socket", e.key.String(), "err", err)
 		}

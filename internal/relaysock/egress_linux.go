@@ -188,6 +188,18 @@ func setQuiet(fd int, v6 bool) error {
 	return nil
 }
 
+// BoundPort returns the port socket fd is bound to: an egress socket's
+// source port; 0 for a socket without one (raw, unbound, not IP).
+func BoundPort(fd int) int {
+	switch sa, _ := unix.Getsockname(fd); sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return sa.Port
+	case *unix.SockaddrInet6:
+		return sa.Port
+	}
+	return 0
+}
+
 func familyName(v6 bool) string {
 	if v6 {
 		return "IPv6"

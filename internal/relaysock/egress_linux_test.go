@@ -36,15 +36,7 @@ func TestOpenEgress(t *testing.T) {
 			}
 			return fd, err
 		}
-		port := func(fd int) int {
-			switch sa, _ := unix.Getsockname(fd); sa := sa.(type) {
-			case *unix.SockaddrInet4:
-				return sa.Port
-			case *unix.SockaddrInet6:
-				return sa.Port
-			}
-			return 0
-		}
+		port := BoundPort
 
 		eph1, err := open(EgressKey{IfIndex: e1})
 		mustNoErr(t, err)
