@@ -366,7 +366,10 @@ func (p *Pool) Update(add []controlproto.WorkerRule, remove []string) {
 		}
 		id := add[i].ID
 		// The new rule's sockets are counted in before the old one's are
-		// counted out, so that an output both have keeps its socket.
+		// counted out, so that an output both have keeps its socket. A
+		// socket the first output of an identity needs is opened here,
+		// under mu: a few system calls that never wait, once per
+		// identity, not per output.
 		p.egress.add(add[i])
 		if old, ok := p.rules[id]; ok {
 			p.hash.Remove(old.enc)
