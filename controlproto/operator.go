@@ -99,8 +99,14 @@ type RuleStatus struct {
 	// OutputStates[i] is the state of Outputs[i]'s interface. A rule is
 	// active whatever its outputs' states: the outputs that can send do.
 	OutputStates []string `json:"output_states,omitempty"`
+	// OutputErrors[i], when set, says why the workers cannot send to
+	// Outputs[i] (as GetStats' outputs[i].error); such an output is
+	// failing, whatever its interface's state. Omitted when every output
+	// sends.
+	OutputErrors []string `json:"output_errors,omitempty"`
 	// Error, when set, says what is wrong with the rule right now (a failed
-	// group join, an output the workers cannot serve).
+	// group join, an input or output the workers cannot serve); it
+	// includes the text of GetStats' error for the rule.
 	Error string `json:"error,omitempty"`
 }
 

@@ -119,7 +119,7 @@ func DecodeRequest(line []byte) (Request, *Error) {
 	case req.Command == "":
 		return Request{}, Errorf(CodeInvalidArgument, "missing %q", fieldCommand)
 	case !known:
-		return Request{}, Errorf(CodeInvalidArgument, "unknown command %q", req.Command)
+		return Request{}, Errorf(CodeInvalidArgument, "unknown command %s", jsontext.Quote(req.Command))
 	}
 	for _, name := range argFields {
 		if _, given := fields[name]; given && !slices.Contains(args, name) {
@@ -198,7 +198,7 @@ func splitRequest(line []byte) (map[string][]byte, *Error) {
 		}
 		name := tok.(string) // Token reports a non-string key as a syntax error
 		if seen[name] {
-			return nil, Errorf(CodeInvalidArgument, "field %q given twice", name)
+			return nil, Errorf(CodeInvalidArgument, "field %s given twice", jsontext.Quote(name))
 		}
 		seen[name] = true
 		var raw json.RawMessage
@@ -230,7 +230,7 @@ func fieldValue(name string, raw json.RawMessage) ([]byte, *Error) {
 	}
 	if !stringFields[name] {
 		if name != fieldRule && name != fieldConfig {
-			return nil, Errorf(CodeInvalidArgument, "unknown field %q", name)
+			return nil, Errorf(CodeInvalidArgument, "unknown field %s", jsontext.Quote(name))
 		}
 		if raw[0] != '{' {
 			return nil, Errorf(CodeInvalidArgument, "%s: must be an object, got %s", name, rawKind(raw))

@@ -26,7 +26,9 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden with the curr
 const (
 	rulesReply = `{"ok":true,"result":[` +
 		`{"id":"market-a","name":"market data A","input":{"interface":"eth0","group":"239.1.1.1","port":5000,"source":"10.0.0.9"},` +
-		`"outputs":[{"interface":"eth1","group":"239.2.2.2","port":6000,"ttl":8,"source_port":5001},{"interface":"eth1","group":"10.1.0.50","port":6000,"source":"10.1.0.1"}],"state":"active"},` +
+		`"outputs":[{"interface":"eth1","group":"239.2.2.2","port":6000,"ttl":8,"source_port":5001},{"interface":"eth1","group":"10.1.0.50","port":6000,"source":"10.1.0.1"}],"state":"active",` +
+		`"output_states":["active","active"],"output_errors":["","bind to source 10.1.0.1: cannot assign requested address"],` +
+		`"error":"outputs[1] 10.1.0.50:6000@eth1: bind to source 10.1.0.1: cannot assign requested address"},` +
 		`{"id":"9f86d081884c7d65","input":{"interface":"vlan100","group":"ff3e::1","port":5004},` +
 		`"outputs":[{"interface":"eth2","group":"ff3e::2","port":5004},{"interface":"eth2","group":"ff3e::3","port":5004},{"interface":"eth3","group":"239.9.9.9","port":5004}],"state":"pending",` +
 		`"output_states":["down","down","pending"]},` +
@@ -35,16 +37,18 @@ const (
 	statsReply = `{"ok":true,"result":{"rules":[` +
 		`{"id":"market-a","packets_in":1234567,"bytes_in":1623456789,"pps":12345.6,"bps":130000000,"outputs":[` +
 		`{"destination":"239.2.2.2:6000@eth1","packets_out":1234567,"bytes_out":1623456789,"errors":0},` +
-		`{"destination":"10.1.0.50:6000@eth1","packets_out":1234560,"bytes_out":1623447582,"errors":7}]},` +
+		`{"destination":"10.1.0.50:6000@eth1","packets_out":1234560,"bytes_out":1623447582,"errors":7,"error":"bind to source 10.1.0.1: cannot assign requested address"}],` +
+		`"error":"outputs[1] 10.1.0.50:6000@eth1: bind to source 10.1.0.1: cannot assign requested address"},` +
 		`{"id":"9f86d081884c7d65","packets_in":0,"bytes_in":0,"pps":0,"bps":0,"outputs":[` +
 		`{"destination":"[ff3e::2]:5004@eth2","packets_out":0,"bytes_out":0,"errors":0},` +
 		`{"destination":"[ff3e::3]:5004@eth2","packets_out":0,"bytes_out":0,"errors":0},` +
 		`{"destination":"239.9.9.9:5004@eth3","packets_out":0,"bytes_out":0,"errors":0}],` +
 		`"error":"output [ff3e::3]:5004@eth2: no IPv6 address on eth2"}],` +
-		`"workers":[{"worker":0,"core":0,"rx_packets":700000,"no_match":12,"malformed":1,"fragments":0,"not_udp":3,"kernel_drops":0,"buffer_exhausted":0,"egress_errors":4,"stats_dropped":0,"logs_dropped":0},` +
-		`{"worker":1,"core":1,"rx_packets":534579,"no_match":0,"malformed":0,"fragments":2,"not_udp":0,"kernel_drops":5,"buffer_exhausted":0,"egress_errors":3,"stats_dropped":0,"logs_dropped":0}],` +
+		`"workers":[{"worker":0,"core":0,"rx_packets":700000,"no_match":12,"malformed":1,"fragments":0,"not_udp":3,"vlan_tagged":0,"bad_checksum":2,"kernel_drops":0,"buffer_exhausted":0,"egress_errors":4,"stats_dropped":0,"logs_dropped":0},` +
+		`{"worker":1,"core":1,"rx_packets":534579,"no_match":0,"malformed":0,"fragments":2,"not_udp":0,"vlan_tagged":40,"bad_checksum":0,"kernel_drops":5,"buffer_exhausted":0,"egress_errors":3,"stats_dropped":0,"logs_dropped":0}],` +
 		`"totals":{"packets_in":1234567,"packets_out":2469127,"kernel_drops":5,` +
-		`"rules":{"active":1,"pending":1,"down":1},"outputs":{"active":3,"pending":1,"down":2}}}}`
+		`"rules":{"active":1,"pending":1,"down":1},"outputs":{"active":2,"pending":1,"down":2,"failing":1}},` +
+		`"namespace":{"ip_reasm_reqds":90,"ip_reasm_oks":40,"ip_reasm_fails":6,"ip_reasm_timeout":4}}}`
 	workersReply = `{"ok":true,"result":[` +
 		`{"worker":0,"pid":4242,"core":0,"state":"running","restarts":0,"uptime_s":93784.2,"ruleset_hash":"3f1a9c0e5b7d2468","in_sync":true,"resyncs":0,"backend":"uring"},` +
 		`{"worker":1,"pid":4250,"core":1,"state":"backoff","restarts":3,"uptime_s":0.4,"ruleset_hash":"","in_sync":false,"resyncs":1,"backend":"mmsg"}]}`

@@ -11,9 +11,10 @@ import (
 )
 
 // writeRules prints the `list` table: one line per rule, then on note lines
-// under it the outputs whose interface is pending or down, and its error (if
-// any). packets maps rule ids to packets_in from GetStats; a rule missing
-// there shows 0.
+// under it the outputs whose interface is pending or down, those the workers
+// cannot send to (failing), and its error (if any), which says why each
+// output fails. packets maps rule ids to packets_in from GetStats; a rule
+// missing there shows 0.
 func writeRules(w io.Writer, rules []controlproto.RuleStatus, packets map[string]uint64, color bool) error {
 	t := table{
 		header: []string{"ID", "NAME", "STATE", "INPUT", "OUTPUTS", "PACKETS"},
@@ -22,6 +23,9 @@ func writeRules(w io.Writer, rules []controlproto.RuleStatus, packets map[string
 	for _, r := range rules {
 		t.add(cell{text: r.ID}, cell{text: orDash(r.Name)}, cell{text: r.State, color: stateColor(r.State)},
 			cell{text: formatInput(r.Input)}, cell{text: formatOutputs(r.Outputs)}, cell{text: count(packets[r.ID])})
+		if outs := failingOutputs(r); len(outs) > 0 {
+			t.addNote("outputs failing: " + formatOutputs(outs))
+		}
 		for _, state := range []string{controlproto.StatePending, controlproto.StateDown} {
 			if outs := outputsIn(r, state); len(outs) > 0 {
 				t.addNote("outputs " + state + ": " + formatOutputs(outs))
@@ -41,6 +45,22 @@ func outputsIn(r controlproto.RuleStatus, state string) []ruleset.Output {
 		if s == state && i < len(r.Outputs) {
 			outs = append(outs, r.Outputs[i])
 		}
+	}
+	return outs
+}
+
+// failingOutputs returns r's outputs that the workers report an error for
+// and that are not already noted as pending or down.
+func failingOutputs(r controlproto.RuleStatus) []ruleset.Output {
+	var outs []ruleset.Output
+	for i, e := range r.OutputErrors {
+		if e == "" || i >= len(r.Outputs) {
+			continue
+		}
+		if i < len(r.OutputStates) && r.OutputStates[i] != controlproto.StateActive {
+			continue
+		}
+		outs = append(outs, r.Outputs[i])
 	}
 	return outs
 }
@@ -145,14 +165,14 @@ func writeStats(w io.Writer, r stats.Report, color bool) error {
 		}
 	}
 	workers := table{
-		header: []string{"WORKER", "CORE", "RX", "NO-MATCH", "MALFORMED", "FRAGMENTS", "NOT-UDP", "KDROPS", "NOBUF",
-			"EGRESS-ERR", "LOOPS", "TTL-EXPIRED"},
-		right: []bool{true, true, true, true, true, true, true, true, true, true, true, true},
+		header: []string{"WORKER", "CORE", "RX", "NO-MATCH", "MALFORMED", "FRAGMENTS", "NOT-UDP", "VLAN", "BAD-CSUM",
+			"KDROPS", "NOBUF", "EGRESS-ERR", "LOOPS", "TTL-EXPIRED"},
+		right: []bool{true, true, true, true, true, true, true, true, true, true, true, true, true, true},
 	}
 	for _, wk := range r.Workers {
 		c := wk.WorkerCounters
 		workers.add(append(plain(fmt.Sprint(wk.Worker), fmt.Sprint(wk.Core), count(c.RxPackets), count(c.NoMatch),
-			count(c.Malformed), count(c.Fragments), count(c.NotUDP)),
+			count(c.Malformed), count(c.Fragments), count(c.NotUDP), count(c.VLANTagged), count(c.BadChecksum)),
 			dropCell(c.KernelDrops), dropCell(c.BufferExhausted), dropCell(c.EgressErrors), dropCell(c.Loops),
 			dropCell(c.TTLExpired))...)
 	}
@@ -167,14 +187,21 @@ func writeStats(w io.Writer, r stats.Report, color bool) error {
 	}
 	_, err := fmt.Fprintf(w, "\ntotal: %d packets in, %d packets out, %d kernel drops\n",
 		r.Totals.PacketsIn, r.Totals.PacketsOut, r.Totals.KernelDrops)
-	if err != nil || r.Totals.Rules == (stats.StateCounts{}) {
-		return err
+	if err == nil && r.Totals.Rules != (stats.StateCounts{}) {
+		_, err = fmt.Fprintf(w, "rules: %s; outputs: %s\n", formatStates(r.Totals.Rules, false), formatStates(r.Totals.Outputs, true))
 	}
-	_, err = fmt.Fprintf(w, "rules: %s; outputs: %s\n", formatStates(r.Totals.Rules), formatStates(r.Totals.Outputs))
+	if ns := r.Namespace; err == nil && ns != nil && ns.IPReasmFails > 0 {
+		// Datagrams no worker saw: incomplete IPv4 fragments.
+		_, err = fmt.Fprintf(w, "namespace: %d IPv4 reassembly failures (%d timed out)\n", ns.IPReasmFails, ns.IPReasmTimeout)
+	}
 	return err
 }
 
-// formatStates prints counts by state: "2 active, 1 pending, 0 down".
-func formatStates(c stats.StateCounts) string {
+// formatStates prints counts by state: "2 active, 1 pending, 0 down", with
+// the failing count after the active one for outputs.
+func formatStates(c stats.StateCounts, outputs bool) string {
+	if outputs {
+		return fmt.Sprintf("%d active, %d failing, %d pending, %d down", c.Active, c.Failing, c.Pending, c.Down)
+	}
 	return fmt.Sprintf("%d active, %d pending, %d down", c.Active, c.Pending, c.Down)
 }

@@ -3,6 +3,8 @@ package packaging
 import (
 	"net/netip"
 	"os"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -45,5 +47,23 @@ func TestExampleConfig(t *testing.T) {
 	}
 	if diff := cmp.Diff(string(data), string(saved)); diff != "" {
 		t.Errorf("mcr.example.json differs from what config save writes (-file +saved):\n%s", diff)
+	}
+}
+
+// TestInstalledEmptyConfig checks that the config `make install` writes on a
+// new host (no rules) loads: a config must say `"rules": []`.
+func TestInstalledEmptyConfig(t *testing.T) {
+	mk, err := os.ReadFile("../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`printf '([^']*)' >\$\(CONFDIR\)/mcr\.json`).FindSubmatch(mk)
+	if m == nil {
+		t.Fatal("Makefile: no printf '…' >$(CONFDIR)/mcr.json found")
+	}
+	data := strings.ReplaceAll(string(m[1]), `\n`, "\n")
+	c, err := ruleset.DecodeConfig([]byte(data))
+	if err != nil || len(c.Rules) != 0 {
+		t.Errorf("the empty config make install writes, %q: %d rules, %v; want it to load with none", data, len(c.Rules), err)
 	}
 }

@@ -20,7 +20,10 @@ import (
 // `rules[0].outputs[0]: unknown field "tll"` or
 // `rules[2].input.port: must be an integer, got string`; byte offsets in
 // syntax errors count from 0. A null value leaves its field empty, as
-// encoding/json does.
+// encoding/json does, except for "rules": it must be present and an array,
+// so that a file that lost its rules (`{}`, `"rules": null`) cannot pass for
+// an empty ruleset and remove every rule. An empty ruleset is written
+// `{"rules": []}`.
 //
 // The decoded rules are then normalised (each gets its id) and checked with
 // ValidateSet; the returned Config holds the normalised rules in file order.
@@ -79,6 +82,9 @@ type schema struct {
 	kind   jsonKind
 	fields map[string]*schema // kind == jsonObject
 	elem   *schema            // kind == jsonArray
+	// required fields of an object must be present and not null; the
+	// hint says how to write an empty value.
+	required map[string]string // kind == jsonObject: field → hint
 }
 
 type jsonKind int
@@ -90,6 +96,11 @@ const (
 	jsonObject
 	jsonArray
 )
+
+// String names the kind as messages do: "an array".
+func (k jsonKind) String() string {
+	return [...]string{jsonString: "a string", jsonInt: "an integer", jsonObject: "an object", jsonArray: "an array"}[k]
+}
 
 var (
 	stringSchema = &schema{kind: jsonString}
@@ -108,6 +119,8 @@ var (
 	}}
 	configSchema = &schema{kind: jsonObject, fields: map[string]*schema{
 		"rules": {kind: jsonArray, elem: ruleSchema},
+	}, required: map[string]string{
+		"rules": `an empty ruleset is written "rules": []`,
 	}}
 )
 
@@ -151,7 +164,7 @@ func checkValue(dec *json.Decoder, tok json.Token, s *schema, path string) *Vali
 			return invalid(path, "must be an integer, got %s", jsontext.Kind(tok))
 		}
 		if _, err := strconv.Atoi(n.String()); err != nil {
-			return invalid(path, "must be an integer, got %s", n)
+			return invalid(path, "must be an integer, got %s", jsontext.Cut(n.String()))
 		}
 	case jsonBool:
 		if _, ok := tok.(bool); !ok {
@@ -183,14 +196,26 @@ func checkObject(dec *json.Decoder, s *schema, path string) *ValidationError {
 		name := tok.(string) // Token reports a non-string key as a syntax error
 		field, ok := s.fields[name]
 		if !ok {
-			return invalid(path, "unknown field %q", name)
+			return invalid(path, "unknown field %s", jsontext.Quote(name))
 		}
 		if seen[name] {
-			return invalid(path, "field %q given twice", name)
+			return invalid(path, "field %s given twice", jsontext.Quote(name))
 		}
 		seen[name] = true
-		if err := next(dec, field, joinPath(path, name)); err != nil {
+		fieldPath := joinPath(path, name)
+		if tok, err = dec.Token(); err != nil {
+			return syntaxError(dec, fieldPath, err)
+		}
+		if hint, required := s.required[name]; required && tok == nil {
+			return invalid(fieldPath, "must be %s, got null (%s)", field.kind, hint)
+		}
+		if err := checkValue(dec, tok, field, fieldPath); err != nil {
 			return err
+		}
+	}
+	for name, hint := range s.required {
+		if !seen[name] {
+			return invalid(joinPath(path, name), "is required (%s)", hint)
 		}
 	}
 	return closing(dec, path)

@@ -55,7 +55,7 @@ func TestDecodeConfigNormalises(t *testing.T) {
 }
 
 func TestDecodeConfigEmpty(t *testing.T) {
-	for _, doc := range []string{`{}`, `{"rules":[]}`, `{"rules":null}`, " \n{ \"rules\" : [ ] }\n\n"} {
+	for _, doc := range []string{`{"rules":[]}`, " \n{ \"rules\" : [ ] }\n\n"} {
 		c, err := DecodeConfig([]byte(doc))
 		if err != nil || len(c.Rules) != 0 {
 			t.Errorf("DecodeConfig(%q) = %+v, %v; want no rules, nil", doc, c, err)
@@ -96,6 +96,13 @@ func TestDecodeConfigErrors(t *testing.T) {
 		{"outputs as object", `{"rules":[{"outputs":{}}]}`, `rules[0].outputs: must be an array, got object`},
 		{"input as array", `{"rules":[{"input":[]}]}`, `rules[0].input: must be an object, got array`},
 		{"rules as string", `{"rules":"x"}`, `rules: must be an array, got string`},
+		// A config that lost its rules must not pass for an empty ruleset.
+		{"no rules", `{}`, `rules: is required (an empty ruleset is written "rules": [])`},
+		{"rules null", `{"rules":null}`, `rules: must be an array, got null (an empty ruleset is written "rules": [])`},
+		{"huge port", `{"rules":[{"input":{"port":` + strings.Repeat("9", 500_000) + `}}]}`,
+			`rules[0].input.port: must be an integer, got ` + strings.Repeat("9", 100) + `… (500000 bytes)`},
+		{"huge field name", `{"rules":[{"` + strings.Repeat("f", 500_000) + `":1}]}`,
+			`rules[0]: unknown field "` + strings.Repeat("f", 100) + `…" (500000 bytes)`},
 		{"top level array", `[]`, `must be an object, got array`},
 		{"top level null", `null`, `must be a JSON object, got null`},
 		{"empty document", ``, `invalid JSON: unexpected end of input`},

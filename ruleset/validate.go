@@ -3,6 +3,8 @@ package ruleset
 import (
 	"fmt"
 	"net/netip"
+
+	"github.com/mcrelay/mcr/internal/jsontext"
 )
 
 // ValidationError says what is wrong with a rule or config and where.
@@ -83,7 +85,7 @@ func (r *Rule) Validate() error {
 
 func (r *Rule) validate() *ValidationError {
 	if !validID(r.ID) {
-		return invalid("id", "%q is not a valid id (1..64 characters of A-Za-z0-9._:-)", r.ID)
+		return invalid("id", "%s is not a valid id (1..64 characters of A-Za-z0-9._:-)", jsontext.Quote(r.ID))
 	}
 	if err := r.Input.validate("input"); err != nil {
 		return err
@@ -207,7 +209,7 @@ func validateInterface(field, name string) *ValidationError {
 		return invalid(field, "is required")
 	}
 	if !validInterfaceName(name) {
-		return invalid(field, "%q is not a valid interface name", name)
+		return invalid(field, "%s is not a valid interface name", jsontext.Quote(name))
 	}
 	return nil
 }
@@ -239,7 +241,7 @@ func parseGroup(field, s string) (netip.Addr, *ValidationError) {
 		return netip.Addr{}, err
 	}
 	if a.IsUnspecified() {
-		return netip.Addr{}, invalid(field, "%q is the unspecified address", s)
+		return netip.Addr{}, invalid(field, "%s is the unspecified address", jsontext.Quote(s))
 	}
 	return a, nil
 }
@@ -264,10 +266,10 @@ func validateSource(field, s, groupField string, group netip.Addr) *ValidationEr
 func parseAddr(field, s string) (netip.Addr, *ValidationError) {
 	a, err := netip.ParseAddr(s)
 	if err != nil {
-		return netip.Addr{}, invalid(field, "%q is not an IP address", s)
+		return netip.Addr{}, invalid(field, "%s is not an IP address", jsontext.Quote(s))
 	}
 	if a.Zone() != "" {
-		return netip.Addr{}, invalid(field, "%q has a zone; the interface field selects the link", s)
+		return netip.Addr{}, invalid(field, "%s has a zone; the interface field selects the link", jsontext.Quote(s))
 	}
 	return a.Unmap(), nil
 }

@@ -80,6 +80,7 @@ type ruleState struct {
 	total   ruleCounts // over all lives: what the report shows
 	last    ruleCounts // the worker's cumulative values in this life
 	err     string
+	outErrs []string // RuleCounters.OutputErrors as last reported
 	pps     float64
 	bps     float64
 	rateObs uint64 // slot.obs when pps and bps were computed
@@ -152,7 +153,7 @@ func (sl *slot) newLife() {
 	sl.lastNano = 0
 	for _, st := range sl.rules {
 		st.last = ruleCounts{}
-		st.err = ""
+		st.err, st.outErrs = "", nil
 	}
 }
 
@@ -180,7 +181,7 @@ func (st *ruleState) observe(rc *RuleCounters, dt float64, obs uint64) {
 	}
 	st.last.packets, st.last.bytes = cur.packets, cur.bytes
 	st.last.outputs = append(st.last.outputs[:0], cur.outputs...)
-	st.err = rc.Error
+	st.err, st.outErrs = rc.Error, rc.OutputErrors
 	st.pps, st.bps, st.rateObs = 0, 0, obs
 	if dt > 0 {
 		st.pps = float64(dPackets) / dt
@@ -289,6 +290,7 @@ func (a *Aggregator) ruleReport(rd RuleDesc, slots []*slot, now time.Time) RuleR
 	for i, d := range rd.Destinations {
 		rr.Outputs[i].Destination = d
 	}
+	var errs RuleErrors
 	for _, sl := range slots {
 		st := sl.rules[rd.ID]
 		if st == nil {
@@ -306,11 +308,59 @@ func (a *Aggregator) ruleReport(rd RuleDesc, slots []*slot, now time.Time) RuleR
 			rr.PPS += st.pps
 			rr.BPS += st.bps
 		}
-		if rr.Error == "" {
-			rr.Error = st.err
-		}
+		errs.merge(st)
+	}
+	rr.Error = errs.Error
+	for i := range min(len(rr.Outputs), len(errs.Outputs)) {
+		rr.Outputs[i].Error = errs.Outputs[i]
 	}
 	return rr
+}
+
+// RuleErrors is what the workers report wrong with a rule, as Report shows
+// it: the rule's error and each output's ("" for an output that sends;
+// Outputs is nil when all do). Where workers differ, the lowest worker's
+// error is shown.
+type RuleErrors struct {
+	Error   string
+	Outputs []string
+}
+
+// merge adds the errors of one slot's rule state, taken in worker order.
+func (re *RuleErrors) merge(st *ruleState) {
+	if re.Error == "" {
+		re.Error = st.err
+	}
+	for i, e := range st.outErrs {
+		if e == "" {
+			continue
+		}
+		if re.Outputs == nil {
+			re.Outputs = make([]string, len(st.outErrs))
+		}
+		if i < len(re.Outputs) && re.Outputs[i] == "" {
+			re.Outputs[i] = e
+		}
+	}
+}
+
+// Errors returns, by rule id, the errors of every rule a worker reports
+// one for (ListRules shows them with the rules' states).
+func (a *Aggregator) Errors() map[string]RuleErrors {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := map[string]RuleErrors{}
+	for _, sl := range a.orderedSlots() {
+		for id, st := range sl.rules {
+			if st.err == "" {
+				continue
+			}
+			re := out[id]
+			re.merge(st)
+			out[id] = re
+		}
+	}
+	return out
 }
 
 // orderedSlots returns the slots sorted by worker number.
@@ -334,6 +384,8 @@ func (c *WorkerCounters) add(d WorkerCounters) {
 	c.Malformed += d.Malformed
 	c.Fragments += d.Fragments
 	c.NotUDP += d.NotUDP
+	c.VLANTagged += d.VLANTagged
+	c.BadChecksum += d.BadChecksum
 	c.KernelDrops += d.KernelDrops
 	c.BufferExhausted += d.BufferExhausted
 	c.EgressErrors += d.EgressErrors
@@ -354,6 +406,7 @@ func (c WorkerCounters) below(prev WorkerCounters) bool {
 	return c.RxPackets < prev.RxPackets || c.NoMatch < prev.NoMatch ||
 		c.Malformed < prev.Malformed || c.Fragments < prev.Fragments ||
 		c.NotUDP < prev.NotUDP || c.KernelDrops < prev.KernelDrops ||
+		c.VLANTagged < prev.VLANTagged || c.BadChecksum < prev.BadChecksum ||
 		c.BufferExhausted < prev.BufferExhausted || c.EgressErrors < prev.EgressErrors ||
 		c.Loops < prev.Loops || c.TTLExpired < prev.TTLExpired ||
 		c.StatsDropped < prev.StatsDropped || c.LogsDropped < prev.LogsDropped ||

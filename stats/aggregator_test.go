@@ -493,3 +493,39 @@ func TestAggregatorConcurrent(t *testing.T) {
 		t.Errorf("packets_in = %d, want %d", got, 4*200)
 	}
 }
+
+// TestOutputErrors checks that the errors workers report per output reach
+// the report and Errors, the lowest worker's first, and clear when the
+// worker stops reporting them.
+func TestOutputErrors(t *testing.T) {
+	a := NewAggregator(interval)
+	failing := func(w, pid int, seq uint64, errs ...string) Snapshot {
+		rc := rule("r", 0, 0, 0, 0)
+		rc.Error, rc.OutputErrors = "some outputs fail", errs
+		return snap(w, pid, seq, rc)
+	}
+	run(a, []step{
+		{At: 0, Snap: failing(1, 11, 1, "", "from worker 1")},
+		{At: 0, Snap: failing(0, 10, 1, "", "from worker 0")},
+		{At: 0, Snap: snap(2, 12, 1, rule("ok", 0, 0, 0))},
+	})
+	rep := a.Report([]RuleDesc{{ID: "r", Destinations: []string{"a", "b"}}, {ID: "ok", Destinations: []string{"c"}}}, nil, at(0))
+	want := []RuleReport{
+		{ID: "r", Error: "some outputs fail", Outputs: []OutputReport{{Destination: "a"}, {Destination: "b", Error: "from worker 0"}}},
+		{ID: "ok", Outputs: []OutputReport{{Destination: "c"}}},
+	}
+	if diff := cmp.Diff(want, rep.Rules); diff != "" {
+		t.Errorf("report (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]RuleErrors{"r": {Error: "some outputs fail", Outputs: []string{"", "from worker 0"}}}, a.Errors()); diff != "" {
+		t.Errorf("Errors (-want +got):\n%s", diff)
+	}
+	// Both workers recover: the errors go.
+	run(a, []step{
+		{At: interval, Snap: snap(0, 10, 2, rule("r", 0, 0, 0, 0))},
+		{At: interval, Snap: snap(1, 11, 2, rule("r", 0, 0, 0, 0))},
+	})
+	if got := a.Errors(); len(got) != 0 {
+		t.Errorf("Errors after recovery = %v, want none", got)
+	}
+}

@@ -1,7 +1,8 @@
 package stats
 
 // WorkerCounters are one worker's data-plane counters, cumulative since the
-// worker started. JSON names are fixed by SPEC §4.
+// worker started. The JSON names are the control protocol's
+// (docs/control-protocol.md), which operators' scripts rely on.
 type WorkerCounters struct {
 	RxPackets uint64 `json:"rx_packets"`
 	// NoMatch counts well-formed UDP packets that matched no rule.
@@ -11,8 +12,17 @@ type WorkerCounters struct {
 	Malformed uint64 `json:"malformed"`
 	// Fragments counts IPv4 and IPv6 fragments (never forwarded).
 	Fragments uint64 `json:"fragments"`
-	// NotUDP counts well-formed IP packets that are not UDP.
+	// NotUDP counts well-formed IP packets that are not UDP, and frames of
+	// another link-layer protocol.
 	NotUDP uint64 `json:"not_udp"`
+	// VLANTagged counts frames that carried a VLAN tag (802.1Q or 802.1ad,
+	// other than a priority tag of VLAN ID 0) on an input interface: they
+	// belong to that VLAN's interface, and a rule on the input never
+	// relays them.
+	VLANTagged uint64 `json:"vlan_tagged"`
+	// BadChecksum counts datagrams that matched a rule but whose UDP
+	// checksum is wrong (or zero, over IPv6); they are not relayed.
+	BadChecksum uint64 `json:"bad_checksum"`
 	// KernelDrops accumulates PACKET_STATISTICS tp_drops of the worker's
 	// AF_PACKET sockets (the kernel resets them on every read).
 	KernelDrops uint64 `json:"kernel_drops"`
@@ -69,6 +79,10 @@ type RuleCounters struct {
 	// Error, when set, says why the worker cannot serve (part of) the rule,
 	// e.g. an output interface without an address.
 	Error string `json:"error,omitempty"`
+	// OutputErrors, when set, has one entry per output: why that output
+	// cannot send (the text Error gives after its destination), "" for
+	// those that can. Nil when every output can.
+	OutputErrors []string `json:"output_errors,omitempty"`
 }
 
 // Snapshot is what a worker pushes on its stats pipe every stats interval.
@@ -88,11 +102,15 @@ type Snapshot struct {
 	Rules       []RuleCounters `json:"rules,omitempty"`
 }
 
-// Report is the GetStats result (SPEC §4).
+// Report is the GetStats result (docs/control-protocol.md).
 type Report struct {
 	Rules   []RuleReport   `json:"rules"`
 	Workers []WorkerReport `json:"workers"`
 	Totals  Totals         `json:"totals"`
+	// Namespace holds kernel counters of the daemon's network namespace
+	// for losses no worker sees. The supervisor fills it in; nil (and
+	// omitted) when they cannot be read.
+	Namespace *NamespaceCounters `json:"namespace,omitempty"`
 }
 
 // RuleReport is one rule's counters summed over workers and lives.
@@ -113,6 +131,9 @@ type OutputReport struct {
 	PacketsOut  uint64 `json:"packets_out"`
 	BytesOut    uint64 `json:"bytes_out"`
 	Errors      uint64 `json:"errors"`
+	// Error, when set, says why a worker cannot send to the output: it
+	// is failing (the rule's Error names it too).
+	Error string `json:"error,omitempty"`
 }
 
 // WorkerReport is one worker slot's counters, summed over its lives.
@@ -135,9 +156,14 @@ type Totals struct {
 	Outputs StateCounts `json:"outputs,omitzero"`
 }
 
-// StateCounts counts rules or outputs by interface state (SPEC §6).
+// StateCounts counts rules or outputs by interface state, the states
+// ListRules reports (docs/control-protocol.md).
 type StateCounts struct {
 	Active  int `json:"active"`  // interface present and up
 	Pending int `json:"pending"` // interface does not exist (yet)
 	Down    int `json:"down"`    // interface exists but is down
+	// Failing counts outputs whose interface is up but that a worker
+	// cannot send to (OutputReport.Error); they are not in Active. Rules
+	// have none: a rule with a failing output still forwards to the rest.
+	Failing int `json:"failing,omitempty"`
 }

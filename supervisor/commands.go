@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/jsontext"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
 )
@@ -35,6 +36,9 @@ type daemon struct {
 	// autosave saves every change to --config before it is acknowledged;
 	// nil without --config or with --config-autosave=false.
 	autosave *autosaver
+	// netSNMP reads the namespace's /proc/net/snmp for GetStats'
+	// namespace counters; nil leaves them out.
+	netSNMP func() ([]byte, error)
 }
 
 // handle answers one request (serve adds the wait for autosave).
@@ -56,7 +60,7 @@ func (d *daemon) handle(req controlproto.Request) controlproto.Response {
 		}
 		return controlproto.OK(controlproto.IDResult{ID: req.ID})
 	case controlproto.CmdListRules:
-		return controlproto.OK(d.master.list())
+		return controlproto.OK(d.listRules())
 	case controlproto.CmdGetStats:
 		return controlproto.OK(d.Report())
 	case controlproto.CmdListWorkers:
@@ -105,8 +109,52 @@ func (d *daemon) Report() stats.Report {
 		workers[i] = stats.WorkerDesc{Worker: w.Worker, Core: w.Core}
 	}
 	r := d.stats.Report(rules, workers, time.Now())
-	r.Totals.Rules, r.Totals.Outputs = d.master.counts()
+	r.Totals.Rules, r.Totals.Outputs = stateCounts(d.listRules())
+	r.Namespace = d.namespaceCounters()
 	return r
+}
+
+// listRules is the ListRules result: the master's rules with their states
+// and errors, and what the workers report wrong with each rule and output
+// (the errors GetStats shows).
+func (d *daemon) listRules() []controlproto.RuleStatus {
+	list := d.master.list()
+	errs := d.stats.Errors()
+	for i := range list {
+		rs := &list[i]
+		we, ok := errs[rs.ID]
+		if !ok {
+			continue
+		}
+		if rs.Error == "" {
+			rs.Error = we.Error
+		} else {
+			rs.Error += "; " + we.Error
+		}
+		// Errors for other outputs belong to an earlier version of
+		// the rule, which the workers have not replaced yet.
+		if len(we.Outputs) == len(rs.Outputs) {
+			rs.OutputErrors = we.Outputs
+		}
+	}
+	return list
+}
+
+// stateCounts counts rules by state, and outputs by state with those whose
+// interface is up but that the workers report an error for as failing, not
+// active: they do not forward.
+func stateCounts(list []controlproto.RuleStatus) (rules, outputs stats.StateCounts) {
+	for _, rs := range list {
+		countState(&rules, rs.State)
+		for i, state := range rs.OutputStates {
+			if state == controlproto.StateActive && i < len(rs.OutputErrors) && rs.OutputErrors[i] != "" {
+				outputs.Failing++
+				continue
+			}
+			countState(&outputs, state)
+		}
+	}
+	return rules, outputs
 }
 
 // ExclusiveDropped is what --exclusive-inputs dropped, per input interface.
@@ -132,7 +180,9 @@ func (d *daemon) requestConfig(req controlproto.Request) (ruleset.Config, *contr
 	} else {
 		var err error
 		if c, err = readConfigFile(req.Path); err != nil {
-			return ruleset.Config{}, controlproto.Errorf(controlproto.CodeInvalidArgument, "%v", err)
+			// The path is the client's: the message names it cut short.
+			msg := strings.ReplaceAll(err.Error(), req.Path, jsontext.Cut(req.Path))
+			return ruleset.Config{}, controlproto.Errorf(controlproto.CodeInvalidArgument, "%s", msg)
 		}
 	}
 	if err := d.master.checkServable(c.Rules); err != nil {
@@ -181,7 +231,7 @@ var logLevels = map[string]slog.Level{
 func (d *daemon) setLogLevel(name string) controlproto.Response {
 	level, ok := logLevels[name]
 	if !ok {
-		return controlproto.Fail(controlproto.CodeInvalidArgument, "level %q: must be debug, info, warn or error", name)
+		return controlproto.Fail(controlproto.CodeInvalidArgument, "level %s: must be debug, info, warn or error", jsontext.Quote(name))
 	}
 	old := d.level.Level()
 	d.level.Set(level)

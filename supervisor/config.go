@@ -1,7 +1,13 @@
 package supervisor
 
 import (
+	"bytes"
+	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
+	"os"
+	"syscall"
 	"time"
 )
 
@@ -60,3 +66,62 @@ type Config struct {
 
 // DefaultControlSocket is where mcrd listens and mcrctl connects by default.
 const DefaultControlSocket = "/run/mcr/control.sock"
+
+// maxConfigSize bounds a config file read by --config, SIGHUP, LoadConfig
+// and CheckConfig. The budget is 100,000 rules: SaveConfig writes
+// 1,358 bytes for the longest reasonable rule (a 64-character id, a
+// 128-character name, a source-specific IPv6 input and four IPv6 outputs
+// with source and ttl, on 15-character interface names, indented), so
+// such a config is 136 MB (TestMaxConfigSizeHolds100kRules measures it).
+// The bound leaves almost twice that, and keeps a path such as /dev/zero
+// or a runaway file from growing the daemon's memory without end.
+const maxConfigSize = 256 << 20
+
+// readConfigData returns the contents of the config file at path. It
+// refuses what is not a regular file (a directory, FIFO, device or socket)
+// before reading anything — the open does not wait for a FIFO's writer —
+// and a file larger than maxConfigSize.
+func readConfigData(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file but a %s", path, fileKind(fi.Mode()))
+	}
+	tooLarge := fmt.Errorf("%s is larger than %d MiB, the limit (a config of 100,000 rules is about half of it)",
+		path, maxConfigSize>>20)
+	if fi.Size() > maxConfigSize {
+		return nil, tooLarge
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, fi.Size()+bytes.MinRead))
+	if _, err := buf.ReadFrom(io.LimitReader(f, maxConfigSize+1)); err != nil {
+		return nil, err
+	}
+	if buf.Len() > maxConfigSize { // it grew while being read
+		return nil, tooLarge
+	}
+	return buf.Bytes(), nil
+}
+
+// fileKind names the type of a file that is not regular.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "FIFO"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	}
+	return "file of type " + m.Type().String()
+}

@@ -24,7 +24,7 @@ import (
 //
 //	config /etc/mcr.json: rules[1] (id "market-b"): outputs[0].port: must be 1..65535
 func readConfigFile(path string) (ruleset.Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readConfigData(path)
 	if err != nil {
 		return ruleset.Config{}, fmt.Errorf("read config: %w", err)
 	}

@@ -178,17 +178,6 @@ func (h *heldEgress) dup(k relaysock.EgressKey) (int, error) {
 	return fd, nil
 }
 
-// errorOf returns why the socket of k cannot be opened; nil when it is
-// open or not held.
-func (h *heldEgress) errorOf(k relaysock.EgressKey) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if s := h.byKey[k]; s != nil {
-		return s.err
-	}
-	return nil
-}
-
 // close closes every socket (the pool stopped); nothing opens afterwards.
 func (h *heldEgress) close() {
 	h.mu.Lock()

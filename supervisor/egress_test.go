@@ -113,9 +113,6 @@ func TestHeldEgress(t *testing.T) {
 	h.add(b)
 	step("a port in use", []string{"open IPv4 socket from port 5001 on ifindex 3"})
 	want := "bind to source port 5001: address already in use"
-	if err := h.errorOf(port); err == nil || !errors.Is(err, syscall.EADDRINUSE) {
-		t.Errorf("errorOf the port in use: %v, want EADDRINUSE", err)
-	}
 	k.fail = map[string]error{"IPv4 socket from port 5001 on ifindex 3": fmt.Errorf("bind to source port 5001: %w", syscall.EADDRINUSE)}
 	if _, err := h.dup(port); err == nil || err.Error() != want {
 		t.Errorf("dup while the port is in use: %v, want %q", err, want)
@@ -123,9 +120,6 @@ func TestHeldEgress(t *testing.T) {
 	k.fail = nil
 	if fd, err := h.dup(port); err != nil || fd != 102 {
 		t.Errorf("dup once the port is free: %d, %v; want 102", fd, err)
-	}
-	if err := h.errorOf(port); err != nil {
-		t.Errorf("errorOf after the socket opened: %v", err)
 	}
 	step("retries on request", []string{"open IPv4 socket from port 5001 on ifindex 3",
 		"open IPv4 socket from port 5001 on ifindex 3", "dup 2"})
@@ -160,32 +154,6 @@ func TestHeldEgress(t *testing.T) {
 
 func sortedCopy(s []string) []string {
 	return slices.Sorted(slices.Values(s))
-}
-
-// fakeEgressErrors is the egress errors of a data plane: by identity.
-type fakeEgressErrors map[relaysock.EgressKey]error
-
-func (f fakeEgressErrors) errorOf(k relaysock.EgressKey) error { return f[k] }
-
-// TestListRulesShowsEgressErrors: an output whose socket cannot be opened
-// (a source port another program holds) shows in ListRules, while it lasts.
-func TestListRulesShowsEgressErrors(t *testing.T) {
-	tm := newTestMaster(t)
-	errs := fakeEgressErrors{{IfIndex: 6, Port: 5001}: errors.New("bind to source port 5001: address already in use")}
-	tm.master.egress = errs
-	up("eth9", 5)(tm)
-	up("out0", 6)(tm)
-	r := testRule("r", "eth9", "239.1.1.1", 5000, "out0")
-	r.Outputs = append(r.Outputs, ruleset.Output{Interface: "out0", Group: "239.2.2.9", Port: 6000, SourcePort: 5001})
-	addRules(r)(tm)
-	want := "outputs[1] 239.2.2.9:6000@out0: bind to source port 5001: address already in use"
-	if got := tm.list()[0].Error; got != want {
-		t.Errorf("ListRules error %q, want %q", got, want)
-	}
-	delete(errs, relaysock.EgressKey{IfIndex: 6, Port: 5001})
-	if got := tm.list()[0].Error; got != "" {
-		t.Errorf("ListRules error once the socket opened: %q, want none", got)
-	}
 }
 
 // TestAddRuleRefusesSourcePortConflicts: an output that asks for a

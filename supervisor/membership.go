@@ -43,15 +43,31 @@ type openGroupSocket func(ifindex int, v6 bool) (groupSocket, error)
 //
 // It is not safe for concurrent use; the master serialises it under its
 // lock.
+//
+// A pool of 100,000 groups has 5,000 sockets at the default cap, so a join
+// must not look at every socket: room and holders index the few that can
+// take it.
 type memberships struct {
 	open  openGroupSocket
 	pools map[poolKey][]*pooledSocket
-	held  map[membership]*holding
+	// room holds, per pool, its sockets not known to be full, in the
+	// pool's order: a new group goes to the first that takes it.
+	room map[poolKey][]*pooledSocket
+	// holders are the sockets of a pool that hold a group, any-source or
+	// source-specific.
+	holders map[groupKey][]*pooledSocket
+	held    map[membership]*holding
+	opened  int // sockets ever opened: pooledSocket.seq
 }
 
 type poolKey struct {
 	ifindex int
 	v6      bool
+}
+
+type groupKey struct {
+	poolKey
+	group netip.Addr
 }
 
 // holding is one joined membership: the socket it is on and how many
@@ -66,8 +82,9 @@ type pooledSocket struct {
 	sock   groupSocket
 	groups map[netip.Addr]*groupUse
 	// full is set when the socket refused a new group for lack of room
-	// and cleared when it leaves one.
+	// and cleared when it leaves one; a full socket is not in room.
 	full bool
+	seq  int // its place in the pool's order
 }
 
 // groupUse is what one socket holds of one group: any-source, or a number
@@ -78,7 +95,8 @@ type groupUse struct {
 }
 
 func newMemberships(open openGroupSocket) *memberships {
-	return &memberships{open: open, pools: map[poolKey][]*pooledSocket{}, held: map[membership]*holding{}}
+	return &memberships{open: open, pools: map[poolKey][]*pooledSocket{}, room: map[poolKey][]*pooledSocket{},
+		holders: map[groupKey][]*pooledSocket{}, held: map[membership]*holding{}}
 }
 
 // join takes one reference on g, joining it if it is the first.
@@ -95,6 +113,8 @@ func (m *memberships) join(g membership) error {
 	if u == nil {
 		u = &groupUse{}
 		ps.groups[g.group] = u
+		gk := groupKey{poolKey{g.ifindex, g.group.Is6()}, g.group}
+		m.holders[gk] = append(m.holders[gk], ps)
 	}
 	if g.source.IsValid() {
 		u.sources++
@@ -111,15 +131,19 @@ func (m *memberships) place(g membership) (*pooledSocket, error) {
 	key := poolKey{g.ifindex, g.group.Is6()}
 	// Sockets already holding the group source-specific take another
 	// source without spending a membership; try them first.
-	for _, ps := range m.pools[key] {
-		if u := ps.groups[g.group]; u != nil && g.source.IsValid() && !u.anySource {
-			if err := ps.sock.join(g); !isFull(err) {
-				return ps, err
+	if g.source.IsValid() {
+		for _, ps := range m.holders[groupKey{key, g.group}] {
+			if !ps.groups[g.group].anySource {
+				if err := ps.sock.join(g); !isFull(err) {
+					return ps, err
+				}
 			}
 		}
 	}
-	for _, ps := range m.pools[key] {
-		if ps.full || ps.groups[g.group] != nil {
+	for i := 0; i < len(m.room[key]); {
+		ps := m.room[key][i]
+		if ps.groups[g.group] != nil {
+			i++
 			continue
 		}
 		err := ps.sock.join(g)
@@ -127,6 +151,7 @@ func (m *memberships) place(g membership) (*pooledSocket, error) {
 			return ps, err
 		}
 		ps.full = true
+		m.room[key] = slices.Delete(m.room[key], i, i+1)
 	}
 	sock, err := m.open(g.ifindex, g.group.Is6())
 	if err != nil {
@@ -136,9 +161,22 @@ func (m *memberships) place(g membership) (*pooledSocket, error) {
 		sock.close()
 		return nil, err
 	}
-	ps := &pooledSocket{sock: sock, groups: map[netip.Addr]*groupUse{}}
+	m.opened++
+	ps := &pooledSocket{sock: sock, groups: map[netip.Addr]*groupUse{}, seq: m.opened}
 	m.pools[key] = append(m.pools[key], ps)
+	m.room[key] = append(m.room[key], ps)
 	return ps, nil
+}
+
+// hasRoom puts ps, which just left a group, back in its pool's room.
+func (m *memberships) hasRoom(key poolKey, ps *pooledSocket) {
+	if !ps.full {
+		return
+	}
+	ps.full = false
+	room := m.room[key]
+	i, _ := slices.BinarySearchFunc(room, ps.seq, func(p *pooledSocket, seq int) int { return p.seq - seq })
+	m.room[key] = slices.Insert(room, i, ps)
 }
 
 // isFull reports whether a join failed for lack of room on the socket.
@@ -161,6 +199,7 @@ func (m *memberships) leave(g membership) error {
 	delete(m.held, g)
 	ps := h.sock
 	err := ps.sock.leave(g)
+	key := poolKey{g.ifindex, g.group.Is6()}
 	u := ps.groups[g.group]
 	if g.source.IsValid() {
 		u.sources--
@@ -169,13 +208,20 @@ func (m *memberships) leave(g membership) error {
 	}
 	if !u.anySource && u.sources == 0 {
 		delete(ps.groups, g.group)
+		gk := groupKey{key, g.group}
+		m.holders[gk] = slices.DeleteFunc(m.holders[gk], func(p *pooledSocket) bool { return p == ps })
+		if len(m.holders[gk]) == 0 {
+			delete(m.holders, gk)
+		}
 	}
-	ps.full = false
+	m.hasRoom(key, ps)
 	if len(ps.groups) == 0 {
-		key := poolKey{g.ifindex, g.group.Is6()}
-		m.pools[key] = slices.DeleteFunc(m.pools[key], func(p *pooledSocket) bool { return p == ps })
+		isPs := func(p *pooledSocket) bool { return p == ps }
+		m.pools[key] = slices.DeleteFunc(m.pools[key], isPs)
+		m.room[key] = slices.DeleteFunc(m.room[key], isPs)
 		if len(m.pools[key]) == 0 {
 			delete(m.pools, key)
+			delete(m.room, key)
 		}
 		return errors.Join(err, ps.sock.close())
 	}
@@ -201,6 +247,8 @@ func (m *memberships) close() error {
 		}
 		delete(m.pools, key)
 	}
+	clear(m.room)
+	clear(m.holders)
 	clear(m.held)
 	return errors.Join(errs...)
 }

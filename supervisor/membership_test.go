@@ -154,3 +154,70 @@ func TestMembershipsClose(t *testing.T) {
 		t.Errorf("after close [open sockets, held, pools] (-want +got):\n%s", diff)
 	}
 }
+
+// TestMembershipsRefillInPoolOrder leaves groups on full sockets of a pool
+// and joins new ones: each goes to the first socket with room again, in the
+// order the sockets were opened, and no socket more is opened.
+func TestMembershipsRefillInPoolOrder(t *testing.T) {
+	k := newFakeKernel(20, 10)
+	m := newMemberships(k.openSocket)
+	for i := range 100 {
+		if err := m.join(membership{ifindex: 3, group: nthGroup(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pool := m.pools[poolKey{3, false}]
+	sockOf := func(g membership) int {
+		for i, ps := range pool {
+			if m.held[g].sock == ps {
+				return i
+			}
+		}
+		return -1
+	}
+	// Leave one group of the fourth socket, then one of the second.
+	for _, i := range []int{65, 25} {
+		if err := m.leave(membership{ifindex: 3, group: nthGroup(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []int
+	for i := 100; i < 103; i++ {
+		g := membership{ifindex: 3, group: nthGroup(i)}
+		if err := m.join(g); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, sockOf(g))
+	}
+	// The third new group finds every socket full and opens a sixth.
+	if diff := cmp.Diff([]int{1, 3, -1}, got); diff != "" {
+		t.Errorf("sockets the new groups went to (-want +got):\n%s", diff)
+	}
+	if k.opened != 6 {
+		t.Errorf("%d sockets opened, want 6", k.opened)
+	}
+}
+
+// BenchmarkJoin100kGroups joins 100,000 groups on one interface (5,000
+// helper sockets at the kernel's default cap of 20) and leaves them: a
+// LoadConfig of 100,000 rules does this under the ruleset lock.
+func BenchmarkJoin100kGroups(b *testing.B) {
+	const n = 100_000
+	groups := make([]membership, n)
+	for i := range groups {
+		groups[i] = membership{ifindex: 3, group: netip.AddrFrom4([4]byte{239, byte(i >> 16), byte(i >> 8), byte(i)})}
+	}
+	for range b.N {
+		m := newMemberships(newFakeKernel(20, 10).openSocket)
+		for _, g := range groups {
+			if err := m.join(g); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for _, g := range groups {
+			if err := m.leave(g); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}

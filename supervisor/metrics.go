@@ -34,7 +34,7 @@ type metricsSource interface {
 }
 
 // Metric descriptions. Counters are the supervisor's totals, which survive
-// worker restarts (SPEC §7); a removed rule's series disappear with it.
+// worker restarts; a removed rule's series disappear with it.
 var (
 	descRulePacketsIn = prometheus.NewDesc("mcr_rule_packets_in_total",
 		"Datagrams received that matched the rule, summed over workers.", []string{"rule"}, nil)
@@ -57,7 +57,8 @@ var (
 	descRules = prometheus.NewDesc("mcr_rules",
 		"Rules by state: active (input interface up), pending (interface missing), down (interface down).", []string{"state"}, nil)
 	descOutputs = prometheus.NewDesc("mcr_outputs",
-		"Outputs of all rules by state: active (output interface up), pending (interface missing), down (interface down).", []string{"state"}, nil)
+		"Outputs of all rules by state: active (output interface up), pending (interface missing), down (interface down), "+
+			"failing (interface up, but the workers cannot send to it).", []string{"state"}, nil)
 	descExclusiveDropped = prometheus.NewDesc("mcr_exclusive_dropped_packets_total",
 		"Relayed datagrams --exclusive-inputs kept from the kernel's own receive path on the input interface, "+
 			"since the interface's program was attached (it starts again from 0 when the interface is recreated).",
@@ -82,6 +83,10 @@ var workerCounters = []struct {
 		func(c *stats.WorkerCounters) uint64 { return c.Fragments }},
 	{workerDesc("not_udp", "Well-formed IP packets that are not UDP (dropped)."),
 		func(c *stats.WorkerCounters) uint64 { return c.NotUDP }},
+	{workerDesc("vlan_tagged", "Frames with a VLAN tag on an input interface: another VLAN's traffic (dropped)."),
+		func(c *stats.WorkerCounters) uint64 { return c.VLANTagged }},
+	{workerDesc("bad_checksum", "Datagrams matching a rule whose UDP checksum is wrong (dropped)."),
+		func(c *stats.WorkerCounters) uint64 { return c.BadChecksum }},
 	{workerDesc("kernel_drops", "Packets the kernel dropped on the worker's AF_PACKET sockets (PACKET_STATISTICS tp_drops): receive buffer full."),
 		func(c *stats.WorkerCounters) uint64 { return c.KernelDrops }},
 	{workerDesc("buffer_exhausted", "Packets dropped because the worker had no free packet buffer."),
@@ -110,6 +115,28 @@ var workerCounters = []struct {
 
 func workerDesc(name, help string) *prometheus.Desc {
 	return prometheus.NewDesc("mcr_worker_"+name+"_total", help, []string{"worker"}, nil)
+}
+
+// namespaceCounters are the kernel counters of the daemon's network
+// namespace (stats.NamespaceCounters), exported when GetStats has them.
+var namespaceCounters = []struct {
+	desc  *prometheus.Desc
+	value func(*stats.NamespaceCounters) uint64
+}{
+	{namespaceDesc("ip_reasm_fragments", "IPv4 fragments queued for reassembly (ReasmReqds)."),
+		func(c *stats.NamespaceCounters) uint64 { return c.IPReasmReqds }},
+	{namespaceDesc("ip_reasm_datagrams", "IPv4 datagrams reassembled (ReasmOKs)."),
+		func(c *stats.NamespaceCounters) uint64 { return c.IPReasmOKs }},
+	{namespaceDesc("ip_reasm_failures", "IPv4 datagrams given up by reassembly, fragments lost or memory short (ReasmFails); "+
+		"relayed datagrams among them never reached a worker."),
+		func(c *stats.NamespaceCounters) uint64 { return c.IPReasmFails }},
+	{namespaceDesc("ip_reasm_timeouts", "IPv4 reassembly failures that timed out waiting for fragments (ReasmTimeout)."),
+		func(c *stats.NamespaceCounters) uint64 { return c.IPReasmTimeout }},
+}
+
+func namespaceDesc(name, help string) *prometheus.Desc {
+	return prometheus.NewDesc("mcr_namespace_"+name+"_total",
+		help+" Kernel counter of the whole network namespace the daemon runs in.", nil, nil)
 }
 
 // metricsCollector is a prometheus.Collector that turns one read of its
@@ -151,6 +178,9 @@ func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, wc := range workerCounters {
 		ch <- wc.desc
 	}
+	for _, nc := range namespaceCounters {
+		ch <- nc.desc
+	}
 }
 
 // Collect reads the source once and sends the metrics.
@@ -163,6 +193,11 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		id := strconv.Itoa(w.Worker)
 		for _, wc := range workerCounters {
 			ch <- counter(wc.desc, wc.value(&w.WorkerCounters), id)
+		}
+	}
+	if ns := report.Namespace; ns != nil {
+		for _, nc := range namespaceCounters {
+			ch <- counter(nc.desc, nc.value(ns))
 		}
 	}
 	collectWorkers(ch, c.src.Workers())
@@ -202,11 +237,15 @@ func collectWorkers(ch chan<- prometheus.Metric, workers []controlproto.WorkerIn
 }
 
 // collectStates sends mcr_rules or mcr_outputs: every state, 0 included, so
-// that a query for down rules finds a series and not an absence.
+// that a query for down rules finds a series and not an absence. Only
+// outputs can be failing.
 func collectStates(ch chan<- prometheus.Metric, d *prometheus.Desc, c stats.StateCounts) {
 	ch <- gauge(d, float64(c.Active), controlproto.StateActive)
 	ch <- gauge(d, float64(c.Down), controlproto.StateDown)
 	ch <- gauge(d, float64(c.Pending), controlproto.StatePending)
+	if d == descOutputs {
+		ch <- gauge(d, float64(c.Failing), "failing")
+	}
 }
 
 func counter(d *prometheus.Desc, v uint64, labels ...string) prometheus.Metric {

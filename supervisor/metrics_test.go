@@ -129,13 +129,14 @@ func testSource() *fakeMetricsSource {
 					RxPackets: 700, NoMatch: 1, Malformed: 2, Fragments: 3, NotUDP: 4, KernelDrops: 5,
 					BufferExhausted: 6, EgressErrors: 7, StatsDropped: 8, LogsDropped: 9,
 					GSOSends: 10, GSODatagrams: 11, GSOFallbacks: 12, SocketErrors: 13, SocketResyncs: 14,
-					Loops: 15, TTLExpired: 16}},
+					VLANTagged: 15, BadChecksum: 16, Loops: 17, TTLExpired: 18}},
 				{Worker: 1, Core: 3, WorkerCounters: stats.WorkerCounters{RxPackets: 300}},
 			},
 			Totals: stats.Totals{
 				Rules:   stats.StateCounts{Active: 1, Down: 2},
-				Outputs: stats.StateCounts{Active: 2, Pending: 1, Down: 4},
+				Outputs: stats.StateCounts{Active: 2, Pending: 1, Down: 4, Failing: 3},
 			},
+			Namespace: &stats.NamespaceCounters{IPReasmReqds: 21, IPReasmOKs: 10, IPReasmFails: 2, IPReasmTimeout: 1},
 		},
 		workers: []controlproto.WorkerInfo{
 			{Worker: 0, PID: 100, Core: 2, State: stateRunning, Restarts: 2, Resyncs: 1, InSync: true},
@@ -161,35 +162,41 @@ func TestMetricsHandlerExposesSource(t *testing.T) {
 	counter := func(s map[string]float64) family { return family{Type: "COUNTER", Samples: s} }
 	gauge := func(s map[string]float64) family { return family{Type: "GAUGE", Samples: s} }
 	want := map[string]family{
-		"mcr_rule_packets_in_total":         counter(map[string]float64{a: 1000, `rule="idle"`: 0}),
-		"mcr_rule_bytes_in_total":           counter(map[string]float64{a: 1316000, `rule="idle"`: 0}),
-		"mcr_output_packets_out_total":      counter(map[string]float64{o1: 990, o2: 1000, idl: 0}),
-		"mcr_output_bytes_out_total":        counter(map[string]float64{o1: 1302840, o2: 1316000, idl: 0}),
-		"mcr_output_errors_total":           counter(map[string]float64{o1: 10, o2: 0, idl: 0}),
-		"mcr_worker_rx_packets_total":       counter(map[string]float64{w0: 700, w1: 300}),
-		"mcr_worker_no_match_total":         counter(map[string]float64{w0: 1, w1: 0}),
-		"mcr_worker_malformed_total":        counter(map[string]float64{w0: 2, w1: 0}),
-		"mcr_worker_fragments_total":        counter(map[string]float64{w0: 3, w1: 0}),
-		"mcr_worker_not_udp_total":          counter(map[string]float64{w0: 4, w1: 0}),
-		"mcr_worker_kernel_drops_total":     counter(map[string]float64{w0: 5, w1: 0}),
-		"mcr_worker_buffer_exhausted_total": counter(map[string]float64{w0: 6, w1: 0}),
-		"mcr_worker_egress_errors_total":    counter(map[string]float64{w0: 7, w1: 0}),
-		"mcr_worker_stats_dropped_total":    counter(map[string]float64{w0: 8, w1: 0}),
-		"mcr_worker_logs_dropped_total":     counter(map[string]float64{w0: 9, w1: 0}),
-		"mcr_worker_gso_sends_total":        counter(map[string]float64{w0: 10, w1: 0}),
-		"mcr_worker_gso_datagrams_total":    counter(map[string]float64{w0: 11, w1: 0}),
-		"mcr_worker_gso_fallbacks_total":    counter(map[string]float64{w0: 12, w1: 0}),
-		"mcr_worker_socket_errors_total":    counter(map[string]float64{w0: 13, w1: 0}),
-		"mcr_worker_socket_resyncs_total":   counter(map[string]float64{w0: 14, w1: 0}),
-		"mcr_worker_loops_total":            counter(map[string]float64{w0: 15, w1: 0}),
-		"mcr_worker_ttl_expired_total":      counter(map[string]float64{w0: 16, w1: 0}),
-		"mcr_worker_restarts_total":         counter(map[string]float64{w0: 2, w1: 5}),
-		"mcr_worker_resyncs_total":          counter(map[string]float64{w0: 1, w1: 0}),
-		"mcr_worker_in_sync":                gauge(map[string]float64{w0: 1, w1: 0}),
-		"mcr_workers_up":                    gauge(map[string]float64{"": 1}),
-		"mcr_rules":                         gauge(map[string]float64{`state="active"`: 1, `state="down"`: 2, `state="pending"`: 0}),
-		"mcr_outputs":                       gauge(map[string]float64{`state="active"`: 2, `state="down"`: 4, `state="pending"`: 1}),
-		"mcr_build_info":                    gauge(map[string]float64{`goversion="` + runtime.Version() + `",version="1.2.3"`: 1}),
+		"mcr_rule_packets_in_total":              counter(map[string]float64{a: 1000, `rule="idle"`: 0}),
+		"mcr_rule_bytes_in_total":                counter(map[string]float64{a: 1316000, `rule="idle"`: 0}),
+		"mcr_output_packets_out_total":           counter(map[string]float64{o1: 990, o2: 1000, idl: 0}),
+		"mcr_output_bytes_out_total":             counter(map[string]float64{o1: 1302840, o2: 1316000, idl: 0}),
+		"mcr_output_errors_total":                counter(map[string]float64{o1: 10, o2: 0, idl: 0}),
+		"mcr_worker_rx_packets_total":            counter(map[string]float64{w0: 700, w1: 300}),
+		"mcr_worker_no_match_total":              counter(map[string]float64{w0: 1, w1: 0}),
+		"mcr_worker_malformed_total":             counter(map[string]float64{w0: 2, w1: 0}),
+		"mcr_worker_fragments_total":             counter(map[string]float64{w0: 3, w1: 0}),
+		"mcr_worker_not_udp_total":               counter(map[string]float64{w0: 4, w1: 0}),
+		"mcr_worker_kernel_drops_total":          counter(map[string]float64{w0: 5, w1: 0}),
+		"mcr_worker_buffer_exhausted_total":      counter(map[string]float64{w0: 6, w1: 0}),
+		"mcr_worker_egress_errors_total":         counter(map[string]float64{w0: 7, w1: 0}),
+		"mcr_worker_stats_dropped_total":         counter(map[string]float64{w0: 8, w1: 0}),
+		"mcr_worker_logs_dropped_total":          counter(map[string]float64{w0: 9, w1: 0}),
+		"mcr_worker_gso_sends_total":             counter(map[string]float64{w0: 10, w1: 0}),
+		"mcr_worker_gso_datagrams_total":         counter(map[string]float64{w0: 11, w1: 0}),
+		"mcr_worker_gso_fallbacks_total":         counter(map[string]float64{w0: 12, w1: 0}),
+		"mcr_worker_socket_errors_total":         counter(map[string]float64{w0: 13, w1: 0}),
+		"mcr_worker_socket_resyncs_total":        counter(map[string]float64{w0: 14, w1: 0}),
+		"mcr_worker_restarts_total":              counter(map[string]float64{w0: 2, w1: 5}),
+		"mcr_worker_resyncs_total":               counter(map[string]float64{w0: 1, w1: 0}),
+		"mcr_worker_in_sync":                     gauge(map[string]float64{w0: 1, w1: 0}),
+		"mcr_workers_up":                         gauge(map[string]float64{"": 1}),
+		"mcr_rules":                              gauge(map[string]float64{`state="active"`: 1, `state="down"`: 2, `state="pending"`: 0}),
+		"mcr_outputs":                            gauge(map[string]float64{`state="active"`: 2, `state="down"`: 4, `state="pending"`: 1, `state="failing"`: 3}),
+		"mcr_build_info":                         gauge(map[string]float64{`goversion="` + runtime.Version() + `",version="1.2.3"`: 1}),
+		"mcr_worker_vlan_tagged_total":           counter(map[string]float64{w0: 15, w1: 0}),
+		"mcr_worker_bad_checksum_total":          counter(map[string]float64{w0: 16, w1: 0}),
+		"mcr_worker_loops_total":                 counter(map[string]float64{w0: 17, w1: 0}),
+		"mcr_worker_ttl_expired_total":           counter(map[string]float64{w0: 18, w1: 0}),
+		"mcr_namespace_ip_reasm_fragments_total": counter(map[string]float64{"": 21}),
+		"mcr_namespace_ip_reasm_datagrams_total": counter(map[string]float64{"": 10}),
+		"mcr_namespace_ip_reasm_failures_total":  counter(map[string]float64{"": 2}),
+		"mcr_namespace_ip_reasm_timeouts_total":  counter(map[string]float64{"": 1}),
 	}
 	want["mcr_exclusive_dropped_packets_total"] = counter(map[string]float64{`interface="eth0"`: 42, `interface="eth0.100"`: 0})
 	if diff := cmp.Diff(want, mcrFamilies(fams)); diff != "" {
@@ -215,6 +222,9 @@ func TestMetricsReadSourceAtScrape(t *testing.T) {
 	}
 	if diff := cmp.Diff(map[string]float64{"": 0}, got["mcr_workers_up"].Samples); diff != "" {
 		t.Errorf("empty source: mcr_workers_up (-want +got):\n%s", diff)
+	}
+	if _, ok := got["mcr_namespace_ip_reasm_failures_total"]; ok {
+		t.Error("report without namespace counters: mcr_namespace_ip_reasm_failures_total present")
 	}
 
 	src.mu.Lock()

@@ -31,10 +31,12 @@ func notifyReloading() error {
 // systemd does not count the exit that follows as a crash.
 func notifyStopping() error { return sdNotify(sd.SdNotifyStopping) }
 
-// notifyWatchdog feeds the systemd watchdog (WatchdogSec= in the unit). The
-// health loop calls it only after a round in which it ran and the control
-// server answered, so a wedged supervisor stops feeding the watchdog and
-// systemd restarts it.
+// notifyWatchdog feeds the systemd watchdog (WatchdogSec= in the unit).
+// instance.feedWatchdog calls it only after the control server answered a
+// Ping on its own private connection (not through the socket, where
+// operators' connections could crowd the check out) and the ruleset lock
+// was free, so a wedged supervisor stops feeding the watchdog and systemd
+// restarts it.
 func notifyWatchdog() error { return sdNotify(sd.SdNotifyWatchdog) }
 
 // watchdogInterval returns the unit's watchdog timeout (WATCHDOG_USEC) and

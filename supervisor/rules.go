@@ -12,7 +12,6 @@ import (
 	"sync"
 
 	"github.com/mcrelay/mcr/controlproto"
-	"github.com/mcrelay/mcr/internal/relaysock"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
 )
@@ -70,17 +69,8 @@ type master struct {
 	// ports indexes the outputs that fix a source port, so that AddRule
 	// refuses one no socket could serve next to the others.
 	ports ruleset.SourcePorts
-	// egress says why an output's egress socket cannot be opened; nil:
-	// the data plane does not say.
-	egress egressErrors
 	// raw says whether transparent outputs can be served.
 	raw rawSupport
-}
-
-// egressErrors says why the egress socket of an identity cannot be opened
-// (heldEgress): a source address the host lacks, a port in use.
-type egressErrors interface {
-	errorOf(relaysock.EgressKey) error
 }
 
 // ruleEntry is one rule of the master ruleset and what it resolved to.
@@ -117,8 +107,6 @@ type masterConfig struct {
 	// Exclusive, when set, drops the relayed streams at each input
 	// interface's tc ingress (--exclusive-inputs); nil = off.
 	Exclusive inputDropper
-	// Egress reports the errors of egress sockets in ListRules; nil: none.
-	Egress egressErrors
 	// Raw is what the start-up probe found about raw sockets; the zero
 	// value allows transparent outputs.
 	Raw rawSupport
@@ -141,7 +129,6 @@ func newMaster(c masterConfig) *master {
 		addrs:   newAddrView(),
 		groups:  newMemberships(c.Groups),
 		fanout:  c.Fanout,
-		egress:  c.Egress,
 		raw:     c.Raw,
 	}
 }
@@ -639,32 +626,9 @@ func (m *master) list() []controlproto.RuleStatus {
 	out := make([]controlproto.RuleStatus, 0, len(m.rules))
 	for _, e := range m.sorted() {
 		out = append(out, controlproto.RuleStatus{Rule: e.rule, State: e.state,
-			OutputStates: slices.Clone(e.outStates), Error: m.errorOf(e)})
+			OutputStates: slices.Clone(e.outStates), Error: e.err})
 	}
 	return out
-}
-
-// errorOf is what keeps e from being fully served now: e.err and the
-// errors of its outputs' egress sockets (which clear once a retry opens
-// them). The caller holds mu.
-func (m *master) errorOf(e *ruleEntry) string {
-	if m.egress == nil || e.sent == nil {
-		return e.err
-	}
-	var problems []string
-	if e.err != "" {
-		problems = append(problems, e.err)
-	}
-	for i, o := range e.rule.Outputs {
-		k, err := relaysock.EgressKeyFor(*e.sent, i)
-		if err != nil {
-			continue // not resolved: its state says why
-		}
-		if err := m.egress.errorOf(k); err != nil {
-			problems = append(problems, fmt.Sprintf("outputs[%d] %s: %v", i, o.Destination(), err))
-		}
-	}
-	return strings.Join(problems, "; ")
 }
 
 // counts counts the rules and the outputs by state (GetStats totals).

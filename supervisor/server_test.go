@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,8 +10,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -36,6 +39,13 @@ type testDaemon struct {
 
 func startTestDaemon(t testing.TB) *testDaemon {
 	t.Helper()
+	return startTestDaemonWith(t, nil)
+}
+
+// startTestDaemonWith is startTestDaemon with tune, when not nil, called on
+// the server before it starts (to shorten its timeouts).
+func startTestDaemonWith(t testing.TB, tune func(*server)) *testDaemon {
+	t.Helper()
 	// Not t.TempDir: a unix socket path must fit in 108 bytes.
 	dir, err := os.MkdirTemp("", "mcrsv")
 	if err != nil {
@@ -54,14 +64,33 @@ func startTestDaemon(t testing.TB) *testDaemon {
 		log: testLogger(tm.log), level: new(slog.LevelVar), configPath: filepath.Join(dir, "rules.json"),
 		master: tm.master, dp: tm.dp, stats: tm.master.stats,
 	}
-	ln, err := listenControl(td.path, td.d.log)
+	ln, err := listenControl(td.path, "", td.d.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	td.srv = newServer(ln, td.d.serve, td.d.log)
+	if tune != nil {
+		tune(td.srv)
+	}
 	td.srv.start()
 	t.Cleanup(td.srv.close)
 	return td
+}
+
+// dialWithRuleA connects, adds ruleA and returns the connection and a check
+// for the end of a test that the ruleset is still what it was; what names
+// what must not have changed it.
+func (td *testDaemon) dialWithRuleA(t *testing.T) (rc *rawConn, unchanged func(what string)) {
+	t.Helper()
+	rc = td.dial(t)
+	rc.call(`{"command":"AddRule","rule":` + ruleA + `}`)
+	before := rc.call(`{"command":"ListRules"}`)
+	return rc, func(what string) {
+		t.Helper()
+		if after := rc.call(`{"command":"ListRules"}`); after != before {
+			t.Errorf("%s changed the ruleset:\nbefore %s\nafter  %s", what, before, after)
+		}
+	}
 }
 
 // rawConn is a client connection that writes and reads raw lines.
@@ -225,6 +254,62 @@ func TestGetStats(t *testing.T) {
 	}
 }
 
+// TestListRulesShowsWorkerErrors has workers report errors for outputs:
+// ListRules shows them per output and in the rule's error (after the
+// supervisor's own), as GetStats does, and GetStats counts an output whose
+// interface is up but that fails as failing, not active. An error for a
+// rule with more outputs than the current one (an earlier version of it)
+// names no output.
+func TestListRulesShowsWorkerErrors(t *testing.T) {
+	td := startTestDaemon(t)
+	td.kernel.fail[netip.MustParseAddr("239.1.1.3")] = syscall.ENODEV
+	rc := td.dial(t)
+	rc.call(`{"command":"AddRule","rule":` + ruleA + `}`)
+	rc.call(`{"command":"AddRule","rule":` + strings.NewReplacer(`"a"`, `"b"`, "239.1.1.1", "239.1.1.2").Replace(ruleA) + `}`)
+	rc.call(`{"command":"AddRule","rule":` + strings.NewReplacer(`"a"`, `"c"`, "239.1.1.1", "239.1.1.3").Replace(ruleA) + `}`)
+	now := time.Now()
+	td.master.stats.Observe(&stats.Snapshot{Worker: 0, PID: 100, Seq: 1, UnixNano: now.UnixNano(), Rules: []stats.RuleCounters{
+		{ID: "a", Outputs: []stats.OutputCounters{{Errors: 3}}, Error: "outputs[0] 239.2.2.2:6000@eth1: no route",
+			OutputErrors: []string{"no route"}},
+		{ID: "b", Outputs: []stats.OutputCounters{{}, {}}, Error: "outputs[1] 239.2.2.9:6000@eth1: gone",
+			OutputErrors: []string{"", "gone"}},
+		{ID: "c", Outputs: []stats.OutputCounters{{}}, Error: "outputs[0] 239.2.2.2:6000@eth1: no route",
+			OutputErrors: []string{"no route"}},
+	}}, now)
+
+	var list []controlproto.RuleStatus
+	c := td.client(t)
+	if err := c.Call(context.Background(), controlproto.Request{Command: "ListRules"}, &list); err != nil {
+		t.Fatal(err)
+	}
+	type shown struct {
+		ID, Error    string
+		OutputErrors []string
+	}
+	var got []shown
+	for _, rs := range list {
+		got = append(got, shown{rs.ID, rs.Error, rs.OutputErrors})
+	}
+	want := []shown{
+		{"a", "outputs[0] 239.2.2.2:6000@eth1: no route", []string{"no route"}},
+		{"b", "outputs[1] 239.2.2.9:6000@eth1: gone", nil},
+		{"c", "join 239.1.1.3 on eth0: no such device; outputs[0] 239.2.2.2:6000@eth1: no route", []string{"no route"}},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ListRules errors (-want +got):\n%s", diff)
+	}
+	var rep stats.Report
+	if err := c.Call(context.Background(), controlproto.Request{Command: "GetStats"}, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(stats.StateCounts{Active: 1, Failing: 2}, rep.Totals.Outputs); diff != "" {
+		t.Errorf("GetStats totals.outputs (-want +got):\n%s", diff)
+	}
+	if rep.Rules[0].Outputs[0].Error != "no route" {
+		t.Errorf("GetStats outputs[0].error of a = %q, want %q", rep.Rules[0].Outputs[0].Error, "no route")
+	}
+}
+
 func TestHostileInput(t *testing.T) {
 	td := startTestDaemon(t)
 	rc := td.dial(t)
@@ -251,6 +336,49 @@ func TestHostileInput(t *testing.T) {
 	}
 	if after := rc.call(`{"command":"ListRules"}`); after != before {
 		t.Errorf("ruleset changed by hostile input:\nbefore %s\nafter  %s", before, after)
+	}
+}
+
+// TestHugeValuesNotEchoed sends requests each carrying a 500 KB value where
+// an error message names it: the reply quotes a short prefix and the
+// value's length, never the value.
+func TestHugeValuesNotEchoed(t *testing.T) {
+	td := startTestDaemon(t)
+	rc := td.dial(t)
+	const n = 500_000
+	digits, letters := strings.Repeat("9", n), strings.Repeat("x", n)
+	quoted := `\"` + strings.Repeat("x", 100) + `…\" (500000 bytes)`
+	rule := func(input string) string {
+		return `{"command":"AddRule","rule":{"input":` + input + `,"outputs":[{"interface":"eth1","group":"239.2.2.2","port":6000}]}}`
+	}
+	for _, tc := range []struct{ name, req, want string }{
+		{"number", rule(`{"interface":"eth0","group":"239.1.1.1","port":` + digits + `}`),
+			"input.port: must be an integer, got " + strings.Repeat("9", 100) + "… (500000 bytes)"},
+		{"command", `{"command":"` + letters + `"}`, "unknown command " + quoted},
+		{"field name", `{"command":"Ping","` + letters + `":1}`, "unknown field " + quoted},
+		{"rule field name", rule(`{"` + letters + `":1}`), "input: unknown field " + quoted},
+		{"interface", rule(`{"interface":"` + letters + `","group":"239.1.1.1","port":5000}`),
+			"input.interface: " + quoted + " is not a valid interface name"},
+		{"group", rule(`{"interface":"eth0","group":"` + letters + `","port":5000}`),
+			"input.group: " + quoted + " is not an IP address"},
+		{"id", `{"command":"AddRule","rule":{"id":"` + letters + `"}}`,
+			"id: " + quoted + " is not a valid id (1..64 characters of A-Za-z0-9._:-)"},
+		{"level", `{"command":"SetLogLevel","level":"` + letters + `"}`,
+			"level " + quoted + ": must be debug, info, warn or error"},
+		{"config path", `{"command":"CheckConfig","path":"/` + letters + `"}`,
+			"read config: open /" + strings.Repeat("x", 99) + "… (500001 bytes): file name too long"},
+	} {
+		got := rc.call(tc.req)
+		if want := `{"ok":false,"error":{"code":"invalid_argument","message":"` + tc.want + `"}}`; got != want {
+			t.Errorf("%s: got %d bytes:\n%.400s\nwant %s", tc.name, len(got), got, want)
+		}
+	}
+	// A message that quotes a value whole anyway is cut to 1 KiB.
+	got := rc.call(`{"command":"RemoveRule","id":"` + letters + `"}`)
+	var resp controlproto.Response
+	if err := json.Unmarshal([]byte(got), &resp); err != nil || resp.Error == nil || resp.Error.Code != "not_found" ||
+		len(resp.Error.Message) > 1100 || !strings.HasSuffix(resp.Error.Message, "… (500010 bytes)") {
+		t.Errorf("RemoveRule of a 500 KB id: %d bytes: %.300s…; want not_found cut to 1 KiB", len(got), got)
 	}
 }
 
@@ -300,6 +428,73 @@ func TestSlowClientsDelayNoOne(t *testing.T) {
 	}
 }
 
+// TestEndlessLine sends 64 MiB without a newline: the daemon discards what
+// is over the line limit as it arrives (its heap does not grow with the
+// line), serves other clients meanwhile, and answers the line with an error
+// once it ends.
+func TestEndlessLine(t *testing.T) {
+	td := startTestDaemon(t)
+	endless := td.dial(t)
+	var heapBefore runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&heapBefore)
+	chunk := bytes.Repeat([]byte("x"), 1<<20)
+	sent := make(chan error, 1)
+	go func() {
+		for range 64 {
+			endless.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if _, err := endless.c.Write(chunk); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	if err := clientSession(td.path, 1); err != nil {
+		t.Errorf("another client while the endless line arrives: %v", err)
+	}
+	if err := <-sent; err != nil {
+		t.Fatalf("send the endless line: %v", err)
+	}
+	var heapAfter runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&heapAfter)
+	if grown := int64(heapAfter.HeapAlloc) - int64(heapBefore.HeapAlloc); grown > 16<<20 {
+		t.Errorf("heap grew by %d MiB while a 64 MiB line arrived", grown>>20)
+	}
+	if got, want := endless.call(""), errReply("invalid_argument", "request longer than 1048576 bytes"); got != want {
+		t.Errorf("end of the endless line: %s, want %s", got, want)
+	}
+	if got := endless.call(`{"command":"Ping"}`); got != okResult {
+		t.Errorf("after the endless line: %s", got)
+	}
+}
+
+// TestPipelinedHalfClose pipelines thousands of requests and closes its
+// sending side: every request gets its reply, in order, before the daemon
+// closes the connection.
+func TestPipelinedHalfClose(t *testing.T) {
+	td := startTestDaemon(t)
+	rc := td.dial(t)
+	const n = 5000
+	go func() {
+		var buf strings.Builder
+		for i := range n {
+			fmt.Fprintf(&buf, `{"command":"RemoveRule","id":"r%d"}`+"\n", i)
+		}
+		io.WriteString(rc.c, buf.String())
+		rc.c.(*net.UnixConn).CloseWrite()
+	}()
+	for i := range n {
+		if got, want := rc.recv(), errReply("not_found", fmt.Sprintf("no rule %q", fmt.Sprintf("r%d", i))); got != want {
+			t.Fatalf("reply %d: %s, want %s", i, got, want)
+		}
+	}
+	if b, err := rc.br.ReadByte(); err != io.EOF {
+		t.Errorf("after the last reply: read %q, %v; want EOF", b, err)
+	}
+}
+
 // clientSession adds rule c<i>, finds it in ListRules and removes it.
 func clientSession(path string, i int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -331,6 +526,9 @@ func clientSession(path string, i int) error {
 	return nil
 }
 
+// TestConnectionLimit fills every operator slot with idle connections: a
+// new client is still served, because the connection idle the longest is
+// closed to make room, and the others keep being served.
 func TestConnectionLimit(t *testing.T) {
 	td := startTestDaemon(t)
 	conns := make([]*rawConn, maxConns)
@@ -341,21 +539,158 @@ func TestConnectionLimit(t *testing.T) {
 		}
 	}
 	over := td.dial(t)
-	want := errReply("unavailable", "too many control connections (limit 256); try again later")
+	if got := over.call(`{"command":"Ping"}`); got != okResult {
+		t.Errorf("connection over the limit: %s, want it served", got)
+	}
+	conns[0].c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, err := conns[0].br.ReadByte(); err != io.EOF {
+		t.Errorf("the connection idle longest: read %q, %v; want it closed (EOF)", b, err)
+	}
+	// Its client learns it was closed when it writes (EPIPE), not by a
+	// reply that answers nothing.
+	if _, err := conns[0].c.Write([]byte(`{"command":"Ping"}` + "\n")); !errors.Is(err, syscall.EPIPE) {
+		t.Errorf("write on the evicted connection: %v, want EPIPE", err)
+	}
+	for _, i := range []int{1, maxConns / 2, maxConns - 1} {
+		if got := conns[i].call(`{"command":"Ping"}`); got != okResult {
+			t.Errorf("connection %d after the eviction: %s", i, got)
+		}
+	}
+	if !strings.Contains(td.log.String(), `msg="control connection closed to make room: too many open" peer_pid=`) {
+		t.Errorf("eviction not logged with the peer:\n%s", td.log)
+	}
+}
+
+// TestConnectionLimitAllBusy fills every slot with a request the handler
+// holds: nothing is idle, so a new connection is told `unavailable`, and
+// served once the requests are answered.
+func TestConnectionLimitAllBusy(t *testing.T) {
+	dir, err := os.MkdirTemp("", "mcrbusy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "ctl.sock")
+	ln, err := listenControl(path, "", testLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	var held sync.WaitGroup
+	held.Add(maxConns)
+	srv := newServer(ln, func(req controlproto.Request) (controlproto.Response, durability) {
+		if req.Command == controlproto.CmdGetConfig {
+			held.Done()
+			<-release
+		}
+		return controlproto.OK(nil), nil
+	}, testLogger(nil))
+	srv.start()
+	t.Cleanup(srv.close)
+	td := &testDaemon{path: path}
+	conns := make([]*rawConn, maxConns)
+	for i := range conns {
+		conns[i] = td.dial(t)
+		conns[i].send(`{"command":"GetConfig"}` + "\n")
+	}
+	held.Wait()
+	over := td.dial(t)
+	want := errReply("unavailable", "too many control connections (limit 256), all busy; try again later")
 	if got := over.recv(); got != want {
 		t.Errorf("connection over the limit got %s, want %s", got, want)
 	}
 	if _, err := over.br.ReadByte(); err != io.EOF {
 		t.Errorf("connection over the limit not closed: %v", err)
 	}
-	// Closing one makes room for another.
-	conns[0].c.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for !pingOnce(td.path) {
-		if time.Now().After(deadline) {
-			t.Fatal("no room for a new connection after closing one")
+	close(release)
+	for i, rc := range conns {
+		if got := rc.recv(); got != okResult {
+			t.Errorf("held request %d: %s", i, got)
 		}
-		time.Sleep(10 * time.Millisecond)
+	}
+	if !pingOnce(path) {
+		t.Error("no new connection served after the held requests were answered")
+	}
+}
+
+// TestIdleTimeout closes connections on which nothing happened for the
+// idle timeout, whether they sent nothing or stalled in the middle of a
+// line, and keeps one that keeps asking.
+func TestIdleTimeout(t *testing.T) {
+	const idle = 500 * time.Millisecond
+	td := startTestDaemonWith(t, func(s *server) { s.idleTimeout = idle })
+	silent := td.dial(t)
+	stalled := td.dial(t)
+	stalled.send(`{"command":"Pi`)
+	active := td.dial(t)
+	start := time.Now()
+	for time.Since(start) < 3*idle {
+		if got := active.call(`{"command":"Ping"}`); got != okResult {
+			t.Fatalf("active connection: %s", got)
+		}
+		time.Sleep(idle / 10)
+	}
+	for name, rc := range map[string]*rawConn{"silent": silent, "stalled mid-line": stalled} {
+		rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if b, err := rc.br.ReadByte(); err != io.EOF {
+			t.Errorf("%s connection after %v: read %q, %v; want it closed (EOF)", name, time.Since(start), b, err)
+		}
+	}
+	if got := active.call(`{"command":"Ping"}`); got != okResult {
+		t.Errorf("active connection after the others timed out: %s", got)
+	}
+}
+
+// TestLargeReplyAfterLongIdle writes a reply of several write chunks to a
+// client that was idle for longer than the write timeout, then to one that
+// reads slowly but steadily: each gets its whole reply.
+func TestLargeReplyAfterLongIdle(t *testing.T) {
+	const write = 500 * time.Millisecond
+	td := startTestDaemonWith(t, func(s *server) { s.writeTimeout = write })
+	c := td.client(t)
+	ctx := context.Background()
+	const n = 3000
+	for i := range n {
+		r := testRule(fmt.Sprintf("rule-%04d", i), "eth0", fmt.Sprintf("239.6.%d.%d", i/256, i%256), 5000, "eth1")
+		if err := c.Call(ctx, controlproto.Request{Command: "AddRule", Rule: &r}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rc := td.dial(t)
+	if got := rc.call(`{"command":"Ping"}`); got != okResult {
+		t.Fatal(got)
+	}
+	time.Sleep(write + 200*time.Millisecond) // idle for longer than the write timeout: the point of the test
+	reply := rc.call(`{"command":"ListRules"}`)
+	if len(reply) < 8*replyChunk {
+		t.Fatalf("ListRules reply of %d bytes, want several write chunks", len(reply))
+	}
+	var resp struct {
+		OK     bool
+		Result []controlproto.RuleStatus
+	}
+	if err := json.Unmarshal([]byte(reply), &resp); err != nil || !resp.OK || len(resp.Result) != n {
+		t.Fatalf("ListRules after idling: %d bytes, %d rules, ok=%v, %v; want %d rules", len(reply), len(resp.Result), resp.OK, err, n)
+	}
+
+	// A slow reader: one write chunk per fifth of the write timeout, so
+	// the whole reply takes twice the write timeout, but each chunk goes
+	// within one.
+	slow := td.dial(t)
+	slow.send(`{"command":"ListRules"}` + "\n")
+	var got []byte
+	buf := make([]byte, replyChunk)
+	for !strings.HasSuffix(string(got), "\n") {
+		time.Sleep(write / 5)
+		slow.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		k, err := slow.c.Read(buf)
+		if err != nil {
+			t.Fatalf("slow reader after %d bytes: %v", len(got), err)
+		}
+		got = append(got, buf[:k]...)
+	}
+	if string(got) != reply+"\n" {
+		t.Errorf("slow reader got %d bytes, want the %d of the reply", len(got), len(reply)+1)
 	}
 }
 
@@ -438,9 +773,7 @@ func TestConfigSaveLoadRoundTrip(t *testing.T) {
 
 func TestLoadConfigRejectsBadFile(t *testing.T) {
 	td := startTestDaemon(t)
-	rc := td.dial(t)
-	rc.call(`{"command":"AddRule","rule":` + ruleA + `}`)
-	before := rc.call(`{"command":"ListRules"}`)
+	rc, unchanged := td.dialWithRuleA(t)
 	bad := filepath.Join(td.dir, "bad.json")
 	os.WriteFile(bad, []byte(`{"rules":[
 		{"id":"ok","input":{"interface":"eth0","group":"239.7.7.7","port":5000},"outputs":[{"interface":"eth1","group":"239.2.2.2","port":6000}]},
@@ -456,8 +789,83 @@ func TestLoadConfigRejectsBadFile(t *testing.T) {
 		errReply("invalid_argument", "read config: open "+missing+": no such file or directory"); got != want {
 		t.Errorf("LoadConfig of a missing file:\n got %s\nwant %s", got, want)
 	}
-	if after := rc.call(`{"command":"ListRules"}`); after != before {
-		t.Errorf("a rejected config changed the ruleset:\nbefore %s\nafter  %s", before, after)
+	unchanged("a rejected config")
+}
+
+// TestLoadConfigWithoutRules sends configs that lost their rules: none
+// passes for an empty ruleset, and the rules stay.
+func TestLoadConfigWithoutRules(t *testing.T) {
+	td := startTestDaemon(t)
+	rc, unchanged := td.dialWithRuleA(t)
+	empty := filepath.Join(td.dir, "empty.json")
+	if err := os.WriteFile(empty, []byte("{}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const missing = `rules: is required (an empty ruleset is written \"rules\": [])`
+	for _, tc := range []struct{ name, req, want string }{
+		{"inline {}", `{"command":"LoadConfig","config":{}}`, missing},
+		{"inline null rules", `{"command":"LoadConfig","config":{"rules":null}}`,
+			`rules: must be an array, got null (an empty ruleset is written \"rules\": [])`},
+		{"file {}", `{"command":"LoadConfig","path":"` + empty + `"}`, "config " + empty + ": " + missing},
+		{"check file {}", `{"command":"CheckConfig","path":"` + empty + `"}`, "config " + empty + ": " + missing},
+	} {
+		if got, want := rc.call(tc.req), `{"ok":false,"error":{"code":"invalid_argument","message":"`+tc.want+`"}}`; got != want {
+			t.Errorf("%s:\n got %s\nwant %s", tc.name, got, want)
+		}
+	}
+	unchanged("a config without rules")
+	if got := rc.call(`{"command":"LoadConfig","config":{"rules":[]}}`); got != `{"ok":true,"result":{"added":0,"removed":1,"unchanged":0}}` {
+		t.Errorf(`LoadConfig {"rules":[]}: %s, want every rule removed`, got)
+	}
+}
+
+// TestConfigFileBounds has LoadConfig and CheckConfig read paths that are
+// not config files: each is refused at once with an error that says why
+// (nothing is read from /dev/zero or waited for on a FIFO), the ruleset is
+// unchanged, and every request is logged with its sender and outcome.
+func TestConfigFileBounds(t *testing.T) {
+	td := startTestDaemon(t)
+	rc, unchanged := td.dialWithRuleA(t)
+	fifo := filepath.Join(td.dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	huge := filepath.Join(td.dir, "huge.json")
+	if err := os.WriteFile(huge, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(huge, maxConfigSize+1); err != nil { // sparse: no disk used
+		t.Fatal(err)
+	}
+	cases := []struct{ path, want string }{
+		{"/dev/zero", "read config: /dev/zero is not a regular file but a character device"},
+		{fifo, "read config: " + fifo + " is not a regular file but a FIFO"},
+		{td.dir, "read config: " + td.dir + " is not a regular file but a directory"},
+		{huge, "read config: " + huge + " is larger than 256 MiB, the limit (a config of 100,000 rules is about half of it)"},
+	}
+	for _, tc := range cases {
+		for _, cmd := range []string{"CheckConfig", "LoadConfig"} {
+			start := time.Now()
+			got := rc.call(`{"command":"` + cmd + `","path":"` + tc.path + `"}`)
+			if want := errReply("invalid_argument", tc.want); got != want {
+				t.Errorf("%s of %s:\n got %s\nwant %s", cmd, tc.path, got, want)
+			}
+			if d := time.Since(start); d > time.Second {
+				t.Errorf("%s of %s took %v", cmd, tc.path, d)
+			}
+		}
+	}
+	unchanged("a refused config")
+	logs := td.log.String()
+	for _, want := range []string{
+		`msg="control request" command=CheckConfig peer_pid=`,
+		fmt.Sprintf("peer_uid=%d peer_gid=%d path=/dev/zero", os.Getuid(), os.Getgid()),
+		`msg="control request failed" command=LoadConfig peer_pid=`,
+		`path=/dev/zero code=invalid_argument err="read config: /dev/zero is not a regular file but a character device"`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %q:\n%s", want, logs)
+		}
 	}
 }
 
@@ -488,7 +896,7 @@ func TestListenControl(t *testing.T) {
 
 	t.Run("creates the directory, mode 0660", func(t *testing.T) {
 		path := filepath.Join(dir, "new", "ctl.sock")
-		ln, err := listenControl(path, log)
+		ln, err := listenControl(path, "", log)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -501,7 +909,7 @@ func TestListenControl(t *testing.T) {
 	})
 	t.Run("refuses a socket a daemon answers on", func(t *testing.T) {
 		td := startTestDaemon(t)
-		_, err := listenControl(td.path, log)
+		_, err := listenControl(td.path, "", log)
 		if want := "control socket " + td.path + " is in use by a running mcrd"; err == nil || err.Error() != want {
 			t.Errorf("listen on a live socket: %v, want %q", err, want)
 		}
@@ -517,7 +925,7 @@ func TestListenControl(t *testing.T) {
 		}
 		old.SetUnlinkOnClose(false)
 		old.Close()
-		ln, err := listenControl(path, log)
+		ln, err := listenControl(path, "", log)
 		if err != nil {
 			t.Fatalf("listen over a stale socket: %v", err)
 		}
@@ -537,7 +945,7 @@ func TestListenControl(t *testing.T) {
 	t.Run("refuses a file that is not a socket", func(t *testing.T) {
 		path := filepath.Join(dir, "plain")
 		os.WriteFile(path, nil, 0o644)
-		_, err := listenControl(path, log)
+		_, err := listenControl(path, "", log)
 		if want := "control socket " + path + " exists and is not a socket"; err == nil || err.Error() != want {
 			t.Errorf("listen on a plain file: %v, want %q", err, want)
 		}

@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/ingressdrop"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
@@ -98,15 +97,9 @@ func start(cfg Config) (*instance, error) {
 			}
 		}
 	}
-	ln, err := listenControl(cfg.ControlSocket, log)
+	ln, err := listenControl(cfg.ControlSocket, cfg.SocketGroup, log)
 	if err != nil {
 		return nil, err
-	}
-	if cfg.SocketGroup != "" {
-		if err := setSocketGroup(cfg.ControlSocket, cfg.SocketGroup); err != nil {
-			ln.Close()
-			return nil, err
-		}
 	}
 	var metricsLn net.Listener
 	if cfg.MetricsListen != "" {
@@ -126,7 +119,7 @@ func start(cfg Config) (*instance, error) {
 	mc := masterConfig{
 		Log: log, DP: pool, Stats: agg,
 		Groups: openUDPGroupSocket, Fanout: newFanoutIDs(probeFanoutID, os.Getpid()),
-		Egress: pool.egress, Raw: raw,
+		Raw: raw,
 	}
 	if cfg.ExclusiveInputs {
 		mc.Exclusive = ingressdrop.New()
@@ -134,7 +127,8 @@ func start(cfg Config) (*instance, error) {
 	m := newMaster(mc)
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{log: log, pool: pool, cancel: cancel,
-		d: &daemon{log: log, level: cfg.LogLevel, configPath: cfg.ConfigPath, master: m, dp: pool, stats: agg}}
+		d: &daemon{log: log, level: cfg.LogLevel, configPath: cfg.ConfigPath, master: m, dp: pool, stats: agg,
+			netSNMP: readNetSNMP}}
 	fail := func(err error) (*instance, error) {
 		ln.Close()
 		if metricsLn != nil {
@@ -171,7 +165,7 @@ func start(cfg Config) (*instance, error) {
 	}
 	in.goBackground(func() { in.announceReady(ctx) })
 	if interval, ok := watchdogInterval(); ok {
-		in.goBackground(func() { in.feedWatchdog(ctx, interval, cfg.ControlSocket) })
+		in.goBackground(func() { in.feedWatchdog(ctx, interval) })
 	}
 	return in, nil
 }
@@ -231,10 +225,11 @@ func (in *instance) announceReady(ctx context.Context) {
 
 // feedWatchdog tells systemd WATCHDOG=1 every half watchdog interval
 // (sd_watchdog_enabled(3)), but only when the daemon is responsive: the
-// control socket answers a Ping and the master ruleset's lock is free
-// within a quarter interval. A wedged daemon stops feeding the watchdog,
-// and systemd restarts it.
-func (in *instance) feedWatchdog(ctx context.Context, interval time.Duration, socket string) {
+// control server answers a Ping on a connection of its own (server.check,
+// which operator connections cannot crowd out) and the master ruleset's
+// lock is free within a quarter interval. A wedged daemon stops feeding
+// the watchdog, and systemd restarts it.
+func (in *instance) feedWatchdog(ctx context.Context, interval time.Duration) {
 	tick := time.NewTicker(interval / 2)
 	defer tick.Stop()
 	for {
@@ -243,7 +238,7 @@ func (in *instance) feedWatchdog(ctx context.Context, interval time.Duration, so
 			return
 		case <-tick.C:
 		}
-		if err := in.healthy(ctx, socket, interval/4); err != nil {
+		if err := in.healthy(ctx, interval/4); err != nil {
 			in.log.Warn("watchdog not fed", "err", err)
 			continue
 		}
@@ -253,17 +248,12 @@ func (in *instance) feedWatchdog(ctx context.Context, interval time.Duration, so
 	}
 }
 
-// healthy checks within timeout that the control socket answers a Ping and
+// healthy checks within timeout that the control server answers a Ping and
 // that the master's lock can be taken.
-func (in *instance) healthy(ctx context.Context, socket string, timeout time.Duration) error {
+func (in *instance) healthy(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	c, err := controlproto.Dial(ctx, socket)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if err := c.Call(ctx, controlproto.Request{Command: controlproto.CmdPing}, nil); err != nil {
+	if err := in.srv.check(ctx); err != nil {
 		return err
 	}
 	locked := make(chan struct{})

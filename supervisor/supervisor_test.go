@@ -282,6 +282,40 @@ func TestRunServesReloadsAndShutsDown(t *testing.T) {
 	})
 }
 
+// TestWatchdogFedWhileConnectionsFull holds every operator slot with idle
+// connections of a real client: the daemon keeps feeding the systemd
+// watchdog (its health check does not need a slot) and a new client is
+// still served.
+func TestWatchdogFedWhileConnectionsFull(t *testing.T) {
+	rt := newRunTest(t, runConfig)
+	notify := listenNotify(t, rt.dir)
+	t.Setenv("WATCHDOG_USEC", "400000")
+	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
+	rt.startUntilCleanup()
+	for i := range maxConns {
+		c, err := net.Dial("unix", rt.cfg.ControlSocket)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(c, `{"command":"Ping"}`+"\n"); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		if _, err := io.ReadFull(c, make([]byte, len(`{"ok":true}`+"\n"))); err != nil {
+			t.Fatalf("connection %d: no reply: %v", i, err)
+		}
+	}
+	fed := notify.watchdogs()
+	// Pings every 200 ms: five in well under the 10 s allowed.
+	poolWaitFor(t, 10*time.Second, "five watchdog pings with every slot held", func() bool {
+		return notify.watchdogs() >= fed+5
+	})
+	if !pingOnce(rt.cfg.ControlSocket) {
+		t.Error("a new client is not served while every slot is held by an idle connection")
+	}
+}
+
 func TestRunRejectsBadConfig(t *testing.T) {
 	rt := newRunTest(t, `{"rules":[{"id":"a","input":{"interface":"eth0","group":"239.1.1.1","port":5000},"outputs":[{"interface":"eth1","group":"239.1.1.1","port":5000,"ttl":300}]}]}`)
 	err := Run(context.Background(), rt.cfg)
@@ -291,6 +325,35 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	}
 	if _, err := os.Stat(rt.cfg.ControlSocket); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("control socket after a failed start: %v, want none", err)
+	}
+}
+
+// TestRunConfigBounds gives --config paths that are not config files: at
+// start the daemon refuses to run, on SIGHUP it keeps its rules; neither
+// reads from the path.
+func TestRunConfigBounds(t *testing.T) {
+	rt := newRunTest(t, runConfig)
+	cfg := rt.cfg
+	cfg.ConfigPath = "/dev/zero"
+	err := Run(context.Background(), cfg)
+	if want := "load --config: read config: /dev/zero is not a regular file but a character device"; err == nil || err.Error() != want {
+		t.Errorf("Run with --config /dev/zero: %v, want %q", err, want)
+	}
+
+	rt.startUntilCleanup()
+	if err := os.Remove(rt.cfg.ConfigPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(rt.cfg.ConfigPath, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rt.signal(syscall.SIGHUP)
+	want := `msg="reload config on SIGHUP; ruleset unchanged" err="read config: ` + rt.cfg.ConfigPath + ` is not a regular file but a FIFO"`
+	poolWaitFor(t, 5*time.Second, "the refused reload logged", func() bool {
+		return strings.Contains(rt.logs.String(), want)
+	})
+	if diff := cmp.Diff([]string{"a:pending", "b:pending"}, rt.ruleIDs()); diff != "" {
+		t.Errorf("rules after a reload from a FIFO (-want +got):\n%s", diff)
 	}
 }
 

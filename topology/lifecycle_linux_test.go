@@ -65,7 +65,7 @@ func TestTwoWorkers(t *testing.T) {
 // matched is how many of a worker's received packets matched a rule: every
 // packet it reads is either matched or counted under one drop reason.
 func matched(c stats.WorkerCounters) uint64 {
-	return c.RxPackets - c.NoMatch - c.Malformed - c.Fragments - c.NotUDP
+	return c.RxPackets - c.NoMatch - c.Malformed - c.Fragments - c.NotUDP - c.VLANTagged - c.BadChecksum
 }
 
 // TestDynamicRulesUnderTraffic adds, removes and re-adds other rules on the

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"encoding/binary"
 	"syscall"
 
 	"github.com/mcrelay/mcr/ruleset"
@@ -35,31 +36,82 @@ type dispatcher struct {
 	hdr [maxHdr]byte // the headers of one transparent send
 }
 
+// rxMeta is what the kernel tells about a received packet besides its
+// bytes: the state of its checksum and whether it carried a VLAN tag that
+// the kernel moved out of the frame into packet metadata. The
+// virtio_net_hdr carries the checksum state of every packet (vnetHdr); a
+// TPACKET_V3 ring adds its own per-packet status (blockIter). The two
+// checksum bits have the values of the virtio_net_hdr flags they come from.
+type rxMeta uint8
+
+const (
+	// rxCsumPartial: the checksum is not computed yet, left to offload
+	// by a sender on this host or a VM (CHECKSUM_PARTIAL:
+	// VIRTIO_NET_HDR_F_NEEDS_CSUM, TP_STATUS_CSUMNOTREADY). The field
+	// holds only the pseudo-header's sum, so the packet must not be
+	// verified; its data never crossed a wire.
+	rxCsumPartial rxMeta = 1
+	// rxCsumValid: the NIC or the kernel verified the checksum already
+	// (VIRTIO_NET_HDR_F_DATA_VALID, TP_STATUS_CSUM_VALID).
+	rxCsumValid rxMeta = 2
+	// rxTagged: the frame carried a VLAN tag with a VLAN ID, which the
+	// kernel stripped into metadata before packet sockets saw it
+	// (TP_STATUS_VLAN_VALID with a non-zero VLAN ID in tp_vlan_tci).
+	rxTagged rxMeta = 4
+)
+
 // forward dispatches one packet received on ifindex. pkt is the buffer
 // holding it and n the length the kernel reported, which exceeds len(pkt)
 // when the packet was truncated (MSG_TRUNC). The packet starts with a
 // virtio_net_hdr (vnetHdr), then link bytes of link-layer header, then the
-// IP header. A UDP GSO aggregate is dispatched as the datagrams it
-// carries, each counted and sent on its own, all from pkt. The sends it
-// queues hold buf until they complete. A datagram whose source is one of
-// the worker's egress identities is the relay's own output come back: it
-// is counted (loops) and dropped.
+// IP header. meta is what the receive ring said about the packet (0 for a
+// packet received without one). A UDP GSO aggregate is dispatched as the
+// datagrams it carries, each counted and sent on its own, all from pkt.
+// The sends it queues hold buf until they complete. A datagram whose
+// source is one of the worker's egress identities is the relay's own
+// output come back: it is counted (loops) and dropped.
+//
+// Only the input interface's own traffic is relayed: a frame that carried
+// a VLAN tag belongs to that VLAN's interface and is counted as
+// vlan_tagged, whether the tag is still in the frame (an inner tag of
+// QinQ) or in metadata (meta; without a ring the input's filter drops
+// those in the kernel, see filter.DropVLANTagged). A priority tag, VLAN ID
+// 0, is no VLAN: the frame is the interface's, as in the kernel's own
+// receive path. A datagram that matches a rule has its UDP checksum
+// verified unless the kernel knows it is valid or partial (rxMeta); a
+// wrong one is counted as bad_checksum instead of being relayed with a
+// fresh checksum.
 //
 // forward does not allocate, lock or make system calls.
-func (d *dispatcher) forward(ifindex int32, link int, pkt []byte, n int, buf int, s sender) {
+func (d *dispatcher) forward(ifindex int32, link int, pkt []byte, n int, buf int, meta rxMeta, s sender) {
 	d.c.RxPackets++
 	if n > len(pkt) || n < vnetHdrLen+link || !d.vh.parse(pkt[:n]) {
 		d.c.Malformed++
 		return
 	}
+	if meta&rxTagged != 0 {
+		d.c.VLANTagged++
+		return
+	}
 	ip := vnetHdrLen + link
-	switch packet.Parse(pkt[ip:n], &d.dg) {
+	var reason packet.Reason
+	if link >= 2 {
+		// Every link header linkHeaderLen accepts that has one ends
+		// with the EtherType.
+		reason = packet.ParseEtherType(binary.BigEndian.Uint16(pkt[ip-2:]), pkt[ip:n], &d.dg)
+	} else {
+		reason = packet.Parse(pkt[ip:n], &d.dg)
+	}
+	switch reason {
 	case packet.OK:
 	case packet.Fragment:
 		d.c.Fragments++
 		return
 	case packet.NotUDP:
 		d.c.NotUDP++
+		return
+	case packet.VLANTagged:
+		d.c.VLANTagged++
 		return
 	default:
 		d.c.Malformed++
@@ -82,11 +134,20 @@ func (d *dispatcher) forward(ifindex int32, link int, pkt []byte, n int, buf int
 		d.c.Loops += uint64(count)
 		return
 	}
+	// Verified only once a rule wants the datagram: what is dropped
+	// anyway costs nothing more. A UDP GSO aggregate the kernel marks
+	// neither partial nor valid (it never builds one: a sender's is
+	// partial, GRO's partial or valid) is checked as the one datagram its
+	// headers describe, which its per-segment checksum cannot match.
+	if (meta|d.vh.csum)&(rxCsumPartial|rxCsumValid) == 0 && !packet.UDPChecksumOK(pkt[ip:n], &d.dg) {
+		d.c.BadChecksum += uint64(count)
+		return
+	}
 	r := d.db.byIndex[i]
 	r.packetsIn += uint64(count)
 	r.bytesIn += uint64(d.dg.PayloadLen)
 	if r.transparent {
-		d.org.read(pkt[ip:n], &d.dg, d.vh.needsCsum || count > 1)
+		d.org.read(pkt[ip:n], &d.dg, (meta|d.vh.csum)&rxCsumPartial != 0 || count > 1)
 	}
 	off, end := ip+d.dg.PayloadOff, ip+d.dg.PayloadOff+d.dg.PayloadLen
 	for seg := 0; seg < count; seg++ {

@@ -22,9 +22,11 @@
 // prefilter built from the interface's rules (worker/filter) whose loads
 // are relative to the network header. Each packet arrives after a
 // virtio_net_hdr and the device's link-layer header (14 bytes on Ethernet,
-// none on tun), which are skipped; it is parsed (worker/packet), looked up
-// by (ifindex, destination, port, source) in a ruleset.Table, and each
-// output's send points into the receive buffer: no copy per output. A UDP
+// none on tun), which are skipped; a frame that carried a VLAN tag is
+// another interface's and dropped (dispatcher.forward); it is parsed
+// (worker/packet), looked up by (ifindex, destination, port, source) in a
+// ruleset.Table, its UDP checksum verified unless the kernel knows it, and
+// each output's send points into the receive buffer: no copy per output. A UDP
 // GSO aggregate, which veth, tun and loopback deliver unsegmented (from a
 // sender using UDP_SEGMENT, or an upstream relay's GSO egress), is known by
 // its virtio_net_hdr (gso_type UDP_L4) and split at gso_size into the

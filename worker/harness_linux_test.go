@@ -27,6 +27,7 @@ import (
 	"github.com/mcrelay/mcr/internal/relaysock"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/worker/packet/packettest"
 )
 
 // The test binary doubles as the worker process: TestMain runs Run when
@@ -570,32 +571,7 @@ func sendStream(ifname string, src netip.Addr, dst string, st stream) error {
 // to the Ethernet multicast address of each packet's destination.
 func inject(t *testing.T, ns *netnstest.NS, ifname string, pkts ...[]byte) {
 	t.Helper()
-	err := ns.Do(func() error {
-		ifi, err := net.InterfaceByName(ifname)
-		if err != nil {
-			return err
-		}
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		for _, p := range pkts {
-			sa := &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6}
-			if p[0]>>4 == 6 {
-				sa.Protocol = htons(unix.ETH_P_IPV6)
-				copy(sa.Addr[:], []byte{0x33, 0x33, p[36], p[37], p[38], p[39]})
-			} else {
-				sa.Protocol = htons(unix.ETH_P_IP)
-				copy(sa.Addr[:], []byte{0x01, 0x00, 0x5e, p[17] & 0x7f, p[18], p[19]})
-			}
-			if err := unix.Sendto(fd, p, 0, sa); err != nil {
-				return fmt.Errorf("inject %d-byte packet: %w", len(p), err)
-			}
-		}
-		return nil
-	})
-	mustNoErr(t, err)
+	mustNoErr(t, ns.Do(func() error { return packettest.Inject(ifname, pkts...) }))
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }

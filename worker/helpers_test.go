@@ -15,10 +15,11 @@ import (
 
 // fakeSockets records what the rule database asks of the kernel.
 type fakeSockets struct {
-	ops       []string
-	nextFD    int
-	failOut   map[string]error // openEgress errors by socket (egressKey.String)
-	failInput map[int]error    // openInput errors by ifindex
+	ops        []string
+	nextFD     int
+	failOut    map[string]error // openEgress errors by socket (egressKey.String)
+	failInput  map[int]error    // openInput errors by ifindex
+	failFilter map[int]error    // filterInput errors by ifindex
 }
 
 func newFakeSockets() *fakeSockets { return &fakeSockets{nextFD: 100} }
@@ -35,7 +36,7 @@ func (f *fakeSockets) openInput(in *input, m []inputMatch) error {
 
 func (f *fakeSockets) filterInput(in *input, m []inputMatch) error {
 	f.ops = append(f.ops, fmt.Sprintf("filter input %d %s", in.ifindex, fmtMatches(m)))
-	return nil
+	return f.failFilter[in.ifindex]
 }
 
 func (f *fakeSockets) closeInput(in *input) {

@@ -24,6 +24,20 @@ func buildFilter(ifindex int, matches []inputMatch) ([]bpf.RawInstruction, error
 	return atNetworkHeader(p.Instructions), nil
 }
 
+// inputProgram returns the prefilter to attach to in's open socket: prog,
+// from buildFilter, behind filter.DropVLANTagged unless in has a receive
+// ring. A ring's per-packet status shows the worker a VLAN tag the kernel
+// took out of the frame, so tagged frames to wanted destinations may come
+// up and be counted as vlan_tagged (an operator sees why a rule on the
+// parent interface relays nothing); without a ring the worker could not
+// tell them from the interface's own, and the kernel drops them uncounted.
+func inputProgram(prog []bpf.RawInstruction, in *input) []bpf.RawInstruction {
+	if in.ring != nil {
+		return prog
+	}
+	return filter.DropVLANTagged(prog)
+}
+
 // packetDrops returns the packets the kernel dropped on an AF_PACKET socket
 // since the last call: reading PACKET_STATISTICS resets the counters
 // (packet(7)), so the caller accumulates.
@@ -73,6 +87,9 @@ func atNetworkHeader(prog []bpf.RawInstruction) []bpf.RawInstruction {
 	for i := range prog {
 		op := prog[i].Op
 		switch {
+		case int32(prog[i].K) < 0:
+			// Already relative to a header, or an ancillary load
+			// (SKF_AD_OFF): not a packet offset.
 		case op&classMask == unix.BPF_LD && (op&modeMask == unix.BPF_ABS || op&modeMask == unix.BPF_IND),
 			op&classMask == unix.BPF_LDX && op&modeMask == unix.BPF_MSH:
 			prog[i].K += uint32(netOff)

@@ -16,6 +16,7 @@ func TestAtNetworkHeader(t *testing.T) {
 		bpf.LoadIndirect{Off: 2, Size: 2},
 		bpf.LoadConstant{Dst: bpf.RegA, Val: 7},
 		bpf.LoadExtension{Num: bpf.ExtLen},
+		bpf.LoadExtension{Num: bpf.ExtVLANTag},
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 17, SkipTrue: 1},
 		bpf.RetConstant{Val: 0},
 		bpf.RetConstant{Val: 0xffff},
@@ -28,6 +29,7 @@ func TestAtNetworkHeader(t *testing.T) {
 		bpf.LoadIndirect{Off: netOff + 2, Size: 2},
 		bpf.LoadConstant{Dst: bpf.RegA, Val: 7},
 		bpf.LoadExtension{Num: bpf.ExtLen},
+		bpf.LoadExtension{Num: bpf.ExtVLANTag}, // ancillary: stays
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 17, SkipTrue: 1},
 		bpf.RetConstant{Val: 0},
 		bpf.RetConstant{Val: 0xffff},

@@ -198,7 +198,7 @@ func (b *mmsgBackend) receive(in *input) {
 		for i := range n {
 			// With MSG_TRUNC the length is the packet's, even when it
 			// did not fit the buffer.
-			b.w.d.forward(int32(in.ifindex), in.link, b.pool.slot(i), int(b.rmsgs[i].n), i, b)
+			b.w.d.forward(int32(in.ifindex), in.link, b.pool.slot(i), int(b.rmsgs[i].n), i, 0, b)
 		}
 		b.flush()
 		if n < mmsgBatch {

@@ -36,7 +36,7 @@ func TestRelay(t *testing.T) {
 				return s.Backend == backend
 			})
 			t.Cleanup(func() { checkRingLogs(t, w, ring != noRing) })
-			for _, tc := range slices.Concat(relayCases, gsoCases, gsoInputCases, refusedCases, transparentCases) {
+			for _, tc := range slices.Concat(relayCases, gsoCases, gsoInputCases, refusedCases, inputCases, transparentCases) {
 				t.Run(tc.name, func(t *testing.T) {
 					w.t = t
 					tc.run(t, tp, w)
@@ -244,7 +244,8 @@ var relayCases = []struct {
 		w.waitRule("errs", stats.RuleCounters{PacketsIn: 50, BytesIn: 5000,
 			Outputs: []stats.OutputCounters{{Errors: 50}, {Errors: 50}, {PacketsOut: 50, BytesOut: 5000}},
 			Error: "outputs[0] 239.2.2.10:6010@r1: bind to source 10.99.99.99: cannot assign requested address; " +
-				"outputs[1] 239.2.2.10:6010@gone: interface gone does not exist"})
+				"outputs[1] 239.2.2.10:6010@gone: interface gone does not exist",
+			OutputErrors: []string{"bind to source 10.99.99.99: cannot assign requested address", "interface gone does not exist", ""}})
 	}},
 	{"SyncRules with 100,000 rules", func(t *testing.T, tp *topo, w *workerProc) {
 		rules := make([]controlproto.WorkerRule, 100000)

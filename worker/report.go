@@ -122,8 +122,8 @@ func (rp *reporter) report(now time.Time, db *ruleDB, c *stats.WorkerCounters) {
 	clear(rp.changed)
 }
 
-// logTransitions logs, once per change, an output whose open socket
-// started failing sends or recovered.
+// logTransitions logs, once per change, an output that started dropping
+// datagrams (a failing send, or no socket to send on) or recovered.
 func (rp *reporter) logTransitions(r *rule) {
 	for i := range r.outputs {
 		o := &r.outputs[i]
@@ -131,13 +131,26 @@ func (rp *reporter) logTransitions(r *rule) {
 		newOK := o.cnt.PacketsOut > o.okSeen
 		o.errsSeen, o.okSeen = o.cnt.Errors, o.cnt.PacketsOut
 		switch {
-		case newErrs && !o.failing && o.open():
+		case newErrs && !o.failing:
 			o.failing = true
 			rp.log.Warn("output dropping packets", "rule", r.wr.ID, "output", o.dest,
-				"errors", o.cnt.Errors, "err", o.lastErrno.Error())
+				"errors", o.cnt.Errors, "err", o.dropReason())
 		case o.failing && newOK && !newErrs:
 			o.failing = false
 			rp.log.Info("output recovered", "rule", r.wr.ID, "output", o.dest, "errors", o.cnt.Errors)
 		}
 	}
+}
+
+// dropReason says why o's latest datagram was dropped: the errno of its
+// failed send or, when it had no socket to send on (lastErrno 0), that and
+// why the socket is not open, as the rule's error says it.
+func (o *output) dropReason() string {
+	if o.lastErrno != 0 {
+		return o.lastErrno.Error()
+	}
+	if err := o.failure(); err != nil {
+		return "output socket not open: " + err.Error()
+	}
+	return "output socket not open" // then; it has opened since
 }

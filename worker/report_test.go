@@ -3,6 +3,7 @@ package worker
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"strings"
 	"syscall"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/worker/packet/packettest"
 )
 
 // fakePipe is a non-blocking pipe with room bytes of free space; the test
@@ -161,5 +163,51 @@ func TestOutputFailureLoggedOncePerTransition(t *testing.T) {
 	want := []string{"output dropping packets: resource temporarily unavailable", "output recovered: "}
 	if diff := cmp.Diff(want, msgs); diff != "" {
 		t.Errorf("logs (-want +got):\n%s", diff)
+	}
+}
+
+// TestOutputWithoutSocketLogged checks what the log says when an output
+// drops datagrams because it has no socket: why, never "errno 0", and
+// that it recovered once its socket opened.
+func TestOutputWithoutSocketLogged(t *testing.T) {
+	var logs bytes.Buffer
+	f := newFakeSockets()
+	f.failOut = map[string]error{"IPv4 socket from any port on ifindex 3": errors.New("bind to source 10.99.99.99: cannot assign requested address")}
+	db := newRuleDB(f, testLogger(nil))
+	db.add(wrule("a", 2, "239.1.1.1:5001", "239.2.2.2:6000@3", "239.3.3.3:6000@0"))
+	db.commit()
+	d := &dispatcher{db: db}
+	s := &recordSender{d: d}
+	rp := reporter{fw: frameWriter{write: (&fakePipe{room: 1 << 20}).write}, log: testLogger(&logs)}
+	pkt := plain(packettest.BuildUDP4(ap("10.0.0.9:4000"), ap("239.1.1.1:5001"), []byte("payload")))
+	for range 3 { // three periods of drops: logged once
+		d.forward(2, 0, pkt, len(pkt), 0, 0, s)
+		rp.report(time.Now(), db, &d.c)
+	}
+	// A drop, then the socket opens before the report: the drop was
+	// still for want of a socket.
+	d.forward(2, 0, pkt, len(pkt), 0, 0, s)
+	f.failOut = nil
+	db.retry()
+	rp.report(time.Now(), db, &d.c)
+	d.forward(2, 0, pkt, len(pkt), 0, 0, s) // leaves
+	rp.report(time.Now(), db, &d.c)
+
+	var got []string
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var rec struct{ Msg, Output, Err string }
+		mustNoErr(t, json.Unmarshal([]byte(line), &rec))
+		got = append(got, rec.Msg+" "+rec.Output+": "+rec.Err)
+	}
+	want := []string{
+		"output dropping packets 239.2.2.2:6000@if3: output socket not open: bind to source 10.99.99.99: cannot assign requested address",
+		"output dropping packets 239.3.3.3:6000@if0: output socket not open: interface if0 does not exist",
+		"output recovered 239.2.2.2:6000@if3: ",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("logs (-want +got):\n%s", diff)
+	}
+	if strings.Contains(logs.String(), "errno 0") {
+		t.Errorf("the log says errno 0:\n%s", logs.String())
 	}
 }

@@ -540,6 +540,12 @@ func (db *ruleDB) syncInput(in *input, m []inputMatch) {
 	} else {
 		err = db.sk.filterInput(in, m)
 	}
+	if errors.Is(err, filter.ErrUnguarded) && in.fd >= 0 {
+		// Not even the guard against VLAN-tagged frames could be
+		// attached: stop relaying from the socket rather than relay
+		// another VLAN's traffic; the retry opens it again.
+		db.sk.closeInput(in)
+	}
 	if errors.Is(err, filter.ErrUnfiltered) {
 		if !in.unfiltered {
 			db.log.Warn("input relays without a kernel prefilter; unwanted traffic is dropped in userspace", "ifindex", in.ifindex, "err", err)
@@ -645,15 +651,36 @@ func (r *rule) errorText() string {
 	}
 	for i := range r.outputs {
 		o := &r.outputs[i]
-		err := o.err
-		if err == nil && o.d.eg.err != nil {
-			err = o.d.eg.err
-		}
-		if err != nil {
+		if err := o.failure(); err != nil {
 			parts = append(parts, fmt.Sprintf("outputs[%d] %s: %v", i, o.dest, err))
 		}
 	}
 	return strings.Join(parts, "; ")
+}
+
+// failure says why o cannot send: why it could not be resolved, or why its
+// egress socket failed; nil when it can.
+func (o *output) failure() error {
+	if o.err == nil && o.d.eg.err != nil {
+		return o.d.eg.err
+	}
+	return o.err
+}
+
+// outputErrors returns, for each of r's outputs, why it cannot send (the
+// text errorText gives after its destination; "" when it can), or nil when
+// every output can. It allocates only when there is an error.
+func (r *rule) outputErrors() []string {
+	var errs []string
+	for i := range r.outputs {
+		if err := r.outputs[i].failure(); err != nil {
+			if errs == nil {
+				errs = make([]string, len(r.outputs))
+			}
+			errs[i] = err.Error()
+		}
+	}
+	return errs
 }
 
 // counters returns r's counters as a snapshot reports them.
@@ -664,6 +691,9 @@ func (r *rule) counters(errText string) stats.RuleCounters {
 		BytesIn:   r.bytesIn,
 		Outputs:   make([]stats.OutputCounters, len(r.outputs)),
 		Error:     errText,
+	}
+	if errText != "" {
+		rc.OutputErrors = r.outputErrors()
 	}
 	for i := range r.outputs {
 		rc.Outputs[i] = r.outputs[i].cnt

@@ -2,11 +2,14 @@ package worker
 
 import (
 	"bytes"
+	"fmt"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/worker/filter"
 )
 
 func TestRuleSocketsFollowRules(t *testing.T) {
@@ -145,6 +148,38 @@ func TestRetryReopensFailedSockets(t *testing.T) {
 	}
 	if got := db.byID["a"].errorText(); got != "" {
 		t.Errorf("error after a successful retry: %q", got)
+	}
+}
+
+// TestUnguardedInputStopsRelaying checks that an input whose socket was
+// left without any filter (not even the guard against VLAN-tagged frames)
+// is closed, shows the error, and is opened again by the retry.
+func TestUnguardedInputStopsRelaying(t *testing.T) {
+	f := newFakeSockets()
+	db := newRuleDB(f, testLogger(nil))
+	db.add(wrule("a", 2, "239.1.1.1:5001", "239.2.2.2:6000@3"))
+	db.commit()
+	f.failFilter = map[int]error{2: fmt.Errorf("replace filter on ifindex 2: %w: %w", filter.ErrUnguarded, syscall.ENOMEM)}
+	f.take()
+	db.add(wrule("b", 2, "239.1.1.2:5001", "239.2.2.2:6000@3"))
+	db.commit()
+	if diff := cmp.Diff([]string{
+		"filter input 2 [239.1.1.1:5001 239.1.1.2:5001]",
+		"close input 2",
+	}, f.take()); diff != "" {
+		t.Errorf("operations (-want +got):\n%s", diff)
+	}
+	want := "input if2: replace filter on ifindex 2: socket left without any filter, VLAN-tagged frames not dropped: cannot allocate memory"
+	if got := db.byID["a"].errorText(); got != want {
+		t.Errorf("error %q, want %q", got, want)
+	}
+	f.failFilter = nil
+	db.retry()
+	if diff := cmp.Diff([]string{"open input 2 fanout 7 [239.1.1.1:5001 239.1.1.2:5001]"}, f.take()); diff != "" {
+		t.Errorf("retry (-want +got):\n%s", diff)
+	}
+	if got := db.byID["a"].errorText(); got != "" {
+		t.Errorf("error after the retry: %q", got)
 	}
 }
 

@@ -284,7 +284,9 @@ func (w *worker) openInput(in *input, matches []inputMatch) error {
 	if err != nil {
 		return err
 	}
-	fd, ring, err := w.openIngress(in, prog)
+	// Opened with the guard against VLAN-tagged frames: it may end up
+	// without a ring.
+	fd, ring, err := w.openIngress(in, filter.DropVLANTagged(prog))
 	if err != nil {
 		return err
 	}
@@ -300,9 +302,11 @@ func (w *worker) openInput(in *input, matches []inputMatch) error {
 		in.fd, in.ring = -1, nil
 		return err
 	}
-	// The supervisor attached prog before bind but cannot tell us whether
-	// the kernel kept it; attaching it again here reports ErrUnfiltered.
-	if err := filter.Attach(fd, prog); errors.Is(err, filter.ErrUnfiltered) {
+	// The supervisor attached the program before bind but cannot tell us
+	// whether the kernel kept it; attaching it again here reports
+	// ErrUnfiltered or ErrUnguarded. With a ring it goes without the guard
+	// (inputProgram).
+	if err := filter.Attach(fd, inputProgram(prog, in)); errors.Is(err, filter.ErrUnfiltered) || errors.Is(err, filter.ErrUnguarded) {
 		return err
 	}
 	return nil
@@ -364,7 +368,7 @@ func (w *worker) forwardBlock(in *input, blk int, s sender) {
 			}
 			return
 		}
-		w.d.forward(int32(in.ifindex), in.link, pkt, n, id, s)
+		w.d.forward(int32(in.ifindex), in.link, pkt, n, id, it.meta, s)
 	}
 }
 
@@ -373,7 +377,7 @@ func (w *worker) filterInput(in *input, matches []inputMatch) error {
 	if err != nil {
 		return err
 	}
-	if err := filter.Attach(in.fd, prog); err != nil {
+	if err := filter.Attach(in.fd, inputProgram(prog, in)); err != nil {
 		return fmt.Errorf("replace filter on ifindex %d: %w", in.ifindex, err)
 	}
 	return nil

@@ -10,9 +10,10 @@ import (
 // struct tpacket_block_desc, whose tpacket_hdr_v1 holds the block's owner
 // (block_status), its packet count and the offset of the first packet;
 // each packet starts with struct tpacket3_hdr, which gives the offset of
-// the next one, the bytes captured (snaplen) and the packet's length, and
-// where the link-layer header starts (tp_mac). PACKET_VNET_HDR puts the
-// struct virtio_net_hdr right before that.
+// the next one, the bytes captured (snaplen) and the packet's length, the
+// packet's status, where the link-layer header starts (tp_mac), and the
+// VLAN tag the kernel took out of the frame (hv1.tp_vlan_tci).
+// PACKET_VNET_HDR puts the struct virtio_net_hdr right before tp_mac.
 const (
 	blockStatusOff  = 8
 	blockNumPktsOff = 12
@@ -20,11 +21,20 @@ const (
 	pktNextOff      = 0
 	pktSnaplenOff   = 12
 	pktLenOff       = 16
+	pktStatusOff    = 20
 	pktMacOff       = 24
+	pktVLANTCIOff   = 32
 	pktHdrLen       = 48
 
 	tpStatusKernel = 0
 	tpStatusUser   = 1
+
+	// Per-packet tp_status bits (tpacket_rcv, net/packet/af_packet.c).
+	tpStatusCsumNotReady = 1 << 3 // CHECKSUM_PARTIAL
+	tpStatusVLANValid    = 1 << 4 // tp_vlan_tci holds a tag
+	tpStatusCsumValid    = 1 << 7 // checksum verified, or CHECKSUM_UNNECESSARY
+
+	vlanIDMask = 0x0fff // the VLAN ID in a tag control information word
 )
 
 // ringRounds bounds the blocks taken from one ring per wake-up, so that a
@@ -106,6 +116,9 @@ func (r *rxRing) block(b int) []byte {
 type blockIter struct {
 	blk       []byte
 	off, left int
+	// meta is what the packet header of the packet next returned last
+	// says about it.
+	meta rxMeta
 }
 
 // start begins the walk of blk, a block the kernel handed over.
@@ -117,9 +130,10 @@ func (it *blockIter) start(blk []byte) {
 
 // next returns the next packet as forward takes it: pkt from its
 // virtio_net_hdr to the end of the bytes captured, and n its length had
-// it been captured whole (more than len(pkt) when the block truncated it).
-// ok is false at the end of the block, and for the rest of a block whose
-// headers do not add up, which bad reports.
+// it been captured whole (more than len(pkt) when the block truncated it);
+// it.meta is set to what the packet's header says. ok is false at the end
+// of the block, and for the rest of a block whose headers do not add up,
+// which bad reports.
 func (it *blockIter) next() (pkt []byte, n int, ok, bad bool) {
 	if it.left == 0 {
 		return nil, 0, false, false
@@ -138,12 +152,32 @@ func (it *blockIter) next() (pkt []byte, n int, ok, bad bool) {
 		it.left = 0
 		return nil, 0, false, true
 	}
+	it.meta = ringMeta(binary.LittleEndian.Uint32(blk[off+pktStatusOff:]), binary.LittleEndian.Uint32(blk[off+pktVLANTCIOff:]))
 	if next := int(binary.LittleEndian.Uint32(blk[off+pktNextOff:])); next >= pktHdrLen {
 		it.off = off + next
 	} else {
 		it.off = -1 // the last packet (0): a further one is bad
 	}
 	return blk[start : mac+snap : mac+snap], vnetHdrLen + length, true, false
+}
+
+// ringMeta turns a packet's tp_status and tp_vlan_tci into rxMeta. The
+// kernel sets TP_STATUS_VLAN_VALID for every tag it moved out of the frame
+// (at the latest in __netif_receive_skb_core, before packet sockets see
+// the frame, whatever the NIC's VLAN offload); a tag with VLAN ID 0 is a
+// priority tag, no VLAN.
+func ringMeta(status, tci uint32) rxMeta {
+	var m rxMeta
+	if status&tpStatusCsumNotReady != 0 {
+		m |= rxCsumPartial
+	}
+	if status&tpStatusCsumValid != 0 {
+		m |= rxCsumValid
+	}
+	if status&tpStatusVLANValid != 0 && tci&vlanIDMask != 0 {
+		m |= rxTagged
+	}
+	return m
 }
 
 // ringTable names the worker's receive rings by small ids, so that a send

@@ -77,7 +77,7 @@ func TestTransparentHeaders(t *testing.T) {
 		wantDrop stats.WorkerCounters
 	}{
 		{name: "IPv4, checksum derived from the received one", pkt: in4, want: [][]byte{out4}},
-		{name: "IPv4, checksum left to offload", pkt: partial4, flags: vnetNeedsCsum, want: [][]byte{out4}},
+		{name: "IPv4, checksum left to offload", pkt: partial4, flags: vnetFNeedsCsum, want: [][]byte{out4}},
 		{name: "IPv4 without checksum", pkt: noCsum4, want: [][]byte{noCsumOut4}},
 		{name: "IPv4 type of service, identification, don't fragment", pkt: marked4, want: [][]byte{markedOut4}},
 		{name: "IPv6, checksum derived from the received one", pkt: in6, want: [][]byte{out6}},
@@ -85,10 +85,10 @@ func TestTransparentHeaders(t *testing.T) {
 			p := bytes.Clone(in6)
 			binary.BigEndian.PutUint16(p[46:], 0x4321)
 			return p
-		}(), flags: vnetNeedsCsum, want: [][]byte{out6}},
+		}(), flags: vnetFNeedsCsum, want: [][]byte{out6}},
 		{name: "IPv6 traffic class and flow label", pkt: flow6, want: [][]byte{flowOut6}},
 		{name: "IPv4 GSO aggregate: each datagram its checksum and identification", pkt: agg4,
-			flags: vnetNeedsCsum, gsoType: vnetGSOUDPL4, gsoSize: 100, want: aggOut4},
+			flags: vnetFNeedsCsum, gsoType: vnetGSOUDPL4, gsoSize: 100, want: aggOut4},
 		{name: "TTL capped by the output", pkt: in4, out: " ttl 9", want: [][]byte{withHops(out4, 9)}},
 		{name: "a cap above the input's TTL", pkt: in4, out: " ttl 200", want: [][]byte{out4}},
 		{name: "TTL 2 leaves with 1", pkt: withHops(in4, 2), want: [][]byte{withHops(out4, 1)}},
@@ -103,7 +103,7 @@ func TestTransparentHeaders(t *testing.T) {
 			s := &recordSender{d: d, sent: map[string][][]byte{}}
 			pkt := vnetFrame(tc.gsoType, tc.gsoSize, 0, tc.pkt)
 			pkt[0] = tc.flags
-			d.forward(2, 0, pkt, len(pkt), 0, s)
+			d.forward(2, 0, pkt, len(pkt), 0, 0, s)
 			var got [][]byte
 			for _, dgs := range s.sent {
 				got = append(got, dgs...)

@@ -456,7 +456,7 @@ func (b *uringBackend) dispatch() {
 		b.fifoHead = (b.fifoHead + 1) % uringBufs
 		b.fifoN--
 		b.refs[p.buf] = 1
-		b.w.d.forward(int32(p.in.ifindex), p.in.link, b.pool.slot(int(p.buf)), int(p.n), int(p.buf), b)
+		b.w.d.forward(int32(p.in.ifindex), p.in.link, b.pool.slot(int(p.buf)), int(p.n), int(p.buf), 0, b)
 		b.release(uint32(p.buf))
 	}
 	b.more = false

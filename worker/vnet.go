@@ -14,6 +14,20 @@ const (
 	vnetGSOECN   = 0x80
 )
 
+// virtio_net_hdr flags (include/uapi/linux/virtio_net.h), the values of
+// rxCsumPartial and rxCsumValid.
+const (
+	vnetFNeedsCsum = 1
+	vnetFDataValid = 2
+)
+
+// parse copies the flags into rxMeta as they are: these indexes are out of
+// range, a compile error, if the values ever differ.
+var (
+	_ = [1]struct{}{}[rxCsumPartial-vnetFNeedsCsum]
+	_ = [1]struct{}{}[rxCsumValid-vnetFDataValid]
+)
+
 // vnetHdr is the part of struct virtio_net_hdr the dispatcher uses.
 //
 // Over veth, tun and loopback, and for traffic the host sends itself, the
@@ -21,17 +35,19 @@ const (
 // whose IP and UDP headers describe the whole, and whose payload is the
 // payloads of several datagrams end to end (gso_type UDP_L4, each gso_size
 // bytes but the last). Only the virtio_net_hdr says so; without it an
-// aggregate would pass for one big datagram. Its NEEDS_CSUM flag says the
-// UDP checksum is left to offload: the header holds only the pseudo-header
-// sum, which a transparent output cannot reuse (origin.read).
+// aggregate would pass for one big datagram.
+//
+// The flags give the checksum state (virtio_net_hdr_from_skb): NEEDS_CSUM
+// for CHECKSUM_PARTIAL (a checksum left to offload: every datagram a local
+// sender or a VM sends over veth or tap, and GSO aggregates), DATA_VALID
+// for CHECKSUM_UNNECESSARY (the NIC verified it), neither otherwise (the
+// checksum is in the packet, unverified). The checksum offsets do not
+// matter: the relay re-sends payloads, never the received headers.
 type vnetHdr struct {
-	gsoType   uint8
-	gsoSize   int
-	needsCsum bool
+	gsoType uint8
+	gsoSize int
+	csum    rxMeta // rxCsumPartial, rxCsumValid or 0
 }
-
-// vnetNeedsCsum is VIRTIO_NET_HDR_F_NEEDS_CSUM, a bit of the flags byte.
-const vnetNeedsCsum = 1
 
 // parse reads the header at the start of pkt; false if pkt is too short.
 // The kernel writes the fields in host byte order (virtio_net_hdr_from_skb
@@ -41,7 +57,7 @@ func (h *vnetHdr) parse(pkt []byte) bool {
 	if len(pkt) < vnetHdrLen {
 		return false
 	}
-	h.needsCsum = pkt[0]&vnetNeedsCsum != 0
+	h.csum = rxMeta(pkt[0] & (vnetFNeedsCsum | vnetFDataValid))
 	h.gsoType = pkt[1] &^ vnetGSOECN
 	h.gsoSize = int(binary.LittleEndian.Uint16(pkt[4:6]))
 	return true

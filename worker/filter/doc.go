@@ -11,6 +11,11 @@
 // what is relayed. Rule sources are not filtered in the kernel: the lookup
 // checks them.
 //
+// The program does not look at VLAN tags, which the kernel has taken out of
+// the frame by the time the filter runs; DropVLANTagged puts a guard in
+// front of it that drops tagged frames, for readers that cannot see the
+// tag themselves.
+//
 // Programs are limited to MaxInstructions. A set too large for an exact
 // program is coarsened (see Build) rather than refused; Build never fails on
 // size.

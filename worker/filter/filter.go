@@ -13,6 +13,10 @@ import (
 // program (BPF_MAXINSNS, include/uapi/linux/bpf_common.h).
 const MaxInstructions = 4096
 
+// maxBuild is the longest program Build makes: room is left for
+// DropVLANTagged's guard in front of it.
+const maxBuild = MaxInstructions - len(vlanGuard)
+
 // SnapLen is what the program returns to accept a packet: the number of bytes
 // to keep, more than any packet has (PACKET_FANOUT_FLAG_DEFRAG hands over
 // reassembled IPv4 datagrams of up to 64 KiB), so packets are never cut.
@@ -179,7 +183,7 @@ func generate(v4, v6 *family) ([]bpf.Instruction, bool) {
 			secs[i] = f.precise()
 		}
 	}
-	if prog := program(secs); len(prog) <= MaxInstructions {
+	if prog := program(secs); len(prog) <= maxBuild {
 		return prog, true
 	}
 	for {
@@ -189,7 +193,7 @@ func generate(v4, v6 *family) ([]bpf.Instruction, bool) {
 			}
 		}
 		prog := program(secs)
-		if excess := len(prog) - MaxInstructions; excess > 0 {
+		if excess := len(prog) - maxBuild; excess > 0 {
 			// Aim a little below the limit: tests are grouped in
 			// segments of 255 that each add an instruction.
 			if !reduceLargest(fams[:], excess+excess/128+1) {
@@ -203,7 +207,7 @@ func generate(v4, v6 *family) ([]bpf.Instruction, bool) {
 			}
 			try := secs
 			try[i] = section{f.exact, true}
-			if p := program(try); len(p) <= MaxInstructions {
+			if p := program(try); len(p) <= maxBuild {
 				secs, prog = try, p
 			}
 		}
@@ -390,8 +394,10 @@ func runs(vals []uint32) []span {
 	return out
 }
 
-// ErrUnfiltered reports that Attach left the socket without a filter: the
-// kernel would not take the program, and a stale one would drop datagrams
-// that new rules want. Relaying stays correct; only the kernel-side drop of
-// unwanted traffic is lost.
+// ErrUnfiltered reports that Attach left the socket without its prefilter:
+// the kernel would not take the program, and a stale one would drop
+// datagrams that new rules want. The socket keeps the guard against
+// VLAN-tagged frames (DropVLANTagged) and passes everything else.
+// Relaying stays correct; only the kernel-side drop of unwanted traffic is
+// lost.
 var ErrUnfiltered = errors.New("socket left without a prefilter")

@@ -27,17 +27,26 @@ import (
 // socket's option memory, net.core.optmem_max, which has to hold the old
 // program and the new one during the swap, or a failed allocation), a
 // filter that no longer matches the rules must not stay: it would drop
-// datagrams a new rule wants. Attach then detaches the old program and
-// tries once more; if that fails too, the socket is left without a filter
-// (every packet reaches userspace, which filters anyway, at some CPU cost)
-// and the error wraps ErrUnfiltered.
+// datagrams a new rule wants. Attach then puts the guard against
+// VLAN-tagged frames alone in its place (a few instructions; if even that
+// swap does not fit, it detaches the old program first) and tries the
+// program once more. If that fails too, the socket keeps only the guard
+// (every untagged packet reaches userspace, which filters anyway, at some
+// CPU cost) and the error wraps ErrUnfiltered. If not even the guard can
+// be attached, the socket has no filter at all and the error wraps
+// ErrUnguarded instead.
 func Attach(fd int, prog []bpf.RawInstruction) error {
 	err := attach(fd, prog)
 	if !errors.Is(err, unix.ENOMEM) {
 		return err
 	}
-	if derr := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0); derr != nil && !errors.Is(derr, unix.ENOENT) {
-		return fmt.Errorf("%w; detach the old filter: %v", err, derr)
+	if gerr := attach(fd, guardOnly); gerr != nil {
+		if derr := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0); derr != nil && !errors.Is(derr, unix.ENOENT) {
+			return fmt.Errorf("%w; detach the old filter: %v", err, derr)
+		}
+		if gerr := attach(fd, guardOnly); gerr != nil {
+			return fmt.Errorf("%w: %w", ErrUnguarded, gerr)
+		}
 	}
 	if err := attach(fd, prog); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnfiltered, err)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/mcrelay/mcr/internal/netnstest"
@@ -220,18 +221,10 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 // TestAttachTooLargeLeavesSocketUnfiltered shrinks the socket option memory
 // (net.core.optmem_max, per namespace) below a large program: Attach must
 // not leave the old, smaller program in place (it would drop traffic the
-// new rules want) but detach it and report ErrUnfiltered.
+// new rules want) but replace it by the VLAN guard alone and report
+// ErrUnfiltered.
 func TestAttachTooLargeLeavesSocketUnfiltered(t *testing.T) {
-	ns := netnstest.New(t, "flt")
-	ns.MustRun("sysctl", "-qw", "net.core.optmem_max=4096")
-	var fd int
-	if err := ns.Do(func() (err error) {
-		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
+	fd := socketWithOptmem(t, "flt", 4096)
 	if err := filter.Attach(fd, filter.DropAll()); err != nil {
 		t.Fatalf("small program: %v", err)
 	}
@@ -247,10 +240,154 @@ func TestAttachTooLargeLeavesSocketUnfiltered(t *testing.T) {
 	if !errors.Is(err, filter.ErrUnfiltered) || !errors.Is(err, unix.ENOMEM) {
 		t.Fatalf("attach %d instructions with optmem_max 4096: %v, want ErrUnfiltered wrapping ENOMEM", len(prog.Instructions), err)
 	}
-	// SO_ATTACH_FILTER read back gives the attached program's length; no
-	// filter at all is ENOENT on this kernel, or length 0.
-	n, gerr := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER)
-	if gerr == nil && n != 0 {
-		t.Fatalf("socket still has a %d-instruction filter after ErrUnfiltered", n)
+	if errors.Is(err, filter.ErrUnguarded) {
+		t.Fatalf("ErrUnfiltered also wraps ErrUnguarded: %v", err)
+	}
+	if n, err := filterLen(fd); err != nil || n != guardOnlyLen {
+		t.Fatalf("filter after ErrUnfiltered: %d instructions (%v), want the %d of the VLAN guard and an accept", n, err, guardOnlyLen)
+	}
+}
+
+// filterLen returns the length of fd's filter, 0 without one: SO_GET_FILTER
+// with an option length of 0 asks for the number of instructions
+// (sk_get_filter), which comes back as the option length.
+func filterLen(fd int) (int, error) {
+	var n uint32
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_GET_FILTER, 0,
+		uintptr(unsafe.Pointer(&n)), 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+// socketWithOptmem returns a socket, closed at cleanup, in a new namespace
+// whose socket option memory (net.core.optmem_max), which holds a socket's
+// filters, is optmem bytes.
+func socketWithOptmem(t *testing.T, prefix string, optmem int) int {
+	ns := netnstest.New(t, prefix)
+	ns.MustRun("sysctl", "-qw", fmt.Sprintf("net.core.optmem_max=%d", optmem))
+	var fd int
+	if err := ns.Do(func() (err error) {
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return fd
+}
+
+// guardOnlyLen is the length of the VLAN guard followed by an accept.
+var guardOnlyLen = len(filter.DropVLANTagged([]bpf.RawInstruction{{Op: 0x06, K: 1}}))
+
+// TestAttachWithoutMemoryReportsUnguarded leaves the socket option memory
+// too small for any program: Attach must say the socket has no filter at
+// all (ErrUnguarded, not ErrUnfiltered), so that the worker stops relaying
+// from it rather than relay VLAN-tagged frames it cannot see.
+func TestAttachWithoutMemoryReportsUnguarded(t *testing.T) {
+	fd := socketWithOptmem(t, "flg", 64)
+	prog, err := filter.Build([]filter.Match{match("239.1.1.1:5000")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = filter.Attach(fd, prog.Instructions)
+	if !errors.Is(err, filter.ErrUnguarded) || errors.Is(err, filter.ErrUnfiltered) || !errors.Is(err, unix.ENOMEM) {
+		t.Fatalf("attach with optmem_max 64: %v, want ErrUnguarded (and not ErrUnfiltered) wrapping ENOMEM", err)
+	}
+	if n, err := filterLen(fd); err != nil || n != 0 {
+		t.Fatalf("socket has a %d-instruction filter (%v) after ErrUnguarded", n, err)
+	}
+}
+
+// TestVLANGuardOnPacketSocket injects tagged Ethernet frames into a veth
+// pair and checks which a packet socket at the other end receives: with
+// DropVLANTagged no frame of a VLAN, whether the peer's VLAN offload is on
+// or off (the kernel moves the tag out of the frame either way); without
+// it, the tagged frames too (a ring reader counts them itself).
+func TestVLANGuardOnPacketSocket(t *testing.T) {
+	src := netnstest.New(t, "fvs")
+	relay := netnstest.New(t, "fvr")
+	netnstest.Veth(t, src, "fv0", nil, relay, "fv1", nil)
+	ifindex := relay.IfIndex("fv1")
+	var rx int
+	if err := relay.Do(func() (err error) {
+		rx, err = unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(rx)
+	if err := filter.Attach(rx, filter.DropAll()); err != nil {
+		t.Fatal(err)
+	}
+	// ETH_P_ALL, as the worker's: a socket bound to ETH_P_IP gets a
+	// frame only after the kernel has handled and cleared its tag.
+	if err := unix.Bind(rx, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifindex}); err != nil {
+		t.Fatal(err)
+	}
+	tv := unix.NsecToTimeval((3 * time.Second).Nanoseconds())
+	if err := unix.SetsockoptTimeval(rx, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		t.Fatal(err)
+	}
+	prog, err := filter.Build([]filter.Match{match("239.1.1.1:5000")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// frame is an Ethernet frame of the wanted group carrying payload
+	// behind tags (tag protocol identifier and control information pairs).
+	frame := func(payload string, tags ...uint16) []byte {
+		return packettest.EthernetFrame(packettest.BuildUDP4(src4, netip.MustParseAddrPort("239.1.1.1:5000"), []byte(payload)), 0, tags...)
+	}
+	send := func() {
+		t.Helper()
+		if err := src.Do(func() error {
+			return packettest.InjectFrames("fv0",
+				frame("untagged"),
+				frame("VLAN 100", 0x8100, 100),
+				frame("priority tag", 0x8100, 0xa000), // PCP 5, VLAN ID 0
+				frame("802.1ad VLAN 100", 0x88a8, 100),
+				frame("VLAN 4095 with PCP", 0x8100, 0xefff),
+				frame("sentinel"))
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	receive := func() []string {
+		t.Helper()
+		var got []string
+		buf := make([]byte, 65536)
+		for len(got) == 0 || got[len(got)-1] != "sentinel" {
+			n, _, err := unix.Recvfrom(rx, buf, 0)
+			if err != nil {
+				t.Fatalf("receive after %q: %v", got, err)
+			}
+			var d packet.Datagram
+			if packet.Parse(buf[:n], &d) != packet.OK {
+				t.Fatalf("received a packet that does not parse")
+			}
+			got = append(got, string(buf[d.PayloadOff:d.PayloadOff+d.PayloadLen]))
+		}
+		return got
+	}
+	for _, offload := range []string{"on", "off"} {
+		if _, err := relay.Run("ethtool", "-K", "fv1", "rxvlan", offload, "rx-vlan-stag-hw-parse", offload); err != nil {
+			t.Logf("ethtool -K fv1 rxvlan %s: %v (the kernel untags in software anyway)", offload, err)
+		}
+		if err := filter.Attach(rx, filter.DropVLANTagged(prog.Instructions)); err != nil {
+			t.Fatal(err)
+		}
+		send()
+		if diff := cmp.Diff([]string{"untagged", "priority tag", "sentinel"}, receive()); diff != "" {
+			t.Errorf("rx VLAN offload %s, guarded: received (-want +got):\n%s", offload, diff)
+		}
+		if err := filter.Attach(rx, prog.Instructions); err != nil {
+			t.Fatal(err)
+		}
+		send()
+		want := []string{"untagged", "VLAN 100", "priority tag", "802.1ad VLAN 100", "VLAN 4095 with PCP", "sentinel"}
+		if diff := cmp.Diff(want, receive()); diff != "" {
+			t.Errorf("rx VLAN offload %s, unguarded: received (-want +got):\n%s", offload, diff)
+		}
 	}
 }

@@ -4,14 +4,17 @@
 //
 // The input is what an AF_PACKET SOCK_DGRAM socket delivers: the packet
 // starting at the IP header, with the link-layer header already removed
-// (packet(7)). Parse is stricter than "find the payload": every packet the
-// worker must drop and count (SPEC §7) comes back with a Reason that names the
-// counter — Malformed, Fragment or NotUDP.
+// (packet(7)); ParseEtherType takes the EtherType that preceded it. Parsing
+// is stricter than "find the payload": every packet the worker must drop and
+// count (docs/troubleshooting.md) comes back with a Reason that names the
+// counter — Malformed, Fragment, NotUDP or VLANTagged.
 //
-// The package does not verify UDP checksums. The kernel has not checked them
-// yet when AF_PACKET sees a packet, but a locally generated or offloaded
-// packet may legitimately carry only a partial checksum (CHECKSUM_PARTIAL on
-// veth), and the relay re-sends the payload through UDP sockets whose
-// checksums the kernel computes anew. The IPv4 header checksum is verified,
-// as ip_rcv would.
+// Parse verifies the IPv4 header checksum, as ip_rcv would. It does not
+// verify UDP checksums: the kernel has not checked them yet when AF_PACKET
+// sees a packet, but whether one needs checking depends on what the kernel
+// knows about the packet (verified by the NIC, or left partial by a local
+// sender for offload), which only the caller has. UDPChecksumOK verifies
+// one; the relay re-sends payloads through UDP sockets whose checksums the
+// kernel computes anew, so a datagram it does not verify would leave with
+// a fresh, valid checksum over corrupted bytes.
 package packet

@@ -6,7 +6,8 @@ import (
 )
 
 // Reason says whether Parse accepted a packet and, if not, which drop counter
-// it belongs to (stats.WorkerCounters: malformed, fragments, not_udp).
+// it belongs to (stats.WorkerCounters: malformed, fragments, not_udp,
+// vlan_tagged).
 //
 // The zero value is OK: a Reason is always produced by Parse, never left
 // unset, so OK plays the part of a nil error.
@@ -32,6 +33,10 @@ const (
 	// protection. It also covers an AF_PACKET frame whose link-layer
 	// protocol is not IP at all (ParseEtherType).
 	NotUDP
+	// VLANTagged: a frame whose EtherType is a VLAN tag (ParseEtherType):
+	// traffic of a VLAN, which belongs to that VLAN's interface, not to
+	// the one that received it.
+	VLANTagged
 )
 
 // String returns the reason as the word used in logs.
@@ -45,6 +50,8 @@ func (r Reason) String() string {
 		return "fragment"
 	case NotUDP:
 		return "not UDP"
+	case VLANTagged:
+		return "VLAN-tagged"
 	}
 	return "Reason(" + strconv.Itoa(int(r)) + ")"
 }
@@ -69,6 +76,16 @@ type Datagram struct {
 const (
 	EtherTypeIPv4 = 0x0800
 	EtherTypeIPv6 = 0x86DD
+)
+
+// EtherType values that announce a VLAN tag, which ParseEtherType reports
+// as VLANTagged: IEEE 802.1Q (customer tag), IEEE 802.1ad (service tag,
+// the outer tag of QinQ), and 0x9100, the service tag of switches that
+// predate 802.1ad.
+const (
+	EtherTypeVLAN    = 0x8100
+	EtherTypeQinQ    = 0x88A8
+	EtherTypeQinQOld = 0x9100
 )
 
 // MaxExtHeaders is the longest IPv6 extension-header chain Parse walks before
@@ -110,10 +127,11 @@ func Parse(buf []byte, d *Datagram) Reason {
 }
 
 // ParseEtherType is Parse for a packet whose link-layer protocol the caller
-// knows (the protocol its AF_PACKET socket is bound to, or sll_protocol
-// converted to host order). A version nibble that contradicts the protocol is
-// Malformed, because the kernel's ip_rcv and ipv6_rcv would drop such a
-// packet; a protocol other than IPv4 or IPv6 is NotUDP.
+// knows (the EtherType that ends its Ethernet header, the protocol its
+// AF_PACKET socket is bound to, or sll_protocol converted to host order). A
+// version nibble that contradicts the protocol is Malformed, because the
+// kernel's ip_rcv and ipv6_rcv would drop such a packet; a VLAN tag is
+// VLANTagged; any other protocol is NotUDP.
 func ParseEtherType(etherType uint16, buf []byte, d *Datagram) Reason {
 	var version byte
 	switch etherType {
@@ -121,6 +139,8 @@ func ParseEtherType(etherType uint16, buf []byte, d *Datagram) Reason {
 		version = 4
 	case EtherTypeIPv6:
 		version = 6
+	case EtherTypeVLAN, EtherTypeQinQ, EtherTypeQinQOld:
+		return VLANTagged
 	default:
 		return NotUDP
 	}

@@ -201,6 +201,9 @@ func TestParseEtherType(t *testing.T) {
 		{name: "ipv4 on ETH_P_IPV6", etherType: packet.EtherTypeIPv6, pkt: udp4("x"), want: packet.Malformed},
 		{name: "empty on ETH_P_IP", etherType: packet.EtherTypeIPv4, pkt: nil, want: packet.Malformed},
 		{name: "arp", etherType: 0x0806, pkt: udp4("x"), want: packet.NotUDP},
+		{name: "802.1Q tag", etherType: packet.EtherTypeVLAN, pkt: udp4("x"), want: packet.VLANTagged},
+		{name: "802.1ad tag", etherType: packet.EtherTypeQinQ, pkt: udp4("x"), want: packet.VLANTagged},
+		{name: "pre-standard QinQ tag", etherType: packet.EtherTypeQinQOld, pkt: udp6("x"), want: packet.VLANTagged},
 		{name: "fragment on ETH_P_IP", etherType: packet.EtherTypeIPv4, pkt: packettest.Fragment(udp4("0123456789"), 8)[0], want: packet.Fragment},
 	}
 	for _, tc := range tests {
@@ -214,8 +217,9 @@ func TestParseEtherType(t *testing.T) {
 }
 
 func TestReasonString(t *testing.T) {
-	got := []string{packet.OK.String(), packet.Malformed.String(), packet.Fragment.String(), packet.NotUDP.String(), packet.Reason(9).String()}
-	want := []string{"ok", "malformed", "fragment", "not UDP", "Reason(9)"}
+	got := []string{packet.OK.String(), packet.Malformed.String(), packet.Fragment.String(), packet.NotUDP.String(),
+		packet.VLANTagged.String(), packet.Reason(9).String()}
+	want := []string{"ok", "malformed", "fragment", "not UDP", "VLAN-tagged", "Reason(9)"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Reason strings (-want +got):\n%s", diff)
 	}

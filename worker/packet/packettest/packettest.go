@@ -167,6 +167,42 @@ func fragment6(p []byte, size int) [][]byte {
 	return frags
 }
 
+// EthernetFrame returns an Ethernet frame that carries the IPv4 or IPv6
+// packet p to the multicast MAC address of its destination, from a locally
+// administered source address. tags, pairs of tag protocol identifier and
+// tag control information (0x8100, 100 for 802.1Q VLAN 100), go between
+// the addresses and the EtherType, which is etherType, or p's version's
+// when 0.
+func EthernetFrame(p []byte, etherType uint16, tags ...uint16) []byte {
+	mac := multicastMAC(p)
+	f := append(mac[:], 0x02, 0, 0, 0, 0, 1)
+	for _, v := range tags {
+		f = binary.BigEndian.AppendUint16(f, v)
+	}
+	if etherType == 0 {
+		etherType = etherTypeOf(p)
+	}
+	f = binary.BigEndian.AppendUint16(f, etherType)
+	return append(f, p...)
+}
+
+// etherTypeOf returns the EtherType of IP packet p's version.
+func etherTypeOf(p []byte) uint16 {
+	if p[0]>>4 == 6 {
+		return 0x86dd
+	}
+	return 0x0800
+}
+
+// multicastMAC returns the Ethernet address of the multicast destination
+// of IP packet p (RFC 1112 6.4, RFC 2464 7).
+func multicastMAC(p []byte) [6]byte {
+	if p[0]>>4 == 6 {
+		return [6]byte{0x33, 0x33, p[36], p[37], p[38], p[39]}
+	}
+	return [6]byte{0x01, 0x00, 0x5e, p[17] & 0x7f, p[18], p[19]}
+}
+
 // sum16 adds b as big-endian 16-bit words, a trailing odd byte padded with 0.
 func sum16(b []byte) uint32 {
 	var s uint32

@@ -137,3 +137,27 @@ func TestFragment(t *testing.T) {
 		}
 	})
 }
+
+func TestEthernetFrame(t *testing.T) {
+	v4 := packettest.BuildUDP4(src4, netip.MustParseAddrPort("239.129.2.3:5000"), []byte("x"))
+	v6 := packettest.BuildUDP6(src6, dst6, []byte("x"))
+	srcMAC := []byte{0x02, 0, 0, 0, 0, 1}
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	tests := []struct {
+		name string
+		got  []byte
+		want []byte
+	}{
+		{"IPv4: low 23 bits of the group", packettest.EthernetFrame(v4, 0),
+			cat([]byte{0x01, 0x00, 0x5e, 0x01, 0x02, 0x03}, srcMAC, []byte{0x08, 0x00}, v4)},
+		{"IPv6 (ff3e::1:1): low 32 bits of the group", packettest.EthernetFrame(v6, 0),
+			cat([]byte{0x33, 0x33, 0x00, 0x01, 0x00, 0x01}, srcMAC, []byte{0x86, 0xdd}, v6)},
+		{"QinQ tags and an EtherType given", packettest.EthernetFrame(v4, 0x8100, 0x88a8, 200),
+			cat([]byte{0x01, 0x00, 0x5e, 0x01, 0x02, 0x03}, srcMAC, []byte{0x88, 0xa8, 0x00, 0xc8, 0x81, 0x00}, v4)},
+	}
+	for _, tc := range tests {
+		if diff := cmp.Diff(tc.want, tc.got); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
+		}
+	}
+}
