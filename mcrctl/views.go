@@ -22,13 +22,13 @@ func writeRules(w io.Writer, rules []controlproto.RuleStatus, packets map[string
 	}
 	for _, r := range rules {
 		t.add(cell{text: r.ID}, cell{text: orDash(r.Name)}, cell{text: r.State, color: stateColor(r.State)},
-			cell{text: formatInput(r.Input)}, cell{text: formatOutputs(r.Outputs)}, cell{text: count(packets[r.ID])})
+			cell{text: formatInput(r.Input)}, cell{text: formatOutputs(r.Outputs, formatOutput)}, cell{text: count(packets[r.ID])})
 		if outs := failingOutputs(r); len(outs) > 0 {
-			t.addNote("outputs failing: " + formatOutputs(outs))
+			t.addNote("outputs failing: " + formatOutputs(outs, ruleset.Output.Destination))
 		}
 		for _, state := range []string{controlproto.StatePending, controlproto.StateDown} {
 			if outs := outputsIn(r, state); len(outs) > 0 {
-				t.addNote("outputs " + state + ": " + formatOutputs(outs))
+				t.addNote("outputs " + state + ": " + formatOutputs(outs, ruleset.Output.Destination))
 			}
 		}
 		if r.Error != "" {
@@ -79,13 +79,16 @@ func formatInput(in ruleset.Input) string {
 // rest as "+N more"; `stats` lists them all.
 const maxListedOutputs = 2
 
-func formatOutputs(outs []ruleset.Output) string {
+// formatOutputs names the first maxListedOutputs outputs with name: in the
+// OUTPUTS column with the source they send from (formatOutput), in the
+// notes under a rule by their destination alone.
+func formatOutputs(outs []ruleset.Output, name func(ruleset.Output) string) string {
 	names := make([]string, 0, maxListedOutputs)
 	for i, o := range outs {
 		if i == maxListedOutputs {
 			return strings.Join(names, ", ") + fmt.Sprintf(" +%d more", len(outs)-i)
 		}
-		names = append(names, formatOutput(o))
+		names = append(names, name(o))
 	}
 	return strings.Join(names, ", ")
 }
