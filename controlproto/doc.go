@@ -1,14 +1,14 @@
 // Package controlproto provides the two wire protocols of mcr and their
 // message types.
 //
-// Operator protocol (mcrctl ⇄ supervisor, SPEC §4): a unix stream socket
+// Operator protocol (mcrctl ⇄ supervisor): a unix stream socket
 // carrying newline-delimited JSON, one object per line in each direction.
 // A connection may pipeline any number of requests; replies come in request
 // order. A request line may be at most MaxRequestSize (1 MiB) bytes; a longer
 // line gets an invalid_argument reply and the rest of it is discarded.
 // Requests are decoded strictly: unknown fields are errors that name them.
 //
-// Worker protocol (supervisor ⇄ worker, SPEC §5): frames of a 4-byte
+// Worker protocol (supervisor ⇄ worker): frames of a 4-byte
 // big-endian length followed by that many bytes of JSON, at most
 // MaxFrameSize (16 MiB). Commands (supervisor → worker, on the command
 // socketpair): AddRule, RemoveRule, SyncRules, Shutdown. A SyncRules too big

@@ -91,8 +91,8 @@ type IDResult struct {
 	ID string `json:"id"`
 }
 
-// RuleStatus is one entry of the ListRules result: the rule as in SPEC §2
-// (normalised, with its id filled in) plus its state.
+// RuleStatus is one entry of the ListRules result: the rule as docs/rules.md
+// describes it (normalised, with its id filled in) plus its state.
 type RuleStatus struct {
 	ruleset.Rule
 	State string `json:"state"`

@@ -314,19 +314,17 @@ func readUntil(t *testing.T, name string, fd int, marker string) []string {
 	t.Helper()
 	var got []string
 	buf := make([]byte, 2048)
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		n, _, err := unix.Recvfrom(fd, buf, 0)
-		if err != nil {
-			continue
+	// The socket's receive timeout paces the polling.
+	netnstest.PollErr(t, 5*time.Second, 0, func() error {
+		if n, _, err := unix.Recvfrom(fd, buf, 0); err == nil {
+			got = append(got, string(buf[:n]))
+			if string(buf[:n]) == marker {
+				return nil
+			}
 		}
-		got = append(got, string(buf[:n]))
-		if string(buf[:n]) == marker {
-			return got
-		}
-	}
-	t.Fatalf("%s: no %q within 5 s; got %q", name, marker, got)
-	return nil
+		return fmt.Errorf("%s: no %q yet; got %q", name, marker, got)
+	})
+	return got
 }
 
 // udpPayload returns the payload of an IPv4 or IPv6 UDP packet.

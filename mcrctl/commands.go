@@ -12,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/buildinfo"
+	"github.com/mcrelay/mcr/internal/manpage"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
 )
@@ -43,12 +45,28 @@ Exit status: 0 success, 1 the daemon answered with an error, 2 usage error,
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&c.socket, "socket", socket, "control socket of mcrd (env MCR_SOCKET)")
+	pf.StringVar(&c.netns, "netns", "", "talk to the relay mcrd@`NAME` runs in network namespace NAME (socket "+
+		netnsSocket(RuntimeDir, "NAME")+")")
+	must(root.RegisterFlagCompletionFunc("netns", c.completeNetns))
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if c.netns == "" {
+			return nil
+		}
+		if cmd.Flags().Changed("socket") {
+			return usageErrorf("--socket and --netns both name a socket: give one")
+		}
+		if err := checkNetnsName(c.netns); err != nil {
+			return &exitError{code: exitUsage, err: err}
+		}
+		c.socket = netnsSocket(c.opts.runtimeDir, c.netns)
+		return nil
+	}
 	pf.BoolVar(&c.json, "json", false, "print the daemon's JSON result instead of a table")
 	pf.DurationVar(&c.timeout, "timeout", 5*time.Second, "give up on a request to mcrd after this long")
 
 	root.AddCommand(c.addCommand(), c.removeCommand(), c.listCommand(), c.statsCommand(),
 		c.workersCommand(), c.pingCommand(), c.versionCommand(), c.configCommand(),
-		c.logLevelCommand(), completionCommand(root))
+		c.logLevelCommand(), completionCommand(root), manpage.Command(root, buildinfo.Version(Version)))
 	return root
 }
 
@@ -77,7 +95,7 @@ func (c *cli) addCommand() *cobra.Command {
 		Use:   "add --input-interface IF --input-group G --input-port P --outputs G:P:IF[:SP][,G:P:IF[:SP]...]",
 		Short: "Add a relay rule and print its id",
 		Example: `  mcrctl add --input-interface eth0 --input-group 239.1.1.1 --input-port 5000 \
-    --outputs 239.2.2.2:6000:eth1,[ff3e::1]:6000:eth2:5001 --ttl 8 --rule-id market-a
+    --outputs '239.2.2.2:6000:eth1,[ff3e::1]:6000:eth2:5001' --ttl 8 --rule-id market-a
   mcrctl add --input-interface eth0 --input-group 232.1.1.1 --input-port 5000 \
     --outputs 232.2.2.2:5000:eth1 --preserve-source`,
 		Args: cobra.NoArgs,
@@ -100,7 +118,7 @@ func (c *cli) addCommand() *cobra.Command {
 	f.StringVar(&rule.Input.Group, "input-group", "", "destination address of the input, IPv4 or IPv6")
 	f.IntVar(&rule.Input.Port, "input-port", 0, "UDP destination port of the input")
 	f.StringVar(&rule.Input.Source, "input-source", "", "relay only datagrams from this sender (source-specific)")
-	f.StringArrayVar(&outputs, "outputs", nil, "comma-separated outputs GROUP:PORT:INTERFACE[:SOURCE_PORT], IPv6 as [GROUP]:PORT:INTERFACE[:SOURCE_PORT]")
+	f.StringArrayVar(&outputs, "outputs", nil, "comma-separated outputs GROUP:PORT:INTERFACE[:SOURCE_PORT], IPv6 as [GROUP]:PORT:INTERFACE[:SOURCE_PORT] (quote it: zsh treats brackets as a glob)")
 	f.StringVar(&rule.ID, "rule-id", "", "rule id (default: derived from the input)")
 	f.StringVar(&rule.Name, "name", "", "free-text name of the rule")
 	f.IntVar(&ttl, "ttl", 0, "multicast TTL / hop limit of every output (default 1 for multicast); with --preserve-source, a cap")
@@ -127,6 +145,16 @@ func (c *cli) removeCommand() *cobra.Command {
 	must(cmd.MarkFlagRequired("rule-id"))
 	must(cmd.RegisterFlagCompletionFunc("rule-id", c.completeRuleIDs))
 	return cmd
+}
+
+// completeNetns offers the namespaces whose relay has a socket.
+func (c *cli) completeNetns(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	socks, _ := filepath.Glob(netnsSocket(c.opts.runtimeDir, "*"))
+	names := make([]cobra.Completion, len(socks))
+	for i, s := range socks {
+		names[i] = filepath.Base(filepath.Dir(s))
+	}
+	return names, cobra.ShellCompDirectiveNoFileComp
 }
 
 // completeRuleIDs offers the daemon's rule ids, with names as descriptions.
@@ -316,7 +344,7 @@ standard input instead of a path.`,
 			}
 			var res controlproto.SaveConfigResult
 			return c.query(ctx, req, &res, func() error {
-				return c.println(fmt.Sprintf("saved %d rules to %s", res.Rules, res.Path))
+				return c.println(fmt.Sprintf("saved %s to %s", counted(res.Rules, "rule"), res.Path))
 			})
 		}),
 	}
@@ -347,7 +375,7 @@ standard input instead of a path.`,
 			}
 			var res controlproto.CheckConfigResult
 			return c.query(ctx, req, &res, func() error {
-				return c.println(fmt.Sprintf("%s: valid, %d rules", name, res.Rules))
+				return c.println(fmt.Sprintf("%s: valid, %s", name, counted(res.Rules, "rule")))
 			})
 		}),
 	}

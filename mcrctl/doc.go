@@ -1,6 +1,7 @@
-// Package mcrctl provides the mcrctl command line: the operator's client of
-// mcrd's control socket (SPEC §3, §4), built as a cobra command tree that
-// runs in-process through Main, so tests drive it like a user would.
+// Package mcrctl provides the mcrctl command line (docs/cli.md): the
+// operator's client of mcrd's control socket (docs/control-protocol.md),
+// built as a cobra command tree that runs in-process through Main, so tests
+// drive it like a user would.
 //
 // Requests go over controlproto.Client, one connection per run. Output is a
 // human table by default (states coloured only on a terminal, honouring

@@ -2,6 +2,7 @@ package mcrctl
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"io"
@@ -34,7 +35,13 @@ type fakeDaemon struct {
 // newFakeDaemon serves replies on a fresh socket until the test ends.
 func newFakeDaemon(t *testing.T, replies map[string]string) *fakeDaemon {
 	t.Helper()
-	d := &fakeDaemon{path: filepath.Join(t.TempDir(), "s"), replies: replies}
+	return newFakeDaemonAt(t, filepath.Join(t.TempDir(), "s"), replies)
+}
+
+// newFakeDaemonAt is newFakeDaemon on a socket at path.
+func newFakeDaemonAt(t *testing.T, path string, replies map[string]string) *fakeDaemon {
+	t.Helper()
+	d := &fakeDaemon{path: path, replies: replies}
 	ln, err := net.Listen("unix", d.path)
 	if err != nil {
 		t.Fatal(err)
@@ -114,6 +121,9 @@ type runOpts struct {
 	env   map[string]string
 	stdin string
 	ctx   context.Context
+	// runtimeDir replaces /run/mcr, where --netns looks for sockets; ""
+	// is a directory that does not exist.
+	runtimeDir string
 }
 
 // runCLI runs mcrctl in-process against socket (added as --socket unless
@@ -141,6 +151,7 @@ func runCLIInto(t *testing.T, stdout *syncbuf.Buffer, socket string, o runOpts, 
 			watchInterval: 10 * time.Millisecond,
 			isTerminal:    func(w io.Writer) bool { return o.tty && w == io.Writer(stdout) },
 			now:           func() time.Time { return time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC) },
+			runtimeDir:    cmp.Or(o.runtimeDir, filepath.Join(t.TempDir(), "run")),
 		})
 	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
 }

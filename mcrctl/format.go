@@ -146,6 +146,15 @@ func siUnit(v float64, units ...string) string {
 	return fmt.Sprintf("%.0f %s", v, units[i])
 }
 
+// counted prints n and noun, plural unless n is 1: "1 rule", "3 rules",
+// "0 kernel drops".
+func counted[N int | uint64](n N, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 // formatBytes prints a byte count with binary prefixes: "512 B",
 // "1.5 KiB", "15.0 MiB".
 func formatBytes(n uint64) string {

@@ -26,6 +26,11 @@ func TestUnits(t *testing.T) {
 		{"uptime minutes", formatUptime(723), "12m03s"},
 		{"uptime hours", formatUptime(3*3600 + 4*60 + 59), "3h04m"},
 		{"uptime days", formatUptime(2*86400 + 3*3600), "2d03h"},
+		{"one rule", counted(1, "rule"), "1 rule"},
+		{"no rules", counted(0, "rule"), "0 rules"},
+		{"rules", counted(3, "rule"), "3 rules"},
+		{"one packet", counted(uint64(1), "packet"), "1 packet"},
+		{"kernel drops", counted(uint64(5), "kernel drop"), "5 kernel drops"},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {

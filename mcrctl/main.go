@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -13,11 +15,32 @@ import (
 	"github.com/mcrelay/mcr/internal/tty"
 )
 
-// DefaultSocket is the control socket used when neither --socket nor the
-// MCR_SOCKET environment variable names one.
+// DefaultSocket is the control socket used when neither --socket, --netns
+// nor the MCR_SOCKET environment variable names one.
 const DefaultSocket = "/run/mcr/control.sock"
 
-// Exit statuses of Main (SPEC §3).
+// RuntimeDir is where the systemd units put control sockets: mcrd.service's
+// DefaultSocket, and one directory per relay of mcrd@NAME.service.
+const RuntimeDir = "/run/mcr"
+
+// NetnsSocket is the control socket of the relay that mcrd@NAME.service runs
+// in network namespace NAME, the one `mcrctl --netns NAME` talks to.
+func NetnsSocket(name string) string { return netnsSocket(RuntimeDir, name) }
+
+func netnsSocket(runtimeDir, name string) string {
+	return filepath.Join(runtimeDir, "netns", name, "control.sock")
+}
+
+// checkNetnsName refuses what cannot be the name of a namespace under
+// /run/netns (ip-netns(8)), and so would point --netns outside its directory.
+func checkNetnsName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+		return fmt.Errorf("--netns %q: not a network namespace name (`ip netns list` shows them)", name)
+	}
+	return nil
+}
+
+// Exit statuses of Main (docs/cli.md).
 const (
 	exitOK          = 0
 	exitFailure     = 1 // the daemon answered with an error, or output failed
@@ -37,6 +60,8 @@ type options struct {
 	isTerminal func(w io.Writer) bool
 	// now stamps `stats --watch` snapshots.
 	now func() time.Time
+	// runtimeDir is RuntimeDir, where --netns looks for sockets.
+	runtimeDir string
 }
 
 // Main runs mcrctl with args (the command line without the program name)
@@ -51,6 +76,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		watchInterval: time.Second,
 		isTerminal:    tty.IsTerminal,
 		now:           time.Now,
+		runtimeDir:    RuntimeDir,
 	})
 }
 
@@ -99,6 +125,7 @@ type cli struct {
 	opts           options
 
 	socket  string
+	netns   string // --netns: socket is that relay's
 	json    bool
 	timeout time.Duration
 
@@ -153,6 +180,8 @@ func interrupted(err error) error {
 // dialError explains a failed connect in terms of what the operator can do.
 func (c *cli) dialError(err error) error {
 	switch {
+	case errors.Is(err, syscall.ENOENT) && c.netns != "":
+		return fmt.Errorf("cannot reach mcrd: socket %s does not exist; is mcrd@%s running? (systemctl status mcrd@%s)", c.socket, c.netns, c.netns)
 	case errors.Is(err, syscall.ENOENT):
 		return fmt.Errorf("cannot reach mcrd: socket %s does not exist; is mcrd running? (--socket or MCR_SOCKET names another socket)", c.socket)
 	case errors.Is(err, syscall.ECONNREFUSED):

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcrelay/mcr/internal/syncbuf"
-
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/mcrelay/mcr/internal/netnstest"
+	"github.com/mcrelay/mcr/internal/syncbuf"
 	"github.com/mcrelay/mcr/ruleset"
 )
 
@@ -200,6 +201,62 @@ func TestSocketFromEnvironment(t *testing.T) {
 	}
 }
 
+// TestNetns checks that --netns NAME talks to the socket mcrd@NAME.service
+// gives its relay, whatever MCR_SOCKET says, and that a missing relay, a
+// name that is not one and a second socket flag are clear errors.
+func TestNetns(t *testing.T) {
+	run := t.TempDir()
+	blue := newFakeDaemonAt(t, mkdirFor(t, netnsSocket(run, "blue")), map[string]string{"Ping": `{"ok":true}`})
+	other := scriptedDaemon(t)
+	tests := []struct {
+		name       string
+		env        map[string]string
+		args       []string
+		wantCode   int
+		wantStdout string
+		wantStderr string
+	}{
+		{name: "namespace socket", args: []string{"--netns", "blue", "ping"},
+			wantStdout: "mcrd on " + blue.path + " answered in"},
+		{name: "over MCR_SOCKET", env: map[string]string{"MCR_SOCKET": other.path}, args: []string{"ping", "--netns", "blue"},
+			wantStdout: "mcrd on " + blue.path + " answered in"},
+		{name: "relay not running", args: []string{"--netns", "red", "ping"}, wantCode: 3,
+			wantStderr: "mcrctl: cannot reach mcrd: socket " + netnsSocket(run, "red") +
+				" does not exist; is mcrd@red running? (systemctl status mcrd@red)\n"},
+		{name: "with --socket", args: []string{"--socket", other.path, "--netns", "blue", "ping"}, wantCode: 2,
+			wantStderr: "mcrctl: --socket and --netns both name a socket: give one\n"},
+		{name: "path", args: []string{"--netns", "../blue", "ping"}, wantCode: 2,
+			wantStderr: "mcrctl: --netns \"../blue\": not a network namespace name (`ip netns list` shows them)\n"},
+		{name: "dot dot", args: []string{"--netns", "..", "ping"}, wantCode: 2,
+			wantStderr: "mcrctl: --netns \"..\": not a network namespace name (`ip netns list` shows them)\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := runCLI(t, "", runOpts{env: tt.env, runtimeDir: run}, tt.args...)
+			if res.code != tt.wantCode || !strings.HasPrefix(res.stdout, tt.wantStdout) ||
+				!strings.HasPrefix(res.stderr, tt.wantStderr) {
+				t.Errorf("mcrctl %s: exit %d, stdout %q, stderr %q; want %d, stdout %q..., stderr %q...",
+					strings.Join(tt.args, " "), res.code, res.stdout, res.stderr, tt.wantCode, tt.wantStdout, tt.wantStderr)
+			}
+		})
+	}
+	if got := len(other.requestLines()); got != 0 {
+		t.Errorf("the MCR_SOCKET daemon got %d requests, want none", got)
+	}
+	if got, want := NetnsSocket("blue"), "/run/mcr/netns/blue/control.sock"; got != want {
+		t.Errorf("NetnsSocket(blue) = %q, want %q", got, want)
+	}
+}
+
+// mkdirFor creates the directory of path and returns path.
+func mkdirFor(t *testing.T, path string) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // TestJSONPassthrough checks that --json prints the daemon's result byte
 // for byte, whitespace and field order included, one document per line.
 func TestJSONPassthrough(t *testing.T) {
@@ -256,7 +313,7 @@ func TestJSONPassthrough(t *testing.T) {
 }
 
 // TestRequests checks the exact request line each command sends and what it
-// prints, so mcrd sees what SPEC §4 promises.
+// prints, so mcrd sees what docs/control-protocol.md promises.
 func TestRequests(t *testing.T) {
 	d := newFakeDaemon(t, map[string]string{
 		"AddRule":     `{"ok":true,"result":{"id":"market-a"}}`,
@@ -405,13 +462,12 @@ func TestStatsWatch(t *testing.T) {
 			done := make(chan result)
 			before := len(d.requestLines())
 			go func() { done <- runCLIInto(t, &stdout, d.path, runOpts{tty: tt.tty, ctx: ctx}, tt.args...) }()
-			deadline := time.Now().Add(5 * time.Second)
-			for strings.Count(stdout.String(), tt.wantHeader) < snapshots {
-				if time.Now().After(deadline) {
-					t.Fatalf("no %d snapshots after 5s; stdout:\n%s", snapshots, stdout.String())
+			netnstest.PollErr(t, 5*time.Second, time.Millisecond, func() error {
+				if n := strings.Count(stdout.String(), tt.wantHeader); n < snapshots {
+					return fmt.Errorf("%d of %d snapshots printed", n, snapshots)
 				}
-				time.Sleep(time.Millisecond)
-			}
+				return nil
+			})
 			cancel()
 			res := <-done
 			if res.code != 0 || res.stderr != "" {
@@ -480,5 +536,15 @@ func TestCompletion(t *testing.T) {
 	want := "market-a\tmarket data A\n9f86d081884c7d65\nlab\tlab feed\n:4\n"
 	if !strings.HasPrefix(res.stdout, want) {
 		t.Errorf("rule id completion %q, want it to start %q", res.stdout, want)
+	}
+
+	run := t.TempDir()
+	for _, name := range []string{"blue", "red"} {
+		newFakeDaemonAt(t, mkdirFor(t, netnsSocket(run, name)), nil)
+	}
+	mkdirFor(t, netnsSocket(run, "stopped")) // a directory without socket: no relay
+	res = runCLI(t, "", runOpts{runtimeDir: run}, "__complete", "list", "--netns", "")
+	if want := "blue\nred\n:4\n"; !strings.HasPrefix(res.stdout, want) {
+		t.Errorf("--netns completion %q, want it to start %q", res.stdout, want)
 	}
 }

@@ -7,16 +7,21 @@ import (
 	"strings"
 
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/buildinfo"
 )
 
-// clientVersion describes this binary from its build info: module version,
-// VCS commit (with "-dirty" for a modified tree), Go version and protocol.
+// Version is the build version `mcrctl version` reports, set at link time
+// like mcrd's (`make build` stamps both with packaging/version.sh):
+// go build -ldflags "-X github.com/mcrelay/mcr/mcrctl.Version=1.2.0".
+// "" = the module version Go recorded, or "(devel)" (package buildinfo).
+var Version = ""
+
+// clientVersion describes this binary: Version (or the module version of
+// its build info), VCS commit (with "-dirty" for a modified tree), Go
+// version and protocol.
 func clientVersion() string {
-	version, commit := "(devel)", ""
+	commit := ""
 	if bi, ok := debug.ReadBuildInfo(); ok {
-		if bi.Main.Version != "" {
-			version = bi.Main.Version
-		}
 		var dirty bool
 		for _, s := range bi.Settings {
 			switch s.Key {
@@ -30,7 +35,7 @@ func clientVersion() string {
 			commit += "-dirty"
 		}
 	}
-	return versionLine("mcrctl", version, commit, runtime.Version(), controlproto.ProtocolVersion)
+	return versionLine("mcrctl", buildinfo.Version(Version), commit, runtime.Version(), controlproto.ProtocolVersion)
 }
 
 func daemonVersion(v controlproto.VersionResult) string {

@@ -188,8 +188,8 @@ func writeStats(w io.Writer, r stats.Report, color bool) error {
 	if err := workers.write(w, color); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "\ntotal: %d packets in, %d packets out, %d kernel drops\n",
-		r.Totals.PacketsIn, r.Totals.PacketsOut, r.Totals.KernelDrops)
+	_, err := fmt.Fprintf(w, "\ntotal: %s in, %s out, %s\n", counted(r.Totals.PacketsIn, "packet"),
+		counted(r.Totals.PacketsOut, "packet"), counted(r.Totals.KernelDrops, "kernel drop"))
 	if err == nil && r.Totals.Rules != (stats.StateCounts{}) {
 		_, err = fmt.Fprintf(w, "rules: %s; outputs: %s\n", formatStates(r.Totals.Rules, false), formatStates(r.Totals.Outputs, true))
 	}

@@ -1,7 +1,7 @@
 // Package mcrgen provides the mcrgen traffic tool: a Sender of paced UDP
 // streams whose every byte can be verified, a Receiver that accounts loss,
 // duplicates, reordering, corruption and one-way latency, and Main, the
-// `mcrgen send` / `mcrgen recv` command line (SPEC §3) built on them.
+// `mcrgen send` / `mcrgen recv` command line (docs/cli.md) built on them.
 //
 // # Payload
 //

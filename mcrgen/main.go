@@ -10,8 +10,11 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/mcrelay/mcr/internal/tty"
 	"github.com/spf13/cobra"
+
+	"github.com/mcrelay/mcr/internal/buildinfo"
+	"github.com/mcrelay/mcr/internal/manpage"
+	"github.com/mcrelay/mcr/internal/tty"
 )
 
 // Exit statuses of Main.
@@ -41,7 +44,8 @@ stdout for scripts.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(sendCommand(stdout, stderr), recvCommand(stdout, stderr))
+	root.AddCommand(sendCommand(stdout, stderr), recvCommand(stdout, stderr), versionCommand(stdout),
+		manpage.Command(root, buildinfo.Version(Version)))
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {

@@ -18,11 +18,7 @@ import (
 	"github.com/mcrelay/mcr/mcrgen"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testbin.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m) }
 
 // sendResult and recvResult decode the JSON lines of the binaries.
 type sendResult = mcrgen.SendResult
@@ -202,7 +198,7 @@ func TestRecvDetectsCorruption(t *testing.T) {
 // TestSendRate measures the sender's pacing on a real socket and clock at
 // rates the relay benchmarks use: exactly rate·duration datagrams, never
 // faster than +2 %, all seen by the peer interface, and done within 2 % of
-// the scheduled second (SPEC §3: ±2 % at 1k–500k pps).
+// the scheduled second (docs/cli.md: ±2 % at 1k–500k pps).
 //
 // The machine's cores are shared with other tests, and a sender starved of
 // CPU falls behind, which is load, not a pacing error. So the Sender runs

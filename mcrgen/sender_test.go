@@ -82,8 +82,9 @@ func (f *fakeLink) WriteBatch(ms []ipv4.Message, _ int) (int, error) {
 }
 
 // TestSendPacing runs Sender.Run on a fake clock whose sleeps wake up late
-// by up to 1.2 ms: the achieved rate must stay within 2 % (SPEC: ±2 % at
-// 1k–500k pps), never run ahead of schedule, and burst at most one batch.
+// by up to 1.2 ms: the achieved rate must stay within 2 % (the accuracy
+// docs/cli.md promises at 1k–500k pps), never run ahead of schedule, and
+// burst at most one batch.
 func TestSendPacing(t *testing.T) {
 	for _, rate := range []float64{1_000, 50_000, 200_000, 500_000} {
 		f := &fakeLink{t: t, rng: rand.New(rand.NewPCG(uint64(rate), 1)), rate: rate}

@@ -6,8 +6,8 @@ import (
 	"net/netip"
 )
 
-// RecvResult is what `mcrgen recv` prints as its JSON line; the first six
-// fields are fixed by SPEC §3.
+// RecvResult is what `mcrgen recv` prints as its JSON line; scripts rely on
+// the first six fields (docs/cli.md), which do not change.
 type RecvResult struct {
 	// Received counts every datagram read, duplicates and corrupt ones
 	// included.

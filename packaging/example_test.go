@@ -4,7 +4,6 @@ import (
 	"net/netip"
 	"os"
 	"regexp"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -50,19 +49,22 @@ func TestExampleConfig(t *testing.T) {
 	}
 }
 
-// TestInstalledEmptyConfig checks that the config `make install` writes on a
-// new host (no rules) loads: a config must say `"rules": []`.
+// TestInstalledEmptyConfig checks that the config `make install` and the
+// packages put on a new host, mcr.json (no rules), loads: a config must say
+// `"rules": []`.
 func TestInstalledEmptyConfig(t *testing.T) {
 	mk, err := os.ReadFile("../Makefile")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`printf '([^']*)' >\$\(CONFDIR\)/mcr\.json`).FindSubmatch(mk)
-	if m == nil {
-		t.Fatal("Makefile: no printf '…' >$(CONFDIR)/mcr.json found")
+	if !regexp.MustCompile(`install -m 0644 packaging/mcr\.json \$\(CONFDIR\)/mcr\.json`).Match(mk) {
+		t.Fatal("Makefile: does not install packaging/mcr.json as $(CONFDIR)/mcr.json")
 	}
-	data := strings.ReplaceAll(string(m[1]), `\n`, "\n")
-	c, err := ruleset.DecodeConfig([]byte(data))
+	data, err := os.ReadFile("mcr.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ruleset.DecodeConfig(data)
 	if err != nil || len(c.Rules) != 0 {
 		t.Errorf("the empty config make install writes, %q: %d rules, %v; want it to load with none", data, len(c.Rules), err)
 	}

@@ -1,7 +1,7 @@
 package ruleset
 
-// Rule is one forwarding rule (SPEC §2): every UDP datagram that arrives on
-// Input is republished, payload unchanged, to each of Outputs.
+// Rule is one forwarding rule (docs/rules.md): every UDP datagram that
+// arrives on Input is republished, payload unchanged, to each of Outputs.
 //
 // Addresses are kept as the text the operator wrote until Normalize rewrites
 // them into canonical form; Validate reports problems with the exact field

@@ -1,8 +1,8 @@
 package stats
 
 // WorkerCounters are one worker's data-plane counters, cumulative since the
-// worker started. The JSON names are the control protocol's
-// (docs/control-protocol.md), which operators' scripts rely on.
+// worker started. Tools rely on the JSON names (docs/stats.md): they are the
+// control protocol's (docs/control-protocol.md) and do not change.
 type WorkerCounters struct {
 	RxPackets uint64 `json:"rx_packets"`
 	// NoMatch counts well-formed UDP packets that matched no rule.

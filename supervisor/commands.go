@@ -22,10 +22,10 @@ var Version = "dev"
 // Version; "" = the VCS revision Go recorded in the binary, if any.
 var Commit = ""
 
-// daemon answers the operator commands (SPEC §4) over the master ruleset,
-// the data plane and the stats aggregator. It is safe for concurrent use:
-// the master serialises rule changes, the aggregator and the data plane
-// lock their own state.
+// daemon answers the operator commands (docs/control-protocol.md) over the
+// master ruleset, the data plane and the stats aggregator. It is safe for
+// concurrent use: the master serialises rule changes, the aggregator and
+// the data plane lock their own state.
 type daemon struct {
 	log        *slog.Logger
 	level      *slog.LevelVar

@@ -12,7 +12,7 @@ import (
 )
 
 // Config is the supervisor's configuration, filled from `mcrd supervisor`
-// flags (SPEC §3). Zero values mean the documented defaults.
+// flags (docs/cli.md). Zero values mean the documented defaults.
 type Config struct {
 	// NumWorkers is the number of workers; 0 = number of usable CPUs.
 	NumWorkers int

@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"os"
 	"testing"
 
 	"github.com/mcrelay/mcr/internal/testbin"
@@ -9,8 +8,4 @@ import (
 
 // TestMain removes the binaries internal/testbin built for this package's
 // tests (mcrctl for the socket-permission test).
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testbin.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m) }

@@ -27,7 +27,7 @@ type groupSocket interface {
 // family IPv6 when v6 is set, IPv4 otherwise.
 type openGroupSocket func(ifindex int, v6 bool) (groupSocket, error)
 
-// memberships holds the supervisor's group memberships (SPEC §6): it joins
+// memberships holds the supervisor's group memberships (IGMP/MLD): it joins
 // each distinct membership once however many rules want it, and leaves it
 // when the last of them lets go.
 //

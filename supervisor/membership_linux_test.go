@@ -280,27 +280,26 @@ func TestMembershipOpensIGMPSnoopingBridge(t *testing.T) {
 	start := time.Now()
 	waitArrival := func(what string, want netip.Addr, timeout time.Duration) {
 		t.Helper()
-		deadline := time.Now().Add(timeout)
-		for counter.count(want) == 0 {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: no datagram to %s reached the relay within %v", what, want, timeout)
+		netnstest.Poll(t, timeout, 20*time.Millisecond, what+": a datagram to "+want.String()+" at the relay", func() bool {
+			if counter.count(want) > 0 {
+				return true
 			}
 			sender.send(t, control, port)
 			sender.send(t, group, port)
-			time.Sleep(20 * time.Millisecond)
-		}
+			return false
+		})
 	}
 	waitArrival("bridge querier established", control, 15*time.Second)
 	established := time.Since(start)
 	before := counter.count(control)
-	for deadline := time.Now().Add(10 * time.Second); counter.count(control) < before+10; {
-		if time.Now().After(deadline) {
-			t.Fatalf("the control group stopped arriving after the querier was established")
+	netnstest.WaitFor(t, 10*time.Second, "the control group to keep arriving after the querier was established", func() bool {
+		if counter.count(control) >= before+10 {
+			return true
 		}
 		sender.send(t, control, port)
 		sender.send(t, group, port)
-		time.Sleep(10 * time.Millisecond)
-	}
+		return false
+	})
 	if n := counter.count(group); n != 0 {
 		t.Fatalf("%d datagrams to %s reached the relay before it joined: the bridge floods, the test proves nothing", n, group)
 	}

@@ -33,8 +33,9 @@ type metricsSource interface {
 	ExclusiveDropped() map[string]uint64
 }
 
-// Metric descriptions. Counters are the supervisor's totals, which survive
-// worker restarts; a removed rule's series disappear with it.
+// Metric descriptions (docs/stats.md lists them). Counters are the
+// supervisor's totals, which survive worker restarts; a removed rule's
+// series disappear with it.
 var (
 	descRulePacketsIn = prometheus.NewDesc("mcr_rule_packets_in_total",
 		"Datagrams received that matched the rule, summed over workers.", []string{"rule"}, nil)
@@ -87,7 +88,7 @@ var workerCounters = []struct {
 		func(c *stats.WorkerCounters) uint64 { return c.VLANTagged }},
 	{workerDesc("bad_checksum", "Datagrams matching a rule whose UDP checksum is wrong (dropped)."),
 		func(c *stats.WorkerCounters) uint64 { return c.BadChecksum }},
-	{workerDesc("kernel_drops", "Packets the kernel dropped on the worker's AF_PACKET sockets (PACKET_STATISTICS tp_drops): receive buffer full."),
+	{workerDesc("kernel_drops", "Packets the kernel dropped on the worker's AF_PACKET sockets (PACKET_STATISTICS tp_drops): receive ring full, or receive buffer full with --rx-ring-blocks 0."),
 		func(c *stats.WorkerCounters) uint64 { return c.KernelDrops }},
 	{workerDesc("buffer_exhausted", "Packets dropped because the worker had no free packet buffer."),
 		func(c *stats.WorkerCounters) uint64 { return c.BufferExhausted }},

@@ -36,7 +36,7 @@ const (
 	stateStopped  = "stopped"
 )
 
-// Health and restart timing (SPEC §1, issue 4).
+// Health and restart timing, as docs/architecture.md describes it.
 const (
 	// healthPeriod is how often the pool looks for hung workers.
 	healthPeriod = 250 * time.Millisecond
@@ -717,8 +717,8 @@ type backoffPolicy struct {
 	first, max, resetAfter time.Duration
 }
 
-// defaultBackoff is the restart policy of issue 4: immediate, then 250 ms
-// doubling to 10 s, reset after 30 s healthy.
+// defaultBackoff is the restart policy (docs/architecture.md): immediate,
+// then 250 ms doubling to 10 s, reset after 30 s healthy.
 var defaultBackoff = backoffPolicy{first: 250 * time.Millisecond, max: 10 * time.Second, resetAfter: 30 * time.Second}
 
 // next returns the delay before the restart that follows a worker exit,

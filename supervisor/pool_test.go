@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/netnstest"
 	"github.com/mcrelay/mcr/ruleset"
 )
 
@@ -166,18 +167,6 @@ func startTestPool(t *testing.T, n int, env ...string) *testPool {
 	return p
 }
 
-// poolWaitFor polls cond until it holds or timeout passes.
-func poolWaitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func (p *testPool) waitAllRunning(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -190,7 +179,7 @@ func (p *testPool) waitAllRunning(t *testing.T) {
 // waitHash waits until every worker runs and reports hash want.
 func (p *testPool) waitHash(t *testing.T, timeout time.Duration, want string) {
 	t.Helper()
-	poolWaitFor(t, timeout, "every worker to report ruleset "+want, func() bool {
+	netnstest.WaitFor(t, timeout, "every worker to report ruleset "+want, func() bool {
 		for _, w := range p.Workers() {
 			if w.State != stateRunning || w.RulesetHash != want || !w.InSync {
 				return false
@@ -297,7 +286,7 @@ func TestPoolRestartsKilledWorker(t *testing.T) {
 	if err := unix.Kill(victim, unix.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	poolWaitFor(t, 5*time.Second, "worker 0 to be replaced", func() bool {
+	netnstest.WaitFor(t, 5*time.Second, "worker 0 to be replaced", func() bool {
 		w := p.Workers()[0]
 		return w.PID != victim && w.InSync
 	})
@@ -324,7 +313,7 @@ func TestPoolRestartsKilledWorker(t *testing.T) {
 func TestPoolBacksOffRestarts(t *testing.T) {
 	p := startTestPool(t, 1, fakeExitEnv+"=3")
 	const lives = 5
-	poolWaitFor(t, 15*time.Second, fmt.Sprintf("%d worker starts", lives), func() bool {
+	netnstest.WaitFor(t, 15*time.Second, fmt.Sprintf("%d worker starts", lives), func() bool {
 		return len(p.logs.find("worker spawned", nil)) >= lives
 	})
 	starts := p.logs.find("worker spawned", nil)
@@ -432,7 +421,7 @@ func TestPoolKillsHungWorker(t *testing.T) {
 	}
 	rules := fakeWorkerRules(2)
 	p.Update(rules, nil)
-	poolWaitFor(t, 5*time.Second, "the hung worker to be restarted", func() bool {
+	netnstest.WaitFor(t, 5*time.Second, "the hung worker to be restarted", func() bool {
 		ws := p.Workers()
 		return ws[0].Restarts+ws[1].Restarts == 1
 	})
@@ -473,7 +462,7 @@ func TestPoolRestartsWorkerWithBrokenStats(t *testing.T) {
 	p := startTestPool(t, 1, fakeGarbageOnceEnv+"="+filepath.Join(t.TempDir(), "garbage"))
 	rules := fakeWorkerRules(1)
 	p.Update(rules, nil)
-	poolWaitFor(t, 5*time.Second, "a restart", func() bool { return p.Workers()[0].Restarts == 1 })
+	netnstest.WaitFor(t, 5*time.Second, "a restart", func() bool { return p.Workers()[0].Restarts == 1 })
 	p.waitHash(t, 5*time.Second, controlproto.HashWorkerRules(rules))
 	broken := p.logs.find("worker stats stream broken", map[string]any{"worker": 0})
 	if len(broken) != 1 || !strings.Contains(fmt.Sprint(broken[0].Attrs["err"]), "decode snapshot") {
@@ -495,7 +484,7 @@ func TestPoolReemitsWorkerLogs(t *testing.T) {
 	p.waitAllRunning(t)
 	pid := p.Workers()[0].PID
 	var started, plain []logRecord
-	poolWaitFor(t, 5*time.Second, "the fake's log lines", func() bool {
+	netnstest.WaitFor(t, 5*time.Second, "the fake's log lines", func() bool {
 		started = p.logs.find("fake worker started", nil)
 		plain = p.logs.find("plain stderr line", nil)
 		return len(started) == 1 && len(plain) == 1
@@ -590,11 +579,11 @@ func TestPoolLeavesNoGoroutinesOrFDs(t *testing.T) {
 	if err := unix.Kill(p.Workers()[1].PID, unix.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	poolWaitFor(t, 5*time.Second, "worker 1 restarted", func() bool { return p.Workers()[1].Restarts == 1 })
+	netnstest.WaitFor(t, 5*time.Second, "worker 1 restarted", func() bool { return p.Workers()[1].Restarts == 1 })
 	p.waitHash(t, 5*time.Second, controlproto.HashWorkerRules(rules))
 	p.Stop(DefaultStopTimeout)
 
-	poolWaitFor(t, 2*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= goroutinesBefore })
+	netnstest.WaitFor(t, 2*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= goroutinesBefore })
 	if fds := countOpenFDs(t); fds != fdsBefore {
 		t.Errorf("%d fds open after Stop, %d before Start", fds, fdsBefore)
 	}
@@ -683,7 +672,7 @@ func TestWorkersDieWithSupervisor(t *testing.T) {
 		t.Fatal(err)
 	}
 	helper.Wait()
-	poolWaitFor(t, 2*time.Second, "the workers to die with their supervisor", func() bool {
+	netnstest.WaitFor(t, 2*time.Second, "the workers to die with their supervisor", func() bool {
 		return !pidAlive(pids[0]) && !pidAlive(pids[1])
 	})
 }

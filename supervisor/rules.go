@@ -16,10 +16,10 @@ import (
 	"github.com/mcrelay/mcr/stats"
 )
 
-// master owns the master ruleset (SPEC §2: the supervisor's ruleset is the
-// truth) and everything derived from it: each rule's resolution against the
-// link and address views, its state, the group memberships and what the
-// data plane holds. It implements linkEvents.
+// master owns the master ruleset (the truth every worker's ruleset is
+// checked against) and everything derived from it: each rule's resolution
+// against the link and address views, its state, the group memberships and
+// what the data plane holds. It implements linkEvents.
 //
 // Every rule is resolved by the name of its input interface:
 //

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/netnstest"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
 )
@@ -654,7 +655,7 @@ func TestSIGHUPGivesRuleAnOutput(t *testing.T) {
 	}
 	rt.writeConfig(string(example))
 	rt.signal(syscall.SIGHUP)
-	poolWaitFor(t, 5*time.Second, "the example config reloaded", func() bool {
+	netnstest.WaitFor(t, 5*time.Second, "the example config reloaded", func() bool {
 		return strings.Contains(rt.logs.String(), `msg="config reloaded on SIGHUP"`)
 	})
 	var list []controlproto.RuleStatus

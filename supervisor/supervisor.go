@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -108,7 +107,6 @@ func start(cfg Config) (*instance, error) {
 			return nil, err
 		}
 	}
-	warnTuning(log, initial.Rules)
 
 	agg := stats.NewAggregator(cfg.StatsInterval)
 	pool := NewPool(PoolConfig{
@@ -117,7 +115,7 @@ func start(cfg Config) (*instance, error) {
 		RingBlocks: cfg.RingBlocks, RingTimeout: cfg.RingTimeout, SocketRetry: cfg.SocketRetry,
 	})
 	mc := masterConfig{
-		Log: log, DP: pool, Stats: agg,
+		Log: log, DP: newTuningCheck(pool, log, readHostTuning, installedTuneScript()), Stats: agg,
 		Groups: openUDPGroupSocket, Fanout: newFanoutIDs(probeFanoutID, os.Getpid()),
 		Raw: raw,
 	}
@@ -268,20 +266,6 @@ func (in *instance) healthy(ctx context.Context, timeout time.Duration) error {
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("master ruleset lock held for more than %v", timeout)
-	}
-}
-
-// warnTuning logs, once at start, the host settings that would cost packets
-// on the input interfaces of rules.
-func warnTuning(log *slog.Logger, rules []ruleset.Rule) {
-	var inputs []string
-	for _, r := range rules {
-		if !slices.Contains(inputs, r.Input.Interface) {
-			inputs = append(inputs, r.Input.Interface)
-		}
-	}
-	for _, w := range tuningWarnings(inputs) {
-		log.Warn(w)
 	}
 }
 

@@ -19,10 +19,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcrelay/mcr/internal/syncbuf"
-
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/netnstest"
+	"github.com/mcrelay/mcr/internal/syncbuf"
 )
 
 // runTest runs Run with fake workers (this test binary, see
@@ -81,18 +82,14 @@ func (rt *runTest) writeConfig(config string) {
 func (rt *runTest) start(ctx context.Context) {
 	rt.t.Helper()
 	go func() { rt.result <- Run(ctx, rt.cfg) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for !pingOnce(rt.cfg.ControlSocket) {
+	netnstest.WaitFor(rt.t, 10*time.Second, "the daemon to answer on its control socket", func() bool {
 		select {
 		case err := <-rt.result:
 			rt.t.Fatalf("Run returned at start: %v", err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			rt.t.Fatal("daemon did not answer on its control socket within 10 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return pingOnce(rt.cfg.ControlSocket)
+	})
 }
 
 // signal sends sig to this process, which the running daemon handles.
@@ -214,14 +211,14 @@ func TestRunServesReloadsAndShutsDown(t *testing.T) {
 		t.Errorf("rules from --config (-want +got):\n%s", diff)
 	}
 	var workers []controlproto.WorkerInfo
-	poolWaitFor(t, 10*time.Second, "2 workers running and in sync", func() bool {
+	netnstest.WaitFor(t, 10*time.Second, "2 workers running and in sync", func() bool {
 		rt.call(controlproto.Request{Command: "ListWorkers"}, &workers)
 		return len(workers) == 2 && !slices.ContainsFunc(workers, func(w controlproto.WorkerInfo) bool {
 			return w.State != "running" || !w.InSync
 		})
 	})
 
-	poolWaitFor(t, 5*time.Second, "READY=1 and watchdog pings", func() bool {
+	netnstest.WaitFor(t, 5*time.Second, "READY=1 and watchdog pings", func() bool {
 		return slices.Equal(notify.messages(), []string{"READY=1"}) && notify.watchdogs() >= 2
 	})
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}} // no idle conn to count as a leak
@@ -238,7 +235,7 @@ func TestRunServesReloadsAndShutsDown(t *testing.T) {
 	// SIGHUP with an invalid --config changes nothing.
 	rt.writeConfig(`{"rules":[{"id":"a"}]}`)
 	rt.signal(syscall.SIGHUP)
-	poolWaitFor(t, 5*time.Second, "the failed reload logged", func() bool {
+	netnstest.WaitFor(t, 5*time.Second, "the failed reload logged", func() bool {
 		return strings.Contains(rt.logs.String(), `msg="reload config on SIGHUP; ruleset unchanged"`)
 	})
 	if diff := cmp.Diff([]string{"a:pending", "b:pending"}, rt.ruleIDs()); diff != "" {
@@ -250,7 +247,7 @@ func TestRunServesReloadsAndShutsDown(t *testing.T) {
   {"id":"a","input":{"interface":"mcrnone0","group":"239.1.1.1","port":5000},"outputs":[{"interface":"mcrnone1","group":"239.2.2.2","port":6000}]},
   {"id":"c","input":{"interface":"mcrnone0","group":"239.1.1.3","port":5000},"outputs":[{"interface":"mcrnone1","group":"239.2.2.2","port":6002}]}]}`)
 	rt.signal(syscall.SIGHUP)
-	poolWaitFor(t, 5*time.Second, "the reloaded rules", func() bool {
+	netnstest.WaitFor(t, 5*time.Second, "the reloaded rules", func() bool {
 		return slices.Equal(rt.ruleIDs(), []string{"a:pending", "c:pending"})
 	})
 
@@ -277,7 +274,7 @@ func TestRunServesReloadsAndShutsDown(t *testing.T) {
 		}
 	}
 	// Netlink sockets close asynchronously once their subscription ends.
-	poolWaitFor(t, 2*time.Second, "goroutines and fds of the daemon to go", func() bool {
+	netnstest.WaitFor(t, 2*time.Second, "goroutines and fds of the daemon to go", func() bool {
 		return runtime.NumGoroutine() <= goroutinesBefore && countOpenFDs(t) == fdsBefore
 	})
 }
@@ -308,7 +305,7 @@ func TestWatchdogFedWhileConnectionsFull(t *testing.T) {
 	}
 	fed := notify.watchdogs()
 	// Pings every 200 ms: five in well under the 10 s allowed.
-	poolWaitFor(t, 10*time.Second, "five watchdog pings with every slot held", func() bool {
+	netnstest.WaitFor(t, 10*time.Second, "five watchdog pings with every slot held", func() bool {
 		return notify.watchdogs() >= fed+5
 	})
 	if !pingOnce(rt.cfg.ControlSocket) {
@@ -349,7 +346,7 @@ func TestRunConfigBounds(t *testing.T) {
 	}
 	rt.signal(syscall.SIGHUP)
 	want := `msg="reload config on SIGHUP; ruleset unchanged" err="read config: ` + rt.cfg.ConfigPath + ` is not a regular file but a FIFO"`
-	poolWaitFor(t, 5*time.Second, "the refused reload logged", func() bool {
+	netnstest.WaitFor(t, 5*time.Second, "the refused reload logged", func() bool {
 		return strings.Contains(rt.logs.String(), want)
 	})
 	if diff := cmp.Diff([]string{"a:pending", "b:pending"}, rt.ruleIDs()); diff != "" {

@@ -3,10 +3,14 @@ package supervisor
 import (
 	"encoding/binary"
 	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/internal/relaysock"
 )
 
@@ -19,7 +23,7 @@ const (
 
 // minNetdevBacklog is the net.core.netdev_max_backlog below which mcrd
 // warns about interfaces that queue received packets on the per-CPU
-// backlog; scripts/tune-kernel.sh sets it.
+// backlog; tune-kernel.sh sets it.
 const minNetdevBacklog = 16384
 
 // backlogDrivers are the drivers that hand received packets to the per-CPU
@@ -63,12 +67,91 @@ type ifaceTuning struct {
 	rps bool
 }
 
+// tuningCheck wraps the data plane and warns, once per input interface,
+// about the host settings that would cost packets on it (tuningAdvice),
+// when the first rule on that interface reaches the workers: however the
+// rule arrived (--config at start, mcrctl add, config load, SIGHUP), and
+// only once the interface exists, since that is when a rule is sent. A
+// warning about a host-wide setting (the socket buffer caps) is given once
+// for the daemon. The master calls Update with its lock held, which guards
+// checked and warned too.
+type tuningCheck struct {
+	dataPlane
+	log *slog.Logger
+	// read reads the host's state for the named input interfaces
+	// (readHostTuning); tests fake it.
+	read func(ifaces []string) hostTuning
+	// script names tune-kernel.sh in the warnings (tuneScript).
+	script  string
+	checked map[string]bool // input interfaces already checked
+	warned  map[string]bool // warnings already logged
+}
+
+func newTuningCheck(dp dataPlane, log *slog.Logger, read func([]string) hostTuning, script string) *tuningCheck {
+	return &tuningCheck{dataPlane: dp, log: log, read: read, script: script,
+		checked: map[string]bool{}, warned: map[string]bool{}}
+}
+
+// Update hands the change to the data plane, then checks the input
+// interfaces that no rule sent before used.
+func (c *tuningCheck) Update(add []controlproto.WorkerRule, remove []string) {
+	c.dataPlane.Update(add, remove)
+	var fresh []string
+	for _, r := range add {
+		if name := r.Input.Interface; !c.checked[name] {
+			c.checked[name] = true
+			fresh = append(fresh, name)
+		}
+	}
+	if len(fresh) == 0 {
+		return
+	}
+	for _, w := range tuningAdvice(c.read(fresh), c.script) {
+		if !c.warned[w] {
+			c.warned[w] = true
+			c.log.Warn(w)
+		}
+	}
+}
+
+// tuneScript is how the warnings name tune-kernel.sh on this host, found
+// from mcrd's own path exe: `make install` puts mcrd in PREFIX/bin and the
+// script in PREFIX/share/mcr, and `make build` puts mcrd in bin/ of the
+// source tree, whose scripts/ holds it. When neither is there it names the
+// installed path with PREFIX left for the reader to fill in.
+func tuneScript(exe string, exists func(path string) bool) string {
+	if exe != "" {
+		prefix := filepath.Dir(filepath.Dir(exe))
+		for _, p := range []string{
+			filepath.Join(prefix, "share", "mcr", "tune-kernel.sh"),
+			filepath.Join(prefix, "scripts", "tune-kernel.sh"),
+		} {
+			if exists(p) {
+				return p
+			}
+		}
+	}
+	return "PREFIX/share/mcr/tune-kernel.sh"
+}
+
+// installedTuneScript is tuneScript for the running mcrd.
+func installedTuneScript() string {
+	exe, err := os.Executable()
+	if err != nil {
+		exe = ""
+	}
+	return tuneScript(exe, func(p string) bool {
+		info, err := os.Stat(p)
+		return err == nil && info.Mode().IsRegular()
+	})
+}
+
 // tuningAdvice returns one warning per host setting that will cost packets,
-// each saying what it costs and how to fix it.
-func tuningAdvice(h hostTuning) []string {
+// each saying what it costs and how to fix it; script names tune-kernel.sh.
+func tuningAdvice(h hostTuning, script string) []string {
 	var warns []string
 	for _, it := range h.ifaces {
-		if w := groWarning(it); w != "" {
+		if w := groWarning(it, script); w != "" {
 			warns = append(warns, w)
 		}
 	}
@@ -76,24 +159,24 @@ func tuningAdvice(h hostTuning) []string {
 		if h.rmemMax > 0 && h.rmemMax < workerRcvBuf {
 			warns = append(warns, fmt.Sprintf("net.core.rmem_max is %d and mcrd lacks CAP_NET_ADMIN, so each AF_PACKET input socket gets a %s receive buffer instead of %s: "+
 				"a burst the worker cannot take at once overflows it and is lost (kernel_drops); "+
-				"fix: sysctl -w net.core.rmem_max=%d (scripts/tune-kernel.sh), or give mcrd CAP_NET_ADMIN",
-				h.rmemMax, size(2*h.rmemMax), size(2*workerRcvBuf), workerRcvBuf))
+				"fix: sysctl -w net.core.rmem_max=%d (%s), or give mcrd CAP_NET_ADMIN",
+				h.rmemMax, size(2*h.rmemMax), size(2*workerRcvBuf), workerRcvBuf, script))
 		}
 		if h.wmemMax > 0 && h.wmemMax < workerSndBuf {
 			warns = append(warns, fmt.Sprintf("net.core.wmem_max is %d and mcrd lacks CAP_NET_ADMIN, so each output socket gets a %s send buffer instead of %s: "+
 				"a burst to an output fills it and the datagrams that do not fit are dropped (egress_errors and the output's errors); "+
-				"fix: sysctl -w net.core.wmem_max=%d (scripts/tune-kernel.sh), or give mcrd CAP_NET_ADMIN",
-				h.wmemMax, size(2*h.wmemMax), size(2*workerSndBuf), workerSndBuf))
+				"fix: sysctl -w net.core.wmem_max=%d (%s), or give mcrd CAP_NET_ADMIN",
+				h.wmemMax, size(2*h.wmemMax), size(2*workerSndBuf), workerSndBuf, script))
 		}
 	}
-	if w := backlogWarning(h); w != "" {
+	if w := backlogWarning(h, script); w != "" {
 		warns = append(warns, w)
 	}
 	return warns
 }
 
 // groWarning warns when GRO merges UDP datagrams on an input interface.
-func groWarning(it ifaceTuning) string {
+func groWarning(it ifaceTuning, script string) string {
 	if !it.features["rx-gro"] {
 		return "" // GRO off: no software GRO at all (netif_elide_gro)
 	}
@@ -108,8 +191,8 @@ func groWarning(it ifaceTuning) string {
 	}
 	return fmt.Sprintf("input interface %s has GRO with %s on: the kernel merges consecutive UDP datagrams of a stream before AF_PACKET sees them, "+
 		"so mcr relays several datagrams as one oversized, IP-fragmented datagram that receivers cannot split again; "+
-		"fix: ethtool -K %s %s (scripts/tune-kernel.sh %s)",
-		it.name, strings.Join(on, " and "), it.name, offArgs(on), it.name)
+		"fix: ethtool -K %s %s (%s %s)",
+		it.name, strings.Join(on, " and "), it.name, offArgs(on), script, it.name)
 }
 
 // offArgs returns the ethtool -K arguments that switch features off.
@@ -126,7 +209,7 @@ func offArgs(features []string) string {
 
 // backlogWarning warns when input interfaces use the per-CPU backlog and
 // net.core.netdev_max_backlog is small.
-func backlogWarning(h hostTuning) string {
+func backlogWarning(h hostTuning, script string) string {
 	if h.backlog <= 0 || h.backlog >= minNetdevBacklog {
 		return ""
 	}
@@ -144,8 +227,8 @@ func backlogWarning(h hostTuning) string {
 	}
 	return fmt.Sprintf("net.core.netdev_max_backlog is %d and input interface %s queues received packets on the per-CPU backlog: "+
 		"a burst of more than %d packets per CPU is dropped before AF_PACKET sees it (column 2 of /proc/net/softnet_stat, not kernel_drops); "+
-		"fix: sysctl -w net.core.netdev_max_backlog=%d (scripts/tune-kernel.sh)",
-		h.backlog, strings.Join(users, ", "), h.backlog, minNetdevBacklog)
+		"fix: sysctl -w net.core.netdev_max_backlog=%d (%s)",
+		h.backlog, strings.Join(users, ", "), h.backlog, minNetdevBacklog, script)
 }
 
 // size formats a byte count as KiB or MiB.

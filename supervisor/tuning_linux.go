@@ -12,20 +12,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// tuningWarnings checks the host settings that would cost mcr packets on
-// the given input interfaces: GRO that merges UDP datagrams on an input,
-// socket buffer caps the worker cannot override, a small per-CPU backlog
-// where inputs use it. It returns one warning per problem, each saying what
-// it costs and how to fix it, for the daemon to log once at start.
-// Interfaces that do not exist yet are skipped, and so is any check whose
+// readHostTuning reads what tuningAdvice judges about the given input
+// interfaces: GRO that merges UDP datagrams on an input, socket buffer caps
+// the worker cannot override, a small per-CPU backlog where inputs use it.
+// Interfaces that do not exist are skipped, and so is any check whose
 // setting cannot be read (a sysctl hidden in a container, an ioctl the
 // device refuses): a check that cannot be made never warns. It needs no
 // ethtool binary and no privilege beyond what reading them takes.
-func tuningWarnings(inputIfaces []string) []string {
-	return tuningAdvice(readHostTuning(inputIfaces))
-}
-
-// readHostTuning reads what tuningAdvice judges.
 func readHostTuning(inputIfaces []string) hostTuning {
 	h := hostTuning{
 		netAdmin: hasCapNetAdmin(),

@@ -42,7 +42,7 @@ func TestTuningWarnsAboutUDPGROOnVeth(t *testing.T) {
 		var warns []string
 		if err := a.Do(func() error {
 			h = readHostTuning([]string{"tune0"})
-			warns = tuningWarnings([]string{"tune0"})
+			warns = tuningAdvice(h, "tune-kernel.sh")
 			return nil
 		}); err != nil {
 			t.Fatal(err)

@@ -2,28 +2,36 @@ package supervisor
 
 import (
 	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/syncbuf"
+	"github.com/mcrelay/mcr/ruleset"
 )
 
 func TestTuningAdvice(t *testing.T) {
 	const (
 		gro = "input interface eth0 has GRO with rx-udp-gro-forwarding on: the kernel merges consecutive UDP datagrams of a stream before AF_PACKET sees them, " +
 			"so mcr relays several datagrams as one oversized, IP-fragmented datagram that receivers cannot split again; " +
-			"fix: ethtool -K eth0 rx-udp-gro-forwarding off (scripts/tune-kernel.sh eth0)"
+			"fix: ethtool -K eth0 rx-udp-gro-forwarding off (/usr/share/mcr/tune-kernel.sh eth0)"
 		groBoth = "input interface eth1 has GRO with rx-udp-gro-forwarding and rx-gro-list on: the kernel merges consecutive UDP datagrams of a stream before AF_PACKET sees them, " +
 			"so mcr relays several datagrams as one oversized, IP-fragmented datagram that receivers cannot split again; " +
-			"fix: ethtool -K eth1 rx-udp-gro-forwarding off rx-gro-list off (scripts/tune-kernel.sh eth1)"
+			"fix: ethtool -K eth1 rx-udp-gro-forwarding off rx-gro-list off (/usr/share/mcr/tune-kernel.sh eth1)"
 		rmem = "net.core.rmem_max is 212992 and mcrd lacks CAP_NET_ADMIN, so each AF_PACKET input socket gets a 416 KiB receive buffer instead of 16 MiB: " +
 			"a burst the worker cannot take at once overflows it and is lost (kernel_drops); " +
-			"fix: sysctl -w net.core.rmem_max=8388608 (scripts/tune-kernel.sh), or give mcrd CAP_NET_ADMIN"
+			"fix: sysctl -w net.core.rmem_max=8388608 (/usr/share/mcr/tune-kernel.sh), or give mcrd CAP_NET_ADMIN"
 		wmem = "net.core.wmem_max is 212992 and mcrd lacks CAP_NET_ADMIN, so each output socket gets a 416 KiB send buffer instead of 8 MiB: " +
 			"a burst to an output fills it and the datagrams that do not fit are dropped (egress_errors and the output's errors); " +
-			"fix: sysctl -w net.core.wmem_max=4194304 (scripts/tune-kernel.sh), or give mcrd CAP_NET_ADMIN"
+			"fix: sysctl -w net.core.wmem_max=4194304 (/usr/share/mcr/tune-kernel.sh), or give mcrd CAP_NET_ADMIN"
 		backlog = "net.core.netdev_max_backlog is 1000 and input interface veth0 (veth), eth2 (RPS) queues received packets on the per-CPU backlog: " +
 			"a burst of more than 1000 packets per CPU is dropped before AF_PACKET sees it (column 2 of /proc/net/softnet_stat, not kernel_drops); " +
-			"fix: sysctl -w net.core.netdev_max_backlog=16384 (scripts/tune-kernel.sh)"
+			"fix: sysctl -w net.core.netdev_max_backlog=16384 (/usr/share/mcr/tune-kernel.sh)"
 	)
 	defaults := hostTuning{rmemMax: 212992, wmemMax: 212992, backlog: 1000}
 	with := func(h hostTuning, f func(*hostTuning)) hostTuning { f(&h); return h }
@@ -71,8 +79,87 @@ func TestTuningAdvice(t *testing.T) {
 		}), []string{gro, rmem, wmem, backlog}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if diff := cmp.Diff(tc.want, tuningAdvice(tc.host)); diff != "" {
+			if diff := cmp.Diff(tc.want, tuningAdvice(tc.host, "/usr/share/mcr/tune-kernel.sh")); diff != "" {
 				t.Errorf("tuningAdvice (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestTuningCheck feeds rules to the data plane the way the master does,
+// whatever their origin, and checks that each input interface is checked
+// once, when its first rule is sent, and each warning logged once.
+func TestTuningCheck(t *testing.T) {
+	const script = "/usr/share/mcr/tune-kernel.sh"
+	udpGRO := map[string]bool{"rx-gro": true, "rx-udp-gro-forwarding": true}
+	var reads [][]string
+	read := func(ifaces []string) hostTuning {
+		reads = append(reads, ifaces)
+		h := hostTuning{rmemMax: 212992, wmemMax: workerSndBuf}
+		for _, name := range ifaces {
+			h.ifaces = append(h.ifaces, ifaceTuning{name: name, features: udpGRO})
+		}
+		return h
+	}
+	var logs syncbuf.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+	dp := newFakeDataPlane()
+	c := newTuningCheck(dp, log, read, script)
+	rule := func(id, in string) controlproto.WorkerRule {
+		return controlproto.WorkerRule{Rule: ruleset.Rule{ID: id, Input: ruleset.Input{Interface: in}}, InputIfIndex: 2}
+	}
+
+	c.Update([]controlproto.WorkerRule{rule("a", "eth0"), rule("b", "eth0")}, nil) // --config at start
+	c.Update([]controlproto.WorkerRule{rule("a", "eth0")}, nil)                    // a changed rule
+	c.Update(nil, []string{"b"})
+	c.Update([]controlproto.WorkerRule{rule("c", "eth1")}, nil) // mcrctl add, later
+
+	if diff := cmp.Diff([][]string{{"eth0"}, {"eth1"}}, reads); diff != "" {
+		t.Errorf("interfaces checked (-want +got):\n%s", diff)
+	}
+	gro := func(name string) string {
+		return "input interface " + name + " has GRO with rx-udp-gro-forwarding on: the kernel merges consecutive UDP datagrams of a stream before AF_PACKET sees them, " +
+			"so mcr relays several datagrams as one oversized, IP-fragmented datagram that receivers cannot split again; " +
+			"fix: ethtool -K " + name + " rx-udp-gro-forwarding off (" + script + " " + name + ")"
+	}
+	rmem := "net.core.rmem_max is 212992 and mcrd lacks CAP_NET_ADMIN, so each AF_PACKET input socket gets a 416 KiB receive buffer instead of 16 MiB: " +
+		"a burst the worker cannot take at once overflows it and is lost (kernel_drops); " +
+		"fix: sysctl -w net.core.rmem_max=8388608 (" + script + "), or give mcrd CAP_NET_ADMIN"
+	var want strings.Builder
+	for _, w := range []string{gro("eth0"), rmem, gro("eth1")} {
+		fmt.Fprintf(&want, "level=WARN msg=%q\n", w)
+	}
+	if diff := cmp.Diff(want.String(), logs.String()); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([][]string{{"+a", "+b"}, {"+a"}, {"-b"}, {"+c"}}, dp.touched); diff != "" {
+		t.Errorf("updates the data plane got (-want +got):\n%s", diff)
+	}
+}
+
+func TestTuneScript(t *testing.T) {
+	for _, tc := range []struct {
+		name, exe string
+		present   []string
+		want      string
+	}{
+		{"installed", "/usr/local/bin/mcrd", []string{"/usr/local/share/mcr/tune-kernel.sh"}, "/usr/local/share/mcr/tune-kernel.sh"},
+		{"packaged", "/usr/bin/mcrd", []string{"/usr/share/mcr/tune-kernel.sh"}, "/usr/share/mcr/tune-kernel.sh"},
+		{"source tree", "/home/op/mcr/bin/mcrd", []string{"/home/op/mcr/scripts/tune-kernel.sh"}, "/home/op/mcr/scripts/tune-kernel.sh"},
+		{"neither", "/tmp/mcrd", nil, "PREFIX/share/mcr/tune-kernel.sh"},
+		{"unknown executable", "", nil, "PREFIX/share/mcr/tune-kernel.sh"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := tuneScript(tc.exe, func(p string) bool { return slices.Contains(tc.present, p) })
+			if got != tc.want {
+				t.Errorf("tuneScript(%q) = %q, want %q", tc.exe, got, tc.want)
 			}
 		})
 	}

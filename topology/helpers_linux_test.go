@@ -44,11 +44,7 @@ const recvTimeout = 20 * time.Second
 // mcrctl, a process start each: 20 a second is prompt and cheap.
 const pollEvery = 50 * time.Millisecond
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testbin.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m) }
 
 // waitFor polls cond every pollEvery until it returns true or timeout
 // passes, then fails the test with what it was waiting for.
@@ -285,17 +281,14 @@ func (d *daemon) waitCounted(id string, n uint64) stats.RuleReport {
 // counts one stream of several.
 func (d *daemon) waitCountedSince(base stats.RuleReport, id string, n uint64) stats.RuleReport {
 	d.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		rr := since(ruleReport(d.t, d.stats(), id), base)
-		if counted(rr, n) {
-			return rr
+	var rr stats.RuleReport
+	netnstest.PollErr(d.t, 5*time.Second, pollEvery, func() error {
+		if rr = since(ruleReport(d.t, d.stats(), id), base); !counted(rr, n) {
+			return fmt.Errorf("rule %s of mcrd in %s: want %d datagrams in and out, counted %+v", id, d.ns.Name, n, rr)
 		}
-		if time.Now().After(deadline) {
-			d.t.Fatalf("rule %s of mcrd in %s: want %d datagrams in and out, counted %+v", id, d.ns.Name, n, rr)
-		}
-		time.Sleep(pollEvery)
-	}
+		return nil
+	})
+	return rr
 }
 
 // counted reports whether rr counts at least n datagrams in and on every

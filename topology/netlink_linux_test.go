@@ -16,7 +16,7 @@ import (
 )
 
 // The scenarios of this file change the relay's interfaces under a running
-// daemon (SPEC §6) and never call mcrctl to repair anything: after every
+// daemon and never call mcrctl to repair anything: after every
 // change the daemon follows netlink on its own, and only reads (list,
 // stats, workers) observe it.
 

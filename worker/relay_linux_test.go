@@ -94,17 +94,12 @@ func (w *workerProc) counters() stats.WorkerCounters {
 func (w *workerProc) waitRule(id string, want stats.RuleCounters) {
 	w.t.Helper()
 	want.ID = id
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, got := w.snapshot(id)
-		if cmp.Equal(want, got) {
-			return
+	netnstest.PollErr(w.t, 10*time.Second, 10*time.Millisecond, func() error {
+		if _, got := w.snapshot(id); !cmp.Equal(want, got) {
+			return fmt.Errorf("counters of rule %s (-want +got):\n%s", id, cmp.Diff(want, got))
 		}
-		if time.Now().After(deadline) {
-			w.t.Fatalf("counters of rule %s (-want +got):\n%s", id, cmp.Diff(want, got))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func outs(n, size int, k int) []stats.OutputCounters {
@@ -467,10 +462,8 @@ func TestInputDownDoesNotSpin(t *testing.T) {
 			k.expect(t, 1, 100)
 
 			tp.relay.MustRun("ip", "link", "set", "r0", "down")
-			before := cpuTime(t, w.cmd.Process.Pid)
-			time.Sleep(500 * time.Millisecond) // the span whose CPU time is measured
-			if used := cpuTime(t, w.cmd.Process.Pid) - before; used > 100*time.Millisecond {
-				t.Errorf("worker used %v of CPU in 500 ms with its input down: it spins", used)
+			if used, busy := cpuBesideBusyLoop(t, w.cmd.Process.Pid); used > busy/4 {
+				t.Errorf("worker used %v of CPU with its input down while a busy loop used %v: it spins", used, busy)
 			}
 			tp.relay.MustRun("ip", "link", "set", "r0", "up")
 			netnstest.WaitFor(t, 10*time.Second, "the input to relay again", func() bool {
@@ -479,6 +472,28 @@ func TestInputDownDoesNotSpin(t *testing.T) {
 			})
 		})
 	}
+}
+
+// cpuBesideBusyLoop measures the CPU time process pid uses while a busy
+// loop runs next to it, until the loop has had 300 ms of CPU, and returns
+// both. A process that spins gets about as much CPU as the loop, however
+// loaded the machine is (the scheduler shares a core fairly between
+// them); one that sleeps gets a small fraction of it. A fixed bound over a
+// fixed wall-clock span would instead pass a spinning process starved by
+// other work, and could fail an idle one on a machine too slow to wake it.
+func cpuBesideBusyLoop(t *testing.T, pid int) (used, busy time.Duration) {
+	t.Helper()
+	loop := netnstest.Start(t, nil, "sh", "-c", "while :; do :; done")
+	loopPid := loop.Cmd.Process.Pid
+	before, loopBefore := cpuTime(t, pid), cpuTime(t, loopPid)
+	netnstest.Poll(t, 60*time.Second, 20*time.Millisecond, "300 ms of CPU for the busy loop", func() bool {
+		return cpuTime(t, loopPid)-loopBefore >= 300*time.Millisecond
+	})
+	used, busy = cpuTime(t, pid)-before, cpuTime(t, loopPid)-loopBefore
+	if err := loop.Signal(os.Kill); err != nil {
+		t.Fatal(err)
+	}
+	return used, busy
 }
 
 // cpuTime returns the user and system time process pid has used.

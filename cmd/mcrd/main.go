@@ -1,4 +1,4 @@
-// Command mcrd is the mcr daemon (SPEC §3): `mcrd supervisor` runs the
+// Command mcrd is the mcr daemon (docs/cli.md): `mcrd supervisor` runs the
 // long-lived supervisor of package supervisor, which re-executes this binary
 // as `mcrd worker` (hidden) once per worker, the data plane of package
 // worker. `mcrd version` prints the build version.
@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/manpage"
 	"github.com/mcrelay/mcr/supervisor"
 	"github.com/mcrelay/mcr/worker"
 )
@@ -32,7 +33,8 @@ const (
 	exitUsage   = 2
 )
 
-// socketEnv overrides the default of --control-socket (SPEC §3).
+// socketEnv overrides the default of --control-socket, as it does mcrctl's
+// --socket.
 const socketEnv = "MCR_SOCKET"
 
 func main() {
@@ -86,11 +88,12 @@ func rootCommand(stdout, stderr io.Writer, getenv func(string) string, entry ent
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(supervisorCommand(stderr, getenv, entry.supervisor), workerCommand(entry.worker), versionCommand(stdout))
+	root.AddCommand(supervisorCommand(stderr, getenv, entry.supervisor), workerCommand(entry.worker), versionCommand(stdout),
+		manpage.Command(root, supervisor.Version))
 	return root
 }
 
-// supervisorFlags are the flags of `mcrd supervisor` (SPEC §3).
+// supervisorFlags are the flags of `mcrd supervisor` (docs/cli.md).
 type supervisorFlags struct {
 	numWorkers    int
 	cpus          string

@@ -175,7 +175,8 @@ func (n *NS) WaitIPv6(ifname string) {
 // its peer is): call WaitIPv6 for that.
 func (n *NS) SetupLink(ifname string, addrs ...string) {
 	n.t.Helper()
-	n.MustRun("sysctl", "-qw", "net.ipv6.conf."+ifname+".accept_dad=0")
+	// The slash form keeps a dot in the name ("eth0.100") a dot.
+	n.MustRun("sysctl", "-qw", "net/ipv6/conf/"+ifname+"/accept_dad=0")
 	for _, a := range addrs {
 		if a != "" {
 			n.MustRun("ip", "addr", "add", a, "dev", ifname, "nodad")
@@ -243,23 +244,3 @@ func (p *Proc) Wait(timeout time.Duration) error {
 
 // Signal sends sig to the process.
 func (p *Proc) Signal(sig os.Signal) error { return p.Cmd.Process.Signal(sig) }
-
-// WaitFor polls cond every 10 ms until it returns true or timeout passes,
-// then fails the test with msg.
-func WaitFor(t testing.TB, timeout time.Duration, msg string, cond func() bool) {
-	t.Helper()
-	Poll(t, timeout, 10*time.Millisecond, msg, cond)
-}
-
-// Poll is WaitFor checking every interval: for conditions that cost a
-// process start each, where polling every 10 ms would load the machine.
-func Poll(t testing.TB, timeout, every time.Duration, msg string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, msg)
-		}
-		time.Sleep(every)
-	}
-}

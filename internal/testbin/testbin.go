@@ -18,8 +18,8 @@ var (
 )
 
 // Path returns the path of cmd/NAME built for this test process, building
-// it on first use. The binaries live in a directory removed when the
-// process exits (best effort: TestMain may call Cleanup).
+// it on first use. The binaries live in a temporary directory, which Main
+// removes after the tests.
 func Path(t testing.TB, name string) string {
 	t.Helper()
 	mu.Lock()
@@ -53,7 +53,17 @@ func Path(t testing.TB, name string) string {
 	return out
 }
 
-// Cleanup removes the built binaries; call it from TestMain after m.Run.
+// Main is the TestMain of a package whose tests build binaries: it runs
+// the tests, removes the binaries and exits with the tests' status.
+//
+//	func TestMain(m *testing.M) { testbin.Main(m) }
+func Main(m *testing.M) {
+	code := m.Run()
+	Cleanup()
+	os.Exit(code)
+}
+
+// Cleanup removes the built binaries; Main calls it after the tests.
 func Cleanup() {
 	mu.Lock()
 	defer mu.Unlock()

@@ -4,15 +4,20 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+
+	"github.com/mcrelay/mcr/internal/netnstest"
 )
 
 // testRing locks the calling test goroutine to its OS thread, as every ring
@@ -86,17 +91,18 @@ func waitCQEs(t *testing.T, r *Ring, n int) []CQE {
 	t.Helper()
 	got := make([]CQE, 0, n)
 	buf := make([]CQE, n)
-	deadline := time.Now().Add(2 * time.Second)
-	for len(got) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("reaped %d of %d CQEs before the deadline: %+v", len(got), n, got)
-		}
+	// SubmitAndWait itself waits up to 50 ms per round.
+	netnstest.PollErr(t, 2*time.Second, 0, func() error {
 		if _, err := r.SubmitAndWait(1, 50*time.Millisecond); err != nil {
 			t.Fatalf("SubmitAndWait: %v", err)
 		}
 		k := r.Reap(buf[:n-len(got)])
 		got = append(got, buf[:k]...)
-	}
+		if len(got) < n {
+			return fmt.Errorf("reaped %d of %d CQEs: %+v", len(got), n, got)
+		}
+		return nil
+	})
 	return got
 }
 
@@ -490,28 +496,80 @@ func TestSubmitAndWaitTimeout(t *testing.T) {
 	}
 }
 
+// TestSubmitAndWaitWakesOnCompletion proves that a completion wakes a
+// waiter already asleep in io_uring_enter: the datagram is written only
+// once the waiting thread is seen blocked in that system call
+// (/proc/self/task/TID/syscall and its state in stat), and only if
+// SubmitAndWait has not returned yet.
 func TestSubmitAndWaitWakesOnCompletion(t *testing.T) {
 	a, b := socketpair(t, unix.SOCK_DGRAM)
 	buf := mmap(t, 4096)
 	r := testRing(t, &Config{Entries: 8})
 	getSQE(t, r).PrepRecv(b, addr(buf), uint32(len(buf)), 0)
+	tid := unix.Gettid() // testRing locked this goroutine to its thread
+	var returned atomic.Bool
+	wrote := make(chan error, 1)
 	go func() {
-		time.Sleep(20 * time.Millisecond) // let the RECV block in the kernel first
-		unix.Write(a, []byte("wake"))
+		deadline := time.Now().Add(5 * time.Second)
+		for !blockedInEnter(tid) {
+			if returned.Load() {
+				wrote <- errors.New("SubmitAndWait returned before the datagram was written")
+				return
+			}
+			if time.Now().After(deadline) {
+				wrote <- errors.New("the waiter was never seen asleep in io_uring_enter")
+				unix.Write(a, []byte("wake")) // end the wait
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if returned.Load() {
+			wrote <- errors.New("SubmitAndWait returned before the datagram was written")
+			return
+		}
+		_, err := unix.Write(a, []byte("wake"))
+		wrote <- err
 	}()
 	start := time.Now()
-	if n, err := r.SubmitAndWait(1, 5*time.Second); n != 1 || err != nil {
+	n, err := r.SubmitAndWait(1, 5*time.Second)
+	returned.Store(true)
+	took := time.Since(start)
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || err != nil {
 		t.Fatalf("SubmitAndWait() = %d, %v, want 1, nil", n, err)
 	}
 	var cqes [1]CQE
-	for r.Reap(cqes[:]) == 0 { // submitted count returned; now wait for the CQE
-		if _, err := r.SubmitAndWait(1, 5*time.Second); err != nil {
-			t.Fatal(err)
-		}
+	if r.Reap(cqes[:]) != 1 || cqes[0].Res != 4 {
+		t.Fatalf("after the wake-up: CQE %+v, want one with res 4", cqes[0])
 	}
-	if took := time.Since(start); took > time.Second || cqes[0].Res != 4 {
-		t.Errorf("got %+v after %v, want res 4 well before the 5 s timeout", cqes[0], took)
+	if took > time.Second {
+		t.Errorf("SubmitAndWait returned %v after it started, want well before its 5 s timeout", took)
 	}
+}
+
+// blockedInEnter reports whether thread tid of this process is asleep in
+// io_uring_enter(2): /proc/self/task/TID/syscall starts with the number of
+// the system call the thread is blocked in (proc(5)), and stat's state is
+// S (interruptible sleep).
+func blockedInEnter(tid int) bool {
+	dir := fmt.Sprintf("/proc/self/task/%d/", tid)
+	sc, err := os.ReadFile(dir + "syscall")
+	if err != nil {
+		return false
+	}
+	nr, _, _ := strings.Cut(string(sc), " ")
+	if nr != strconv.Itoa(unix.SYS_IO_URING_ENTER) {
+		return false
+	}
+	stat, err := os.ReadFile(dir + "stat")
+	if err != nil {
+		return false
+	}
+	// The state follows the command name, which is in parentheses.
+	rest := stat[bytes.LastIndexByte(stat, ')')+1:]
+	return len(rest) > 1 && rest[1] == 'S'
 }
 
 func TestInFlightCap(t *testing.T) {
@@ -847,11 +905,7 @@ func TestDeferredCompletion(t *testing.T) {
 		t.Fatal(err)
 	}
 	unix.Write(a, []byte("data"))
-	for deadline := time.Now().Add(2 * time.Second); !r.TaskWorkPending(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("TaskWorkPending() still false 2 s after the data arrived")
-		}
-	}
+	netnstest.Poll(t, 2*time.Second, time.Millisecond, "TaskWorkPending() after the data arrived", r.TaskWorkPending)
 	if n := r.Ready(); n != 0 {
 		t.Fatalf("Ready() = %d before entering the kernel, want 0", n)
 	}
