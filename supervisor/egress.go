@@ -150,7 +150,7 @@ func (h *heldEgress) openLocked(k relaysock.EgressKey, s *egressSocket) {
 	}
 	s.fd, s.err = fd, nil
 	attrs := []any{"socket", k.String()}
-	if p := h.ops.port(fd); p != 0 {
+	if p := h.ops.port(fd); p != 0 && !k.Raw { // a raw socket's "port" is its protocol
 		attrs = append(attrs, "source_port", p)
 	}
 	h.log.Info("egress socket open", attrs...)

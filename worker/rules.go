@@ -443,7 +443,11 @@ func (db *ruleDB) openEgress(e *egress) {
 		db.log.Warn("cannot open output socket", "socket", e.key.String(), "err", err)
 	}
 	if err == nil {
-		db.log.Info("output socket open", "socket", e.key.String(), "source_port", e.port, "mtu", e.mtu)
+		attrs := []any{"socket", e.key.String()}
+		if !e.key.Raw {
+			attrs = append(attrs, "source_port", e.port, "mtu", e.mtu)
+		}
+		db.log.Info("output socket open", attrs...)
 		db.loopsDirty = true
 		e.gsoOff = false
 		e.setGSO(db.gsoSegs)

@@ -416,8 +416,9 @@ func (w *worker) openEgress(e *egress) error {
 		e.fd = -1
 		return err
 	}
-	e.fd, e.port, e.mtu = fd, uint16(relaysock.BoundPort(fd)), 0
-	if !e.key.Raw {
+	e.fd, e.port, e.mtu = fd, 0, 0
+	if !e.key.Raw { // a raw socket has no port: its datagrams carry the input's
+		e.port = uint16(relaysock.BoundPort(fd))
 		if e.mtu, err = interfaceMTU(fd, e.key.IfIndex); err != nil {
 			w.log.Warn("no UDP GSO on output socket", "socket", e.key.String(), "err", err)
 		}
