@@ -26,23 +26,36 @@ const refusedLogEvery = time.Second
 // trusted to be in frame any more, and the worker would wait for replies
 // that never come: the worker is killed, and restarted like any other that
 // dies.
+//
+// Egress sockets are the pool's (heldEgress): every worker gets a dup of
+// the same one, so an output leaves from one source address and port.
 func (p *Pool) serveSockets(w *workerProc) {
 	var lastLog time.Time
 	var unlogged int
-	open := func(req relaysock.Request) (int, error) {
-		p.mu.Lock()
-		err := p.grants.Allow(req)
-		p.mu.Unlock()
-		if err == nil {
-			return relaysock.Open(req)
-		}
+	refused := func(err error) {
 		if now := time.Now(); now.Sub(lastLog) >= refusedLogEvery {
 			w.log.Warn("socket request refused", "err", err, "refused_unlogged", unlogged)
 			lastLog, unlogged = now, 0
 		} else {
 			unlogged++
 		}
-		return -1, err
+	}
+	open := func(req relaysock.Request) (int, error) {
+		if req.Egress != nil && req.Ingress == nil {
+			fd, err := p.egress.dup(*req.Egress)
+			if errors.Is(err, errNotHeld) {
+				refused(err)
+			}
+			return fd, err
+		}
+		p.mu.Lock()
+		err := p.grants.Allow(req)
+		p.mu.Unlock()
+		if err != nil {
+			refused(err)
+			return -1, err
+		}
+		return relaysock.Open(req)
 	}
 	answered := func(req relaysock.Request, err error) {
 		switch {
