@@ -12,8 +12,9 @@ import (
 // Canonical returns the canonical encoding of the resolved rule: the rule's
 // own canonical encoding (ruleset.Rule.Canonical, which normalises a copy)
 // followed by 'W' and, as signed varints, InputIfIndex, FanoutID,
-// len(OutputIfIndex) and each OutputIfIndex; then, only when OutputAddrGen
-// is not empty, 'A', len(OutputAddrGen) and each generation. It shadows
+// len(OutputIfIndex) and each OutputIfIndex; then, only when OutputAddrs
+// is not empty, 'S', len(OutputAddrs) and for each output the number of its
+// addresses and each address's text, length-prefixed. It shadows
 // Rule.Canonical so that a rule re-resolved to new interface indexes or
 // addresses encodes differently.
 func (w WorkerRule) Canonical() []byte {
@@ -25,11 +26,15 @@ func (w WorkerRule) Canonical() []byte {
 	for _, ix := range w.OutputIfIndex {
 		b = binary.AppendVarint(b, int64(ix))
 	}
-	if len(w.OutputAddrGen) > 0 {
-		b = append(b, 'A')
-		b = binary.AppendVarint(b, int64(len(w.OutputAddrGen)))
-		for _, g := range w.OutputAddrGen {
-			b = binary.AppendVarint(b, int64(g))
+	if len(w.OutputAddrs) > 0 {
+		b = append(b, 'S')
+		b = binary.AppendVarint(b, int64(len(w.OutputAddrs)))
+		for _, addrs := range w.OutputAddrs {
+			b = binary.AppendVarint(b, int64(len(addrs)))
+			for _, a := range addrs {
+				b = binary.AppendUvarint(b, uint64(len(a)))
+				b = append(b, a...)
+			}
 		}
 	}
 	return b

@@ -29,7 +29,8 @@ func testRules(n int) []WorkerRule {
 			},
 		}
 		r.Normalize()
-		rules[i] = WorkerRule{Rule: r, InputIfIndex: 2, FanoutID: 7, OutputIfIndex: []int{3, 4}}
+		rules[i] = WorkerRule{Rule: r, InputIfIndex: 2, FanoutID: 7, OutputIfIndex: []int{3, 4},
+			OutputAddrs: [][]string{{"10.1.0.9", "10.1.0.8"}, {}}}
 	}
 	return rules
 }
@@ -58,6 +59,13 @@ func TestHashWorkerRules(t *testing.T) {
 		"fanout id":      func(r *WorkerRule) { r.FanoutID = 8 },
 		"output ifindex": func(r *WorkerRule) { r.OutputIfIndex = []int{3, 5} },
 		"output missing": func(r *WorkerRule) { r.OutputIfIndex = []int{3} },
+		"output address changed": func(r *WorkerRule) {
+			r.OutputAddrs = [][]string{{"10.1.0.9", "10.1.0.7"}, {}}
+		},
+		"output address moved": func(r *WorkerRule) {
+			r.OutputAddrs = [][]string{{"10.1.0.9"}, {"10.1.0.8"}}
+		},
+		"output addresses unknown": func(r *WorkerRule) { r.OutputAddrs = nil },
 		"output port": func(r *WorkerRule) {
 			r.Outputs = []ruleset.Output{r.Outputs[0], {Interface: "eth2", Group: "10.1.0.50", Port: 6001}}
 		},

@@ -46,15 +46,15 @@ type WorkerRule struct {
 	// OutputIfIndex[i] is the ifindex of Rule.Outputs[i].Interface, 0 when
 	// it does not exist (the worker reports an error for that output).
 	OutputIfIndex []int `json:"output_ifindex"`
-	// OutputAddrGen[i] is the generation of Outputs[i]'s interface as a
-	// sender of the destination's family: the supervisor raises it
-	// whenever the interface comes up or its addresses of that family
-	// change. The worker keys egress sockets by it, so such a change gets
-	// the output a freshly opened socket: connect(2) fails while the
-	// interface is down, binding to a Source fails while that address is
-	// missing, and connecting an unbound socket fixes its source from the
-	// addresses there at that moment. Absent or 0: no generation.
-	OutputAddrGen []int `json:"output_addr_gen,omitempty"`
+	// OutputAddrs[i] are the addresses (canonical text) Outputs[i]'s
+	// datagrams may leave from when it names no source: those of its
+	// interface, of the destination's family, as the supervisor's netlink
+	// view has them (the kernel picks one per destination). With the port of the output's
+	// egress socket they are its egress identity, which the worker
+	// recognises in datagrams that come back to an input (a relay loop).
+	// Empty for outputs with a source (the source is the address) and for
+	// transparent ones (they keep the input's). Absent: none known.
+	OutputAddrs [][]string `json:"output_addrs,omitempty"`
 }
 
 // WorkerCommand is one supervisor → worker frame.

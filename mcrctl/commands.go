@@ -86,21 +86,24 @@ func runE(body func(ctx context.Context, args []string) error) func(*cobra.Comma
 
 func (c *cli) addCommand() *cobra.Command {
 	var (
-		rule    ruleset.Rule
-		outputs []string
-		ttl     int
+		rule     ruleset.Rule
+		outputs  []string
+		ttl      int
+		preserve bool
 	)
 	cmd := &cobra.Command{
-		Use:   "add --input-interface IF --input-group G --input-port P --outputs G:P:IF[,G:P:IF...]",
+		Use:   "add --input-interface IF --input-group G --input-port P --outputs G:P:IF[:SP][,G:P:IF[:SP]...]",
 		Short: "Add a relay rule and print its id",
 		Example: `  mcrctl add --input-interface eth0 --input-group 239.1.1.1 --input-port 5000 \
-    --outputs '239.2.2.2:6000:eth1,[ff3e::1]:6000:eth2' --ttl 8 --rule-id market-a`,
+    --outputs '239.2.2.2:6000:eth1,[ff3e::1]:6000:eth2:5001' --ttl 8 --rule-id market-a
+  mcrctl add --input-interface eth0 --input-group 232.1.1.1 --input-port 5000 \
+    --outputs 232.2.2.2:5000:eth1 --preserve-source`,
 		Args: cobra.NoArgs,
 		RunE: runE(func(ctx context.Context, _ []string) error {
 			if ttl < 0 || ttl > 255 {
 				return usageErrorf("--ttl %d: must be 0..255", ttl)
 			}
-			outs, err := ParseOutputs(strings.Join(outputs, ","), ttl)
+			outs, err := ParseOutputs(strings.Join(outputs, ","), ttl, preserve)
 			if err != nil {
 				return &exitError{code: exitUsage, err: err}
 			}
@@ -115,10 +118,11 @@ func (c *cli) addCommand() *cobra.Command {
 	f.StringVar(&rule.Input.Group, "input-group", "", "destination address of the input, IPv4 or IPv6")
 	f.IntVar(&rule.Input.Port, "input-port", 0, "UDP destination port of the input")
 	f.StringVar(&rule.Input.Source, "input-source", "", "relay only datagrams from this sender (source-specific)")
-	f.StringArrayVar(&outputs, "outputs", nil, "comma-separated outputs GROUP:PORT:INTERFACE, IPv6 as [GROUP]:PORT:INTERFACE (quote it: zsh treats brackets as a glob)")
+	f.StringArrayVar(&outputs, "outputs", nil, "comma-separated outputs GROUP:PORT:INTERFACE[:SOURCE_PORT], IPv6 as [GROUP]:PORT:INTERFACE[:SOURCE_PORT] (quote it: zsh treats brackets as a glob)")
 	f.StringVar(&rule.ID, "rule-id", "", "rule id (default: derived from the input)")
 	f.StringVar(&rule.Name, "name", "", "free-text name of the rule")
-	f.IntVar(&ttl, "ttl", 0, "multicast TTL / hop limit of every output (default 1 for multicast)")
+	f.IntVar(&ttl, "ttl", 0, "multicast TTL / hop limit of every output (default 1 for multicast); with --preserve-source, a cap")
+	f.BoolVar(&preserve, "preserve-source", false, "every output keeps each datagram's source address and port (transparent outputs)")
 	for _, name := range []string{"input-interface", "input-group", "input-port", "outputs"} {
 		must(cmd.MarkFlagRequired(name))
 	}

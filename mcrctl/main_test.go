@@ -27,19 +27,19 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden with the curr
 const (
 	rulesReply = `{"ok":true,"result":[` +
 		`{"id":"market-a","name":"market data A","input":{"interface":"eth0","group":"239.1.1.1","port":5000,"source":"10.0.0.9"},` +
-		`"outputs":[{"interface":"eth1","group":"239.2.2.2","port":6000,"ttl":8},{"interface":"eth1","group":"10.1.0.50","port":6000}],"state":"active",` +
-		`"output_states":["active","active"],"output_errors":["","connect: network is unreachable"],` +
-		`"error":"outputs[1] 10.1.0.50:6000@eth1: connect: network is unreachable"},` +
+		`"outputs":[{"interface":"eth1","group":"239.2.2.2","port":6000,"ttl":8,"source_port":5001},{"interface":"eth1","group":"10.1.0.50","port":6000,"source":"10.1.0.1"}],"state":"active",` +
+		`"output_states":["active","active"],"output_errors":["","bind to source 10.1.0.1: cannot assign requested address"],` +
+		`"error":"outputs[1] 10.1.0.50:6000@eth1: bind to source 10.1.0.1: cannot assign requested address"},` +
 		`{"id":"9f86d081884c7d65","input":{"interface":"vlan100","group":"ff3e::1","port":5004},` +
 		`"outputs":[{"interface":"eth2","group":"ff3e::2","port":5004},{"interface":"eth2","group":"ff3e::3","port":5004},{"interface":"eth3","group":"239.9.9.9","port":5004}],"state":"pending",` +
 		`"output_states":["down","down","pending"]},` +
 		`{"id":"lab","name":"lab feed","input":{"interface":"eth9","group":"239.5.5.5","port":1234},` +
-		`"outputs":[{"interface":"eth1","group":"239.6.6.6","port":1234}],"state":"down","error":"join 239.5.5.5 on eth9: no such device"}]}`
+		`"outputs":[{"interface":"eth1","group":"239.6.6.6","port":1234,"preserve_source":true}],"state":"down","error":"join 239.5.5.5 on eth9: no such device"}]}`
 	statsReply = `{"ok":true,"result":{"rules":[` +
 		`{"id":"market-a","packets_in":1234567,"bytes_in":1623456789,"pps":12345.6,"bps":130000000,"outputs":[` +
 		`{"destination":"239.2.2.2:6000@eth1","packets_out":1234567,"bytes_out":1623456789,"errors":0},` +
-		`{"destination":"10.1.0.50:6000@eth1","packets_out":1234560,"bytes_out":1623447582,"errors":7,"error":"connect: network is unreachable"}],` +
-		`"error":"outputs[1] 10.1.0.50:6000@eth1: connect: network is unreachable"},` +
+		`{"destination":"10.1.0.50:6000@eth1","packets_out":1234560,"bytes_out":1623447582,"errors":7,"error":"bind to source 10.1.0.1: cannot assign requested address"}],` +
+		`"error":"outputs[1] 10.1.0.50:6000@eth1: bind to source 10.1.0.1: cannot assign requested address"},` +
 		`{"id":"9f86d081884c7d65","packets_in":0,"bytes_in":0,"pps":0,"bps":0,"outputs":[` +
 		`{"destination":"[ff3e::2]:5004@eth2","packets_out":0,"bytes_out":0,"errors":0},` +
 		`{"destination":"[ff3e::3]:5004@eth2","packets_out":0,"bytes_out":0,"errors":0},` +
@@ -345,6 +345,15 @@ func TestRequests(t *testing.T) {
 				`{"interface":"eth1","group":"239.2.2.2","port":6000,"ttl":8},` +
 				`{"interface":"eth2","group":"ff3e::1","port":6000,"ttl":8},` +
 				`{"interface":"eth1","group":"10.1.0.50","port":6001,"ttl":8}]}}`,
+			wantStdout: "market-a\n",
+		},
+		{
+			name: "add with source ports, keeping sources",
+			args: []string{"add", "--input-interface", "eth0", "--input-group", "239.1.1.1", "--input-port", "5000",
+				"--outputs", "239.2.2.2:6000:eth1:5001,[ff3e::1]:6000:eth2", "--preserve-source"},
+			wantRequest: `{"command":"AddRule","rule":{"input":{"interface":"eth0","group":"239.1.1.1","port":5000},"outputs":[` +
+				`{"interface":"eth1","group":"239.2.2.2","port":6000,"source_port":5001,"preserve_source":true},` +
+				`{"interface":"eth2","group":"ff3e::1","port":6000,"preserve_source":true}]}}`,
 			wantStdout: "market-a\n",
 		},
 		{

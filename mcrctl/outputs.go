@@ -11,18 +11,19 @@ import (
 )
 
 // ParseOutputs parses the value of `mcrctl add --outputs`: comma-separated
-// items GROUP:PORT:INTERFACE, with IPv6 groups in brackets
-// ([ff3e::1]:6000:eth1). ttl is set on every output. The interface is the
-// text after the last colon, which is unambiguous because Linux interface
-// names cannot contain one.
+// items GROUP:PORT:INTERFACE[:SOURCE_PORT], with IPv6 groups in brackets
+// ([ff3e::1]:6000:eth1:5001). ttl is set on every output, and so is
+// preserve (Output.PreserveSource). The interface is the text after the
+// port's colon, up to the next one if any, which is unambiguous because
+// Linux interface names cannot contain one.
 //
-// It checks only what the syntax needs: that the group is an IP address, the
-// port a number in 1..65535 and the interface non-empty. The daemon
-// validates the rest (interface name rules, self-loops, duplicates). Errors
-// name the 1-based item and quote it:
+// It checks only what the syntax needs: that the group is an IP address,
+// the ports numbers in 1..65535 and the interface non-empty. The daemon
+// validates the rest (interface name rules, self-loops, duplicates, source
+// ports other outputs hold). Errors name the 1-based item and quote it:
 //
 //	--outputs item 2 "239.2.2.2:x:eth1": port "x" is not a number
-func ParseOutputs(s string, ttl int) ([]ruleset.Output, error) {
+func ParseOutputs(s string, ttl int, preserve bool) ([]ruleset.Output, error) {
 	items := strings.Split(s, ",")
 	outs := make([]ruleset.Output, 0, len(items))
 	for i, item := range items {
@@ -30,19 +31,19 @@ func ParseOutputs(s string, ttl int) ([]ruleset.Output, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--outputs item %d %q: %w", i+1, item, err)
 		}
-		o.TTL = ttl
+		o.TTL, o.PreserveSource = ttl, preserve
 		outs = append(outs, o)
 	}
 	return outs, nil
 }
 
-// parseOutput parses one GROUP:PORT:INTERFACE item.
+// parseOutput parses one GROUP:PORT:INTERFACE[:SOURCE_PORT] item.
 func parseOutput(item string) (ruleset.Output, error) {
 	group, rest, err := splitGroup(item)
 	if err != nil {
 		return ruleset.Output{}, err
 	}
-	port, ifname, ok := strings.Cut(rest, ":")
+	port, rest, ok := strings.Cut(rest, ":")
 	if !ok {
 		return ruleset.Output{}, errShape
 	}
@@ -50,16 +51,23 @@ func parseOutput(item string) (ruleset.Output, error) {
 	if err != nil {
 		return ruleset.Output{}, err
 	}
+	ifname, sport, hasSport := strings.Cut(rest, ":")
 	if ifname == "" {
 		return ruleset.Output{}, errors.New("interface is empty")
 	}
-	return ruleset.Output{Interface: ifname, Group: group, Port: p}, nil
+	o := ruleset.Output{Interface: ifname, Group: group, Port: p}
+	if hasSport {
+		if o.SourcePort, err = parsePort(sport); err != nil {
+			return ruleset.Output{}, fmt.Errorf("source %w", err)
+		}
+	}
+	return o, nil
 }
 
-var errShape = errors.New("want GROUP:PORT:INTERFACE, IPv6 as [GROUP]:PORT:INTERFACE")
+var errShape = errors.New("want GROUP:PORT:INTERFACE[:SOURCE_PORT], IPv6 as [GROUP]:PORT:INTERFACE[:SOURCE_PORT]")
 
 // splitGroup splits the group off an item and returns it with the
-// PORT:INTERFACE rest.
+// PORT:INTERFACE[:SOURCE_PORT] rest.
 func splitGroup(item string) (group, rest string, err error) {
 	if strings.HasPrefix(item, "[") {
 		end := strings.Index(item, "]")
@@ -76,14 +84,16 @@ func splitGroup(item string) (group, rest string, err error) {
 		}
 		return group, rest[1:], nil
 	}
-	switch strings.Count(item, ":") {
-	case 2:
-	case 0, 1:
-		return "", "", errShape
-	default:
-		return "", "", errors.New("IPv6 group must be in brackets: [GROUP]:PORT:INTERFACE")
-	}
 	group, rest, _ = strings.Cut(item, ":")
+	switch n := strings.Count(item, ":"); {
+	case n < 2:
+		return "", "", errShape
+	case n > 3:
+		if a, err := netip.ParseAddr(group); err == nil && a.Is4() {
+			return "", "", errShape
+		}
+		return "", "", errors.New("IPv6 group must be in brackets: [GROUP]:PORT:INTERFACE[:SOURCE_PORT]")
+	}
 	if _, err := netip.ParseAddr(group); err != nil {
 		return "", "", fmt.Errorf("group %q is not an IP address", group)
 	}

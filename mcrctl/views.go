@@ -22,13 +22,13 @@ func writeRules(w io.Writer, rules []controlproto.RuleStatus, packets map[string
 	}
 	for _, r := range rules {
 		t.add(cell{text: r.ID}, cell{text: orDash(r.Name)}, cell{text: r.State, color: stateColor(r.State)},
-			cell{text: formatInput(r.Input)}, cell{text: formatOutputs(r.Outputs)}, cell{text: count(packets[r.ID])})
+			cell{text: formatInput(r.Input)}, cell{text: formatOutputs(r.Outputs, formatOutput)}, cell{text: count(packets[r.ID])})
 		if outs := failingOutputs(r); len(outs) > 0 {
-			t.addNote("outputs failing: " + formatOutputs(outs))
+			t.addNote("outputs failing: " + formatOutputs(outs, ruleset.Output.Destination))
 		}
 		for _, state := range []string{controlproto.StatePending, controlproto.StateDown} {
 			if outs := outputsIn(r, state); len(outs) > 0 {
-				t.addNote("outputs " + state + ": " + formatOutputs(outs))
+				t.addNote("outputs " + state + ": " + formatOutputs(outs, ruleset.Output.Destination))
 			}
 		}
 		if r.Error != "" {
@@ -79,15 +79,40 @@ func formatInput(in ruleset.Input) string {
 // rest as "+N more"; `stats` lists them all.
 const maxListedOutputs = 2
 
-func formatOutputs(outs []ruleset.Output) string {
+// formatOutputs names the first maxListedOutputs outputs with name: in the
+// OUTPUTS column with the source they send from (formatOutput), in the
+// notes under a rule by their destination alone.
+func formatOutputs(outs []ruleset.Output, name func(ruleset.Output) string) string {
 	names := make([]string, 0, maxListedOutputs)
 	for i, o := range outs {
 		if i == maxListedOutputs {
 			return strings.Join(names, ", ") + fmt.Sprintf(" +%d more", len(outs)-i)
 		}
-		names = append(names, o.Destination())
+		names = append(names, name(o))
 	}
 	return strings.Join(names, ", ")
+}
+
+// formatOutput prints an output's destination with the source it sends
+// from when the rule fixes one: "239.2.2.2:6000@eth1 from 10.1.0.1:5001",
+// "… from port 5001", "… keeping the source".
+func formatOutput(o ruleset.Output) string {
+	s := o.Destination()
+	switch {
+	case o.PreserveSource:
+		return s + " keeping the source"
+	case o.Source != "" && o.SourcePort != 0:
+		src := o.Source
+		if strings.Contains(src, ":") {
+			src = "[" + src + "]"
+		}
+		return fmt.Sprintf("%s from %s:%d", s, src, o.SourcePort)
+	case o.Source != "":
+		return s + " from " + o.Source
+	case o.SourcePort != 0:
+		return fmt.Sprintf("%s from port %d", s, o.SourcePort)
+	}
+	return s
 }
 
 // writeWorkers prints the `workers` table.
@@ -144,14 +169,15 @@ func writeStats(w io.Writer, r stats.Report, color bool) error {
 	}
 	workers := table{
 		header: []string{"WORKER", "CORE", "RX", "NO-MATCH", "MALFORMED", "FRAGMENTS", "NOT-UDP", "VLAN", "BAD-CSUM",
-			"KDROPS", "NOBUF", "EGRESS-ERR"},
-		right: []bool{true, true, true, true, true, true, true, true, true, true, true, true},
+			"KDROPS", "NOBUF", "EGRESS-ERR", "LOOPS", "TTL-EXPIRED"},
+		right: []bool{true, true, true, true, true, true, true, true, true, true, true, true, true, true},
 	}
 	for _, wk := range r.Workers {
 		c := wk.WorkerCounters
 		workers.add(append(plain(fmt.Sprint(wk.Worker), fmt.Sprint(wk.Core), count(c.RxPackets), count(c.NoMatch),
 			count(c.Malformed), count(c.Fragments), count(c.NotUDP), count(c.VLANTagged), count(c.BadChecksum)),
-			dropCell(c.KernelDrops), dropCell(c.BufferExhausted), dropCell(c.EgressErrors))...)
+			dropCell(c.KernelDrops), dropCell(c.BufferExhausted), dropCell(c.EgressErrors), dropCell(c.Loops),
+			dropCell(c.TTLExpired))...)
 	}
 	if err := rules.write(w, color); err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -184,8 +185,12 @@ func TestRecvDetectsCorruption(t *testing.T) {
 	var got recvResult
 	finish(t, recv, &got)
 	got.PPS, got.LatencyUS = 0, mcrgen.Latency{}
+	if len(got.Sources) != 1 {
+		t.Errorf("sources %v, want one: the test's socket", got.Sources)
+	}
+	got.Sources = nil
 	want := recvResult{Received: 8, Corrupt: 4, Unverified: 1, Streams: 1, Bytes: 6*100 + 5}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("recv %+v, want %+v", got, want)
 	}
 }
@@ -291,8 +296,9 @@ func TestEmptyDatagrams(t *testing.T) {
 	var got recvResult
 	finish(t, recv, &got)
 	got.PPS = 0
-	want := recvResult{Received: 100, Unverified: 100}
-	if sent.Sent != 100 || sent.Bytes != 0 || got != want {
-		t.Errorf("sent %+v, received %+v; want 100 empty datagrams, all unverified", sent, got)
+	want := recvResult{Received: 100, Unverified: 100,
+		Sources: map[string]uint64{fmt.Sprintf("10.77.0.1:%d", sent.SourcePort): 100}}
+	if sent.Sent != 100 || sent.Bytes != 0 || sent.SourcePort == 0 || !reflect.DeepEqual(got, want) {
+		t.Errorf("sent %+v, received %+v; want 100 empty datagrams from the sender's port, all unverified", sent, got)
 	}
 }

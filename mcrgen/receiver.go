@@ -119,6 +119,7 @@ func (r *Receiver) Run(ctx context.Context) (RecvResult, error) {
 		now := time.Now().UnixNano()
 		for _, m := range msgs[:max(n, 0)] { // n is -1 with some errors
 			t.add(m.Buffers[0][:m.N], now)
+			t.from(m.Addr)
 		}
 		r.received.Store(t.received)
 		switch {

@@ -100,8 +100,10 @@ type SendResult struct {
 	// PPS is Sent divided by the time from the start to the last send.
 	PPS float64 `json:"pps"`
 	// Bytes is Sent times the payload size.
-	Bytes   uint64        `json:"bytes"`
-	Elapsed time.Duration `json:"-"`
+	Bytes uint64 `json:"bytes"`
+	// SourcePort is the UDP port the datagrams left from.
+	SourcePort int           `json:"source_port,omitempty"`
+	Elapsed    time.Duration `json:"-"`
 }
 
 // batchWriter is the sending half of an ipv4.PacketConn or ipv6.PacketConn
@@ -246,6 +248,11 @@ func (s *Sender) send(msgs []ipv4.Message, seq uint64) error {
 
 func (s *Sender) result(sent uint64, elapsed time.Duration) SendResult {
 	r := SendResult{Sent: sent, Bytes: sent * uint64(s.cfg.Size), Elapsed: elapsed}
+	if pc, ok := s.conn.(net.PacketConn); ok {
+		if a, ok := pc.LocalAddr().(*net.UDPAddr); ok {
+			r.SourcePort = a.Port
+		}
+	}
 	if elapsed > 0 {
 		r.PPS = round1(float64(sent) / elapsed.Seconds())
 	}

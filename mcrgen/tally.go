@@ -1,6 +1,10 @@
 package mcrgen
 
-import "math"
+import (
+	"math"
+	"net"
+	"net/netip"
+)
 
 // RecvResult is what `mcrgen recv` prints as its JSON line; scripts rely on
 // the first six fields (docs/cli.md), which do not change.
@@ -28,6 +32,10 @@ type RecvResult struct {
 	Unverified uint64 `json:"unverified"`
 	// Streams counts the distinct stream ids seen.
 	Streams int `json:"streams"`
+	// Sources counts the datagrams received from each source address and
+	// port ("10.0.0.1:5001", "[fd00::1]:5001"): a stream that reaches a
+	// receiver through a relay should come from one.
+	Sources map[string]uint64 `json:"sources,omitempty"`
 	// LatencyUS is the one-way latency of verified datagrams in
 	// microseconds, from the sender's to the receiver's wall clock:
 	// meaningful when both run on one host (or have synchronised clocks).
@@ -48,11 +56,23 @@ type Latency struct {
 type tally struct {
 	received, corrupt, unverified, bytes uint64
 	streams                              map[uint16]*seqTracker
+	sources                              map[netip.AddrPort]uint64
 	latency                              histogram
 	firstNano, lastNano                  int64 // receive times of the first and the last datagram
 }
 
-func newTally() *tally { return &tally{streams: make(map[uint16]*seqTracker)} }
+func newTally() *tally {
+	return &tally{streams: make(map[uint16]*seqTracker), sources: make(map[netip.AddrPort]uint64)}
+}
+
+// from accounts the source of one datagram; an unknown one (not UDP) is
+// not counted.
+func (t *tally) from(a net.Addr) {
+	if ua, ok := a.(*net.UDPAddr); ok {
+		ap := ua.AddrPort()
+		t.sources[netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port())]++
+	}
+}
 
 // add accounts one datagram's payload p received at nowNano (Unix ns).
 func (t *tally) add(p []byte, nowNano int64) {
@@ -96,6 +116,12 @@ func (t *tally) result() RecvResult {
 			P999: micros(t.latency.quantile(0.999)),
 			Max:  micros(t.latency.max),
 		},
+	}
+	if len(t.sources) > 0 {
+		r.Sources = make(map[string]uint64, len(t.sources))
+		for ap, n := range t.sources {
+			r.Sources[ap.String()] = n
+		}
 	}
 	for _, s := range t.streams {
 		r.Lost += s.lost()

@@ -16,10 +16,13 @@ import (
 //
 //	input:  'I' s(interface) s(group) v(port) s(source)
 //	rule:   'R' s(id) s(name) input v(len(outputs)) outputs...
-//	output: 'O' s(interface) s(group) v(port) v(ttl) s(source)
+//	output: 'O' s(interface) s(group) v(port) v(ttl) s(source) ['P' v(source_port)] ['T']
 //
-// Every field is length-prefixed or fixed, so distinct rules never encode
-// to the same bytes.
+// Every field is length-prefixed or fixed, and the optional output fields
+// (present only when not zero, so that the encoding of a rule without them
+// is what it was before they existed) start with a tag that no other field
+// in that position starts with, so distinct rules never encode to the same
+// bytes.
 
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
@@ -45,7 +48,14 @@ func appendOutput(b []byte, o *Output) []byte {
 	b = appendString(b, o.Group)
 	b = appendInt(b, o.Port)
 	b = appendInt(b, o.TTL)
-	return appendString(b, o.Source)
+	b = appendString(b, o.Source)
+	if o.SourcePort != 0 {
+		b = appendInt(append(b, 'P'), o.SourcePort)
+	}
+	if o.PreserveSource {
+		b = append(b, 'T')
+	}
+	return b
 }
 
 // DefaultID is the id of a rule that has none: 16 lowercase hex digits of

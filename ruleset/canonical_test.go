@@ -64,24 +64,37 @@ func TestDefaultID(t *testing.T) {
 
 // ruleChanges each change one field of validRule, for the hash tests.
 var ruleChanges = map[string]func(r *Rule){
-	"id":                func(r *Rule) { r.ID = "market-b" },
-	"name":              func(r *Rule) { r.Name = "market data B" },
-	"input.interface":   func(r *Rule) { r.Input.Interface = "eth9" },
-	"input.group":       func(r *Rule) { r.Input.Group = "239.1.1.2" },
-	"input.port":        func(r *Rule) { r.Input.Port = 5001 },
-	"input.source":      func(r *Rule) { r.Input.Source = "10.0.0.8" },
-	"no input.source":   func(r *Rule) { r.Input.Source = "" },
-	"outputs[0].iface":  func(r *Rule) { r.Outputs[0].Interface = "eth2" },
-	"outputs[0].group":  func(r *Rule) { r.Outputs[0].Group = "239.2.2.3" },
-	"outputs[0].port":   func(r *Rule) { r.Outputs[0].Port = 6001 },
-	"outputs[0].ttl":    func(r *Rule) { r.Outputs[0].TTL = 9 },
-	"outputs[1].ttl":    func(r *Rule) { r.Outputs[1].TTL = 1 },
-	"outputs[0].source": func(r *Rule) { r.Outputs[0].Source = "10.1.0.2" },
-	"output order":      func(r *Rule) { r.Outputs[0], r.Outputs[1] = r.Outputs[1], r.Outputs[0] },
-	"output removed":    func(r *Rule) { r.Outputs = r.Outputs[:1] },
+	"id":                         func(r *Rule) { r.ID = "market-b" },
+	"name":                       func(r *Rule) { r.Name = "market data B" },
+	"input.interface":            func(r *Rule) { r.Input.Interface = "eth9" },
+	"input.group":                func(r *Rule) { r.Input.Group = "239.1.1.2" },
+	"input.port":                 func(r *Rule) { r.Input.Port = 5001 },
+	"input.source":               func(r *Rule) { r.Input.Source = "10.0.0.8" },
+	"no input.source":            func(r *Rule) { r.Input.Source = "" },
+	"outputs[0].iface":           func(r *Rule) { r.Outputs[0].Interface = "eth2" },
+	"outputs[0].group":           func(r *Rule) { r.Outputs[0].Group = "239.2.2.3" },
+	"outputs[0].port":            func(r *Rule) { r.Outputs[0].Port = 6001 },
+	"outputs[0].ttl":             func(r *Rule) { r.Outputs[0].TTL = 9 },
+	"outputs[1].ttl":             func(r *Rule) { r.Outputs[1].TTL = 1 },
+	"outputs[0].source":          func(r *Rule) { r.Outputs[0].Source = "10.1.0.2" },
+	"outputs[0].source_port":     func(r *Rule) { r.Outputs[0].SourcePort = 5001 },
+	"outputs[1].preserve_source": func(r *Rule) { r.Outputs[1].PreserveSource = true },
+	"outputs[1] source_port or preserve_source": func(r *Rule) { r.Outputs[1].SourcePort = 'T' },
+	"output order":   func(r *Rule) { r.Outputs[0], r.Outputs[1] = r.Outputs[1], r.Outputs[0] },
+	"output removed": func(r *Rule) { r.Outputs = r.Outputs[:1] },
 	"output added": func(r *Rule) {
 		r.Outputs = append(r.Outputs, Output{Interface: "eth3", Group: "239.3.3.3", Port: 1})
 	},
+}
+
+// TestCanonicalIsStable keeps the encoding of rules that use no optional
+// output field what it was before those fields existed: ruleset hashes and
+// the config diffs of running daemons compare it across upgrades.
+func TestCanonicalIsStable(t *testing.T) {
+	const want = "f6ff01128d2e6525"
+	if got := Hash([]Rule{validRule()}); got != want {
+		t.Errorf("Hash of validRule() = %s, want %s: the canonical encoding changed", got, want)
+	}
 }
 
 func TestCanonical(t *testing.T) {

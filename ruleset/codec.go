@@ -92,6 +92,7 @@ type jsonKind int
 const (
 	jsonString jsonKind = iota + 1
 	jsonInt
+	jsonBool
 	jsonObject
 	jsonArray
 )
@@ -104,12 +105,13 @@ func (k jsonKind) String() string {
 var (
 	stringSchema = &schema{kind: jsonString}
 	intSchema    = &schema{kind: jsonInt}
+	boolSchema   = &schema{kind: jsonBool}
 	inputSchema  = &schema{kind: jsonObject, fields: map[string]*schema{
 		"interface": stringSchema, "group": stringSchema, "port": intSchema, "source": stringSchema,
 	}}
 	outputSchema = &schema{kind: jsonObject, fields: map[string]*schema{
 		"interface": stringSchema, "group": stringSchema, "port": intSchema, "ttl": intSchema,
-		"source": stringSchema,
+		"source": stringSchema, "source_port": intSchema, "preserve_source": boolSchema,
 	}}
 	ruleSchema = &schema{kind: jsonObject, fields: map[string]*schema{
 		"id": stringSchema, "name": stringSchema, "input": inputSchema,
@@ -163,6 +165,10 @@ func checkValue(dec *json.Decoder, tok json.Token, s *schema, path string) *Vali
 		}
 		if _, err := strconv.Atoi(n.String()); err != nil {
 			return invalid(path, "must be an integer, got %s", jsontext.Cut(n.String()))
+		}
+	case jsonBool:
+		if _, ok := tok.(bool); !ok {
+			return invalid(path, "must be true or false, got %s", jsontext.Kind(tok))
 		}
 	case jsonObject:
 		if tok != json.Delim('{') {

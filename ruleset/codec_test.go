@@ -87,6 +87,10 @@ func TestDecodeConfigErrors(t *testing.T) {
 		{"port huge", `{"rules":[{"input":{"port":99999999999999999999}}]}`,
 			`rules[0].input.port: must be an integer, got 99999999999999999999`},
 		{"ttl as boolean", `{"rules":[` + rule(`{"ttl":true}`) + `]}`, `rules[0].outputs[0].ttl: must be an integer, got boolean`},
+		{"preserve_source as string", `{"rules":[` + rule(`{"preserve_source":"yes"}`) + `]}`,
+			`rules[0].outputs[0].preserve_source: must be true or false, got string`},
+		{"source_port as boolean", `{"rules":[` + rule(`{"source_port":false}`) + `]}`,
+			`rules[0].outputs[0].source_port: must be an integer, got boolean`},
 		{"group as number", `{"rules":[{"input":{"group":239}}]}`, `rules[0].input.group: must be a string, got number`},
 		{"id as object", `{"rules":[{"id":{}}]}`, `rules[0].id: must be a string, got object`},
 		{"outputs as object", `{"rules":[{"outputs":{}}]}`, `rules[0].outputs: must be an array, got object`},
@@ -264,7 +268,7 @@ func TestSchemaMatchesTypes(t *testing.T) {
 			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 			tags = append(tags, name)
 			want := map[reflect.Kind]jsonKind{reflect.String: jsonString, reflect.Int: jsonInt,
-				reflect.Struct: jsonObject, reflect.Slice: jsonArray}[f.Type.Kind()]
+				reflect.Bool: jsonBool, reflect.Struct: jsonObject, reflect.Slice: jsonArray}[f.Type.Kind()]
 			if s := tt.schema.fields[name]; s == nil || s.kind != want {
 				t.Errorf("%s.%s: schema has %+v, want kind %d", tt.typ.Name(), f.Name, s, want)
 			}

@@ -41,6 +41,17 @@ type Output struct {
 	TTL int `json:"ttl,omitempty"`
 	// Source, when set, fixes the egress source address.
 	Source string `json:"source,omitempty"`
+	// SourcePort, when set (1..65535), fixes the egress source port: the
+	// port receivers and firewalls expect. 0 means one the supervisor picks
+	// once per egress identity (interface, family, source address) and
+	// keeps while an output uses it. Every worker sends an output's
+	// datagrams from the same address and port either way.
+	SourcePort int `json:"source_port,omitempty"`
+	// PreserveSource makes a transparent output: its datagrams leave with
+	// the input datagram's source address and port, and its TTL or hop
+	// limit less one, as a router would forward them. It excludes Source
+	// and SourcePort, and Group must be of the input's family.
+	PreserveSource bool `json:"preserve_source,omitempty"`
 }
 
 // MaxOutputs is the most outputs one rule may have.

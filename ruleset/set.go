@@ -13,9 +13,11 @@ import (
 //	rules[3].outputs[0].port: must be 1..65535
 //	rules[4].id: "x" already used by rules[1]
 //	rules[4].input: same input as rule "abc"
+//	rules[5].outputs[0].source_port: port 5001 on eth1 is taken by rule "b" (outputs[1]) …
 func ValidateSet(rules []Rule) error {
 	ids := make(map[string]int, len(rules))
 	inputs := make(map[InputKey]string, len(rules))
+	var ports SourcePorts
 	for i, r := range rules {
 		r.Outputs = slices.Clone(r.Outputs)
 		r.Normalize()
@@ -32,6 +34,10 @@ func ValidateSet(rules []Rule) error {
 			return invalid(path+".input", "same input as rule %q", other)
 		}
 		inputs[key] = r.ID
+		if err := ports.check(&r, r.ID); err != nil {
+			return err.withPrefix(path)
+		}
+		ports.Add(&r)
 	}
 	return nil
 }

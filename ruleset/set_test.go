@@ -2,6 +2,7 @@ package ruleset
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -26,6 +27,16 @@ func TestValidateSet(t *testing.T) {
 			rules[1].Input.Source = "10.0.0.9"
 			return rules
 		}, ""},
+		{"one source port and address in two rules", func(rules []Rule) []Rule {
+			rules[1].Outputs[0].SourcePort, rules[3].Outputs[0].SourcePort = 5001, 5001
+			return rules
+		}, ""},
+		{"one source port with and without address in two rules", func(rules []Rule) []Rule {
+			rules[1].Outputs[0].SourcePort, rules[3].Outputs[0].SourcePort = 5001, 5001
+			rules[3].Outputs[0].Source = "10.1.0.1"
+			return rules
+		}, `rules[3].outputs[0].source_port: port 5001 on eth1 is taken by rule "r1" (outputs[0]) without a source address; ` +
+			`outputs that fix one source port on one interface must name the same source address`},
 		{"invalid rule", func(rules []Rule) []Rule {
 			rules[3].Outputs[0].Port = 0
 			return rules
@@ -92,4 +103,40 @@ func cloneRules(rules []Rule) []Rule {
 		out[i] = r
 	}
 	return out
+}
+
+// TestSourcePorts follows an index of fixed source ports as rules come and
+// go, the way the supervisor keeps it for AddRule.
+func TestSourcePorts(t *testing.T) {
+	rule := func(id, src string, port int) *Rule {
+		return &Rule{ID: id, Input: Input{Interface: "eth0", Group: "239.1.1.1", Port: 5000},
+			Outputs: []Output{{Interface: "eth1", Group: "239.2.2.2", Port: 6000, Source: src, SourcePort: port}}}
+	}
+	var s SourcePorts
+	a, b := rule("a", "", 5001), rule("b", "", 5001)
+	s.Add(a)
+	s.Add(b)
+	const taken = `outputs[0].source_port: port 5001 on eth1 is taken by rule "a" (outputs[0]) without a source address; ` +
+		`outputs that fix one source port on one interface must name the same source address`
+	c := rule("c", "10.1.0.1", 5001)
+	if err := s.Check(c); err == nil || err.Error() != taken {
+		t.Errorf("Check with a and b on the port: %v, want %q", err, taken)
+	}
+	if err := s.Check(rule("d", "", 5001)); err != nil {
+		t.Errorf("Check of a rule sharing the port without address: %v", err)
+	}
+	if err := s.Check(rule("e", "10.1.0.1", 5002)); err != nil {
+		t.Errorf("Check of another port: %v", err)
+	}
+	s.Remove(a)
+	if err := s.Check(c); err == nil || !strings.Contains(err.Error(), `rule "b" (outputs[0])`) {
+		t.Errorf("Check after a left: %v, want b named", err)
+	}
+	s.Remove(b)
+	if err := s.Check(c); err != nil {
+		t.Errorf("Check once the port is free: %v", err)
+	}
+	if len(s.byPort) != 0 {
+		t.Errorf("index not empty after every rule left: %v", s.byPort)
+	}
 }

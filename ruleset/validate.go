@@ -57,8 +57,15 @@ func (e *ValidationError) withPrefix(prefix string) *ValidationError {
 //	*.source        "x" is not an IP address
 //	                "fe80::1%eth0" has a zone; the interface field selects the link
 //	                must be a unicast address of the same family as *.group
+//	outputs[i].source_port
+//	                must be 1..65535
+//	outputs[i].preserve_source
+//	                excludes source and source_port: the datagrams keep the input's source
+//	                needs a group of the input's family: an IPv4 source cannot leave in an IPv6 datagram
 //	outputs[i]      same as outputs[j]
 //	                same as the input (would loop)
+//	outputs[i].source_port
+//	                port 5001 on eth1 is taken by outputs[j] without a source address; …
 //
 // A unicast address here is one that is not multicast, unspecified or
 // 255.255.255.255. Two outputs are the same, and an output is the same as
@@ -67,7 +74,8 @@ func (e *ValidationError) withPrefix(prefix string) *ValidationError {
 // 1..15 bytes, not "." or "..", and no '/', ':', NUL or byte the kernel's
 // isspace accepts (which includes 0xA0, so a name is checked bytewise).
 // Outputs that differ only in ttl or source are duplicates: the receivers
-// would get every datagram twice.
+// would get every datagram twice. Outputs that fix one source port on one
+// interface must agree on the source address (SourcePorts).
 func (r *Rule) Validate() error {
 	if err := r.validate(); err != nil {
 		return err // not a nil *ValidationError in a non-nil error
@@ -88,12 +96,21 @@ func (r *Rule) validate() *ValidationError {
 	case n > MaxOutputs:
 		return invalid("outputs", "%d outputs, at most %d", n, MaxOutputs)
 	}
+	inV6 := netip.MustParseAddr(r.Input.Group).Is6() // Input.validate parsed it
 	for i := range r.Outputs {
-		if err := r.Outputs[i].validate(fmt.Sprintf("outputs[%d]", i)); err != nil {
+		path := fmt.Sprintf("outputs[%d]", i)
+		if err := r.Outputs[i].validate(path); err != nil {
+			return err
+		}
+		if err := r.Outputs[i].validatePreserve(path, inV6); err != nil {
 			return err
 		}
 	}
-	return r.checkOutputSet()
+	if err := r.checkOutputSet(); err != nil {
+		return err
+	}
+	var none SourcePorts // of other rules: SourcePorts.Check, ValidateSet
+	return none.check(r, r.ID)
 }
 
 // checkOutputSet rejects duplicate outputs and outputs that would feed the
@@ -152,7 +169,32 @@ func (o *Output) validate(path string) *ValidationError {
 	if o.TTL < 0 || o.TTL > 255 {
 		return invalid(path+".ttl", "must be 0..255")
 	}
-	return validateSource(path+".source", o.Source, path+".group", group)
+	if err := validateSource(path+".source", o.Source, path+".group", group); err != nil {
+		return err
+	}
+	if o.SourcePort < 0 || o.SourcePort > 65535 {
+		return invalid(path+".source_port", "must be 1..65535")
+	}
+	return nil
+}
+
+// validatePreserve checks what a transparent output (PreserveSource) must
+// not have: a source of its own, or a family other than the input's, whose
+// source address its header carries.
+func (o *Output) validatePreserve(path string, inV6 bool) *ValidationError {
+	switch {
+	case !o.PreserveSource:
+		return nil
+	case o.Source != "" || o.SourcePort != 0:
+		return invalid(path+".preserve_source", "excludes source and source_port: the datagrams keep the input's source")
+	case netip.MustParseAddr(o.Group).Is6() != inV6:
+		in, out := "IPv4", "IPv6"
+		if inV6 {
+			in, out = out, in
+		}
+		return invalid(path+".preserve_source", "needs a group of the input's family: an %s source cannot leave in an %s datagram", in, out)
+	}
+	return nil
 }
 
 func validatePort(field string, port int) *ValidationError {

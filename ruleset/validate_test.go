@@ -159,6 +159,56 @@ func TestValidate(t *testing.T) {
 		{"output source other family", func(r *Rule) { r.Outputs[1].Source = "2001:db8::1" },
 			`outputs[1].source: must be a unicast address of the same family as outputs[1].group`},
 
+		{"valid source_port 1 and 65535", func(r *Rule) { r.Outputs[0].SourcePort = 1; r.Outputs[1].SourcePort = 65535 }, ""},
+		{"output source_port negative", func(r *Rule) { r.Outputs[1].SourcePort = -1 },
+			`outputs[1].source_port: must be 1..65535`},
+		{"output source_port 65536", func(r *Rule) { r.Outputs[0].SourcePort = 65536 },
+			`outputs[0].source_port: must be 1..65535`},
+		{"valid preserve_source", func(r *Rule) { r.Outputs[1].PreserveSource = true }, ""},
+		{"valid preserve_source IPv6", func(r *Rule) {
+			r.Input = Input{Interface: "eth0", Group: "ff3e::1", Port: 5000}
+			r.Outputs = []Output{{Interface: "eth1", Group: "ff3e::2", Port: 6000, TTL: 4, PreserveSource: true}}
+		}, ""},
+		{"preserve_source with a source", func(r *Rule) { r.Outputs[0].PreserveSource = true },
+			`outputs[0].preserve_source: excludes source and source_port: the datagrams keep the input's source`},
+		{"preserve_source with a source_port", func(r *Rule) {
+			r.Outputs[1].PreserveSource = true
+			r.Outputs[1].SourcePort = 5001
+		}, `outputs[1].preserve_source: excludes source and source_port: the datagrams keep the input's source`},
+		{"preserve_source from IPv4 to IPv6", func(r *Rule) {
+			r.Outputs[1] = Output{Interface: "eth1", Group: "ff3e::2", Port: 6000, PreserveSource: true}
+		}, `outputs[1].preserve_source: needs a group of the input's family: an IPv4 source cannot leave in an IPv6 datagram`},
+		{"preserve_source from IPv6 to IPv4", func(r *Rule) {
+			r.Input = Input{Interface: "eth0", Group: "ff3e::1", Port: 5000}
+			r.Outputs[1].PreserveSource = true
+		}, `outputs[1].preserve_source: needs a group of the input's family: an IPv6 source cannot leave in an IPv4 datagram`},
+		{"valid outputs sharing a source port and address", func(r *Rule) {
+			r.Outputs[0].SourcePort = 5001
+			r.Outputs[1].SourcePort = 5001
+			r.Outputs[1].Source = "10.1.0.1"
+		}, ""},
+		{"valid outputs on one source port from two addresses", func(r *Rule) {
+			r.Outputs[0].SourcePort = 5001
+			r.Outputs[1].SourcePort = 5001
+			r.Outputs[1].Source = "10.1.0.2"
+		}, ""},
+		{"valid source port on two interfaces and families", func(r *Rule) {
+			r.Outputs[0].SourcePort = 5001
+			r.Outputs[1] = Output{Interface: "eth2", Group: "239.2.2.2", Port: 6000, SourcePort: 5001}
+			r.Outputs = append(r.Outputs, Output{Interface: "eth1", Group: "ff3e::2", Port: 6000, SourcePort: 5001})
+		}, ""},
+		{"source port with and without address", func(r *Rule) {
+			r.Outputs[0].SourcePort = 5001
+			r.Outputs[1].SourcePort = 5001
+		}, `outputs[1].source_port: port 5001 on eth1 is taken by outputs[0] from 10.1.0.1; ` +
+			`outputs that fix one source port on one interface must name the same source address`},
+		{"source port without and with address", func(r *Rule) {
+			r.Outputs[0], r.Outputs[1] = r.Outputs[1], r.Outputs[0]
+			r.Outputs[0].SourcePort = 5001
+			r.Outputs[1].SourcePort = 5001
+		}, `outputs[1].source_port: port 5001 on eth1 is taken by outputs[0] without a source address; ` +
+			`outputs that fix one source port on one interface must name the same source address`},
+
 		{"duplicate output", func(r *Rule) { r.Outputs = append(r.Outputs, r.Outputs[0]) },
 			`outputs[2]: same as outputs[0]`},
 		{"duplicate output differing in ttl and source", func(r *Rule) {

@@ -408,6 +408,8 @@ func (c *WorkerCounters) add(d WorkerCounters) {
 	c.KernelDrops += d.KernelDrops
 	c.BufferExhausted += d.BufferExhausted
 	c.EgressErrors += d.EgressErrors
+	c.Loops += d.Loops
+	c.TTLExpired += d.TTLExpired
 	c.StatsDropped += d.StatsDropped
 	c.LogsDropped += d.LogsDropped
 	c.GSOSends += d.GSOSends
@@ -425,6 +427,7 @@ func (c WorkerCounters) below(prev WorkerCounters) bool {
 		c.NotUDP < prev.NotUDP || c.KernelDrops < prev.KernelDrops ||
 		c.VLANTagged < prev.VLANTagged || c.BadChecksum < prev.BadChecksum ||
 		c.BufferExhausted < prev.BufferExhausted || c.EgressErrors < prev.EgressErrors ||
+		c.Loops < prev.Loops || c.TTLExpired < prev.TTLExpired ||
 		c.StatsDropped < prev.StatsDropped || c.LogsDropped < prev.LogsDropped ||
 		c.GSOSends < prev.GSOSends || c.GSODatagrams < prev.GSODatagrams ||
 		c.GSOFallbacks < prev.GSOFallbacks || c.SocketErrors < prev.SocketErrors ||

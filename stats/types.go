@@ -30,6 +30,14 @@ type WorkerCounters struct {
 	BufferExhausted uint64 `json:"buffer_exhausted"`
 	// EgressErrors counts failed or dropped sends over all outputs.
 	EgressErrors uint64 `json:"egress_errors"`
+	// Loops counts datagrams that matched a rule but carried the source
+	// address and port of one of the relay's own outputs: its output come
+	// back to an input through the network (a loop), dropped.
+	Loops uint64 `json:"loops"`
+	// TTLExpired counts datagrams not sent to a transparent output
+	// (preserve_source) because their TTL or hop limit was 1 or 0, once
+	// per output: such an output forwards like a router.
+	TTLExpired uint64 `json:"ttl_expired"`
 	// GSOSends counts sends that carried several datagrams at once with
 	// UDP generic segmentation offload (UDP_SEGMENT), and GSODatagrams
 	// the datagrams they carried: their ratio is the average batch.

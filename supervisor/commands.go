@@ -174,14 +174,19 @@ func (d *daemon) Workers() []controlproto.WorkerInfo {
 // requestConfig returns the config a LoadConfig or CheckConfig request
 // names: given inline (DecodeRequest validated it) or read from its path.
 func (d *daemon) requestConfig(req controlproto.Request) (ruleset.Config, *controlproto.Error) {
+	c := ruleset.Config{}
 	if req.Config != nil {
-		return *req.Config, nil
+		c = *req.Config
+	} else {
+		var err error
+		if c, err = readConfigFile(req.Path); err != nil {
+			// The path is the client's: the message names it cut short.
+			msg := strings.ReplaceAll(err.Error(), req.Path, jsontext.Cut(req.Path))
+			return ruleset.Config{}, controlproto.Errorf(controlproto.CodeInvalidArgument, "%s", msg)
+		}
 	}
-	c, err := readConfigFile(req.Path)
-	if err != nil {
-		// The path is the client's: the message names it cut short.
-		msg := strings.ReplaceAll(err.Error(), req.Path, jsontext.Cut(req.Path))
-		return ruleset.Config{}, controlproto.Errorf(controlproto.CodeInvalidArgument, "%s", msg)
+	if err := d.master.checkServable(c.Rules); err != nil {
+		return ruleset.Config{}, controlproto.Errorf(controlproto.CodeInvalidArgument, "%v", err)
 	}
 	return c, nil
 }

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"maps"
 	"net/netip"
+	"slices"
 )
 
 // link is one network interface as the supervisor's netlink view sees it.
@@ -61,13 +62,10 @@ type addr struct {
 type linkView struct {
 	byIndex map[int]link
 	byName  map[string]int
-	// ups counts, per ifindex, the times the view saw the link come up
-	// (appear up, or turn up); it goes with the link.
-	ups map[int]int
 }
 
 func newLinkView() linkView {
-	return linkView{byIndex: map[int]link{}, byName: map[string]int{}, ups: map[int]int{}}
+	return linkView{byIndex: map[int]link{}, byName: map[string]int{}}
 }
 
 // lookup returns the link named name.
@@ -91,10 +89,6 @@ func (v *linkView) set(l link) (touched []string) {
 	}
 	if other, taken := v.byName[l.Name]; taken && other != l.Index {
 		delete(v.byIndex, other)
-		delete(v.ups, other)
-	}
-	if l.Up && !old.Up {
-		v.ups[l.Index]++
 	}
 	v.byIndex[l.Index] = l
 	v.byName[l.Name] = l.Index
@@ -110,7 +104,6 @@ func (v *linkView) remove(l link) (touched []string) {
 		return nil
 	}
 	delete(v.byIndex, l.Index)
-	delete(v.ups, l.Index)
 	if v.byName[old.Name] == l.Index {
 		delete(v.byName, old.Name)
 	}
@@ -123,13 +116,6 @@ func (v *linkView) replace(all []link) (touched []string) {
 	next := newLinkView()
 	for _, l := range all {
 		next.set(l)
-	}
-	for ix := range next.byIndex {
-		before, had := v.byIndex[ix]
-		next.ups[ix] = v.ups[ix]
-		if after := next.byIndex[ix]; after.Up && (!had || !before.Up) {
-			next.ups[ix]++
-		}
 	}
 	for name := range v.byName {
 		before, _ := v.lookup(name)
@@ -152,67 +138,64 @@ type addrFamily struct {
 	v6    bool
 }
 
-// linkAddrs is what an addrView holds for one addrFamily.
-type linkAddrs struct {
-	flags map[netip.Prefix]int // address → flags
-	// gen counts the changes of flags; it never goes back while the
-	// link exists, so (ifindex, gen) names one set of addresses.
-	gen int
-}
-
-// addrView holds the addresses of every link, per family, to tell the
-// master when the source address the kernel derives for an egress socket
-// may have changed: the generation of a link's family of addresses goes up
-// with every real change, and only then (a duplicated event, or a re-list
-// that finds what the view already holds, changes nothing). It is not safe
-// for concurrent use.
+// addrView holds the addresses of every link, per family: those an egress
+// socket without a source address sends from (the kernel picks one per
+// destination). It tells the master when a link's addresses really
+// changed, and only then (a duplicated event, or a re-list that finds what
+// the view already holds, changes nothing). It is not safe for concurrent
+// use.
 type addrView struct {
-	byFamily map[addrFamily]*linkAddrs
+	byFamily map[addrFamily]map[netip.Prefix]int // address → flags
 }
 
 func newAddrView() addrView {
-	return addrView{byFamily: map[addrFamily]*linkAddrs{}}
+	return addrView{byFamily: map[addrFamily]map[netip.Prefix]int{}}
 }
 
 func familyOf(a addr) addrFamily {
 	return addrFamily{index: a.Index, v6: a.Prefix.Addr().Is6()}
 }
 
-// gen returns the generation of the addresses of family v6 on the link
-// with ifindex: 0 until the view has seen one.
-func (v *addrView) gen(ifindex int, v6 bool) int {
-	if la := v.byFamily[addrFamily{ifindex, v6}]; la != nil {
-		return la.gen
+// list returns the addresses of family v6 on the link with ifindex, as
+// canonical text in ascending order.
+func (v *addrView) list(ifindex int, v6 bool) []string {
+	flags := v.byFamily[addrFamily{ifindex, v6}]
+	if len(flags) == 0 {
+		return nil
 	}
-	return 0
+	addrs := make([]netip.Addr, 0, len(flags))
+	for p := range flags {
+		addrs = append(addrs, p.Addr())
+	}
+	slices.SortFunc(addrs, netip.Addr.Compare)
+	out := make([]string, len(addrs))
+	for i, a := range addrs {
+		out[i] = a.String()
+	}
+	return out
 }
 
 // set records that a exists and reports whether that is a change.
 func (v *addrView) set(a addr) bool {
-	la := v.byFamily[familyOf(a)]
-	if la == nil {
-		la = &linkAddrs{flags: map[netip.Prefix]int{}}
-		v.byFamily[familyOf(a)] = la
+	flags := v.byFamily[familyOf(a)]
+	if flags == nil {
+		flags = map[netip.Prefix]int{}
+		v.byFamily[familyOf(a)] = flags
 	}
-	if f, ok := la.flags[a.Prefix]; ok && f == a.Flags {
+	if f, ok := flags[a.Prefix]; ok && f == a.Flags {
 		return false
 	}
-	la.flags[a.Prefix] = a.Flags
-	la.gen++
+	flags[a.Prefix] = a.Flags
 	return true
 }
 
 // remove records that a is gone and reports whether that is a change.
 func (v *addrView) remove(a addr) bool {
-	la := v.byFamily[familyOf(a)]
-	if la == nil {
+	flags := v.byFamily[familyOf(a)]
+	if _, ok := flags[a.Prefix]; !ok {
 		return false
 	}
-	if _, ok := la.flags[a.Prefix]; !ok {
-		return false
-	}
-	delete(la.flags, a.Prefix)
-	la.gen++
+	delete(flags, a.Prefix)
 	return true
 }
 
@@ -228,28 +211,19 @@ func (v *addrView) replace(all []addr) (changed []int) {
 		next[f][a.Prefix] = a.Flags
 	}
 	seen := map[int]bool{}
-	note := func(ifindex int) {
-		if !seen[ifindex] {
-			seen[ifindex] = true
-			changed = append(changed, ifindex)
+	for f := range v.byFamily {
+		if !maps.Equal(v.byFamily[f], next[f]) && !seen[f.index] {
+			seen[f.index] = true
+			changed = append(changed, f.index)
 		}
 	}
-	for f, la := range v.byFamily {
-		if !maps.Equal(la.flags, next[f]) {
-			la.flags = next[f]
-			if la.flags == nil {
-				la.flags = map[netip.Prefix]int{}
-			}
-			la.gen++
-			note(f.index)
+	for f := range next {
+		if _, ok := v.byFamily[f]; !ok && !seen[f.index] {
+			seen[f.index] = true
+			changed = append(changed, f.index)
 		}
 	}
-	for f, flags := range next {
-		if v.byFamily[f] == nil {
-			v.byFamily[f] = &linkAddrs{flags: flags, gen: 1}
-			note(f.index)
-		}
-	}
+	v.byFamily = next
 	return changed
 }
 

@@ -144,34 +144,3 @@ func TestLinkView(t *testing.T) {
 		})
 	}
 }
-
-func TestLinkViewCountsUps(t *testing.T) {
-	v := newLinkView()
-	steps := []struct {
-		name string
-		ev   viewEvent
-		want int // v.ups[2] after the event
-	}{
-		{"appears down", set("eth0", 2, false), 0},
-		{"turns up", set("eth0", 2, true), 1},
-		{"up again (duplicate)", set("eth0", 2, true), 1},
-		{"renamed while up", set("wan", 2, true), 1},
-		{"down", set("wan", 2, false), 1},
-		{"up", set("wan", 2, true), 2},
-		{"re-list: still up", relist(link{"wan", 2, true}), 2},
-		{"re-list: down", relist(link{"wan", 2, false}), 2},
-		{"re-list: up", relist(link{"wan", 2, true}), 3},
-		{"deleted", del("wan", 2), 0},
-		{"appears up", set("wan", 2, true), 1},
-		{"another link takes its name", set("wan", 3, true), 0},
-	}
-	for _, st := range steps {
-		st.ev.apply(&v)
-		if got := v.ups[2]; got != st.want {
-			t.Errorf("%s: ifindex 2 came up %d times, want %d", st.name, got, st.want)
-		}
-	}
-	if len(v.ups) != 1 || v.ups[3] != 1 {
-		t.Errorf("ups %v, want only ifindex 3, up once", v.ups)
-	}
-}

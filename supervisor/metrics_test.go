@@ -129,7 +129,7 @@ func testSource() *fakeMetricsSource {
 					RxPackets: 700, NoMatch: 1, Malformed: 2, Fragments: 3, NotUDP: 4, KernelDrops: 5,
 					BufferExhausted: 6, EgressErrors: 7, StatsDropped: 8, LogsDropped: 9,
 					GSOSends: 10, GSODatagrams: 11, GSOFallbacks: 12, SocketErrors: 13, SocketResyncs: 14,
-					VLANTagged: 15, BadChecksum: 16}},
+					VLANTagged: 15, BadChecksum: 16, Loops: 17, TTLExpired: 18}},
 				{Worker: 1, Core: 3, WorkerCounters: stats.WorkerCounters{RxPackets: 300}},
 			},
 			Totals: stats.Totals{
@@ -191,6 +191,8 @@ func TestMetricsHandlerExposesSource(t *testing.T) {
 		"mcr_build_info":                         gauge(map[string]float64{`goversion="` + runtime.Version() + `",version="1.2.3"`: 1}),
 		"mcr_worker_vlan_tagged_total":           counter(map[string]float64{w0: 15, w1: 0}),
 		"mcr_worker_bad_checksum_total":          counter(map[string]float64{w0: 16, w1: 0}),
+		"mcr_worker_loops_total":                 counter(map[string]float64{w0: 17, w1: 0}),
+		"mcr_worker_ttl_expired_total":           counter(map[string]float64{w0: 18, w1: 0}),
 		"mcr_namespace_ip_reasm_fragments_total": counter(map[string]float64{"": 21}),
 		"mcr_namespace_ip_reasm_datagrams_total": counter(map[string]float64{"": 10}),
 		"mcr_namespace_ip_reasm_failures_total":  counter(map[string]float64{"": 2}),

@@ -142,10 +142,13 @@ type Pool struct {
 	// mu guards everything below, the fields of every slot, and the
 	// fields of every workerProc marked as guarded by Pool.mu. It is held
 	// only for bookkeeping, never across I/O or a wait.
-	mu       sync.Mutex
-	rules    map[string]poolRule // the ruleset every worker should hold
-	hash     ruleset.SetHash     // of rules, maintained incrementally
-	grants   *relaysock.Grants   // the sockets rules need, maintained with rules
+	mu     sync.Mutex
+	rules  map[string]poolRule // the ruleset every worker should hold
+	hash   ruleset.SetHash     // of rules, maintained incrementally
+	grants *relaysock.Grants   // the input sockets rules need, maintained with rules
+	// egress holds the egress sockets of the rules' outputs, counted with
+	// rules; it has a lock of its own, taken after mu.
+	egress   *heldEgress
 	slots    []*workerSlot
 	phase    poolPhase
 	stopping bool // Stop has sent Shutdown; killing is set once it gave up waiting
@@ -202,6 +205,7 @@ func NewPool(cfg PoolConfig) *Pool {
 		stop:        make(chan struct{}),
 		rules:       make(map[string]poolRule),
 		grants:      relaysock.NewGrants(),
+		egress:      newHeldEgress(log, kernelEgressOps()),
 		changed:     make(chan struct{}),
 	}
 }
@@ -334,6 +338,7 @@ func (p *Pool) Stop(timeout time.Duration) {
 	p.phase = poolStopped
 	p.mu.Unlock()
 	p.inputs.closeAll()
+	p.egress.close()
 	p.log.Info("worker pool stopped")
 }
 
@@ -364,6 +369,7 @@ func (p *Pool) Update(add []controlproto.WorkerRule, remove []string) {
 		}
 		p.hash.Remove(old.enc)
 		p.grants.Remove(old.rule)
+		p.egress.remove(old.rule)
 		delete(p.rules, id)
 		frame, err := controlproto.AppendFrame(nil, controlproto.WorkerCommand{Type: controlproto.WRemoveRule, ID: id})
 		if err != nil {
@@ -378,9 +384,16 @@ func (p *Pool) Update(add []controlproto.WorkerRule, remove []string) {
 			continue
 		}
 		id := add[i].ID
+		// The new rule's sockets are counted in before the old one's are
+		// counted out, so that an output both have keeps its socket. A
+		// socket the first output of an identity needs is opened here,
+		// under mu: a few system calls that never wait, once per
+		// identity, not per output.
+		p.egress.add(add[i])
 		if old, ok := p.rules[id]; ok {
 			p.hash.Remove(old.enc)
 			p.grants.Remove(old.rule)
+			p.egress.remove(old.rule)
 		}
 		p.hash.Add(addEncs[i])
 		p.grants.Add(add[i])

@@ -31,13 +31,11 @@ import (
 //
 // Each output has a state of its own, by the name of its interface, with
 // the same names: pending (its ifindex is sent as 0 and the workers skip
-// it), down (the workers count its failed sends) or active. Each output is
-// sent with the generation of its interface (WorkerRule.OutputAddrGen:
-// the times it came up plus its address changes of the output's family),
-// so that the workers reopen its egress socket when it comes up or its
-// addresses change: a socket opened while it was down or without an
-// address failed, and one connected earlier keeps a source that may be
-// gone.
+// it), down (the workers count its failed sends) or active. An output
+// without a source address is sent with the addresses of its interface
+// (WorkerRule.OutputAddrs), from which the kernel picks its source, so that
+// workers recognise its datagrams when a loop brings them back to an
+// input.
 //
 // A rule is sent as a controlproto.WorkerRule with the ifindexes resolved;
 // whenever the resolution changes (an interface appears, is recreated with
@@ -68,6 +66,11 @@ type master struct {
 	// version counts the changes of the ruleset (the rules, not what they
 	// resolve to), so that a save can tell which changes it holds.
 	version uint64
+	// ports indexes the outputs that fix a source port, so that AddRule
+	// refuses one no socket could serve next to the others.
+	ports ruleset.SourcePorts
+	// raw says whether transparent outputs can be served.
+	raw rawSupport
 }
 
 // ruleEntry is one rule of the master ruleset and what it resolved to.
@@ -104,6 +107,9 @@ type masterConfig struct {
 	// Exclusive, when set, drops the relayed streams at each input
 	// interface's tc ingress (--exclusive-inputs); nil = off.
 	Exclusive inputDropper
+	// Raw is what the start-up probe found about raw sockets; the zero
+	// value allows transparent outputs.
+	Raw rawSupport
 }
 
 func newMaster(c masterConfig) *master {
@@ -123,15 +129,21 @@ func newMaster(c masterConfig) *master {
 		addrs:   newAddrView(),
 		groups:  newMemberships(c.Groups),
 		fanout:  c.Fanout,
+		raw:     c.Raw,
 	}
 }
 
 // add adds r to the ruleset and returns its id (the default id when r has
 // none). It normalises and validates r; errors are invalid_argument (the
-// field message), already_exists (the id or the input is taken).
+// field message, or a transparent output this supervisor cannot serve),
+// already_exists (the id or the input is taken, or an output's source port
+// is another's in a way one socket cannot serve).
 func (m *master) add(r ruleset.Rule) (string, *controlproto.Error) {
 	r.Normalize()
 	if err := r.Validate(); err != nil {
+		return "", controlproto.Errorf(controlproto.CodeInvalidArgument, "%v", err)
+	}
+	if err := m.raw.check("", r); err != nil {
 		return "", controlproto.Errorf(controlproto.CodeInvalidArgument, "%v", err)
 	}
 	m.mu.Lock()
@@ -143,6 +155,9 @@ func (m *master) add(r ruleset.Rule) (string, *controlproto.Error) {
 		return "", controlproto.Errorf(controlproto.CodeAlreadyExists, "input %s is already used by rule %q",
 			describeInput(r.Input), other)
 	}
+	if err := m.ports.Check(&r); err != nil {
+		return "", controlproto.Errorf(controlproto.CodeAlreadyExists, "%v", err)
+	}
 	e := newRuleEntry(r)
 	m.index(e)
 	var b batch
@@ -150,6 +165,14 @@ func (m *master) add(r ruleset.Rule) (string, *controlproto.Error) {
 	m.flush(&b)
 	m.version++
 	return r.ID, nil
+}
+
+// checkServable refuses a ruleset with a transparent output this
+// supervisor cannot serve (rawSupport), naming it as ValidateSet names
+// fields: LoadConfig, CheckConfig and SIGHUP check a config with it before
+// anything changes.
+func (m *master) checkServable(rules []ruleset.Rule) error {
+	return m.raw.check("rules", rules...)
 }
 
 // describeInput names an input the way errors and logs show it:
@@ -262,6 +285,7 @@ func (e *ruleEntry) setRule(r ruleset.Rule) {
 func (m *master) index(e *ruleEntry) {
 	m.rules[e.rule.ID] = e
 	m.inputs[e.rule.Input.Key()] = e.rule.ID
+	m.ports.Add(&e.rule)
 	for _, name := range e.interfaces() {
 		set := m.byIface[name]
 		if set == nil {
@@ -277,6 +301,7 @@ func (m *master) index(e *ruleEntry) {
 func (m *master) unindex(e *ruleEntry) {
 	delete(m.rules, e.rule.ID)
 	delete(m.inputs, e.rule.Input.Key())
+	m.ports.Remove(&e.rule)
 	for _, name := range e.interfaces() {
 		delete(m.byIface[name], e.rule.ID)
 		if len(m.byIface[name]) == 0 {
@@ -355,17 +380,23 @@ func (m *master) resolve(e *ruleEntry, in link) (*controlproto.WorkerRule, error
 		InputIfIndex:  in.Index,
 		FanoutID:      fanout,
 		OutputIfIndex: make([]int, len(e.rule.Outputs)),
-		OutputAddrGen: make([]int, len(e.rule.Outputs)),
 	}
+	addrs := make([][]string, len(e.rule.Outputs))
+	known := false
 	for i, o := range e.rule.Outputs {
 		out, ok := m.links.lookup(o.Interface)
 		if !ok {
 			continue
 		}
 		wr.OutputIfIndex[i] = out.Index
-		// Validate accepted the group, Normalize canonicalised it.
-		v6 := netip.MustParseAddr(o.Group).Is6()
-		wr.OutputAddrGen[i] = m.links.ups[out.Index] + m.addrs.gen(out.Index, v6)
+		if o.Source == "" && !o.PreserveSource {
+			// Validate accepted the group, Normalize canonicalised it.
+			addrs[i] = m.addrs.list(out.Index, netip.MustParseAddr(o.Group).Is6())
+			known = known || len(addrs[i]) > 0
+		}
+	}
+	if known {
+		wr.OutputAddrs = addrs
 	}
 	return wr, nil
 }
@@ -547,10 +578,9 @@ func (m *master) relink(names []string) {
 }
 
 // addrChanged implements linkEvents. A real change of a link's addresses
-// re-resolves the rules on it: those with an output there carry the new
-// generation in their WorkerRule.OutputAddrGen, so the workers open fresh
-// egress sockets, which bind to the output's source or have the kernel
-// derive one from the addresses now there.
+// re-resolves the rules on it: those with an output there without a
+// source carry the addresses now there in WorkerRule.OutputAddrs, which the
+// workers check returning datagrams against.
 func (m *master) addrChanged(a addr, present bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/internal/relaysock"
 	"github.com/mcrelay/mcr/ruleset"
@@ -89,7 +90,6 @@ type propFamily struct {
 // addresses of one link.
 type propAddrs struct {
 	set map[netip.Prefix]bool
-	gen int
 }
 
 type propTest struct {
@@ -105,7 +105,6 @@ type propTest struct {
 	links     map[string]propLink     // the kernel's links, by name
 	addrs     map[propFamily]map[netip.Prefix]bool
 	seenLinks map[string]propLink // what the master was told
-	seenUps   map[int]int         // linkView.ups as it must be
 	seenAddrs map[propFamily]*propAddrs
 	nextIndex int
 	nextAddr  int
@@ -127,6 +126,7 @@ func (t teeDataPlane) Workers() []controlproto.WorkerInfo { return t.a.Workers()
 func newPropTest(t *testing.T, seed uint64) *propTest {
 	tm := newTestMaster(t)
 	pool := NewPool(PoolConfig{Logger: testLogger(nil)})
+	pool.egress = newHeldEgress(testLogger(nil), (&fakeEgressKernel{}).egressOps())
 	tm.master.dp = teeDataPlane{tm.dp, pool}
 	tm.master.log = testLogger(nil) // thousands of steps: the log is not looked at
 	dir := t.TempDir()
@@ -136,7 +136,7 @@ func newPropTest(t *testing.T, seed uint64) *propTest {
 		d:     &daemon{log: testLogger(nil), configPath: filepath.Join(dir, "rules.json"), master: tm.master},
 		rules: map[string]ruleset.Rule{}, links: map[string]propLink{},
 		addrs: map[propFamily]map[netip.Prefix]bool{}, seenLinks: map[string]propLink{},
-		seenUps: map[int]int{}, seenAddrs: map[propFamily]*propAddrs{},
+		seenAddrs: map[propFamily]*propAddrs{},
 		nextIndex: 10, ops: map[string]int{},
 	}
 	return pt
@@ -420,9 +420,6 @@ func (pt *propTest) tell(name string) {
 	if had && old.index != l.index {
 		pt.forgetLink(name) // recreated: the old index goes with its deletion or the new link
 	}
-	if l.up && (!had || old.index != l.index || !old.up) {
-		pt.seenUps[l.index]++
-	}
 	pt.seenLinks[name] = l
 	pt.tm.linkChanged(link{Name: name, Index: l.index, Up: l.up})
 }
@@ -431,7 +428,6 @@ func (pt *propTest) tell(name string) {
 func (pt *propTest) forgetLink(name string) {
 	old := pt.seenLinks[name]
 	delete(pt.seenLinks, name)
-	delete(pt.seenUps, old.index)
 	delete(pt.seenAddrs, propFamily{old.index, false})
 	delete(pt.seenAddrs, propFamily{old.index, true})
 }
@@ -513,12 +509,8 @@ func (pt *propTest) opLinkRenamed() string {
 	delete(pt.links, from)
 	pt.links[to] = l
 	// The master sees the index under its new name; the old name no
-	// longer resolves, and the link keeps its up count and addresses.
-	old := pt.seenLinks[from]
+	// longer resolves, and the link keeps its addresses.
 	delete(pt.seenLinks, from)
-	if l.up && !old.up {
-		pt.seenUps[l.index]++
-	}
 	pt.seenLinks[to] = l
 	pt.tm.linkChanged(link{Name: to, Index: l.index, Up: l.up})
 	return fmt.Sprintf("%s -> %s (%d)", from, to, l.index)
@@ -567,7 +559,6 @@ func (pt *propTest) opAddr() string {
 	} else {
 		delete(sa.set, a.Prefix)
 	}
-	sa.gen++
 	pt.tm.addrChanged(a, present)
 	return fmt.Sprintf("%s %v present=%v", name, a.Prefix, present)
 }
@@ -603,36 +594,15 @@ func (pt *propTest) opRelist() string {
 		}
 	}
 	// The model of linkView.replace and addrView.replace.
-	ups := map[int]int{}
-	byIndex := map[int]propLink{}
-	for _, l := range pt.seenLinks {
-		byIndex[l.index] = l
-	}
+	listed := map[int]bool{}
 	for _, l := range pt.links {
-		ups[l.index] = pt.seenUps[l.index]
-		if before, had := byIndex[l.index]; l.up && (!had || !before.up) {
-			ups[l.index]++
-		}
+		listed[l.index] = true
 	}
-	pt.seenUps = ups
 	pt.seenLinks = maps.Clone(pt.links)
-	for f := range pt.seenAddrs {
-		if _, ok := ups[f.index]; !ok {
-			delete(pt.seenAddrs, f)
-		}
-	}
-	for f, sa := range pt.seenAddrs {
-		if !maps.Equal(sa.set, pt.addrs[f]) {
-			sa.set = maps.Clone(pt.addrs[f])
-			if sa.set == nil {
-				sa.set = map[netip.Prefix]bool{}
-			}
-			sa.gen++
-		}
-	}
+	pt.seenAddrs = map[propFamily]*propAddrs{}
 	for f, set := range pt.addrs {
-		if pt.seenAddrs[f] == nil && len(set) > 0 {
-			pt.seenAddrs[f] = &propAddrs{set: maps.Clone(set), gen: 1}
+		if listed[f.index] && len(set) > 0 {
+			pt.seenAddrs[f] = &propAddrs{set: maps.Clone(set)}
 		}
 	}
 	pt.tm.linksListed(links)
@@ -676,20 +646,27 @@ func (pt *propTest) check() string {
 		in, state := pt.stateOfModel(r.Input.Interface)
 		st := status{Rule: r, State: state, OutputStates: []string{}}
 		countState(&wantRules, state)
-		wr := controlproto.WorkerRule{Rule: r, InputIfIndex: in.index,
-			OutputIfIndex: make([]int, len(r.Outputs)), OutputAddrGen: make([]int, len(r.Outputs))}
+		wr := controlproto.WorkerRule{Rule: r, InputIfIndex: in.index, OutputIfIndex: make([]int, len(r.Outputs))}
+		addrs, known := make([][]string, len(r.Outputs)), false
 		for i, o := range r.Outputs {
 			l, os := pt.stateOfModel(o.Interface)
 			st.OutputStates = append(st.OutputStates, os)
 			countState(&wantOutputs, os)
-			if os != controlproto.StatePending {
-				wr.OutputIfIndex[i] = l.index
-				gen := 0
-				if sa := pt.seenAddrs[propFamily{l.index, netip.MustParseAddr(o.Group).Is6()}]; sa != nil {
-					gen = sa.gen
-				}
-				wr.OutputAddrGen[i] = pt.seenUps[l.index] + gen
+			if os == controlproto.StatePending {
+				continue
 			}
+			wr.OutputIfIndex[i] = l.index
+			sa := pt.seenAddrs[propFamily{l.index, netip.MustParseAddr(o.Group).Is6()}]
+			if sa == nil || o.Source != "" || o.PreserveSource {
+				continue
+			}
+			for _, p := range slices.SortedFunc(maps.Keys(sa.set), func(x, y netip.Prefix) int { return x.Addr().Compare(y.Addr()) }) {
+				addrs[i] = append(addrs[i], p.Addr().String())
+			}
+			known = known || len(addrs[i]) > 0
+		}
+		if known {
+			wr.OutputAddrs = addrs
 		}
 		wantStatus[id] = st
 		if state != controlproto.StatePending {
@@ -739,13 +716,29 @@ func (pt *propTest) check() string {
 	}
 	report("data plane rules", cmp.Diff(wantSent, gotSent))
 
-	// The pool fed the same updates: ruleset hash and socket grants.
+	// The pool fed the same updates: ruleset hash, socket grants and
+	// egress sockets held, with their outputs.
 	var hash ruleset.SetHash
 	grants := relaysock.NewGrants()
+	wantEgress := map[relaysock.EgressKey]int{}
 	for _, wr := range wantSent {
 		hash.Add(wr.Canonical())
 		grants.Add(wr)
+		for i := range wr.Outputs {
+			if k, err := relaysock.EgressKeyFor(wr, i); err == nil {
+				wantEgress[k]++
+			}
+		}
 	}
+	gotEgress := map[relaysock.EgressKey]int{}
+	pt.pool.egress.mu.Lock()
+	for k, s := range pt.pool.egress.byKey {
+		if s.outputs > 0 {
+			gotEgress[k] = s.outputs
+		}
+	}
+	pt.pool.egress.mu.Unlock()
+	report("pool egress sockets", cmp.Diff(wantEgress, gotEgress, cmpopts.EquateEmpty(), cmpopts.EquateComparable(netip.Addr{})))
 	pt.pool.mu.Lock()
 	gotHash, gotGrants, poolIDs := pt.pool.hash.String(), pt.pool.grants, slices.Sorted(maps.Keys(pt.pool.rules))
 	pt.pool.mu.Unlock()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/internal/netnstest"
 	"github.com/mcrelay/mcr/ruleset"
@@ -477,7 +478,11 @@ func addrList(all ...addr) func(*testMaster) {
 	return func(tm *testMaster) { tm.addrsListed(all) }
 }
 
-func TestRuleOutputGenerations(t *testing.T) {
+// TestRuleOutputAddresses follows the addresses of output interfaces
+// into the rules sent to the workers (WorkerRule.OutputAddrs): an output
+// without a source carries those of its family, and a rule is re-sent
+// exactly when they change.
+func TestRuleOutputAddresses(t *testing.T) {
 	const tentative = 0x40 // IFA_F_TENTATIVE
 	tm := newTestMaster(t)
 	up("eth9", 5)(tm)
@@ -488,44 +493,69 @@ func TestRuleOutputGenerations(t *testing.T) {
 	fixed.Outputs[0].Source = "10.2.0.1"
 	v6 := testRule("v6", "eth9", "239.1.1.4", 5000, "out0")
 	v6.Outputs[0].Group = "ff3e::9"
-	addRules(testRule("derived", "eth9", "239.1.1.1", 5000, "out0"), fixed, v6,
+	transparent := testRule("transparent", "eth9", "239.1.1.5", 5000, "out0")
+	transparent.Outputs[0].PreserveSource = true
+	addRules(testRule("derived", "eth9", "239.1.1.1", 5000, "out0"), fixed, v6, transparent,
 		testRule("elsewhere", "eth9", "239.1.1.3", 5000, "out1"))(tm)
 	tm.dp.updates()
+	addrsOf := func(id string) []string {
+		wr, _ := tm.dp.rule(id)
+		if wr.OutputAddrs == nil {
+			return nil
+		}
+		return wr.OutputAddrs[0]
+	}
+	got := map[string][]string{}
+	for _, id := range []string{"derived", "fixed", "v6", "transparent", "elsewhere"} {
+		if a := addrsOf(id); a != nil {
+			got[id] = a
+		}
+	}
+	if diff := cmp.Diff(map[string][]string{"derived": {"10.2.0.1"}, "v6": {"fd00:2::1"}}, got); diff != "" {
+		t.Errorf("output addresses (-want +got):\n%s", diff)
+	}
 
-	// The steps run in order; want is the ids each step re-sends, each
-	// with a higher generation for its output than before.
+	// The steps run in order; want is the ids each step re-sends, with
+	// their output's addresses after it.
 	steps := []struct {
 		name string
 		do   func(*testMaster)
 		want []string
+		// addrs are the addresses of the outputs of derived, v6 and
+		// elsewhere after the step.
+		addrs [3][]string
 	}{
-		{"IPv4 address added on out0", addrAdd(6, "10.2.0.9/24", 0), []string{"+derived", "+fixed"}},
-		{"the same event again", addrAdd(6, "10.2.0.9/24", 0), nil},
-		{"IPv6 address on out0 done with DAD", addrAdd(6, "fd00:2::1/64", 0), []string{"+v6"}},
-		{"IPv4 address removed from out0", addrDel(6, "10.2.0.1/24"), []string{"+derived", "+fixed"}},
-		{"the removal again", addrDel(6, "10.2.0.1/24"), nil},
-		{"removal of an address never seen", addrDel(6, "10.2.0.7/24"), nil},
-		{"address on a link no rule uses", addrAdd(99, "10.3.0.1/24", 0), nil},
-		{"address on out1", addrAdd(7, "10.4.0.1/24", 0), []string{"+elsewhere"}},
+		{"IPv4 address added on out0", addrAdd(6, "10.2.0.9/24", 0), []string{"+derived"},
+			[3][]string{{"10.2.0.1", "10.2.0.9"}, {"fd00:2::1"}, nil}},
+		{"the same event again", addrAdd(6, "10.2.0.9/24", 0), nil,
+			[3][]string{{"10.2.0.1", "10.2.0.9"}, {"fd00:2::1"}, nil}},
+		{"IPv6 address on out0 done with DAD", addrAdd(6, "fd00:2::1/64", 0), nil,
+			[3][]string{{"10.2.0.1", "10.2.0.9"}, {"fd00:2::1"}, nil}},
+		{"IPv4 address removed from out0", addrDel(6, "10.2.0.1/24"), []string{"+derived"},
+			[3][]string{{"10.2.0.9"}, {"fd00:2::1"}, nil}},
+		{"the removal again", addrDel(6, "10.2.0.1/24"), nil,
+			[3][]string{{"10.2.0.9"}, {"fd00:2::1"}, nil}},
+		{"removal of an address never seen", addrDel(6, "10.2.0.7/24"), nil,
+			[3][]string{{"10.2.0.9"}, {"fd00:2::1"}, nil}},
+		{"address on a link no rule uses", addrAdd(99, "10.3.0.1/24", 0), nil,
+			[3][]string{{"10.2.0.9"}, {"fd00:2::1"}, nil}},
+		{"address on out1", addrAdd(7, "10.4.0.1/24", 0), []string{"+elsewhere"},
+			[3][]string{{"10.2.0.9"}, {"fd00:2::1"}, {"10.4.0.1"}}},
 		{"re-list that finds nothing new", addrList(
 			addr{6, netip.MustParsePrefix("10.2.0.9/24"), 0}, addr{6, netip.MustParsePrefix("fd00:2::1/64"), 0},
-			addr{7, netip.MustParsePrefix("10.4.0.1/24"), 0}, addr{99, netip.MustParsePrefix("10.3.0.1/24"), 0}), nil},
+			addr{7, netip.MustParsePrefix("10.4.0.1/24"), 0}, addr{99, netip.MustParsePrefix("10.3.0.1/24"), 0}), nil,
+			[3][]string{{"10.2.0.9"}, {"fd00:2::1"}, {"10.4.0.1"}}},
 		{"re-list that finds out1's address gone and out0's back", addrList(
 			addr{6, netip.MustParsePrefix("10.2.0.9/24"), 0}, addr{6, netip.MustParsePrefix("10.2.0.1/24"), 0},
 			addr{6, netip.MustParsePrefix("fd00:2::1/64"), 0}, addr{99, netip.MustParsePrefix("10.3.0.1/24"), 0}),
-			[]string{"+derived", "+elsewhere", "+fixed"}},
-		{"out0 down", down("out0", 6), nil},
-		{"out0 up", up("out0", 6), []string{"+derived", "+fixed", "+v6"}},
-		{"out0 up again", up("out0", 6), nil},
-		{"re-list of links that finds out1 was down and up", func(tm *testMaster) {
-			tm.linksListed([]link{{"eth9", 5, true}, {"out0", 6, true}, {"out1", 7, false}})
+			[]string{"+derived", "+elsewhere"}, [3][]string{{"10.2.0.1", "10.2.0.9"}, {"fd00:2::1"}, nil}},
+		{"out0 down and up: the egress sockets need nothing", func(tm *testMaster) {
+			down("out0", 6)(tm)
+			up("out0", 6)(tm)
+		}, nil, [3][]string{{"10.2.0.1", "10.2.0.9"}, {"fd00:2::1"}, nil}},
+		{"re-list of links", func(tm *testMaster) {
 			tm.linksListed([]link{{"eth9", 5, true}, {"out0", 6, true}, {"out1", 7, true}})
-		}, []string{"+elsewhere"}},
-	}
-	gens := map[string]int{}
-	for _, id := range tm.dp.ids() {
-		wr, _ := tm.dp.rule(id)
-		gens[id] = wr.OutputAddrGen[0]
+		}, nil, [3][]string{{"10.2.0.1", "10.2.0.9"}, {"fd00:2::1"}, nil}},
 	}
 	for _, st := range steps {
 		st.do(tm)
@@ -536,23 +566,20 @@ func TestRuleOutputGenerations(t *testing.T) {
 		if diff := cmp.Diff(st.want, got); diff != "" {
 			t.Errorf("%s: updates (-want +got):\n%s", st.name, diff)
 		}
-		for _, id := range tm.dp.ids() {
-			wr, _ := tm.dp.rule(id)
-			g := wr.OutputAddrGen[0]
-			if sent := slices.Contains(got, "+"+id); sent != (g > gens[id]) {
-				t.Errorf("%s: rule %s re-sent=%v with generation %d, was %d", st.name, id, sent, g, gens[id])
-			}
-			gens[id] = g
+		gotAddrs := [3][]string{addrsOf("derived"), addrsOf("v6"), addrsOf("elsewhere")}
+		if diff := cmp.Diff(st.addrs, gotAddrs, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("%s: addresses of derived, v6, elsewhere (-want +got):\n%s", st.name, diff)
 		}
 	}
 	// The link listings forgot the addresses of ifindex 99, which they
-	// did not list; a deletion forgets the link's addresses: the view
-	// does not grow with links that came and went.
+	// did not list; a re-list forgot out1's, which it did not find; a
+	// deletion forgets the link's addresses: the view does not grow with
+	// links or addresses that came and went.
 	if _, ok := tm.addrs.byFamily[addrFamily{99, false}]; ok {
 		t.Errorf("a link listing without ifindex 99 kept its addresses: %v", tm.addrs.byFamily)
 	}
 	gone("out0", 6)(tm)
-	if diff := cmp.Diff([]addrFamily{{7, false}}, slices.Collect(maps.Keys(tm.addrs.byFamily)), cmp.AllowUnexported(addrFamily{})); diff != "" {
+	if diff := cmp.Diff([]addrFamily(nil), slices.Collect(maps.Keys(tm.addrs.byFamily)), cmp.AllowUnexported(addrFamily{})); diff != "" {
 		t.Errorf("address view after out0's deletion (-want +got):\n%s", diff)
 	}
 }

@@ -71,9 +71,21 @@ type instance struct {
 // control server. systemd hears READY=1 once the workers run.
 func start(cfg Config) (*instance, error) {
 	log := cfg.Logger
+	raw := probeRaw()
+	for _, p := range []struct {
+		family string
+		err    error
+	}{{"IPv4", raw.v4}, {"IPv6", raw.v6}} {
+		if p.err != nil {
+			log.Info("transparent outputs (preserve_source) unavailable", "family", p.family, "err", p.err)
+		}
+	}
 	var initial ruleset.Config
 	if cfg.ConfigPath != "" {
 		c, err := readConfigFile(cfg.ConfigPath)
+		if err == nil {
+			err = raw.check("rules", c.Rules...)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("load --config: %w", err)
 		}
@@ -105,6 +117,7 @@ func start(cfg Config) (*instance, error) {
 	mc := masterConfig{
 		Log: log, DP: newTuningCheck(pool, log, readHostTuning, installedTuneScript()), Stats: agg,
 		Groups: openUDPGroupSocket, Fanout: newFanoutIDs(probeFanoutID, os.Getpid()),
+		Raw: raw,
 	}
 	if cfg.ExclusiveInputs {
 		mc.Exclusive = ingressdrop.New()
@@ -280,6 +293,9 @@ func (d *daemon) reload() {
 		return
 	}
 	c, err := readConfigFile(d.configPath)
+	if err == nil {
+		err = d.master.checkServable(c.Rules)
+	}
 	if err != nil {
 		d.log.Error("reload config on SIGHUP; ruleset unchanged", "err", err)
 		return

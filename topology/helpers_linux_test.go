@@ -73,10 +73,9 @@ type daemonOptions struct {
 	Config string
 	// Flags are more flags of `mcrd supervisor`.
 	Flags []string
-	// NoFile, when set, runs mcrd under `prlimit --nofile=N:N`: the
-	// supervisor and its workers (which inherit it) can hold no fd
-	// numbered N or above.
-	NoFile int
+	// Wrap, when set, is a command mcrd runs under, given mcrd's path and
+	// arguments after its own (`capsh --drop=cap_net_raw -- -c 'exec "$0" "$@"'`).
+	Wrap []string
 }
 
 // startDaemon starts mcrd in ns and returns once it answers ping and all
@@ -98,8 +97,8 @@ func startDaemon(t *testing.T, ns *netnstest.NS, opt daemonOptions) *daemon {
 	args = append(args, opt.Flags...)
 	testbin.Path(t, "mcrctl") // build before the clock of the wait below starts
 	name := testbin.Path(t, "mcrd")
-	if opt.NoFile > 0 {
-		name, args = "prlimit", append([]string{fmt.Sprintf("--nofile=%d:%d", opt.NoFile, opt.NoFile), name}, args...)
+	if len(opt.Wrap) > 0 {
+		name, args = opt.Wrap[0], append(append(slices.Clone(opt.Wrap[1:]), name), args...)
 	}
 	d.proc = netnstest.Start(t, ns, name, args...)
 	t.Cleanup(func() {
@@ -156,7 +155,8 @@ func (d *daemon) ctlJSON(result any, args ...string) {
 }
 
 // add adds r with `mcrctl add` and returns its id. All outputs share the
-// TTL of the first, as --ttl sets them all.
+// TTL and preserve_source of the first, as --ttl and --preserve-source set
+// them all.
 func (d *daemon) add(r ruleset.Rule) string {
 	d.t.Helper()
 	var res controlproto.IDResult
@@ -181,10 +181,16 @@ func addArgs(r ruleset.Rule) []string {
 			group = "[" + group + "]"
 		}
 		outs[i] = fmt.Sprintf("%s:%d:%s", group, o.Port, o.Interface)
+		if o.SourcePort != 0 {
+			outs[i] += ":" + strconv.Itoa(o.SourcePort)
+		}
 	}
 	args = append(args, "--outputs", strings.Join(outs, ","))
 	if ttl := r.Outputs[0].TTL; ttl != 0 {
 		args = append(args, "--ttl", strconv.Itoa(ttl))
+	}
+	if r.Outputs[0].PreserveSource {
+		args = append(args, "--preserve-source")
 	}
 	return args
 }
@@ -433,11 +439,11 @@ func (s stream) args() []string {
 	return args
 }
 
-// send runs `mcrgen send` in ns to completion and checks that it sent
-// everything.
-func send(t testing.TB, ns *netnstest.NS, s stream) {
+// send runs `mcrgen send` in ns to completion, checks that it sent
+// everything and returns its result.
+func send(t testing.TB, ns *netnstest.NS, s stream) mcrgen.SendResult {
 	t.Helper()
-	startSend(t, ns, s).wait()
+	return startSend(t, ns, s).wait()
 }
 
 // sender is an `mcrgen send` running in the background.
@@ -459,8 +465,9 @@ func startSend(t testing.TB, ns *netnstest.NS, s stream) *sender {
 		proc: netnstest.Start(t, ns, name, args...)}
 }
 
-// wait waits for the sender to end and checks that it sent everything.
-func (s *sender) wait() {
+// wait waits for the sender to end, checks that it sent everything and
+// returns its result.
+func (s *sender) wait() mcrgen.SendResult {
 	s.t.Helper()
 	if err := s.proc.Wait(recvTimeout); err != nil {
 		s.t.Fatalf("%s: %v\n%s", s.what, err, s.proc.Output())
@@ -472,6 +479,7 @@ func (s *sender) wait() {
 	if res.Sent != s.s.Count {
 		s.t.Fatalf("%s sent %d datagrams, want %d", s.what, res.Sent, s.s.Count)
 	}
+	return res
 }
 
 // decodeLine decodes the first line of output that is a JSON object into v:

@@ -185,8 +185,11 @@ func TestFiveThousandGroups(t *testing.T) {
 	}
 
 	checkDelivered(t, "sink of all groups", r.result(), groups, len(payload))
-	waitFor(t, 5*time.Second, "the relay to count all datagrams", func() bool {
-		return d.stats().Totals.PacketsIn >= groups
+	// A datagram is counted in when it is dispatched and out when its
+	// send completes, which a snapshot may not have seen yet.
+	waitFor(t, 5*time.Second, "the relay to count all datagrams in and out", func() bool {
+		tot := d.stats().Totals
+		return tot.PacketsIn >= groups && tot.PacketsOut >= groups
 	})
 	bad := 0
 	for _, rr := range d.stats().Rules {

@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"maps"
 	"runtime"
 	"slices"
 	"strings"
@@ -15,11 +16,12 @@ import (
 // TestHoppingSenderInOrder runs two workers in the default fanout mode and
 // a sender that moves between cores 0 and 1 every 50 datagrams, so that
 // the stream reaches the relay on both (veth hands a datagram over on the
-// core that sent it): the stream leaves in order, each datagram once. Then
+// core that sent it): the stream leaves in order, each datagram once, from
+// one source address and port. Then
 // every worker is killed with SIGKILL in the middle of a second stream:
 // the next workers take over their slots' sockets, and the stream goes on
-// in order, without duplicates, each datagram lost counted in
-// kernel_drops.
+// in order, without duplicates, from the same source, each datagram lost
+// counted in kernel_drops.
 func TestHoppingSenderInOrder(t *testing.T) {
 	t.Parallel()
 	if runtime.NumCPU() < 2 {
@@ -34,7 +36,11 @@ func TestHoppingSenderInOrder(t *testing.T) {
 	s.Count, s.Rate, s.Hop, s.StreamID = 5000, 5000, "0,1", 1
 	r := startRecv(t, l.sink, sinkIf, "239.2.2.2", 6000, s.Count)
 	send(t, l.src, s)
-	checkDelivered(t, "sink of the hopping stream", r.result(), s.Count, s.Size)
+	first := r.result()
+	checkDelivered(t, "sink of the hopping stream", first, s.Count, s.Size)
+	if len(first.Sources) != 1 {
+		t.Errorf("the hopping stream arrived from %d sources, want 1: %v", len(first.Sources), first.Sources)
+	}
 	base := ruleReport(t, d.stats(), "hop")
 	dropsBefore := d.stats().Totals.KernelDrops
 
@@ -62,6 +68,9 @@ func TestHoppingSenderInOrder(t *testing.T) {
 	if got.Reordered != 0 || got.Duplicates != 0 || got.Corrupt != 0 || got.Received+got.Lost != s2.Count {
 		t.Errorf("stream across the kill: %+v; want nothing reordered, duplicated or corrupt, received+lost = %d (first and last arrived)",
 			deliveryOf(got), s2.Count)
+	}
+	if !slices.Equal(slices.Sorted(maps.Keys(got.Sources)), slices.Sorted(maps.Keys(first.Sources))) {
+		t.Errorf("across the kill the stream arrived from %v, before from %v: want the one source it had", got.Sources, first.Sources)
 	}
 	// What the rings could not hold while no worker read them is counted:
 	// by the supervisor when the workers died, by the next ones after.

@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,31 @@ import (
 // 200 ms instead of every 5 s (hidden flag), and report as often, so that
 // scenarios see many retries in a second or two.
 var fastRetry = []string{"--stats-interval", "200ms", "--socket-retry", "200ms"}
+
+// limitLeaving returns the RLIMIT_NOFILE under which process pid may
+// open exactly free more fds: new fds take the lowest free numbers below
+// the limit, and fds it holds above the limit stay open.
+func limitLeaving(t *testing.T, pid, free int) int {
+	t.Helper()
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fds []int
+	for _, e := range entries {
+		if n, err := strconv.Atoi(e.Name()); err == nil {
+			fds = append(fds, n)
+		}
+	}
+	slices.Sort(fds)
+	limit := free
+	for _, fd := range fds {
+		if fd < limit {
+			limit++
+		}
+	}
+	return limit
+}
 
 // fdCount returns the number of fds process pid holds.
 func fdCount(t *testing.T, pid int) int {
@@ -65,26 +92,41 @@ func TestFailingOutputLeaksNoFD(t *testing.T) {
 	}
 }
 
-// TestWorkerOutOfFDs runs mcrd with few fds (prlimit --nofile=40:40,
-// which the workers inherit): a rule with 25 outputs takes most of the
-// worker's, and the sockets of a second rule with 12 more cannot all be
-// received. Those fail with "too many open files", counted in
-// socket_errors, while the socket stream stays in frame: no resync, no
-// restart, no garbled error. Once the first rule is removed, the next
-// retry opens every output of the second, which relays on all of them.
+// TestWorkerOutOfFDs leaves the worker few fds (prlimit --nofile on the
+// running worker, as the worker's user, who may lower its limits; the
+// supervisor, which holds every egress socket, keeps its own): a rule with 25 outputs, each from a source port of its
+// own and so on a socket of its own, takes most of them, and the sockets
+// of a second rule with 12 more cannot all be received. Those fail with
+// "too many open files", counted in socket_errors, while the socket stream
+// stays in frame: no resync, no restart, no garbled error. Once the first
+// rule is removed, the next retry opens every output of the second, which
+// relays on all of them.
 func TestWorkerOutOfFDs(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("prlimit"); err != nil {
-		t.Skip("skipping: prlimit not found (apt-get install util-linux)")
+	for _, tool := range []string{"prlimit", "setpriv"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("skipping: %s not found (apt-get install util-linux)", tool)
+		}
 	}
 	l := newLine(t)
-	d := startDaemon(t, l.relay, daemonOptions{Flags: fastRetry, NoFile: 40})
+	d := startDaemon(t, l.relay, daemonOptions{Flags: fastRetry})
 	pid := d.workerPIDs()[0]
+	// With its input socket and one egress socket open, the worker may
+	// open 30 more fds.
+	d.add(rule("input", inIf, "239.1.1.3", 5000, out("239.2.2.3", 6000, outIf)))
+	d.waitReady()
+	limit := strconv.Itoa(limitLeaving(t, pid, 30))
+	if out, err := exec.Command("setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups",
+		"prlimit", "--pid", strconv.Itoa(pid), "--nofile="+limit+":"+limit).CombinedOutput(); err != nil {
+		t.Fatalf("prlimit: %v: %s", err, out)
+	}
 	outputs := func(port, n int) ([]ruleset.Output, []string) {
 		var outs []ruleset.Output
 		var dests []string
 		for i := range n {
-			outs = append(outs, out("239.2.2.2", port+i, outIf))
+			o := out("239.2.2.2", port+i, outIf)
+			o.SourcePort = port + 10000 + i
+			outs = append(outs, o)
 			dests = append(dests, dest("239.2.2.2", port+i, outIf))
 		}
 		return outs, dests

@@ -12,12 +12,13 @@ import (
 // sender is the backend's half of forwarding: it queues sends, and reports
 // their outcome later through dispatcher.sent and dispatcher.failed.
 type sender interface {
-	// send queues the n payload bytes at pkt[off:] for o's egress socket,
-	// which is open. buf names the pool buffer that holds pkt; the backend
-	// keeps that buffer until the send completes. It returns false when
-	// the send cannot even be queued, which the dispatcher counts as a
-	// failed send.
-	send(o *output, buf int, pkt []byte, off, n int) bool
+	// send queues the n payload bytes at pkt[off:] for o, which is open.
+	// buf names the pool buffer that holds pkt; the backend keeps that
+	// buffer until the send completes. hdr is nil, or for a transparent
+	// output the IP and UDP headers the datagram leaves with, which the
+	// backend copies: the payload stays where it was received. A send
+	// that cannot even be queued is counted as failed by the backend.
+	send(o *output, buf int, pkt []byte, off, n int, hdr []byte)
 }
 
 // dispatcher is the per-packet logic both backends share: parse, look up,
@@ -31,6 +32,8 @@ type dispatcher struct {
 	dg  packet.Datagram
 	vh  vnetHdr
 	key ruleset.Key
+	org origin       // of the packet, for transparent outputs
+	hdr [maxHdr]byte // the headers of one transparent send
 }
 
 // rxMeta is what the kernel tells about a received packet besides its
@@ -63,9 +66,10 @@ const (
 // virtio_net_hdr (vnetHdr), then link bytes of link-layer header, then the
 // IP header. meta is what the receive ring said about the packet (0 for a
 // packet received without one). A UDP GSO aggregate is dispatched as the
-// datagrams it carries, each counted and sent on its own, all from pkt. It
-// returns the number of sends queued for the packet; buf must stay
-// allocated until they complete.
+// datagrams it carries, each counted and sent on its own, all from pkt.
+// The sends it queues hold buf until they complete. A datagram whose
+// source is one of the worker's egress identities is the relay's own
+// output come back: it is counted (loops) and dropped.
 //
 // Only the input interface's own traffic is relayed: a frame that carried
 // a VLAN tag belongs to that VLAN's interface and is counted as
@@ -79,15 +83,15 @@ const (
 // fresh checksum.
 //
 // forward does not allocate, lock or make system calls.
-func (d *dispatcher) forward(ifindex int32, link int, pkt []byte, n int, buf int, meta rxMeta, s sender) int {
+func (d *dispatcher) forward(ifindex int32, link int, pkt []byte, n int, buf int, meta rxMeta, s sender) {
 	d.c.RxPackets++
 	if n > len(pkt) || n < vnetHdrLen+link || !d.vh.parse(pkt[:n]) {
 		d.c.Malformed++
-		return 0
+		return
 	}
 	if meta&rxTagged != 0 {
 		d.c.VLANTagged++
-		return 0
+		return
 	}
 	ip := vnetHdrLen + link
 	var reason packet.Reason
@@ -102,21 +106,21 @@ func (d *dispatcher) forward(ifindex int32, link int, pkt []byte, n int, buf int
 	case packet.OK:
 	case packet.Fragment:
 		d.c.Fragments++
-		return 0
+		return
 	case packet.NotUDP:
 		d.c.NotUDP++
-		return 0
+		return
 	case packet.VLANTagged:
 		d.c.VLANTagged++
-		return 0
+		return
 	default:
 		d.c.Malformed++
-		return 0
+		return
 	}
 	count, size, ok := d.vh.segments(d.dg.PayloadLen)
 	if !ok {
 		d.c.Malformed++
-		return 0
+		return
 	}
 	d.c.RxPackets += uint64(count - 1)
 	d.key.IfIndex, d.key.Port = ifindex, d.dg.DstPort
@@ -124,7 +128,11 @@ func (d *dispatcher) forward(ifindex int32, link int, pkt []byte, n int, buf int
 	i, ok := d.db.table.Lookup(&d.key)
 	if !ok {
 		d.c.NoMatch += uint64(count)
-		return 0
+		return
+	}
+	if d.db.loops.has(&d.dg.Src, d.dg.SrcPort) {
+		d.c.Loops += uint64(count)
+		return
 	}
 	// Verified only once a rule wants the datagram: what is dropped
 	// anyway costs nothing more. A UDP GSO aggregate the kernel marks
@@ -133,36 +141,41 @@ func (d *dispatcher) forward(ifindex int32, link int, pkt []byte, n int, buf int
 	// headers describe, which its per-segment checksum cannot match.
 	if (meta|d.vh.csum)&(rxCsumPartial|rxCsumValid) == 0 && !packet.UDPChecksumOK(pkt[ip:n], &d.dg) {
 		d.c.BadChecksum += uint64(count)
-		return 0
+		return
 	}
 	r := d.db.byIndex[i]
 	r.packetsIn += uint64(count)
 	r.bytesIn += uint64(d.dg.PayloadLen)
-	sends := 0
-	for off, end := ip+d.dg.PayloadOff, ip+d.dg.PayloadOff+d.dg.PayloadLen; count > 0; count-- {
-		sends += d.fanOut(r, buf, pkt, off, min(size, end-off), s)
+	if r.transparent {
+		d.org.read(pkt[ip:n], &d.dg, (meta|d.vh.csum)&rxCsumPartial != 0 || count > 1)
+	}
+	off, end := ip+d.dg.PayloadOff, ip+d.dg.PayloadOff+d.dg.PayloadLen
+	for seg := 0; seg < count; seg++ {
+		d.fanOut(r, buf, pkt, off, min(size, end-off), seg, s)
 		off += size
 	}
-	return sends
 }
 
-// fanOut hands the n payload bytes at pkt[off:] to every output of r and
-// returns the number of sends queued.
-func (d *dispatcher) fanOut(r *rule, buf int, pkt []byte, off, n int, s sender) int {
-	sends := 0
+// fanOut hands the n payload bytes at pkt[off:], segment seg of the
+// packet, to every output of r.
+func (d *dispatcher) fanOut(r *rule, buf int, pkt []byte, off, n, seg int, s sender) {
 	for j := range r.outputs {
 		o := &r.outputs[j]
-		if o.eg == nil || o.eg.fd < 0 {
+		if !o.open() {
 			d.failed(o, 0)
 			continue
 		}
-		if !s.send(o, buf, pkt, off, n) {
-			d.failed(o, syscall.ENOBUFS)
+		if !o.transparent {
+			s.send(o, buf, pkt, off, n, nil)
 			continue
 		}
-		sends++
+		k, ok := d.org.header(&d.hdr, seg, o.d, o.ttlCap, pkt[off:off+n])
+		if !ok {
+			d.c.TTLExpired++
+			continue
+		}
+		s.send(o, buf, pkt, off, n, d.hdr[:k])
 	}
-	return sends
 }
 
 // sent counts a completed send of n payload bytes on o.

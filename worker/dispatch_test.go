@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
-	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -17,22 +16,18 @@ import (
 	"github.com/mcrelay/mcr/worker/packet/packettest"
 )
 
-// recordSender completes every send at once and remembers the payloads.
+// recordSender completes every send at once and remembers the datagrams:
+// the headers of a transparent output's, then the payload.
 type recordSender struct {
-	d      *dispatcher
-	sent   map[string][][]byte // destination → payloads
-	refuse bool
+	d    *dispatcher
+	sent map[string][][]byte // destination → datagrams
 }
 
-func (s *recordSender) send(o *output, buf int, pkt []byte, off, n int) bool {
-	if s.refuse {
-		return false
-	}
+func (s *recordSender) send(o *output, buf int, pkt []byte, off, n int, hdr []byte) {
 	if s.sent != nil {
-		s.sent[o.dest] = append(s.sent[o.dest], bytes.Clone(pkt[off:off+n]))
+		s.sent[o.dest] = append(s.sent[o.dest], append(bytes.Clone(hdr), pkt[off:off+n]...))
 	}
 	s.d.sent(o, n)
-	return true
 }
 
 func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
@@ -343,30 +338,26 @@ func testRules(t testing.TB, rules ...controlproto.WorkerRule) *dispatcher {
 
 func TestForwardCountsRuleAndOutputs(t *testing.T) {
 	f := newFakeSockets()
-	f.failOut = map[string]error{"239.3.3.3:6000": errFake}
+	f.failOut = map[string]error{"IPv4 socket from port 5001 on ifindex 3": errFake}
 	db := newRuleDB(f, testLogger(nil))
-	db.add(wrule("a", 2, "239.1.1.1:5001", "239.2.2.2:6000@3", "239.3.3.3:6000@3", "239.4.4.4:6000@0"))
+	db.add(wrule("a", 2, "239.1.1.1:5001", "239.2.2.2:6000@3", "239.3.3.3:6000@3 port 5001", "239.4.4.4:6000@0"))
 	db.commit()
 	d := &dispatcher{db: db}
 	s := &recordSender{d: d}
 	payload := make([]byte, 1000)
 	pkt := plain(packettest.BuildUDP4(ap("10.0.0.9:4000"), ap("239.1.1.1:5001"), payload))
 	for range 3 {
-		if got := d.forward(2, 0, pkt, len(pkt), 0, 0, s); got != 1 {
-			t.Fatalf("forward queued %d sends, want 1 (one output works)", got)
-		}
+		d.forward(2, 0, pkt, len(pkt), 0, 0, s)
 	}
-	s.refuse = true
-	d.forward(2, 0, pkt, len(pkt), 0, 0, s)
 
 	r := db.byID["a"]
 	got := r.counters(r.errorText())
 	want := stats.RuleCounters{
-		ID: "a", PacketsIn: 4, BytesIn: 4000,
+		ID: "a", PacketsIn: 3, BytesIn: 3000,
 		Outputs: []stats.OutputCounters{
-			{PacketsOut: 3, BytesOut: 3000, Errors: 1},
-			{Errors: 4},
-			{Errors: 4},
+			{PacketsOut: 3, BytesOut: 3000},
+			{Errors: 3},
+			{Errors: 3},
 		},
 		Error:        "outputs[1] 239.3.3.3:6000@if3: fake failure; outputs[2] 239.4.4.4:6000@if0: interface if0 does not exist",
 		OutputErrors: []string{"", "fake failure", "interface if0 does not exist"},
@@ -374,11 +365,44 @@ func TestForwardCountsRuleAndOutputs(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("rule counters (-want +got):\n%s", diff)
 	}
-	if d.c.EgressErrors != 9 {
-		t.Errorf("EgressErrors = %d, want 9", d.c.EgressErrors)
+	if d.c.EgressErrors != 6 {
+		t.Errorf("EgressErrors = %d, want 6", d.c.EgressErrors)
 	}
-	if o := &r.outputs[0]; o.lastErrno != syscall.ENOBUFS {
-		t.Errorf("lastErrno of the refused send = %v, want ENOBUFS", o.lastErrno)
+	if o := &r.outputs[1]; o.lastErrno != 0 {
+		t.Errorf("lastErrno of an output without socket = %v, want 0", o.lastErrno)
+	}
+}
+
+// TestForwardDropsLoops: a datagram whose source is one of the worker's
+// egress identities (the port of an output's socket with the output's
+// source, or an address of its interface) is the relay's own output come
+// back, counted as a loop and not relayed; any other source is relayed.
+func TestForwardDropsLoops(t *testing.T) {
+	// The fake sockets' source port is 40000 + fd: 40100 for the first.
+	d := testRules(t,
+		wrule("a", 2, "239.1.1.1:5001", "239.2.2.2:6000@3 addrs 10.3.0.1,10.3.0.5", "239.2.2.3:6000@4 from 10.4.0.9"),
+		wrule("t", 2, "239.1.1.2:5001", "239.2.2.4:6000@3 transparent"))
+	s := &recordSender{d: d, sent: map[string][][]byte{}}
+	payload := []byte("x")
+	for _, tc := range []struct {
+		src, dst string
+		loop     bool
+	}{
+		{"10.3.0.1:40100", "239.1.1.1:5001", true},
+		{"10.3.0.5:40100", "239.1.1.1:5001", true},
+		{"10.4.0.9:40101", "239.1.1.1:5001", true},
+		{"10.3.0.1:40101", "239.1.1.1:5001", false}, // another identity's port with another's address
+		{"10.3.0.2:40100", "239.1.1.1:5001", false},
+		{"10.9.9.9:4000", "239.1.1.1:5001", false},
+		{"10.3.0.1:40100", "239.1.1.2:5001", true}, // any rule: the source is what counts
+	} {
+		before, sends := d.c.Loops, len(s.sent["239.2.2.2:6000@if3"])+len(s.sent["239.2.2.4:6000@if3"])
+		pkt := plain(packettest.BuildUDP4(ap(tc.src), ap(tc.dst), payload))
+		d.forward(2, 0, pkt, len(pkt), 0, 0, s)
+		after := len(s.sent["239.2.2.2:6000@if3"]) + len(s.sent["239.2.2.4:6000@if3"])
+		if loop := d.c.Loops > before; loop != tc.loop || loop == (after > sends) {
+			t.Errorf("from %s to %s: loops %d→%d, sends %d→%d; want a loop: %v", tc.src, tc.dst, before, d.c.Loops, sends, after, tc.loop)
+		}
 	}
 }
 
@@ -458,6 +482,46 @@ func TestForwardGSOAggregateDoesNotAllocate(t *testing.T) {
 	}
 }
 
+// BenchmarkDispatchLoopCheck is BenchmarkDispatch's 1,024-byte case (the
+// checksum marked valid) with identities for the loop check to look at:
+// none, those of 2,000 outputs (one socket, two addresses; the packet's
+// source port is none of them), and a packet whose source port is theirs
+// though its address is not (the worst case: the port bit is set, the map
+// misses).
+func BenchmarkDispatchLoopCheck(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		addrs   string // of the outputs' interface
+		srcPort uint16
+	}{
+		{"no identities", "", 4000},
+		{"identities of 2000 outputs", " addrs 10.3.0.1,10.3.0.2", 4000},
+		{"source port of an identity", " addrs 10.3.0.1,10.3.0.2", 40100},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			db := newRuleDB(newFakeSockets(), testLogger(nil))
+			for i := range 1000 {
+				in := netip.AddrFrom4([4]byte{239, 1, byte(i >> 8), byte(i)})
+				db.add(wrule(in.String(), 2, in.String()+":5001", "239.2.2.2:6000@3"+bc.addrs, "239.2.2.3:6000@3"+bc.addrs))
+			}
+			db.commit()
+			src := netip.AddrPortFrom(netip.MustParseAddr("10.0.0.9"), bc.srcPort)
+			pkt := plain(packettest.BuildUDP4(src, ap("239.1.1.200:5001"), seqPayload(1024)))
+			pkt[0] = vnetFDataValid
+			d := &dispatcher{db: db}
+			s := &recordSender{d: d}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(pkt)))
+			for b.Loop() {
+				d.forward(2, 0, pkt, len(pkt), 0, 0, s)
+			}
+			if d.c.RxPackets == 0 || d.c.NoMatch != 0 || d.c.Loops != 0 {
+				b.Fatalf("counters %+v: the packet did not match, or was taken for a loop", d.c)
+			}
+		})
+	}
+}
+
 // FuzzForward feeds the dispatcher arbitrary frames: whatever the
 // virtio_net_hdr and the packet say, it must not panic, every send must
 // lie within the received bytes, and every datagram counted in rx_packets
@@ -481,7 +545,7 @@ func FuzzForward(f *testing.F) {
 			in += r.packetsIn
 		}
 		c := d.c
-		if dropped := c.Malformed + c.Fragments + c.NotUDP + c.VLANTagged + c.NoMatch + c.BadChecksum; dropped+in != c.RxPackets {
+		if dropped := c.Malformed + c.Fragments + c.NotUDP + c.VLANTagged + c.NoMatch + c.BadChecksum + c.Loops; dropped+in != c.RxPackets {
 			t.Fatalf("rx_packets %d, but %d dropped and %d taken by rules", c.RxPackets, dropped, in)
 		}
 	})
@@ -494,10 +558,9 @@ type boundsSender struct {
 	n int
 }
 
-func (s *boundsSender) send(o *output, buf int, pkt []byte, off, n int) bool {
+func (s *boundsSender) send(o *output, buf int, pkt []byte, off, n int, hdr []byte) {
 	if off < 0 || n < 0 || off+n > s.n {
 		s.t.Fatalf("send of %d bytes at %d from a %d-byte frame", n, off, s.n)
 	}
 	s.d.sent(o, n)
-	return true
 }

@@ -33,7 +33,8 @@
 // blocks as it goes (rxring_takeover.go).
 //
 // A rule the worker cannot serve, fully or in part (an input socket that
-// does not open, an output that does not resolve or connect), is reported
+// does not open, an output that does not resolve or whose socket the
+// supervisor cannot open), is reported
 // in stats.RuleCounters.Error while the worker serves whatever else it
 // can; the worker never exits because of a rule, and asks again for
 // sockets that failed every five seconds. Counters are cumulative per rule
@@ -46,13 +47,22 @@
 // One OS thread, locked and pinned to the worker's core, runs the loop and
 // owns everything it touches. Per packet there is no allocation, no lock
 // and no system call beyond the backend's batched receives and sends: the
-// per-packet code (parse, lookup, dispatch, the per-socket send queues
-// that form UDP GSO runs) is shared by both backends, and tests check that
-// it allocates nothing. Packets are relayed from where they were received
+// per-packet code (parse, lookup, dispatch, the per-destination send
+// queues that form UDP GSO runs) is shared by both backends, and tests
+// check that it allocates nothing. Packets are relayed from where they were received
 // (a receive-ring block or a buffer mapped once outside the Go heap),
 // reference-counted across the sends of their outputs: no copy per output.
 // Sends never block: a full or failing output drops and counts, and never
 // holds up ingress or another output.
+//
+// Outputs send on the supervisor's egress sockets, one per egress identity
+// (relaysock.EgressKey), the same in every worker, so an output leaves
+// from one source whatever worker relays it; the sockets are not connected
+// and each send names its destination (dest). A transparent output's
+// datagram is headers the worker writes (origin) and the payload, on a
+// raw socket. A datagram whose source is one of the worker's identities
+// is its own output come back through a loop: counted (loops) and dropped
+// (loopSet).
 //
 // The event loop is Linux-only (_linux.go files); the rule database, the
 // dispatcher, the reporter and the log writer build and test anywhere.

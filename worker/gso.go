@@ -72,28 +72,39 @@ func (l gsoLimits) run(sizes []int32) int {
 	return k
 }
 
-// gsoRefused reports whether errno, the result of a UDP_SEGMENT send, means
+// refusesGSO reports whether errno, the result of a UDP_SEGMENT send, means
 // the kernel refused the segmentation rather than the send: EIO where the
 // device lacks checksum offload (before Linux 6.11, commit 10154dbded6d
 // "udp: Allow GSO transmit from devices with no checksum offload") or the
-// route uses IPsec,
-// EINVAL for too many segments or checksums switched off, EMSGSIZE for a
-// segment that no longer fits the path MTU. The datagrams are then sent
-// again one by one.
-func gsoRefused(errno syscall.Errno) bool {
+// route uses IPsec; EINVAL for too many segments, checksums switched off or
+// a segment that does not fit the route's MTU with its headers; EMSGSIZE
+// for one that does not fit the path MTU. The datagrams are then sent again
+// one by one.
+func refusesGSO(errno syscall.Errno) bool {
 	return errno == syscall.EIO || errno == syscall.EINVAL || errno == syscall.EMSGSIZE
 }
 
 // afterRefusal returns the limits of a socket whose UDP_SEGMENT send of
-// seg-byte datagrams was refused with errno, given its path MTU read again
-// (0 when unknown), and whether GSO is now off on the socket for good.
-// EMSGSIZE with an MTU that shrank below the segment keeps GSO for the
-// sizes that still fit; any other refusal switches it off.
-func (l gsoLimits) afterRefusal(errno syscall.Errno, seg, mtu int, v6 bool) (gsoLimits, bool) {
-	if errno == syscall.EMSGSIZE && mtu > 0 {
+// seg-byte datagrams the kernel refused, given its interface's MTU read
+// again (0 when unknown), and whether GSO is now off on the socket for good.
+// An MTU that shrank below the segment keeps GSO for the sizes that still
+// fit; any other refusal switches it off.
+func (l gsoLimits) afterRefusal(seg, mtu int, v6 bool) (gsoLimits, bool) {
+	if mtu > 0 {
 		if nl := newGSOLimits(l.maxSegs, mtu, v6); seg > nl.maxSeg && nl.maxSegs > 0 {
 			return nl, false
 		}
 	}
 	return gsoLimits{}, true
+}
+
+// setGSO sets e's UDP_SEGMENT limits from its MTU, for a kernel that takes
+// segs datagrams per send; a raw socket, and one on which the kernel
+// refused GSO for good, send one datagram per send.
+func (e *egress) setGSO(segs int) {
+	if e.key.Raw || e.gsoOff {
+		e.gso = gsoLimits{}
+		return
+	}
+	e.gso = newGSOLimits(segs, e.mtu, e.key.V6)
 }

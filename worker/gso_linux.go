@@ -3,43 +3,19 @@ package worker
 import (
 	"errors"
 	"fmt"
-	"net"
+	"log/slog"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// segCmsg is the control message of a UDP_SEGMENT send: struct cmsghdr
-// and the u16 segment size, padded to CMSG_SPACE(2).
-type segCmsg struct {
-	hdr  unix.Cmsghdr
-	size uint16
-	_    [6]byte
-}
-
-// segCmsgLen is CMSG_LEN(2), the only cmsg_len udp_cmsg_send accepts.
-const segCmsgLen = unix.SizeofCmsghdr + 2
-
-// set makes c say "cut into seg-byte datagrams".
-func (c *segCmsg) set(seg int) {
-	c.hdr.Level, c.hdr.Type = unix.SOL_UDP, unix.UDP_SEGMENT
-	c.hdr.SetLen(segCmsgLen)
-	c.size = uint16(seg)
-}
-
-// attach points msg's control data at c.
-func (c *segCmsg) attach(msg *unix.Msghdr) {
-	msg.Control = (*byte)(unsafe.Pointer(c))
-	msg.SetControllen(int(unsafe.Sizeof(*c)))
-}
-
-// probeGSO returns how many datagrams one UDP_SEGMENT send may carry on
-// this kernel (gsoMaxSegments or 64), or 0 and why when UDP GSO is
-// unusable. It sends 128, then 64 one-byte datagrams as one send to a
+// probeUDPSegments returns how many datagrams one UDP_SEGMENT send may
+// carry on this kernel (gsoMaxSegments or 64), or 0 and why when UDP GSO
+// is unusable. It sends 128, then 64 one-byte datagrams as one send to a
 // socket of its own on the loopback interface: the kernel refuses more
 // than UDP_MAX_SEGMENTS segments with EINVAL. Without a usable loopback it
 // assumes 64, the limit of every kernel with UDP GSO, and says why.
-func probeGSO() (maxSegs int, err error) {
+func probeUDPSegments() (maxSegs int, err error) {
 	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return 0, fmt.Errorf("open UDP socket: %w", err)
@@ -63,9 +39,8 @@ func probeGSO() (maxSegs int, err error) {
 	if err != nil {
 		return 64, fmt.Errorf("connect on loopback, assuming 64 segments: %w", err)
 	}
-	var c segCmsg
-	c.set(1)
-	oob := unsafe.Slice((*byte)(unsafe.Pointer(&c)), unsafe.Sizeof(c))
+	var c sendCtl
+	oob := unsafe.Slice((*byte)(unsafe.Pointer(&c)), c.set(1, 0, false))
 	buf := make([]byte, gsoMaxSegments)
 	for n := gsoMaxSegments; n >= 64; n /= 2 {
 		_, err = unix.SendmsgN(s, buf[:n], oob, nil, unix.MSG_DONTWAIT)
@@ -79,93 +54,79 @@ func probeGSO() (maxSegs int, err error) {
 	return 0, fmt.Errorf("kernel refuses 64 segments per send: %w", err)
 }
 
-// egressMTU returns the path MTU of a connected UDP socket (IP_MTU,
-// IPV6_MTU: ip(7), ipv6(7)), which is what the kernel checks a segment
-// against, or else the MTU of the interface it is bound to.
-func egressMTU(fd, ifindex int, v6 bool) (int, error) {
-	level, opt := unix.IPPROTO_IP, unix.IP_MTU
-	if v6 {
-		level, opt = unix.IPPROTO_IPV6, unix.IPV6_MTU
+// gsoSegments probes the kernel's UDP GSO once (probeUDPSegments) and logs
+// the outcome.
+func gsoSegments(log *slog.Logger) int {
+	n, err := probeUDPSegments()
+	switch {
+	case err != nil && n == 0:
+		log.Warn("no UDP GSO: one datagram per send", "err", err)
+	case err != nil:
+		log.Warn("UDP GSO", "max_segments", n, "err", err)
+	default:
+		log.Info("UDP GSO", "max_segments", n)
 	}
-	mtu, err := unix.GetsockoptInt(fd, level, opt)
-	if err == nil && mtu > 0 {
-		return mtu, nil
-	}
-	ifi, ierr := net.InterfaceByIndex(ifindex)
-	if ierr != nil {
-		return 0, fmt.Errorf("read MTU of ifindex %d: %w", ifindex, errors.Join(err, ierr))
-	}
-	return ifi.MTU, nil
+	return n
 }
 
-// setGSO sets the UDP_SEGMENT limits of the freshly opened socket of e.
-// A socket whose MTU cannot be read sends one datagram per send.
-func (w *worker) setGSO(e *egress) {
-	e.gso = gsoLimits{}
-	if w.gsoSegs == 0 {
-		return
-	}
-	v6 := e.key.Dst.Addr().Is6()
-	mtu, err := egressMTU(e.fd, e.key.IfIndex, v6)
+// interfaceMTU returns the MTU of the interface with ifindex, asked with
+// ioctl(2) on fd, any socket (netdevice(7): SIOCGIFNAME, SIOCGIFMTU). An
+// egress socket is not connected, so it has no path MTU (IP_MTU); the
+// kernel checks a UDP_SEGMENT run against the route's, which is the
+// interface's unless a route says less (then the kernel refuses the run
+// and narrowGSO switches GSO off on the socket).
+func interfaceMTU(fd, ifindex int) (int, error) {
+	ifr, err := unix.NewIfreq("")
 	if err != nil {
-		w.log.Warn("no UDP GSO on output", "output", e.key.String(), "err", err)
-		return
+		return 0, err
 	}
-	e.gso = newGSOLimits(w.gsoSegs, mtu, v6)
+	ifr.SetUint32(uint32(ifindex))
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFNAME, ifr); err != nil {
+		return 0, fmt.Errorf("name of ifindex %d: %w", ifindex, err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFMTU, ifr); err != nil {
+		return 0, fmt.Errorf("MTU of %s: %w", ifr.Name(), err)
+	}
+	return int(ifr.Uint32()), nil
 }
 
-// gsoRefused handles a UDP_SEGMENT send of seg-byte datagrams on eg that
-// the kernel refused with errno (gsoRefused(errno) holds): it narrows the
-// socket's limits to a smaller MTU, or switches GSO off on the socket,
-// logged and counted once. The caller sends the datagrams again; they no
-// longer form a run of that size. Sends already in flight may report the
-// same refusal again: then nothing changes.
-func (w *worker) gsoRefused(eg *egress, errno unix.Errno, seg int) {
+// narrowGSO handles a UDP_SEGMENT send of seg-byte datagrams on eg that
+// the kernel refused with errno (refusesGSO(errno) holds): it narrows the
+// socket's limits to its interface's MTU when that shrank below the
+// segment, or else switches GSO off on the socket, logged and counted
+// once. The caller sends the datagrams again; they no longer form a run of
+// that size. Sends already in flight may report the same refusal again:
+// then nothing changes.
+func (w *worker) narrowGSO(eg *egress, errno unix.Errno, seg int) {
 	if eg.gso.maxSegs == 0 || seg > eg.gso.maxSeg || eg.fd < 0 {
 		return
 	}
-	v6 := eg.key.Dst.Addr().Is6()
-	mtu := 0
-	if errno == unix.EMSGSIZE {
-		mtu, _ = egressMTU(eg.fd, eg.key.IfIndex, v6)
+	if mtu, err := interfaceMTU(eg.fd, eg.key.IfIndex); err == nil {
+		eg.mtu = mtu
 	}
-	l, off := eg.gso.afterRefusal(errno, seg, mtu, v6)
-	eg.gso = l
+	l, off := eg.gso.afterRefusal(seg, eg.mtu, eg.key.V6)
+	eg.gso, eg.gsoOff = l, off
 	if !off {
 		w.log.Info("output MTU shrank: larger datagrams leave one per send",
-			"output", eg.key.String(), "mtu", mtu, "max_segment", l.maxSeg)
+			"socket", eg.key.String(), "mtu", eg.mtu, "max_segment", l.maxSeg)
 		return
 	}
 	w.d.c.GSOFallbacks++
-	w.log.Warn("UDP GSO refused: output falls back to one datagram per send",
-		"output", eg.key.String(), "err", errno)
+	w.log.Warn("UDP GSO refused: the socket's outputs fall back to one datagram per send",
+		"socket", eg.key.String(), "err", errno)
 }
 
-// refreshGSO reads the MTU of every socket that uses GSO again, so that
-// one whose MTU grew back after a refusal (gsoRefused) segments larger
-// datagrams again. Sockets on which GSO was refused stay off.
+// refreshGSO reads the MTU of every egress socket again, so that one whose
+// MTU grew back after a refusal (narrowGSO) segments larger datagrams
+// again. Sockets on which GSO was refused stay off.
 func (w *worker) refreshGSO() {
 	for _, e := range w.db.egress {
-		if e.fd < 0 || e.gso.maxSegs == 0 {
+		if e.fd < 0 || e.key.Raw {
 			continue
 		}
-		v6 := e.key.Dst.Addr().Is6()
-		if mtu, err := egressMTU(e.fd, e.key.IfIndex, v6); err == nil {
-			e.gso = newGSOLimits(w.gsoSegs, mtu, v6)
+		if mtu, err := interfaceMTU(e.fd, e.key.IfIndex); err == nil {
+			e.mtu = mtu
+			e.setGSO(w.db.gsoSegs)
 		}
-	}
-}
-
-// probeGSO probes the kernel's UDP GSO once and logs the outcome.
-func (w *worker) probeGSO() {
-	n, err := probeGSO()
-	w.gsoSegs = n
-	switch {
-	case err != nil && n == 0:
-		w.log.Warn("no UDP GSO: one datagram per send", "err", err)
-	case err != nil:
-		w.log.Warn("UDP GSO", "max_segments", n, "err", err)
-	default:
-		w.log.Info("UDP GSO", "max_segments", n)
 	}
 }

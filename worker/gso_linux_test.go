@@ -3,7 +3,6 @@ package worker
 import (
 	"fmt"
 	"math/rand/v2"
-	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -263,7 +262,7 @@ func testGSORefused(t *testing.T, tp *topo, w *workerProc) {
 	w.sync([]controlproto.WorkerRule{tp.rule("refused", "239.1.1.28:5028@r0", "239.2.2.28:6028@r1")})
 	k := newSink(t, tp.sink1, "k1", "239.2.2.28:6028")
 	s, _ := w.snapshot("")
-	setNoCheck(t, s.PID, netip.MustParseAddrPort("239.2.2.28:6028"))
+	setNoCheck(t, s.PID, tp.ifindex["r1"])
 	from := source{tp.src, "s0", src4}
 	logged := countLogs(w, `"msg":"UDP GSO refused`)
 	before := w.counters()
@@ -281,12 +280,12 @@ func testGSORefused(t *testing.T, tp *topo, w *workerProc) {
 	}
 }
 
-// setNoCheck switches UDP checksums off (SO_NO_CHECK) on the socket of
-// process pid that is connected to dst, reached with pidfd_getfd(2): the
+// setNoCheck switches UDP checksums off (SO_NO_CHECK) on the IPv4 egress
+// socket of process pid on ifindex, reached with pidfd_getfd(2): the
 // kernel then refuses UDP_SEGMENT with EINVAL, as it refuses it with EIO
 // where the device lacks checksum offload on kernels before 6.11. IPv4
 // receivers accept the datagrams without checksum.
-func setNoCheck(t *testing.T, pid int, dst netip.AddrPort) {
+func setNoCheck(t *testing.T, pid, ifindex int) {
 	t.Helper()
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	mustNoErr(t, err)
@@ -304,22 +303,16 @@ func setNoCheck(t *testing.T, pid int, dst netip.AddrPort) {
 		if err != nil {
 			continue // closed meanwhile
 		}
-		if sa, ok := peer(fd); ok && sa == dst {
+		domain, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+		typ, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+		dev, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BINDTOIFINDEX)
+		if domain == unix.AF_INET && typ == unix.SOCK_DGRAM && dev == ifindex {
 			mustNoErr(t, unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_NO_CHECK, 1))
 			found++
 		}
 		unix.Close(fd)
 	}
 	if found != 1 {
-		t.Fatalf("%d sockets of process %d connected to %v, want 1", found, pid, dst)
+		t.Fatalf("%d IPv4 egress sockets of process %d on ifindex %d, want 1", found, pid, ifindex)
 	}
-}
-
-// peer returns the IPv4 address a socket is connected to.
-func peer(fd int) (netip.AddrPort, bool) {
-	sa, err := unix.Getpeername(fd)
-	if a, ok := sa.(*unix.SockaddrInet4); err == nil && ok {
-		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)), true
-	}
-	return netip.AddrPort{}, false
 }

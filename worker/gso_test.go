@@ -92,6 +92,7 @@ func TestGSOAfterRefusal(t *testing.T) {
 		wantOff bool
 	}{
 		{"the MTU shrank below the segment", syscall.EMSGSIZE, 1024, 1000, newGSOLimits(128, 1000, false), false},
+		{"the route's MTU is below the segment", syscall.EINVAL, 1024, 1000, newGSOLimits(128, 1000, false), false},
 		{"EMSGSIZE although the segment fits", syscall.EMSGSIZE, 1024, 1500, gsoLimits{}, true},
 		{"EMSGSIZE with an unknown MTU", syscall.EMSGSIZE, 1024, 0, gsoLimits{}, true},
 		{"EMSGSIZE with an MTU too small for any segment", syscall.EMSGSIZE, 1024, 20, gsoLimits{}, true},
@@ -100,10 +101,10 @@ func TestGSOAfterRefusal(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if !gsoRefused(tc.errno) {
-				t.Fatalf("gsoRefused(%v) = false", tc.errno)
+			if !refusesGSO(tc.errno) {
+				t.Fatalf("refusesGSO(%v) = false", tc.errno)
 			}
-			got, off := eth4.afterRefusal(tc.errno, tc.seg, tc.mtu, false)
+			got, off := eth4.afterRefusal(tc.seg, tc.mtu, false)
 			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(gsoLimits{})); diff != "" || off != tc.wantOff {
 				t.Errorf("afterRefusal: off %v, want %v; limits (-want +got):\n%s", off, tc.wantOff, diff)
 			}
@@ -113,8 +114,8 @@ func TestGSOAfterRefusal(t *testing.T) {
 		})
 	}
 	for _, errno := range []syscall.Errno{syscall.EAGAIN, syscall.ENOBUFS, syscall.ECONNREFUSED, syscall.ENETUNREACH} {
-		if gsoRefused(errno) {
-			t.Errorf("gsoRefused(%v) = true; it is an error of the send, not of GSO", errno)
+		if refusesGSO(errno) {
+			t.Errorf("refusesGSO(%v) = true; it is an error of the send, not of GSO", errno)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -409,6 +410,7 @@ type sink struct {
 	conn *net.UDPConn
 	mu   sync.Mutex
 	got  map[uint32]map[uint32]int // stream → seq → times received
+	from map[netip.AddrPort]int    // source → datagrams received
 	bad  []string
 	// last is the highest seq received of each stream, late counts the
 	// datagrams of each that arrived after a higher seq.
@@ -421,7 +423,7 @@ type sink struct {
 func newSink(t *testing.T, ns *netnstest.NS, ifname, addr string) *sink {
 	t.Helper()
 	ap := netip.MustParseAddrPort(addr)
-	s := &sink{got: map[uint32]map[uint32]int{}}
+	s := &sink{got: map[uint32]map[uint32]int{}, from: map[netip.AddrPort]int{}}
 	err := ns.Do(func() error {
 		network := "udp4"
 		if ap.Addr().Is6() {
@@ -469,10 +471,13 @@ func setRcvBuf(c *net.UDPConn, size int) error {
 func (s *sink) read() {
 	buf := make([]byte, 1<<16)
 	for {
-		n, _, err := s.conn.ReadFromUDPAddrPort(buf)
+		n, from, err := s.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			return
 		}
+		s.mu.Lock()
+		s.from[netip.AddrPortFrom(from.Addr().Unmap(), from.Port())]++
+		s.mu.Unlock()
 		s.check(buf[:n])
 	}
 }
@@ -499,6 +504,13 @@ func (s *sink) check(p []byte) {
 	}
 	s.last[stream] = max(s.last[stream], seq)
 	s.got[stream][seq]++
+}
+
+// sources returns how many datagrams came from each source.
+func (s *sink) sources() map[netip.AddrPort]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.from)
 }
 
 // result is what a sink received of one stream.
@@ -590,8 +602,13 @@ const hopEvery = 50
 
 func fixedSize(n int) func(int) int { return func(int) int { return n } }
 
+// senderTTL is the TTL or hop limit of the test senders' multicast: the
+// relay sends transparent outputs with one less.
+const senderTTL = 8
+
 // senderConn opens a UDP socket bound to src in the calling thread's
-// namespace that sends to multicast ap out of ifname.
+// namespace that sends to multicast ap out of ifname, with TTL or hop
+// limit senderTTL.
 func senderConn(ifname string, src netip.Addr, ap netip.AddrPort) (*net.UDPConn, error) {
 	network := "udp4"
 	if ap.Addr().Is6() {
@@ -604,9 +621,11 @@ func senderConn(ifname string, src netip.Addr, ap netip.AddrPort) (*net.UDPConn,
 	ifi, err := net.InterfaceByName(ifname)
 	if err == nil {
 		if ap.Addr().Is4() {
-			err = ipv4.NewPacketConn(c).SetMulticastInterface(ifi)
+			pc := ipv4.NewPacketConn(c)
+			err = errors.Join(pc.SetMulticastInterface(ifi), pc.SetMulticastTTL(senderTTL))
 		} else {
-			err = ipv6.NewPacketConn(c).SetMulticastInterface(ifi)
+			pc := ipv6.NewPacketConn(c)
+			err = errors.Join(pc.SetMulticastInterface(ifi), pc.SetMulticastHopLimit(senderTTL))
 		}
 	}
 	if err != nil {

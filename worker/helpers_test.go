@@ -17,7 +17,7 @@ import (
 type fakeSockets struct {
 	ops        []string
 	nextFD     int
-	failOut    map[string]error // openEgress errors by destination address
+	failOut    map[string]error // openEgress errors by socket (egressKey.String)
 	failInput  map[int]error    // openInput errors by ifindex
 	failFilter map[int]error    // filterInput errors by ifindex
 }
@@ -44,12 +44,17 @@ func (f *fakeSockets) closeInput(in *input) {
 	in.fd = -1
 }
 
+// openEgress opens a fake socket whose source port is 40000 + its fd, on
+// an interface whose MTU is 1500.
 func (f *fakeSockets) openEgress(e *egress) error {
 	f.ops = append(f.ops, "open egress "+e.key.String())
-	if err := f.failOut[e.key.Dst.String()]; err != nil {
+	if err := f.failOut[e.key.String()]; err != nil {
 		return err
 	}
-	e.fd = f.nextFD
+	e.fd, e.mtu = f.nextFD, 1500
+	if !e.key.Raw {
+		e.port = uint16(40000 + e.fd)
+	}
 	f.nextFD++
 	return nil
 }
@@ -75,19 +80,44 @@ func fmtMatches(m []inputMatch) string {
 }
 
 // wrule builds a WorkerRule: input "group:port" (or "group:port from
-// source") on ifindex, outputs "group:port@ifindex".
+// source") on ifindex, outputs "group:port@ifindex" followed by any of
+// " from SOURCE", " port SOURCE_PORT", " ttl TTL", " transparent" and
+// " addrs A,B" (the addresses of the output's interface the supervisor
+// sends, WorkerRule.OutputAddrs).
 func wrule(id string, ifindex int, in string, outs ...string) controlproto.WorkerRule {
 	wr := controlproto.WorkerRule{Rule: ruleset.Rule{ID: id}, InputIfIndex: ifindex, FanoutID: 7}
 	addr, src, _ := strings.Cut(in, " from ")
 	wr.Input = ruleset.Input{Interface: fmt.Sprintf("if%d", ifindex), Source: src}
 	wr.Input.Group, wr.Input.Port = splitHostPort(addr)
-	for _, o := range outs {
-		hp, ifx, _ := strings.Cut(o, "@")
+	for i, o := range outs {
+		words := strings.Fields(o)
+		hp, ifx, _ := strings.Cut(words[0], "@")
 		var out ruleset.Output
 		out.Group, out.Port = splitHostPort(hp)
 		var n int
 		fmt.Sscan(ifx, &n)
 		out.Interface = fmt.Sprintf("if%d", n)
+		for j := 1; j < len(words); j++ {
+			switch words[j] {
+			case "from":
+				j++
+				out.Source = words[j]
+			case "port":
+				j++
+				fmt.Sscan(words[j], &out.SourcePort)
+			case "ttl":
+				j++
+				fmt.Sscan(words[j], &out.TTL)
+			case "transparent":
+				out.PreserveSource = true
+			case "addrs":
+				j++
+				if wr.OutputAddrs == nil {
+					wr.OutputAddrs = make([][]string, len(outs))
+				}
+				wr.OutputAddrs[i] = strings.Split(words[j], ",")
+			}
+		}
 		wr.Outputs = append(wr.Outputs, out)
 		wr.OutputIfIndex = append(wr.OutputIfIndex, n)
 	}

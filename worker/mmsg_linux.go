@@ -32,7 +32,7 @@ type mmsghdr struct {
 }
 
 // sendRun is one message of a sendmmsg(2) call: the datagrams at
-// positions first..first+n-1 of the socket's list, n > 1 as one UDP_SEGMENT
+// positions first..first+n-1 of the dest's list, n > 1 as one UDP_SEGMENT
 // send.
 type sendRun struct {
 	first, n int32
@@ -40,9 +40,10 @@ type sendRun struct {
 
 // mmsgBackend runs the loop on poll(2), recvmmsg(2) and sendmmsg(2): it
 // receives a batch into its buffers, dispatches it, and sends the queued
-// payloads straight from those buffers with one sendmmsg per egress socket,
-// before the next batch reuses them. Each run of equal-size datagrams for
-// a socket is one message of that sendmmsg, with UDP_SEGMENT.
+// payloads straight from those buffers with one sendmmsg per dest, before
+// the next batch reuses them. Each message names the destination; each run
+// of equal-size datagrams for a dest is one message, with UDP_SEGMENT, and
+// a transparent output's datagram is its headers and its payload.
 type mmsgBackend struct {
 	w    *worker
 	pool bufPool // mmsgBatch buffers
@@ -51,12 +52,13 @@ type mmsgBackend struct {
 	riovs [mmsgBatch]unix.Iovec
 
 	sq sendQueue // maxStaged datagrams
-	// One socket's messages, built by prepare: sruns, smsgs and scmsgs
-	// by message, siovs by position in the socket's list.
-	sruns  []sendRun
-	smsgs  []mmsghdr
-	scmsgs []segCmsg
-	siovs  []unix.Iovec
+	// One dest's messages, built by prepare: sruns, smsgs and sctls by
+	// message; siovs one per datagram of a run, two (headers, payload) per
+	// datagram of a transparent output.
+	sruns []sendRun
+	smsgs []mmsghdr
+	sctls []sendCtl
+	siovs []unix.Iovec
 
 	pfds      []unix.PollFd // the command socket, then one per input
 	pins      []*input      // input of pfds[i+1]
@@ -80,8 +82,8 @@ func newMmsg(w *worker) (*mmsgBackend, error) {
 		sq:        newSendQueue(maxStaged),
 		sruns:     make([]sendRun, maxStaged),
 		smsgs:     make([]mmsghdr, maxStaged),
-		scmsgs:    make([]segCmsg, maxStaged),
-		siovs:     make([]unix.Iovec, maxStaged),
+		sctls:     make([]sendCtl, maxStaged),
+		siovs:     make([]unix.Iovec, 2*maxStaged),
 		pollDirty: true,
 		cmdBuf:    make([]byte, cmdBufSize),
 	}
@@ -233,66 +235,73 @@ func (b *mmsgBackend) receiveRing(in *input) {
 }
 
 // send queues a send; see sender.
-func (b *mmsgBackend) send(o *output, buf int, pkt []byte, off, n int) bool {
+func (b *mmsgBackend) send(o *output, buf int, pkt []byte, off, n int, hdr []byte) {
 	p := (*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(pkt)), off))
-	if b.sq.add(o, buf, p, n) {
+	if b.sq.add(o, buf, p, n, hdr) {
 		b.flush()
 	}
-	return true
 }
 
-// flush sends everything queued, one sendmmsg run per egress socket,
-// after publishing the rings' progress: the sends leave with these calls.
+// flush sends everything queued, one sendmmsg run per dest, after
+// publishing the rings' progress: the sends leave with these calls.
 func (b *mmsgBackend) flush() {
 	b.w.rings.publish()
-	for _, eg := range b.sq.touched {
-		idx, sizes := b.sq.list(eg)
+	for _, d := range b.sq.touched {
+		idx, sizes := b.sq.list(d)
 		for from := 0; from < len(idx); {
-			k := b.prepare(eg, idx, sizes, from)
-			from = b.sendAll(eg, idx, k)
+			k := b.prepare(d, idx, sizes, from)
+			from = b.sendAll(d, idx, k)
 		}
 	}
 	b.sq.reset()
 }
 
-// prepare builds the messages that send the datagrams idx[from:] of eg's
+// prepare builds the messages that send the datagrams idx[from:] of d's
 // list, whose payload sizes are sizes: one per run the socket's GSO limits
-// allow. It returns the number of messages.
-func (b *mmsgBackend) prepare(eg *egress, idx, sizes []int32, from int) int {
-	m := 0
+// allow, each naming d and carrying its TTL when it has one. It returns the
+// number of messages.
+func (b *mmsgBackend) prepare(d *dest, idx, sizes []int32, from int) int {
+	m, v := 0, 0
 	for i := from; i < len(idx); m++ {
-		k := eg.gso.run(sizes[i:])
+		k := d.eg.gso.run(sizes[i:])
+		h := &b.smsgs[m].hdr
+		*h = unix.Msghdr{Iov: &b.siovs[v]}
+		setName(h, &d.name)
+		first := v
+		if hdr := b.sq.header(idx[i]); len(hdr) > 0 {
+			b.siovs[v].Base = &hdr[0]
+			b.siovs[v].SetLen(len(hdr))
+			v++
+		}
 		for j := i; j < i+k; j++ {
 			s := &b.sq.q[idx[j]]
-			b.siovs[j].Base = s.p
-			b.siovs[j].SetLen(int(s.n))
+			b.siovs[v].Base = s.p
+			b.siovs[v].SetLen(int(s.n))
+			v++
 		}
-		h := &b.smsgs[m].hdr
-		*h = unix.Msghdr{Iov: &b.siovs[i]}
-		h.SetIovlen(k)
+		h.SetIovlen(v - first)
+		seg := 0
 		if k > 1 {
-			b.scmsgs[m].set(int(sizes[i]))
-			b.scmsgs[m].attach(h)
+			seg = int(sizes[i])
 		}
+		b.sctls[m].attach(h, b.sctls[m].set(seg, d.key.ttl, d.key.eg.V6))
 		b.sruns[m] = sendRun{first: int32(i), n: int32(k)}
 		i += k
 	}
 	return m
 }
 
-// sendAll sends the first k prepared messages on eg and returns the
-// position in eg's list (idx) to prepare again from, len(idx) when done. A
+// sendAll sends the first k prepared messages to d and returns the
+// position in d's list (idx) to prepare again from, len(idx) when done. A
 // message the socket refuses is counted as failed for each of its
 // datagrams and skipped; a full socket drops the rest, counted, rather than
 // wait. A refused UDP_SEGMENT send changes the socket's GSO limits, and the
-// datagrams from that message on are prepared again. A message refused
-// with ECONNREFUSED was not sent and is sent once more (retryRefused);
-// sendmmsg reports an error only for its first message, so a later one
-// that fails is simply the first of the next call.
-func (b *mmsgBackend) sendAll(eg *egress, idx []int32, k int) int {
-	retried := -1 // the message already sent again after ECONNREFUSED
+// datagrams from that message on are prepared again. sendmmsg reports an
+// error only for its first message, so a later one that fails is simply
+// the first of the next call.
+func (b *mmsgBackend) sendAll(d *dest, idx []int32, k int) int {
 	for m := 0; m < k; {
-		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(eg.fd), uintptr(unsafe.Pointer(&b.smsgs[m])),
+		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(d.eg.fd), uintptr(unsafe.Pointer(&b.smsgs[m])),
 			uintptr(k-m), unix.MSG_DONTWAIT, 0, 0)
 		switch {
 		case errno == 0:
@@ -300,15 +309,13 @@ func (b *mmsgBackend) sendAll(eg *egress, idx []int32, k int) int {
 				b.done(idx, m, 0)
 			}
 		case errno == unix.EINTR:
-		case retryRefused(errno, retried == m):
-			retried = m
 		case errno == unix.EAGAIN:
 			for ; m < k; m++ {
 				b.done(idx, m, errno)
 			}
-		case b.sruns[m].n > 1 && gsoRefused(errno):
+		case b.sruns[m].n > 1 && refusesGSO(errno):
 			run := b.sruns[m]
-			b.w.gsoRefused(eg, errno, int(b.sq.q[idx[run.first]].n))
+			b.w.narrowGSO(d.eg, errno, int(b.sq.q[idx[run.first]].n))
 			return int(run.first)
 		default:
 			b.done(idx, m, errno)

@@ -37,7 +37,7 @@ func TestRelay(t *testing.T) {
 				return s.Backend == backend
 			})
 			t.Cleanup(func() { checkRingLogs(t, w, ring != noRing) })
-			for _, tc := range slices.Concat(relayCases, gsoCases, gsoInputCases, refusedCases, inputCases) {
+			for _, tc := range slices.Concat(relayCases, gsoCases, gsoInputCases, refusedCases, inputCases, transparentCases) {
 				t.Run(tc.name, func(t *testing.T) {
 					w.t = t
 					tc.run(t, tp, w)

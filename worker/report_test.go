@@ -172,7 +172,7 @@ func TestOutputFailureLoggedOncePerTransition(t *testing.T) {
 func TestOutputWithoutSocketLogged(t *testing.T) {
 	var logs bytes.Buffer
 	f := newFakeSockets()
-	f.failOut = map[string]error{"239.2.2.2:6000": errors.New("bind to source 10.99.99.99: cannot assign requested address")}
+	f.failOut = map[string]error{"IPv4 socket from any port on ifindex 3": errors.New("bind to source 10.99.99.99: cannot assign requested address")}
 	db := newRuleDB(f, testLogger(nil))
 	db.add(wrule("a", 2, "239.1.1.1:5001", "239.2.2.2:6000@3", "239.3.3.3:6000@0"))
 	db.commit()

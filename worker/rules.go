@@ -33,7 +33,8 @@ type sockets interface {
 	// closeInput stops receiving on in, closes its socket and sets in.fd
 	// to -1 and in.ring to nil.
 	closeInput(in *input)
-	// openEgress opens the UDP socket of e.key and sets e.fd.
+	// openEgress gets the socket of egress identity e.key, sets e.fd and
+	// reads what the sends on it need: e.port, e.mtu.
 	openEgress(e *egress) error
 	// closeEgress closes e's socket and sets e.fd to -1.
 	closeEgress(e *egress)
@@ -80,31 +81,64 @@ func (in *input) ringBlocks() int {
 	return len(in.ring.refs)
 }
 
-// egressKey identifies an egress socket; outputs with equal keys share one.
+// egressKey identifies an egress socket, an egress identity; outputs with
+// equal keys share one, and every worker has the same one.
 type egressKey = relaysock.EgressKey
 
-// egress is one UDP socket outputs send on.
+// egress is one socket outputs send on: a UDP socket that is not
+// connected (each send names its destination), or the raw socket of
+// transparent outputs.
 type egress struct {
 	key  egressKey
 	fd   int   // -1 while it could not be opened
 	err  error // why fd is -1
-	refs int   // outputs using it
+	refs int   // dests using it
+	// port is the source port the socket is bound to (0: raw), which
+	// with the source addresses makes the identity datagrams that come
+	// back carry (loopSet).
+	port uint16
+	// mtu is its interface's, read when it opens and with the socket
+	// retries. gso bounds the UDP_SEGMENT sends on it, from mtu; zero: one
+	// datagram per send, always on a raw socket. gsoOff: the kernel
+	// refused a run for good.
+	mtu    int
+	gso    gsoLimits
+	gsoOff bool
+}
 
-	// gso bounds the UDP_SEGMENT sends on the socket, set when it opens;
-	// zero: one datagram per send.
-	gso gsoLimits
+// destKey identifies a dest.
+type destKey struct {
+	eg  egressKey
+	dst netip.AddrPort // unmapped
+	ttl int            // the output's TTL or hop limit; 0: the default
+}
 
-	// The datagrams of the current receive batch queued for the socket,
-	// a list through the backend's sendQueue.
+// dest is one destination on one egress socket with one TTL or hop limit:
+// outputs with equal keys, in any rules, share it, and the datagrams of
+// one receive batch for it leave in order, in UDP_SEGMENT runs.
+type dest struct {
+	key   destKey
+	eg    *egress
+	name  sockName // the destination, as msg_name
+	dstIP [16]byte // the destination address, IPv4-mapped, for headers
+	refs  int      // outputs using it
+
+	// The datagrams of the current receive batch queued for it, a list
+	// through the backend's sendQueue.
 	head, tail int32
 	queued     int
 }
 
 // output is one output of one rule: where its sends go and its counters.
 type output struct {
-	dest string  // ruleset.Output.Destination()
-	eg   *egress // nil when the output cannot be resolved
-	err  error   // why eg is nil
+	dest string // ruleset.Output.Destination()
+	d    *dest  // nil when the output cannot be resolved
+	err  error  // why d is nil
+	// transparent outputs keep the input's source (PreserveSource): the
+	// worker writes the headers, with the input's TTL less one, at most
+	// ttlCap when that is not 0.
+	transparent bool
+	ttlCap      uint8
 
 	cnt      stats.OutputCounters
 	reported stats.OutputCounters // as in the last snapshot sent
@@ -116,6 +150,9 @@ type output struct {
 	errsSeen, okSeen uint64
 }
 
+// open reports whether o has a socket to send on.
+func (o *output) open() bool { return o.d != nil && o.d.eg.fd >= 0 }
+
 // rule is one installed WorkerRule with its resources and counters.
 type rule struct {
 	wr      controlproto.WorkerRule
@@ -125,6 +162,11 @@ type rule struct {
 	keyErr  error
 	dupOf   string // id of the rule that owns the same input, if any
 	outputs []output
+	// transparent: some output keeps the input's source, so the
+	// dispatcher reads the input's headers for it.
+	transparent bool
+	// srcAddrs[i] are wr.OutputAddrs[i], parsed (loopSet).
+	srcAddrs [][]netip.Addr
 
 	packetsIn, bytesIn uint64
 	reported           ruleReport
@@ -151,16 +193,24 @@ type ruleDB struct {
 	byID   map[string]*rule
 	inputs map[int]*input
 	egress map[egressKey]*egress
+	dests  map[destKey]*dest
 	hash   ruleset.SetHash
 
 	// table maps packet keys to indexes of byIndex; both are replaced,
-	// never modified, by commit.
+	// never modified, by commit, and so is loops.
 	table   *ruleset.Table
 	byIndex []*rule
 	dirty   bool // the table must be rebuilt
+	// loops holds the egress identities of the outputs, which datagrams
+	// coming back to an input carry; loopsDirty: an identity changed.
+	loops      *loopSet
+	loopsDirty bool
 
 	// gen counts changes of socket state, which rule errors depend on.
 	gen uint64
+	// gsoSegs is how many datagrams one UDP_SEGMENT send may carry
+	// (probeUDPSegments); 0: no UDP GSO on this kernel.
+	gsoSegs int
 }
 
 func newRuleDB(sk sockets, log *slog.Logger) *ruleDB {
@@ -170,6 +220,8 @@ func newRuleDB(sk sockets, log *slog.Logger) *ruleDB {
 		byID:   make(map[string]*rule),
 		inputs: make(map[int]*input),
 		egress: make(map[egressKey]*egress),
+		dests:  make(map[destKey]*dest),
+		loops:  &loopSet{},
 		gen:    1,
 	}
 }
@@ -269,12 +321,38 @@ func (db *ruleDB) build(wr controlproto.WorkerRule, canon []byte) *rule {
 	for i, o := range wr.Outputs {
 		out := &r.outputs[i]
 		out.dest = o.Destination()
-		var key egressKey
-		if key, out.err = relaysock.EgressKeyFor(wr, i); out.err == nil {
-			out.eg = db.acquireEgress(key)
+		out.transparent, out.ttlCap = o.PreserveSource, uint8(o.TTL)
+		r.transparent = r.transparent || o.PreserveSource
+		var k destKey
+		if k, out.err = destKeyFor(wr, i); out.err == nil {
+			out.d = db.acquireDest(k)
 		}
 	}
+	r.srcAddrs = make([][]netip.Addr, len(wr.OutputAddrs))
+	for i, addrs := range wr.OutputAddrs {
+		for _, s := range addrs {
+			if a, err := netip.ParseAddr(s); err == nil {
+				r.srcAddrs[i] = append(r.srcAddrs[i], a.Unmap())
+			}
+		}
+	}
+	db.loopsDirty = true
 	return r
+}
+
+// destKeyFor resolves output i of wr to where its datagrams go.
+func destKeyFor(wr controlproto.WorkerRule, i int) (destKey, error) {
+	eg, err := relaysock.EgressKeyFor(wr, i)
+	if err != nil {
+		return destKey{}, err
+	}
+	o := wr.Outputs[i]
+	dst := netip.MustParseAddr(o.Group).Unmap() // EgressKeyFor parsed it
+	k := destKey{eg: eg, dst: netip.AddrPortFrom(dst, uint16(o.Port))}
+	if !eg.Raw {
+		k.ttl = o.TTL // a transparent output's is a cap, in its headers
+	}
+	return k, nil
 }
 
 // carry moves the counters of old, the rule this one replaces, into r, so
@@ -302,10 +380,11 @@ func (db *ruleDB) drop(r *rule) {
 		r.in.dirty = true
 	}
 	for i := range r.outputs {
-		if eg := r.outputs[i].eg; eg != nil {
-			db.releaseEgress(eg)
+		if d := r.outputs[i].d; d != nil {
+			db.releaseDest(d)
 		}
 	}
+	db.loopsDirty = true
 }
 
 func (db *ruleDB) acquireInput(ifindex, fanoutID int) *input {
@@ -320,12 +399,38 @@ func (db *ruleDB) acquireInput(ifindex, fanoutID int) *input {
 	return in
 }
 
+func (db *ruleDB) acquireDest(k destKey) *dest {
+	if d := db.dests[k]; d != nil {
+		d.refs++
+		return d
+	}
+	d := &dest{key: k, eg: db.acquireEgress(k.eg), refs: 1, head: -1, tail: -1}
+	if k.eg.Raw {
+		// A raw IPv6 socket reads the port of msg_name as the protocol
+		// (raw(7)); the port is in the worker's UDP header.
+		d.name.set(netip.AddrPortFrom(k.dst.Addr(), 0), k.eg.IfIndex)
+	} else {
+		d.name.set(k.dst, k.eg.IfIndex)
+	}
+	d.dstIP = k.dst.Addr().As16()
+	db.dests[k] = d
+	return d
+}
+
+func (db *ruleDB) releaseDest(d *dest) {
+	if d.refs--; d.refs > 0 {
+		return
+	}
+	db.releaseEgress(d.eg)
+	delete(db.dests, d.key)
+}
+
 func (db *ruleDB) acquireEgress(k egressKey) *egress {
 	if e := db.egress[k]; e != nil {
 		e.refs++
 		return e
 	}
-	e := &egress{key: k, fd: -1, refs: 1, head: -1, tail: -1}
+	e := &egress{key: k, fd: -1, refs: 1}
 	db.egress[k] = e
 	db.openEgress(e)
 	return e
@@ -335,10 +440,17 @@ func (db *ruleDB) openEgress(e *egress) {
 	db.gen++
 	err := db.sk.openEgress(e)
 	if err != nil && (e.err == nil || e.err.Error() != err.Error()) {
-		db.log.Warn("cannot open output socket", "output", e.key.String(), "err", err)
+		db.log.Warn("cannot open output socket", "socket", e.key.String(), "err", err)
 	}
-	if err == nil && e.err != nil {
-		db.log.Info("output socket open", "output", e.key.String())
+	if err == nil {
+		attrs := []any{"socket", e.key.String()}
+		if !e.key.Raw {
+			attrs = append(attrs, "source_port", e.port, "mtu", e.mtu)
+		}
+		db.log.Info("output socket open", attrs...)
+		db.loopsDirty = true
+		e.gsoOff = false
+		e.setGSO(db.gsoSegs)
 	}
 	e.err = err
 }
@@ -355,8 +467,12 @@ func (db *ruleDB) releaseEgress(e *egress) {
 }
 
 // commit applies the changes since the last commit: opens, re-filters and
-// closes input sockets and rebuilds the lookup table.
+// closes input sockets and rebuilds the lookup table and the loop set.
 func (db *ruleDB) commit() {
+	if db.loopsDirty {
+		db.loops = db.buildLoops()
+		db.loopsDirty = false
+	}
 	if !db.dirty {
 		return
 	}
@@ -549,8 +665,8 @@ func (r *rule) errorText() string {
 // failure says why o cannot send: why it could not be resolved, or why its
 // egress socket failed; nil when it can.
 func (o *output) failure() error {
-	if o.err == nil && o.eg.err != nil {
-		return o.eg.err
+	if o.err == nil && o.d.eg.err != nil {
+		return o.d.eg.err
 	}
 	return o.err
 }

@@ -24,30 +24,36 @@ func TestRuleSocketsFollowRules(t *testing.T) {
 		}
 	}
 	a := wrule("a", 2, "239.1.1.1:5001", "239.2.2.2:6000@3")
-	b := wrule("b", 2, "239.1.1.2:5002", "239.2.2.2:6000@3", "[ff3e::2]:6000@4")
+	b := wrule("b", 2, "239.1.1.2:5002", "239.2.2.3:6000@3 ttl 9", "[ff3e::2]:6000@4", "239.2.2.4:6000@3 port 5001")
 	step("first rule opens its input and output", []string{
-		"open egress 239.2.2.2:6000 on ifindex 3",
+		"open egress IPv4 socket from any port on ifindex 3",
 		"open input 2 fanout 7 [239.1.1.1:5001]",
 	}, func() { db.add(a) })
-	step("a second rule on the input re-filters it and shares the output", []string{
-		"open egress [ff3e::2]:6000 on ifindex 4",
+	step("a second rule on the input re-filters it, shares the identity of the first's output and opens its others", []string{
+		"open egress IPv6 socket from any port on ifindex 4",
+		"open egress IPv4 socket from port 5001 on ifindex 3",
 		"filter input 2 [239.1.1.1:5001 239.1.1.2:5002]",
 	}, func() { db.add(b) })
+	if len(db.egress) != 3 || len(db.dests) != 4 {
+		t.Errorf("%d egress sockets and %d dests, want 3 for 3 identities and 4 for 4 destinations", len(db.egress), len(db.dests))
+	}
 	step("re-adding an identical rule changes nothing", nil, func() { db.add(a) })
 	step("removing a rule re-filters and closes what only it used", []string{
-		"close egress [ff3e::2]:6000 on ifindex 4",
+		"close egress IPv6 socket from any port on ifindex 4",
+		"close egress IPv4 socket from port 5001 on ifindex 3",
 		"filter input 2 [239.1.1.1:5001]",
 	}, func() { db.remove("b") })
 	step("replacing all rules keeps shared sockets open", []string{
 		"close input 2",
 		"open input 5 fanout 7 [239.1.1.9:5009]",
-	}, func() { db.replaceAll([]controlproto.WorkerRule{wrule("c", 5, "239.1.1.9:5009", "239.2.2.2:6000@3")}) })
+	}, func() { db.replaceAll([]controlproto.WorkerRule{wrule("c", 5, "239.1.1.9:5009", "239.2.2.9:6000@3")}) })
 	step("closing releases everything", []string{
-		"close egress 239.2.2.2:6000 on ifindex 3",
+		"close egress IPv4 socket from any port on ifindex 3",
 		"close input 5",
 	}, func() { db.close() })
-	if len(db.inputs) != 0 || len(db.egress) != 0 || db.table.Len() != 0 {
-		t.Errorf("after close: %d inputs, %d egress sockets, %d table keys; want none", len(db.inputs), len(db.egress), db.table.Len())
+	if len(db.inputs) != 0 || len(db.egress) != 0 || len(db.dests) != 0 || db.table.Len() != 0 {
+		t.Errorf("after close: %d inputs, %d egress sockets, %d dests, %d table keys; want none",
+			len(db.inputs), len(db.egress), len(db.dests), db.table.Len())
 	}
 }
 
@@ -116,7 +122,7 @@ func TestDuplicateInputGetsError(t *testing.T) {
 
 func TestRetryReopensFailedSockets(t *testing.T) {
 	f := newFakeSockets()
-	f.failOut = map[string]error{"239.2.2.2:6000": errFake}
+	f.failOut = map[string]error{"IPv4 socket from any port on ifindex 3": errFake}
 	f.failInput = map[int]error{2: errFake}
 	var logs bytes.Buffer
 	db := newRuleDB(f, testLogger(&logs))
@@ -135,7 +141,7 @@ func TestRetryReopensFailedSockets(t *testing.T) {
 	f.take()
 	db.retry()
 	if diff := cmp.Diff([]string{
-		"open egress 239.2.2.2:6000 on ifindex 3",
+		"open egress IPv4 socket from any port on ifindex 3",
 		"open input 2 fanout 7 [239.1.1.1:5001]",
 	}, f.take()); diff != "" {
 		t.Errorf("retry (-want +got):\n%s", diff)

@@ -49,9 +49,6 @@ type worker struct {
 	rep  reporter
 	b    backend
 	eof  bool // the command socket reached end of file
-	// gsoSegs is how many datagrams one UDP_SEGMENT send may carry
-	// (probeGSO); 0: no UDP GSO on this kernel.
-	gsoSegs int
 
 	rings ringTable // the inputs' receive rings
 	iter  blockIter // scratch of forwardBlock
@@ -107,8 +104,8 @@ func newWorker(cfg Config) (*worker, error) {
 		return nil, err
 	}
 	w.sock = sock
-	w.probeGSO()
 	w.db = newRuleDB(w, w.log)
+	w.db.gsoSegs = gsoSegments(w.log)
 	w.d.db = w.db
 	w.cmds = newCommands(w.log)
 	if err := w.checkPrivileges(); err != nil {
@@ -153,12 +150,12 @@ func (w *worker) openBackend() (backend, error) {
 		if err != nil {
 			return nil, err
 		}
-		w.log.Info("backend chosen", "backend", BackendUring, "reason", "configured", "ring", b.ring.SetupInfo())
+		w.log.Info("backend chosen", "backend", BackendUring, "reason", "configured", "ring", b.ring.SetupInfo(), "send_with_address", b.sendto)
 		return b, nil
 	}
 	b, err := newUring(w)
 	if err == nil {
-		w.log.Info("backend chosen", "backend", BackendUring, "reason", "io_uring available", "ring", b.ring.SetupInfo())
+		w.log.Info("backend chosen", "backend", BackendUring, "reason", "io_uring available", "ring", b.ring.SetupInfo(), "send_with_address", b.sendto)
 		return b, nil
 	}
 	w.log.Warn("backend chosen", "backend", BackendMmsg, "reason", err)
@@ -192,6 +189,9 @@ func (w *worker) run() error {
 				w.finalReport()
 				return nil
 			}
+			// Sockets the new rules share with the old ones may have
+			// missed an MTU change.
+			w.refreshGSO()
 		}
 		if w.eof {
 			w.log.Info("command socket closed: supervisor gone")
@@ -454,13 +454,22 @@ func (w *worker) countDrops(in *input) {
 	}
 }
 
+// openEgress gets the socket of e's identity from the supervisor, the same
+// one every worker has, and reads its source port and its interface's MTU.
 func (w *worker) openEgress(e *egress) error {
 	fd, err := w.sock.OpenEgress(e.key)
-	e.fd = fd
-	if err == nil {
-		w.setGSO(e)
+	if err != nil {
+		e.fd = -1
+		return err
 	}
-	return err
+	e.fd, e.port, e.mtu = fd, 0, 0
+	if !e.key.Raw { // a raw socket has no port: its datagrams carry the input's
+		e.port = uint16(relaysock.BoundPort(fd))
+		if e.mtu, err = interfaceMTU(fd, e.key.IfIndex); err != nil {
+			w.log.Warn("no UDP GSO on output socket", "socket", e.key.String(), "err", err)
+		}
+	}
+	return nil
 }
 
 func (w *worker) closeEgress(e *egress) {

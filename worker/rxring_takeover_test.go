@@ -221,7 +221,7 @@ type flushSender struct {
 	outputs      map[*output]int
 }
 
-func (s *flushSender) send(o *output, _ int, pkt []byte, off, n int) bool {
+func (s *flushSender) send(o *output, _ int, pkt []byte, off, n int, _ []byte) {
 	if s.outputs == nil {
 		s.outputs = map[*output]int{}
 	}
@@ -238,7 +238,6 @@ func (s *flushSender) send(o *output, _ int, pkt []byte, off, n int) bool {
 	if s.sends%3 == 0 {
 		s.flush()
 	}
-	return true
 }
 
 func (s *flushSender) flush() {

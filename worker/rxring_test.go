@@ -247,7 +247,7 @@ func BenchmarkForwardBlock(b *testing.B) {
 // countSender completes every send at once and counts them.
 type countSender struct{ n int }
 
-func (s *countSender) send(*output, int, []byte, int, int) bool { s.n++; return true }
+func (s *countSender) send(*output, int, []byte, int, int, []byte) { s.n++ }
 
 // benchRingWorker returns a worker with benchSetup's 1,000 rules and an
 // input on ifindex 2 whose ring's block 0 holds 100 matching packets of

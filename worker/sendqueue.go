@@ -1,6 +1,8 @@
 package worker
 
-import "syscall"
+// maxHdr is the room for the IP and UDP headers of a transparent output's
+// datagram: 40 + 8 bytes for IPv6, 20 + 8 for IPv4.
+const maxHdr = 48
 
 // pending is one datagram waiting to be sent: n payload bytes at p, inside
 // packet buffer buf, for output o. p points into the backend's packet
@@ -10,22 +12,23 @@ type pending struct {
 	p    *byte
 	n    int32
 	buf  uint32 // a pool slot, or a ring block (ringBufBit)
-	next int32  // in a sendQueue: the next datagram for the same socket; -1: none
-	// retried marks a datagram sent again after ECONNREFUSED
-	// (connRefused), so that a second refusal counts as a failure.
-	retried bool
+	next int32  // in a sendQueue: the next datagram for the same dest; -1: none
+	// hdrLen is the length of the datagram's IP and UDP headers, in the
+	// queue's hdrs, for a transparent output; 0 for the others.
+	hdrLen uint8
 }
 
-// sendQueue collects the sends of one receive batch per egress socket, in
-// arrival order, so that each socket's runs of equal-size datagrams can
-// leave as single UDP_SEGMENT sends (gsoLimits.run). Its capacity is fixed
-// at creation and nothing in it allocates once touched has grown to the
-// number of sockets in use: the backend flushes it when add reports it
-// full and at the end of every receive batch. The datagrams' buffers must
-// stay allocated until they are sent.
+// sendQueue collects the sends of one receive batch per dest, in arrival
+// order, so that each dest's runs of equal-size datagrams can leave as
+// single UDP_SEGMENT sends (gsoLimits.run). Its capacity is fixed at
+// creation and nothing in it allocates once touched has grown to the
+// number of dests in use: the backend flushes it when add reports it full
+// and at the end of every receive batch. The datagrams' buffers must stay
+// allocated until they are sent.
 type sendQueue struct {
 	q       []pending
-	touched []*egress // sockets with datagrams queued, in first-queued order
+	hdrs    [][maxHdr]byte // hdrs[i]: the headers of q[i], when it has any
+	touched []*dest        // dests with datagrams queued, in first-queued order
 
 	// Scratch returned by list.
 	idx, sizes []int32
@@ -34,62 +37,56 @@ type sendQueue struct {
 func newSendQueue(capacity int) sendQueue {
 	return sendQueue{
 		q:       make([]pending, 0, capacity),
-		touched: make([]*egress, 0, 64),
+		hdrs:    make([][maxHdr]byte, capacity),
+		touched: make([]*dest, 0, 64),
 		idx:     make([]int32, capacity),
 		sizes:   make([]int32, capacity),
 	}
 }
 
-// add queues n payload bytes at p (in buffer buf) for o's egress socket
-// and reports whether the queue is now full.
-func (s *sendQueue) add(o *output, buf int, p *byte, n int) (full bool) {
+// add queues n payload bytes at p (in buffer buf) for o, which is open,
+// with hdr as its headers when o is transparent (copied; at most maxHdr
+// bytes), and reports whether the queue is now full.
+func (s *sendQueue) add(o *output, buf int, p *byte, n int, hdr []byte) (full bool) {
 	i := int32(len(s.q))
-	s.q = append(s.q, pending{o: o, p: p, n: int32(n), buf: uint32(buf), next: -1})
-	eg := o.eg
-	if eg.queued == 0 {
-		eg.head = i
-		s.touched = append(s.touched, eg)
+	s.q = append(s.q, pending{o: o, p: p, n: int32(n), buf: uint32(buf), next: -1, hdrLen: uint8(len(hdr))})
+	copy(s.hdrs[i][:], hdr)
+	d := o.d
+	if d.queued == 0 {
+		d.head = i
+		s.touched = append(s.touched, d)
 	} else {
-		s.q[eg.tail].next = i
+		s.q[d.tail].next = i
 	}
-	eg.tail = i
-	eg.queued++
+	d.tail = i
+	d.queued++
 	return len(s.q) == cap(s.q)
 }
 
-// list returns the datagrams queued for eg, in the order they were added,
+// list returns the datagrams queued for d, in the order they were added,
 // as indexes into s.q and their payload sizes. Both slices are scratch
 // space, valid until the next call.
-func (s *sendQueue) list(eg *egress) (idx, sizes []int32) {
+func (s *sendQueue) list(d *dest) (idx, sizes []int32) {
 	k := 0
-	for i := eg.head; i >= 0; i = s.q[i].next {
+	for i := d.head; i >= 0; i = s.q[i].next {
 		s.idx[k], s.sizes[k] = i, s.q[i].n
 		k++
 	}
 	return s.idx[:k], s.sizes[:k]
 }
 
-// reset empties the queue once every socket's list was sent.
+// header returns the headers of datagram i of the queue.
+func (s *sendQueue) header(i int32) []byte {
+	return s.hdrs[i][:s.q[i].hdrLen]
+}
+
+// reset empties the queue once every dest's list was sent.
 func (s *sendQueue) reset() {
-	for _, eg := range s.touched {
-		eg.head, eg.tail, eg.queued = -1, -1, 0
+	for _, d := range s.touched {
+		d.head, d.tail, d.queued = -1, -1, 0
 	}
 	clear(s.touched)
 	s.touched = s.touched[:0]
 	clear(s.q)
 	s.q = s.q[:0]
-}
-
-// retryRefused reports whether a send that failed with errno should be
-// made again at once: ECONNREFUSED on a UDP socket means the kernel had an
-// ICMP port- or protocol-unreachable queued on the socket (a connected
-// socket asks for them, ip(7) IP_RECVERR aside) and reported that instead
-// of sending, and it clears the error in doing so. A unicast output whose
-// destination host runs no UDP listener, such as a relay capturing with
-// AF_PACKET, answers every datagram this way, so without a retry every
-// datagram after an ICMP error (with UDP GSO, a whole run) would be lost.
-// The datagram was not sent, and the retry sends it: only a second
-// refusal in a row counts as a failure.
-func retryRefused(errno syscall.Errno, retried bool) bool {
-	return errno == syscall.ECONNREFUSED && !retried
 }

@@ -8,16 +8,17 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// queueFixture is three outputs: a and b share socket e1, c has e2.
-func queueFixture() (e1, e2 *egress, a, b, c *output) {
-	e1 = &egress{fd: 10, head: -1, tail: -1}
-	e2 = &egress{fd: 11, head: -1, tail: -1}
-	return e1, e2, &output{dest: "a", eg: e1}, &output{dest: "b", eg: e1}, &output{dest: "c", eg: e2}
+// queueFixture is three outputs: a and b share dest d1, c has d2, on
+// another socket.
+func queueFixture() (d1, d2 *dest, a, b, c *output) {
+	d1 = &dest{eg: &egress{fd: 10}, head: -1, tail: -1}
+	d2 = &dest{eg: &egress{fd: 11}, head: -1, tail: -1}
+	return d1, d2, &output{dest: "a", d: d1}, &output{dest: "b", d: d1}, &output{dest: "c", d: d2}
 }
 
-// queued describes the list of one socket as "dest/size/buf" entries.
-func queued(s *sendQueue, eg *egress) []string {
-	idx, sizes := s.list(eg)
+// queued describes the list of one dest as "dest/size/buf" entries.
+func queued(s *sendQueue, d *dest) []string {
+	idx, sizes := s.list(d)
 	var out []string
 	for k, i := range idx {
 		p := s.q[i]
@@ -29,37 +30,37 @@ func queued(s *sendQueue, eg *egress) []string {
 	return out
 }
 
-func TestSendQueueKeepsOrderPerSocket(t *testing.T) {
-	e1, e2, a, b, c := queueFixture()
+func TestSendQueueKeepsOrderPerDest(t *testing.T) {
+	d1, d2, a, b, c := queueFixture()
 	s := newSendQueue(8)
 	var payload [64]byte
 	for i, q := range []struct {
 		o *output
 		n int
 	}{{a, 10}, {c, 20}, {b, 10}, {a, 30}, {c, 40}} {
-		if full := s.add(q.o, i, &payload[i], q.n); full {
+		if full := s.add(q.o, i, &payload[i], q.n, nil); full {
 			t.Fatalf("add %d reported a full queue of capacity 8", i)
 		}
 	}
-	if !slices.Equal(s.touched, []*egress{e1, e2}) {
-		t.Errorf("touched %p, want socket 1 %p, then socket 2 %p", s.touched, e1, e2)
+	if !slices.Equal(s.touched, []*dest{d1, d2}) {
+		t.Errorf("touched %p, want dest 1 %p, then dest 2 %p", s.touched, d1, d2)
 	}
-	if diff := cmp.Diff([]string{"a/10/0", "b/10/2", "a/30/3"}, queued(&s, e1)); diff != "" {
-		t.Errorf("socket 1 (-want +got):\n%s", diff)
+	if diff := cmp.Diff([]string{"a/10/0", "b/10/2", "a/30/3"}, queued(&s, d1)); diff != "" {
+		t.Errorf("dest 1 (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"c/20/1", "c/40/4"}, queued(&s, e2)); diff != "" {
-		t.Errorf("socket 2 (-want +got):\n%s", diff)
+	if diff := cmp.Diff([]string{"c/20/1", "c/40/4"}, queued(&s, d2)); diff != "" {
+		t.Errorf("dest 2 (-want +got):\n%s", diff)
 	}
-	if idx, _ := s.list(e1); s.q[idx[2]].p != &payload[3] {
-		t.Errorf("the third datagram of socket 1 does not point at its payload")
+	if idx, _ := s.list(d1); s.q[idx[2]].p != &payload[3] {
+		t.Errorf("the third datagram of dest 1 does not point at its payload")
 	}
 	s.reset()
-	if len(s.q) != 0 || len(s.touched) != 0 || e1.queued != 0 || e1.head != -1 || e2.tail != -1 {
-		t.Errorf("after reset: %d queued, %d touched, socket 1 %+v", len(s.q), len(s.touched), e1)
+	if len(s.q) != 0 || len(s.touched) != 0 || d1.queued != 0 || d1.head != -1 || d2.tail != -1 {
+		t.Errorf("after reset: %d queued, %d touched, dest 1 %+v", len(s.q), len(s.touched), d1)
 	}
-	s.add(c, 5, &payload[5], 50)
-	if diff := cmp.Diff([]string{"c/50/5"}, queued(&s, e2)); diff != "" {
-		t.Errorf("socket 2 after reset (-want +got):\n%s", diff)
+	s.add(c, 5, &payload[5], 50, nil)
+	if diff := cmp.Diff([]string{"c/50/5"}, queued(&s, d2)); diff != "" {
+		t.Errorf("dest 2 after reset (-want +got):\n%s", diff)
 	}
 }
 
@@ -67,7 +68,7 @@ func TestSendQueueReportsFull(t *testing.T) {
 	_, _, a, _, _ := queueFixture()
 	s := newSendQueue(3)
 	var p byte
-	got := []bool{s.add(a, 0, &p, 1), s.add(a, 0, &p, 1), s.add(a, 0, &p, 1)}
+	got := []bool{s.add(a, 0, &p, 1, nil), s.add(a, 0, &p, 1, nil), s.add(a, 0, &p, 1, nil)}
 	if diff := cmp.Diff([]bool{false, false, true}, got); diff != "" {
 		t.Errorf("full after each add (-want +got):\n%s", diff)
 	}
@@ -77,25 +78,26 @@ func TestSendQueueReportsFull(t *testing.T) {
 // backends do, once the queue has seen its sockets.
 func TestSendQueueDoesNotAllocate(t *testing.T) {
 	_, _, a, b, c := queueFixture()
-	a.eg.gso = newGSOLimits(128, 1500, false)
+	a.d.eg.gso = newGSOLimits(128, 1500, false)
 	s := newSendQueue(maxStaged)
 	var payload [1024]byte
+	hdr := make([]byte, 28)
 	batch := func() {
 		for i := range 64 {
-			s.add(a, i, &payload[0], 1024)
-			s.add(b, i, &payload[0], 1024)
-			s.add(c, i, &payload[0], 200+i%2)
+			s.add(a, i, &payload[0], 1024, nil)
+			s.add(b, i, &payload[0], 1024, nil)
+			s.add(c, i, &payload[0], 200+i%2, hdr)
 		}
 		runs := 0
-		for _, eg := range s.touched {
-			_, sizes := s.list(eg)
+		for _, d := range s.touched {
+			_, sizes := s.list(d)
 			for i := 0; i < len(sizes); runs++ {
-				i += eg.gso.run(sizes[i:])
+				i += d.eg.gso.run(sizes[i:])
 			}
 		}
 		// Socket 1: 65,507 bytes per send take 63 datagrams of 1,024.
 		if runs != 3+64 {
-			t.Fatalf("%d sends, want 3 for socket 1 (63+63+2) and 64 for socket 2 (GSO off)", runs)
+			t.Fatalf("%d sends, want 3 for dest 1 (63+63+2) and 64 for dest 2 (GSO off)", runs)
 		}
 		s.reset()
 	}
@@ -109,20 +111,20 @@ func TestSendQueueDoesNotAllocate(t *testing.T) {
 // batch of 64 for each of two sockets.
 func BenchmarkSendQueue(b *testing.B) {
 	_, _, o1, _, o2 := queueFixture()
-	o1.eg.gso = newGSOLimits(128, 1500, false)
-	o2.eg.gso = o1.eg.gso
+	o1.d.eg.gso = newGSOLimits(128, 1500, false)
+	o2.d.eg.gso = o1.d.eg.gso
 	s := newSendQueue(maxStaged)
 	var payload [1024]byte
 	b.ReportAllocs()
 	for b.Loop() {
 		for i := range 64 {
-			s.add(o1, i, &payload[0], 1024)
-			s.add(o2, i, &payload[0], 1024)
+			s.add(o1, i, &payload[0], 1024, nil)
+			s.add(o2, i, &payload[0], 1024, nil)
 		}
-		for _, eg := range s.touched {
-			_, sizes := s.list(eg)
+		for _, d := range s.touched {
+			_, sizes := s.list(d)
 			for i := 0; i < len(sizes); {
-				i += eg.gso.run(sizes[i:])
+				i += d.eg.gso.run(sizes[i:])
 			}
 		}
 		s.reset()

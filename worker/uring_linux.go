@@ -1,6 +1,8 @@
 package worker
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 	"unsafe"
@@ -49,13 +51,26 @@ const (
 	udGenMask          = 1<<24 - 1
 )
 
-// gsoMsg is the msghdr of one UDP_SEGMENT SENDMSG with its control message
-// and iovecs, in memory from uring.Mmap: the kernel may read them until
-// the operation completes.
+// gsoMsg is the msghdr of one UDP_SEGMENT SENDMSG with its name, control
+// messages and iovecs, in memory from uring.Mmap: the kernel may read them
+// until the operation completes.
 type gsoMsg struct {
 	hdr  unix.Msghdr
-	cmsg segCmsg
+	name sockName
+	ctl  sendCtl
 	iovs [gsoMaxSegments]unix.Iovec
+}
+
+// sendSlot is what one datagram's send needs besides its payload: its
+// destination, and for a SENDMSG the msghdr, a TTL control message and
+// two iovecs, the first pointing at the headers of a transparent output's
+// datagram. One per send context, in memory from uring.Mmap.
+type sendSlot struct {
+	hdr  unix.Msghdr
+	name sockName
+	ctl  sendCtl
+	iovs [2]unix.Iovec
+	ip   [maxHdr]byte
 }
 
 // recvd is a received packet waiting for dispatch.
@@ -69,9 +84,10 @@ type recvd struct {
 // socket taking buffers from a provided-buffer ring, sends pointing into
 // the receive buffers, a READ on the command socket, and the periodic tick
 // as the timeout of the wait. The sends of one dispatch are queued per
-// egress socket and leave as one SENDMSG with UDP_SEGMENT per run of
-// equal-size datagrams, one SEND per other datagram. A buffer goes back to
-// the ring when the last send of its packet completes.
+// dest and leave as one SENDMSG with UDP_SEGMENT per run of equal-size
+// datagrams, and one SEND with the destination per other datagram (a
+// SENDMSG when it carries a TTL or a transparent output's headers). A
+// buffer goes back to the ring when the last send of its packet completes.
 type uringBackend struct {
 	w    *worker
 	ring *uring.Ring
@@ -89,12 +105,14 @@ type uringBackend struct {
 	fifoHead, fifoN int
 
 	// sq queues the datagrams of one dispatch. Each datagram in flight
-	// holds a context in sends; those of a UDP_SEGMENT send are chained
-	// and it holds a message in msgs.
+	// holds a context in sends and its slot in slots; those of a
+	// UDP_SEGMENT send are chained and it holds a message in msgs.
 	sq        sendQueue
 	sends     []pending // by index, one per datagram the ring allows in flight
 	freeSends []uint32  // free indexes of sends
-	msgMem    []byte    // off-heap memory of msgs
+	slotMem   []byte    // off-heap memory of slots
+	slots     []sendSlot
+	msgMem    []byte // off-heap memory of msgs
 	msgs      []gsoMsg
 	freeMsgs  []uint16
 	// redo holds the datagrams of refused UDP_SEGMENT sends, to be sent
@@ -112,6 +130,10 @@ type uringBackend struct {
 
 	cmdBuf           []byte // off-heap: the kernel fills it after Submit returns
 	cmdArmed, cmdEOF bool
+
+	// sendto: IORING_OP_SEND takes a destination (Linux 6.1); without
+	// it every datagram is a SENDMSG.
+	sendto bool
 }
 
 var _ backend = (*uringBackend)(nil)
@@ -149,11 +171,18 @@ func newUring(w *worker) (b *uringBackend, err error) {
 		return nil, err
 	}
 	b.msgs = unsafe.Slice((*gsoMsg)(unsafe.Pointer(&b.msgMem[0])), uringGSOMsgs)
+	if b.sendto, err = b.probeSendto(); err != nil {
+		return nil, err
+	}
 	b.freeMsgs = make([]uint16, uringGSOMsgs)
 	for i := range b.freeMsgs {
 		b.freeMsgs[i] = uint16(i)
 	}
 	_, cq := ring.Entries()
+	if b.slotMem, err = uring.Mmap(int(cq) * int(unsafe.Sizeof(sendSlot{}))); err != nil {
+		return nil, err
+	}
+	b.slots = unsafe.Slice((*sendSlot)(unsafe.Pointer(&b.slotMem[0])), cq)
 	b.sq = newSendQueue(maxStaged)
 	b.sends = make([]pending, cq)
 	b.redo = make([]pending, cq)
@@ -182,6 +211,10 @@ func (b *uringBackend) close() {
 	if b.msgMem != nil {
 		_ = uring.Munmap(b.msgMem)
 		b.msgMem, b.msgs = nil, nil
+	}
+	if b.slotMem != nil {
+		_ = uring.Munmap(b.slotMem)
+		b.slotMem, b.slots = nil, nil
 	}
 }
 
@@ -461,14 +494,13 @@ func (b *uringBackend) dispatch() {
 
 // send queues a send of the payload straight from the receive buffer,
 // which it holds until the send completes; see sender.
-func (b *uringBackend) send(o *output, buf int, pkt []byte, off, n int) bool {
+func (b *uringBackend) send(o *output, buf int, pkt []byte, off, n int, hdr []byte) {
 	b.holdBuf(uint32(buf))
 	p := (*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(pkt)), off))
-	if b.sq.add(o, buf, p, n) {
+	if b.sq.add(o, buf, p, n, hdr) {
 		b.flush()
 		b.makeRoom()
 	}
-	return true
 }
 
 // makeRoom makes sure that at least half the send contexts are free, so
@@ -490,16 +522,16 @@ func (b *uringBackend) makeRoom() bool {
 }
 
 // flush prepares a send for everything queued: one SENDMSG with
-// UDP_SEGMENT per run the socket's GSO limits allow, one SEND per other
+// UDP_SEGMENT per run the socket's GSO limits allow, one send per other
 // datagram. The ring takes them with the next submit.
 func (b *uringBackend) flush() {
-	for _, eg := range b.sq.touched {
-		idx, sizes := b.sq.list(eg)
+	for _, d := range b.sq.touched {
+		idx, sizes := b.sq.list(d)
 		for i := 0; i < len(idx); {
-			k := eg.gso.run(sizes[i:])
-			if k == 1 || !b.sendRun(eg, idx[i:i+k]) {
+			k := d.eg.gso.run(sizes[i:])
+			if k == 1 || !b.sendRun(d, idx[i:i+k]) {
 				for _, j := range idx[i : i+k] {
-					b.sendOne(eg, &b.sq.q[j])
+					b.sendOne(d, j)
 				}
 			}
 			i += k
@@ -508,9 +540,12 @@ func (b *uringBackend) flush() {
 	b.sq.reset()
 }
 
-// sendOne prepares a SEND of datagram p on eg, or drops it, counted, when
-// the ring is full.
-func (b *uringBackend) sendOne(eg *egress, p *pending) {
+// sendOne prepares the send of datagram j of the queue to d, or drops it,
+// counted, when the ring is full: a SEND with the destination, or a
+// SENDMSG when d has a TTL of its own or the datagram a transparent
+// output's headers.
+func (b *uringBackend) sendOne(d *dest, j int32) {
+	p := &b.sq.q[j]
 	var sqe *uring.SQE
 	if len(b.freeSends) > 0 {
 		sqe = b.getSQE()
@@ -521,14 +556,64 @@ func (b *uringBackend) sendOne(eg *egress, p *pending) {
 		return
 	}
 	i := b.hold(p, -1)
-	sqe.PrepSend(eg.fd, uintptr(unsafe.Pointer(p.p)), uint32(p.n), sendFlags)
+	sl := &b.slots[i]
+	sl.name = d.name
 	sqe.SetUserData(udSend | uint64(i))
+	hdr := b.sq.header(j)
+	if len(hdr) == 0 && d.key.ttl == 0 && b.sendto {
+		sqe.PrepSendto(d.eg.fd, uintptr(unsafe.Pointer(p.p)), uint32(p.n), sendFlags,
+			uintptr(unsafe.Pointer(&sl.name.b[0])), uint16(sl.name.n))
+		return
+	}
+	sl.hdr = unix.Msghdr{Iov: &sl.iovs[0]}
+	setName(&sl.hdr, &sl.name)
+	v := 0
+	if len(hdr) > 0 {
+		copy(sl.ip[:], hdr)
+		sl.iovs[v].Base = &sl.ip[0]
+		sl.iovs[v].SetLen(len(hdr))
+		v++
+	}
+	sl.iovs[v].Base = p.p
+	sl.iovs[v].SetLen(int(p.n))
+	sl.hdr.SetIovlen(v + 1)
+	sl.ctl.attach(&sl.hdr, sl.ctl.set(0, d.key.ttl, d.key.eg.V6))
+	sqe.PrepSendmsg(d.eg.fd, &sl.hdr, sendFlags)
+}
+
+// probeSendto reports whether IORING_OP_SEND takes a destination address
+// (addr2, Linux 6.1): an older kernel refuses the field with EINVAL. It
+// sends one byte from an unbound AF_UNIX datagram socket to an abstract
+// address nobody holds, which a kernel that takes the address refuses
+// otherwise (ECONNREFUSED). It runs before anything else is in the ring,
+// with the command buffer as scratch space.
+func (b *uringBackend) probeSendto() (bool, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false, fmt.Errorf("probe IORING_OP_SEND with an address: %w", err)
+	}
+	defer unix.Close(fd)
+	mem := b.cmdBuf
+	// struct sockaddr_un: the family, then an abstract name (a NUL first).
+	binary.NativeEndian.PutUint16(mem[0:], unix.AF_UNIX)
+	name := fmt.Sprintf("\x00mcr-sendto-probe-%d", unix.Getpid())
+	n := copy(mem[2:110], name)
+	sqe := b.ring.GetSQE()
+	sqe.PrepSendto(fd, uintptr(unsafe.Pointer(&mem[128])), 1, sendFlags, uintptr(unsafe.Pointer(&mem[0])), uint16(2+n))
+	sqe.SetUserData(udCancel)
+	if _, err := b.ring.SubmitAndWait(1, time.Second); err != nil {
+		return false, fmt.Errorf("probe IORING_OP_SEND with an address: %w", err)
+	}
+	if b.ring.Reap(b.cqes[:1]) != 1 {
+		return false, errors.New("probe IORING_OP_SEND with an address: no completion within 1 s")
+	}
+	return b.cqes[0].Res != -int32(unix.EINVAL), nil
 }
 
 // sendRun prepares one SENDMSG with UDP_SEGMENT of the datagrams idx of
-// the queue on eg, cut at the size of the first. It returns false, having
+// the queue to d, cut at the size of the first. It returns false, having
 // done nothing, when the ring has no room for it.
-func (b *uringBackend) sendRun(eg *egress, idx []int32) bool {
+func (b *uringBackend) sendRun(d *dest, idx []int32) bool {
 	if len(b.freeMsgs) == 0 || len(b.freeSends) < len(idx) {
 		return false
 	}
@@ -549,9 +634,10 @@ func (b *uringBackend) sendRun(eg *egress, idx []int32) bool {
 	}
 	m.hdr = unix.Msghdr{Iov: &m.iovs[0]}
 	m.hdr.SetIovlen(len(idx))
-	m.cmsg.set(int(b.sq.q[idx[0]].n))
-	m.cmsg.attach(&m.hdr)
-	sqe.PrepSendmsg(eg.fd, &m.hdr, sendFlags)
+	m.name = d.name
+	setName(&m.hdr, &m.name)
+	m.ctl.attach(&m.hdr, m.ctl.set(int(b.sq.q[idx[0]].n), d.key.ttl, d.key.eg.V6))
+	sqe.PrepSendmsg(d.eg.fd, &m.hdr, sendFlags)
 	sqe.SetUserData(udSendGSO | uint64(slot)<<32 | uint64(next))
 	return true
 }
@@ -570,26 +656,22 @@ func (b *uringBackend) hold(p *pending, next int32) uint32 {
 // context first: each datagram is counted as sent or failed and its
 // buffer released, or, when the kernel refused a UDP_SEGMENT send, the
 // socket's GSO limits change and the datagrams wait in redo to be sent
-// again one by one. Datagrams of a send that failed with ECONNREFUSED
-// were not sent and wait in redo too, to be sent once more
-// (retryRefused).
+// again one by one.
 func (b *uringBackend) sendDone(first uint32, res int32, gso bool) {
 	var errno unix.Errno
 	if res < 0 {
 		errno = unix.Errno(-res)
 	}
-	again := gso && errno != 0 && gsoRefused(errno)
+	again := gso && errno != 0 && refusesGSO(errno)
 	if again {
 		s := &b.sends[first]
-		b.w.gsoRefused(s.o.eg, errno, int(s.n))
+		b.w.narrowGSO(s.o.d.eg, errno, int(s.n))
 	}
 	n := 0
 	for i := int32(first); i >= 0; n++ {
 		s := &b.sends[i]
-		retry := retryRefused(errno, s.retried)
 		switch {
-		case (again || retry) && b.redoN < len(b.redo):
-			s.retried = retry
+		case again && b.redoN < len(b.redo):
 			b.redo[(b.redoHead+b.redoN)%len(b.redo)] = *s
 			b.redoN++
 		case errno == 0:
@@ -609,23 +691,20 @@ func (b *uringBackend) sendDone(first uint32, res int32, gso bool) {
 	}
 }
 
-// resend queues the datagrams of refused sends again, in the order they
-// were sent: after a refused UDP_SEGMENT send, the socket's limits no
-// longer group them; after ECONNREFUSED, they may leave as a run again.
+// resend queues the datagrams of refused UDP_SEGMENT sends again, in the
+// order they were sent: the socket's limits no longer group them.
 func (b *uringBackend) resend() {
 	for b.redoN > 0 {
 		p := b.redo[b.redoHead]
 		b.redo[b.redoHead] = pending{}
 		b.redoHead = (b.redoHead + 1) % len(b.redo)
 		b.redoN--
-		if p.o.eg.fd < 0 {
+		if !p.o.open() {
 			b.w.d.failed(p.o, 0) // the output's socket closed meanwhile
 			b.release(p.buf)
 			continue
 		}
-		full := b.sq.add(p.o, int(p.buf), p.p, int(p.n))
-		b.sq.q[len(b.sq.q)-1].retried = p.retried
-		if full {
+		if b.sq.add(p.o, int(p.buf), p.p, int(p.n), nil) {
 			b.flush()
 		}
 	}

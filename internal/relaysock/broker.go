@@ -86,19 +86,19 @@ func (r Reply) err() error {
 // ingressGrant is what an ingress request must name.
 type ingressGrant struct{ ifindex, fanoutID int }
 
-// Grants is the set of sockets a ruleset needs, the policy Serve applies:
-// a worker may open the input socket of every rule (on its interface, in
-// its fanout group) and the egress socket of every output, and nothing
-// else. Rules are counted in and out as the ruleset changes. It is not safe
-// for concurrent use.
+// Grants is the set of input sockets a ruleset needs, the policy Serve
+// applies to ingress requests: a worker may open the input socket of every
+// rule (on its interface, in its fanout group), and no other. Rules are
+// counted in and out as the ruleset changes. Egress sockets are the
+// supervisor's own, held per egress identity: a worker gets a dup of one
+// that some output needs. It is not safe for concurrent use.
 type Grants struct {
 	ingress map[ingressGrant]int
-	egress  map[EgressKey]int
 }
 
 // NewGrants returns the grants of an empty ruleset.
 func NewGrants() *Grants {
-	return &Grants{ingress: make(map[ingressGrant]int), egress: make(map[EgressKey]int)}
+	return &Grants{ingress: make(map[ingressGrant]int)}
 }
 
 // Add grants the sockets wr needs.
@@ -114,17 +114,10 @@ func (g *Grants) count(wr controlproto.WorkerRule, d int) {
 			delete(g.ingress, k)
 		}
 	}
-	for i := range wr.Outputs {
-		if k, err := EgressKeyFor(wr, i); err == nil {
-			if g.egress[k] += d; g.egress[k] <= 0 {
-				delete(g.egress, k)
-			}
-		}
-	}
 }
 
-// Allow returns nil when some rule needs the socket req asks for, and an
-// error saying what was refused otherwise.
+// Allow returns nil when some rule needs the input socket req asks for, and
+// an error saying what was refused otherwise.
 func (g *Grants) Allow(req Request) error {
 	switch {
 	case req.Ingress != nil && req.Egress != nil:
@@ -136,9 +129,7 @@ func (g *Grants) Allow(req Request) error {
 				in.IfIndex, in.FanoutID, syscall.EPERM)
 		}
 	case req.Egress != nil:
-		if g.egress[*req.Egress] == 0 {
-			return fmt.Errorf("refused: no rule has output %v: %w", req.Egress, syscall.EPERM)
-		}
+		return fmt.Errorf("socket request %d: egress sockets are held, not granted", req.Seq)
 	default:
 		return fmt.Errorf("socket request %d: neither ingress nor egress", req.Seq)
 	}

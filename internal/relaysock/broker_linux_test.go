@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
-	"net/netip"
 	"os"
 	"syscall"
 	"testing"
@@ -64,8 +63,9 @@ func serveConn(t *testing.T, ns *netnstest.NS, rules ...controlproto.WorkerRule)
 
 // TestClientServe opens the sockets a rule needs through the broker, in a
 // namespace, and checks what arrives: an AF_PACKET socket bound to the
-// input, a UDP socket connected to the output; a socket no rule needs is
-// refused with the supervisor's error and its errno.
+// input, a UDP socket bound to the output's interface and a port of its
+// own, not connected; an input no rule has is refused with the supervisor's
+// error and its errno.
 func TestClientServe(t *testing.T) {
 	netnstest.RequireRoot(t)
 	ns := netnstest.New(t, "rsock")
@@ -83,22 +83,25 @@ func TestClientServe(t *testing.T) {
 		t.Errorf("ingress socket name %#v, %v; want AF_PACKET bound to ifindex %d", sa, err, lo)
 	}
 
-	k := EgressKey{IfIndex: lo, Dst: netip.MustParseAddrPort("127.0.0.2:6000")}
-	fd, err = cl.OpenEgress(k)
+	fd, err = cl.OpenEgress(EgressKey{IfIndex: lo})
 	if err != nil {
 		t.Fatalf("OpenEgress: %v", err)
 	}
-	peer, err := unix.Getpeername(fd)
+	name, err := unix.Getsockname(fd)
+	_, perr := unix.Getpeername(fd)
+	dev, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BINDTOIFINDEX)
 	unix.Close(fd)
-	if in4, ok := peer.(*unix.SockaddrInet4); err != nil || !ok || in4.Addr != [4]byte{127, 0, 0, 2} || in4.Port != 6000 {
-		t.Errorf("egress socket peer %#v, %v; want 127.0.0.2:6000", peer, err)
+	if in4, ok := name.(*unix.SockaddrInet4); err != nil || !ok || in4.Port == 0 || dev != lo {
+		t.Errorf("egress socket name %#v, %v, bound to ifindex %d; want an IPv4 port of its own on ifindex %d", name, err, dev, lo)
+	}
+	if !errors.Is(perr, unix.ENOTCONN) {
+		t.Errorf("egress socket peer: %v, want ENOTCONN (destinations are given per send)", perr)
 	}
 
-	k.TTL = 9
-	_, err = cl.OpenEgress(k)
-	want := "refused: no rule has output 127.0.0.2:6000 on ifindex 1: operation not permitted"
+	_, err = cl.OpenIngress(lo, 8, acceptAll, nil)
+	want := "refused: no rule has input ifindex 1 in fanout group 8: operation not permitted"
 	if err == nil || err.Error() != want || !errors.Is(err, syscall.EPERM) {
-		t.Errorf("OpenEgress of an output no rule has: %v, want %q wrapping EPERM", err, want)
+		t.Errorf("OpenIngress of an input no rule has: %v, want %q wrapping EPERM", err, want)
 	}
 }
 
@@ -133,7 +136,7 @@ func TestClientDiscardsStaleReply(t *testing.T) {
 	reply(0, pipe[0]) // answers a request given up on
 	reply(1, pipe[1])
 	unix.Close(pipe[0])
-	fd, err := cl.OpenEgress(EgressKey{IfIndex: 1, Dst: netip.MustParseAddrPort("127.0.0.1:1")})
+	fd, err := cl.OpenEgress(EgressKey{IfIndex: 1})
 	if err != nil {
 		t.Fatalf("OpenEgress: %v", err)
 	}
@@ -217,7 +220,7 @@ func openPipe(t *testing.T) [2]int {
 	return p
 }
 
-var testKey = EgressKey{IfIndex: 1, Dst: netip.MustParseAddrPort("127.0.0.1:1")}
+var testKey = EgressKey{IfIndex: 1}
 
 // TestClientOutOfFDsKeepsFraming answers a worker that has no fd to spare:
 // the kernel cannot install the reply's fd and truncates the control
@@ -324,7 +327,7 @@ func TestServeResyncs(t *testing.T) {
 	lo := ns.IfIndex("lo")
 	out := ruleset.Output{Interface: "lo", Group: "127.0.0.2", Port: 6000}
 	cl, conn := serveConn(t, ns, workerRule("r", lo, 9, lo, out))
-	k := EgressKey{IfIndex: lo, Dst: netip.MustParseAddrPort("127.0.0.2:6000")}
+	k := EgressKey{IfIndex: lo, Port: 6001}
 	// Serve writes nothing before the first request.
 	if _, err := conn.Write(append([]byte{0xff, 0xff, 0xff, 0xff}, "xyz"...)); err != nil {
 		t.Fatal(err)
@@ -336,21 +339,24 @@ func TestServeResyncs(t *testing.T) {
 	if err != nil {
 		t.Fatalf("OpenEgress after the resync: %v", err)
 	}
-	peer, err := unix.Getpeername(fd)
+	name, err := unix.Getsockname(fd)
 	unix.Close(fd)
-	if in4, ok := peer.(*unix.SockaddrInet4); err != nil || !ok || in4.Port != 6000 {
-		t.Errorf("socket after the resync: peer %#v, %v; want 127.0.0.2:6000", peer, err)
+	if in4, ok := name.(*unix.SockaddrInet4); err != nil || !ok || in4.Port != 6001 {
+		t.Errorf("socket after the resync: name %#v, %v; want port 6001", name, err)
 	}
 	if cl.Resyncs() != 1 {
 		t.Errorf("resyncs %d, want 1", cl.Resyncs())
 	}
 }
 
-// allowed is the opener of a supervisor whose policy is g.
+// allowed is the opener of a supervisor whose policy for inputs is g; it
+// opens every egress socket asked for.
 func allowed(g *Grants) Opener {
 	return func(req Request) (int, error) {
-		if err := g.Allow(req); err != nil {
-			return -1, err
+		if req.Egress == nil {
+			if err := g.Allow(req); err != nil {
+				return -1, err
+			}
 		}
 		return Open(req)
 	}

@@ -54,7 +54,7 @@ func failsWithoutLeak(want error, open func() (int, error)) error {
 // not exist, without a namespace: the socket is created, and setting it up
 // for the interface fails (how depends on the privileges and the kernel).
 func TestFailedEgressOpenLeaksNoFD(t *testing.T) {
-	k := EgressKey{IfIndex: 1 << 30, Dst: netip.MustParseAddrPort("239.1.1.1:5000")}
+	k := EgressKey{IfIndex: 1 << 30}
 	if err := failsWithoutLeak(nil, func() (int, error) { return OpenEgress(k) }); err != nil {
 		t.Error(err)
 	}
@@ -62,9 +62,10 @@ func TestFailedEgressOpenLeaksNoFD(t *testing.T) {
 
 // TestFailedOpensLeakNoFD fails output and input opens at their later
 // steps, in a namespace: an output source the interface does not have
-// (bind), a broadcast destination without SO_BROADCAST (connect), an input
-// on an ifindex that does not exist (bind) and an input whose fanout group
-// another socket holds with another mode (the last step).
+// (bind), an output source port another socket holds (bind), a raw socket
+// on an interface that does not exist, an input on an ifindex that does
+// not exist (bind) and an input whose fanout group another socket holds
+// with another mode (the last step).
 func TestFailedOpensLeakNoFD(t *testing.T) {
 	ns := netnstest.New(t, "rsleak")
 	lo := ns.IfIndex("lo")
@@ -74,16 +75,29 @@ func TestFailedOpensLeakNoFD(t *testing.T) {
 	}
 	defer unix.Close(other)
 	ring := &Ring{Blocks: 2, BlockSize: MinRingBlockSize, TimeoutMS: 1}
+	var squatter int
+	if err := ns.Do(func() (err error) {
+		if squatter, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0); err != nil {
+			return err
+		}
+		return unix.Bind(squatter, &unix.SockaddrInet4{Port: 5001})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(squatter)
 	for _, tc := range []struct {
 		name string
 		want error
 		open func() (int, error)
 	}{
 		{"egress source not on the interface", syscall.EADDRNOTAVAIL, func() (int, error) {
-			return OpenEgress(EgressKey{IfIndex: lo, Dst: netip.MustParseAddrPort("127.0.0.2:6000"), Src: netip.MustParseAddr("10.99.0.1")})
+			return OpenEgress(EgressKey{IfIndex: lo, Src: netip.MustParseAddr("10.99.0.1")})
 		}},
-		{"egress broadcast destination", syscall.EACCES, func() (int, error) {
-			return OpenEgress(EgressKey{IfIndex: lo, Dst: netip.MustParseAddrPort("255.255.255.255:6000")})
+		{"egress source port in use", syscall.EADDRINUSE, func() (int, error) {
+			return OpenEgress(EgressKey{IfIndex: lo, Port: 5001})
+		}},
+		{"raw egress on a missing ifindex", nil, func() (int, error) {
+			return OpenEgress(EgressKey{IfIndex: 1 << 30, V6: true, Raw: true})
 		}},
 		{"ingress on a missing ifindex", syscall.ENODEV, func() (int, error) {
 			return OpenIngress(1<<30, 7, FanoutHash, acceptAll, nil)

@@ -94,6 +94,7 @@ tmp=""
 namespaces=()
 holders=()     # one `sleep` per namespace: /proc/PID/net/* reads that namespace
 relay_pids=()  # processes of the variant under test
+mcr_bin=""     # mcrd and mcrctl of the mcr variant under test (variant_bin)
 sink_pids=()
 gen_pids=()    # a generator run in the background
 
@@ -284,38 +285,60 @@ wait_for() { # wait_for SECONDS CMD... — poll CMD every 50 ms until it succeed
 
 relay_alive() { local p; for p in "${relay_pids[@]}"; do kill -0 "$p" 2>/dev/null || return 1; done; }
 
-mcr_rule_active() { "$BIN/mcrctl" --socket "$tmp/mcr.sock" list | grep -qw active; }
+mcr_rule_active() { "$mcr_bin/mcrctl" --socket "$tmp/mcr.sock" list | grep -qw active; }
 
 # mcr_up_or_gone PID — mcrd answers, or it has exited (and will not).
-mcr_up_or_gone() { ! kill -0 "$1" 2>/dev/null || "$BIN/mcrctl" --socket "$tmp/mcr.sock" ping; }
+mcr_up_or_gone() { ! kill -0 "$1" 2>/dev/null || "$mcr_bin/mcrctl" --socket "$tmp/mcr.sock" ping; }
+
+# variant_bin VARIANT — where an mcr variant's mcrd and mcrctl are: BIN, or
+# for NAME@BUILD another build's, BUILD being a directory or the name of
+# one under BUILDS (default /tmp/mcr-builds): "mcr-uring@main".
+variant_bin() {
+	local name=${1%%:*}
+	case "$name" in
+	*@*/*) echo "${name#*@}" ;;
+	*@*) echo "${BUILDS:-/tmp/mcr-builds}/${name#*@}" ;;
+	*) echo "$BIN" ;;
+	esac
+}
 
 # variant_log VARIANT — the log file of a variant; mcr variants with flags
 # get their own, named after them.
 variant_log() { echo "$OUT/logs/$(printf '%s' "$1" | tr -c 'A-Za-z0-9._=-' '_').log"; }
 
-start_mcr() { # start_mcr VARIANT BACKEND FANOUT [MCRD-FLAG...]
-	local v=$1 backend=$2 fan=$3 b pid logf
+# start_mcr VARIANT BACKEND FANOUT [FLAG...] — flags written add:FLAG go
+# to `mcrctl add` ("add:--preserve-source"), the others to mcrd.
+start_mcr() {
+	local v=$1 backend=$2 fan=$3 b f pid logf
 	shift 3
+	local -a flags=() add=()
+	for f in "$@"; do
+		case "$f" in
+		add:*) add+=("${f#add:}") ;;
+		*) flags+=("$f") ;;
+		esac
+	done
 	logf=$(variant_log "$v")
+	mcr_bin=$(variant_bin "$v")
 	for b in mcrd mcrctl; do
-		[ -x "$BIN/$b" ] || { fail "$BIN/$b not built"; return 1; }
+		[ -x "$mcr_bin/$b" ] || { fail "$mcr_bin/$b not built"; return 1; }
 	done
 	rm -f "$tmp/mcr.sock"
-	local -a cmd=("$BIN/mcrd" supervisor --num-workers 1 --cpus "$RELAY_CPU" --backend "$backend"
-		--control-socket "$tmp/mcr.sock" "$@")
+	local -a cmd=("$mcr_bin/mcrd" supervisor --num-workers 1 --cpus "$RELAY_CPU" --backend "$backend"
+		--control-socket "$tmp/mcr.sock" "${flags[@]}")
 	echo "+ ${cmd[*]}" >>"$logf"
 	ip netns exec "$relay" taskset -c "$RELAY_CPU" "${cmd[@]}" >>"$logf" 2>&1 &
 	pid=$!
 	relay_pids+=("$pid")
 	wait_for 10 mcr_up_or_gone "$pid" || true
 	kill -0 "$pid" 2>/dev/null || { fail "mcrd exited: $(tail -n 3 "$logf" | tr '\n' ' ')"; return 1; }
-	"$BIN/mcrctl" --socket "$tmp/mcr.sock" ping >/dev/null 2>&1 ||
+	"$mcr_bin/mcrctl" --socket "$tmp/mcr.sock" ping >/dev/null 2>&1 ||
 		{ fail "mcrd did not answer ping within 10 s: $(tail -n 3 "$logf" | tr '\n' ' ')"; return 1; }
-	"$BIN/mcrctl" --socket "$tmp/mcr.sock" add --input-interface r0 --input-group "$IN_GROUP" \
-		--input-port "$IN_PORT" --outputs "$(outputs_spec "$fan")" >>"$logf" 2>&1 ||
+	"$mcr_bin/mcrctl" --socket "$tmp/mcr.sock" add --input-interface r0 --input-group "$IN_GROUP" \
+		--input-port "$IN_PORT" --outputs "$(outputs_spec "$fan")" "${add[@]}" >>"$logf" 2>&1 ||
 		{ fail "mcrctl add failed: $(tail -n 2 "$logf" | tr '\n' ' ')"; return 1; }
 	wait_for 10 mcr_rule_active || { fail "the rule did not become active within 10 s"; return 1; }
-	"$BIN/mcrctl" --socket "$tmp/mcr.sock" version >>"$logf" 2>&1 || true
+	"$mcr_bin/mcrctl" --socket "$tmp/mcr.sock" version >>"$logf" 2>&1 || true
 }
 
 socat_joined() { [ "$(in_ns "$relay" ss -uanH "sport = :$IN_PORT" | wc -l)" -ge "$1" ]; }
@@ -384,11 +407,13 @@ start_tc() {
 }
 
 # start_variant VARIANT FANOUT — VARIANT is a name, or for mcr a name with
-# extra mcrd flags after a colon ("mcr-uring:--rx-ring-timeout 4ms"); the
-# flags in MCRD_ARGS go to every mcr variant. Both are split at spaces.
+# another build after an @ (variant_bin) and extra flags after a colon
+# ("mcr-uring@main:--rx-ring-timeout 4ms add:--preserve-source"); the flags
+# in MCRD_ARGS go to every mcr variant. Both are split at spaces.
 start_variant() {
 	local name=${1%%:*} flags=""
 	[ "$name" = "$1" ] || flags=${1#*:}
+	name=${name%%@*}
 	local -a extra
 	read -ra extra <<<"$flags ${MCRD_ARGS:-}"
 	case "$name" in
@@ -407,7 +432,7 @@ start_variant() {
 
 stop_variant() { # stop_variant VARIANT — keep mcr's own counters, then stop it
 	case "$1" in
-	mcr-*) "$BIN/mcrctl" --socket "$tmp/mcr.sock" stats >>"$(variant_log "$1")" 2>&1 || true ;;
+	mcr-*) "$(variant_bin "$1")/mcrctl" --socket "$tmp/mcr.sock" stats >>"$(variant_log "$1")" 2>&1 || true ;;
 	esac
 	stop_pids TERM "${relay_pids[@]}"
 	relay_pids=()

@@ -14,8 +14,11 @@ usage() {
 usage: scripts/bench/run.sh [options]   (root; Linux network namespaces)
 
   --variants LIST  mcr-uring,mcr-mmsg,socat,kernel,tc-redirect,go-batched,none (default: all);
-                   an mcr variant may carry extra mcrd flags after a colon:
-                   "mcr-uring:--rx-ring-blocks 0"
+                   an mcr variant may name another build after an @ (a
+                   directory, or one under $BUILDS, default /tmp/mcr-builds)
+                   and carry extra flags after a colon, mcrd's as they are
+                   and `mcrctl add`'s as add:FLAG:
+                   "mcr-uring@main:--rx-ring-blocks 0 add:--preserve-source"
   --rates LIST     offered rates in pps, "max" = as fast as the generator can
                    (default 50000,100000,200000,300000,max)
   --sizes LIST     UDP payload bytes (default 1024,64)
