@@ -237,6 +237,26 @@ func (d *daemon) synced() bool {
 	return true
 }
 
+// killWorkers kills every worker of the daemon with SIGKILL and waits
+// until each slot runs a new one and all hold the ruleset.
+func (d *daemon) killWorkers() {
+	d.t.Helper()
+	before := d.workerList()
+	for _, w := range before {
+		if err := syscall.Kill(w.PID, syscall.SIGKILL); err != nil {
+			d.t.Fatalf("kill worker %d: %v", w.PID, err)
+		}
+	}
+	waitFor(d.t, 10*time.Second, "every killed worker to be restarted and in sync", func() bool {
+		for i, w := range d.workerList() {
+			if w.PID == before[i].PID || w.Restarts <= before[i].Restarts {
+				return false
+			}
+		}
+		return d.synced()
+	})
+}
+
 // waitReady waits until the daemon's workers run in sync and all its
 // rules are active: their input interfaces up and their groups joined. A
 // veth comes up (IFF_RUNNING) only when the kernel's link watch gets to

@@ -82,20 +82,7 @@ func TestStreamIdentity(t *testing.T) {
 		}
 	}
 
-	before := d.workerList()
-	for _, w := range before {
-		if err := syscall.Kill(w.PID, syscall.SIGKILL); err != nil {
-			t.Fatalf("kill worker %d: %v", w.PID, err)
-		}
-	}
-	waitFor(t, 10*time.Second, "both killed workers to be restarted and in sync", func() bool {
-		for i, w := range d.workerList() {
-			if w.PID == before[i].PID || w.Restarts <= before[i].Restarts {
-				return false
-			}
-		}
-		return d.synced()
-	})
+	d.killWorkers()
 	round("after SIGKILL of every worker")
 
 	r.Name = "renamed by a reload"

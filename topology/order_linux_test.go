@@ -49,20 +49,7 @@ func TestHoppingSenderInOrder(t *testing.T) {
 	r2 := startRecv(t, l.sink, sinkIf, "239.2.2.2", 6000, s2.Count)
 	snd := startSend(t, l.src, s2)
 	d.waitCountedSince(base, "hop", 3000)
-	victims := d.workerList()
-	for _, w := range victims {
-		if err := syscall.Kill(w.PID, syscall.SIGKILL); err != nil {
-			t.Fatalf("kill worker %d: %v", w.PID, err)
-		}
-	}
-	waitFor(t, 10*time.Second, "both workers restarted and in sync", func() bool {
-		for i, w := range d.workerList() {
-			if w.Restarts == 0 || w.PID == victims[i].PID {
-				return false
-			}
-		}
-		return d.synced()
-	})
+	d.killWorkers()
 	snd.wait()
 	got := d.resultWhenSettled(r2, "hop")
 	if got.Reordered != 0 || got.Duplicates != 0 || got.Corrupt != 0 || got.Received+got.Lost != s2.Count {
