@@ -26,6 +26,13 @@
 // receiver counts them as received and unverified: they carry no header, so
 // they are not in the loss, duplicate or latency accounting.
 //
+// `send --hop-cpus 0,1` moves the sending thread between CPUs, --hop-every
+// datagrams (50) on each in turn. veth and tun hand a datagram to the
+// receiving side on the CPU that sent it, so the stream reaches a relay on
+// several CPUs, as a sender the scheduler migrates does now and then: the
+// test of a relay that must not reorder a stream. `send --source-port`
+// sends from a fixed port, so that two runs are one flow.
+//
 // # Accounting
 //
 // A Receiver keeps, per stream id, the lowest and highest sequence number

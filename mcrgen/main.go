@@ -116,12 +116,15 @@ Prints a summary on stderr and {"sent":N,"pps":X,"bytes":B} on stdout.`,
 	f.StringVar(&group, "group", "", "destination: multicast group or unicast address, IPv4 or IPv6")
 	f.IntVar(&cfg.Port, "port", 0, "UDP destination port")
 	f.StringVar(&source, "source-addr", "", "local address to send from")
+	f.IntVar(&cfg.SourcePort, "source-port", 0, "local UDP port to send from (default: an ephemeral port)")
 	f.Float64Var(&cfg.Rate, "rate", 1000, "datagrams per second; 0 sends as fast as possible")
 	f.Uint64Var(&cfg.Count, "count", 0, "datagrams to send; 0 for no limit")
 	f.IntVar(&cfg.Size, "size", 1316, fmt.Sprintf("payload bytes: %d..%d, or 0 for empty datagrams (default: 7 MPEG-TS packets)", HeaderSize, MaxSize))
 	f.IntVar(&cfg.TTL, "ttl", 0, "TTL / hop limit; 0 for the kernel's default (1 for multicast)")
 	f.Uint16Var(&cfg.StreamID, "stream-id", 0, "stream id in the payloads (default random)")
 	f.DurationVar(&cfg.Duration, "duration", 0, "stop after this long (with a rate: after rate×duration datagrams); 0 for no limit")
+	f.IntSliceVar(&cfg.HopCPUs, "hop-cpus", nil, "move the sender between these CPUs, e.g. 0,1: the stream then reaches the receiving side on each in turn (veth, tun)")
+	f.IntVar(&cfg.HopEvery, "hop-every", DefaultHopEvery, "datagrams sent on each CPU of --hop-cpus before moving to the next")
 	for _, name := range []string{"interface", "group", "port"} {
 		must(cmd.MarkFlagRequired(name))
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +35,10 @@ type SendConfig struct {
 	// Source, optional, is the local address to send from (default: the
 	// kernel's choice for the interface).
 	Source netip.Addr
+	// SourcePort, optional, is the local UDP port to send from (default 0:
+	// an ephemeral port). Two runs from one port are one flow to a relay
+	// that keeps flows on one worker.
+	SourcePort int
 	// Rate in datagrams per second, optional (default 0: as fast as the
 	// socket takes them).
 	Rate float64
@@ -51,6 +56,12 @@ type SendConfig struct {
 	// StreamID goes into every payload, so that a receiver tells concurrent
 	// senders apart.
 	StreamID uint16
+	// HopCPUs, optional, are CPUs the sending thread moves between,
+	// HopEvery datagrams (default DefaultHopEvery) on each in turn: a
+	// stream that reaches the receiving side on several CPUs, as from a
+	// sender the scheduler migrates. Linux only.
+	HopCPUs  []int
+	HopEvery int
 }
 
 // check reports a configuration NewSender cannot use.
@@ -64,12 +75,21 @@ func (c *SendConfig) check() error {
 		return fmt.Errorf("port %d is out of range 1..65535", c.Port)
 	case c.Source.IsValid() && c.Source.Is4() != c.Group.Is4():
 		return fmt.Errorf("source %s and group %s are of different families", c.Source, c.Group)
+	case c.SourcePort < 0 || c.SourcePort > 65535:
+		return fmt.Errorf("source port %d is out of range 0..65535", c.SourcePort)
 	case c.Rate < 0:
 		return fmt.Errorf("rate %g is negative", c.Rate)
 	case c.Size != 0 && (c.Size < HeaderSize || c.Size > MaxSize):
 		return fmt.Errorf("size %d is out of range: 0 or %d..%d", c.Size, HeaderSize, MaxSize)
 	case c.TTL < 0 || c.TTL > 255:
 		return fmt.Errorf("ttl %d is out of range 0..255", c.TTL)
+	case c.HopEvery < 0:
+		return fmt.Errorf("hop-every %d is negative", c.HopEvery)
+	}
+	for _, cpu := range c.HopCPUs {
+		if cpu < 0 {
+			return fmt.Errorf("hop CPU %d is negative", cpu)
+		}
 	}
 	return nil
 }
@@ -140,6 +160,17 @@ func (s *Sender) Run(ctx context.Context) (SendResult, error) {
 		sleep, release = preciseSleep()
 		defer release()
 	}
+	var hop *hopper
+	if len(s.cfg.HopCPUs) > 0 {
+		runtime.LockOSThread() // affinity is per thread
+		defer runtime.UnlockOSThread()
+		restore, err := threadAffinity()
+		if err != nil {
+			return SendResult{}, fmt.Errorf("read the sender's CPUs: %w", err)
+		}
+		defer restore()
+		hop = newHopper(s.cfg.HopCPUs, s.cfg.HopEvery)
+	}
 	msgs := make([]ipv4.Message, SendBatch)
 	bufs := make([]byte, SendBatch*s.cfg.Size)
 	for i := range msgs {
@@ -165,6 +196,12 @@ func (s *Sender) Run(ctx context.Context) (SendResult, error) {
 		}
 		if limit > 0 {
 			n = int(min(uint64(n), limit-sent))
+		}
+		if hop != nil {
+			n = hop.batch(sent, n)
+			if err := hop.place(sent); err != nil {
+				return s.result(sent, s.now()-start), err
+			}
 		}
 		if err := s.send(msgs[:n], sent); err != nil {
 			return s.result(sent, s.now()-start), err

@@ -29,9 +29,9 @@ func openSender(cfg SendConfig) (io.Closer, batchWriter, net.Addr, error) {
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("interface %s: %w", cfg.Interface, err)
 	}
-	local := netip.AddrPortFrom(cfg.Source, 0)
+	local := netip.AddrPortFrom(cfg.Source, uint16(cfg.SourcePort))
 	if !cfg.Source.IsValid() {
-		local = netip.AddrPortFrom(unspecified(cfg.Group), 0)
+		local = netip.AddrPortFrom(unspecified(cfg.Group), uint16(cfg.SourcePort))
 	}
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		if cfg.Group.IsMulticast() {
@@ -280,4 +280,22 @@ func zone(a netip.Addr, ifname string) string {
 		return ifname
 	}
 	return ""
+}
+
+// pinThread moves the calling thread, which the caller has locked, to
+// cpu (sched_setaffinity(2) acts on one thread).
+func pinThread(cpu int) error {
+	var set unix.CPUSet
+	set.Set(cpu)
+	return unix.SchedSetaffinity(0, &set)
+}
+
+// threadAffinity returns the calling thread's CPU set and a function that
+// puts it back.
+func threadAffinity() (restore func(), err error) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return nil, err
+	}
+	return func() { _ = unix.SchedSetaffinity(0, &set) }, nil
 }

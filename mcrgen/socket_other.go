@@ -23,3 +23,7 @@ func openReceiver(RecvConfig) (net.PacketConn, batchReader, error) {
 }
 
 func preciseSleep() (func(time.Duration), func()) { return time.Sleep, func() {} }
+
+func pinThread(int) error { return errNotLinux }
+
+func threadAffinity() (func(), error) { return nil, errNotLinux }

@@ -145,6 +145,25 @@ func (a *Aggregator) Observe(s *Snapshot, now time.Time) {
 	}
 }
 
+// AddKernelDrops counts n packets the kernel dropped for worker slot w
+// that no worker of the slot will report: the supervisor read them from
+// the slot's input sockets itself, when a worker died or an input closed
+// (reading the kernel's counter resets it, so each drop is counted by
+// exactly one reader). They count in the slot's kernel_drops from now on.
+func (a *Aggregator) AddKernelDrops(w int, n uint64) {
+	if n == 0 {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	sl := a.slots[w]
+	if sl == nil {
+		sl = &slot{rules: make(map[string]*ruleState)}
+		a.slots[w] = sl
+	}
+	sl.base.KernelDrops += n
+}
+
 // newLife folds the slot's current life into its base: the next snapshot
 // comes from a new process whose counters start at zero.
 func (sl *slot) newLife() {

@@ -494,6 +494,25 @@ func TestAggregatorConcurrent(t *testing.T) {
 	}
 }
 
+// TestAggregatorAddKernelDrops counts drops the supervisor read from a
+// slot's sockets next to those its workers reported, in every life, and
+// for a slot that never reported.
+func TestAggregatorAddKernelDrops(t *testing.T) {
+	a := NewAggregator(interval)
+	s := withCounters(snap(0, 100, 1), WorkerCounters{KernelDrops: 5})
+	a.Observe(&s, at(interval))
+	a.AddKernelDrops(0, 7) // the worker died; the supervisor read the rest
+	a.AddKernelDrops(1, 3) // slot 1 never reported
+	a.AddKernelDrops(1, 0)
+	s = withCounters(snap(0, 101, 1), WorkerCounters{KernelDrops: 2}) // the next worker
+	a.Observe(&s, at(2*interval))
+	rep := a.Report(nil, twoWorkers, at(2*interval))
+	got := []uint64{rep.Workers[0].KernelDrops, rep.Workers[1].KernelDrops, rep.Totals.KernelDrops}
+	if diff := cmp.Diff([]uint64{14, 3, 17}, got); diff != "" {
+		t.Errorf("kernel_drops of worker 0, worker 1, totals (-want +got):\n%s", diff)
+	}
+}
+
 // TestOutputErrors checks that the errors workers report per output reach
 // the report and Errors, the lowest worker's first, and clear when the
 // worker stops reporting them.

@@ -9,6 +9,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/mcrelay/mcr/internal/relaysock"
 )
 
 // Config is the supervisor's configuration, filled from `mcrd supervisor`
@@ -30,6 +32,12 @@ type Config struct {
 	NoConfigAutosave bool
 	// Backend is the worker I/O backend: "auto" (default), "uring", "mmsg".
 	Backend string
+	// Fanout is how an input's packets are spread over the workers:
+	// relaysock.FanoutHash (default when 0) keeps each flow on one worker,
+	// so the relay never reorders it; relaysock.FanoutCPU hands a packet to
+	// the worker pinned to the CPU that received it. See the operator
+	// guide's "Fanout modes".
+	Fanout relaysock.Fanout
 	// RingBlocks and RingTimeout shape each input socket's receive ring
 	// (worker.Config): 0 = the worker's defaults; RingBlocks -1 = no ring.
 	RingBlocks  int

@@ -88,7 +88,7 @@ var workerCounters = []struct {
 		func(c *stats.WorkerCounters) uint64 { return c.VLANTagged }},
 	{workerDesc("bad_checksum", "Datagrams matching a rule whose UDP checksum is wrong (dropped)."),
 		func(c *stats.WorkerCounters) uint64 { return c.BadChecksum }},
-	{workerDesc("kernel_drops", "Packets the kernel dropped on the worker's AF_PACKET sockets (PACKET_STATISTICS tp_drops): receive ring full, or receive buffer full with --rx-ring-blocks 0."),
+	{workerDesc("kernel_drops", "Packets the kernel dropped on the worker's AF_PACKET sockets (PACKET_STATISTICS tp_drops): receive ring full, or receive buffer full with --rx-ring-blocks 0; also what arrived for the worker while it was dead or hung."),
 		func(c *stats.WorkerCounters) uint64 { return c.KernelDrops }},
 	{workerDesc("buffer_exhausted", "Packets dropped because the worker had no free packet buffer."),
 		func(c *stats.WorkerCounters) uint64 { return c.BufferExhausted }},

@@ -80,6 +80,9 @@ type PoolConfig struct {
 	CPUs []int
 	// Backend is passed to every worker as --backend; "" = "auto".
 	Backend string
+	// Fanout is how each input's packets are spread over the slots
+	// (heldInputs); 0 = relaysock.FanoutHash.
+	Fanout relaysock.Fanout
 	// RingBlocks and RingTimeout are passed as --rx-ring-blocks (-1 as 0:
 	// no ring) and --rx-ring-timeout when not 0; see worker.Config.
 	RingBlocks  int
@@ -132,6 +135,9 @@ type Pool struct {
 
 	stop chan struct{}  // closed by Stop: no more restarts
 	wg   sync.WaitGroup // slot runners and the health loop
+
+	// inputs holds the workers' ingress sockets, per slot (set by Start).
+	inputs *heldInputs
 
 	// mu guards everything below, the fields of every slot, and the
 	// fields of every workerProc marked as guarded by Pool.mu. It is held
@@ -228,15 +234,20 @@ func (p *Pool) Start() error {
 	}
 	p.cfg = cfg
 	p.phase = poolStarted
-	for i := range cfg.NumWorkers {
-		s := &workerSlot{id: i, core: cfg.CPUs[i%len(cfg.CPUs)], state: stateStarting}
+	cores := make([]int, cfg.NumWorkers)
+	for i := range cores {
+		cores[i] = cfg.CPUs[i%len(cfg.CPUs)]
+	}
+	p.inputs = newHeldInputs(cfg.Fanout, cores, p.log, cfg.Aggregator)
+	for i, core := range cores {
+		s := &workerSlot{id: i, core: core, state: stateStarting}
 		p.slots = append(p.slots, s)
 		p.wg.Add(1)
 		go p.runSlot(s)
 	}
 	p.wg.Add(1)
 	go p.healthLoop()
-	p.log.Info("worker pool started", "workers", cfg.NumWorkers, "cpus", cfg.CPUs,
+	p.log.Info("worker pool started", "workers", cfg.NumWorkers, "cpus", cfg.CPUs, "fanout", cfg.Fanout.String(),
 		"backend", cfg.Backend, "stats_interval", cfg.StatsInterval,
 		"rx_ring_blocks", cfg.RingBlocks, "rx_ring_timeout", cfg.RingTimeout)
 	return nil
@@ -269,6 +280,13 @@ func (p *Pool) withDefaults() (PoolConfig, error) {
 	}
 	if cfg.StatsInterval < 0 {
 		return cfg, fmt.Errorf("start worker pool: stats interval %v", cfg.StatsInterval)
+	}
+	switch cfg.Fanout {
+	case 0:
+		cfg.Fanout = relaysock.FanoutHash
+	case relaysock.FanoutHash, relaysock.FanoutCPU:
+	default:
+		return cfg, fmt.Errorf("start worker pool: fanout mode %v", cfg.Fanout)
 	}
 	return cfg, nil
 }
@@ -319,6 +337,7 @@ func (p *Pool) Stop(timeout time.Duration) {
 	p.mu.Lock()
 	p.phase = poolStopped
 	p.mu.Unlock()
+	p.inputs.closeAll()
 	p.egress.close()
 	p.log.Info("worker pool stopped")
 }
@@ -573,6 +592,7 @@ func (p *Pool) superviseLife(s *workerSlot, w *workerProc) (healthy time.Duratio
 	go func() { defer pipes.Done(); p.readLogs(w) }()
 
 	waitErr := w.cmd.Wait()
+	p.inputs.takeDrops(s.id, w.log)
 
 	p.mu.Lock()
 	s.proc = nil
@@ -628,6 +648,7 @@ func (p *Pool) healthLoop() {
 			return
 		case now := <-ticker.C:
 			p.checkHealth(now)
+			p.inputs.sweep(now, p.inputUsed, p.settled)
 		}
 	}
 }
@@ -652,6 +673,27 @@ func (p *Pool) checkHealth(now time.Time) {
 			w.kill(fmt.Sprintf("no stats for %v", silent.Round(time.Millisecond)))
 		}
 	}
+}
+
+// inputUsed reports whether a rule of the pool's ruleset uses input k.
+func (p *Pool) inputUsed(k inputKey) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.grants.Allow(relaysock.Request{Ingress: &relaysock.Ingress{IfIndex: k.ifindex, FanoutID: k.fanoutID}}) == nil
+}
+
+// settled reports whether every live worker holds the pool's ruleset: none
+// still uses an input the ruleset dropped.
+func (p *Pool) settled() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	want := p.hash.String()
+	for _, s := range p.slots {
+		if s.proc != nil && !s.inSync(want) {
+			return false
+		}
+	}
+	return true
 }
 
 // observe takes one snapshot of worker w in slot s, received at now: it is

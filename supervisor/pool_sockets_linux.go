@@ -29,6 +29,8 @@ const refusedLogEvery = time.Second
 //
 // Egress sockets are the pool's (heldEgress): every worker gets a dup of
 // the same one, so an output leaves from one source address and port.
+// Input sockets are too, one per slot (heldInputs): each worker gets a dup
+// of its slot's member of the input's fanout group.
 func (p *Pool) serveSockets(w *workerProc) {
 	var lastLog time.Time
 	var unlogged int
@@ -54,6 +56,9 @@ func (p *Pool) serveSockets(w *workerProc) {
 		if err != nil {
 			refused(err)
 			return -1, err
+		}
+		if req.Ingress != nil && req.Egress == nil {
+			return p.inputs.dup(w.slot, req.Ingress)
 		}
 		return relaysock.Open(req)
 	}

@@ -110,7 +110,7 @@ func start(cfg Config) (*instance, error) {
 
 	agg := stats.NewAggregator(cfg.StatsInterval)
 	pool := NewPool(PoolConfig{
-		Exe: cfg.WorkerExe, NumWorkers: cfg.NumWorkers, CPUs: cfg.CPUs, Backend: cfg.Backend,
+		Exe: cfg.WorkerExe, NumWorkers: cfg.NumWorkers, CPUs: cfg.CPUs, Fanout: cfg.Fanout, Backend: cfg.Backend,
 		StatsInterval: cfg.StatsInterval, Logger: log, Aggregator: agg, WorkerUser: cfg.WorkerUser,
 		RingBlocks: cfg.RingBlocks, RingTimeout: cfg.RingTimeout, SocketRetry: cfg.SocketRetry,
 	})

@@ -237,6 +237,26 @@ func (d *daemon) synced() bool {
 	return true
 }
 
+// killWorkers kills every worker of the daemon with SIGKILL and waits
+// until each slot runs a new one and all hold the ruleset.
+func (d *daemon) killWorkers() {
+	d.t.Helper()
+	before := d.workerList()
+	for _, w := range before {
+		if err := syscall.Kill(w.PID, syscall.SIGKILL); err != nil {
+			d.t.Fatalf("kill worker %d: %v", w.PID, err)
+		}
+	}
+	waitFor(d.t, 10*time.Second, "every killed worker to be restarted and in sync", func() bool {
+		for i, w := range d.workerList() {
+			if w.PID == before[i].PID || w.Restarts <= before[i].Restarts {
+				return false
+			}
+		}
+		return d.synced()
+	})
+}
+
 // waitReady waits until the daemon's workers run in sync and all its
 // rules are active: their input interfaces up and their groups joined. A
 // veth comes up (IFF_RUNNING) only when the kernel's link watch gets to
@@ -289,6 +309,23 @@ func (d *daemon) waitCountedSince(base stats.RuleReport, id string, n uint64) st
 		return nil
 	})
 	return rr
+}
+
+// settledReport waits until rule id's counters have stayed the same for
+// two stats intervals, so every worker has reported all it counted (a
+// worker reports once per interval), and returns them.
+func (d *daemon) settledReport(id string) stats.RuleReport {
+	d.t.Helper()
+	last := ruleReport(d.t, d.stats(), id)
+	since := time.Now()
+	waitFor(d.t, 10*time.Second, "the counters of rule "+id+" to settle", func() bool {
+		rr := ruleReport(d.t, d.stats(), id)
+		if !cmp.Equal(rr, last, cmpopts.IgnoreFields(stats.RuleReport{}, "PPS", "BPS")) {
+			last, since = rr, time.Now()
+		}
+		return time.Since(since) > 2*statsInterval
+	})
+	return last
 }
 
 // counted reports whether rr counts at least n datagrams in and on every
@@ -386,9 +423,16 @@ type stream struct {
 	TTL              int // 0: mcrgen's default (1 for multicast)
 	StreamID         int // 0: mcrgen's default (random)
 	// CPUs, when set, pins the sender to these cores (taskset -c): on a
-	// veth the receiving side's softirq runs on the sender's core, and
-	// PACKET_FANOUT_CPU hands the packet to the worker of that core.
+	// veth the receiving side's softirq runs on the sender's core, and the
+	// cpu fanout mode hands the packet to the worker of that core.
 	CPUs string
+	// Hop, when set, moves the sender between these cores (mcrgen
+	// --hop-cpus, 50 datagrams on each in turn): the stream reaches the
+	// relay on each of them.
+	Hop string
+	// SourcePort, when set, is the sender's UDP port: runs from one port
+	// are one flow, which the hash fanout keeps on one worker.
+	SourcePort int
 }
 
 // newStream is a stream of 2,000 datagrams of 1,000 bytes at 10,000 per
@@ -405,6 +449,12 @@ func (s stream) args() []string {
 	}
 	if s.StreamID != 0 {
 		args = append(args, "--stream-id", strconv.Itoa(s.StreamID))
+	}
+	if s.Hop != "" {
+		args = append(args, "--hop-cpus", s.Hop)
+	}
+	if s.SourcePort != 0 {
+		args = append(args, "--source-port", strconv.Itoa(s.SourcePort))
 	}
 	return args
 }
@@ -511,6 +561,21 @@ func (r *receiver) result() mcrgen.RecvResult {
 		r.t.Fatalf("%s: %v", r.what, err)
 	}
 	return res
+}
+
+// resultWhenSettled ends receiver r once rule id of d has relayed all it
+// will (its counters settled) and returns r's result: for a stream that
+// loses datagrams, whose receiver would otherwise wait for its deadline,
+// and which a slow machine may deliver after any shorter one.
+func (d *daemon) resultWhenSettled(r *receiver, id string) mcrgen.RecvResult {
+	d.t.Helper()
+	d.settledReport(id)
+	select {
+	case <-r.proc.Done():
+	default:
+		_ = r.proc.Signal(os.Interrupt) // mcrgen prints its result and exits 0
+	}
+	return r.result()
 }
 
 // delivery is the part of a receiver's result that scenarios check.

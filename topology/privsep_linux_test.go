@@ -83,7 +83,7 @@ func (d *daemon) checkDelivery(l *line, group string, port int, outGroup string,
 	d.t.Helper()
 	s := newStream(srcIf, group, port)
 	// One core receives the whole stream, so one worker relays it and
-	// keeps its order (PACKET_FANOUT_CPU).
+	// keeps its order in either fanout mode.
 	s.CPUs = "0"
 	r := startRecv(d.t, l.sink, sinkIf, outGroup, outPort, s.Count)
 	send(d.t, l.src, s)

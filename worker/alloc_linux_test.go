@@ -129,7 +129,7 @@ func startInProcess(t *testing.T, tp *topo, mode string) *workerProc {
 	logR, logW, err := os.Pipe()
 	mustNoErr(t, err)
 	w := &workerProc{t: t, ctl: os.NewFile(uintptr(sp[0]), "ctl"), done: make(chan error, 1), rules: map[string]stats.RuleCounters{}}
-	sock := serveSockets(t, tp.relay)
+	sock := serveSockets(t, tp.relay, nil)
 	backend, ring, _ := strings.Cut(mode, "+")
 	cfg := Config{Core: -1, Backend: backend, StatsInterval: time.Hour,
 		CommandFD: sp[1], StatsFD: int(statsW.Fd()), LogFD: int(logW.Fd()), SocketFD: int(sock.Fd())}

@@ -25,6 +25,13 @@
 // drops the record and counts it (stats_dropped, logs_dropped), so a
 // starved supervisor never stalls the data path.
 //
+// Its input sockets are duplicates of the sockets the supervisor keeps for
+// the worker's slot, across the slot's workers (docs/architecture.md,
+// "Worker restarts"): a worker relays first, in order, what an earlier
+// worker of its slot left queued in a socket's receive ring, from the
+// packet that one stopped at, which every worker records in the ring's
+// blocks as it goes (rxring_takeover.go).
+//
 // A rule the worker cannot serve, fully or in part (an input socket that
 // does not open, an output that does not resolve or whose socket the
 // supervisor cannot open), is reported

@@ -108,8 +108,16 @@ type workerProc struct {
 	logs  []string
 }
 
-// startWorker starts a worker process inside ns.
+// startWorker starts a worker process inside ns, which opens a socket of
+// its own for each request.
 func startWorker(t *testing.T, ns *netnstest.NS, backend string, id, core int) *workerProc {
+	t.Helper()
+	return startWorkerWith(t, ns, backend, id, core, nil)
+}
+
+// startWorkerWith starts a worker process inside ns whose socket requests
+// open answers (nil: relaysock.Open).
+func startWorkerWith(t *testing.T, ns *netnstest.NS, backend string, id, core int, open relaysock.Opener) *workerProc {
 	t.Helper()
 	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	mustNoErr(t, err)
@@ -123,7 +131,7 @@ func startWorker(t *testing.T, ns *netnstest.NS, backend string, id, core int) *
 	w.cmd = ns.Command(os.Args[0], "-test.run=^$")
 	w.cmd.Env = append(os.Environ(), "MCR_TEST_ROLE=worker", "MCR_TEST_BACKEND="+backend,
 		"MCR_TEST_ID="+strconv.Itoa(id), "MCR_TEST_CORE="+strconv.Itoa(core))
-	sock := serveSockets(t, ns)
+	sock := serveSockets(t, ns, open)
 	w.cmd.ExtraFiles = []*os.File{child, statsW, logW, sock}
 	w.cmd.Stdout, w.cmd.Stderr = &w.out, &w.out
 	mustNoErr(t, w.cmd.Start())
@@ -150,9 +158,9 @@ func startWorker(t *testing.T, ns *netnstest.NS, backend string, id, core int) *
 }
 
 // serveSockets opens, in ns, every socket a worker asks for on the returned
-// end of a socket socketpair, as the supervisor does (without its policy),
-// until the worker closes its end; then it closes its own.
-func serveSockets(t *testing.T, ns *netnstest.NS) *os.File {
+// end of a socket socketpair with open, as the supervisor does (without
+// its policy), until the worker closes its end; then it closes its own.
+func serveSockets(t *testing.T, ns *netnstest.NS, open relaysock.Opener) *os.File {
 	t.Helper()
 	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	mustNoErr(t, err)
@@ -163,7 +171,7 @@ func serveSockets(t *testing.T, ns *netnstest.NS) *os.File {
 	conn := c.(*net.UnixConn)
 	done := make(chan error, 1)
 	go func() {
-		done <- ns.Do(func() error { return relaysock.Serve(conn, nil, nil) })
+		done <- ns.Do(func() error { return relaysock.Serve(conn, open, nil) })
 		conn.Close()
 	}()
 	t.Cleanup(func() {
@@ -171,6 +179,53 @@ func serveSockets(t *testing.T, ns *netnstest.NS) *os.File {
 		<-done
 	})
 	return os.NewFile(uintptr(sp[1]), "sockets-child")
+}
+
+// heldInputs keeps the ingress sockets of every input the workers of a
+// test ask for as the supervisor does: one relaysock.IngressGroup per
+// input with a member per slot, opened on the first request and kept
+// until the test ends, each worker getting a duplicate of its slot's.
+type heldInputs struct {
+	t     *testing.T
+	cores []int // by slot
+	mode  relaysock.Fanout
+	mu    sync.Mutex
+	group map[[2]int]*relaysock.IngressGroup
+}
+
+func newHeldInputs(t *testing.T, mode relaysock.Fanout, cores ...int) *heldInputs {
+	h := &heldInputs{t: t, cores: cores, mode: mode, group: map[[2]int]*relaysock.IngressGroup{}}
+	t.Cleanup(func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, g := range h.group {
+			g.Close()
+		}
+	})
+	return h
+}
+
+// opener returns the Opener of slot's workers. It runs in the namespace
+// of serveSockets.
+func (h *heldInputs) opener(slot int) relaysock.Opener {
+	return func(req relaysock.Request) (int, error) {
+		in := req.Ingress
+		if in == nil {
+			return relaysock.Open(req)
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		k := [2]int{in.IfIndex, in.FanoutID}
+		g := h.group[k]
+		if g == nil {
+			var err error
+			if g, err = relaysock.OpenIngressGroup(in.IfIndex, in.FanoutID, h.mode, h.cores, in.Filter, in.Ring); err != nil {
+				return -1, err
+			}
+			h.group[k] = g
+		}
+		return g.Dup(slot, in.Filter)
+	}
 }
 
 func (w *workerProc) readStats(r io.ReadCloser) {
@@ -245,6 +300,14 @@ func (w *workerProc) waitStats(msg, id string, cond func(stats.Snapshot, stats.R
 		}
 		return cond(w.snapshot(id))
 	})
+}
+
+// kill kills the worker with SIGKILL and waits for it to exit.
+func (w *workerProc) kill() {
+	w.t.Helper()
+	mustNoErr(w.t, w.cmd.Process.Kill())
+	err := <-w.done
+	w.done <- err
 }
 
 // send writes commands to the worker.
@@ -349,6 +412,10 @@ type sink struct {
 	got  map[uint32]map[uint32]int // stream → seq → times received
 	from map[netip.AddrPort]int    // source → datagrams received
 	bad  []string
+	// last is the highest seq received of each stream, late counts the
+	// datagrams of each that arrived after a higher seq.
+	last map[uint32]uint32
+	late map[uint32]int
 }
 
 // newSink listens on addr (joining it on ifname when it is a group) inside
@@ -427,9 +494,15 @@ func (s *sink) check(p []byte) {
 		s.bad = append(s.bad, fmt.Sprintf("stream %d seq %d: %d bytes differ from what was sent", stream, seq, len(p)))
 		return
 	}
+	if s.last == nil {
+		s.last, s.late = map[uint32]uint32{}, map[uint32]int{}
+	}
 	if s.got[stream] == nil {
 		s.got[stream] = map[uint32]int{}
+	} else if seq < s.last[stream] {
+		s.late[stream]++
 	}
+	s.last[stream] = max(s.last[stream], seq)
 	s.got[stream][seq]++
 }
 
@@ -442,14 +515,14 @@ func (s *sink) sources() map[netip.AddrPort]int {
 
 // result is what a sink received of one stream.
 type result struct {
-	Received, Distinct, Duplicates int
-	Bad                            []string
+	Received, Distinct, Duplicates, Reordered int
+	Bad                                       []string
 }
 
 func (s *sink) result(stream uint32) result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := result{Bad: s.bad}
+	r := result{Bad: s.bad, Reordered: s.late[stream]}
 	for _, n := range s.got[stream] {
 		r.Received += n
 		r.Distinct++
@@ -459,19 +532,36 @@ func (s *sink) result(stream uint32) result {
 }
 
 // expect waits until the sink received n datagrams of stream, then checks
-// that they are n distinct, intact ones.
+// that they are n distinct, intact ones, in the order they were sent.
 func (s *sink) expect(t *testing.T, stream uint32, n int) {
 	t.Helper()
-	netnstest.WaitFor(t, 10*time.Second, fmt.Sprintf("%d datagrams of stream %d", n, stream), func() bool {
-		return s.result(stream).Received >= n
-	})
-	if got, want := s.result(stream), (result{Received: n, Distinct: n}); !equalResult(got, want) {
+	if got, want := s.wait(t, stream, n), (result{Received: n, Distinct: n}); !equalResult(got, want) {
 		t.Errorf("stream %d: got %+v, want %+v", stream, got, want)
 	}
 }
 
+// expectUnordered is expect for a stream the relay may reorder.
+func (s *sink) expectUnordered(t *testing.T, stream uint32, n int) {
+	t.Helper()
+	got := s.wait(t, stream, n)
+	if got.Reordered = 0; !equalResult(got, result{Received: n, Distinct: n}) {
+		t.Errorf("stream %d: got %+v, want %d distinct datagrams", stream, got, n)
+	}
+}
+
+// wait waits until the sink received n datagrams of stream and returns
+// what it received.
+func (s *sink) wait(t *testing.T, stream uint32, n int) result {
+	t.Helper()
+	netnstest.WaitFor(t, 10*time.Second, fmt.Sprintf("%d datagrams of stream %d", n, stream), func() bool {
+		return s.result(stream).Received >= n
+	})
+	return s.result(stream)
+}
+
 func equalResult(a, b result) bool {
-	return a.Received == b.Received && a.Distinct == b.Distinct && a.Duplicates == b.Duplicates && len(a.Bad) == len(b.Bad)
+	return a.Received == b.Received && a.Distinct == b.Distinct && a.Duplicates == b.Duplicates &&
+		a.Reordered == b.Reordered && len(a.Bad) == len(b.Bad)
 }
 
 // source sends UDP datagrams from a namespace.
@@ -496,13 +586,19 @@ func (s source) sendStream(t *testing.T, dst string, st stream) {
 
 // stream is what sendStream sends: count payloads of stream id, payload
 // seq being size(seq) bytes, at pps packets per second (0: as fast as
-// possible), in bursts of burst back-to-back packets (0 or 1: evenly).
+// possible), in bursts of burst back-to-back packets (0 or 1: evenly),
+// moving between the CPUs of hop (if any) every hopEvery datagrams: veth
+// hands a datagram to the receiving side on the CPU that sent it.
 type stream struct {
 	id         uint32
 	count      int
 	size       func(seq int) int
 	pps, burst int
+	hop        []int
 }
+
+// hopEvery is how many datagrams a hopping stream sends on one CPU.
+const hopEvery = 50
 
 func fixedSize(n int) func(int) int { return func(int) int { return n } }
 
@@ -551,9 +647,25 @@ func sendStream(ifname string, src netip.Addr, dst string, st stream) error {
 		return err
 	}
 	defer c.Close()
+	if len(st.hop) > 0 {
+		// The caller runs on a locked thread (netnstest.NS.Do), which
+		// goes back to the runtime with the CPUs it came with.
+		var orig unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &orig); err != nil {
+			return err
+		}
+		defer func() { _ = unix.SchedSetaffinity(0, &orig) }()
+	}
 	burst := max(st.burst, 1)
 	start := time.Now()
 	for seq := 0; seq < st.count; seq++ {
+		if len(st.hop) > 0 && seq%hopEvery == 0 {
+			var set unix.CPUSet
+			set.Set(st.hop[seq/hopEvery%len(st.hop)])
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				return fmt.Errorf("move the sender: %w", err)
+			}
+		}
 		if st.pps > 0 && seq%burst == 0 {
 			due := time.Duration(seq) * time.Second / time.Duration(st.pps)
 			if d := due - time.Since(start); d > 0 {

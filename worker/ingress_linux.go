@@ -38,17 +38,6 @@ func inputProgram(prog []bpf.RawInstruction, in *input) []bpf.RawInstruction {
 	return filter.DropVLANTagged(prog)
 }
 
-// packetDrops returns the packets the kernel dropped on an AF_PACKET socket
-// since the last call: reading PACKET_STATISTICS resets the counters
-// (packet(7)), so the caller accumulates.
-func packetDrops(fd int) uint64 {
-	st, err := unix.GetsockoptTpacketStats(fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
-	if err != nil {
-		return 0
-	}
-	return uint64(st.Drops)
-}
-
 // linkHeaderLen returns how many bytes of link-layer header precede the IP
 // header in what the input socket fd on ifindex receives. The socket is
 // SOCK_RAW, which PACKET_VNET_HDR requires (relaysock.OpenIngress), so a

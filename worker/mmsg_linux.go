@@ -121,6 +121,9 @@ func (b *mmsgBackend) poll(timeout time.Duration) error {
 	}
 	// Round up, so a wait of less than a millisecond does not spin.
 	ms := int((timeout + time.Millisecond - 1) / time.Millisecond)
+	if b.backlog() {
+		ms = 0
+	}
 	n, err := unix.Poll(b.pfds, ms)
 	if err != nil {
 		if errors.Is(err, unix.EINTR) {
@@ -128,23 +131,32 @@ func (b *mmsgBackend) poll(timeout time.Duration) error {
 		}
 		return fmt.Errorf("poll: %w", err)
 	}
-	if n == 0 {
-		return nil
-	}
-	if b.pfds[0].Revents != 0 {
+	if n > 0 && b.pfds[0].Revents != 0 {
 		b.readCommands()
 	}
 	for i := 1; i < len(b.pfds); i++ {
-		if b.pfds[i].Revents == 0 {
+		in := b.pins[i-1]
+		if b.pfds[i].Revents == 0 && (in.ring == nil || len(in.ring.backlog) == 0) {
 			continue
 		}
-		in := b.pins[i-1]
 		if in.ring != nil && b.pfds[i].Revents&unix.POLLERR != 0 {
 			clearSocketError(in.fd)
 		}
 		b.receive(in)
 	}
 	return nil
+}
+
+// backlog reports whether a ring input has blocks an earlier worker
+// left: they are relayed without waiting for the socket to turn readable,
+// which it may not do for them (only for the block handed over last).
+func (b *mmsgBackend) backlog() bool {
+	for _, in := range b.pins {
+		if in.ring != nil && len(in.ring.backlog) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *mmsgBackend) rebuildPoll() {
@@ -230,8 +242,10 @@ func (b *mmsgBackend) send(o *output, buf int, pkt []byte, off, n int, hdr []byt
 	}
 }
 
-// flush sends everything queued, one sendmmsg run per dest.
+// flush sends everything queued, one sendmmsg run per dest, after
+// publishing the rings' progress: the sends leave with these calls.
 func (b *mmsgBackend) flush() {
+	b.w.rings.publish()
 	for _, d := range b.sq.touched {
 		idx, sizes := b.sq.list(d)
 		for from := 0; from < len(idx); {

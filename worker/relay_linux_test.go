@@ -18,6 +18,7 @@ import (
 
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/internal/netnstest"
+	"github.com/mcrelay/mcr/internal/relaysock"
 	"github.com/mcrelay/mcr/stats"
 	"github.com/mcrelay/mcr/worker/packet/packettest"
 )
@@ -565,4 +566,141 @@ func probeUring() error {
 		errc <- err
 	}()
 	return <-errc
+}
+
+// TestQueuedForTheNextWorker stops a worker, sends a stream to its input
+// while it is stopped, kills it and starts the next worker of its slot on
+// the same socket, which the supervisor keeps (here heldInputs): the next
+// worker relays what the socket queued for the slot (its receive queue, or
+// the ring blocks the first worker left), in order and once, and every
+// datagram sent is either relayed or counted in kernel_drops. In each
+// ingress mode.
+func TestQueuedForTheNextWorker(t *testing.T) {
+	netnstest.RequireRoot(t)
+	for _, mode := range ingressModes {
+		t.Run(mode, func(t *testing.T) {
+			tp := newTopo(t)
+			held := newHeldInputs(t, relaysock.FanoutHash, -1)
+			rules := []controlproto.WorkerRule{tp.rule("queued", "239.1.1.1:5001@r0", "239.2.2.2:6000@r1")}
+			first := startWorkerWith(t, tp.relay, mode, 0, -1, held.opener(0))
+			first.sync(rules)
+			k := newSink(t, tp.sink1, "k1", "239.2.2.2:6000")
+			src := source{tp.src, "s0", src4}
+			src.send(t, "239.1.1.1:5001", 1, 100, 1000, 10000)
+			k.expect(t, 1, 100)
+
+			mustNoErr(t, first.cmd.Process.Signal(unix.SIGSTOP))
+			const n = 3000
+			src.send(t, "239.1.1.1:5001", 2, n, 1000, 20000)
+			first.kill()
+			next := startWorkerWith(t, tp.relay, mode, 0, -1, held.opener(0))
+			next.sync(rules)
+			netnstest.WaitFor(t, 10*time.Second, "relayed + kernel_drops to reach the datagrams sent", func() bool {
+				_, rc := next.snapshot("queued")
+				return rc.PacketsIn+next.counters().KernelDrops >= n
+			})
+			_, rc := next.snapshot("queued")
+			drops := next.counters().KernelDrops
+			if rc.PacketsIn+drops != n || rc.PacketsIn == 0 {
+				t.Errorf("the next worker relayed %d, kernel_drops %d: want what was queued relayed, the sum %d",
+					rc.PacketsIn, drops, n)
+			}
+			k.expect(t, 2, int(rc.PacketsIn))
+			if _, ring, _ := strings.Cut(mode, "+"); ring != noRing && countLogs(next, "receive ring taken over") == 0 {
+				t.Error("the next worker did not log taking over the ring")
+			}
+			t.Logf("relayed %d queued datagrams in order, kernel_drops %d", rc.PacketsIn, drops)
+		})
+	}
+}
+
+// TestHashFanoutKeepsOrder runs two workers pinned to cores 0 and 1 on one
+// input in hash mode, their sockets held per slot as the supervisor holds
+// them, and a sender that moves between the two cores every 50 datagrams,
+// so that the stream reaches the relay on both: it leaves in order, each
+// datagram once, relayed by one worker. Then both workers are killed with
+// SIGKILL in the middle of a second stream and replaced: the stream goes on
+// in order, without duplicates, and with rings every datagram lost is
+// counted in kernel_drops; without rings, the datagrams a killed worker had
+// received and not sent yet (at most one batch of its buffers) are lost
+// uncounted. In each ingress mode.
+func TestHashFanoutKeepsOrder(t *testing.T) {
+	netnstest.RequireRoot(t)
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs 2 CPUs for the sender to hop between")
+	}
+	for _, mode := range ingressModes {
+		t.Run(mode, func(t *testing.T) {
+			tp := newTopo(t)
+			held := newHeldInputs(t, relaysock.FanoutHash, 0, 1)
+			rules := []controlproto.WorkerRule{tp.rule("hash", "239.1.1.1:5001@r0", "239.2.2.2:6000@r1")}
+			start := func() []*workerProc {
+				ws := make([]*workerProc, 2)
+				for i := range ws {
+					ws[i] = startWorkerWith(t, tp.relay, mode, i, i, held.opener(i))
+					ws[i].sync(rules)
+				}
+				return ws
+			}
+			sum := func(ws []*workerProc, f func(stats.WorkerCounters, stats.RuleCounters) uint64) uint64 {
+				var n uint64
+				for _, w := range ws {
+					s, rc := w.snapshot("hash")
+					n += f(s.Counters, rc)
+				}
+				return n
+			}
+			relayed := func(_ stats.WorkerCounters, rc stats.RuleCounters) uint64 { return rc.PacketsIn }
+			drops := func(c stats.WorkerCounters, _ stats.RuleCounters) uint64 { return c.KernelDrops }
+
+			ws := start()
+			k := newSink(t, tp.sink1, "k1", "239.2.2.2:6000")
+			src := source{tp.src, "s0", src4}
+			const n1, n2 = 4000, 10000
+			src.sendStream(t, "239.1.1.1:5001", stream{id: 1, count: n1, size: fixedSize(1000), pps: 10000, hop: []int{0, 1}})
+			k.expect(t, 1, n1)
+			netnstest.WaitFor(t, 5*time.Second, "the workers to count the first stream", func() bool {
+				return sum(ws, relayed) == n1
+			})
+			busy := 0
+			for _, w := range ws {
+				if _, rc := w.snapshot("hash"); rc.PacketsIn > 0 {
+					busy++
+				}
+			}
+			if busy != 1 {
+				t.Errorf("%d workers relayed the stream, want 1: one flow goes to one worker", busy)
+			}
+
+			dropsBefore := sum(ws, drops)
+			sent := make(chan error, 1)
+			go func() {
+				sent <- tp.src.Do(func() error {
+					return sendStream("s0", src4, "239.1.1.1:5001", stream{id: 2, count: n2, size: fixedSize(1000), pps: 5000, hop: []int{0, 1}})
+				})
+			}()
+			netnstest.WaitFor(t, 10*time.Second, "a part of the second stream relayed", func() bool {
+				return k.result(2).Received >= n2/5
+			})
+			for _, w := range ws {
+				w.kill()
+			}
+			ws = start()
+			mustNoErr(t, <-sent)
+			var uncounted uint64 // the buffers of both killed workers
+			if _, ring, _ := strings.Cut(mode, "+"); ring == noRing {
+				uncounted = 2 * uringBufs
+			}
+			netnstest.WaitFor(t, 10*time.Second, "delivered + kernel_drops to reach the datagrams sent", func() bool {
+				return uint64(k.result(2).Received)+sum(ws, drops)+dropsBefore+uncounted >= n2
+			})
+			got, lost := k.result(2), sum(ws, drops)+dropsBefore
+			accounted := uint64(got.Received) + lost
+			if got.Reordered != 0 || got.Duplicates != 0 || len(got.Bad) != 0 || accounted > n2 || accounted+uncounted < n2 {
+				t.Errorf("second stream across the kill: %+v, kernel_drops %d; want it in order, once, and %d datagrams delivered or counted, of which at most %d not",
+					got, lost, n2, uncounted)
+			}
+			t.Logf("across the kill: delivered %d, kernel_drops %d, uncounted %d", got.Received, lost, n2-accounted)
+		})
+	}
 }

@@ -312,28 +312,62 @@ func (w *worker) openInput(in *input, matches []inputMatch) error {
 	return nil
 }
 
-// openIngress opens in's socket with the configured receive ring, mapped.
-// A ring the kernel cannot give (no memory for it) leaves the input
-// receiving packet by packet, which is logged.
+// openIngress opens in's socket and, when it has a receive ring, maps
+// the ring. The socket is the supervisor's member of the input's fanout
+// group for this worker's slot (a duplicate): the ring may come with
+// blocks an earlier worker of the slot left, which are relayed first
+// (adopt), and the ring may differ from the configured one, as the first
+// request of any worker of the slot decided. A ring the kernel cannot
+// give (no memory for it) leaves the input receiving packet by packet,
+// which is logged.
 func (w *worker) openIngress(in *input, prog []bpf.RawInstruction) (int, *rxRing, error) {
 	g := w.cfg.ring()
-	if g == nil {
-		fd, err := w.sock.OpenIngress(in.ifindex, in.fanoutID, prog, nil)
-		return fd, nil, err
-	}
 	fd, err := w.sock.OpenIngress(in.ifindex, in.fanoutID, prog, g)
+	noRing := "the input's sockets were opened without one" // why, if so
 	if err != nil {
-		fd, err2 := w.sock.OpenIngress(in.ifindex, in.fanoutID, prog, nil)
-		if err2 != nil {
-			return -1, nil, err2
+		if g == nil {
+			return -1, nil, err
 		}
-		w.log.Warn("input without receive ring", "ifindex", in.ifindex, "err", err)
+		noRing = err.Error()
+		if fd, err = w.sock.OpenIngress(in.ifindex, in.fanoutID, prog, nil); err != nil {
+			return -1, nil, err
+		}
+	}
+	ring, ino, err := ringOf(fd)
+	switch {
+	case err != nil:
+		unix.Close(fd)
+		return -1, nil, fmt.Errorf("open input on ifindex %d: %w", in.ifindex, err)
+	case !ring && g != nil:
+		w.log.Warn("input without receive ring", "ifindex", in.ifindex, "err", noRing)
 		return fd, nil, nil
+	case !ring:
+		return fd, nil, nil
+	case g == nil:
+		unix.Close(fd)
+		return -1, nil, fmt.Errorf("open input on ifindex %d: its socket has a receive ring, and this worker runs without", in.ifindex)
+	}
+	if r := w.rings.lookupRing(ino); r != nil {
+		// This worker closed the socket while sends still pointed into
+		// its ring: the mapping and its state carry on.
+		r.closed = false
+		return fd, r, nil
 	}
 	r, err := mapRing(fd, g)
+	if err == nil {
+		err = r.checkPriv()
+		if err != nil {
+			unmapRing(r)
+		}
+	}
 	if err != nil {
 		unix.Close(fd)
 		return -1, nil, err
+	}
+	r.ino = ino
+	if a := r.adopt(); a != (adopted{}) {
+		w.log.Info("receive ring taken over", "ifindex", in.ifindex, "backlog_blocks", a.Backlog,
+			"resumed_blocks", a.Resumed, "skipped_packets", a.Skipped, "returned_blocks", a.Returned)
 	}
 	w.rings.add(r)
 	return fd, r, nil
@@ -354,22 +388,32 @@ func (w *worker) releaseBlock(id uint32) {
 	}
 }
 
-// forwardBlock forwards every packet of block blk of in's ring; the block
-// must be held while its sends are in flight.
+// forwardBlock forwards the packets of block blk of in's ring that are not
+// handled yet, counting each as handled (rxRing.done, for the next owner
+// of the ring) as forward starts on it: a send that forward's queue
+// flushes is published as handled, so a packet is relayed at most once
+// across owners. The block must be held while its sends are in flight.
 func (w *worker) forwardBlock(in *input, blk int, s sender) {
-	id := int(bufID(in.ring, blk))
+	r := in.ring
+	id := int(bufID(r, blk))
 	it := &w.iter
-	it.start(in.ring.block(blk))
+	it.start(r.block(blk))
+	if !it.skip(int(r.done[blk])) {
+		return // an earlier owner counted the bad headers
+	}
+	r.cur = blk
 	for {
 		pkt, n, ok, bad := it.next()
 		if !ok {
 			if bad {
 				w.d.c.Malformed++
 			}
-			return
+			break
 		}
+		r.done[blk]++
 		w.d.forward(int32(in.ifindex), in.link, pkt, n, id, it.meta, s)
 	}
+	r.cur = -1
 }
 
 func (w *worker) filterInput(in *input, matches []inputMatch) error {
@@ -397,7 +441,9 @@ func (w *worker) closeInput(in *input) {
 // still the worker's, so packets were dropped until one came back.
 func (w *worker) countDrops(in *input) {
 	if in.ring == nil {
-		w.d.c.KernelDrops += packetDrops(in.fd)
+		// An error (the socket is gone) counts nothing.
+		drops, _ := relaysock.PacketDrops(in.fd)
+		w.d.c.KernelDrops += drops
 		return
 	}
 	drops, freezes := ringStats(in.fd)

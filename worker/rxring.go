@@ -15,9 +15,12 @@ import (
 // VLAN tag the kernel took out of the frame (hv1.tp_vlan_tci).
 // PACKET_VNET_HDR puts the struct virtio_net_hdr right before tp_mac.
 const (
+	blockPrivOff    = 4
 	blockStatusOff  = 8
 	blockNumPktsOff = 12
 	blockFirstOff   = 16
+	blockSeqOff     = 24
+	blockHdrLen     = 48
 	pktNextOff      = 0
 	pktSnaplenOff   = 12
 	pktLenOff       = 16
@@ -56,8 +59,14 @@ const ringBufBit = 1 << 31
 // its dispatch are submitted: no output can keep it.
 // When the block the kernel wants next is still the worker's, the kernel
 // drops packets (PACKET_STATISTICS: tp_drops, tp_freeze_q_cnt).
+//
+// The ring belongs to the socket, which the supervisor keeps for the
+// worker's slot across worker lives: a worker that maps a ring first takes
+// over what an earlier one left (adopt, rxring_takeover.go), and records
+// as it goes how far it got with each block (publish).
 type rxRing struct {
-	id        int // in the worker's ringTable
+	id        int    // in the worker's ringTable
+	ino       uint64 // the socket's inode: the same socket opened again finds its mapping
 	mem       []byte
 	blockSize int
 	next      int // the next block to read
@@ -66,27 +75,54 @@ type rxRing struct {
 	// owns it.
 	refs   []int32
 	held   int  // blocks with refs > 0
-	closed bool // the socket is closed: nothing is given back
+	closed bool // the worker closed its socket: the ring is unmapped with its last block
+
+	// Progress, per block, for the next owner of the ring: the seq_num
+	// the block had when taken, and how many of its packets are handled
+	// (forwarded, their sends queued); see rxring_takeover.go.
+	seq  []uint64
+	done []uint32
+	// backlog is the blocks an earlier owner left, taken before next,
+	// oldest first.
+	backlog []int
+	// unpublished lists the blocks whose progress changed since the
+	// last publish (marked says which); cur is the block being
+	// forwarded, -1 between blocks.
+	unpublished []int
+	marked      []bool
+	cur         int
 }
 
 func newRxRing(mem []byte, blocks, blockSize int) *rxRing {
-	return &rxRing{mem: mem, blockSize: blockSize, refs: make([]int32, blocks)}
+	return &rxRing{mem: mem, blockSize: blockSize, refs: make([]int32, blocks), cur: -1,
+		seq: make([]uint64, blocks), done: make([]uint32, blocks),
+		unpublished: make([]int, 0, blocks), marked: make([]bool, blocks)}
 }
 
 func (r *rxRing) status(b int) *uint32 {
 	return (*uint32)(unsafe.Pointer(&r.mem[b*r.blockSize+blockStatusOff]))
 }
 
-// take returns the next block the kernel has handed over, held once for
-// its dispatch, or -1 when there is none.
+// take returns the next block to forward, held once for its dispatch, or
+// -1 when there is none: first the backlog an earlier owner left, then
+// the blocks the kernel hands over, in ring order. Its first done[b]
+// packets are already handled.
 func (r *rxRing) take() int {
-	b := r.next
-	if r.refs[b] != 0 || atomic.LoadUint32(r.status(b))&tpStatusUser == 0 {
-		return -1
+	var b int
+	if len(r.backlog) > 0 {
+		b = r.backlog[0]
+		r.backlog = r.backlog[1:]
+	} else {
+		b = r.next
+		if r.refs[b] != 0 || atomic.LoadUint32(r.status(b))&tpStatusUser == 0 {
+			return -1
+		}
+		r.next = (b + 1) % len(r.refs)
+		r.seq[b], r.done[b] = r.blockSeq(b), 0
 	}
-	r.next = (b + 1) % len(r.refs)
 	r.refs[b] = 1
 	r.held++
+	r.mark(b)
 	return b
 }
 
@@ -95,15 +131,15 @@ func (r *rxRing) hold(b int) { r.refs[b]++ }
 
 // release drops one hold on block b and gives the block back to the
 // kernel with the last. It reports whether the ring is closed and no
-// longer holds any block, so it can be unmapped.
+// longer holds any block, so it can be unmapped. A closed ring gives its
+// blocks back too: the supervisor keeps the socket, and the mapping stays
+// valid until the ring is unmapped.
 func (r *rxRing) release(b int) (done bool) {
 	if r.refs[b]--; r.refs[b] > 0 {
 		return false
 	}
 	r.held--
-	if !r.closed {
-		atomic.StoreUint32(r.status(b), tpStatusKernel)
-	}
+	atomic.StoreUint32(r.status(b), tpStatusKernel)
 	return r.closed && r.held == 0
 }
 
@@ -126,6 +162,17 @@ func (it *blockIter) start(blk []byte) {
 	it.blk = blk
 	it.left = int(binary.LittleEndian.Uint32(blk[blockNumPktsOff:]))
 	it.off = int(binary.LittleEndian.Uint32(blk[blockFirstOff:]))
+}
+
+// skip passes over the first n packets, which an earlier owner of the ring
+// handled. It reports false when the block ends before.
+func (it *blockIter) skip(n int) bool {
+	for range n {
+		if _, _, ok, _ := it.next(); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // next returns the next packet as forward takes it: pkt from its
@@ -186,6 +233,33 @@ func ringMeta(status, tci uint32) rxMeta {
 // (relaysock.MaxRingBlocks is 4,096).
 type ringTable struct {
 	rings []*rxRing // by id; nil when free
+}
+
+// publish records, in every ring, how far the worker got with the blocks
+// it took since the last call. The backends call it right before each
+// system call that hands sends to the kernel (an io_uring submit, a
+// sendmmsg), so that what a ring says is handled has been sent, or is in
+// the call being made, and what it does not say has not: a worker killed
+// at any point leaves its successor exactly the packets it never sent, but
+// for those of the one call it was making when killed.
+func (t *ringTable) publish() {
+	for _, r := range t.rings {
+		if r != nil && len(r.unpublished) > 0 {
+			r.publish()
+		}
+	}
+}
+
+// lookupRing returns the ring of the socket with inode ino, nil if none:
+// a socket the worker closed while sends still pointed into its ring and
+// now opens again.
+func (t *ringTable) lookupRing(ino uint64) *rxRing {
+	for _, r := range t.rings {
+		if r != nil && r.ino == ino {
+			return r
+		}
+	}
+	return nil
 }
 
 // add gives r an id.

@@ -20,6 +20,22 @@ func mapRing(fd int, g *relaysock.Ring) (*rxRing, error) {
 	return newRxRing(mem, g.Blocks, g.BlockSize), nil
 }
 
+// ringOf reports whether input socket fd has a receive ring, and the
+// socket's inode, which names the socket across duplicates. The
+// supervisor switches a socket to TPACKET_V3 only to give it a ring
+// (relaysock.OpenIngress).
+func ringOf(fd int) (ring bool, ino uint64, err error) {
+	v, err := unix.GetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION)
+	if err != nil {
+		return false, 0, fmt.Errorf("read PACKET_VERSION: %w", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return false, 0, fmt.Errorf("stat input socket: %w", err)
+	}
+	return v == unix.TPACKET_V3, st.Ino, nil
+}
+
 func unmapRing(r *rxRing) {
 	_ = unix.Munmap(r.mem)
 	r.mem = nil

@@ -234,6 +234,10 @@ func (b *uringBackend) addInput(in *input) error {
 	b.gen = (b.gen + 1) & udGenMask
 	in.gen, in.armed, in.failing, in.rearmAt = b.gen, false, false, time.Time{}
 	b.rearm = true
+	// Blocks an earlier worker left are relayed at once: the socket may
+	// not turn readable for them (it does for the block handed over
+	// last).
+	b.more = b.more || in.ring != nil && len(in.ring.backlog) > 0
 	return nil
 }
 
@@ -261,8 +265,10 @@ func (b *uringBackend) removeInput(in *input) {
 }
 
 // sync submits queued operations; the kernel resolves their fds on
-// submission, so sockets may be closed afterwards.
+// submission, so sockets may be closed afterwards. The rings' progress is
+// published first: the sends go to the kernel with this call.
 func (b *uringBackend) sync() {
+	b.w.rings.publish()
 	if _, err := b.ring.Submit(); err != nil {
 		b.w.log.Error("io_uring submit", "err", err)
 	}
@@ -278,6 +284,7 @@ func (b *uringBackend) poll(timeout time.Duration) error {
 	if b.more {
 		timeout = 0
 	}
+	b.w.rings.publish()
 	if _, err := b.ring.SubmitAndWait(1, timeout); err != nil {
 		return fmt.Errorf("io_uring wait: %w", err)
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/internal/manpage"
+	"github.com/mcrelay/mcr/internal/relaysock"
 	"github.com/mcrelay/mcr/supervisor"
 	"github.com/mcrelay/mcr/worker"
 )
@@ -97,6 +98,7 @@ func rootCommand(stdout, stderr io.Writer, getenv func(string) string, entry ent
 type supervisorFlags struct {
 	numWorkers    int
 	cpus          string
+	fanout        string
 	controlSocket string
 	configPath    string
 	backend       string
@@ -143,6 +145,9 @@ saved to it before it is acknowledged (--config-autosave).`,
 	fl := cmd.Flags()
 	fl.IntVar(&f.numWorkers, "num-workers", 0, "workers to spawn (default: number of usable CPUs)")
 	fl.StringVar(&f.cpus, "cpus", "", "cores to pin workers to, e.g. 0-3,8 (default: all usable)")
+	fl.StringVar(&f.fanout, "fanout", "hash",
+		"how an input's packets are spread over the workers: hash (each flow on one worker: never reordered) "+
+			"or cpu (each packet to the worker pinned to the CPU that received it)")
 	fl.StringVar(&f.controlSocket, "control-socket", socket, "operator socket path (env "+socketEnv+")")
 	fl.StringVar(&f.configPath, "config", "", "rules file loaded at start, target of config save, reloaded on SIGHUP")
 	fl.BoolVar(&f.autosave, "config-autosave", true,
@@ -204,6 +209,11 @@ func (f *supervisorFlags) supervisorConfig(stderr io.Writer) (supervisor.Config,
 		}
 		cfg.CPUs = cpus
 	}
+	fanout, err := relaysock.ParseFanout(f.fanout)
+	if err != nil {
+		return cfg, fmt.Errorf("--fanout: %w", err)
+	}
+	cfg.Fanout = fanout
 	switch f.backend {
 	case worker.BackendAuto, worker.BackendUring, worker.BackendMmsg:
 	default:

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/mcrelay/mcr/internal/relaysock"
 	"github.com/mcrelay/mcr/supervisor"
 	"github.com/mcrelay/mcr/worker"
 )
@@ -49,6 +50,7 @@ func TestSupervisorFlags(t *testing.T) {
 	defaults := supervisor.Config{
 		ControlSocket: supervisor.DefaultControlSocket,
 		Backend:       "auto",
+		Fanout:        relaysock.FanoutHash,
 		RingBlocks:    64,
 		RingTimeout:   time.Millisecond,
 		StatsInterval: time.Second,
@@ -69,7 +71,7 @@ func TestSupervisorFlags(t *testing.T) {
 				"--config", "/etc/mcr.json", "--backend", "mmsg", "--stats-interval", "250ms",
 				"--log-level", "debug", "--log-format", "json", "--metrics-listen", ":9100",
 				"--worker-user", "mcr", "--socket-group", "mcradm", "--rx-ring-blocks", "16", "--rx-ring-timeout", "4ms",
-				"--exclusive-inputs", "--config-autosave=false"},
+				"--exclusive-inputs", "--config-autosave=false", "--fanout", "cpu"},
 			want: func(c *supervisor.Config) {
 				c.NumWorkers, c.CPUs, c.ControlSocket, c.ConfigPath = 3, []int{0, 1, 3}, "/tmp/s.sock", "/etc/mcr.json"
 				c.Backend, c.StatsInterval, c.MetricsListen = "mmsg", 250*time.Millisecond, ":9100"
@@ -77,6 +79,7 @@ func TestSupervisorFlags(t *testing.T) {
 				c.RingBlocks, c.RingTimeout = 16, 4*time.Millisecond
 				c.ExclusiveInputs = true
 				c.NoConfigAutosave = true
+				c.Fanout = relaysock.FanoutCPU
 			},
 			wantLevel: slog.LevelDebug,
 		},
@@ -183,6 +186,8 @@ func TestExitStatus(t *testing.T) {
 			wantStderr: "mcrd: unknown flag: --bogus\nRun 'mcrd supervisor --help' for usage.\n"},
 		{name: "bad cpus", args: []string{"supervisor", "--cpus", "0-"}, wantCode: exitUsage,
 			wantStderr: "mcrd: --cpus: parse CPU list \"0-\": \"0-\": missing CPU number\nRun 'mcrd supervisor --help' for usage.\n"},
+		{name: "bad fanout", args: []string{"supervisor", "--fanout", "rss"}, wantCode: exitUsage,
+			wantStderr: "mcrd: --fanout: fanout mode \"rss\": want hash or cpu\n"},
 		{name: "bad backend", args: []string{"supervisor", "--backend", "dpdk"}, wantCode: exitUsage,
 			wantStderr: "mcrd: --backend \"dpdk\": want auto, uring or mmsg\n"},
 		{name: "bad log format", args: []string{"supervisor", "--log-format", "xml"}, wantCode: exitUsage,

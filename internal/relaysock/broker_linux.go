@@ -375,12 +375,15 @@ func answer(req Request, open Opener) (int, Reply) {
 }
 
 // Open opens the socket req asks for, with no policy: the caller has
-// decided that req may be served (Grants.Allow).
+// decided that req may be served (Grants.Allow). An ingress socket is
+// opened on its own, joining its group in FanoutHash mode; a supervisor
+// that keeps the members of a group for the workers opens them with
+// OpenIngressGroup instead.
 func Open(req Request) (int, error) {
 	switch {
 	case req.Ingress != nil && req.Egress == nil:
 		in := req.Ingress
-		return OpenIngress(in.IfIndex, in.FanoutID, in.Filter, in.Ring)
+		return OpenIngress(in.IfIndex, in.FanoutID, FanoutHash, in.Filter, in.Ring)
 	case req.Egress != nil && req.Ingress == nil:
 		return OpenEgress(*req.Egress)
 	}

@@ -3,6 +3,8 @@ package relaysock
 import (
 	"errors"
 	"fmt"
+	"runtime"
+	"unsafe"
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
@@ -14,13 +16,23 @@ import (
 // 3,000 full-size frames (skb truesize) while the loop is busy elsewhere.
 const RcvBufSize = 8 << 20
 
-// FanoutMode is the PACKET_FANOUT type and flags every worker uses, so that
-// all of them can join one group per interface (members must agree on type,
-// flags, protocol and device): FANOUT_CPU hands a packet to the member
-// whose index is the receiving CPU modulo the members; DEFRAG reassembles
-// IPv4 fragments before fanout so a datagram's fragments reach one member;
-// IGNORE_OUTGOING keeps the relay's own egress out of every member.
-const FanoutMode = unix.PACKET_FANOUT_CPU | unix.PACKET_FANOUT_FLAG_DEFRAG | unix.PACKET_FANOUT_FLAG_IGNORE_OUTGOING
+// fanoutFlags are the PACKET_FANOUT flags of every group, which all members
+// must agree on (with the type, the protocol and the device): DEFRAG
+// reassembles IPv4 fragments before fanout, so a datagram's fragments reach
+// one member whole and FanoutHash sees its ports; IGNORE_OUTGOING keeps the
+// relay's own egress out of every member.
+const fanoutFlags = unix.PACKET_FANOUT_FLAG_DEFRAG | unix.PACKET_FANOUT_FLAG_IGNORE_OUTGOING
+
+// fanoutType returns the PACKET_FANOUT type of mode.
+func fanoutType(mode Fanout) (int, error) {
+	switch mode {
+	case FanoutHash:
+		return unix.PACKET_FANOUT_HASH, nil
+	case FanoutCPU:
+		return unix.PACKET_FANOUT_CBPF, nil
+	}
+	return 0, fmt.Errorf("fanout mode %v: want hash or cpu", mode)
+}
 
 // OpenIngress opens the ingress socket of one interface: SOCK_RAW with
 // PACKET_VNET_HDR, so that every packet starts with a struct
@@ -33,15 +45,20 @@ const FanoutMode = unix.PACKET_FANOUT_CPU | unix.PACKET_FANOUT_FLAG_DEFRAG | uni
 // (SKF_NET_OFF), as the link header's length depends on the device. The
 // socket takes all protocols (IPv4 and IPv6 on one socket) without
 // outgoing copies, has a large receive buffer, and joins fanout group
-// fanoutID.
+// fanoutID in mode; a FanoutCPU group hands every packet to its first
+// member until SetCPUProgram gives it its program.
 //
 // With a ring, packets go to a TPACKET_V3 receive ring instead of the
 // receive queue, which the worker maps (worker's rxRing). The ring is set
 // up before bind and fanout: setting it later would briefly unhook the
-// socket, and re-link it last in the fanout group, out of CPU order.
-func OpenIngress(ifindex, fanoutID int, prog []bpf.RawInstruction, ring *Ring) (int, error) {
+// socket, and re-link it last in the fanout group, out of slot order.
+func OpenIngress(ifindex, fanoutID int, mode Fanout, prog []bpf.RawInstruction, ring *Ring) (int, error) {
 	if fanoutID < 1 || fanoutID > 0xffff {
 		return -1, fmt.Errorf("open input on ifindex %d: fanout id %d out of range 1..65535", ifindex, fanoutID)
+	}
+	typ, err := fanoutType(mode)
+	if err != nil {
+		return -1, fmt.Errorf("open input on ifindex %d: %w", ifindex, err)
 	}
 	if ring != nil {
 		if err := ring.Validate(); err != nil {
@@ -52,7 +69,7 @@ func OpenIngress(ifindex, fanoutID int, prog []bpf.RawInstruction, ring *Ring) (
 	if err != nil {
 		return -1, fmt.Errorf("open AF_PACKET socket: %w", err)
 	}
-	if err := setUpIngress(fd, ifindex, fanoutID, prog, ring); err != nil {
+	if err := setUpIngress(fd, ifindex, fanoutID, typ, prog, ring); err != nil {
 		unix.Close(fd)
 		return -1, err
 	}
@@ -61,7 +78,7 @@ func OpenIngress(ifindex, fanoutID int, prog []bpf.RawInstruction, ring *Ring) (
 
 // setUpIngress makes the fresh socket fd the ingress socket OpenIngress
 // describes; the caller closes fd when it fails.
-func setUpIngress(fd, ifindex, fanoutID int, prog []bpf.RawInstruction, ring *Ring) error {
+func setUpIngress(fd, ifindex, fanoutID, typ int, prog []bpf.RawInstruction, ring *Ring) error {
 	// Before bind: a bound socket could queue a packet without the header.
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
 		return fmt.Errorf("set PACKET_VNET_HDR on ifindex %d: %w", ifindex, err)
@@ -87,15 +104,48 @@ func setUpIngress(fd, ifindex, fanoutID int, prog []bpf.RawInstruction, ring *Ri
 	if err := setBuffer(fd, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, RcvBufSize); err != nil {
 		return fmt.Errorf("set receive buffer on ifindex %d: %w", ifindex, err)
 	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_FANOUT, fanoutID|FanoutMode<<16); err != nil {
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_FANOUT, fanoutID|(typ|fanoutFlags)<<16); err != nil {
 		return fmt.Errorf("join fanout group %d on ifindex %d: %w", fanoutID, ifindex, err)
 	}
 	return nil
 }
 
+// SetCPUProgram gives the FanoutCPU group that member socket fd belongs to
+// the program CPUProgram(cores) (PACKET_FANOUT_DATA): the kernel keeps one
+// program per group and swaps it atomically.
+func SetCPUProgram(fd int, cores []int) error {
+	prog, err := CPUProgram(cores)
+	if err != nil {
+		return err
+	}
+	// bpf.RawInstruction has the layout of struct sock_filter.
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: (*unix.SockFilter)(unsafe.Pointer(&prog[0]))}
+	err = unix.SetsockoptSockFprog(fd, unix.SOL_PACKET, unix.PACKET_FANOUT_DATA, &fprog)
+	runtime.KeepAlive(prog)
+	if err != nil {
+		return fmt.Errorf("set the CPU fanout program (PACKET_FANOUT_DATA): %w", err)
+	}
+	return nil
+}
+
+// PacketDrops returns the packets the kernel dropped on AF_PACKET socket
+// fd since the last read, by anyone holding the socket: reading
+// PACKET_STATISTICS resets the kernel's counters (packet(7)), so callers
+// accumulate. The leading fields of struct tpacket_stats and
+// tpacket_stats_v3 agree, and the kernel copies no more than asked, so one
+// read serves sockets with and without a TPACKET_V3 ring.
+func PacketDrops(fd int) (uint64, error) {
+	st, err := unix.GetsockoptTpacketStats(fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
+	if err != nil {
+		return 0, fmt.Errorf("read PACKET_STATISTICS: %w", err)
+	}
+	return uint64(st.Drops), nil
+}
+
 // setRing switches fd to TPACKET_V3 and gives it a receive ring of
 // geometry r, one frame per block (V3 packs packets of any size into a
-// block; frames only matter to the kernel's arithmetic).
+// block; frames only matter to the kernel's arithmetic), each block with a
+// private area of RingPrivSize bytes.
 func setRing(fd int, r *Ring) error {
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
 		return fmt.Errorf("set PACKET_VERSION TPACKET_V3: %w", err)
@@ -106,6 +156,7 @@ func setRing(fd int, r *Ring) error {
 		Frame_size:     uint32(r.BlockSize),
 		Frame_nr:       uint32(r.Blocks),
 		Retire_blk_tov: uint32(r.TimeoutMS),
+		Sizeof_priv:    RingPrivSize,
 	}
 	if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
 		return fmt.Errorf("set PACKET_RX_RING (%d blocks of %d bytes): %w", r.Blocks, r.BlockSize, err)

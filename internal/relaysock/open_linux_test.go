@@ -100,10 +100,10 @@ func TestFailedOpensLeakNoFD(t *testing.T) {
 			return OpenEgress(EgressKey{IfIndex: 1 << 30, V6: true, Raw: true})
 		}},
 		{"ingress on a missing ifindex", syscall.ENODEV, func() (int, error) {
-			return OpenIngress(1<<30, 7, acceptAll, nil)
+			return OpenIngress(1<<30, 7, FanoutHash, acceptAll, nil)
 		}},
 		{"ingress in a fanout group of another mode", syscall.EINVAL, func() (int, error) {
-			return OpenIngress(lo, 7, acceptAll, ring)
+			return OpenIngress(lo, 7, FanoutCPU, acceptAll, ring)
 		}},
 	} {
 		if err := ns.Do(func() error { return failsWithoutLeak(tc.want, tc.open) }); err != nil {
@@ -113,7 +113,7 @@ func TestFailedOpensLeakNoFD(t *testing.T) {
 }
 
 // openOtherFanout opens an AF_PACKET socket on ifindex in ns that holds
-// fanout group id in hash mode, which OpenIngress's mode cannot join.
+// fanout group id in hash mode without flags, which no OpenIngress can join.
 func openOtherFanout(ns *netnstest.NS, ifindex, id int) (int, error) {
 	fd := -1
 	err := ns.Do(func() error {

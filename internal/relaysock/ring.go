@@ -13,13 +13,21 @@ type Ring struct {
 	TimeoutMS int `json:"timeout_ms"`
 }
 
+// RingPrivSize is the size of every ring block's private area
+// (tpacket_req3.tp_sizeof_priv), which the kernel reserves between the
+// block header and the first packet and never writes: the worker keeps
+// there how far it got with the block, so that the next worker of the slot,
+// which inherits the ring with the socket, resumes where it stopped
+// (worker's ring takeover).
+const RingPrivSize = 16
+
 // Limits on what a worker may ask for: the ring is kernel memory the
 // supervisor allocates on the worker's behalf.
 const (
 	// MinRingBlockSize holds the largest datagram FANOUT_FLAG_DEFRAG
 	// reassembles or a UDP GSO aggregate (64 KiB of IP packet) with the
-	// ring's per-packet and per-block headers: a smaller block would
-	// truncate those.
+	// ring's per-packet and per-block headers and the block's private
+	// area: a smaller block would truncate those.
 	MinRingBlockSize = 128 << 10
 	MaxRingBlockSize = 4 << 20
 	MaxRingBlocks    = 4096

@@ -1,0 +1,171 @@
+package worker
+
+import (
+	"cmp"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/mcrelay/mcr/internal/relaysock"
+)
+
+// Ring takeover: one ring, several owners in turn.
+//
+// The supervisor keeps each slot's input socket, and so its receive ring,
+// across the worker lives of the slot (docs/architecture.md, "Worker
+// restarts"). A worker that dies or hangs leaves the ring as it was: the
+// blocks it had not given back are still the user's (TP_STATUS_USER) and
+// the kernel, once it reaches one of them, freezes and drops. The next
+// worker of the slot maps the same ring and must relay what the previous
+// one left, in order and once, before it reads on where the kernel hands
+// over next. What the kernel keeps in a TPACKET_V3 block header
+// (net/packet/af_packet.c) tells enough:
+//
+//   - seq_num: prb_open_block stamps every block it opens for filling with
+//     the next number of a counter that starts at 1 when the ring is set up,
+//     and blocks are opened in ring order. So the block with the highest
+//     seq_num is the one the kernel opened last: still the kernel's, it is
+//     being filled and is the next handed over; already the user's, it is
+//     full and the one after it comes next (the kernel is filling it, or is
+//     frozen waiting for it). Ordering the user's blocks by seq_num orders
+//     them as they were filled, and all of them were filled before the
+//     next one.
+//   - The private area (tp_sizeof_priv = relaysock.RingPrivSize), which
+//     the kernel reserves after the block header and never writes: a
+//     worker that takes a block writes there the block's seq_num and how
+//     many of its packets it has handled, each time before it hands sends
+//     to the kernel (ringTable.publish). A block whose private area carries
+//     its current seq_num was taken by an earlier worker, which handled
+//     that many of its packets; any other block was never taken in its
+//     current fill.
+//
+// adopt reads all of it once, when a worker maps a ring: the user's blocks
+// become the backlog, oldest first, each resumed after the packets an
+// earlier worker handled (and given back at once when it handled all), and
+// the worker reads on from the kernel's position. The kernel writes the
+// block headers only of blocks it owns and a block's status last, so a
+// block the scan sees as the kernel's but that the kernel hands over during
+// the scan is simply read later as the next one.
+//
+// What is not kept: the packets whose sends were in the one system call
+// the earlier worker was making when it died (they count as handled) and,
+// without a ring, whatever the worker had received into its own buffers.
+// What the kernel dropped while no worker read the ring is in the socket's
+// drop counter, which the next reader (the supervisor when the worker
+// dies, or the next worker) counts in kernel_drops.
+
+// Layout of a block's private area.
+const (
+	privSeqOff  = 0 // u64: the block's seq_num when taken
+	privDoneOff = 8 // u32: packets of that fill handled
+)
+
+// adopted is what adopt found.
+type adopted struct {
+	// Backlog is how many blocks an earlier owner left to relay, Resumed
+	// how many of them it had started, Skipped the packets of those it had
+	// handled, and Returned how many blocks it had finished and not given
+	// back (given back now).
+	Backlog, Resumed, Skipped, Returned int
+}
+
+// checkPriv returns an error unless the ring's blocks have the private
+// area of relaysock.RingPrivSize bytes right after the block header.
+// Block 0 tells for all: the kernel opens it when the ring is set up and
+// writes the same offsets into every block it opens.
+func (r *rxRing) checkPriv() error {
+	blk := r.block(0)
+	priv := binary.LittleEndian.Uint32(blk[blockPrivOff:])
+	first := binary.LittleEndian.Uint32(blk[blockFirstOff:])
+	if priv != blockHdrLen || first < priv+relaysock.RingPrivSize {
+		return fmt.Errorf("receive ring without a %d-byte private area in its blocks (offsets %d, %d)",
+			relaysock.RingPrivSize, priv, first)
+	}
+	return nil
+}
+
+// blockSeq returns the seq_num of block b. The kernel writes it while it
+// owns the block, so the load is atomic.
+func (r *rxRing) blockSeq(b int) uint64 {
+	return atomic.LoadUint64((*uint64)(unsafe.Pointer(&r.mem[b*r.blockSize+blockSeqOff])))
+}
+
+func (r *rxRing) priv(b int) []byte {
+	off := b*r.blockSize + blockHdrLen
+	return r.mem[off : off+relaysock.RingPrivSize]
+}
+
+// adopt takes over a ring just mapped, which earlier owners may have left
+// with blocks not given back (see above). It must run before the first
+// take.
+func (r *rxRing) adopt() adopted {
+	type userBlock struct {
+		b   int
+		seq uint64
+	}
+	var user []userBlock
+	newest, newestUser := 0, false
+	var newestSeq uint64
+	for b := range r.refs {
+		isUser := atomic.LoadUint32(r.status(b))&tpStatusUser != 0
+		seq := r.blockSeq(b)
+		if seq > newestSeq {
+			newest, newestSeq, newestUser = b, seq, isUser
+		}
+		if isUser {
+			user = append(user, userBlock{b, seq})
+		}
+	}
+	r.next = newest
+	if newestUser {
+		r.next = (newest + 1) % len(r.refs)
+	}
+	slices.SortFunc(user, func(x, y userBlock) int { return cmp.Compare(x.seq, y.seq) })
+	var a adopted
+	r.backlog = r.backlog[:0]
+	for _, u := range user {
+		p := r.priv(u.b)
+		var done uint32
+		if binary.LittleEndian.Uint64(p[privSeqOff:]) == u.seq {
+			done = binary.LittleEndian.Uint32(p[privDoneOff:])
+		}
+		if done > 0 && done >= binary.LittleEndian.Uint32(r.block(u.b)[blockNumPktsOff:]) {
+			atomic.StoreUint32(r.status(u.b), tpStatusKernel)
+			a.Returned++
+			continue
+		}
+		r.seq[u.b], r.done[u.b] = u.seq, done
+		r.backlog = append(r.backlog, u.b)
+		a.Backlog++
+		if done > 0 {
+			a.Resumed++
+			a.Skipped += int(done)
+		}
+	}
+	return a
+}
+
+// mark lists block b for the next publish.
+func (r *rxRing) mark(b int) {
+	if !r.marked[b] {
+		r.marked[b] = true
+		r.unpublished = append(r.unpublished, b)
+	}
+}
+
+// publish writes the progress of every block listed since the last call
+// into its private area; the block being forwarded stays listed.
+func (r *rxRing) publish() {
+	for _, b := range r.unpublished {
+		p := r.priv(b)
+		binary.LittleEndian.PutUint64(p[privSeqOff:], r.seq[b])
+		binary.LittleEndian.PutUint32(p[privDoneOff:], r.done[b])
+		r.marked[b] = false
+	}
+	r.unpublished = r.unpublished[:0]
+	if r.cur >= 0 {
+		r.mark(r.cur)
+	}
+}
