@@ -56,6 +56,7 @@ type worker struct {
 	eof  bool // the command socket reached end of file
 
 	rings   ringTable // the inputs' receive rings
+	mod     moderator // wake-up moderation of frame rings
 	iter    blockIter // scratch of forwardBlock
 	copies  copyPool  // packets larger than a frame of a frame ring
 	discard [1]byte   // what forwardCopy reads a packet into when no copy buffer is free
@@ -101,6 +102,10 @@ func newWorker(cfg Config) (*worker, error) {
 	}
 	w := &worker{cfg: cfg, logw: &recordWriter{write: fdWriter(cfg.LogFD)}}
 	w.log = newLogger(w.logw, cfg.ID)
+	// The loop's thread sleeps for moderation naps of tens of
+	// microseconds and waits with io_uring timeouts: the default 50 µs
+	// of timer slack would stretch each.
+	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1000, 0, 0, 0)
 	if cfg.Core >= 0 {
 		if err := pin(cfg.Core); err != nil {
 			w.log.Warn("cannot pin to core", "core", cfg.Core, "err", err)
@@ -210,6 +215,9 @@ func (w *worker) run() error {
 			return nil
 		}
 		now := time.Now()
+		if nap := w.napAfter(now); nap > 0 {
+			napFor(nap)
+		}
 		if now.Before(next) {
 			w.rep.fw.flush()
 			continue
@@ -219,6 +227,15 @@ func (w *worker) run() error {
 			next = now.Add(interval)
 		}
 	}
+}
+
+// napAfter returns how long to nap after a batch (moderator): 0 with
+// --busy-poll or without frame rings.
+func (w *worker) napAfter(now time.Time) time.Duration {
+	if w.cfg.BusyPoll || !w.rings.hasFrames() {
+		return 0
+	}
+	return w.mod.observe(now, w.d.c.RxPackets)
 }
 
 // tick does the periodic work: kernel drop counters, retrying sockets that
@@ -531,7 +548,7 @@ func (w *worker) countDrops(in *input) {
 	w.d.c.RingFull += freezes
 	if freezes > 0 {
 		w.log.Warn("receive ring full: packets dropped", "ifindex", in.ifindex, "freezes", freezes, "dropped", drops,
-			"blocks", len(in.ring.refs))
+			"ring_size", len(in.ring.refs))
 	}
 }
 
@@ -569,4 +586,11 @@ func (w *worker) openEgress(e *egress) error {
 func (w *worker) closeEgress(e *egress) {
 	unix.Close(e.fd)
 	e.fd = -1
+}
+
+// napFor sleeps for d on the calling thread, without the Go scheduler's
+// timers, which would wake another thread to run the loop's goroutine.
+func napFor(d time.Duration) {
+	ts := unix.NsecToTimespec(int64(d))
+	_ = unix.Nanosleep(&ts, nil)
 }

@@ -342,6 +342,16 @@ func (t *ringTable) publish() {
 	}
 }
 
+// hasFrames reports whether any ring is a frame ring.
+func (t *ringTable) hasFrames() bool {
+	for _, r := range t.rings {
+		if r != nil && r.frames {
+			return true
+		}
+	}
+	return false
+}
+
 // lookupRing returns the ring of the socket with inode ino, nil if none:
 // a socket the worker closed while sends still pointed into its ring and
 // now opens again.

@@ -297,6 +297,7 @@ main() {
 	done
 
 	report | tee "$OUT/summary.md"
+	charts -latency
 	log "results: $OUT/summary.md (these tables), $OUT/summary.csv (medians), $OUT/points.csv (every point); logs: $OUT/logs"
 }
 

@@ -500,3 +500,13 @@ reprint() {
 
 # machine KEY — the value of the "KEY: value" line of machine.txt.
 machine() { sed -n "s/^$1: //p" "$OUT/machine.txt" 2>/dev/null; }
+
+# charts KIND — SVG bar charts of $OUT/summary.csv, written next to it
+# (scripts/bench/charts; KIND is -run or -latency). Skipped without Go.
+charts() {
+	if ! command -v go >/dev/null; then
+		log "no go in PATH: charts skipped (go run ./scripts/bench/charts $1 $OUT/summary.csv -out DIR)"
+		return 0
+	fi
+	(cd "$repo" && go run ./scripts/bench/charts "$1" "$OUT/summary.csv" -out "$OUT") || log "charts failed"
+}
