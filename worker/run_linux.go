@@ -216,6 +216,7 @@ func (w *worker) run() error {
 		}
 		now := time.Now()
 		if nap := w.napAfter(now); nap > 0 {
+			w.b.sync() // the batch's sends leave before the nap, not after
 			napFor(nap)
 		}
 		if now.Before(next) {
