@@ -83,6 +83,14 @@ func Run(cfg Config) error {
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	// A worker started confined to one CPU gets one P. When the runtime
+	// runs something of its own on it (a GC worker, the scavenger) while
+	// the loop's thread sleeps in io_uring_enter, the thread finds no P
+	// when a packet wakes it and waits for Go's preemption, up to 10 ms.
+	// A second P lets it run at once; the kernel shares the core.
+	if runtime.GOMAXPROCS(0) < 2 {
+		runtime.GOMAXPROCS(2)
+	}
 	w, err := newWorker(c)
 	if err != nil {
 		return err
