@@ -288,9 +288,11 @@ func (q *cmdQueue) signal() {
 // commandBatch is what the writer takes from a queue at once: frames, or a
 // snapshot of the ruleset to send as SyncRules, or Shutdown.
 type commandBatch struct {
-	frames   [][]byte
-	sync     []controlproto.WorkerRule
-	syncing  bool
+	frames  [][]byte
+	sync    []controlproto.WorkerRule
+	syncing bool
+	trace   []byte // the WTrace frame that follows a SyncRules
+
 	shutdown bool
 }
 
@@ -313,6 +315,7 @@ func (p *Pool) takeCommands(w *workerProc) (commandBatch, bool) {
 			// lock as Update changes the ruleset and queues: every
 			// update is either in this snapshot or queued after it.
 			b.sync, b.syncing = p.ruleSliceLocked(), true
+			b.trace = p.traceFrame
 		case queueFrames:
 			b.frames = q.frames
 		default:
@@ -376,6 +379,9 @@ func (b *commandBatch) encode() ([][]byte, error) {
 			if frames[i], err = controlproto.AppendFrame(nil, cmds[i]); err != nil {
 				return nil, fmt.Errorf("encode SyncRules part %d: %w", i, err)
 			}
+		}
+		if b.trace != nil {
+			frames = append(frames, b.trace)
 		}
 		return frames, nil
 	}
