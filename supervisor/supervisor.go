@@ -14,6 +14,7 @@ import (
 	"github.com/mcrelay/mcr/ingressdrop"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/supervisor/tuning"
 	"github.com/mcrelay/mcr/tracing"
 )
 
@@ -118,7 +119,7 @@ func start(cfg Config) (*instance, error) {
 		RingBlocks: cfg.RingBlocks, RingTimeout: cfg.RingTimeout, SocketRetry: cfg.SocketRetry,
 	})
 	mc := masterConfig{
-		Log: log, DP: newTuningCheck(pool, log, readHostTuning, installedTuneScript()), Stats: agg,
+		Log: log, DP: tuningCheck{pool, tuning.NewCheck(log)}, Stats: agg,
 		Groups: openUDPGroupSocket, Fanout: newFanoutIDs(probeFanoutID, os.Getpid()),
 		Raw: raw,
 	}
