@@ -14,6 +14,7 @@ import (
 	"github.com/mcrelay/mcr/ingressdrop"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/supervisor/sdnotify"
 	"github.com/mcrelay/mcr/supervisor/tuning"
 	"github.com/mcrelay/mcr/tracing"
 )
@@ -168,7 +169,7 @@ func start(cfg Config) (*instance, error) {
 		})
 	}
 	in.goBackground(func() { in.announceReady(ctx) })
-	if interval, ok := watchdogInterval(); ok {
+	if interval, ok := sdnotify.WatchdogInterval(); ok {
 		in.goBackground(func() { in.feedWatchdog(ctx, interval) })
 	}
 	return in, nil
@@ -189,7 +190,7 @@ func (in *instance) goBackground(f func()) {
 // streams again while the workers still relay), the workers get Shutdown
 // and SIGKILL after 2 s, and every group is left.
 func (in *instance) stop() {
-	if err := notifyStopping(); err != nil {
+	if err := sdnotify.Stopping(); err != nil {
 		in.log.Debug("notify systemd", "err", err)
 	}
 	if in.srv != nil {
@@ -207,11 +208,11 @@ func (in *instance) stop() {
 // reload reloads --config on SIGHUP, telling systemd RELOADING=1 before and
 // READY=1 after.
 func (in *instance) reload() {
-	if err := notifyReloading(); err != nil {
+	if err := sdnotify.Reloading(); err != nil {
 		in.log.Debug("notify systemd", "err", err)
 	}
 	in.d.reload()
-	if err := notifyReady(); err != nil {
+	if err := sdnotify.Ready(); err != nil {
 		in.log.Debug("notify systemd", "err", err)
 	}
 }
@@ -222,7 +223,7 @@ func (in *instance) announceReady(ctx context.Context) {
 		return // shutting down before the workers ran
 	}
 	in.log.Info("mcrd supervisor ready", "workers", len(in.pool.Workers()))
-	if err := notifyReady(); err != nil {
+	if err := sdnotify.Ready(); err != nil {
 		in.log.Warn("notify systemd", "err", err)
 	}
 }
@@ -246,7 +247,7 @@ func (in *instance) feedWatchdog(ctx context.Context, interval time.Duration) {
 			in.log.Warn("watchdog not fed", "err", err)
 			continue
 		}
-		if err := notifyWatchdog(); err != nil {
+		if err := sdnotify.Watchdog(); err != nil {
 			in.log.Warn("notify systemd", "err", err)
 		}
 	}
