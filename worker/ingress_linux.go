@@ -24,6 +24,16 @@ func buildFilter(ifindex int, matches []inputMatch) ([]bpf.RawInstruction, error
 	return atNetworkHeader(p.Instructions), nil
 }
 
+// inputFilter is buildFilter for in, or, while a rule on in is traced, a
+// program that accepts every packet: a trace shows the packets no rule
+// wants (wrong group, port or source) only if they reach the worker.
+func inputFilter(in *input, matches []inputMatch) ([]bpf.RawInstruction, error) {
+	if in.traced {
+		return []bpf.RawInstruction{{Op: 0x06, K: filter.SnapLen}}, nil // BPF_RET|BPF_K
+	}
+	return buildFilter(in.ifindex, matches)
+}
+
 // inputProgram returns the prefilter to attach to in's open socket: prog,
 // from buildFilter, behind filter.DropVLANTagged unless in has a receive
 // ring. A ring's per-packet status shows the worker a VLAN tag the kernel
