@@ -63,10 +63,10 @@ func sendTo(t *testing.T, c *net.UDPConn, dst string, payload []byte) {
 
 // traceReader reads a rule's trace from the daemon on its own connection.
 type traceReader struct {
-	t      *testing.T
-	c      *controlproto.Client
-	id     string
-	since  uint64
+	t     *testing.T
+	c     *controlproto.Client
+	id    string
+	since uint64
 }
 
 func (d *daemon) dialTrace(id string) *traceReader {
