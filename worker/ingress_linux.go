@@ -24,6 +24,16 @@ func buildFilter(ifindex int, matches []inputMatch) ([]bpf.RawInstruction, error
 	return prefilter.AtNetworkHeader(p.Instructions), nil
 }
 
+// inputFilter is buildFilter for in, or, while a rule on in is traced, a
+// program that accepts every packet: a trace shows the packets no rule
+// wants (wrong group, port or source) only if they reach the worker.
+func inputFilter(in *input, matches []inputMatch) ([]bpf.RawInstruction, error) {
+	if in.traced {
+		return []bpf.RawInstruction{{Op: 0x06, K: prefilter.SnapLen}}, nil // BPF_RET|BPF_K
+	}
+	return buildFilter(in.ifindex, matches)
+}
+
 // linkHeaderLen returns how many bytes of link-layer header precede the IP
 // header in what the input socket fd on ifindex receives. The socket is
 // SOCK_RAW, which PACKET_VNET_HDR requires (relaysock.OpenIngress), so a

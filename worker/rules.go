@@ -60,6 +60,9 @@ type input struct {
 	unfiltered bool
 	rules      int  // rules on this ifindex
 	dirty      bool // its rule set changed: re-attach the filter (or open, or close)
+	// traced: a rule on it is traced, and its filter lets every packet
+	// through so that the trace shows what no rule wants (trace.go).
+	traced bool
 
 	// Backend state of the io_uring backend: the socket's slot in its
 	// table and generation (both go into the receive's user data, so a
@@ -225,6 +228,8 @@ type ruleDB struct {
 	// in the table, nil when none is traced (trace.go).
 	traces   map[string]*tracer
 	traceIns []traceIn
+	// tracedInputs: some input is marked traced.
+	tracedInputs bool
 }
 
 func newRuleDB(sk sockets, log *slog.Logger) *ruleDB {
@@ -499,6 +504,7 @@ func (db *ruleDB) commit() {
 
 // syncInputs brings every input whose rules changed in line with them.
 func (db *ruleDB) syncInputs() {
+	db.markTracedInputs()
 	matches := map[*input][]inputMatch{}
 	for _, in := range db.inputs {
 		if in.dirty && in.rules > 0 {

@@ -281,7 +281,7 @@ func fdWriter(fd int) func([]byte) (int, error) {
 // when the rules change, closes them and tells the backend.
 
 func (w *worker) openInput(in *input, matches []inputMatch) error {
-	prog, err := buildFilter(in.ifindex, matches)
+	prog, err := inputFilter(in, matches)
 	if err != nil {
 		return err
 	}
@@ -414,7 +414,7 @@ func (w *worker) forwardBlock(in *input, blk int, s sender) {
 }
 
 func (w *worker) filterInput(in *input, matches []inputMatch) error {
-	prog, err := buildFilter(in.ifindex, matches)
+	prog, err := inputFilter(in, matches)
 	if err != nil {
 		return err
 	}

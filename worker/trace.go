@@ -119,6 +119,27 @@ func (db *ruleDB) setTraces(ts []controlproto.WorkerTrace) {
 		db.attachTrace(r)
 	}
 	db.indexTraces()
+	db.dirty = true // the inputs' filters change with commit
+}
+
+// markTracedInputs marks the inputs of traced rules traced and the others
+// not, making those that changed dirty so that their filters change.
+func (db *ruleDB) markTracedInputs() {
+	if db.traces == nil && !db.tracedInputs {
+		return
+	}
+	want := map[*input]bool{}
+	for _, r := range db.byID {
+		if r.trace != nil && r.in != nil {
+			want[r.in] = true
+		}
+	}
+	for _, in := range db.inputs {
+		if in.traced != want[in] {
+			in.traced, in.dirty = want[in], true
+		}
+	}
+	db.tracedInputs = len(want) > 0
 }
 
 // attachTrace points r and its outputs at r's tracer, nil when r is not
