@@ -14,8 +14,9 @@ import (
 )
 
 // maxTraceReport bounds the estimated encoded size of the trace events one
-// snapshot carries; the rest wait in their rings for the next one.
-const maxTraceReport = 4 << 20
+// snapshot carries, so that a snapshot with them still fits the 1 MiB
+// stats pipe in one write; the rest wait in their rings for the next one.
+const maxTraceReport = 512 << 10
 
 // tracer is the trace of one rule in this worker: a ring of events,
 // allocated when the supervisor enables the trace, that the hot path fills
