@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/prefilter"
 	"github.com/mcrelay/mcr/internal/relaysock"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
-	"github.com/mcrelay/mcr/worker/filter"
 )
 
 // sockets is the kernel side of the rule database: the AF_PACKET and UDP
@@ -558,20 +558,20 @@ func (db *ruleDB) syncInput(in *input, m []inputMatch) {
 	var err error
 	if in.fd < 0 {
 		in.fanoutID = in.want
-		if err = db.sk.openInput(in, m); err == nil || errors.Is(err, filter.ErrUnfiltered) {
+		if err = db.sk.openInput(in, m); err == nil || errors.Is(err, prefilter.ErrUnfiltered) {
 			db.log.Info("input open", "ifindex", in.ifindex, "fanout_id", in.fanoutID, "matches", len(m),
 				"ring_blocks", in.ringBlocks())
 		}
 	} else {
 		err = db.sk.filterInput(in, m)
 	}
-	if errors.Is(err, filter.ErrUnguarded) && in.fd >= 0 {
+	if errors.Is(err, prefilter.ErrUnguarded) && in.fd >= 0 {
 		// Not even the guard against VLAN-tagged frames could be
 		// attached: stop relaying from the socket rather than relay
 		// another VLAN's traffic; the retry opens it again.
 		db.sk.closeInput(in)
 	}
-	if errors.Is(err, filter.ErrUnfiltered) {
+	if errors.Is(err, prefilter.ErrUnfiltered) {
 		if !in.unfiltered {
 			db.log.Warn("input relays without a kernel prefilter; unwanted traffic is dropped in userspace", "ifindex", in.ifindex, "err", err)
 		}
