@@ -291,7 +291,10 @@ func (db *ruleDB) commitTraces() {
 // copied.
 func (s *traceSlot) event(id string, worker int, data []byte) tracing.Event {
 	e := tracing.Event{UnixNano: s.nano, Worker: worker, Rule: id, Kind: s.kind, Reason: s.reason,
-		Size: int(s.size), Count: s.count}
+		Size: int(s.size)}
+	if s.count > 1 || s.reason == tracing.RingFull {
+		e.Count = s.count
+	}
 	if s.output >= 0 {
 		o := int(s.output)
 		e.Output = &o
