@@ -69,11 +69,12 @@ const (
 	fieldPath    = "path"
 	fieldConfig  = "config"
 	fieldLevel   = "level"
+	fieldIface   = "interface"
 )
 
 // argFields are the request fields besides "command", in the order errors
 // about them are reported.
-var argFields = []string{fieldRule, fieldID, fieldPath, fieldConfig, fieldLevel}
+var argFields = []string{fieldRule, fieldID, fieldPath, fieldConfig, fieldLevel, fieldIface}
 
 // commandArgs lists, per command, the request fields besides "command" it
 // accepts.
@@ -91,6 +92,7 @@ var commandArgs = map[string][]string{
 	CmdCheckConfig: {fieldPath, fieldConfig},
 	CmdGetLogLevel: nil,
 	CmdSetLogLevel: {fieldLevel},
+	CmdListGroups:  {fieldIface},
 }
 
 // DecodeRequest decodes one request line strictly. Field names must match
@@ -132,6 +134,7 @@ func DecodeRequest(line []byte) (Request, *Error) {
 	req.ID = string(fields[fieldID])
 	req.Path = string(fields[fieldPath])
 	req.Level = string(fields[fieldLevel])
+	req.Interface = string(fields[fieldIface])
 	if raw, ok := fields[fieldRule]; ok {
 		r, err := ruleset.DecodeRule(raw)
 		if err != nil {
@@ -175,7 +178,7 @@ func checkArgs(cmd string, fields map[string][]byte) *Error {
 
 // stringFields are the request fields whose values are JSON strings; the
 // others ("rule", "config") are objects handed to the ruleset decoders.
-var stringFields = map[string]bool{fieldCommand: true, fieldID: true, fieldPath: true, fieldLevel: true}
+var stringFields = map[string]bool{fieldCommand: true, fieldID: true, fieldPath: true, fieldLevel: true, fieldIface: true}
 
 // splitRequest reads the top-level object of a request line into its
 // fields: the text of string fields, the raw JSON of object fields. Null

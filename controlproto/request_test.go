@@ -124,13 +124,17 @@ func TestEveryCommandDecodes(t *testing.T) {
 		CmdCheckConfig: `,"path":"/a"`, CmdSetLogLevel: `,"level":"info"`,
 	}
 	for _, cmd := range []string{CmdPing, CmdGetVersion, CmdAddRule, CmdRemoveRule, CmdListRules, CmdGetStats,
-		CmdListWorkers, CmdGetConfig, CmdLoadConfig, CmdSaveConfig, CmdCheckConfig, CmdGetLogLevel, CmdSetLogLevel} {
+		CmdListWorkers, CmdGetConfig, CmdLoadConfig, CmdSaveConfig, CmdCheckConfig, CmdGetLogLevel, CmdSetLogLevel, CmdListGroups} {
 		if _, perr := DecodeRequest([]byte(`{"command":"` + cmd + `"` + args[cmd] + `}`)); perr != nil {
 			t.Errorf("%s: %v", cmd, perr)
 		}
 	}
-	if len(commandArgs) != 13 {
-		t.Errorf("commandArgs has %d commands, the test knows 13", len(commandArgs))
+	if len(commandArgs) != 14 {
+		t.Errorf("commandArgs has %d commands, the test knows 14", len(commandArgs))
+	}
+	req, perr := DecodeRequest([]byte(`{"command":"ListGroups","interface":"eth1"}`))
+	if perr != nil || req.Interface != "eth1" {
+		t.Errorf("ListGroups with an interface: %+v, %v", req, perr)
 	}
 }
 

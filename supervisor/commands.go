@@ -81,6 +81,8 @@ func (d *daemon) handle(req controlproto.Request) controlproto.Response {
 		return controlproto.OK(controlproto.LogLevelResult{Level: levelName(d.level.Level())})
 	case controlproto.CmdSetLogLevel:
 		return d.setLogLevel(req.Level)
+	case controlproto.CmdListGroups:
+		return d.listGroups(req.Interface)
 	}
 	// DecodeRequest lets only known commands through.
 	return controlproto.Fail(controlproto.CodeInternal, "command %q has no handler", req.Command)
@@ -109,7 +111,9 @@ func (d *daemon) Report() stats.Report {
 		workers[i] = stats.WorkerDesc{Worker: w.Worker, Core: w.Core}
 	}
 	r := d.stats.Report(rules, workers, time.Now())
-	r.Totals.Rules, r.Totals.Outputs = stateCounts(d.listRules())
+	list := d.listRules()
+	r.Totals.Rules, r.Totals.Outputs = stateCounts(list)
+	markWhenJoined(&r, list)
 	r.Namespace = d.namespaceCounters()
 	return r
 }
