@@ -25,8 +25,6 @@ type groupTable interface {
 	Allowed(group, source netip.Addr) bool
 	Groups() []querier.Group
 	Status() (st [2]querier.Status, received uint64, drops querier.Drops)
-	SetQuerier(on bool)
-	RefreshAddresses()
 	Close() error
 }
 
@@ -176,18 +174,6 @@ func (l *listeners) allowed(name string, ifindex int, group, source netip.Addr) 
 		ls = l.openLocked(name, ifindex)
 	}
 	return ls == nil || ls.t.Allowed(group, source)
-}
-
-// refresh makes the tables of these ifindexes re-read their addresses (the
-// querier's source and its bid in the election).
-func (l *listeners) refresh(ifindexes []int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, ix := range ifindexes {
-		if ls := l.byIndex[ix]; ls != nil {
-			ls.t.RefreshAddresses()
-		}
-	}
 }
 
 // event runs on a table's goroutine: it logs joins and leaves and marks the

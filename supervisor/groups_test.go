@@ -100,8 +100,6 @@ func (t *fakeTable) Status() ([2]querier.Status, uint64, querier.Drops) {
 		{Family: querier.IPv6, Role: role}}, 0, querier.Drops{}
 }
 
-func (t *fakeTable) SetQuerier(bool)   {}
-func (t *fakeTable) RefreshAddresses() {}
 func (t *fakeTable) Close() error {
 	t.f.mu.Lock()
 	defer t.f.mu.Unlock()
