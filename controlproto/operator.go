@@ -64,6 +64,13 @@ type Request struct {
 	Path    string          `json:"path,omitempty"`
 	Config  *ruleset.Config `json:"config,omitempty"`
 	Level   string          `json:"level,omitempty"`
+	// Limit and Snaplen are EnableTrace's, Since GetTrace's.
+	Limit   int    `json:"limit,omitempty"`
+	Snaplen int    `json:"snaplen,omitempty"`
+	Since   uint64 `json:"since,omitempty"`
+	// Conn identifies the control connection the request came on (set by
+	// the daemon, never decoded): traces end with their connection.
+	Conn uint64 `json:"-"`
 	// Interface narrows ListGroups to one interface.
 	Interface string `json:"interface,omitempty"`
 }

@@ -79,4 +79,6 @@ type WorkerCommand struct {
 	Hash  string       `json:"hash,omitempty"`
 	Part  int          `json:"part,omitempty"`
 	Parts int          `json:"parts,omitempty"`
+	// Traces is the complete set of traced rules (WTrace).
+	Traces []WorkerTrace `json:"traces,omitempty"`
 }

@@ -401,9 +401,16 @@ func (c *cli) configRequest(command, path string) (req controlproto.Request, nam
 		req.Path = abs
 		return req, abs, nil
 	}
-	data, err := io.ReadAll(c.stdin)
+	// The config travels inside one request line, which the daemon takes
+	// up to controlproto.MaxRequestSize: read no more than would fit, so an
+	// endless stdin (`config load - </dev/zero`) fails at once.
+	data, err := io.ReadAll(io.LimitReader(c.stdin, controlproto.MaxRequestSize+1))
 	if err != nil {
 		return req, "", fmt.Errorf("read config from stdin: %w", err)
+	}
+	if len(data) > controlproto.MaxRequestSize {
+		return req, "", fmt.Errorf("config from stdin is larger than %d bytes, the most one request carries: save it to a file and give its path instead of -",
+			controlproto.MaxRequestSize)
 	}
 	cfg, err := ruleset.DecodeConfig(data)
 	if err != nil {

@@ -1,5 +1,7 @@
 package stats
 
+import "github.com/mcrelay/mcr/tracing"
+
 // WorkerCounters are one worker's data-plane counters, cumulative since the
 // worker started. Tools rely on the JSON names (docs/stats.md): they are the
 // control protocol's (docs/control-protocol.md) and do not change.
@@ -100,6 +102,10 @@ type Snapshot struct {
 	Backend     string         `json:"backend"`
 	Counters    WorkerCounters `json:"counters"`
 	Rules       []RuleCounters `json:"rules,omitempty"`
+	// Trace carries the events of the worker's traced rules recorded
+	// since its last snapshot that was sent (the supervisor passes them
+	// on to GetTrace; the aggregator ignores them).
+	Trace []tracing.Event `json:"trace,omitempty"`
 }
 
 // Report is the GetStats result (docs/control-protocol.md).

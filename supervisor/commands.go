@@ -39,6 +39,9 @@ type daemon struct {
 	// netSNMP reads the namespace's /proc/net/snmp for GetStats'
 	// namespace counters; nil leaves them out.
 	netSNMP func() ([]byte, error)
+	// traces owns the packet traces (trace.go); nil: tracing is not
+	// available.
+	traces *traceSessions
 }
 
 // handle answers one request (serve adds the wait for autosave).
@@ -83,6 +86,8 @@ func (d *daemon) handle(req controlproto.Request) controlproto.Response {
 		return d.setLogLevel(req.Level)
 	case controlproto.CmdListGroups:
 		return d.listGroups(req.Interface)
+	case controlproto.CmdEnableTrace, controlproto.CmdDisableTrace, controlproto.CmdGetTrace:
+		return d.traces.handle(req)
 	}
 	// DecodeRequest lets only known commands through.
 	return controlproto.Fail(controlproto.CodeInternal, "command %q has no handler", req.Command)

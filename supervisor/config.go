@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"syscall"
@@ -108,7 +107,7 @@ func readConfigData(path string) ([]byte, error) {
 		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file but a %s", path, fileKind(fi.Mode()))
+		return nil, fmt.Errorf("%s is not a regular file but %s", path, describeMode(fi.Mode()))
 	}
 	tooLarge := fmt.Errorf("%s is larger than %d MiB, the limit (a config of 100,000 rules is about half of it)",
 		path, maxConfigSize>>20)
@@ -123,21 +122,4 @@ func readConfigData(path string) ([]byte, error) {
 		return nil, tooLarge
 	}
 	return buf.Bytes(), nil
-}
-
-// fileKind names the type of a file that is not regular.
-func fileKind(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "FIFO"
-	case m&fs.ModeCharDevice != 0:
-		return "character device"
-	case m&fs.ModeDevice != 0:
-		return "block device"
-	case m&fs.ModeSocket != 0:
-		return "socket"
-	}
-	return "file of type " + m.Type().String()
 }

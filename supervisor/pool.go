@@ -17,6 +17,7 @@ import (
 	"github.com/mcrelay/mcr/internal/relaysock"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/tracing"
 )
 
 // Worker slot states (controlproto.WorkerInfo.State).
@@ -100,6 +101,9 @@ type PoolConfig struct {
 	Aggregator *stats.Aggregator
 	// ExtraEnv is appended to the supervisor's environment for workers.
 	ExtraEnv []string
+	// OnTrace, if set, gets the trace events of every worker snapshot
+	// (traceSessions.ingest), from the workers' stats readers.
+	OnTrace func([]tracing.Event)
 	// WorkerUser is the account workers run as: a supervisor running as
 	// root starts them with its uid and gid, no supplementary groups, no
 	// capabilities and no_new_privs, and passes --user so that each
@@ -154,6 +158,9 @@ type Pool struct {
 	stopping bool // Stop has sent Shutdown; killing is set once it gave up waiting
 	killing  bool
 	changed  chan struct{} // closed and replaced when a slot's state changes
+	// traceFrame is the latest WTrace command (SetTraces), sent after
+	// every SyncRules; nil before the first.
+	traceFrame []byte
 }
 
 // poolPhase is where a Pool is in its own life.
@@ -705,6 +712,7 @@ func (p *Pool) settled() bool {
 // interval.
 func (p *Pool) observe(s *workerSlot, w *workerProc, snap *stats.Snapshot, now time.Time) {
 	snap.Worker, snap.PID = s.id, w.pid // the supervisor knows who it spawned
+	p.passTraces(s, snap)
 	if agg := p.cfg.Aggregator; agg != nil {
 		agg.Observe(snap, now)
 	}

@@ -189,9 +189,11 @@ func (q *cmdQueue) signal() {
 // commandBatch is what the writer takes from a queue at once: frames, or a
 // snapshot of the ruleset to send as SyncRules, or Shutdown.
 type commandBatch struct {
-	frames   [][]byte
-	sync     []controlproto.WorkerRule
-	syncing  bool
+	frames  [][]byte
+	sync    []controlproto.WorkerRule
+	syncing bool
+	trace   []byte // the WTrace frame that follows a SyncRules
+
 	shutdown bool
 }
 
@@ -215,6 +217,7 @@ func (p *Pool) takeCommands(w *workerProc) (commandBatch, bool) {
 			// lock as Update changes the ruleset and queues: every
 			// update is either in this snapshot or queued after it.
 			b.sync, b.syncing = p.ruleSliceLocked(), true
+			b.trace = p.traceFrame
 			q.sync = false
 		case len(q.frames) > 0:
 			b.frames = q.frames
@@ -280,6 +283,9 @@ func (b *commandBatch) encode() ([][]byte, error) {
 			if frames[i], err = controlproto.AppendFrame(nil, cmds[i]); err != nil {
 				return nil, fmt.Errorf("encode SyncRules part %d: %w", i, err)
 			}
+		}
+		if b.trace != nil {
+			frames = append(frames, b.trace)
 		}
 		return frames, nil
 	}

@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/jsontext"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
 )
@@ -201,7 +202,7 @@ func (m *master) remove(id string) *controlproto.Error {
 	defer m.mu.Unlock()
 	e, ok := m.rules[id]
 	if !ok {
-		return controlproto.Errorf(controlproto.CodeNotFound, "no rule %q", id)
+		return controlproto.Errorf(controlproto.CodeNotFound, "no rule %s", jsontext.Quote(id))
 	}
 	m.unindex(e)
 	var b batch

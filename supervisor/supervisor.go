@@ -14,6 +14,7 @@ import (
 	"github.com/mcrelay/mcr/ingressdrop"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/tracing"
 )
 
 // Run is `mcrd supervisor`: it loads --config, opens the control socket,
@@ -109,8 +110,10 @@ func start(cfg Config) (*instance, error) {
 	}
 
 	agg := stats.NewAggregator(cfg.StatsInterval)
+	var traces *traceSessions
 	pool := NewPool(PoolConfig{
-		Exe: cfg.WorkerExe, NumWorkers: cfg.NumWorkers, CPUs: cfg.CPUs, Fanout: cfg.Fanout, Backend: cfg.Backend,
+		OnTrace: func(evs []tracing.Event) { traces.ingest(evs) },
+		Exe:     cfg.WorkerExe, NumWorkers: cfg.NumWorkers, CPUs: cfg.CPUs, Fanout: cfg.Fanout, Backend: cfg.Backend,
 		StatsInterval: cfg.StatsInterval, Logger: log, Aggregator: agg, WorkerUser: cfg.WorkerUser,
 		RingBlocks: cfg.RingBlocks, RingTimeout: cfg.RingTimeout, SocketRetry: cfg.SocketRetry,
 	})
@@ -131,10 +134,11 @@ func start(cfg Config) (*instance, error) {
 	}
 	mc.Listeners = newListeners(listenerConfig{Open: openQuerier, Log: log, Queriers: cfg.Queriers, QueryInterval: cfg.QueryInterval})
 	m := newMaster(mc)
+	traces = newTraceSessions(log, pool.SetTraces, m.has)
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{log: log, pool: pool, cancel: cancel,
 		d: &daemon{log: log, level: cfg.LogLevel, configPath: cfg.ConfigPath, master: m, dp: pool, stats: agg,
-			netSNMP: readNetSNMP}}
+			netSNMP: readNetSNMP, traces: traces}}
 	fail := func(err error) (*instance, error) {
 		ln.Close()
 		if metricsLn != nil {
@@ -161,6 +165,7 @@ func start(cfg Config) (*instance, error) {
 		log.Info("config autosave on: every change is saved before it is acknowledged", "path", cfg.ConfigPath)
 	}
 	in.srv = newServer(ln, in.d.serve, log)
+	in.srv.connClosed = traces.connClosed
 	in.srv.start()
 	log.Info("serving the control socket", "path", cfg.ControlSocket, "version", Version)
 	if metricsLn != nil {

@@ -108,6 +108,9 @@ func (rp *reporter) report(now time.Time, db *ruleDB, c *stats.WorkerCounters) {
 		rp.errs = append(rp.errs, errText)
 		snap.Rules = append(snap.Rules, r.counters(errText))
 	}
+	if db.traces != nil {
+		snap.Trace = db.traceEvents(nil, rp.worker)
+	}
 	ok, err := rp.fw.send(&snap)
 	if err != nil {
 		rp.log.Error("cannot encode stats snapshot", "err", err)
@@ -116,6 +119,7 @@ func (rp *reporter) report(now time.Time, db *ruleDB, c *stats.WorkerCounters) {
 		c.StatsDropped++
 		return
 	}
+	db.commitTraces()
 	for i, r := range rp.changed {
 		r.markReported(rp.errs[i])
 	}

@@ -151,6 +151,10 @@ type output struct {
 	// transitions, once per change rather than per packet.
 	failing          bool
 	errsSeen, okSeen uint64
+	// trace is its rule's tracer, nil when the rule is not traced; index
+	// is the output's position in the rule, for its events.
+	trace *tracer
+	index int16
 }
 
 // open reports whether o has a socket to send on.
@@ -172,8 +176,12 @@ type rule struct {
 	srcAddrs [][]netip.Addr
 
 	packetsIn, bytesIn uint64
-	reported           ruleReport
-	forceReport        bool // its outputs changed: report it even if the counters did not
+	// trace records r's packets while the supervisor traces r; nil (one
+	// check per matched packet) otherwise.
+	trace *tracer
+
+	reported    ruleReport
+	forceReport bool // its outputs changed: report it even if the counters did not
 
 	// errText caches errorText as of socket-state generation errGen.
 	errText string
@@ -214,6 +222,12 @@ type ruleDB struct {
 	// gsoSegs is how many datagrams one UDP_SEGMENT send may carry
 	// (probeUDPSegments); 0: no UDP GSO on this kernel.
 	gsoSegs int
+
+	// traces are the tracers of the traced rules by id (nil: none), kept
+	// across rule changes; traceIns lists the inputs of the traced rules
+	// in the table, nil when none is traced (trace.go).
+	traces   map[string]*tracer
+	traceIns []traceIn
 }
 
 func newRuleDB(sk sockets, log *slog.Logger) *ruleDB {
@@ -341,6 +355,7 @@ func (db *ruleDB) build(wr controlproto.WorkerRule, canon []byte) *rule {
 		}
 	}
 	db.loopsDirty = true
+	db.attachTrace(r)
 	return r
 }
 
@@ -592,6 +607,7 @@ func (db *ruleDB) rebuildTable() {
 		}
 	}
 	db.table, db.byIndex = t, rules
+	db.indexTraces()
 }
 
 // dedupe keeps, of rules with equal keys, the one with the smallest id and

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mcrelay/mcr/internal/relaysock"
+	"github.com/mcrelay/mcr/tracing"
 	"github.com/mcrelay/mcr/worker/filter"
 )
 
@@ -444,10 +445,16 @@ func (w *worker) countDrops(in *input) {
 		// An error (the socket is gone) counts nothing.
 		drops, _ := relaysock.PacketDrops(in.fd)
 		w.d.c.KernelDrops += drops
+		if drops > 0 && w.db.traceIns != nil {
+			w.d.traceInput(int32(in.ifindex), tracing.RingFull, uint64(drops), 0)
+		}
 		return
 	}
 	drops, freezes := ringStats(in.fd)
 	w.d.c.KernelDrops += drops
+	if drops > 0 && w.db.traceIns != nil {
+		w.d.traceInput(int32(in.ifindex), tracing.RingFull, uint64(drops), 0)
+	}
 	if freezes > 0 {
 		w.log.Warn("receive ring full: packets dropped", "ifindex", in.ifindex, "freezes", freezes, "dropped", drops,
 			"blocks", len(in.ring.refs))
