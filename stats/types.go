@@ -140,6 +140,11 @@ type OutputReport struct {
 	// Error, when set, says why a worker cannot send to the output: it
 	// is failing (the rule's Error names it too).
 	Error string `json:"error,omitempty"`
+	// State is set for outputs that follow their receivers (when_joined)
+	// only: "active" while a listener wants them, "idle" while none does
+	// (nothing is sent, and nothing counted as dropped), or the state of
+	// their interface ("pending", "down"). The supervisor fills it in.
+	State string `json:"state,omitempty"`
 }
 
 // WorkerReport is one worker slot's counters, summed over its lives.
@@ -172,4 +177,7 @@ type StateCounts struct {
 	// cannot send to (OutputReport.Error); they are not in Active. Rules
 	// have none: a rule with a failing output still forwards to the rest.
 	Failing int `json:"failing,omitempty"`
+	// Idle counts outputs that follow their receivers (when_joined) and
+	// have none: their interface is up, they send nothing. Not in Active.
+	Idle int `json:"idle,omitempty"`
 }

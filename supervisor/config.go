@@ -69,6 +69,14 @@ type Config struct {
 	// SocketRetry is how often workers ask again for sockets that failed
 	// to open; 0 = the workers' default (worker.DefaultSocketRetry).
 	SocketRetry time.Duration
+	// Queriers are the interfaces where the relay is an IGMP/MLD querier
+	// (--querier): it queries while it wins the election. On every
+	// output interface it listens either way. Empty = querier nowhere.
+	Queriers []string
+	// QueryInterval is the querier's general query interval
+	// (--query-interval); 0 = 125 s. At least 1 s: short intervals are
+	// for tests and labs.
+	QueryInterval time.Duration
 }
 
 // DefaultControlSocket is where mcrd listens and mcrctl connects by default.

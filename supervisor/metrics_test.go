@@ -187,7 +187,7 @@ func TestMetricsHandlerExposesSource(t *testing.T) {
 		"mcr_worker_in_sync":                     gauge(map[string]float64{w0: 1, w1: 0}),
 		"mcr_workers_up":                         gauge(map[string]float64{"": 1}),
 		"mcr_rules":                              gauge(map[string]float64{`state="active"`: 1, `state="down"`: 2, `state="pending"`: 0}),
-		"mcr_outputs":                            gauge(map[string]float64{`state="active"`: 2, `state="down"`: 4, `state="pending"`: 1, `state="failing"`: 3}),
+		"mcr_outputs":                            gauge(map[string]float64{`state="active"`: 2, `state="down"`: 4, `state="pending"`: 1, `state="failing"`: 3, `state="idle"`: 0}),
 		"mcr_build_info":                         gauge(map[string]float64{`goversion="` + runtime.Version() + `",version="1.2.3"`: 1}),
 		"mcr_worker_vlan_tagged_total":           counter(map[string]float64{w0: 15, w1: 0}),
 		"mcr_worker_bad_checksum_total":          counter(map[string]float64{w0: 16, w1: 0}),

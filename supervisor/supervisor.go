@@ -127,6 +127,14 @@ func start(cfg Config) (*instance, error) {
 	if cfg.ExclusiveInputs {
 		mc.Exclusive = ingressdrop.New()
 	}
+	if err := checkQueryInterval(cfg.QueryInterval); cfg.QueryInterval != 0 && err != nil {
+		ln.Close()
+		if metricsLn != nil {
+			metricsLn.Close()
+		}
+		return nil, fmt.Errorf("--query-interval: %w", err)
+	}
+	mc.Listeners = newListeners(listenerConfig{Open: openQuerier, Log: log, Queriers: cfg.Queriers, QueryInterval: cfg.QueryInterval})
 	m := newMaster(mc)
 	traces = newTraceSessions(log, pool.SetTraces, m.has)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -149,6 +157,7 @@ func start(cfg Config) (*instance, error) {
 		return fail(err)
 	}
 	in.goBackground(func() { <-following })
+	in.goBackground(func() { mc.Listeners.run(ctx, m) })
 	if res := m.replace(initial.Rules); cfg.ConfigPath != "" {
 		log.Info("config loaded", "from", cfg.ConfigPath, "added", res.Added)
 	}
@@ -199,6 +208,9 @@ func (in *instance) stop() {
 	in.cancel()
 	in.background.Wait()
 	in.d.master.closeExclusive()
+	if l := in.d.master.listeners; l != nil {
+		l.close()
+	}
 	in.pool.Stop(DefaultStopTimeout)
 	if err := in.d.master.close(); err != nil {
 		in.log.Warn("leave groups", "err", err)

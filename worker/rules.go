@@ -142,6 +142,9 @@ type output struct {
 	// ttlCap when that is not 0.
 	transparent bool
 	ttlCap      uint8
+	// idle: the output follows its receivers and none listens
+	// (WorkerRule.OutputIdle); it keeps its socket and sends nothing.
+	idle bool
 
 	cnt      stats.OutputCounters
 	reported stats.OutputCounters // as in the last snapshot sent
@@ -341,6 +344,7 @@ func (db *ruleDB) build(wr controlproto.WorkerRule, canon []byte) *rule {
 		out := &r.outputs[i]
 		out.dest = o.Destination()
 		out.transparent, out.ttlCap = o.PreserveSource, uint8(o.TTL)
+		out.idle = i < len(wr.OutputIdle) && wr.OutputIdle[i]
 		r.transparent = r.transparent || o.PreserveSource
 		var k destKey
 		if k, out.err = destKeyFor(wr, i); out.err == nil {

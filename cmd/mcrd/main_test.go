@@ -56,6 +56,7 @@ func TestSupervisorFlags(t *testing.T) {
 		StatsInterval: time.Second,
 		WorkerUser:    "nobody",
 		SocketRetry:   5 * time.Second,
+		QueryInterval: 125 * time.Second,
 	}
 	tests := []struct {
 		name      string
@@ -71,7 +72,8 @@ func TestSupervisorFlags(t *testing.T) {
 				"--config", "/etc/mcr.json", "--backend", "mmsg", "--stats-interval", "250ms",
 				"--log-level", "debug", "--log-format", "json", "--metrics-listen", ":9100",
 				"--worker-user", "mcr", "--socket-group", "mcradm", "--rx-ring-blocks", "16", "--rx-ring-timeout", "4ms",
-				"--exclusive-inputs", "--config-autosave=false", "--fanout", "cpu"},
+				"--exclusive-inputs", "--config-autosave=false", "--fanout", "cpu",
+				"--querier", "eth1,eth2", "--query-interval", "1s"},
 			want: func(c *supervisor.Config) {
 				c.NumWorkers, c.CPUs, c.ControlSocket, c.ConfigPath = 3, []int{0, 1, 3}, "/tmp/s.sock", "/etc/mcr.json"
 				c.Backend, c.StatsInterval, c.MetricsListen = "mmsg", 250*time.Millisecond, ":9100"
@@ -80,6 +82,7 @@ func TestSupervisorFlags(t *testing.T) {
 				c.ExclusiveInputs = true
 				c.NoConfigAutosave = true
 				c.Fanout = relaysock.FanoutCPU
+				c.Queriers, c.QueryInterval = []string{"eth1", "eth2"}, time.Second
 			},
 			wantLevel: slog.LevelDebug,
 		},
