@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
+	"strconv"
 
 	"github.com/mcrelay/mcr/internal/jsontext"
 
@@ -69,28 +71,36 @@ const (
 	fieldPath    = "path"
 	fieldConfig  = "config"
 	fieldLevel   = "level"
+	fieldLimit   = "limit"
+	fieldSince   = "since"
+	fieldSnaplen = "snaplen"
+	fieldIface   = "interface"
 )
 
 // argFields are the request fields besides "command", in the order errors
 // about them are reported.
-var argFields = []string{fieldRule, fieldID, fieldPath, fieldConfig, fieldLevel}
+var argFields = []string{fieldRule, fieldID, fieldPath, fieldConfig, fieldLevel, fieldLimit, fieldSince, fieldSnaplen, fieldIface}
 
 // commandArgs lists, per command, the request fields besides "command" it
 // accepts.
 var commandArgs = map[string][]string{
-	CmdPing:        nil,
-	CmdGetVersion:  nil,
-	CmdAddRule:     {fieldRule},
-	CmdRemoveRule:  {fieldID},
-	CmdListRules:   nil,
-	CmdGetStats:    nil,
-	CmdListWorkers: nil,
-	CmdGetConfig:   nil,
-	CmdLoadConfig:  {fieldPath, fieldConfig},
-	CmdSaveConfig:  {fieldPath},
-	CmdCheckConfig: {fieldPath, fieldConfig},
-	CmdGetLogLevel: nil,
-	CmdSetLogLevel: {fieldLevel},
+	CmdPing:         nil,
+	CmdGetVersion:   nil,
+	CmdAddRule:      {fieldRule},
+	CmdRemoveRule:   {fieldID},
+	CmdListRules:    nil,
+	CmdGetStats:     nil,
+	CmdListWorkers:  nil,
+	CmdGetConfig:    nil,
+	CmdLoadConfig:   {fieldPath, fieldConfig},
+	CmdSaveConfig:   {fieldPath},
+	CmdCheckConfig:  {fieldPath, fieldConfig},
+	CmdGetLogLevel:  nil,
+	CmdSetLogLevel:  {fieldLevel},
+	CmdEnableTrace:  {fieldID, fieldLimit, fieldSnaplen},
+	CmdDisableTrace: {fieldID},
+	CmdGetTrace:     {fieldID, fieldSince},
+	CmdListGroups:   {fieldIface},
 }
 
 // DecodeRequest decodes one request line strictly. Field names must match
@@ -132,6 +142,10 @@ func DecodeRequest(line []byte) (Request, *Error) {
 	req.ID = string(fields[fieldID])
 	req.Path = string(fields[fieldPath])
 	req.Level = string(fields[fieldLevel])
+	req.Interface = string(fields[fieldIface])
+	if perr := decodeNumbers(&req, fields); perr != nil {
+		return Request{}, perr
+	}
 	if raw, ok := fields[fieldRule]; ok {
 		r, err := ruleset.DecodeRule(raw)
 		if err != nil {
@@ -157,7 +171,7 @@ func checkArgs(cmd string, fields map[string][]byte) *Error {
 		if !has(fieldRule) {
 			return Errorf(CodeInvalidArgument, "%s needs %q", cmd, fieldRule)
 		}
-	case CmdRemoveRule:
+	case CmdRemoveRule, CmdEnableTrace, CmdDisableTrace, CmdGetTrace:
 		if !has(fieldID) {
 			return Errorf(CodeInvalidArgument, "%s needs %q", cmd, fieldID)
 		}
@@ -175,7 +189,7 @@ func checkArgs(cmd string, fields map[string][]byte) *Error {
 
 // stringFields are the request fields whose values are JSON strings; the
 // others ("rule", "config") are objects handed to the ruleset decoders.
-var stringFields = map[string]bool{fieldCommand: true, fieldID: true, fieldPath: true, fieldLevel: true}
+var stringFields = map[string]bool{fieldCommand: true, fieldID: true, fieldPath: true, fieldLevel: true, fieldIface: true}
 
 // splitRequest reads the top-level object of a request line into its
 // fields: the text of string fields, the raw JSON of object fields. Null
@@ -228,6 +242,12 @@ func fieldValue(name string, raw json.RawMessage) ([]byte, *Error) {
 	if string(raw) == "null" {
 		return nil, nil
 	}
+	if numberFields[name] {
+		if rawKind(raw) != "number" {
+			return nil, Errorf(CodeInvalidArgument, "%s: must be a number, got %s", name, rawKind(raw))
+		}
+		return raw, nil
+	}
 	if !stringFields[name] {
 		if name != fieldRule && name != fieldConfig {
 			return nil, Errorf(CodeInvalidArgument, "unknown field %s", jsontext.Quote(name))
@@ -266,4 +286,33 @@ func rawKind(raw json.RawMessage) string {
 		return "null"
 	}
 	return "number"
+}
+
+// numberFields are the request fields whose values are non-negative JSON
+// integers.
+var numberFields = map[string]bool{fieldLimit: true, fieldSince: true, fieldSnaplen: true}
+
+// decodeNumbers sets the number fields of req from fields and checks
+// their ranges.
+func decodeNumbers(req *Request, fields map[string][]byte) *Error {
+	for _, f := range []struct {
+		name string
+		max  uint64
+		set  func(uint64)
+	}{
+		{fieldLimit, MaxTraceLimit, func(v uint64) { req.Limit = int(v) }},
+		{fieldSnaplen, MaxTraceSnaplen, func(v uint64) { req.Snaplen = int(v) }},
+		{fieldSince, math.MaxUint64, func(v uint64) { req.Since = v }},
+	} {
+		raw, ok := fields[f.name]
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseUint(string(raw), 10, 64)
+		if err != nil || v > f.max {
+			return Errorf(CodeInvalidArgument, "%s: must be an integer 0..%d, got %s", f.name, f.max, jsontext.Cut(string(raw)))
+		}
+		f.set(v)
+	}
+	return nil
 }

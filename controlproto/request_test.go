@@ -47,6 +47,10 @@ func TestDecodeRequest(t *testing.T) {
 		{name: "save config to path", line: `{"command":"SaveConfig","path":"/tmp/x.json"}`, want: Request{Command: CmdSaveConfig, Path: "/tmp/x.json"}},
 		{name: "set log level", line: `{"command":"SetLogLevel","level":"debug"}`, want: Request{Command: CmdSetLogLevel, Level: "debug"}},
 		{name: "get stats", line: `{"command":"GetStats"}`, want: Request{Command: CmdGetStats}},
+		{name: "enable trace", line: `{"command":"EnableTrace","id":"r","limit":50,"snaplen":1500}`,
+			want: Request{Command: CmdEnableTrace, ID: "r", Limit: 50, Snaplen: 1500}},
+		{name: "get trace since", line: `{"command":"GetTrace","id":"r","since":18446744073709551615}`,
+			want: Request{Command: CmdGetTrace, ID: "r", Since: 18446744073709551615}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,6 +99,12 @@ func TestDecodeRequestErrors(t *testing.T) {
 			want: "outputs[0].port: must be 1..65535"},
 		{name: "unknown rule field", line: `{"command":"AddRule","rule":{"input":{"interface":"eth0","group":"239.1.1.1","port":5000},"outputs":[{"interface":"eth1","group":"239.2.2.2","port":6000,"tll":8}]}}`,
 			want: `outputs[0]: unknown field "tll"`},
+		{name: "limit not number", line: `{"command":"EnableTrace","id":"r","limit":"5"}`, want: "limit: must be a number, got string"},
+		{name: "negative limit", line: `{"command":"EnableTrace","id":"r","limit":-1}`, want: "limit: must be an integer 0..100000, got -1"},
+		{name: "limit too large", line: `{"command":"EnableTrace","id":"r","limit":100001}`, want: "limit: must be an integer 0..100000, got 100001"},
+		{name: "fractional since", line: `{"command":"GetTrace","id":"r","since":1.5}`, want: "since: must be an integer 0..18446744073709551615, got 1.5"},
+		{name: "trace without id", line: `{"command":"GetTrace"}`, want: `GetTrace needs "id"`},
+		{name: "since to enable", line: `{"command":"EnableTrace","id":"r","since":1}`, want: `field "since" does not apply to EnableTrace`},
 		{name: "invalid config", line: `{"command":"LoadConfig","config":{"rules":[` + validRule + `,` + validRule + `]}}`},
 	}
 	for _, tt := range tests {
@@ -122,15 +132,21 @@ func TestEveryCommandDecodes(t *testing.T) {
 	args := map[string]string{
 		CmdAddRule: `,"rule":` + validRule, CmdRemoveRule: `,"id":"a"`, CmdLoadConfig: `,"path":"/a"`,
 		CmdCheckConfig: `,"path":"/a"`, CmdSetLogLevel: `,"level":"info"`,
+		CmdEnableTrace: `,"id":"a","limit":10,"snaplen":100`, CmdDisableTrace: `,"id":"a"`, CmdGetTrace: `,"id":"a","since":3`,
 	}
 	for _, cmd := range []string{CmdPing, CmdGetVersion, CmdAddRule, CmdRemoveRule, CmdListRules, CmdGetStats,
-		CmdListWorkers, CmdGetConfig, CmdLoadConfig, CmdSaveConfig, CmdCheckConfig, CmdGetLogLevel, CmdSetLogLevel} {
+		CmdListWorkers, CmdGetConfig, CmdLoadConfig, CmdSaveConfig, CmdCheckConfig, CmdGetLogLevel, CmdSetLogLevel,
+		CmdEnableTrace, CmdDisableTrace, CmdGetTrace, CmdListGroups} {
 		if _, perr := DecodeRequest([]byte(`{"command":"` + cmd + `"` + args[cmd] + `}`)); perr != nil {
 			t.Errorf("%s: %v", cmd, perr)
 		}
 	}
-	if len(commandArgs) != 13 {
-		t.Errorf("commandArgs has %d commands, the test knows 13", len(commandArgs))
+	if len(commandArgs) != 17 {
+		t.Errorf("commandArgs has %d commands, the test knows 17", len(commandArgs))
+	}
+	req, perr := DecodeRequest([]byte(`{"command":"ListGroups","interface":"eth1"}`))
+	if perr != nil || req.Interface != "eth1" {
+		t.Errorf("ListGroups with an interface: %+v, %v", req, perr)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/internal/netnstest"
 	"github.com/mcrelay/mcr/internal/syncbuf"
 	"github.com/mcrelay/mcr/ruleset"
@@ -130,6 +131,7 @@ func TestExitStatus(t *testing.T) {
 		socket     string
 		args       []string
 		ctx        context.Context
+		stdin      string
 		wantCode   int
 		wantStderr string
 	}{
@@ -158,6 +160,10 @@ func TestExitStatus(t *testing.T) {
 			wantStderr: "mcrctl: --ttl 256: must be 0..255\nRun 'mcrctl add --help' for usage.\n"},
 		{name: "bad completion shell", socket: d.path, args: []string{"completion", "ksh"}, wantCode: 2,
 			wantStderr: "mcrctl: invalid argument \"ksh\" for \"mcrctl completion\"\nRun 'mcrctl completion --help' for usage.\n"},
+		{name: "stdin config too large", socket: d.path, args: []string{"config", "load", "-"},
+			stdin: "{" + strings.Repeat(" ", controlproto.MaxRequestSize) + "}", wantCode: 1,
+			wantStderr: fmt.Sprintf("mcrctl: config from stdin is larger than %d bytes, the most one request carries: "+
+				"save it to a file and give its path instead of -\n", controlproto.MaxRequestSize)},
 		{name: "no socket", socket: missing, args: []string{"ping"}, wantCode: 3,
 			wantStderr: "mcrctl: cannot reach mcrd: socket " + missing + " does not exist; is mcrd running? (--socket or MCR_SOCKET names another socket)\n"},
 		{name: "connection refused", socket: refused, args: []string{"ping"}, wantCode: 3,
@@ -170,7 +176,7 @@ func TestExitStatus(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res := runCLI(t, tt.socket, runOpts{ctx: tt.ctx}, tt.args...)
+			res := runCLI(t, tt.socket, runOpts{ctx: tt.ctx, stdin: tt.stdin}, tt.args...)
 			if res.code != tt.wantCode {
 				t.Errorf("exit status %d, want %d (stderr %q)", res.code, tt.wantCode, res.stderr)
 			}

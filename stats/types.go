@@ -1,5 +1,7 @@
 package stats
 
+import "github.com/mcrelay/mcr/tracing"
+
 // WorkerCounters are one worker's data-plane counters, cumulative since the
 // worker started. Tools rely on the JSON names (docs/stats.md): they are the
 // control protocol's (docs/control-protocol.md) and do not change.
@@ -105,6 +107,10 @@ type Snapshot struct {
 	Backend     string         `json:"backend"`
 	Counters    WorkerCounters `json:"counters"`
 	Rules       []RuleCounters `json:"rules,omitempty"`
+	// Trace carries the events of the worker's traced rules recorded
+	// since its last snapshot that was sent (the supervisor passes them
+	// on to GetTrace; the aggregator ignores them).
+	Trace []tracing.Event `json:"trace,omitempty"`
 	// Ring is the state of the worker's receive rings when the snapshot
 	// was taken.
 	Ring RingUsage `json:"ring"`
@@ -152,6 +158,11 @@ type OutputReport struct {
 	// Error, when set, says why a worker cannot send to the output: it
 	// is failing (the rule's Error names it too).
 	Error string `json:"error,omitempty"`
+	// State is set for outputs that follow their receivers (when_joined)
+	// only: "active" while a listener wants them, "idle" while none does
+	// (nothing is sent, and nothing counted as dropped), or the state of
+	// their interface ("pending", "down"). The supervisor fills it in.
+	State string `json:"state,omitempty"`
 }
 
 // WorkerReport is one worker slot's counters, summed over its lives.
@@ -187,4 +198,7 @@ type StateCounts struct {
 	// cannot send to (OutputReport.Error); they are not in Active. Rules
 	// have none: a rule with a failing output still forwards to the rest.
 	Failing int `json:"failing,omitempty"`
+	// Idle counts outputs that follow their receivers (when_joined) and
+	// have none: their interface is up, they send nothing. Not in Active.
+	Idle int `json:"idle,omitempty"`
 }

@@ -224,7 +224,7 @@ func TestSaveConfigRefusesNonRegularTargets(t *testing.T) {
 	}
 	for _, tc := range []struct{ path, want string }{
 		{sub, "save config: " + sub + " is a directory, not a regular file"},
-		{fifo, "save config: " + fifo + " is a named pipe, not a regular file"},
+		{fifo, "save config: " + fifo + " is a FIFO, not a regular file"},
 		{"/dev/null", "save config: /dev/null is a character device, not a regular file"},
 		{dangling, "save config: " + dangling + " is a symbolic link to nothing"},
 		{toDir, "save config: " + toDir + " links to " + sub + ", a directory, not a regular file"},

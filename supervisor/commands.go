@@ -39,6 +39,9 @@ type daemon struct {
 	// netSNMP reads the namespace's /proc/net/snmp for GetStats'
 	// namespace counters; nil leaves them out.
 	netSNMP func() ([]byte, error)
+	// traces owns the packet traces (trace.go); nil: tracing is not
+	// available.
+	traces *traceSessions
 }
 
 // handle answers one request (serve adds the wait for autosave).
@@ -81,6 +84,10 @@ func (d *daemon) handle(req controlproto.Request) controlproto.Response {
 		return controlproto.OK(controlproto.LogLevelResult{Level: levelName(d.level.Level())})
 	case controlproto.CmdSetLogLevel:
 		return d.setLogLevel(req.Level)
+	case controlproto.CmdListGroups:
+		return d.listGroups(req.Interface)
+	case controlproto.CmdEnableTrace, controlproto.CmdDisableTrace, controlproto.CmdGetTrace:
+		return d.traces.handle(req)
 	}
 	// DecodeRequest lets only known commands through.
 	return controlproto.Fail(controlproto.CodeInternal, "command %q has no handler", req.Command)
@@ -109,7 +116,9 @@ func (d *daemon) Report() stats.Report {
 		workers[i] = stats.WorkerDesc{Worker: w.Worker, Core: w.Core}
 	}
 	r := d.stats.Report(rules, workers, time.Now())
-	r.Totals.Rules, r.Totals.Outputs = stateCounts(d.listRules())
+	list := d.listRules()
+	r.Totals.Rules, r.Totals.Outputs = stateCounts(list)
+	markWhenJoined(&r, list)
 	r.Namespace = d.namespaceCounters()
 	return r
 }

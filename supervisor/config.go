@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"syscall"
@@ -75,6 +74,14 @@ type Config struct {
 	// SocketRetry is how often workers ask again for sockets that failed
 	// to open; 0 = the workers' default (worker.DefaultSocketRetry).
 	SocketRetry time.Duration
+	// Queriers are the interfaces where the relay is an IGMP/MLD querier
+	// (--querier): it queries while it wins the election. On every
+	// output interface it listens either way. Empty = querier nowhere.
+	Queriers []string
+	// QueryInterval is the querier's general query interval
+	// (--query-interval); 0 = 125 s. At least 1 s: short intervals are
+	// for tests and labs.
+	QueryInterval time.Duration
 }
 
 // DefaultControlSocket is where mcrd listens and mcrctl connects by default.
@@ -105,7 +112,7 @@ func readConfigData(path string) ([]byte, error) {
 		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file but a %s", path, fileKind(fi.Mode()))
+		return nil, fmt.Errorf("%s is not a regular file but %s", path, describeMode(fi.Mode()))
 	}
 	tooLarge := fmt.Errorf("%s is larger than %d MiB, the limit (a config of 100,000 rules is about half of it)",
 		path, maxConfigSize>>20)
@@ -120,21 +127,4 @@ func readConfigData(path string) ([]byte, error) {
 		return nil, tooLarge
 	}
 	return buf.Bytes(), nil
-}
-
-// fileKind names the type of a file that is not regular.
-func fileKind(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "FIFO"
-	case m&fs.ModeCharDevice != 0:
-		return "character device"
-	case m&fs.ModeDevice != 0:
-		return "block device"
-	case m&fs.ModeSocket != 0:
-		return "socket"
-	}
-	return "file of type " + m.Type().String()
 }

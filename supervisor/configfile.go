@@ -215,7 +215,7 @@ func describeMode(m fs.FileMode) string {
 	case m.IsDir():
 		return "a directory"
 	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe"
+		return "a FIFO"
 	case m&fs.ModeCharDevice != 0:
 		return "a character device"
 	case m&fs.ModeDevice != 0:
@@ -223,7 +223,7 @@ func describeMode(m fs.FileMode) string {
 	case m&fs.ModeSocket != 0:
 		return "a socket"
 	}
-	return "a special file"
+	return "a file of type " + m.Type().String()
 }
 
 // tempPrefix is the start of the names of target's temporary files.

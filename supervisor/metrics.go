@@ -59,7 +59,7 @@ var (
 		"Rules by state: active (input interface up), pending (interface missing), down (interface down).", []string{"state"}, nil)
 	descOutputs = prometheus.NewDesc("mcr_outputs",
 		"Outputs of all rules by state: active (output interface up), pending (interface missing), down (interface down), "+
-			"failing (interface up, but the workers cannot send to it).", []string{"state"}, nil)
+			"failing (interface up, but the workers cannot send to it), idle (when_joined and no listener wants it).", []string{"state"}, nil)
 	descExclusiveDropped = prometheus.NewDesc("mcr_exclusive_dropped_packets_total",
 		"Relayed datagrams --exclusive-inputs kept from the kernel's own receive path on the input interface, "+
 			"since the interface's program was attached (it starts again from 0 when the interface is recreated).",
@@ -170,6 +170,9 @@ func newMetricsHandler(src metricsSource, version string) http.Handler {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	if d, ok := src.(*daemon); ok && d.master.listeners != nil {
+		reg.MustRegister(groupsCollector{d.master.listeners})
+	}
 	// ContinueOnError: a metric that fails to collect must not hide the rest.
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
@@ -239,7 +242,7 @@ func collectWorkers(ch chan<- prometheus.Metric, workers []controlproto.WorkerIn
 		ch <- counter(descWorkerRestarts, uint64(w.Restarts), id)
 		ch <- counter(descWorkerResyncs, uint64(w.Resyncs), id)
 		ch <- gauge(descWorkerInSync, boolValue(w.InSync), id)
-		if w.State == stateRunning {
+		if w.State == stateRunning.String() {
 			up++
 		}
 	}
@@ -255,6 +258,7 @@ func collectStates(ch chan<- prometheus.Metric, d *prometheus.Desc, c stats.Stat
 	ch <- gauge(d, float64(c.Pending), controlproto.StatePending)
 	if d == descOutputs {
 		ch <- gauge(d, float64(c.Failing), "failing")
+		ch <- gauge(d, float64(c.Idle), controlproto.StateIdle)
 	}
 }
 

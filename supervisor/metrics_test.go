@@ -140,8 +140,8 @@ func testSource() *fakeMetricsSource {
 			Namespace: &stats.NamespaceCounters{IPReasmReqds: 21, IPReasmOKs: 10, IPReasmFails: 2, IPReasmTimeout: 1},
 		},
 		workers: []controlproto.WorkerInfo{
-			{Worker: 0, PID: 100, Core: 2, State: stateRunning, Restarts: 2, Resyncs: 1, InSync: true},
-			{Worker: 1, PID: 0, Core: 3, State: stateBackoff, Restarts: 5, InSync: false},
+			{Worker: 0, PID: 100, Core: 2, State: stateRunning.String(), Restarts: 2, Resyncs: 1, InSync: true},
+			{Worker: 1, PID: 0, Core: 3, State: stateBackoff.String(), Restarts: 5, InSync: false},
 		},
 		exclusive: map[string]uint64{"eth0": 42, "eth0.100": 0},
 	}
@@ -191,7 +191,7 @@ func TestMetricsHandlerExposesSource(t *testing.T) {
 		"mcr_worker_in_sync":                     gauge(map[string]float64{w0: 1, w1: 0}),
 		"mcr_workers_up":                         gauge(map[string]float64{"": 1}),
 		"mcr_rules":                              gauge(map[string]float64{`state="active"`: 1, `state="down"`: 2, `state="pending"`: 0}),
-		"mcr_outputs":                            gauge(map[string]float64{`state="active"`: 2, `state="down"`: 4, `state="pending"`: 1, `state="failing"`: 3}),
+		"mcr_outputs":                            gauge(map[string]float64{`state="active"`: 2, `state="down"`: 4, `state="pending"`: 1, `state="failing"`: 3, `state="idle"`: 0}),
 		"mcr_build_info":                         gauge(map[string]float64{`goversion="` + runtime.Version() + `",version="1.2.3"`: 1}),
 		"mcr_worker_vlan_tagged_total":           counter(map[string]float64{w0: 15, w1: 0}),
 		"mcr_worker_bad_checksum_total":          counter(map[string]float64{w0: 16, w1: 0}),
@@ -233,7 +233,7 @@ func TestMetricsReadSourceAtScrape(t *testing.T) {
 
 	src.mu.Lock()
 	src.report.Rules = []stats.RuleReport{{ID: "r", PacketsIn: 42}}
-	src.workers = []controlproto.WorkerInfo{{Worker: 0, State: stateRunning}, {Worker: 1, State: stateRunning}}
+	src.workers = []controlproto.WorkerInfo{{Worker: 0, State: stateRunning.String()}, {Worker: 1, State: stateRunning.String()}}
 	src.mu.Unlock()
 	got = mcrFamilies(scrape(t, srv.Client(), srv.URL))
 	if diff := cmp.Diff(map[string]float64{`rule="r"`: 42}, got["mcr_rule_packets_in_total"].Samples); diff != "" {

@@ -89,6 +89,10 @@ type server struct {
 	// refused counts connections turned away because every slot was
 	// busy, evicted the idle connections closed to make room.
 	refused, evicted atomic.Uint64
+	// connIDs numbers connections (clientConn.id); connClosed, when set, is
+	// told the id of each connection that ended (traces end with it).
+	connIDs    atomic.Uint64
+	connClosed func(id uint64)
 
 	mu        sync.Mutex
 	conns     map[*clientConn]struct{} // every open connection, for close; guarded by mu
@@ -117,6 +121,8 @@ type clientConn struct {
 	// busy counts the requests read whose replies are not yet written
 	// out: a connection with busy > 0 is not idle.
 	busy atomic.Int32
+	// id names the connection to the handler (Request.Conn), from 1.
+	id uint64
 }
 
 func (c *clientConn) touch() { c.last.Store(int64(time.Since(c.s.epoch))) }
@@ -323,7 +329,7 @@ func (s *server) acceptLoop() {
 			continue
 		}
 		pause = 0
-		c := &clientConn{Conn: conn, s: s, from: peerOf(conn)}
+		c := &clientConn{Conn: conn, s: s, from: peerOf(conn), id: s.connIDs.Add(1)}
 		c.touch()
 		switch victim, ok := s.admit(c); {
 		case ok:
@@ -446,11 +452,14 @@ func (s *server) serveConn(c *clientConn) {
 			break
 		}
 		c.busy.Add(1)
-		replies <- s.answer(line, tooLong, c.from)
+		replies <- s.answer(line, tooLong, c.from, c.id)
 	}
 	close(replies)
 	<-writerDone
 	c.Close()
+	if s.connClosed != nil {
+		s.connClosed(c.id)
+	}
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.uncount(c)
@@ -460,7 +469,7 @@ func (s *server) serveConn(c *clientConn) {
 // answer returns the reply to one request line from peer from, logging
 // who sent a request that changes the daemon or reads a config, and how
 // such a request failed.
-func (s *server) answer(line []byte, tooLong bool, from peer) reply {
+func (s *server) answer(line []byte, tooLong bool, from peer, conn uint64) reply {
 	if tooLong {
 		return reply{resp: controlproto.Fail(controlproto.CodeInvalidArgument,
 			"request longer than %d bytes", controlproto.MaxRequestSize)}
@@ -469,6 +478,7 @@ func (s *server) answer(line []byte, tooLong bool, from peer) reply {
 	if perr != nil {
 		return reply{resp: boundError(controlproto.Response{Error: perr})}
 	}
+	req.Conn = conn
 	from.logRequest(s.log, req)
 	resp, durable := s.handle(req)
 	resp = boundError(resp)

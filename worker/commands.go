@@ -85,6 +85,8 @@ func (c *commands) do(db *ruleDB, cmd *controlproto.WorkerCommand) bool {
 		if done {
 			db.replaceAll(rules)
 		}
+	case controlproto.WTrace:
+		db.setTraces(cmd.Traces)
 	case controlproto.WShutdown:
 		return true
 	default:

@@ -6,6 +6,7 @@ import (
 
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/tracing"
 	"github.com/mcrelay/mcr/worker/packet"
 )
 
@@ -75,7 +76,7 @@ const (
 // a VLAN tag belongs to that VLAN's interface and is counted as
 // vlan_tagged, whether the tag is still in the frame (an inner tag of
 // QinQ) or in metadata (meta; without a ring the input's filter drops
-// those in the kernel, see filter.DropVLANTagged). A priority tag, VLAN ID
+// those in the kernel, see prefilter.DropVLANTagged). A priority tag, VLAN ID
 // 0, is no VLAN: the frame is the interface's, as in the kernel's own
 // receive path. A datagram that matches a rule has its UDP checksum
 // verified unless the kernel knows it is valid or partial (rxMeta); a
@@ -87,6 +88,9 @@ func (d *dispatcher) forward(ifindex int32, link int, pkt []byte, n int, buf int
 	d.c.RxPackets++
 	if n > len(pkt) || n < vnetHdrLen+link || !d.vh.parse(pkt[:n]) {
 		d.c.Malformed++
+		if d.db.traceIns != nil {
+			d.traceInput(ifindex, tracing.Malformed, 1, n)
+		}
 		return
 	}
 	if meta&rxTagged != 0 {
@@ -101,6 +105,9 @@ func (d *dispatcher) forward(ifindex int32, link int, pkt []byte, n int, buf int
 		reason = packet.ParseEtherType(binary.BigEndian.Uint16(pkt[ip-2:]), pkt[ip:n], &d.dg)
 	} else {
 		reason = packet.Parse(pkt[ip:n], &d.dg)
+	}
+	if reason != packet.OK && d.db.traceIns != nil {
+		d.traceInput(ifindex, traceReason(reason), 1, n-ip)
 	}
 	switch reason {
 	case packet.OK:
@@ -128,10 +135,16 @@ func (d *dispatcher) forward(ifindex int32, link int, pkt []byte, n int, buf int
 	i, ok := d.db.table.Lookup(&d.key)
 	if !ok {
 		d.c.NoMatch += uint64(count)
+		if d.db.traceIns != nil {
+			d.traceUnmatched(ifindex, count)
+		}
 		return
 	}
 	if d.db.loops.has(&d.dg.Src, d.dg.SrcPort) {
 		d.c.Loops += uint64(count)
+		if r := d.db.byIndex[i]; r.trace != nil {
+			d.traceRule(r, tracing.Loop, nil)
+		}
 		return
 	}
 	// Verified only once a rule wants the datagram: what is dropped
@@ -141,9 +154,15 @@ func (d *dispatcher) forward(ifindex int32, link int, pkt []byte, n int, buf int
 	// headers describe, which its per-segment checksum cannot match.
 	if (meta|d.vh.csum)&(rxCsumPartial|rxCsumValid) == 0 && !packet.UDPChecksumOK(pkt[ip:n], &d.dg) {
 		d.c.BadChecksum += uint64(count)
+		if r := d.db.byIndex[i]; r.trace != nil {
+			d.traceRule(r, tracing.BadChecksum, nil)
+		}
 		return
 	}
 	r := d.db.byIndex[i]
+	if r.trace != nil {
+		d.traceReceived(r, pkt, ip, size, count)
+	}
 	r.packetsIn += uint64(count)
 	r.bytesIn += uint64(d.dg.PayloadLen)
 	if r.transparent {
@@ -161,6 +180,9 @@ func (d *dispatcher) forward(ifindex int32, link int, pkt []byte, n int, buf int
 func (d *dispatcher) fanOut(r *rule, buf int, pkt []byte, off, n, seg int, s sender) {
 	for j := range r.outputs {
 		o := &r.outputs[j]
+		if o.idle { // no listener wants it: not sent, and not a drop
+			continue
+		}
 		if !o.open() {
 			d.failed(o, 0)
 			continue
@@ -172,6 +194,9 @@ func (d *dispatcher) fanOut(r *rule, buf int, pkt []byte, off, n, seg int, s sen
 		k, ok := d.org.header(&d.hdr, seg, o.d, o.ttlCap, pkt[off:off+n])
 		if !ok {
 			d.c.TTLExpired++
+			if o.trace != nil {
+				o.traceFailed(0, tracing.TTLExpired)
+			}
 			continue
 		}
 		s.send(o, buf, pkt, off, n, d.hdr[:k])
@@ -190,6 +215,9 @@ func (d *dispatcher) failed(o *output, errno syscall.Errno) {
 	o.cnt.Errors++
 	o.lastErrno = errno
 	d.c.EgressErrors++
+	if o.trace != nil {
+		o.traceFailed(errno, tracing.SendReason(errno))
+	}
 }
 
 // sentGSO counts a completed UDP_SEGMENT send that carried n datagrams,

@@ -362,10 +362,13 @@ func (b *mmsgBackend) sendAll(d *dest, idx []int32, k int) int {
 // done counts message m as sent (errno 0) or failed, once per datagram.
 func (b *mmsgBackend) done(idx []int32, m int, errno unix.Errno) {
 	run := b.sruns[m]
-	for _, i := range idx[run.first : run.first+run.n] {
+	for k, i := range idx[run.first : run.first+run.n] {
 		s := &b.sq.q[i]
 		if errno == 0 {
 			b.w.d.sent(s.o, int(s.n))
+			if s.o.trace != nil {
+				b.w.d.traceSent(s, k, int(run.n))
+			}
 		} else {
 			b.w.d.failed(s.o, errno)
 		}

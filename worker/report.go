@@ -109,6 +109,9 @@ func (rp *reporter) report(now time.Time, db *ruleDB, c *stats.WorkerCounters, r
 		rp.errs = append(rp.errs, errText)
 		snap.Rules = append(snap.Rules, r.counters(errText))
 	}
+	if db.traces != nil {
+		snap.Trace = db.traceEvents(nil, rp.worker)
+	}
 	ok, err := rp.fw.send(&snap)
 	if err != nil {
 		rp.log.Error("cannot encode stats snapshot", "err", err)
@@ -117,6 +120,7 @@ func (rp *reporter) report(now time.Time, db *ruleDB, c *stats.WorkerCounters, r
 		c.StatsDropped++
 		return
 	}
+	db.commitTraces()
 	for i, r := range rp.changed {
 		r.markReported(rp.errs[i])
 	}

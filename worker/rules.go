@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/prefilter"
 	"github.com/mcrelay/mcr/internal/relaysock"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
-	"github.com/mcrelay/mcr/worker/filter"
 )
 
 // sockets is the kernel side of the rule database: the AF_PACKET and UDP
@@ -60,6 +60,9 @@ type input struct {
 	unfiltered bool
 	rules      int  // rules on this ifindex
 	dirty      bool // its rule set changed: re-attach the filter (or open, or close)
+	// traced: a rule on it is traced, and its filter lets every packet
+	// through so that the trace shows what no rule wants (trace.go).
+	traced bool
 
 	// Backend state of the io_uring backend: the socket's slot in its
 	// table and generation (both go into the receive's user data, so a
@@ -147,6 +150,9 @@ type output struct {
 	// ttlCap when that is not 0.
 	transparent bool
 	ttlCap      uint8
+	// idle: the output follows its receivers and none listens
+	// (WorkerRule.OutputIdle); it keeps its socket and sends nothing.
+	idle bool
 
 	cnt      stats.OutputCounters
 	reported stats.OutputCounters // as in the last snapshot sent
@@ -156,6 +162,10 @@ type output struct {
 	// transitions, once per change rather than per packet.
 	failing          bool
 	errsSeen, okSeen uint64
+	// trace is its rule's tracer, nil when the rule is not traced; index
+	// is the output's position in the rule, for its events.
+	trace *tracer
+	index int16
 }
 
 // open reports whether o has a socket to send on.
@@ -177,8 +187,12 @@ type rule struct {
 	srcAddrs [][]netip.Addr
 
 	packetsIn, bytesIn uint64
-	reported           ruleReport
-	forceReport        bool // its outputs changed: report it even if the counters did not
+	// trace records r's packets while the supervisor traces r; nil (one
+	// check per matched packet) otherwise.
+	trace *tracer
+
+	reported    ruleReport
+	forceReport bool // its outputs changed: report it even if the counters did not
 
 	// errText caches errorText as of socket-state generation errGen.
 	errText string
@@ -219,6 +233,14 @@ type ruleDB struct {
 	// gsoSegs is how many datagrams one UDP_SEGMENT send may carry
 	// (probeUDPSegments); 0: no UDP GSO on this kernel.
 	gsoSegs int
+
+	// traces are the tracers of the traced rules by id (nil: none), kept
+	// across rule changes; traceIns lists the inputs of the traced rules
+	// in the table, nil when none is traced (trace.go).
+	traces   map[string]*tracer
+	traceIns []traceIn
+	// tracedInputs: some input is marked traced.
+	tracedInputs bool
 }
 
 func newRuleDB(sk sockets, log *slog.Logger) *ruleDB {
@@ -330,6 +352,7 @@ func (db *ruleDB) build(wr controlproto.WorkerRule, canon []byte) *rule {
 		out := &r.outputs[i]
 		out.dest = o.Destination()
 		out.transparent, out.ttlCap = o.PreserveSource, uint8(o.TTL)
+		out.idle = i < len(wr.OutputIdle) && wr.OutputIdle[i]
 		r.transparent = r.transparent || o.PreserveSource
 		var k destKey
 		if k, out.err = destKeyFor(wr, i); out.err == nil {
@@ -345,6 +368,7 @@ func (db *ruleDB) build(wr controlproto.WorkerRule, canon []byte) *rule {
 		}
 	}
 	db.loopsDirty = true
+	db.attachTrace(r)
 	return r
 }
 
@@ -492,6 +516,7 @@ func (db *ruleDB) commit() {
 
 // syncInputs brings every input whose rules changed in line with them.
 func (db *ruleDB) syncInputs() {
+	db.markTracedInputs()
 	matches := map[*input][]inputMatch{}
 	for _, in := range db.inputs {
 		if in.dirty && in.rules > 0 {
@@ -545,20 +570,20 @@ func (db *ruleDB) syncInput(in *input, m []inputMatch) {
 	var err error
 	if in.fd < 0 {
 		in.fanoutID = in.want
-		if err = db.sk.openInput(in, m); err == nil || errors.Is(err, filter.ErrUnfiltered) {
+		if err = db.sk.openInput(in, m); err == nil || errors.Is(err, prefilter.ErrUnfiltered) {
 			db.log.Info("input open", "ifindex", in.ifindex, "fanout_id", in.fanoutID, "matches", len(m),
 				"ring_frames", in.ringFrames(), "ring_blocks", in.ringBlocks())
 		}
 	} else {
 		err = db.sk.filterInput(in, m)
 	}
-	if errors.Is(err, filter.ErrUnguarded) && in.fd >= 0 {
+	if errors.Is(err, prefilter.ErrUnguarded) && in.fd >= 0 {
 		// Not even the guard against VLAN-tagged frames could be
 		// attached: stop relaying from the socket rather than relay
 		// another VLAN's traffic; the retry opens it again.
 		db.sk.closeInput(in)
 	}
-	if errors.Is(err, filter.ErrUnfiltered) {
+	if errors.Is(err, prefilter.ErrUnfiltered) {
 		if !in.unfiltered {
 			db.log.Warn("input relays without a kernel prefilter; unwanted traffic is dropped in userspace", "ifindex", in.ifindex, "err", err)
 		}
@@ -596,6 +621,7 @@ func (db *ruleDB) rebuildTable() {
 		}
 	}
 	db.table, db.byIndex = t, rules
+	db.indexTraces()
 }
 
 // dedupe keeps, of rules with equal keys, the one with the smallest id and

@@ -677,7 +677,10 @@ func (b *uringBackend) sendDone(first uint32, res int32, gso bool) {
 		s := &b.sends[first]
 		b.w.narrowGSO(s.o.d.eg, errno, int(s.n))
 	}
-	n := 0
+	n, segs := 0, 1
+	if gso && b.w.db.traces != nil {
+		segs = b.chainLen(first)
+	}
 	for i := int32(first); i >= 0; n++ {
 		s := &b.sends[i]
 		switch {
@@ -686,6 +689,9 @@ func (b *uringBackend) sendDone(first uint32, res int32, gso bool) {
 			b.redoN++
 		case errno == 0:
 			b.w.d.sent(s.o, int(s.n))
+			if s.o.trace != nil {
+				b.w.d.traceSent(s, n, segs)
+			}
 			b.release(s.buf)
 		default:
 			b.w.d.failed(s.o, errno)
@@ -699,6 +705,16 @@ func (b *uringBackend) sendDone(first uint32, res int32, gso bool) {
 	if gso && errno == 0 {
 		b.w.d.sentGSO(n)
 	}
+}
+
+// chainLen is the number of datagrams of the send whose first has context
+// first, for traces.
+func (b *uringBackend) chainLen(first uint32) int {
+	n := 0
+	for i := int32(first); i >= 0; i = b.sends[i].next {
+		n++
+	}
+	return n
 }
 
 // resend queues the datagrams of refused UDP_SEGMENT sends again, in the

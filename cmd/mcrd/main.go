@@ -24,6 +24,7 @@ import (
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/internal/manpage"
 	"github.com/mcrelay/mcr/internal/relaysock"
+	"github.com/mcrelay/mcr/querier"
 	"github.com/mcrelay/mcr/supervisor"
 	"github.com/mcrelay/mcr/worker"
 )
@@ -115,6 +116,8 @@ type supervisorFlags struct {
 	socketGroup   string
 	exclusive     bool
 	socketRetry   time.Duration
+	queriers      []string
+	queryInterval time.Duration
 	autosave      bool
 }
 
@@ -176,6 +179,11 @@ saved to it before it is acknowledged (--config-autosave).`,
 	fl.BoolVar(&f.exclusive, "exclusive-inputs", false,
 		"drop the relayed streams at each input interface's tc ingress, so the kernel's own receive path no longer spends CPU on them; "+
 			"local applications on an input interface then stop receiving those groups (needs Linux 6.6+, CAP_BPF)")
+	fl.StringSliceVar(&f.queriers, "querier", nil,
+		"interfaces (comma-separated) where mcrd is the IGMP/MLD querier, for snooping switches on segments without a multicast router; "+
+			"a lower-addressed querier on the link wins and mcrd falls silent")
+	fl.DurationVar(&f.queryInterval, "query-interval", querier.DefaultQueryInterval,
+		"time between the querier's general queries (1s to 8h49m4s; below the default for tests and labs only)")
 	// For tests that wait for retries; the period is not an operator's
 	// knob.
 	fl.DurationVar(&f.socketRetry, "socket-retry", worker.DefaultSocketRetry,
@@ -205,6 +213,15 @@ func (f *supervisorFlags) supervisorConfig(stderr io.Writer) (supervisor.Config,
 	}
 	cfg.ExclusiveInputs = f.exclusive
 	cfg.SocketRetry = f.socketRetry
+	cfg.Queriers, cfg.QueryInterval = f.queriers, f.queryInterval
+	if f.queryInterval < time.Second || f.queryInterval > querier.MaxQueryInterval {
+		return cfg, fmt.Errorf("--query-interval %v: want 1s to %v", f.queryInterval, querier.MaxQueryInterval)
+	}
+	for _, name := range f.queriers {
+		if name == "" {
+			return cfg, errors.New("--querier: an empty interface name")
+		}
+	}
 	cfg.NoConfigAutosave = !f.autosave
 	if f.socketRetry <= 0 {
 		return cfg, fmt.Errorf("--socket-retry %v: must be positive", f.socketRetry)

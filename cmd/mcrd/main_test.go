@@ -58,6 +58,7 @@ func TestSupervisorFlags(t *testing.T) {
 		StatsInterval: time.Second,
 		WorkerUser:    "nobody",
 		SocketRetry:   5 * time.Second,
+		QueryInterval: 125 * time.Second,
 	}
 	tests := []struct {
 		name      string
@@ -74,6 +75,7 @@ func TestSupervisorFlags(t *testing.T) {
 				"--log-level", "debug", "--log-format", "json", "--metrics-listen", ":9100",
 				"--worker-user", "mcr", "--socket-group", "mcradm", "--rx-ring-blocks", "16", "--rx-ring-timeout", "4ms",
 				"--exclusive-inputs", "--config-autosave=false", "--fanout", "cpu",
+				"--querier", "eth1,eth2", "--query-interval", "1s",
 				"--rx-ring", "blocks", "--rx-ring-frames", "8192", "--busy-poll"},
 			want: func(c *supervisor.Config) {
 				c.NumWorkers, c.CPUs, c.ControlSocket, c.ConfigPath = 3, []int{0, 1, 3}, "/tmp/s.sock", "/etc/mcr.json"
@@ -84,6 +86,7 @@ func TestSupervisorFlags(t *testing.T) {
 				c.ExclusiveInputs = true
 				c.NoConfigAutosave = true
 				c.Fanout = relaysock.FanoutCPU
+				c.Queriers, c.QueryInterval = []string{"eth1", "eth2"}, time.Second
 			},
 			wantLevel: slog.LevelDebug,
 		},
