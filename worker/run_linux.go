@@ -482,7 +482,10 @@ func (w *worker) forwardBlock(in *input, blk int, s sender) {
 // from in's receive queue, where the kernel queued it whole, and forwards
 // it from a copy buffer. The queue holds such packets only, in the order
 // of their frames. When every copy buffer is held by sends in flight the
-// packet is read and dropped, counted as buffer_exhausted.
+// packet is read and dropped, counted as buffer_exhausted. A worker killed
+// between reading such a packet and publishing its frame handled leaves the
+// next owner of the ring one copy short: it reads the copy of the next
+// marked frame for this one (both are relayed, the earlier lost).
 func (w *worker) forwardCopy(in *input, meta rxMeta, s sender) {
 	if w.copies.pool.mem == nil {
 		mem, err := mapPool(copySlots)
