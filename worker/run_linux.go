@@ -205,8 +205,18 @@ func (w *worker) run() error {
 			// dispatch finds frames as the kernel writes them.
 			timeout = 0
 		}
+		rx := w.d.c.RxPackets
 		if err := w.b.poll(timeout); err != nil {
 			return err
+		}
+		if w.cfg.BusyPoll && w.d.c.RxPackets == rx {
+			// Nothing came: let whatever else is runnable on the core
+			// go first. The kernel's receive work for the inputs often
+			// runs there (ksoftirqd once it is behind), and spinning
+			// through its time slice would delay exactly the packets
+			// the worker waits for. With nothing else to run this
+			// returns at once.
+			_, _, _ = unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
 		}
 		if w.cmds.fed {
 			w.b.sync()
