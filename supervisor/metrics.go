@@ -17,6 +17,7 @@ import (
 
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/supervisor/pool"
 )
 
 // metricsSource is what the Prometheus endpoint reads at scrape time: the
@@ -242,7 +243,7 @@ func collectWorkers(ch chan<- prometheus.Metric, workers []controlproto.WorkerIn
 		ch <- counter(descWorkerRestarts, uint64(w.Restarts), id)
 		ch <- counter(descWorkerResyncs, uint64(w.Resyncs), id)
 		ch <- gauge(descWorkerInSync, boolValue(w.InSync), id)
-		if w.State == stateRunning.String() {
+		if w.State == pool.StateRunning.String() {
 			up++
 		}
 	}
