@@ -643,7 +643,7 @@ func TestIdleTimeout(t *testing.T) {
 // client that was idle for longer than the write timeout, then to one that
 // reads slowly but steadily: each gets its whole reply.
 func TestLargeReplyAfterLongIdle(t *testing.T) {
-	const write = 500 * time.Millisecond
+	const write = time.Second // long enough that a loaded machine's late wake-ups stay inside one
 	td := startTestDaemonWith(t, func(s *server) { s.writeTimeout = write })
 	c := td.client(t)
 	ctx := context.Background()
