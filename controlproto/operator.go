@@ -28,6 +28,7 @@ const (
 	CmdCheckConfig = "CheckConfig"
 	CmdGetLogLevel = "GetLogLevel"
 	CmdSetLogLevel = "SetLogLevel"
+	CmdListGroups  = "ListGroups"
 )
 
 // Error codes (Error.Code).
@@ -48,6 +49,9 @@ const (
 	StateActive  = "active"  // interface present and up
 	StatePending = "pending" // interface does not exist (yet)
 	StateDown    = "down"    // interface exists but is down
+	// StateIdle is an output's only: it follows its receivers
+	// (when_joined), its interface is up, and no listener wants it.
+	StateIdle = "idle"
 )
 
 // Request is one operator request. Which fields apply depends on Command:
@@ -67,6 +71,8 @@ type Request struct {
 	// Conn identifies the control connection the request came on (set by
 	// the daemon, never decoded): traces end with their connection.
 	Conn uint64 `json:"-"`
+	// Interface narrows ListGroups to one interface.
+	Interface string `json:"interface,omitempty"`
 }
 
 // Response is the reply to one request: OK with a Result, or an Error.

@@ -74,11 +74,12 @@ const (
 	fieldLimit   = "limit"
 	fieldSince   = "since"
 	fieldSnaplen = "snaplen"
+	fieldIface   = "interface"
 )
 
 // argFields are the request fields besides "command", in the order errors
 // about them are reported.
-var argFields = []string{fieldRule, fieldID, fieldPath, fieldConfig, fieldLevel, fieldLimit, fieldSince, fieldSnaplen}
+var argFields = []string{fieldRule, fieldID, fieldPath, fieldConfig, fieldLevel, fieldLimit, fieldSince, fieldSnaplen, fieldIface}
 
 // commandArgs lists, per command, the request fields besides "command" it
 // accepts.
@@ -99,6 +100,7 @@ var commandArgs = map[string][]string{
 	CmdEnableTrace:  {fieldID, fieldLimit, fieldSnaplen},
 	CmdDisableTrace: {fieldID},
 	CmdGetTrace:     {fieldID, fieldSince},
+	CmdListGroups:   {fieldIface},
 }
 
 // DecodeRequest decodes one request line strictly. Field names must match
@@ -140,6 +142,7 @@ func DecodeRequest(line []byte) (Request, *Error) {
 	req.ID = string(fields[fieldID])
 	req.Path = string(fields[fieldPath])
 	req.Level = string(fields[fieldLevel])
+	req.Interface = string(fields[fieldIface])
 	if perr := decodeNumbers(&req, fields); perr != nil {
 		return Request{}, perr
 	}
@@ -186,7 +189,7 @@ func checkArgs(cmd string, fields map[string][]byte) *Error {
 
 // stringFields are the request fields whose values are JSON strings; the
 // others ("rule", "config") are objects handed to the ruleset decoders.
-var stringFields = map[string]bool{fieldCommand: true, fieldID: true, fieldPath: true, fieldLevel: true}
+var stringFields = map[string]bool{fieldCommand: true, fieldID: true, fieldPath: true, fieldLevel: true, fieldIface: true}
 
 // splitRequest reads the top-level object of a request line into its
 // fields: the text of string fields, the raw JSON of object fields. Null

@@ -136,13 +136,17 @@ func TestEveryCommandDecodes(t *testing.T) {
 	}
 	for _, cmd := range []string{CmdPing, CmdGetVersion, CmdAddRule, CmdRemoveRule, CmdListRules, CmdGetStats,
 		CmdListWorkers, CmdGetConfig, CmdLoadConfig, CmdSaveConfig, CmdCheckConfig, CmdGetLogLevel, CmdSetLogLevel,
-		CmdEnableTrace, CmdDisableTrace, CmdGetTrace} {
+		CmdEnableTrace, CmdDisableTrace, CmdGetTrace, CmdListGroups} {
 		if _, perr := DecodeRequest([]byte(`{"command":"` + cmd + `"` + args[cmd] + `}`)); perr != nil {
 			t.Errorf("%s: %v", cmd, perr)
 		}
 	}
-	if len(commandArgs) != 16 {
-		t.Errorf("commandArgs has %d commands, the test knows 16", len(commandArgs))
+	if len(commandArgs) != 17 {
+		t.Errorf("commandArgs has %d commands, the test knows 17", len(commandArgs))
+	}
+	req, perr := DecodeRequest([]byte(`{"command":"ListGroups","interface":"eth1"}`))
+	if perr != nil || req.Interface != "eth1" {
+		t.Errorf("ListGroups with an interface: %+v, %v", req, perr)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/mcrelay/mcr/ruleset"
@@ -37,7 +38,21 @@ func (w WorkerRule) Canonical() []byte {
 			}
 		}
 	}
+	if slices.Contains(w.OutputIdle, true) {
+		b = append(b, 'I')
+		b = binary.AppendVarint(b, int64(len(w.OutputIdle)))
+		for _, idle := range w.OutputIdle {
+			b = append(b, boolByte(idle))
+		}
+	}
 	return b
+}
+
+func boolByte(v bool) byte {
+	if v {
+		return 1
+	}
+	return 0
 }
 
 // HashWorkerRules is the ruleset hash of a resolved worker ruleset:

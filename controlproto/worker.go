@@ -55,6 +55,11 @@ type WorkerRule struct {
 	// Empty for outputs with a source (the source is the address) and for
 	// transparent ones (they keep the input's). Absent: none known.
 	OutputAddrs [][]string `json:"output_addrs,omitempty"`
+	// OutputIdle[i] is true when Outputs[i] follows its receivers
+	// (when_joined) and the output interface has no listener for it: the
+	// worker keeps its socket but sends nothing, and counts nothing as
+	// dropped. Absent: every output sends.
+	OutputIdle []bool `json:"output_idle,omitempty"`
 }
 
 // WorkerCommand is one supervisor → worker frame.

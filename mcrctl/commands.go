@@ -66,7 +66,7 @@ Exit status: 0 success, 1 the daemon answered with an error, 2 usage error,
 
 	root.AddCommand(c.addCommand(), c.removeCommand(), c.listCommand(), c.statsCommand(),
 		c.workersCommand(), c.pingCommand(), c.versionCommand(), c.configCommand(),
-		c.logLevelCommand(), completionCommand(root), manpage.Command(root, buildinfo.Version(Version)))
+		c.logLevelCommand(), c.groupsCommand(), completionCommand(root), manpage.Command(root, buildinfo.Version(Version)))
 	root.AddCommand(c.traceCommand(), c.captureCommand())
 	return root
 }
@@ -91,6 +91,7 @@ func (c *cli) addCommand() *cobra.Command {
 		outputs  []string
 		ttl      int
 		preserve bool
+		joined   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "add --input-interface IF --input-group G --input-port P --outputs G:P:IF[:SP][,G:P:IF[:SP]...]",
@@ -108,6 +109,9 @@ func (c *cli) addCommand() *cobra.Command {
 			if err != nil {
 				return &exitError{code: exitUsage, err: err}
 			}
+			for i := range outs {
+				outs[i].WhenJoined = joined
+			}
 			rule.Outputs = outs
 			var res controlproto.IDResult
 			return c.query(ctx, controlproto.Request{Command: controlproto.CmdAddRule, Rule: &rule}, &res,
@@ -124,6 +128,7 @@ func (c *cli) addCommand() *cobra.Command {
 	f.StringVar(&rule.Name, "name", "", "free-text name of the rule")
 	f.IntVar(&ttl, "ttl", 0, "multicast TTL / hop limit of every output (default 1 for multicast); with --preserve-source, a cap")
 	f.BoolVar(&preserve, "preserve-source", false, "every output keeps each datagram's source address and port (transparent outputs)")
+	f.BoolVar(&joined, "when-joined", false, "every output sends only while a receiver on its interface has joined its group (IGMP/MLD)")
 	for _, name := range []string{"input-interface", "input-group", "input-port", "outputs"} {
 		must(cmd.MarkFlagRequired(name))
 	}

@@ -26,7 +26,7 @@ func writeRules(w io.Writer, rules []controlproto.RuleStatus, packets map[string
 		if outs := failingOutputs(r); len(outs) > 0 {
 			t.addNote("outputs failing: " + formatOutputs(outs, ruleset.Output.Destination))
 		}
-		for _, state := range []string{controlproto.StatePending, controlproto.StateDown} {
+		for _, state := range []string{controlproto.StatePending, controlproto.StateDown, controlproto.StateIdle} {
 			if outs := outputsIn(r, state); len(outs) > 0 {
 				t.addNote("outputs " + state + ": " + formatOutputs(outs, ruleset.Output.Destination))
 			}
@@ -57,7 +57,7 @@ func failingOutputs(r controlproto.RuleStatus) []ruleset.Output {
 		if e == "" || i >= len(r.Outputs) {
 			continue
 		}
-		if i < len(r.OutputStates) && r.OutputStates[i] != controlproto.StateActive {
+		if i < len(r.OutputStates) && r.OutputStates[i] != controlproto.StateActive && r.OutputStates[i] != controlproto.StateIdle {
 			continue
 		}
 		outs = append(outs, r.Outputs[i])
@@ -95,8 +95,13 @@ func formatOutputs(outs []ruleset.Output, name func(ruleset.Output) string) stri
 
 // formatOutput prints an output's destination with the source it sends
 // from when the rule fixes one: "239.2.2.2:6000@eth1 from 10.1.0.1:5001",
-// "… from port 5001", "… keeping the source".
+// "… from port 5001", "… keeping the source"; "when joined" after it for
+// an output that follows its receivers.
 func formatOutput(o ruleset.Output) string {
+	if o.WhenJoined {
+		o.WhenJoined = false
+		return formatOutput(o) + " when joined"
+	}
 	s := o.Destination()
 	switch {
 	case o.PreserveSource:
@@ -160,6 +165,9 @@ func writeStats(w io.Writer, r stats.Report, color bool) error {
 		rules.add(append(plain(rule.ID, count(rule.PacketsIn), formatBytes(rule.BytesIn),
 			formatPPS(rule.PPS), formatBPS(rule.BPS)), dropCell(drops))...)
 		for _, o := range rule.Outputs {
+			if o.State != "" {
+				o.Destination += " (" + o.State + ")"
+			}
 			rules.add(append(plain("  "+o.Destination, count(o.PacketsOut), formatBytes(o.BytesOut), "", ""),
 				dropCell(o.Errors))...)
 		}
@@ -203,6 +211,9 @@ func writeStats(w io.Writer, r stats.Report, color bool) error {
 // formatStates prints counts by state: "2 active, 1 pending, 0 down", with
 // the failing count after the active one for outputs.
 func formatStates(c stats.StateCounts, outputs bool) string {
+	if outputs && c.Idle > 0 {
+		return fmt.Sprintf("%d active, %d idle, %d failing, %d pending, %d down", c.Active, c.Idle, c.Failing, c.Pending, c.Down)
+	}
 	if outputs {
 		return fmt.Sprintf("%d active, %d failing, %d pending, %d down", c.Active, c.Failing, c.Pending, c.Down)
 	}

@@ -55,6 +55,9 @@ func appendOutput(b []byte, o *Output) []byte {
 	if o.PreserveSource {
 		b = append(b, 'T')
 	}
+	if o.WhenJoined {
+		b = append(b, 'J')
+	}
 	return b
 }
 

@@ -112,6 +112,7 @@ var (
 	outputSchema = &schema{kind: jsonObject, fields: map[string]*schema{
 		"interface": stringSchema, "group": stringSchema, "port": intSchema, "ttl": intSchema,
 		"source": stringSchema, "source_port": intSchema, "preserve_source": boolSchema,
+		"when_joined": boolSchema,
 	}}
 	ruleSchema = &schema{kind: jsonObject, fields: map[string]*schema{
 		"id": stringSchema, "name": stringSchema, "input": inputSchema,

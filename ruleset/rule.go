@@ -52,6 +52,11 @@ type Output struct {
 	// limit less one, as a router would forward them. It excludes Source
 	// and SourcePort, and Group must be of the input's family.
 	PreserveSource bool `json:"preserve_source,omitempty"`
+	// WhenJoined makes the output follow its receivers: it sends only
+	// while the output interface's listener table (IGMP/MLD reports)
+	// shows a listener of Group that wants the output's source, and is
+	// idle otherwise. Group must be multicast.
+	WhenJoined bool `json:"when_joined,omitempty"`
 }
 
 // MaxOutputs is the most outputs one rule may have.

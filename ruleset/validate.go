@@ -62,6 +62,8 @@ func (e *ValidationError) withPrefix(prefix string) *ValidationError {
 //	outputs[i].preserve_source
 //	                excludes source and source_port: the datagrams keep the input's source
 //	                needs a group of the input's family: an IPv4 source cannot leave in an IPv6 datagram
+//	outputs[i].when_joined
+//	                needs a multicast group: only multicast groups have listeners
 //	outputs[i]      same as outputs[j]
 //	                same as the input (would loop)
 //	outputs[i].source_port
@@ -174,6 +176,9 @@ func (o *Output) validate(path string) *ValidationError {
 	}
 	if o.SourcePort < 0 || o.SourcePort > 65535 {
 		return invalid(path+".source_port", "must be 1..65535")
+	}
+	if o.WhenJoined && !group.IsMulticast() {
+		return invalid(path+".when_joined", "needs a multicast group: only multicast groups have listeners")
 	}
 	return nil
 }

@@ -159,6 +159,10 @@ func TestValidate(t *testing.T) {
 		{"output source other family", func(r *Rule) { r.Outputs[1].Source = "2001:db8::1" },
 			`outputs[1].source: must be a unicast address of the same family as outputs[1].group`},
 
+		{"valid when_joined", func(r *Rule) { r.Outputs[0].WhenJoined = true }, ""},
+		{"when_joined on a unicast output", func(r *Rule) { r.Outputs[1].WhenJoined = true },
+			`outputs[1].when_joined: needs a multicast group: only multicast groups have listeners`},
+
 		{"valid source_port 1 and 65535", func(r *Rule) { r.Outputs[0].SourcePort = 1; r.Outputs[1].SourcePort = 65535 }, ""},
 		{"output source_port negative", func(r *Rule) { r.Outputs[1].SourcePort = -1 },
 			`outputs[1].source_port: must be 1..65535`},

@@ -28,6 +28,11 @@ type WorkerCounters struct {
 	// KernelDrops accumulates PACKET_STATISTICS tp_drops of the worker's
 	// AF_PACKET sockets (the kernel resets them on every read).
 	KernelDrops uint64 `json:"kernel_drops"`
+	// RingFull counts the times the kernel found an input's receive ring
+	// full: freezes of a block ring (every block still the worker's), and
+	// packets a frame ring had no free frame for. Each one drops packets,
+	// counted in KernelDrops.
+	RingFull uint64 `json:"ring_full"`
 	// BufferExhausted counts packets dropped because no buffer was free.
 	BufferExhausted uint64 `json:"buffer_exhausted"`
 	// EgressErrors counts failed or dropped sends over all outputs.
@@ -106,6 +111,19 @@ type Snapshot struct {
 	// since its last snapshot that was sent (the supervisor passes them
 	// on to GetTrace; the aggregator ignores them).
 	Trace []tracing.Event `json:"trace,omitempty"`
+	// Ring is the state of the worker's receive rings when the snapshot
+	// was taken.
+	Ring RingUsage `json:"ring"`
+}
+
+// RingUsage is how full a worker's receive rings are: Used of their Size
+// frames (blocks, for block rings) are the worker's, waiting to be relayed
+// or held by sends in flight, summed over the worker's inputs. Both are 0
+// without rings. A ring stays nearly empty while the worker keeps up; Used
+// near Size means the next burst will find it full (RingFull).
+type RingUsage struct {
+	Used uint64 `json:"used"`
+	Size uint64 `json:"size"`
 }
 
 // Report is the GetStats result (docs/control-protocol.md).
@@ -140,6 +158,11 @@ type OutputReport struct {
 	// Error, when set, says why a worker cannot send to the output: it
 	// is failing (the rule's Error names it too).
 	Error string `json:"error,omitempty"`
+	// State is set for outputs that follow their receivers (when_joined)
+	// only: "active" while a listener wants them, "idle" while none does
+	// (nothing is sent, and nothing counted as dropped), or the state of
+	// their interface ("pending", "down"). The supervisor fills it in.
+	State string `json:"state,omitempty"`
 }
 
 // WorkerReport is one worker slot's counters, summed over its lives.
@@ -147,6 +170,9 @@ type WorkerReport struct {
 	Worker int `json:"worker"`
 	Core   int `json:"core"`
 	WorkerCounters
+	// Ring is the receive rings' state in the slot's last snapshot;
+	// zero while no worker of the slot runs.
+	Ring RingUsage `json:"ring"`
 }
 
 // Totals sums the report.
@@ -172,4 +198,7 @@ type StateCounts struct {
 	// cannot send to (OutputReport.Error); they are not in Active. Rules
 	// have none: a rule with a failing output still forwards to the rest.
 	Failing int `json:"failing,omitempty"`
+	// Idle counts outputs that follow their receivers (when_joined) and
+	// have none: their interface is up, they send nothing. Not in Active.
+	Idle int `json:"idle,omitempty"`
 }

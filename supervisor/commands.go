@@ -84,6 +84,8 @@ func (d *daemon) handle(req controlproto.Request) controlproto.Response {
 		return controlproto.OK(controlproto.LogLevelResult{Level: levelName(d.level.Level())})
 	case controlproto.CmdSetLogLevel:
 		return d.setLogLevel(req.Level)
+	case controlproto.CmdListGroups:
+		return d.listGroups(req.Interface)
 	case controlproto.CmdEnableTrace, controlproto.CmdDisableTrace, controlproto.CmdGetTrace:
 		return d.traces.handle(req)
 	}
@@ -114,7 +116,9 @@ func (d *daemon) Report() stats.Report {
 		workers[i] = stats.WorkerDesc{Worker: w.Worker, Core: w.Core}
 	}
 	r := d.stats.Report(rules, workers, time.Now())
-	r.Totals.Rules, r.Totals.Outputs = stateCounts(d.listRules())
+	list := d.listRules()
+	r.Totals.Rules, r.Totals.Outputs = stateCounts(list)
+	markWhenJoined(&r, list)
 	r.Namespace = d.namespaceCounters()
 	return r
 }

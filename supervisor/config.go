@@ -41,6 +41,11 @@ type Config struct {
 	// (worker.Config): 0 = the worker's defaults; RingBlocks -1 = no ring.
 	RingBlocks  int
 	RingTimeout time.Duration
+	// RxRing ("" = the worker's default, frames), RingFrames (0 = the
+	// worker's default) and BusyPoll: see worker.Config.
+	RxRing     string
+	RingFrames int
+	BusyPoll   bool
 	// StatsInterval is the worker → supervisor stats period; 0 = 1s.
 	StatsInterval time.Duration
 	// LogLevel is the initial log level; SetLogLevel changes it at runtime.
@@ -69,6 +74,14 @@ type Config struct {
 	// SocketRetry is how often workers ask again for sockets that failed
 	// to open; 0 = the workers' default (worker.DefaultSocketRetry).
 	SocketRetry time.Duration
+	// Queriers are the interfaces where the relay is an IGMP/MLD querier
+	// (--querier): it queries while it wins the election. On every
+	// output interface it listens either way. Empty = querier nowhere.
+	Queriers []string
+	// QueryInterval is the querier's general query interval
+	// (--query-interval); 0 = 125 s. At least 1 s: short intervals are
+	// for tests and labs.
+	QueryInterval time.Duration
 }
 
 // DefaultControlSocket is where mcrd listens and mcrctl connects by default.

@@ -60,11 +60,16 @@ var (
 		"Rules by state: active (input interface up), pending (interface missing), down (interface down).", []string{"state"}, nil)
 	descOutputs = prometheus.NewDesc("mcr_outputs",
 		"Outputs of all rules by state: active (output interface up), pending (interface missing), down (interface down), "+
-			"failing (interface up, but the workers cannot send to it).", []string{"state"}, nil)
+			"failing (interface up, but the workers cannot send to it), idle (when_joined and no listener wants it).", []string{"state"}, nil)
 	descExclusiveDropped = prometheus.NewDesc("mcr_exclusive_dropped_packets_total",
 		"Relayed datagrams --exclusive-inputs kept from the kernel's own receive path on the input interface, "+
 			"since the interface's program was attached (it starts again from 0 when the interface is recreated).",
 		[]string{"interface"}, nil)
+	descWorkerRingUsed = prometheus.NewDesc("mcr_worker_rx_ring_used",
+		"Frames (blocks, for block rings) of the worker's receive rings that are the worker's: waiting to be relayed or held by sends in flight.",
+		[]string{"worker"}, nil)
+	descWorkerRingSize = prometheus.NewDesc("mcr_worker_rx_ring_size",
+		"Frames (blocks, for block rings) of the worker's receive rings, over all its inputs.", []string{"worker"}, nil)
 	descBuildInfo = prometheus.NewDesc("mcr_build_info",
 		"Always 1; the labels name the mcrd build.", []string{"version", "goversion"}, nil)
 )
@@ -91,6 +96,8 @@ var workerCounters = []struct {
 		func(c *stats.WorkerCounters) uint64 { return c.BadChecksum }},
 	{workerDesc("kernel_drops", "Packets the kernel dropped on the worker's AF_PACKET sockets (PACKET_STATISTICS tp_drops): receive ring full, or receive buffer full with --rx-ring-blocks 0; also what arrived for the worker while it was dead or hung."),
 		func(c *stats.WorkerCounters) uint64 { return c.KernelDrops }},
+	{workerDesc("rx_ring_full", "Times the kernel found the worker's receive ring full: block ring freezes, or packets a frame ring had no free frame for; each drops packets (kernel_drops)."),
+		func(c *stats.WorkerCounters) uint64 { return c.RingFull }},
 	{workerDesc("buffer_exhausted", "Packets dropped because the worker had no free packet buffer."),
 		func(c *stats.WorkerCounters) uint64 { return c.BufferExhausted }},
 	{workerDesc("egress_errors", "Failed or dropped sends over all outputs."),
@@ -164,6 +171,9 @@ func newMetricsHandler(src metricsSource, version string) http.Handler {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	if d, ok := src.(*daemon); ok && d.master.listeners != nil {
+		reg.MustRegister(groupsCollector{d.master.listeners})
+	}
 	// ContinueOnError: a metric that fails to collect must not hide the rest.
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
@@ -173,7 +183,7 @@ func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descRulePacketsIn, descRuleBytesIn, descOutputPacketsOut, descOutputBytesOut, descOutputErrors,
 		descWorkerRestarts, descWorkerResyncs, descWorkerInSync, descWorkersUp, descRules, descOutputs, descBuildInfo,
-		descExclusiveDropped,
+		descExclusiveDropped, descWorkerRingUsed, descWorkerRingSize,
 	} {
 		ch <- d
 	}
@@ -196,6 +206,8 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, wc := range workerCounters {
 			ch <- counter(wc.desc, wc.value(&w.WorkerCounters), id)
 		}
+		ch <- gauge(descWorkerRingUsed, float64(w.Ring.Used), id)
+		ch <- gauge(descWorkerRingSize, float64(w.Ring.Size), id)
 	}
 	if ns := report.Namespace; ns != nil {
 		for _, nc := range namespaceCounters {
@@ -247,6 +259,7 @@ func collectStates(ch chan<- prometheus.Metric, d *prometheus.Desc, c stats.Stat
 	ch <- gauge(d, float64(c.Pending), controlproto.StatePending)
 	if d == descOutputs {
 		ch <- gauge(d, float64(c.Failing), "failing")
+		ch <- gauge(d, float64(c.Idle), controlproto.StateIdle)
 	}
 }
 

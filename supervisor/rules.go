@@ -72,6 +72,11 @@ type master struct {
 	ports ruleset.SourcePorts
 	// raw says whether transparent outputs can be served.
 	raw rawSupport
+	// listeners keeps the IGMP/MLD listener tables of the output
+	// interfaces (groups.go); nil = none: every output sends. outNames
+	// counts the rules with an output on each interface name.
+	listeners *listeners
+	outNames  map[string]int
 }
 
 // ruleEntry is one rule of the master ruleset and what it resolved to.
@@ -111,6 +116,9 @@ type masterConfig struct {
 	// Raw is what the start-up probe found about raw sockets; the zero
 	// value allows transparent outputs.
 	Raw rawSupport
+	// Listeners, when set, follows the listeners of the output
+	// interfaces (when_joined outputs, ListGroups, --querier).
+	Listeners *listeners
 }
 
 func newMaster(c masterConfig) *master {
@@ -131,6 +139,8 @@ func newMaster(c masterConfig) *master {
 		groups:  newMemberships(c.Groups),
 		fanout:  c.Fanout,
 		raw:     c.Raw,
+
+		listeners: c.Listeners,
 	}
 }
 
@@ -287,6 +297,7 @@ func (m *master) index(e *ruleEntry) {
 	m.rules[e.rule.ID] = e
 	m.inputs[e.rule.Input.Key()] = e.rule.ID
 	m.ports.Add(&e.rule)
+	m.countOutputs(e, 1)
 	for _, name := range e.interfaces() {
 		set := m.byIface[name]
 		if set == nil {
@@ -303,6 +314,7 @@ func (m *master) unindex(e *ruleEntry) {
 	delete(m.rules, e.rule.ID)
 	delete(m.inputs, e.rule.Input.Key())
 	m.ports.Remove(&e.rule)
+	m.countOutputs(e, -1)
 	for _, name := range e.interfaces() {
 		delete(m.byIface[name], e.rule.ID)
 		if len(m.byIface[name]) == 0 {
@@ -390,6 +402,12 @@ func (m *master) resolve(e *ruleEntry, in link) (*controlproto.WorkerRule, error
 			continue
 		}
 		wr.OutputIfIndex[i] = out.Index
+		if !m.outputAllowed(e, i, out) {
+			if wr.OutputIdle == nil {
+				wr.OutputIdle = make([]bool, len(e.rule.Outputs))
+			}
+			wr.OutputIdle[i] = true
+		}
 		if o.Source == "" && !o.PreserveSource {
 			// Validate accepted the group, Normalize canonicalised it.
 			addrs[i] = m.addrs.list(out.Index, netip.MustParseAddr(o.Group).Is6())
@@ -482,6 +500,9 @@ const (
 	linkPending           // the interface does not exist
 	linkDown              // it exists and is down
 	linkActive            // it exists and is up
+	// linkIdle is an output's alone: its interface is up, but it sends
+	// only while someone listens (when_joined) and no one does.
+	linkIdle
 )
 
 func (s linkState) String() string {
@@ -492,6 +513,8 @@ func (s linkState) String() string {
 		return controlproto.StateDown
 	case linkActive:
 		return controlproto.StateActive
+	case linkIdle:
+		return controlproto.StateIdle
 	}
 	return fmt.Sprintf("linkState(%d)", uint8(s))
 }
@@ -520,6 +543,9 @@ func (m *master) setOutputStates(e *ruleEntry) {
 	for i, o := range e.rule.Outputs {
 		l, ok := m.links.lookup(o.Interface)
 		next[i], ifaces[i] = stateOf(l, ok), o.Interface
+		if next[i] == linkActive && e.sent != nil && i < len(e.sent.OutputIdle) && e.sent.OutputIdle[i] {
+			next[i] = linkIdle
+		}
 		j := slices.Index(e.outIfaces, o.Interface)
 		if j < 0 || e.outStates[j] == next[i] || slices.Contains(logged, o.Interface) {
 			continue
@@ -683,6 +709,8 @@ func countState(c *stats.StateCounts, state string) {
 		c.Pending++
 	case controlproto.StateDown:
 		c.Down++
+	case controlproto.StateIdle:
+		c.Idle++
 	}
 }
 
@@ -773,6 +801,7 @@ func (m *master) flush(b *batch) {
 	if m.excl != nil && len(b.inputs) > 0 {
 		m.excl.sync(m, b.inputs)
 	}
+	m.syncListeners()
 }
 
 // close leaves every group (shutdown).

@@ -119,6 +119,7 @@ func start(cfg Config) (*instance, error) {
 		Exe:     cfg.WorkerExe, NumWorkers: cfg.NumWorkers, CPUs: cfg.CPUs, Fanout: cfg.Fanout, Backend: cfg.Backend,
 		StatsInterval: cfg.StatsInterval, Logger: log, Aggregator: agg, WorkerUser: cfg.WorkerUser,
 		RingBlocks: cfg.RingBlocks, RingTimeout: cfg.RingTimeout, SocketRetry: cfg.SocketRetry,
+		RxRing: cfg.RxRing, RingFrames: cfg.RingFrames, BusyPoll: cfg.BusyPoll,
 	})
 	mc := masterConfig{
 		Log: log, DP: tuningCheck{pool, tuning.NewCheck(log)}, Stats: agg,
@@ -128,6 +129,14 @@ func start(cfg Config) (*instance, error) {
 	if cfg.ExclusiveInputs {
 		mc.Exclusive = ingressdrop.New()
 	}
+	if err := checkQueryInterval(cfg.QueryInterval); cfg.QueryInterval != 0 && err != nil {
+		ln.Close()
+		if metricsLn != nil {
+			metricsLn.Close()
+		}
+		return nil, fmt.Errorf("--query-interval: %w", err)
+	}
+	mc.Listeners = newListeners(listenerConfig{Open: openQuerier, Log: log, Queriers: cfg.Queriers, QueryInterval: cfg.QueryInterval})
 	m := newMaster(mc)
 	traces = newTraceSessions(log, pool.SetTraces, m.has)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -150,6 +159,7 @@ func start(cfg Config) (*instance, error) {
 		return fail(err)
 	}
 	in.goBackground(func() { <-following })
+	in.goBackground(func() { mc.Listeners.run(ctx, m) })
 	if res := m.replace(initial.Rules); cfg.ConfigPath != "" {
 		log.Info("config loaded", "from", cfg.ConfigPath, "added", res.Added)
 	}
@@ -200,6 +210,9 @@ func (in *instance) stop() {
 	in.cancel()
 	in.background.Wait()
 	in.d.master.closeExclusive()
+	if l := in.d.master.listeners; l != nil {
+		l.close()
+	}
 	in.pool.Stop(pool.DefaultStopTimeout)
 	if err := in.d.master.close(); err != nil {
 		in.log.Warn("leave groups", "err", err)

@@ -109,7 +109,8 @@ func (r *traceReader) waitEvents(what string, n int, match func(tracing.Event) b
 // TestTraceShowsEveryDatagram traces a rule with two outputs: each
 // datagram sent shows as received and as sent to both outputs; a datagram
 // to the rule's group on another port shows as unmatched, wrong_port;
-// with the output interface down the sends show as dropped, output_down.
+// with the output interface down the sends show as dropped, output_down;
+// the trace goes on after the workers were killed and restarted.
 func TestTraceShowsEveryDatagram(t *testing.T) {
 	t.Parallel()
 	l := newLine(t)
@@ -162,6 +163,14 @@ func TestTraceShowsEveryDatagram(t *testing.T) {
 			t.Errorf("dropped event %+v: want output_down on an output", e)
 		}
 	}
+
+	// A restarted worker traces what its predecessor did.
+	l.relay.MustRun("ip", "link", "set", outIf, "up")
+	d.killWorkers()
+	sendTo(t, snd, "239.1.1.1:5000", []byte("after a restart"))
+	tr.waitEvents("the datagram after the worker restart as received", 1, func(e tracing.Event) bool {
+		return e.Kind == tracing.Received && e.Size == len("after a restart")
+	})
 }
 
 // TestTraceEndsWithItsConnection runs `mcrctl trace --follow` and kills it:

@@ -171,7 +171,7 @@ type Event struct {
 	Segment  int `json:"segment,omitempty"`
 	Segments int `json:"segments,omitempty"`
 	// Count is how many packets a ring_full drop or a lost event stands
-	// for.
+	// for, or datagrams an unmatched UDP GSO aggregate carried.
 	Count uint64 `json:"count,omitempty"`
 	// Data is the start of the UDP payload, at most the trace's snaplen
 	// bytes (base64 in JSON); absent when the snaplen is 0.

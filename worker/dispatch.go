@@ -180,6 +180,9 @@ func (d *dispatcher) forward(ifindex int32, link int, pkt []byte, n int, buf int
 func (d *dispatcher) fanOut(r *rule, buf int, pkt []byte, off, n, seg int, s sender) {
 	for j := range r.outputs {
 		o := &r.outputs[j]
+		if o.idle { // no listener wants it: not sent, and not a drop
+			continue
+		}
 		if !o.open() {
 			d.failed(o, 0)
 			continue

@@ -564,3 +564,31 @@ func (s *boundsSender) send(o *output, buf int, pkt []byte, off, n int, hdr []by
 	}
 	s.d.sent(o, n)
 }
+
+// TestForwardSkipsIdleOutputs: an idle output (when_joined without
+// listeners) sends nothing and counts nothing, not even when it has no
+// socket; the rule's other outputs send as before, and the output sends
+// again once the rule comes back without the idle flag.
+func TestForwardSkipsIdleOutputs(t *testing.T) {
+	f := newFakeSockets()
+	db := newRuleDB(f, testLogger(nil))
+	wr := wrule("a", 2, "239.1.1.1:5001", "239.2.2.2:6000@3", "239.3.3.3:6000@3", "239.4.4.4:6000@0")
+	wr.OutputIdle = []bool{false, true, true}
+	db.add(wr)
+	db.commit()
+	d := &dispatcher{db: db}
+	s := &recordSender{d: d}
+	pkt := plain(packettest.BuildUDP4(ap("10.0.0.9:4000"), ap("239.1.1.1:5001"), make([]byte, 100)))
+	d.forward(2, 0, pkt, len(pkt), 0, 0, s)
+	wr.OutputIdle = nil
+	db.add(wr)
+	db.commit()
+	d.forward(2, 0, pkt, len(pkt), 0, 0, s)
+
+	r := db.byID["a"]
+	got := r.counters(r.errorText()).Outputs
+	want := []stats.OutputCounters{{PacketsOut: 2, BytesOut: 200}, {PacketsOut: 1, BytesOut: 100}, {Errors: 1}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("output counters (-want +got):\n%s", diff)
+	}
+}

@@ -76,9 +76,17 @@ type input struct {
 	rearmAt time.Time
 }
 
-// ringBlocks returns the number of blocks of in's receive ring, 0 without.
+// ringBlocks returns the number of blocks of in's block ring, 0 without.
 func (in *input) ringBlocks() int {
-	if in.ring == nil {
+	if in.ring == nil || in.ring.frames {
+		return 0
+	}
+	return len(in.ring.refs)
+}
+
+// ringFrames returns the number of frames of in's frame ring, 0 without.
+func (in *input) ringFrames() int {
+	if in.ring == nil || !in.ring.frames {
 		return 0
 	}
 	return len(in.ring.refs)
@@ -142,6 +150,9 @@ type output struct {
 	// ttlCap when that is not 0.
 	transparent bool
 	ttlCap      uint8
+	// idle: the output follows its receivers and none listens
+	// (WorkerRule.OutputIdle); it keeps its socket and sends nothing.
+	idle bool
 
 	cnt      stats.OutputCounters
 	reported stats.OutputCounters // as in the last snapshot sent
@@ -341,6 +352,7 @@ func (db *ruleDB) build(wr controlproto.WorkerRule, canon []byte) *rule {
 		out := &r.outputs[i]
 		out.dest = o.Destination()
 		out.transparent, out.ttlCap = o.PreserveSource, uint8(o.TTL)
+		out.idle = i < len(wr.OutputIdle) && wr.OutputIdle[i]
 		r.transparent = r.transparent || o.PreserveSource
 		var k destKey
 		if k, out.err = destKeyFor(wr, i); out.err == nil {
@@ -560,7 +572,7 @@ func (db *ruleDB) syncInput(in *input, m []inputMatch) {
 		in.fanoutID = in.want
 		if err = db.sk.openInput(in, m); err == nil || errors.Is(err, prefilter.ErrUnfiltered) {
 			db.log.Info("input open", "ifindex", in.ifindex, "fanout_id", in.fanoutID, "matches", len(m),
-				"ring_blocks", in.ringBlocks())
+				"ring_frames", in.ringFrames(), "ring_blocks", in.ringBlocks())
 		}
 	} else {
 		err = db.sk.filterInput(in, m)

@@ -14,8 +14,9 @@ import (
 )
 
 // maxTraceReport bounds the estimated encoded size of the trace events one
-// snapshot carries; the rest wait in their rings for the next one.
-const maxTraceReport = 4 << 20
+// snapshot carries, so that a snapshot with them still fits the 1 MiB
+// stats pipe in one write; the rest wait in their rings for the next one.
+const maxTraceReport = 512 << 10
 
 // tracer is the trace of one rule in this worker: a ring of events,
 // allocated when the supervisor enables the trace, that the hot path fills
@@ -290,7 +291,10 @@ func (db *ruleDB) commitTraces() {
 // copied.
 func (s *traceSlot) event(id string, worker int, data []byte) tracing.Event {
 	e := tracing.Event{UnixNano: s.nano, Worker: worker, Rule: id, Kind: s.kind, Reason: s.reason,
-		Size: int(s.size), Count: s.count}
+		Size: int(s.size)}
+	if s.count > 1 || s.reason == tracing.RingFull {
+		e.Count = s.count
+	}
 	if s.output >= 0 {
 		o := int(s.output)
 		e.Output = &o

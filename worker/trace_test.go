@@ -63,6 +63,10 @@ func TestTraceEvents(t *testing.T) {
 	}
 
 	db.setTraces([]controlproto.WorkerTrace{{ID: "a", Limit: 6, Snaplen: 4}})
+	db.commit()
+	if !db.inputs[2].traced || db.inputs[5].traced {
+		t.Fatal("want input 2, a's, traced (its prefilter lets everything through), and input 5 not")
+	}
 	send(2, "10.0.0.9:4000", "239.1.1.1:5001", "hello")
 	send(2, "10.0.0.9:4000", "239.1.1.1:5002", "port")
 	send(2, "10.0.0.9:4000", "239.9.9.9:5001", "group")
@@ -108,6 +112,10 @@ func TestTraceEvents(t *testing.T) {
 		t.Fatalf("after a rule change: %+v, want received and sent", briefs(evs))
 	}
 	db.setTraces(nil)
+	db.commit()
+	if db.inputs[2].traced {
+		t.Error("input 2 still traced (unfiltered) after the trace ended")
+	}
 	if db.traceIns != nil || db.byID["a"].trace != nil || db.byID["a"].outputs[0].trace != nil {
 		t.Fatal("still traced after the trace set was emptied")
 	}

@@ -109,6 +109,11 @@ type Config struct {
 	// no ring) and --rx-ring-timeout when not 0; see worker.Config.
 	RingBlocks  int
 	RingTimeout time.Duration
+	// RxRing, RingFrames and BusyPoll are passed as --rx-ring,
+	// --rx-ring-frames and --busy-poll when set; see worker.Config.
+	RxRing     string
+	RingFrames int
+	BusyPoll   bool
 	// SocketRetry is passed as --socket-retry when not 0: how often
 	// workers ask again for sockets that failed to open.
 	SocketRetry time.Duration
@@ -344,7 +349,8 @@ func (p *Pool) Start() error {
 	go p.healthLoop()
 	p.log.Info("worker pool started", "workers", cfg.NumWorkers, "cpus", cfg.CPUs, "fanout", cfg.Fanout.String(),
 		"backend", cfg.Backend, "stats_interval", cfg.StatsInterval,
-		"rx_ring_blocks", cfg.RingBlocks, "rx_ring_timeout", cfg.RingTimeout)
+		"rx_ring", cfg.RxRing, "rx_ring_frames", cfg.RingFrames, "rx_ring_blocks", cfg.RingBlocks,
+		"rx_ring_timeout", cfg.RingTimeout, "busy_poll", cfg.BusyPoll)
 	return nil
 }
 
