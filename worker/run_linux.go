@@ -57,6 +57,7 @@ type worker struct {
 	eof  bool // the command socket reached end of file
 
 	rings   ringTable // the inputs' receive rings
+	mod     moderator // wake-up moderation of frame rings
 	iter    blockIter // scratch of forwardBlock
 	copies  copyPool  // packets larger than a frame of a frame ring
 	discard [1]byte   // what forwardCopy reads a packet into when no copy buffer is free
@@ -83,6 +84,14 @@ func Run(cfg Config) error {
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	// A worker started confined to one CPU gets one P. When the runtime
+	// runs something of its own on it (a GC worker, the scavenger) while
+	// the loop's thread sleeps in io_uring_enter, the thread finds no P
+	// when a packet wakes it and waits for Go's preemption, up to 10 ms.
+	// A second P lets it run at once; the kernel shares the core.
+	if runtime.GOMAXPROCS(0) < 2 {
+		runtime.GOMAXPROCS(2)
+	}
 	w, err := newWorker(c)
 	if err != nil {
 		return err
@@ -102,6 +111,10 @@ func newWorker(cfg Config) (*worker, error) {
 	}
 	w := &worker{cfg: cfg, logw: &recordWriter{write: fdWriter(cfg.LogFD)}}
 	w.log = newLogger(w.logw, cfg.ID)
+	// The loop's thread sleeps for moderation naps of tens of
+	// microseconds and waits with io_uring timeouts: the default 50 µs
+	// of timer slack would stretch each.
+	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1000, 0, 0, 0)
 	if cfg.Core >= 0 {
 		if err := pin(cfg.Core); err != nil {
 			w.log.Warn("cannot pin to core", "core", cfg.Core, "err", err)
@@ -211,6 +224,10 @@ func (w *worker) run() error {
 			return nil
 		}
 		now := time.Now()
+		if nap := w.napAfter(now); nap > 0 {
+			w.b.sync() // the batch's sends leave before the nap, not after
+			napFor(nap)
+		}
 		if now.Before(next) {
 			w.rep.fw.flush()
 			continue
@@ -220,6 +237,15 @@ func (w *worker) run() error {
 			next = now.Add(interval)
 		}
 	}
+}
+
+// napAfter returns how long to nap after a batch (moderator): 0 with
+// --busy-poll or without frame rings.
+func (w *worker) napAfter(now time.Time) time.Duration {
+	if w.cfg.BusyPoll || !w.rings.hasFrames() {
+		return 0
+	}
+	return w.mod.observe(now, w.d.c.RxPackets)
 }
 
 // tick does the periodic work: kernel drop counters, retrying sockets that
@@ -534,7 +560,7 @@ func (w *worker) countDrops(in *input) {
 	}
 	if freezes > 0 {
 		w.log.Warn("receive ring full: packets dropped", "ifindex", in.ifindex, "freezes", freezes, "dropped", drops,
-			"blocks", len(in.ring.refs))
+			"ring_size", len(in.ring.refs))
 	}
 }
 
@@ -572,4 +598,11 @@ func (w *worker) openEgress(e *egress) error {
 func (w *worker) closeEgress(e *egress) {
 	unix.Close(e.fd)
 	e.fd = -1
+}
+
+// napFor sleeps for d on the calling thread, without the Go scheduler's
+// timers, which would wake another thread to run the loop's goroutine.
+func napFor(d time.Duration) {
+	ts := unix.NsecToTimespec(int64(d))
+	_ = unix.Nanosleep(&ts, nil)
 }

@@ -173,3 +173,23 @@ func TestFramePublishMarks(t *testing.T) {
 			a, next.backlog, next.lastMark, diff)
 	}
 }
+
+// TestRingUsed counts the frames that are the worker's: those it holds and
+// those waiting from where it reads next, without the ones the kernel has.
+func TestRingUsed(t *testing.T) {
+	u := fakeFrameSpec{user: true, data: "p"}
+	r := fakeFrameRing(u, u, u, fakeFrameSpec{}, fakeFrameSpec{})
+	if got := r.used(); got != 3 {
+		t.Errorf("before any take: used %d, want 3", got)
+	}
+	f := r.take()
+	r.hold(f) // a send in flight
+	r.release(f)
+	if got := r.used(); got != 3 {
+		t.Errorf("one held, two waiting: used %d, want 3", got)
+	}
+	r.release(f)
+	if got := r.used(); got != 2 {
+		t.Errorf("given back, two waiting: used %d, want 2", got)
+	}
+}

@@ -175,14 +175,17 @@ func (r *rxRing) take() int {
 	return b
 }
 
-// used returns how many blocks (frames) are the worker's: handed over by
-// the kernel and not given back yet.
+// used returns how many blocks (frames) are the worker's: held (taken and
+// not given back yet), or handed over and waiting, which the kernel fills
+// in ring order from next on. It reads only the waiting ones, not the
+// whole ring: a frame ring spans thousands of pages.
 func (r *rxRing) used() int {
-	n := 0
-	for b := range r.refs {
-		if atomic.LoadUint32(r.status(b))&tpStatusUser != 0 {
-			n++
+	n := r.held + len(r.backlog)
+	for i, b := 0, r.next; i < len(r.refs) && r.refs[b] == 0; i, b = i+1, (b+1)%len(r.refs) {
+		if atomic.LoadUint32(r.status(b))&tpStatusUser == 0 {
+			break
 		}
+		n++
 	}
 	return n
 }
@@ -340,6 +343,16 @@ func (t *ringTable) publish() {
 			r.publish()
 		}
 	}
+}
+
+// hasFrames reports whether any ring is a frame ring.
+func (t *ringTable) hasFrames() bool {
+	for _, r := range t.rings {
+		if r != nil && r.frames {
+			return true
+		}
+	}
+	return false
 }
 
 // lookupRing returns the ring of the socket with inode ino, nil if none:

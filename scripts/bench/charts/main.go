@@ -206,9 +206,17 @@ func (c *chart) svg(w io.Writer) {
 	)
 	ns := len(c.series)
 	groupW := float64(ns)*barW + gap
-	plotW := math.Max(float64(len(c.groups))*groupW, 300)
+	for _, g := range c.groups {
+		groupW = math.Max(groupW, textW(g)+gap)
+	}
+	plotW := math.Max(float64(len(c.groups))*groupW, textW(c.title)*1.3)
+	legendW := 0.0
+	for _, name := range c.series {
+		legendW = math.Max(legendW, textW(name)+24)
+	}
+	cols := max(1, int(plotW/legendW))
 	width := left + plotW + 20
-	legendRows := (ns + 2) / 3
+	legendRows := (ns + cols - 1) / cols
 	height := top + plotH + 50 + float64(legendRows)*18 + 10
 
 	lo, hi := math.Inf(1), math.Inf(-1)
@@ -273,13 +281,16 @@ func (c *chart) svg(w io.Writer) {
 	}
 	fmt.Fprintf(w, `<line x1="%.0f" x2="%.0f" y1="%.0f" y2="%.0f" stroke="black"/>`+"\n", left, left+plotW, top+plotH, top+plotH)
 	for s, name := range c.series {
-		lx := left + float64(s%3)*(plotW/3)
-		ly := top + plotH + 40 + float64(s/3)*18
+		lx := left + float64(s%cols)*legendW
+		ly := top + plotH + 40 + float64(s/cols)*18
 		fmt.Fprintf(w, `<rect x="%.0f" y="%.0f" width="10" height="10" fill="%s"/>`+"\n", lx, ly-9, palette[s%len(palette)])
 		fmt.Fprintf(w, `<text x="%.0f" y="%.0f">%s</text>`+"\n", lx+14, ly, html.EscapeString(name))
 	}
 	fmt.Fprintln(w, "</svg>")
 }
+
+// textW estimates the width of s in 11-pixel sans-serif.
+func textW(s string) float64 { return 6.5 * float64(len([]rune(s))) }
 
 // niceStep rounds a tick step up to 1, 2 or 5 times a power of ten.
 func niceStep(v float64) float64 {
