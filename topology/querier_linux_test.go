@@ -3,13 +3,18 @@ package topology
 import (
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/internal/netnstest"
 	"github.com/mcrelay/mcr/querier"
+	"github.com/mcrelay/mcr/ruleset"
 )
 
 // Timers of the snooping segment, short so that the scenarios take
@@ -207,11 +212,31 @@ func TestQuerierKeepsSnoopedReceivers(t *testing.T) {
 // TestWhenJoinedFollowsReceivers: an output with when_joined sends
 // nothing before a receiver joins its group on the output interface,
 // sends once one has, and stops again after it leaves; over IPv4 (IGMP)
-// and IPv6 (MLD).
+// and IPv6 (MLD). The querier is set in the config file here, which
+// keeps the setting through the saves of the rules added.
 func TestWhenJoinedFollowsReceivers(t *testing.T) {
 	t.Parallel()
 	seg := newSnoopedSegment(t)
-	d := startDaemon(t, seg.relay, daemonOptions{Flags: []string{"--querier", outIf, "--query-interval", queryInterval}})
+	path := filepath.Join(t.TempDir(), "mcr.json")
+	querierConfig := ruleset.Querier{Interfaces: []string{outIf}, QueryInterval: queryInterval}
+	b, err := ruleset.EncodeConfig(ruleset.Config{Querier: querierConfig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, seg.relay, daemonOptions{Config: path})
+	t.Cleanup(func() {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := ruleset.DecodeConfig(data)
+		if err != nil || !cmp.Equal(c.Querier, querierConfig) || len(c.Rules) != 2 {
+			t.Errorf("the saved config holds querier %+v and %d rules (%v); want %+v and 2 rules", c.Querier, len(c.Rules), err, querierConfig)
+		}
+	})
 	for _, tc := range []struct {
 		id, inGroup, outGroup, fam string
 	}{
