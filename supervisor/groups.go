@@ -319,7 +319,23 @@ func addrText(a netip.Addr) string {
 func (m *master) regate(ifindexes []int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.readdress(ifindexes)
+	affected := map[string]*ruleEntry{}
+	for _, ix := range ifindexes {
+		l, ok := m.links.byIndex[ix]
+		if !ok {
+			continue
+		}
+		for id, e := range m.byIface[l.Name] {
+			if slices.ContainsFunc(e.rule.Outputs, func(o ruleset.Output) bool { return o.WhenJoined && o.Interface == l.Name }) {
+				affected[id] = e
+			}
+		}
+	}
+	var b batch
+	for _, id := range slices.Sorted(maps.Keys(affected)) {
+		m.reconcile(affected[id], &b)
+	}
+	m.flush(&b)
 }
 
 // outputAllowed reports whether output i of e, on link out, may send: it

@@ -212,8 +212,9 @@ func TestQuerierKeepsSnoopedReceivers(t *testing.T) {
 // TestWhenJoinedFollowsReceivers: an output with when_joined sends
 // nothing before a receiver joins its group on the output interface,
 // sends once one has, and stops again after it leaves; over IPv4 (IGMP)
-// and IPv6 (MLD). The querier is set in the config file here, which
-// keeps the setting through the saves of the rules added.
+// and IPv6 (MLD), and stays idle through a restart of the workers. The
+// querier is set in the config file here, which keeps the setting
+// through the saves of the rules added.
 func TestWhenJoinedFollowsReceivers(t *testing.T) {
 	t.Parallel()
 	seg := newSnoopedSegment(t)
@@ -289,6 +290,10 @@ func TestWhenJoinedFollowsReceivers(t *testing.T) {
 			waitFor(t, 10*time.Second, "the output to turn idle after the leave", func() bool {
 				return d.outputState(tc.id, 0) == controlproto.StateIdle
 			})
+			if tc.fam == "IPv4" {
+				// The workers' replacements get the output idle too.
+				d.killWorkers()
+			}
 			out := ruleReport(t, d.stats(), tc.id).Outputs[0].PacketsOut
 			tx = seg.relay.LinkStat(outIf, "tx_packets")
 			send(t, seg.src, s)
