@@ -307,17 +307,7 @@ func TestQuerierSettingsFromConfig(t *testing.T) {
 	}
 	check := func(what string) {
 		t.Helper()
-		got, _, err := tm.encodedConfig()
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := ruleset.EncodeConfig(tm.config())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(string(want), string(got)); diff != "" {
-			t.Errorf("%s: encodedConfig differs from EncodeConfig (-want +got):\n%s", what, diff)
-		}
+		got := checkEncodedConfig(t, tm, what)
 		if c, err := ruleset.DecodeConfig(got); err != nil || !cmp.Equal(c.Querier, tm.config().Querier) {
 			t.Errorf("%s: the saved config reads back as %+v, %v", what, c.Querier, err)
 		}
