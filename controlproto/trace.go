@@ -20,6 +20,9 @@ const (
 	// MaxTraceBytes bounds Limit times Snaplen: a trace with a large
 	// snaplen holds fewer events (its effective limit is reported).
 	MaxTraceBytes = 16 << 20
+	// MaxTracedRules bounds the rules traced at once: every worker
+	// holds a ring of up to MaxTraceBytes for each.
+	MaxTracedRules = 16
 )
 
 // WTrace is the worker command that sets which rules a worker traces

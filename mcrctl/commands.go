@@ -67,6 +67,7 @@ Exit status: 0 success, 1 the daemon answered with an error, 2 usage error,
 	root.AddCommand(c.addCommand(), c.removeCommand(), c.listCommand(), c.statsCommand(),
 		c.workersCommand(), c.pingCommand(), c.versionCommand(), c.configCommand(),
 		c.logLevelCommand(), c.groupsCommand(), completionCommand(root), manpage.Command(root, buildinfo.Version(Version)))
+	root.AddCommand(c.traceCommand(), c.captureCommand())
 	return root
 }
 

@@ -149,6 +149,7 @@ func runCLIInto(t *testing.T, stdout *syncbuf.Buffer, socket string, o runOpts, 
 		func(k string) string { return o.env[k] },
 		options{
 			watchInterval: 10 * time.Millisecond,
+			tracePoll:     10 * time.Millisecond,
 			isTerminal:    func(w io.Writer) bool { return o.tty && w == io.Writer(stdout) },
 			now:           func() time.Time { return time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC) },
 			runtimeDir:    cmp.Or(o.runtimeDir, filepath.Join(t.TempDir(), "run")),

@@ -62,6 +62,8 @@ type options struct {
 	now func() time.Time
 	// runtimeDir is RuntimeDir, where --netns looks for sockets.
 	runtimeDir string
+	// tracePoll is how often `trace` and `capture` ask for events.
+	tracePoll time.Duration
 }
 
 // Main runs mcrctl with args (the command line without the program name)
@@ -77,6 +79,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		isTerminal:    tty.IsTerminal,
 		now:           time.Now,
 		runtimeDir:    RuntimeDir,
+		tracePoll:     250 * time.Millisecond,
 	})
 }
 

@@ -3,7 +3,12 @@
 // the workers, joins the input groups (IGMP/MLD), follows links over
 // netlink, aggregates stats and serves the operator control socket.
 //
+// Parts with a job of their own are packages below it, which it wires:
+// supervisor/tuning (host tuning advice) and supervisor/sdnotify (systemd
+// notifications); they never import it.
+//
 // It never imports package worker: supervisor and workers meet only in
-// controlproto, as the processes meet only over the socketpair and pipes.
+// controlproto and internal/relaysock (the socket broker), as the processes
+// meet only over the socketpairs and pipes (internal/layering tests this).
 // Process management, affinity and netlink live in _linux.go files.
 package supervisor

@@ -233,7 +233,7 @@ func collectWorkers(ch chan<- prometheus.Metric, workers []controlproto.WorkerIn
 		ch <- counter(descWorkerRestarts, uint64(w.Restarts), id)
 		ch <- counter(descWorkerResyncs, uint64(w.Resyncs), id)
 		ch <- gauge(descWorkerInSync, boolValue(w.InSync), id)
-		if w.State == stateRunning {
+		if w.State == stateRunning.String() {
 			up++
 		}
 	}

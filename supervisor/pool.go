@@ -30,12 +30,31 @@ import (
 //	             │ Stop (from any state)
 //	             ▼
 //	          stopped
+//
+// The zero value is invalid; String is the name on the wire.
+type slotState uint8
+
 const (
-	stateStarting = "starting"
-	stateRunning  = "running"
-	stateBackoff  = "backoff"
-	stateStopped  = "stopped"
+	_ slotState = iota
+	stateStarting
+	stateRunning
+	stateBackoff
+	stateStopped
 )
+
+func (s slotState) String() string {
+	switch s {
+	case stateStarting:
+		return "starting"
+	case stateRunning:
+		return "running"
+	case stateBackoff:
+		return "backoff"
+	case stateStopped:
+		return "stopped"
+	}
+	return fmt.Sprintf("slotState(%d)", uint8(s))
+}
 
 // Health and restart timing, as docs/architecture.md describes it.
 const (
@@ -152,25 +171,83 @@ type Pool struct {
 	grants *relaysock.Grants   // the input sockets rules need, maintained with rules
 	// egress holds the egress sockets of the rules' outputs, counted with
 	// rules; it has a lock of its own, taken after mu.
-	egress   *heldEgress
-	slots    []*workerSlot
-	phase    poolPhase
-	stopping bool // Stop has sent Shutdown; killing is set once it gave up waiting
-	killing  bool
-	changed  chan struct{} // closed and replaced when a slot's state changes
+	egress  *heldEgress
+	slots   []*workerSlot
+	state   poolState     // changed only by moveTo
+	changed chan struct{} // closed and replaced when a slot's state changes
 	// traceFrame is the latest WTrace command (SetTraces), sent after
 	// every SyncRules; nil before the first.
 	traceFrame []byte
 }
 
-// poolPhase is where a Pool is in its own life.
-type poolPhase int
+// poolState is where a Pool is in its own life:
+//
+//	new ──Start──► started ──Stop──► stopping ──timeout──► killing
+//	 │                                  │                     │
+//	 └─────────Stop────────► stopped ◄──┴─all workers exited──┘
+//
+// The zero value is invalid: NewPool starts a pool in poolNew.
+type poolState uint8
 
 const (
-	poolNew poolPhase = iota
+	_ poolState = iota
+	// poolNew: before Start.
+	poolNew
+	// poolStarted: workers run and are restarted.
 	poolStarted
+	// poolStopping: Stop has sent Shutdown; no worker is restarted.
+	poolStopping
+	// poolKilling: Stop gave up waiting and kills the workers.
+	poolKilling
+	// poolStopped: Stop has ended, or ran before Start.
 	poolStopped
 )
+
+func (s poolState) String() string {
+	switch s {
+	case poolNew:
+		return "new"
+	case poolStarted:
+		return "started"
+	case poolStopping:
+		return "stopping"
+	case poolKilling:
+		return "killing"
+	case poolStopped:
+		return "stopped"
+	}
+	return fmt.Sprintf("poolState(%d)", uint8(s))
+}
+
+// stopping reports whether Stop has begun: workers get Shutdown, and none
+// is restarted.
+func (s poolState) stopping() bool { return s >= poolStopping && s <= poolStopped }
+
+// can reports whether a pool in s may move to next.
+func (s poolState) can(next poolState) bool {
+	switch s {
+	case poolNew:
+		return next == poolStarted || next == poolStopped
+	case poolStarted:
+		return next == poolStopping
+	case poolStopping:
+		return next == poolKilling || next == poolStopped
+	case poolKilling:
+		return next == poolStopped
+	}
+	return false
+}
+
+// moveTo moves p to next, the one place p.state changes. p.mu must be
+// held. A move the diagram does not have is a bug: it is logged, and p
+// stays where it is.
+func (p *Pool) moveTo(next poolState) {
+	if !p.state.can(next) {
+		p.log.Error("internal error: worker pool state change refused", "from", p.state.String(), "to", next.String())
+		return
+	}
+	p.state = next
+}
 
 // poolRule is one rule of the pool's ruleset with its canonical encoding,
 // kept so that removing the rule can take it out of the set hash.
@@ -184,7 +261,7 @@ type poolRule struct {
 type workerSlot struct {
 	id, core int
 
-	state    string
+	state    slotState
 	proc     *workerProc // the live process; nil in backoff and stopped
 	restarts int
 	resyncs  int
@@ -214,6 +291,7 @@ func NewPool(cfg PoolConfig) *Pool {
 		grants:      relaysock.NewGrants(),
 		egress:      newHeldEgress(log, kernelEgressOps()),
 		changed:     make(chan struct{}),
+		state:       poolNew,
 	}
 }
 
@@ -228,7 +306,7 @@ func (p *Pool) Start() error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.phase != poolNew {
+	if p.state != poolNew {
 		return errors.New("start worker pool: already started or stopped")
 	}
 	if cfg.WorkerUser != "" {
@@ -240,7 +318,7 @@ func (p *Pool) Start() error {
 		}
 	}
 	p.cfg = cfg
-	p.phase = poolStarted
+	p.moveTo(poolStarted)
 	cores := make([]int, cfg.NumWorkers)
 	for i := range cores {
 		cores[i] = cfg.CPUs[i%len(cfg.CPUs)]
@@ -305,13 +383,15 @@ func (p *Pool) withDefaults() (PoolConfig, error) {
 // than once, and before Start.
 func (p *Pool) Stop(timeout time.Duration) {
 	p.mu.Lock()
-	if p.phase == poolNew || p.stopping {
-		p.phase = poolStopped
+	if p.state != poolStarted {
+		if p.state == poolNew {
+			p.moveTo(poolStopped)
+		}
 		p.mu.Unlock()
 		p.wg.Wait()
 		return
 	}
-	p.stopping = true
+	p.moveTo(poolStopping)
 	close(p.stop)
 	for _, s := range p.slots {
 		if s.proc != nil {
@@ -332,7 +412,7 @@ func (p *Pool) Stop(timeout time.Duration) {
 	case <-done:
 	case <-timer.C:
 		p.mu.Lock()
-		p.killing = true
+		p.moveTo(poolKilling)
 		for _, s := range p.slots {
 			if s.proc != nil {
 				s.proc.kill(fmt.Sprintf("did not shut down within %v", timeout))
@@ -342,7 +422,7 @@ func (p *Pool) Stop(timeout time.Duration) {
 		<-done
 	}
 	p.mu.Lock()
-	p.phase = poolStopped
+	p.moveTo(poolStopped)
 	p.mu.Unlock()
 	p.inputs.closeAll()
 	p.egress.close()
@@ -428,7 +508,7 @@ func (p *Pool) Workers() []controlproto.WorkerInfo {
 		infos[i] = controlproto.WorkerInfo{
 			Worker:      s.id,
 			Core:        s.core,
-			State:       s.state,
+			State:       s.state.String(),
 			Restarts:    s.restarts,
 			RulesetHash: s.hash,
 			InSync:      s.inSync(want),
@@ -454,7 +534,7 @@ func (s *workerSlot) inSync(want string) bool {
 func (p *Pool) WaitAllRunning(ctx context.Context) error {
 	for {
 		p.mu.Lock()
-		phase, changed := p.phase, p.changed
+		state, changed := p.state, p.changed
 		want := p.hash.String()
 		var waiting []string
 		for _, s := range p.slots {
@@ -464,7 +544,7 @@ func (p *Pool) WaitAllRunning(ctx context.Context) error {
 		}
 		p.mu.Unlock()
 		switch {
-		case phase != poolStarted:
+		case state != poolStarted:
 			return errors.New("wait for workers: pool is not running")
 		case len(waiting) == 0:
 			return nil
@@ -542,7 +622,7 @@ func (p *Pool) runSlot(s *workerSlot) {
 // false, with s stopped, when the pool stops first.
 func (p *Pool) enterBackoff(s *workerSlot, delay time.Duration, log *slog.Logger) bool {
 	p.mu.Lock()
-	stopping := p.stopping
+	stopping := p.state.stopping()
 	if !stopping {
 		s.state = stateBackoff
 		p.notifyLocked()
@@ -560,7 +640,7 @@ func (p *Pool) enterBackoff(s *workerSlot, delay time.Duration, log *slog.Logger
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.stopping {
+	if !p.state.stopping() {
 		return true
 	}
 	s.state = stateStopped
@@ -580,9 +660,9 @@ func (p *Pool) superviseLife(s *workerSlot, w *workerProc) (healthy time.Duratio
 	s.hash, s.backend, s.mismatches = "", "", 0
 	w.lastBeat = w.started
 	switch {
-	case p.killing:
+	case p.state == poolKilling:
 		w.kill("pool is stopping")
-	case p.stopping:
+	case p.state.stopping():
 		w.queue.shutdown()
 	default:
 		w.queue.requestSync()
@@ -608,7 +688,7 @@ func (p *Pool) superviseLife(s *workerSlot, w *workerProc) (healthy time.Duratio
 	if !w.runningSince.IsZero() {
 		healthy = time.Since(w.runningSince)
 	}
-	reason, stopping := w.killReason, p.stopping
+	reason, stopping := w.killReason, p.state.stopping()
 	p.notifyLocked()
 	p.mu.Unlock()
 
@@ -729,7 +809,7 @@ func (p *Pool) observe(s *workerSlot, w *workerProc, snap *stats.Snapshot, now t
 		w.log.Info("worker running", "backend", snap.Backend)
 	}
 	want := p.hash.String()
-	// Asked under p.mu, which the writer holds to change q.writing: a
+	// Asked under p.mu, which the writer holds to change q.state: a
 	// write in progress shows there, a finished one in the socket's queue.
 	// An error (the socket is closed: the life is ending) counts as not
 	// read.

@@ -103,69 +103,166 @@ func (w *workerProc) drainPipes(pipes *sync.WaitGroup) {
 // asks for a SyncRules instead, which the writer builds from the pool's
 // ruleset when it gets to it. All fields are guarded by Pool.mu; wake
 // (capacity 1) tells the writer there is something to take.
+//
+// Its life is a queueState, changed only by on, and what its snapshots
+// tell (settled) a settleState.
 type cmdQueue struct {
 	limit  queueLimit
-	frames [][]byte
+	frames [][]byte // while queueFrames
 	bytes  int
-	sync   bool // a SyncRules is due; it supersedes frames
-	// writing is set while the writer writes what it took.
-	writing bool
-	// active is set when something is queued; settled clears it at
-	// each snapshot.
-	active bool
-	// drainedAtSnapshot tells that, when the latest snapshot arrived,
-	// nothing was queued or being written and the worker had read all
-	// that was written.
-	drainedAtSnapshot bool
-	stop              bool // send Shutdown and nothing else
-	closed            bool // the life is over: the writer exits
-	wake              chan struct{}
+	state  queueState
+	settle settleState
+	wake   chan struct{}
+}
+
+// queueState is where a worker's command queue is in its life. The zero
+// value is invalid: a queue starts in queueIdle (newCmdQueue).
+type queueState uint8
+
+const (
+	_ queueState = iota
+	// queueIdle: nothing queued, and the writer is not writing.
+	queueIdle
+	// queueFrames: frames are queued.
+	queueFrames
+	// queueSync: a SyncRules is due; it supersedes frames.
+	queueSync
+	// queueWriting: the writer is writing what it took; nothing new
+	// is queued.
+	queueWriting
+	// queueShutdown: Shutdown is due, and nothing else is taken.
+	queueShutdown
+	// queueClosed: the life is over; the writer exits.
+	queueClosed
+)
+
+func (s queueState) String() string {
+	switch s {
+	case queueIdle:
+		return "idle"
+	case queueFrames:
+		return "frames"
+	case queueSync:
+		return "sync"
+	case queueWriting:
+		return "writing"
+	case queueShutdown:
+		return "shutdown"
+	case queueClosed:
+		return "closed"
+	}
+	return fmt.Sprintf("queueState(%d)", uint8(s))
+}
+
+// open reports whether the queue takes commands.
+func (s queueState) open() bool { return s >= queueIdle && s <= queueWriting }
+
+// queueEvent is what moves a queue from one state to the next.
+type queueEvent uint8
+
+const (
+	_          queueEvent = iota
+	evFrames              // frames were queued (push)
+	evSync                // a SyncRules is due (requestSync, or push overflowed)
+	evShutdown            // Shutdown is due, whatever was queued
+	evClose               // the life is over
+	evTake                // the writer took what was due
+	evWritten             // the writer finished writing and asks for more
+)
+
+// next returns the state after e in s. Commands that arrive after
+// Shutdown or the end of the life are dropped (the state stays); a
+// SyncRules swallows frames queued after it (it is built from the ruleset
+// when taken, so it includes them).
+func (s queueState) next(e queueEvent) queueState {
+	switch {
+	case e == evClose || s == queueClosed:
+		return queueClosed
+	case s == queueShutdown:
+		if e == evTake {
+			return queueClosed // Shutdown is the last command
+		}
+		return queueShutdown
+	case e == evShutdown:
+		return queueShutdown
+	case e == evSync:
+		return queueSync
+	case e == evFrames && s != queueSync:
+		return queueFrames
+	case e == evTake && (s == queueFrames || s == queueSync):
+		return queueWriting
+	case e == evWritten && s == queueWriting:
+		return queueIdle
+	}
+	return s
+}
+
+// settleState is what a worker's queue knows at a snapshot of the worker
+// about the commands in flight (settled). The zero value is invalid.
+type settleState uint8
+
+const (
+	_ settleState = iota
+	// settleBusy: at the last snapshot something was queued, being
+	// written or unread by the worker, or something was queued since.
+	settleBusy
+	// settleQuiet: at the last snapshot the worker had read everything
+	// written to it, nothing was queued, and nothing was queued since.
+	settleQuiet
+)
+
+// newCmdQueue returns the empty queue of a new worker life.
+func newCmdQueue(limit queueLimit) cmdQueue {
+	return cmdQueue{limit: limit, state: queueIdle, settle: settleBusy, wake: make(chan struct{}, 1)}
+}
+
+// on moves q by e, the one place its state changes: it drops the frames
+// a state does not keep, counts anything newly queued against settling,
+// and wakes the writer on the producers' events.
+func (q *cmdQueue) on(e queueEvent) {
+	from := q.state
+	q.state = from.next(e)
+	if q.state != queueFrames {
+		q.frames, q.bytes = nil, 0
+	}
+	if from.open() && (e == evFrames || e == evSync) {
+		q.settle = settleBusy
+	}
+	if e != evTake && e != evWritten { // the writer's own events
+		q.signal()
+	}
 }
 
 // push queues frames, the encoded commands of one Update. It reports
 // whether the queue overflowed into a SyncRules just now.
 func (q *cmdQueue) push(frames [][]byte) (overflowed bool) {
-	if q.stop || q.closed || len(frames) == 0 {
+	if !q.state.open() || len(frames) == 0 {
 		return false
 	}
-	q.active = true
-	if q.sync {
-		return false // the SyncRules, built later, includes this update
+	if q.state != queueSync {
+		// Frames count only in queueFrames: on drops what other
+		// states do not keep.
+		q.frames = append(q.frames, frames...)
+		for _, f := range frames {
+			q.bytes += len(f)
+		}
 	}
-	for _, f := range frames {
-		q.bytes += len(f)
-	}
-	q.frames = append(q.frames, frames...)
+	q.on(evFrames)
 	if len(q.frames) > q.limit.frames || q.bytes > q.limit.bytes {
-		q.requestSync()
-		overflowed = true
+		q.on(evSync)
+		return true
 	}
-	q.signal()
-	return overflowed
+	return false
 }
 
 // requestSync replaces whatever is queued by one SyncRules.
-func (q *cmdQueue) requestSync() {
-	if q.stop || q.closed {
-		return
-	}
-	q.frames, q.bytes = nil, 0
-	q.sync, q.active = true, true
-	q.signal()
-}
+func (q *cmdQueue) requestSync() { q.on(evSync) }
 
 // shutdown drops whatever is queued for one Shutdown.
-func (q *cmdQueue) shutdown() {
-	q.frames, q.bytes, q.sync = nil, 0, false
-	q.stop = true
-	q.signal()
-}
+func (q *cmdQueue) shutdown() { q.on(evShutdown) }
 
 // close ends the writer.
-func (q *cmdQueue) close() {
-	q.closed = true
-	q.signal()
-}
+func (q *cmdQueue) close() { q.on(evClose) }
 
 // settled reports, at a snapshot of the worker, whether the worker had
 // every command it was sent before its previous snapshot arrived, and was
@@ -173,10 +270,12 @@ func (q *cmdQueue) close() {
 // drained tells whether the worker has read everything written to its
 // command socket so far. settled is meant to be called once per snapshot.
 func (q *cmdQueue) settled(drained bool) bool {
-	settled := q.drainedAtSnapshot && !q.active
-	q.drainedAtSnapshot = drained && !q.sync && !q.writing && len(q.frames) == 0
-	q.active = false
-	return settled
+	was := q.settle == settleQuiet
+	q.settle = settleBusy
+	if drained && q.state == queueIdle {
+		q.settle = settleQuiet
+	}
+	return was
 }
 
 func (q *cmdQueue) signal() {
@@ -203,32 +302,29 @@ func (p *Pool) takeCommands(w *workerProc) (commandBatch, bool) {
 	for {
 		p.mu.Lock()
 		q := &w.queue
-		q.writing = false
+		q.on(evWritten)
 		var b commandBatch
-		switch {
-		case q.closed:
+		switch q.state {
+		case queueClosed:
 			p.mu.Unlock()
 			return b, false
-		case q.stop:
-			q.closed = true // Shutdown is the last command
+		case queueShutdown:
 			b.shutdown = true
-		case q.sync:
-			// Snapshot the ruleset and clear the flag under the same
+		case queueSync:
+			// Snapshot the ruleset and leave queueSync under the same
 			// lock as Update changes the ruleset and queues: every
 			// update is either in this snapshot or queued after it.
 			b.sync, b.syncing = p.ruleSliceLocked(), true
 			b.trace = p.traceFrame
-			q.sync = false
-		case len(q.frames) > 0:
+		case queueFrames:
 			b.frames = q.frames
-			q.frames, q.bytes = nil, 0
 		default:
 			wake := q.wake
 			p.mu.Unlock()
 			<-wake
 			continue
 		}
-		q.writing = true
+		q.on(evTake)
 		p.mu.Unlock()
 		return b, true
 	}

@@ -123,8 +123,7 @@ func (p *Pool) spawn(s *workerSlot) (*workerProc, error) {
 		statsR:   statsR,
 		logR:     logR,
 	}
-	w.queue.limit = p.limit
-	w.queue.wake = make(chan struct{}, 1)
+	w.queue = newCmdQueue(p.limit)
 	return w, nil
 }
 

@@ -181,7 +181,7 @@ func (p *testPool) waitHash(t *testing.T, timeout time.Duration, want string) {
 	t.Helper()
 	netnstest.WaitFor(t, timeout, "every worker to report ruleset "+want, func() bool {
 		for _, w := range p.Workers() {
-			if w.State != stateRunning || w.RulesetHash != want || !w.InSync {
+			if w.State != stateRunning.String() || w.RulesetHash != want || !w.InSync {
 				return false
 			}
 		}
@@ -228,7 +228,7 @@ func TestPoolSyncsRulesOnStart(t *testing.T) {
 		pids[w.PID] = true
 		got := controlproto.WorkerInfo{Worker: w.Worker, Core: w.Core, State: w.State,
 			RulesetHash: w.RulesetHash, InSync: w.InSync, Backend: w.Backend}
-		wantInfo := controlproto.WorkerInfo{Worker: i, Core: p.cfg.CPUs[i%len(p.cfg.CPUs)], State: stateRunning,
+		wantInfo := controlproto.WorkerInfo{Worker: i, Core: p.cfg.CPUs[i%len(p.cfg.CPUs)], State: stateRunning.String(),
 			RulesetHash: want, InSync: true, Backend: "fake"}
 		if diff := cmp.Diff(wantInfo, got); diff != "" {
 			t.Errorf("worker %d (-want +got):\n%s", i, diff)
@@ -544,7 +544,7 @@ func TestPoolStopShutsWorkersDown(t *testing.T) {
 		}
 	}
 	for _, w := range p.Workers() {
-		if w.State != stateStopped || w.PID != 0 {
+		if w.State != stateStopped.String() || w.PID != 0 {
 			t.Errorf("worker %d after Stop: state %s, pid %d", w.Worker, w.State, w.PID)
 		}
 	}

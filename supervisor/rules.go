@@ -89,9 +89,9 @@ type ruleEntry struct {
 	group netip.Addr   // rule.Input.Group, parsed
 	src   netip.Addr   // rule.Input.Source, parsed; zero when any source
 
-	state     string   // of the input: controlproto.StateActive, …
-	outStates []string // of each output, in the rule's order
-	err       string   // what keeps the rule from being fully served; "" = nothing
+	state     linkState   // of the input; zero until first resolved
+	outStates []linkState // of each output, in the rule's order
+	err       string      // what keeps the rule from being fully served; "" = nothing
 	// outIfaces names the interface of each entry of outStates: a
 	// changed rule keeps its states until reconcile, and its outputs may
 	// have been added, removed or reordered meanwhile.
@@ -379,7 +379,7 @@ func (m *master) setError(e *ruleEntry, msg string) {
 		return
 	case msg != "":
 		m.log.Warn("rule error", "rule", e.rule.ID, "error", msg)
-	case e.state != "":
+	case e.state != 0:
 		m.log.Info("rule error cleared", "rule", e.rule.ID, "was", old)
 	}
 	e.err = msg
@@ -492,15 +492,45 @@ func (m *master) leave(g membership) {
 	}
 }
 
+// linkState is the state of a rule's input, or of an output, by its
+// interface (controlproto.RuleStatus). The zero value is invalid: a rule
+// entry holds it only until its first reconcile, which logs the rule as
+// added. String is the name on the wire.
+type linkState uint8
+
+const (
+	_           linkState = iota
+	linkPending           // the interface does not exist
+	linkDown              // it exists and is down
+	linkActive            // it exists and is up
+	// linkIdle is an output's alone: its interface is up, but it sends
+	// only while someone listens (when_joined) and no one does.
+	linkIdle
+)
+
+func (s linkState) String() string {
+	switch s {
+	case linkPending:
+		return controlproto.StatePending
+	case linkDown:
+		return controlproto.StateDown
+	case linkActive:
+		return controlproto.StateActive
+	case linkIdle:
+		return controlproto.StateIdle
+	}
+	return fmt.Sprintf("linkState(%d)", uint8(s))
+}
+
 // stateOf is the state of a rule whose input interface resolved to in.
-func stateOf(in link, exists bool) string {
+func stateOf(in link, exists bool) linkState {
 	switch {
 	case !exists:
-		return controlproto.StatePending
+		return linkPending
 	case !in.Up:
-		return controlproto.StateDown
+		return linkDown
 	}
-	return controlproto.StateActive
+	return linkActive
 }
 
 // setOutputStates records the state of each of e's outputs and logs each
@@ -510,21 +540,21 @@ func stateOf(in link, exists bool) string {
 // reload may have given the rule other outputs since (an interface new to
 // the rule has no previous state and logs nothing, as a new rule's).
 func (m *master) setOutputStates(e *ruleEntry) {
-	next := make([]string, len(e.rule.Outputs))
+	next := make([]linkState, len(e.rule.Outputs))
 	ifaces := make([]string, len(e.rule.Outputs))
 	var logged []string
 	for i, o := range e.rule.Outputs {
 		l, ok := m.links.lookup(o.Interface)
 		next[i], ifaces[i] = stateOf(l, ok), o.Interface
-		if next[i] == controlproto.StateActive && e.sent != nil && i < len(e.sent.OutputIdle) && e.sent.OutputIdle[i] {
-			next[i] = controlproto.StateIdle
+		if next[i] == linkActive && e.sent != nil && i < len(e.sent.OutputIdle) && e.sent.OutputIdle[i] {
+			next[i] = linkIdle
 		}
 		j := slices.Index(e.outIfaces, o.Interface)
 		if j < 0 || e.outStates[j] == next[i] || slices.Contains(logged, o.Interface) {
 			continue
 		}
 		logged = append(logged, o.Interface)
-		attrs := []any{"rule", e.rule.ID, "interface", o.Interface, "state", next[i], "from", e.outStates[j]}
+		attrs := []any{"rule", e.rule.ID, "interface", o.Interface, "state", next[i].String(), "from", e.outStates[j].String()}
 		if ok {
 			attrs = append(attrs, "ifindex", l.Index)
 		}
@@ -534,21 +564,21 @@ func (m *master) setOutputStates(e *ruleEntry) {
 }
 
 // setState records e's state and logs a change, once per transition.
-func (m *master) setState(e *ruleEntry, state string, in link) {
+func (m *master) setState(e *ruleEntry, state linkState, in link) {
 	old := e.state
 	if old == state {
 		return
 	}
 	e.state = state
-	attrs := []any{"rule", e.rule.ID, "state", state, "interface", e.rule.Input.Interface}
+	attrs := []any{"rule", e.rule.ID, "state", state.String(), "interface", e.rule.Input.Interface}
 	if in.Index != 0 {
 		attrs = append(attrs, "ifindex", in.Index)
 	}
-	if old == "" {
+	if old == 0 {
 		m.log.Info("rule added", attrs...)
 		return
 	}
-	m.log.Info("rule state changed", append(attrs, "from", old)...)
+	m.log.Info("rule state changed", append(attrs, "from", old.String())...)
 }
 
 // linkChanged implements linkEvents.
@@ -650,8 +680,12 @@ func (m *master) list() []controlproto.RuleStatus {
 	defer m.mu.Unlock()
 	out := make([]controlproto.RuleStatus, 0, len(m.rules))
 	for _, e := range m.sorted() {
-		out = append(out, controlproto.RuleStatus{Rule: e.rule, State: e.state,
-			OutputStates: slices.Clone(e.outStates), Error: e.err})
+		var outs []string
+		for _, s := range e.outStates {
+			outs = append(outs, s.String())
+		}
+		out = append(out, controlproto.RuleStatus{Rule: e.rule, State: e.state.String(),
+			OutputStates: outs, Error: e.err})
 	}
 	return out
 }
@@ -661,9 +695,9 @@ func (m *master) counts() (rules, outputs stats.StateCounts) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, e := range m.rules {
-		countState(&rules, e.state)
+		countState(&rules, e.state.String())
 		for _, s := range e.outStates {
-			countState(&outputs, s)
+			countState(&outputs, s.String())
 		}
 	}
 	return rules, outputs

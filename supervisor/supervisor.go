@@ -14,6 +14,8 @@ import (
 	"github.com/mcrelay/mcr/ingressdrop"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/supervisor/sdnotify"
+	"github.com/mcrelay/mcr/supervisor/tuning"
 	"github.com/mcrelay/mcr/tracing"
 )
 
@@ -118,7 +120,7 @@ func start(cfg Config) (*instance, error) {
 		RingBlocks: cfg.RingBlocks, RingTimeout: cfg.RingTimeout, SocketRetry: cfg.SocketRetry,
 	})
 	mc := masterConfig{
-		Log: log, DP: newTuningCheck(pool, log, readHostTuning, installedTuneScript()), Stats: agg,
+		Log: log, DP: tuningCheck{pool, tuning.NewCheck(log)}, Stats: agg,
 		Groups: openUDPGroupSocket, Fanout: newFanoutIDs(probeFanoutID, os.Getpid()),
 		Raw: raw,
 	}
@@ -177,7 +179,7 @@ func start(cfg Config) (*instance, error) {
 		})
 	}
 	in.goBackground(func() { in.announceReady(ctx) })
-	if interval, ok := watchdogInterval(); ok {
+	if interval, ok := sdnotify.WatchdogInterval(); ok {
 		in.goBackground(func() { in.feedWatchdog(ctx, interval) })
 	}
 	return in, nil
@@ -198,7 +200,7 @@ func (in *instance) goBackground(f func()) {
 // streams again while the workers still relay), the workers get Shutdown
 // and SIGKILL after 2 s, and every group is left.
 func (in *instance) stop() {
-	if err := notifyStopping(); err != nil {
+	if err := sdnotify.Stopping(); err != nil {
 		in.log.Debug("notify systemd", "err", err)
 	}
 	if in.srv != nil {
@@ -219,11 +221,11 @@ func (in *instance) stop() {
 // reload reloads --config on SIGHUP, telling systemd RELOADING=1 before and
 // READY=1 after.
 func (in *instance) reload() {
-	if err := notifyReloading(); err != nil {
+	if err := sdnotify.Reloading(); err != nil {
 		in.log.Debug("notify systemd", "err", err)
 	}
 	in.d.reload()
-	if err := notifyReady(); err != nil {
+	if err := sdnotify.Ready(); err != nil {
 		in.log.Debug("notify systemd", "err", err)
 	}
 }
@@ -234,7 +236,7 @@ func (in *instance) announceReady(ctx context.Context) {
 		return // shutting down before the workers ran
 	}
 	in.log.Info("mcrd supervisor ready", "workers", len(in.pool.Workers()))
-	if err := notifyReady(); err != nil {
+	if err := sdnotify.Ready(); err != nil {
 		in.log.Warn("notify systemd", "err", err)
 	}
 }
@@ -258,7 +260,7 @@ func (in *instance) feedWatchdog(ctx context.Context, interval time.Duration) {
 			in.log.Warn("watchdog not fed", "err", err)
 			continue
 		}
-		if err := notifyWatchdog(); err != nil {
+		if err := sdnotify.Watchdog(); err != nil {
 			in.log.Warn("notify systemd", "err", err)
 		}
 	}

@@ -57,7 +57,11 @@ func (ts *traceSessions) handle(req controlproto.Request) controlproto.Response 
 	defer ts.mu.Unlock()
 	switch req.Command {
 	case controlproto.CmdEnableTrace:
-		return controlproto.OK(ts.enableLocked(req))
+		res, perr := ts.enableLocked(req)
+		if perr != nil {
+			return controlproto.Response{Error: perr}
+		}
+		return controlproto.OK(res)
 	case controlproto.CmdDisableTrace:
 		return controlproto.OK(ts.disableLocked(req))
 	}
@@ -66,12 +70,16 @@ func (ts *traceSessions) handle(req controlproto.Request) controlproto.Response 
 
 // enableLocked starts the trace of req.ID for connection req.Conn, or
 // joins it: a trace already on grows to the larger limit and snaplen.
-func (ts *traceSessions) enableLocked(req controlproto.Request) controlproto.TraceResult {
+func (ts *traceSessions) enableLocked(req controlproto.Request) (controlproto.TraceResult, *controlproto.Error) {
 	cfg := controlproto.WorkerTrace{ID: req.ID, Limit: req.Limit, Snaplen: req.Snaplen}
 	if cfg.Limit == 0 {
 		cfg.Limit = controlproto.DefaultTraceLimit
 	}
 	s := ts.byRule[req.ID]
+	if s == nil && len(ts.byRule) >= controlproto.MaxTracedRules {
+		return controlproto.TraceResult{}, controlproto.Errorf(controlproto.CodeUnavailable,
+			"%d rules are traced already, the most at once; end one of their traces first", controlproto.MaxTracedRules)
+	}
 	if s != nil {
 		cfg.Limit, cfg.Snaplen = max(cfg.Limit, s.cfg.Limit), max(cfg.Snaplen, s.cfg.Snaplen)
 	}
@@ -88,7 +96,7 @@ func (ts *traceSessions) enableLocked(req controlproto.Request) controlproto.Tra
 		ts.pushLocked()
 		ts.log.Info("trace enabled", "rule", req.ID, "limit", cfg.Limit, "snaplen", cfg.Snaplen)
 	}
-	return s.result()
+	return s.result(), nil
 }
 
 // disableLocked releases req.Conn's hold on the trace of req.ID; a
@@ -172,8 +180,8 @@ func (ts *traceSessions) ingest(events []tracing.Event) {
 			s.lost += e.Count
 			continue
 		}
-		if max := s.cfg.Snaplen; len(e.Data) > max {
-			e.Data = e.Data[:max]
+		if len(e.Data) > s.cfg.Snaplen {
+			e.Data = e.Data[:s.cfg.Snaplen]
 		}
 		s.seq++
 		e.Seq = s.seq

@@ -1,9 +1,11 @@
 package supervisor
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -122,5 +124,26 @@ func TestTraceCommands(t *testing.T) {
 	netnstest.WaitFor(t, 5*time.Second, "the trace to end with its connection", func() bool { return len(td.lastSet()) == 0 })
 	if got := rc.call(`{"command":"GetTrace","id":"a"}`); got != `{"ok":true,"result":{"id":"a","enabled":false,"next":0}}` {
 		t.Errorf("GetTrace after the end: %s", got)
+	}
+}
+
+func TestTraceLimitOfRules(t *testing.T) {
+	td := startTraceDaemon(t)
+	rc := td.dial(t)
+	for i := range controlproto.MaxTracedRules + 1 {
+		r := strings.NewReplacer(`"a"`, fmt.Sprintf(`"r%d"`, i), "239.1.1.1", fmt.Sprintf("239.1.1.%d", i+10)).Replace(ruleA)
+		rc.call(`{"command":"AddRule","rule":` + r + `}`)
+		got := rc.call(fmt.Sprintf(`{"command":"EnableTrace","id":"r%d"}`, i))
+		if i < controlproto.MaxTracedRules && !strings.Contains(got, `"enabled":true`) {
+			t.Fatalf("trace %d: %s", i, got)
+		}
+		if i == controlproto.MaxTracedRules {
+			if want := errReply("unavailable", "16 rules are traced already, the most at once; end one of their traces first"); got != want {
+				t.Errorf("trace beyond the limit: got %s\nwant %s", got, want)
+			}
+		}
+	}
+	if got := len(td.lastSet()); got != controlproto.MaxTracedRules {
+		t.Errorf("workers trace %d rules, want %d", got, controlproto.MaxTracedRules)
 	}
 }

@@ -60,7 +60,9 @@ const (
 	// EgressError: the send failed with Errno.
 	EgressError
 	// OutputDown: the send failed because the output interface is down
-	// or gone (ENETDOWN, ENXIO, ENODEV).
+	// or gone: ENETDOWN, ENXIO, ENODEV, or ENETUNREACH, which a send
+	// bound to its interface gets once the interface's routes went down
+	// with it.
 	OutputDown
 	// NoSocket: the output has no socket to send on (its rule's error
 	// says why).
@@ -130,7 +132,7 @@ func SendReason(errno syscall.Errno) Reason {
 	switch errno {
 	case 0:
 		return NoSocket
-	case syscall.ENETDOWN, syscall.ENXIO, syscall.ENODEV:
+	case syscall.ENETDOWN, syscall.ENETUNREACH, syscall.ENXIO, syscall.ENODEV:
 		return OutputDown
 	}
 	return EgressError
@@ -169,7 +171,7 @@ type Event struct {
 	Segment  int `json:"segment,omitempty"`
 	Segments int `json:"segments,omitempty"`
 	// Count is how many packets a ring_full drop or a lost event stands
-	// for.
+	// for, or datagrams an unmatched UDP GSO aggregate carried.
 	Count uint64 `json:"count,omitempty"`
 	// Data is the start of the UDP payload, at most the trace's snaplen
 	// bytes (base64 in JSON); absent when the snaplen is 0.

@@ -76,7 +76,7 @@ const (
 // a VLAN tag belongs to that VLAN's interface and is counted as
 // vlan_tagged, whether the tag is still in the frame (an inner tag of
 // QinQ) or in metadata (meta; without a ring the input's filter drops
-// those in the kernel, see filter.DropVLANTagged). A priority tag, VLAN ID
+// those in the kernel, see prefilter.DropVLANTagged). A priority tag, VLAN ID
 // 0, is no VLAN: the frame is the interface's, as in the kernel's own
 // receive path. A datagram that matches a rule has its UDP checksum
 // verified unless the kernel knows it is valid or partial (rxMeta); a

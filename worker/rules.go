@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/prefilter"
 	"github.com/mcrelay/mcr/internal/relaysock"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
-	"github.com/mcrelay/mcr/worker/filter"
 )
 
 // sockets is the kernel side of the rule database: the AF_PACKET and UDP
@@ -60,6 +60,9 @@ type input struct {
 	unfiltered bool
 	rules      int  // rules on this ifindex
 	dirty      bool // its rule set changed: re-attach the filter (or open, or close)
+	// traced: a rule on it is traced, and its filter lets every packet
+	// through so that the trace shows what no rule wants (trace.go).
+	traced bool
 
 	// Backend state of the io_uring backend: the socket's slot in its
 	// table and generation (both go into the receive's user data, so a
@@ -228,6 +231,8 @@ type ruleDB struct {
 	// in the table, nil when none is traced (trace.go).
 	traces   map[string]*tracer
 	traceIns []traceIn
+	// tracedInputs: some input is marked traced.
+	tracedInputs bool
 }
 
 func newRuleDB(sk sockets, log *slog.Logger) *ruleDB {
@@ -503,6 +508,7 @@ func (db *ruleDB) commit() {
 
 // syncInputs brings every input whose rules changed in line with them.
 func (db *ruleDB) syncInputs() {
+	db.markTracedInputs()
 	matches := map[*input][]inputMatch{}
 	for _, in := range db.inputs {
 		if in.dirty && in.rules > 0 {
@@ -556,20 +562,20 @@ func (db *ruleDB) syncInput(in *input, m []inputMatch) {
 	var err error
 	if in.fd < 0 {
 		in.fanoutID = in.want
-		if err = db.sk.openInput(in, m); err == nil || errors.Is(err, filter.ErrUnfiltered) {
+		if err = db.sk.openInput(in, m); err == nil || errors.Is(err, prefilter.ErrUnfiltered) {
 			db.log.Info("input open", "ifindex", in.ifindex, "fanout_id", in.fanoutID, "matches", len(m),
 				"ring_blocks", in.ringBlocks())
 		}
 	} else {
 		err = db.sk.filterInput(in, m)
 	}
-	if errors.Is(err, filter.ErrUnguarded) && in.fd >= 0 {
+	if errors.Is(err, prefilter.ErrUnguarded) && in.fd >= 0 {
 		// Not even the guard against VLAN-tagged frames could be
 		// attached: stop relaying from the socket rather than relay
 		// another VLAN's traffic; the retry opens it again.
 		db.sk.closeInput(in)
 	}
-	if errors.Is(err, filter.ErrUnfiltered) {
+	if errors.Is(err, prefilter.ErrUnfiltered) {
 		if !in.unfiltered {
 			db.log.Warn("input relays without a kernel prefilter; unwanted traffic is dropped in userspace", "ifindex", in.ifindex, "err", err)
 		}

@@ -9,7 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/mcrelay/mcr/controlproto"
-	"github.com/mcrelay/mcr/worker/filter"
+	"github.com/mcrelay/mcr/internal/prefilter"
 )
 
 func TestRuleSocketsFollowRules(t *testing.T) {
@@ -159,7 +159,7 @@ func TestUnguardedInputStopsRelaying(t *testing.T) {
 	db := newRuleDB(f, testLogger(nil))
 	db.add(wrule("a", 2, "239.1.1.1:5001", "239.2.2.2:6000@3"))
 	db.commit()
-	f.failFilter = map[int]error{2: fmt.Errorf("replace filter on ifindex 2: %w: %w", filter.ErrUnguarded, syscall.ENOMEM)}
+	f.failFilter = map[int]error{2: fmt.Errorf("replace filter on ifindex 2: %w: %w", prefilter.ErrUnguarded, syscall.ENOMEM)}
 	f.take()
 	db.add(wrule("b", 2, "239.1.1.2:5001", "239.2.2.2:6000@3"))
 	db.commit()

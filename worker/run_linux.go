@@ -11,9 +11,9 @@ import (
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/mcrelay/mcr/internal/prefilter"
 	"github.com/mcrelay/mcr/internal/relaysock"
 	"github.com/mcrelay/mcr/tracing"
-	"github.com/mcrelay/mcr/worker/filter"
 )
 
 // backend is the I/O half of the event loop; the dispatcher, rule database
@@ -277,19 +277,20 @@ func fdWriter(fd int) func([]byte) (int, error) {
 }
 
 // The worker is the rule database's sockets: the supervisor opens them
-// (relaysock), the worker attaches filters, closes them and tells the
-// backend.
+// (relaysock) with the prefilter attached, the worker replaces the filter
+// when the rules change, closes them and tells the backend.
 
 func (w *worker) openInput(in *input, matches []inputMatch) error {
-	prog, err := buildFilter(in.ifindex, matches)
+	prog, err := inputFilter(in, matches)
 	if err != nil {
 		return err
 	}
-	// Opened with the guard against VLAN-tagged frames: it may end up
-	// without a ring.
-	fd, ring, err := w.openIngress(in, filter.DropVLANTagged(prog))
-	if err != nil {
-		return err
+	// The supervisor attaches the prefilter, the one attach of the
+	// socket; a socket the kernel would not give it comes with an error
+	// wrapping ErrUnfiltered, which is the result of a successful open.
+	fd, ring, unfiltered := w.openIngress(in, prog)
+	if fd < 0 {
+		return unfiltered
 	}
 	if in.link, err = linkHeaderLen(fd, in.ifindex); err != nil {
 		w.closeRing(ring)
@@ -303,14 +304,7 @@ func (w *worker) openInput(in *input, matches []inputMatch) error {
 		in.fd, in.ring = -1, nil
 		return err
 	}
-	// The supervisor attached the program before bind but cannot tell us
-	// whether the kernel kept it; attaching it again here reports
-	// ErrUnfiltered or ErrUnguarded. With a ring it goes without the guard
-	// (inputProgram).
-	if err := filter.Attach(fd, inputProgram(prog, in)); errors.Is(err, filter.ErrUnfiltered) || errors.Is(err, filter.ErrUnguarded) {
-		return err
-	}
-	return nil
+	return unfiltered
 }
 
 // openIngress opens in's socket and, when it has a receive ring, maps
@@ -320,18 +314,20 @@ func (w *worker) openInput(in *input, matches []inputMatch) error {
 // (adopt), and the ring may differ from the configured one, as the first
 // request of any worker of the slot decided. A ring the kernel cannot
 // give (no memory for it) leaves the input receiving packet by packet,
-// which is logged.
+// which is logged. A socket without its prefilter is opened all the same
+// (fd ≥ 0), and the error wrapping prefilter.ErrUnfiltered returned with
+// it; any other error leaves no socket (fd -1).
 func (w *worker) openIngress(in *input, prog []bpf.RawInstruction) (int, *rxRing, error) {
 	g := w.cfg.ring()
-	fd, err := w.sock.OpenIngress(in.ifindex, in.fanoutID, prog, g)
+	fd, unfiltered := w.sock.OpenIngress(in.ifindex, in.fanoutID, prog, g)
 	noRing := "the input's sockets were opened without one" // why, if so
-	if err != nil {
+	if fd < 0 {
 		if g == nil {
-			return -1, nil, err
+			return -1, nil, unfiltered
 		}
-		noRing = err.Error()
-		if fd, err = w.sock.OpenIngress(in.ifindex, in.fanoutID, prog, nil); err != nil {
-			return -1, nil, err
+		noRing = unfiltered.Error()
+		if fd, unfiltered = w.sock.OpenIngress(in.ifindex, in.fanoutID, prog, nil); fd < 0 {
+			return -1, nil, unfiltered
 		}
 	}
 	ring, ino, err := ringOf(fd)
@@ -341,9 +337,9 @@ func (w *worker) openIngress(in *input, prog []bpf.RawInstruction) (int, *rxRing
 		return -1, nil, fmt.Errorf("open input on ifindex %d: %w", in.ifindex, err)
 	case !ring && g != nil:
 		w.log.Warn("input without receive ring", "ifindex", in.ifindex, "err", noRing)
-		return fd, nil, nil
+		return fd, nil, unfiltered
 	case !ring:
-		return fd, nil, nil
+		return fd, nil, unfiltered
 	case g == nil:
 		unix.Close(fd)
 		return -1, nil, fmt.Errorf("open input on ifindex %d: its socket has a receive ring, and this worker runs without", in.ifindex)
@@ -352,7 +348,7 @@ func (w *worker) openIngress(in *input, prog []bpf.RawInstruction) (int, *rxRing
 		// This worker closed the socket while sends still pointed into
 		// its ring: the mapping and its state carry on.
 		r.closed = false
-		return fd, r, nil
+		return fd, r, unfiltered
 	}
 	r, err := mapRing(fd, g)
 	if err == nil {
@@ -371,7 +367,7 @@ func (w *worker) openIngress(in *input, prog []bpf.RawInstruction) (int, *rxRing
 			"resumed_blocks", a.Resumed, "skipped_packets", a.Skipped, "returned_blocks", a.Returned)
 	}
 	w.rings.add(r)
-	return fd, r, nil
+	return fd, r, unfiltered
 }
 
 // closeRing gives up ring r once its socket is closed; it is unmapped when
@@ -418,11 +414,11 @@ func (w *worker) forwardBlock(in *input, blk int, s sender) {
 }
 
 func (w *worker) filterInput(in *input, matches []inputMatch) error {
-	prog, err := buildFilter(in.ifindex, matches)
+	prog, err := inputFilter(in, matches)
 	if err != nil {
 		return err
 	}
-	if err := filter.Attach(in.fd, inputProgram(prog, in)); err != nil {
+	if err := prefilter.Attach(in.fd, prefilter.ForInput(prog, in.ring != nil)); err != nil {
 		return fmt.Errorf("replace filter on ifindex %d: %w", in.ifindex, err)
 	}
 	return nil

@@ -14,8 +14,9 @@ import (
 )
 
 // maxTraceReport bounds the estimated encoded size of the trace events one
-// snapshot carries; the rest wait in their rings for the next one.
-const maxTraceReport = 4 << 20
+// snapshot carries, so that a snapshot with them still fits the 1 MiB
+// stats pipe in one write; the rest wait in their rings for the next one.
+const maxTraceReport = 512 << 10
 
 // tracer is the trace of one rule in this worker: a ring of events,
 // allocated when the supervisor enables the trace, that the hot path fills
@@ -119,6 +120,27 @@ func (db *ruleDB) setTraces(ts []controlproto.WorkerTrace) {
 		db.attachTrace(r)
 	}
 	db.indexTraces()
+	db.dirty = true // the inputs' filters change with commit
+}
+
+// markTracedInputs marks the inputs of traced rules traced and the others
+// not, making those that changed dirty so that their filters change.
+func (db *ruleDB) markTracedInputs() {
+	if db.traces == nil && !db.tracedInputs {
+		return
+	}
+	want := map[*input]bool{}
+	for _, r := range db.byID {
+		if r.trace != nil && r.in != nil {
+			want[r.in] = true
+		}
+	}
+	for _, in := range db.inputs {
+		if in.traced != want[in] {
+			in.traced, in.dirty = want[in], true
+		}
+	}
+	db.tracedInputs = len(want) > 0
 }
 
 // attachTrace points r and its outputs at r's tracer, nil when r is not
@@ -269,7 +291,10 @@ func (db *ruleDB) commitTraces() {
 // copied.
 func (s *traceSlot) event(id string, worker int, data []byte) tracing.Event {
 	e := tracing.Event{UnixNano: s.nano, Worker: worker, Rule: id, Kind: s.kind, Reason: s.reason,
-		Size: int(s.size), Count: s.count}
+		Size: int(s.size)}
+	if s.count > 1 || s.reason == tracing.RingFull {
+		e.Count = s.count
+	}
 	if s.output >= 0 {
 		o := int(s.output)
 		e.Output = &o

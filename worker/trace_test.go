@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"runtime"
 	"testing"
 	"unsafe"
 
@@ -62,6 +63,10 @@ func TestTraceEvents(t *testing.T) {
 	}
 
 	db.setTraces([]controlproto.WorkerTrace{{ID: "a", Limit: 6, Snaplen: 4}})
+	db.commit()
+	if !db.inputs[2].traced || db.inputs[5].traced {
+		t.Fatal("want input 2, a's, traced (its prefilter lets everything through), and input 5 not")
+	}
 	send(2, "10.0.0.9:4000", "239.1.1.1:5001", "hello")
 	send(2, "10.0.0.9:4000", "239.1.1.1:5002", "port")
 	send(2, "10.0.0.9:4000", "239.9.9.9:5001", "group")
@@ -107,7 +112,64 @@ func TestTraceEvents(t *testing.T) {
 		t.Fatalf("after a rule change: %+v, want received and sent", briefs(evs))
 	}
 	db.setTraces(nil)
+	db.commit()
+	if db.inputs[2].traced {
+		t.Error("input 2 still traced (unfiltered) after the trace ended")
+	}
 	if db.traceIns != nil || db.byID["a"].trace != nil || db.byID["a"].outputs[0].trace != nil {
 		t.Fatal("still traced after the trace set was emptied")
+	}
+}
+
+// BenchmarkDispatchTrace is BenchmarkDispatch's 1,024-byte case (the
+// checksum marked valid) with each send completed and, when traced,
+// recorded as a backend does: nothing traced; another rule on the same
+// input traced (so the input has a tracer, the packet's rule none); the
+// packet's rule traced without payload bytes, and with 64 or 1,024 of
+// them (mcrctl capture). Each op is one packet: one received and two sent
+// events when traced. The ring is emptied whenever it is nearly full, as
+// the stats tick does, without the tick's encoding (which runs once per
+// stats interval, off the packet path).
+func BenchmarkDispatchTrace(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		traced  string // rule id; "" none
+		snaplen int
+	}{
+		{"off", "", 0},
+		{"other rule traced", "239.1.0.1", 0},
+		{"on", "239.1.1.200", 0},
+		{"on snaplen=64", "239.1.1.200", 64},
+		{"on snaplen=1024", "239.1.1.200", 1024},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			d, pkt := benchSetup(b, 1024)
+			pkt[0] = vnetFDataValid
+			if bc.traced != "" {
+				d.db.setTraces([]controlproto.WorkerTrace{{ID: bc.traced, Limit: 1000, Snaplen: bc.snaplen}})
+				d.db.commit()
+			}
+			t := d.db.traces[bc.traced] // nil when off
+			s := traceSender{d}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(pkt)))
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			cpu := threadCPU()
+			for b.Loop() {
+				d.forward(2, 0, pkt, len(pkt), 0, 0, s)
+				if t != nil && t.n > len(t.ev)-4 {
+					t.head, t.n = 0, 0
+				}
+			}
+			cpu = threadCPU() - cpu
+			if d.c.RxPackets == 0 || d.c.NoMatch != 0 {
+				b.Fatalf("counters %+v: the packet did not match", d.c)
+			}
+			if t != nil && t.lost != 0 {
+				b.Fatalf("%d events lost: the benchmark measured the full ring", t.lost)
+			}
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
+		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/net/bpf"
 
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/prefilter"
 )
 
 // Request is one worker → supervisor frame on the socket socketpair: the
@@ -29,8 +30,11 @@ type Request struct {
 const maxResync = 64
 
 // Ingress asks for the AF_PACKET socket of an input interface, joined to
-// fanout group FanoutID, with Filter attached before it is bound, and with
-// a TPACKET_V3 receive ring of geometry Ring unless Ring is nil.
+// fanout group FanoutID, with the prefilter Filter (prefilter.Build, made
+// relative to the network header by prefilter.AtNetworkHeader) attached as
+// OpenIngress attaches it (behind the VLAN guard unless the socket has a
+// ring), and with a TPACKET_V3 receive ring of geometry Ring unless Ring is
+// nil.
 type Ingress struct {
 	IfIndex  int                  `json:"ifindex"`
 	FanoutID int                  `json:"fanout_id"`
@@ -40,18 +44,22 @@ type Ingress struct {
 
 // Reply is one supervisor → worker frame: on success it carries exactly one
 // fd (SCM_RIGHTS); otherwise Error says why, and Errno keeps the errno when
-// there was one, so errors.Is works across the process boundary.
+// there was one, so errors.Is works across the process boundary. An input
+// socket the kernel would not give its prefilter comes with its fd and an
+// Error, and Unfiltered set: the error then wraps prefilter.ErrUnfiltered
+// on the worker's side too.
 type Reply struct {
-	Seq   uint64 `json:"seq"`
-	Error string `json:"error,omitempty"`
-	Errno int    `json:"errno,omitempty"`
+	Seq        uint64 `json:"seq"`
+	Error      string `json:"error,omitempty"`
+	Errno      int    `json:"errno,omitempty"`
+	Unfiltered bool   `json:"unfiltered,omitempty"`
 	// Resync echoes Request.Resync.
 	Resync string `json:"resync,omitempty"`
 }
 
 // replyTo returns the reply to request seq that failed with err.
 func replyTo(seq uint64, err error) Reply {
-	r := Reply{Seq: seq, Error: err.Error()}
+	r := Reply{Seq: seq, Error: err.Error(), Unfiltered: errors.Is(err, prefilter.ErrUnfiltered)}
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
 		r.Errno = int(errno)
@@ -59,20 +67,25 @@ func replyTo(seq uint64, err error) Reply {
 	return r
 }
 
-// remoteError is an error the supervisor reported: the same text, and the
-// errno when there was one.
+// remoteError is an error the supervisor reported: the same text, the
+// errno when there was one, and prefilter.ErrUnfiltered when it was that.
 type remoteError struct {
-	text  string
-	errno syscall.Errno
+	text       string
+	errno      syscall.Errno
+	unfiltered bool
 }
 
 func (e *remoteError) Error() string { return e.text }
 
-func (e *remoteError) Unwrap() error {
-	if e.errno == 0 {
-		return nil
+func (e *remoteError) Unwrap() []error {
+	var errs []error
+	if e.errno != 0 {
+		errs = append(errs, e.errno)
 	}
-	return e.errno
+	if e.unfiltered {
+		errs = append(errs, prefilter.ErrUnfiltered)
+	}
+	return errs
 }
 
 // err returns the error r reports, nil when it reports none.
@@ -80,7 +93,7 @@ func (r Reply) err() error {
 	if r.Error == "" {
 		return nil
 	}
-	return &remoteError{text: r.Error, errno: syscall.Errno(r.Errno)}
+	return &remoteError{text: r.Error, errno: syscall.Errno(r.Errno), unfiltered: r.Unfiltered}
 }
 
 // ingressGrant is what an ingress request must name.

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/prefilter"
 )
 
 // ReplyTimeout bounds how long a worker waits for the supervisor to answer
@@ -82,8 +83,10 @@ func (c *Client) Resyncs() uint64 { return c.resyncs }
 func (c *Client) Broken() error { return c.broken }
 
 // OpenIngress asks for the ingress socket of ifindex in fanout group
-// fanoutID with prog attached and, unless ring is nil, a receive ring, as
-// OpenIngress opens it.
+// fanoutID with the prefilter prog and, unless ring is nil, a receive ring,
+// as OpenIngress opens it: a socket the kernel would not give its
+// prefilter comes with an error wrapping prefilter.ErrUnfiltered, and the
+// caller owns it.
 func (c *Client) OpenIngress(ifindex, fanoutID int, prog []bpf.RawInstruction, ring *Ring) (int, error) {
 	return c.open(Request{Ingress: &Ingress{IfIndex: ifindex, FanoutID: fanoutID, Filter: prog, Ring: ring}})
 }
@@ -129,9 +132,11 @@ func (c *Client) exchange(req Request) (fd int, err error, remote bool) {
 			closeFD(fd)
 			return -1, fmt.Errorf("receive socket reply %d: its fd was lost (control message truncated): %w", rep.Seq, unix.EMFILE), false
 		}
-		if err := rep.err(); err != nil {
+		if err := rep.err(); err != nil && !(rep.Unfiltered && fd >= 0) {
 			closeFD(fd)
 			return -1, err, true
+		} else if err != nil {
+			return fd, err, true // open, without its prefilter
 		}
 		if fd < 0 {
 			return -1, fmt.Errorf("socket reply %d carries no fd", rep.Seq), false
@@ -313,10 +318,12 @@ func closeFD(fd int) {
 	}
 }
 
-// Opener returns the socket a request asks for, or why it cannot have it.
-// Serve owns the returned fd: it sends it with the reply and closes it right
-// after, so an opener that keeps a socket of its own (one shared by every
-// worker, or one that outlives a worker) returns a dup of it.
+// Opener returns the socket a request asks for, or why it cannot have it;
+// an input socket without its prefilter comes with an error wrapping
+// prefilter.ErrUnfiltered (OpenIngress), and is sent with it. Serve owns
+// the returned fd: it sends it with the reply and closes it right after,
+// so an opener that keeps a socket of its own (one shared by every worker,
+// or one that outlives a worker) returns a dup of it.
 type Opener func(Request) (fd int, err error)
 
 // Serve answers the requests of one worker on conn, the supervisor's end of
@@ -368,10 +375,14 @@ func answer(req Request, open Opener) (int, Reply) {
 		return -1, Reply{Seq: req.Seq, Resync: req.Resync}
 	}
 	fd, err := open(req)
-	if err != nil {
-		return -1, replyTo(req.Seq, err)
+	switch {
+	case err == nil:
+		return fd, Reply{Seq: req.Seq}
+	case fd >= 0 && errors.Is(err, prefilter.ErrUnfiltered):
+		return fd, replyTo(req.Seq, err) // open, without its prefilter
 	}
-	return fd, Reply{Seq: req.Seq}
+	closeFD(fd)
+	return -1, replyTo(req.Seq, err)
 }
 
 // Open opens the socket req asks for, with no policy: the caller has

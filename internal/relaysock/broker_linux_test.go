@@ -3,8 +3,10 @@ package relaysock
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -13,6 +15,7 @@ import (
 
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/internal/netnstest"
+	"github.com/mcrelay/mcr/internal/prefilter"
 	"github.com/mcrelay/mcr/ruleset"
 )
 
@@ -359,5 +362,57 @@ func allowed(g *Grants) Opener {
 			}
 		}
 		return Open(req)
+	}
+}
+
+// TestUnfilteredSocketIsSent: an input socket the kernel would not give its
+// prefilter is still sent, and the worker gets it with an error that says
+// so (prefilter.ErrUnfiltered, keeping the errno), not counted as a failed
+// request; any other error of the opener sends no fd.
+func TestUnfilteredSocketIsSent(t *testing.T) {
+	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(sp[1]) })
+	f := os.NewFile(uintptr(sp[0]), "supervisor end")
+	conn, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := openPipe(t)
+	var refuse atomic.Bool // no happens-before the race detector sees across the socket
+	open := func(Request) (int, error) {
+		if refuse.Load() {
+			return -1, fmt.Errorf("open input: %w", syscall.ENODEV)
+		}
+		fd, err := unix.FcntlInt(uintptr(p[0]), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return -1, err
+		}
+		return fd, fmt.Errorf("attach prefilter: %w: %w", prefilter.ErrUnfiltered, syscall.ENOMEM)
+	}
+	done := make(chan error, 1)
+	go func() { done <- Serve(conn.(*net.UnixConn), open, nil) }()
+	t.Cleanup(func() { conn.Close(); <-done })
+	cl, err := NewClient(sp[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	fd, err := cl.OpenIngress(1, 7, acceptAll, nil)
+	if fd < 0 || !errors.Is(err, prefilter.ErrUnfiltered) || !errors.Is(err, syscall.ENOMEM) {
+		t.Errorf("OpenIngress = %d, %v; want an fd and an error wrapping ErrUnfiltered and ENOMEM", fd, err)
+	}
+	if fd >= 0 {
+		unix.Close(fd)
+	}
+	refuse.Store(true)
+	if fd, err := cl.OpenIngress(1, 7, acceptAll, nil); fd >= 0 || errors.Is(err, prefilter.ErrUnfiltered) || !errors.Is(err, syscall.ENODEV) {
+		t.Errorf("OpenIngress refused = %d, %v; want no fd and ENODEV", fd, err)
+	}
+	if n := cl.Errors(); n != 0 {
+		t.Errorf("Errors() = %d, want 0: the supervisor answered both", n)
 	}
 }

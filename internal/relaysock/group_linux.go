@@ -4,12 +4,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"syscall"
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
-	"github.com/mcrelay/mcr/worker/filter"
+	"github.com/mcrelay/mcr/internal/prefilter"
 )
 
 // IngressGroup is the ingress sockets of one input interface, one member
@@ -39,6 +40,18 @@ type IngressGroup struct {
 	cores             []int // by slot
 	fds               []int // by slot; -1 once closed
 	ring              bool
+	// opened is, by slot, the prefilter a member was opened with and
+	// what its attach returned, until the member's first Dup: a Dup
+	// with the same program attaches nothing (the kernel has it) and
+	// reports that result. Later Dups always attach, as a worker may
+	// have replaced the filter through its duplicate.
+	opened []openedFilter
+}
+
+// openedFilter is a member's prefilter from OpenIngress, and its error.
+type openedFilter struct {
+	prog []bpf.RawInstruction
+	err  error // nil, or wraps prefilter.ErrUnfiltered
 }
 
 // OpenIngressGroup opens the ingress sockets of ifindex for len(cores)
@@ -63,11 +76,12 @@ func OpenIngressGroup(ifindex, fanoutID int, mode Fanout, cores []int, prog []bp
 	g := &IngressGroup{ifindex: ifindex, fanoutID: fanoutID, mode: mode, cores: cores, ring: ring != nil}
 	for range cores {
 		fd, err := OpenIngress(ifindex, fanoutID, mode, prog, ring)
-		if err != nil {
+		if err != nil && !errors.Is(err, prefilter.ErrUnfiltered) {
 			g.Close()
 			return nil, err
 		}
 		g.fds = append(g.fds, fd)
+		g.opened = append(g.opened, openedFilter{prog: prog, err: err})
 	}
 	if err := g.setProgram(); err != nil {
 		g.Close()
@@ -90,20 +104,30 @@ func (g *IngressGroup) setProgram() error {
 // Ring reports whether the members have receive rings.
 func (g *IngressGroup) Ring() bool { return g.ring }
 
-// Dup attaches prog to slot's member (the kernel swaps filters atomically)
-// and returns a close-on-exec duplicate of it for the slot's worker, who
-// owns it. The member stays the group's. A FanoutCPU group gets its
-// program again: a worker can replace the group's program through its
-// duplicate (PACKET_FANOUT_DATA needs no privilege), and the next worker
-// of any slot restores it.
+// Dup gives slot's member the prefilter prog, as OpenIngress does (the
+// kernel swaps filters atomically), and returns a close-on-exec duplicate
+// of it for the slot's worker, who owns it. The member stays the group's.
+// A member that has prog from its opening is not given it again. As with
+// OpenIngress, a member the kernel would not give its prefilter is
+// duplicated all the same, with an error wrapping prefilter.ErrUnfiltered.
+// A FanoutCPU group gets its program again: a worker can replace the
+// group's program through its duplicate (PACKET_FANOUT_DATA needs no
+// privilege), and the next worker of any slot restores it.
 func (g *IngressGroup) Dup(slot int, prog []bpf.RawInstruction) (int, error) {
 	fd, err := g.member(slot)
 	if err != nil {
 		return -1, err
 	}
-	if err := filter.Attach(fd, prog); err != nil && !errors.Is(err, filter.ErrUnfiltered) {
-		return -1, err
+	var unfiltered error
+	if o := g.opened[slot]; o.prog != nil && slices.Equal(o.prog, prog) {
+		unfiltered = o.err
+	} else if unfiltered = prefilter.Attach(fd, prefilter.ForInput(prog, g.ring)); unfiltered != nil {
+		unfiltered = fmt.Errorf("attach prefilter on ifindex %d: %w", g.ifindex, unfiltered)
+		if !errors.Is(unfiltered, prefilter.ErrUnfiltered) {
+			return -1, unfiltered
+		}
 	}
+	g.opened[slot] = openedFilter{}
 	if err := g.setProgram(); err != nil {
 		return -1, err
 	}
@@ -111,7 +135,7 @@ func (g *IngressGroup) Dup(slot int, prog []bpf.RawInstruction) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("duplicate input socket of ifindex %d for worker %d: %w", g.ifindex, slot, err)
 	}
-	return dup, nil
+	return dup, unfiltered
 }
 
 // Drops returns what the kernel dropped on slot's member since anyone last

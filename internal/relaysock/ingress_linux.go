@@ -9,7 +9,7 @@ import (
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
-	"github.com/mcrelay/mcr/worker/filter"
+	"github.com/mcrelay/mcr/internal/prefilter"
 )
 
 // RcvBufSize is the receive buffer of each AF_PACKET socket: room for about
@@ -40,9 +40,14 @@ func fanoutType(mode Fanout) (int, error) {
 // datagrams the kernel has not segmented yet, as veth, tun and loopback
 // deliver them) from one datagram; the option needs SOCK_RAW (EINVAL on
 // SOCK_DGRAM), so the link-layer header follows, then the IP header. The
-// prefilter is attached before bind so that not one unfiltered packet is
-// queued, and its loads must be relative to the network header
-// (SKF_NET_OFF), as the link header's length depends on the device. The
+// prefilter prog (prefilter.Build, its loads relative to the network header
+// by prefilter.AtNetworkHeader, as the link header's length depends on the
+// device) is attached before bind so that not one unfiltered packet is
+// queued, behind the VLAN guard unless the socket has a ring
+// (prefilter.ForInput). This is the one attach of an opened socket: when the
+// kernel does not take the program (prefilter.Attach), the socket is
+// returned all the same with an error wrapping prefilter.ErrUnfiltered, and
+// the caller owns it; any other error leaves no socket. The
 // socket takes all protocols (IPv4 and IPv6 on one socket) without
 // outgoing copies, has a large receive buffer, and joins fanout group
 // fanoutID in mode; a FanoutCPU group hands every packet to its first
@@ -70,6 +75,9 @@ func OpenIngress(ifindex, fanoutID int, mode Fanout, prog []bpf.RawInstruction, 
 		return -1, fmt.Errorf("open AF_PACKET socket: %w", err)
 	}
 	if err := setUpIngress(fd, ifindex, fanoutID, typ, prog, ring); err != nil {
+		if errors.Is(err, prefilter.ErrUnfiltered) {
+			return fd, err
+		}
 		unix.Close(fd)
 		return -1, err
 	}
@@ -77,16 +85,19 @@ func OpenIngress(ifindex, fanoutID int, mode Fanout, prog []bpf.RawInstruction, 
 }
 
 // setUpIngress makes the fresh socket fd the ingress socket OpenIngress
-// describes; the caller closes fd when it fails.
+// describes; the caller closes fd when it fails, unless the error wraps
+// prefilter.ErrUnfiltered: then the socket is set up, without its
+// prefilter.
 func setUpIngress(fd, ifindex, fanoutID, typ int, prog []bpf.RawInstruction, ring *Ring) error {
 	// Before bind: a bound socket could queue a packet without the header.
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
 		return fmt.Errorf("set PACKET_VNET_HDR on ifindex %d: %w", ifindex, err)
 	}
-	// An unfiltered socket still relays correctly (userspace filters too);
-	// the worker re-attaches and reports it.
-	if err := filter.Attach(fd, prog); err != nil && !errors.Is(err, filter.ErrUnfiltered) {
-		return err
+	// An unfiltered socket still relays correctly (userspace filters
+	// too): it is set up all the same, and the error goes to the caller.
+	unfiltered := prefilter.Attach(fd, prefilter.ForInput(prog, ring != nil))
+	if unfiltered != nil && !errors.Is(unfiltered, prefilter.ErrUnfiltered) {
+		return fmt.Errorf("attach prefilter on ifindex %d: %w", ifindex, unfiltered)
 	}
 	if ring != nil {
 		if err := setRing(fd, ring); err != nil {
@@ -106,6 +117,9 @@ func setUpIngress(fd, ifindex, fanoutID, typ int, prog []bpf.RawInstruction, rin
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_FANOUT, fanoutID|(typ|fanoutFlags)<<16); err != nil {
 		return fmt.Errorf("join fanout group %d on ifindex %d: %w", fanoutID, ifindex, err)
+	}
+	if unfiltered != nil {
+		return fmt.Errorf("attach prefilter on ifindex %d: %w", ifindex, unfiltered)
 	}
 	return nil
 }

@@ -2,9 +2,10 @@
 // IPv4 or IPv6 packet carrying one UDP datagram and locates its addresses,
 // ports and payload, without allocating.
 //
-// The input is what an AF_PACKET SOCK_DGRAM socket delivers: the packet
-// starting at the IP header, with the link-layer header already removed
-// (packet(7)); ParseEtherType takes the EtherType that preceded it. Parsing
+// The input is the packet starting at the IP header: the worker's input
+// sockets are AF_PACKET SOCK_RAW (packet(7)), and it skips the
+// virtio_net_hdr and the link-layer header before calling Parse;
+// ParseEtherType takes the EtherType that preceded the IP header. Parsing
 // is stricter than "find the payload": every packet the worker must drop and
 // count (docs/troubleshooting.md) comes back with a Reason that names the
 // counter — Malformed, Fragment, NotUDP or VLANTagged.

@@ -1,4 +1,4 @@
-package supervisor
+package sdnotify
 
 import (
 	"net"
@@ -44,9 +44,9 @@ func TestNotifySendsStates(t *testing.T) {
 		notify func() error
 		want   string
 	}{
-		{"ready", notifyReady, "READY=1"},
-		{"watchdog", notifyWatchdog, "WATCHDOG=1"},
-		{"stopping", notifyStopping, "STOPPING=1"},
+		{"ready", Ready, "READY=1"},
+		{"watchdog", Watchdog, "WATCHDOG=1"},
+		{"stopping", Stopping, "STOPPING=1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.notify(); err != nil {
@@ -61,7 +61,7 @@ func TestNotifySendsStates(t *testing.T) {
 
 func TestNotifyReloadingCarriesMonotonicTime(t *testing.T) {
 	next := fakeNotifySocket(t)
-	if err := notifyReloading(); err != nil {
+	if err := Reloading(); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(next(), "\n"), "\n")
@@ -76,7 +76,7 @@ func TestNotifyReloadingCarriesMonotonicTime(t *testing.T) {
 func TestNotifyWithoutSystemdIsNoop(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", "")
 	for name, notify := range map[string]func() error{
-		"ready": notifyReady, "reloading": notifyReloading, "stopping": notifyStopping, "watchdog": notifyWatchdog,
+		"ready": Ready, "reloading": Reloading, "stopping": Stopping, "watchdog": Watchdog,
 	} {
 		if err := notify(); err != nil {
 			t.Errorf("%s without NOTIFY_SOCKET: %v, want nil", name, err)
@@ -86,9 +86,9 @@ func TestNotifyWithoutSystemdIsNoop(t *testing.T) {
 
 func TestNotifyReportsUnreachableSocket(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", filepath.Join(t.TempDir(), "absent.sock"))
-	err := notifyReady()
+	err := Ready()
 	if err == nil || !strings.HasPrefix(err.Error(), `notify systemd "READY=1": `) {
-		t.Errorf("notifyReady to a missing socket: %v, want an error naming READY=1", err)
+		t.Errorf("Ready to a missing socket: %v, want an error naming READY=1", err)
 	}
 }
 
@@ -112,9 +112,9 @@ func TestWatchdogInterval(t *testing.T) {
 			t.Setenv("WATCHDOG_USEC", tc.usec)
 			t.Setenv("WATCHDOG_PID", tc.pid)
 			var got result
-			got.Interval, got.On = watchdogInterval()
+			got.Interval, got.On = WatchdogInterval()
 			if diff := cmp.Diff(tc.want, got); diff != "" {
-				t.Errorf("watchdogInterval (-want +got):\n%s", diff)
+				t.Errorf("WatchdogInterval (-want +got):\n%s", diff)
 			}
 		})
 	}

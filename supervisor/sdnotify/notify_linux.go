@@ -1,4 +1,4 @@
-package supervisor
+package sdnotify
 
 import (
 	"fmt"
@@ -7,45 +7,39 @@ import (
 	sd "github.com/coreos/go-systemd/v22/daemon"
 )
 
-// systemd integration (sd_notify(3)) for `Type=notify` units, see
-// packaging/mcrd.service. Every function here is a no-op returning nil when
-// NOTIFY_SOCKET is unset, that is when mcrd does not run under systemd or
-// runs in a unit of another type. Workers inherit NOTIFY_SOCKET but never
-// notify; the unit's NotifyAccess=main would ignore them anyway.
-
-// notifyReady tells systemd that mcrd is up: send it once the workers run,
+// Ready tells systemd that mcrd is up: send it once the workers run,
 // the --config rules are loaded and the control socket serves, so that units
 // ordered After=mcrd.service start against a working relay. Send it again
-// after a reload announced with notifyReloading has finished.
-func notifyReady() error { return sdNotify(sd.SdNotifyReady) }
+// after a reload announced with Reloading has finished.
+func Ready() error { return sdNotify(sd.SdNotifyReady) }
 
-// notifyReloading tells systemd that mcrd is reloading its config (SIGHUP);
-// systemd shows the unit as "reloading" until the next notifyReady. The
+// Reloading tells systemd that mcrd is reloading its config (SIGHUP);
+// systemd shows the unit as "reloading" until the next Ready. The
 // message carries MONOTONIC_USEC, which sd_notify(3) asks for with
 // RELOADING=1 so that systemd can match the reload to its request.
-func notifyReloading() error {
+func Reloading() error {
 	return sdNotify(sd.SdNotifyReloading + "\n" + sd.SdNotifyMonotonicUsec())
 }
 
-// notifyStopping tells systemd that mcrd has begun to shut down, so that
+// Stopping tells systemd that mcrd has begun to shut down, so that
 // systemd does not count the exit that follows as a crash.
-func notifyStopping() error { return sdNotify(sd.SdNotifyStopping) }
+func Stopping() error { return sdNotify(sd.SdNotifyStopping) }
 
-// notifyWatchdog feeds the systemd watchdog (WatchdogSec= in the unit).
-// instance.feedWatchdog calls it only after the control server answered a
+// Watchdog feeds the systemd watchdog (WatchdogSec= in the unit).
+// The supervisor (instance.feedWatchdog) calls it only after the control server answered a
 // Ping on its own private connection (not through the socket, where
 // operators' connections could crowd the check out) and the ruleset lock
 // was free, so a wedged supervisor stops feeding the watchdog and systemd
 // restarts it.
-func notifyWatchdog() error { return sdNotify(sd.SdNotifyWatchdog) }
+func Watchdog() error { return sdNotify(sd.SdNotifyWatchdog) }
 
-// watchdogInterval returns the unit's watchdog timeout (WATCHDOG_USEC) and
+// WatchdogInterval returns the unit's watchdog timeout (WATCHDOG_USEC) and
 // true when systemd watches this process (WATCHDOG_PID is unset or is our
-// pid): notifyWatchdog must then be called at least once per interval, and
+// pid): Watchdog must then be called at least once per interval, and
 // sd_watchdog_enabled(3) recommends every half interval. It returns false
 // when the watchdog is off, or when the variables were meant for another
 // process, such as the supervisor that spawned a worker.
-func watchdogInterval() (time.Duration, bool) {
+func WatchdogInterval() (time.Duration, bool) {
 	d, err := sd.SdWatchdogEnabled(false)
 	if err != nil || d <= 0 {
 		return 0, false

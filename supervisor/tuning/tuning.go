@@ -1,4 +1,4 @@
-package supervisor
+package tuning
 
 import (
 	"encoding/binary"
@@ -67,16 +67,15 @@ type ifaceTuning struct {
 	rps bool
 }
 
-// tuningCheck wraps the data plane and warns, once per input interface,
-// about the host settings that would cost packets on it (tuningAdvice),
-// when the first rule on that interface reaches the workers: however the
-// rule arrived (--config at start, mcrctl add, config load, SIGHUP), and
-// only once the interface exists, since that is when a rule is sent. A
-// warning about a host-wide setting (the socket buffer caps) is given once
-// for the daemon. The master calls Update with its lock held, which guards
-// checked and warned too.
-type tuningCheck struct {
-	dataPlane
+// Check warns, once per input interface, about the host settings that
+// would cost packets on it (tuningAdvice), when the first rule on that
+// interface reaches the workers: however the rule arrived (--config at
+// start, mcrctl add, config load, SIGHUP), and only once the interface
+// exists, since that is when a rule is sent. A warning about a host-wide
+// setting (the socket buffer caps) is given once for the daemon. It is not
+// safe for concurrent use: the supervisor calls Rules with the ruleset's
+// lock held.
+type Check struct {
 	log *slog.Logger
 	// read reads the host's state for the named input interfaces
 	// (readHostTuning); tests fake it.
@@ -87,15 +86,20 @@ type tuningCheck struct {
 	warned  map[string]bool // warnings already logged
 }
 
-func newTuningCheck(dp dataPlane, log *slog.Logger, read func([]string) hostTuning, script string) *tuningCheck {
-	return &tuningCheck{dataPlane: dp, log: log, read: read, script: script,
+// NewCheck returns the check of this host, logging to log and naming the
+// installed tune-kernel.sh.
+func NewCheck(log *slog.Logger) *Check {
+	return newCheck(log, readHostTuning, installedTuneScript())
+}
+
+func newCheck(log *slog.Logger, read func([]string) hostTuning, script string) *Check {
+	return &Check{log: log, read: read, script: script,
 		checked: map[string]bool{}, warned: map[string]bool{}}
 }
 
-// Update hands the change to the data plane, then checks the input
-// interfaces that no rule sent before used.
-func (c *tuningCheck) Update(add []controlproto.WorkerRule, remove []string) {
-	c.dataPlane.Update(add, remove)
+// Rules checks the input interfaces of add, rules just sent to the
+// workers, that no rule sent before used.
+func (c *Check) Rules(add []controlproto.WorkerRule) {
 	var fresh []string
 	for _, r := range add {
 		if name := r.Input.Interface; !c.checked[name] {

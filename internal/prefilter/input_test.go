@@ -1,10 +1,12 @@
-package worker
+package prefilter_test
 
 import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/net/bpf"
+
+	"github.com/mcrelay/mcr/internal/prefilter"
 )
 
 func TestAtNetworkHeader(t *testing.T) {
@@ -21,7 +23,9 @@ func TestAtNetworkHeader(t *testing.T) {
 		bpf.RetConstant{Val: 0},
 		bpf.RetConstant{Val: 0xffff},
 	})
-	mustNoErr(t, err)
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := []bpf.Instruction{
 		bpf.LoadAbsolute{Off: netOff + 9, Size: 1},
 		bpf.LoadAbsolute{Off: netOff + 6, Size: 2},
@@ -34,11 +38,21 @@ func TestAtNetworkHeader(t *testing.T) {
 		bpf.RetConstant{Val: 0},
 		bpf.RetConstant{Val: 0xffff},
 	}
-	got, ok := bpf.Disassemble(atNetworkHeader(prog))
+	got, ok := bpf.Disassemble(prefilter.AtNetworkHeader(prog))
 	if !ok {
 		t.Fatal("the rewritten program does not disassemble")
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("rewritten program (-want +got):\n%s", diff)
+	}
+}
+
+func TestForInput(t *testing.T) {
+	prog := prefilter.DropAll()
+	if got := prefilter.ForInput(prog, true); len(got) != len(prog) {
+		t.Errorf("ForInput with a ring: %d instructions, want the program's %d", len(got), len(prog))
+	}
+	if got, want := prefilter.ForInput(prog, false), prefilter.DropVLANTagged(prog); !cmp.Equal(got, want) {
+		t.Errorf("ForInput without a ring = %v, want the program behind the VLAN guard %v", got, want)
 	}
 }

@@ -1,4 +1,4 @@
-package supervisor
+package tuning
 
 import (
 	"os/exec"

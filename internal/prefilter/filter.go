@@ -1,4 +1,4 @@
-package filter
+package prefilter
 
 import (
 	"errors"
@@ -74,8 +74,9 @@ func DropAll() []bpf.RawInstruction {
 	return []bpf.RawInstruction{{Op: 0x06, K: 0}} // BPF_RET|BPF_K 0
 }
 
-// Build returns the filter for one input interface's AF_PACKET SOCK_DGRAM
-// socket. The program accepts:
+// Build returns the filter for one input interface, for a packet that
+// starts at the IP header (AtNetworkHeader adapts it to the input
+// sockets). The program accepts:
 //   - IPv4 UDP datagrams, not fragmented, to a listed (destination, port);
 //   - IPv4 UDP fragments to a listed destination, so the worker counts them
 //     (with PACKET_FANOUT_FLAG_DEFRAG the kernel reassembles IPv4 before the

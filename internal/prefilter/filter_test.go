@@ -1,4 +1,4 @@
-package filter_test
+package prefilter_test
 
 import (
 	"bytes"
@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/mcrelay/mcr/worker/filter"
+	"github.com/mcrelay/mcr/internal/prefilter"
 	"github.com/mcrelay/mcr/worker/packet/packettest"
 	"golang.org/x/net/bpf"
 )
@@ -42,16 +42,16 @@ func accepts(t testing.TB, v *bpf.VM, pkt []byte) bool {
 	switch n {
 	case 0:
 		return false
-	case filter.SnapLen:
+	case prefilter.SnapLen:
 		return true
 	}
 	t.Fatalf("program returned %d, want 0 or SnapLen", n)
 	return false
 }
 
-func match(addrPort string) filter.Match {
+func match(addrPort string) prefilter.Match {
 	ap := netip.MustParseAddrPort(addrPort)
-	return filter.Match{Dst: ap.Addr(), Port: ap.Port()}
+	return prefilter.Match{Dst: ap.Addr(), Port: ap.Port()}
 }
 
 func udp(dst string) []byte {
@@ -82,11 +82,11 @@ func withExt6(p []byte, proto byte) []byte {
 }
 
 func TestBuildAcceptsExactly(t *testing.T) {
-	matches := []filter.Match{
+	matches := []prefilter.Match{
 		match("239.1.1.1:5000"), match("239.1.1.1:5002"), match("239.1.1.2:6000"),
 		match("[ff3e::1:1]:5000"), match("[ff3e::1:2]:7000"),
 	}
-	prog, err := filter.Build(matches)
+	prog, err := prefilter.Build(matches)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,14 +153,14 @@ func TestBuildAcceptsExactly(t *testing.T) {
 }
 
 func TestBuildEmptyDropsAll(t *testing.T) {
-	prog, err := filter.Build(nil)
+	prog, err := prefilter.Build(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(filter.DropAll(), prog.Instructions); diff != "" {
+	if diff := cmp.Diff(prefilter.DropAll(), prog.Instructions); diff != "" {
 		t.Errorf("Build(nil) is not DropAll (-want +got):\n%s", diff)
 	}
-	for _, v := range []*bpf.VM{vm(t, prog.Instructions), vm(t, filter.DropAll())} {
+	for _, v := range []*bpf.VM{vm(t, prog.Instructions), vm(t, prefilter.DropAll())} {
 		for _, p := range [][]byte{udp("239.1.1.1:5000"), udp("[ff3e::1]:5000"), nil} {
 			if accepts(t, v, p) {
 				t.Errorf("accepted a packet")
@@ -172,15 +172,15 @@ func TestBuildEmptyDropsAll(t *testing.T) {
 func TestBuildErrors(t *testing.T) {
 	tests := []struct {
 		name    string
-		matches []filter.Match
+		matches []prefilter.Match
 		want    string
 	}{
-		{"no address", []filter.Match{match("239.1.1.1:1"), {Port: 5000}}, "filter match 1: no destination address"},
-		{"port 0", []filter.Match{{Dst: netip.MustParseAddr("ff3e::1"), Port: 0}}, "filter match 0 (ff3e::1): port must be 1..65535"},
+		{"no address", []prefilter.Match{match("239.1.1.1:1"), {Port: 5000}}, "filter match 1: no destination address"},
+		{"port 0", []prefilter.Match{{Dst: netip.MustParseAddr("ff3e::1"), Port: 0}}, "filter match 0 (ff3e::1): port must be 1..65535"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := filter.Build(tc.matches)
+			_, err := prefilter.Build(tc.matches)
 			if err == nil || err.Error() != tc.want {
 				t.Errorf("error %v, want %q", err, tc.want)
 			}
@@ -189,7 +189,7 @@ func TestBuildErrors(t *testing.T) {
 }
 
 func TestBuildNormalisesAddresses(t *testing.T) {
-	prog, err := filter.Build([]filter.Match{
+	prog, err := prefilter.Build([]prefilter.Match{
 		{Dst: netip.MustParseAddr("::ffff:239.1.1.1"), Port: 5000}, // IPv4-mapped, as ruleset keys hold it
 		{Dst: netip.MustParseAddr("ff12::1%eth0"), Port: 5000},
 		match("239.1.1.1:5000"), // duplicate
@@ -209,13 +209,13 @@ func TestBuildNormalisesAddresses(t *testing.T) {
 // conditional jump reaches at most 255 instructions) and bodies skipped with
 // an unconditional jump.
 func TestBuildManyPortsOnOneGroup(t *testing.T) {
-	var matches []filter.Match
+	var matches []prefilter.Match
 	for i := range 600 {
 		port := uint16(1000 + 2*i)
-		matches = append(matches, filter.Match{Dst: netip.MustParseAddr("239.1.1.1"), Port: port},
-			filter.Match{Dst: netip.MustParseAddr("ff3e::1"), Port: port})
+		matches = append(matches, prefilter.Match{Dst: netip.MustParseAddr("239.1.1.1"), Port: port},
+			prefilter.Match{Dst: netip.MustParseAddr("ff3e::1"), Port: port})
 	}
-	prog, err := filter.Build(matches)
+	prog, err := prefilter.Build(matches)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,23 +237,23 @@ func TestBuildManyPortsOnOneGroup(t *testing.T) {
 // program built from them.
 type set struct {
 	wanted map[netip.AddrPort]bool
-	prog   filter.Program
+	prog   prefilter.Program
 }
 
 func buildSet(t testing.TB, pairs []netip.AddrPort) set {
 	t.Helper()
 	s := set{wanted: make(map[netip.AddrPort]bool)}
-	var matches []filter.Match
+	var matches []prefilter.Match
 	for _, p := range pairs {
 		s.wanted[p] = true
-		matches = append(matches, filter.Match{Dst: p.Addr(), Port: p.Port()})
+		matches = append(matches, prefilter.Match{Dst: p.Addr(), Port: p.Port()})
 	}
 	var err error
-	if s.prog, err = filter.Build(matches); err != nil {
+	if s.prog, err = prefilter.Build(matches); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(filter.DropVLANTagged(s.prog.Instructions)); n > filter.MaxInstructions {
-		t.Fatalf("program behind the VLAN guard has %d instructions, limit %d", n, filter.MaxInstructions)
+	if n := len(prefilter.DropVLANTagged(s.prog.Instructions)); n > prefilter.MaxInstructions {
+		t.Fatalf("program behind the VLAN guard has %d instructions, limit %d", n, prefilter.MaxInstructions)
 	}
 	return s
 }
@@ -435,13 +435,13 @@ func TestBuildRandomSets(t *testing.T) {
 
 func BenchmarkBuild5000(b *testing.B) {
 	r := rand.New(rand.NewPCG(5, 6))
-	matches := make([]filter.Match, 5000)
+	matches := make([]prefilter.Match, 5000)
 	for i := range matches {
-		matches[i] = filter.Match{Dst: randomAddr4(r), Port: uint16(1 + r.IntN(65535))}
+		matches[i] = prefilter.Match{Dst: randomAddr4(r), Port: uint16(1 + r.IntN(65535))}
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := filter.Build(matches); err != nil {
+		if _, err := prefilter.Build(matches); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,4 +1,4 @@
-package filter_test
+package prefilter_test
 
 import (
 	"errors"
@@ -13,7 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/mcrelay/mcr/internal/netnstest"
-	"github.com/mcrelay/mcr/worker/filter"
+	"github.com/mcrelay/mcr/internal/prefilter"
 	"github.com/mcrelay/mcr/worker/packet"
 	"github.com/mcrelay/mcr/worker/packet/packettest"
 	"golang.org/x/net/bpf"
@@ -31,30 +31,34 @@ func TestKernelAcceptsPrograms(t *testing.T) {
 	}
 	defer unix.Close(fd)
 	r := rand.New(rand.NewPCG(7, 8))
-	sets := map[string]func(i int) filter.Match{
-		"5000 random ipv4":      func(int) filter.Match { return filter.Match{Dst: randomAddr4(r), Port: uint16(1 + r.IntN(65535))} },
-		"5000 random ipv6":      func(int) filter.Match { return filter.Match{Dst: randomAddr6(r), Port: uint16(1 + r.IntN(65535))} },
-		"5000 consecutive ipv4": func(i int) filter.Match { return filter.Match{Dst: addr4(i), Port: 5000} },
-		"600 scattered ipv6":    func(i int) filter.Match { return filter.Match{Dst: addr6(3 * i), Port: uint16(1000 + i)} },
+	sets := map[string]func(i int) prefilter.Match{
+		"5000 random ipv4": func(int) prefilter.Match {
+			return prefilter.Match{Dst: randomAddr4(r), Port: uint16(1 + r.IntN(65535))}
+		},
+		"5000 random ipv6": func(int) prefilter.Match {
+			return prefilter.Match{Dst: randomAddr6(r), Port: uint16(1 + r.IntN(65535))}
+		},
+		"5000 consecutive ipv4": func(i int) prefilter.Match { return prefilter.Match{Dst: addr4(i), Port: 5000} },
+		"600 scattered ipv6":    func(i int) prefilter.Match { return prefilter.Match{Dst: addr6(3 * i), Port: uint16(1000 + i)} },
 	}
 	for name, gen := range sets {
 		n := 5000
 		if strings.HasPrefix(name, "600") {
 			n = 600
 		}
-		matches := make([]filter.Match, n)
+		matches := make([]prefilter.Match, n)
 		for i := range matches {
 			matches[i] = gen(i)
 		}
-		prog, err := filter.Build(matches)
+		prog, err := prefilter.Build(matches)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := filter.Attach(fd, prog.Instructions); err != nil {
+		if err := prefilter.Attach(fd, prog.Instructions); err != nil {
 			t.Errorf("%s (%d instructions): %v", name, len(prog.Instructions), err)
 		}
 	}
-	if err := filter.Attach(fd, filter.DropAll()); err != nil {
+	if err := prefilter.Attach(fd, prefilter.DropAll()); err != nil {
 		t.Errorf("DropAll: %v", err)
 	}
 }
@@ -77,13 +81,13 @@ func TestAttachErrors(t *testing.T) {
 		errno unix.Errno
 	}{
 		{"empty", fd, nil, "attach filter to fd %d: 0 instructions, want 1..4096: invalid argument", unix.EINVAL},
-		{"too long", fd, make([]bpf.RawInstruction, filter.MaxInstructions+1), "attach filter to fd %d: 4097 instructions, want 1..4096: invalid argument", unix.EINVAL},
+		{"too long", fd, make([]bpf.RawInstruction, prefilter.MaxInstructions+1), "attach filter to fd %d: 4097 instructions, want 1..4096: invalid argument", unix.EINVAL},
 		{"jump past the end", fd, badJump, "attach filter to fd %d: invalid argument", unix.EINVAL},
-		{"not a socket", -1, filter.DropAll(), "attach filter to fd %d: bad file descriptor", unix.EBADF},
+		{"not a socket", -1, prefilter.DropAll(), "attach filter to fd %d: bad file descriptor", unix.EBADF},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := filter.Attach(tc.fd, tc.prog)
+			err := prefilter.Attach(tc.fd, tc.prog)
 			want := fmt.Sprintf(tc.want, tc.fd)
 			if err == nil || err.Error() != want || !errors.Is(err, tc.errno) {
 				t.Errorf("error %v, want %q wrapping %v", err, want, tc.errno)
@@ -125,7 +129,7 @@ func TestFilterOnPacketSocket(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		if err := filter.Attach(fd, filter.DropAll()); err != nil {
+		if err := prefilter.Attach(fd, prefilter.DropAll()); err != nil {
 			t.Fatal(err)
 		}
 		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(proto), Ifindex: ifindex}); err != nil {
@@ -186,12 +190,12 @@ func TestFilterOnPacketSocket(t *testing.T) {
 	// While DropAll is attached nothing arrives, wanted or not.
 	send(tagged("239.1.1.1:5000", "dropped by DropAll"), tagged("[ff3e::1]:5000", "dropped by DropAll"))
 
-	prog, err := filter.Build([]filter.Match{match("239.1.1.1:5000"), match("[ff3e::1]:5000")})
+	prog, err := prefilter.Build([]prefilter.Match{match("239.1.1.1:5000"), match("[ff3e::1]:5000")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, fd := range []int{rx4, rx6} {
-		if err := filter.Attach(fd, prog.Instructions); err != nil {
+		if err := prefilter.Attach(fd, prog.Instructions); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -225,22 +229,22 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 // ErrUnfiltered.
 func TestAttachTooLargeLeavesSocketUnfiltered(t *testing.T) {
 	fd := socketWithOptmem(t, "flt", 4096)
-	if err := filter.Attach(fd, filter.DropAll()); err != nil {
+	if err := prefilter.Attach(fd, prefilter.DropAll()); err != nil {
 		t.Fatalf("small program: %v", err)
 	}
-	matches := make([]filter.Match, 2000)
+	matches := make([]prefilter.Match, 2000)
 	for i := range matches {
-		matches[i] = filter.Match{Dst: addr4(2 * i), Port: uint16(1000 + i)}
+		matches[i] = prefilter.Match{Dst: addr4(2 * i), Port: uint16(1000 + i)}
 	}
-	prog, err := filter.Build(matches)
+	prog, err := prefilter.Build(matches)
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = filter.Attach(fd, prog.Instructions)
-	if !errors.Is(err, filter.ErrUnfiltered) || !errors.Is(err, unix.ENOMEM) {
+	err = prefilter.Attach(fd, prog.Instructions)
+	if !errors.Is(err, prefilter.ErrUnfiltered) || !errors.Is(err, unix.ENOMEM) {
 		t.Fatalf("attach %d instructions with optmem_max 4096: %v, want ErrUnfiltered wrapping ENOMEM", len(prog.Instructions), err)
 	}
-	if errors.Is(err, filter.ErrUnguarded) {
+	if errors.Is(err, prefilter.ErrUnguarded) {
 		t.Fatalf("ErrUnfiltered also wraps ErrUnguarded: %v", err)
 	}
 	if n, err := filterLen(fd); err != nil || n != guardOnlyLen {
@@ -279,7 +283,7 @@ func socketWithOptmem(t *testing.T, prefix string, optmem int) int {
 }
 
 // guardOnlyLen is the length of the VLAN guard followed by an accept.
-var guardOnlyLen = len(filter.DropVLANTagged([]bpf.RawInstruction{{Op: 0x06, K: 1}}))
+var guardOnlyLen = len(prefilter.DropVLANTagged([]bpf.RawInstruction{{Op: 0x06, K: 1}}))
 
 // TestAttachWithoutMemoryReportsUnguarded leaves the socket option memory
 // too small for any program: Attach must say the socket has no filter at
@@ -287,12 +291,12 @@ var guardOnlyLen = len(filter.DropVLANTagged([]bpf.RawInstruction{{Op: 0x06, K: 
 // from it rather than relay VLAN-tagged frames it cannot see.
 func TestAttachWithoutMemoryReportsUnguarded(t *testing.T) {
 	fd := socketWithOptmem(t, "flg", 64)
-	prog, err := filter.Build([]filter.Match{match("239.1.1.1:5000")})
+	prog, err := prefilter.Build([]prefilter.Match{match("239.1.1.1:5000")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = filter.Attach(fd, prog.Instructions)
-	if !errors.Is(err, filter.ErrUnguarded) || errors.Is(err, filter.ErrUnfiltered) || !errors.Is(err, unix.ENOMEM) {
+	err = prefilter.Attach(fd, prog.Instructions)
+	if !errors.Is(err, prefilter.ErrUnguarded) || errors.Is(err, prefilter.ErrUnfiltered) || !errors.Is(err, unix.ENOMEM) {
 		t.Fatalf("attach with optmem_max 64: %v, want ErrUnguarded (and not ErrUnfiltered) wrapping ENOMEM", err)
 	}
 	if n, err := filterLen(fd); err != nil || n != 0 {
@@ -318,7 +322,7 @@ func TestVLANGuardOnPacketSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(rx)
-	if err := filter.Attach(rx, filter.DropAll()); err != nil {
+	if err := prefilter.Attach(rx, prefilter.DropAll()); err != nil {
 		t.Fatal(err)
 	}
 	// ETH_P_ALL, as the worker's: a socket bound to ETH_P_IP gets a
@@ -330,7 +334,7 @@ func TestVLANGuardOnPacketSocket(t *testing.T) {
 	if err := unix.SetsockoptTimeval(rx, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		t.Fatal(err)
 	}
-	prog, err := filter.Build([]filter.Match{match("239.1.1.1:5000")})
+	prog, err := prefilter.Build([]prefilter.Match{match("239.1.1.1:5000")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,14 +378,14 @@ func TestVLANGuardOnPacketSocket(t *testing.T) {
 		if _, err := relay.Run("ethtool", "-K", "fv1", "rxvlan", offload, "rx-vlan-stag-hw-parse", offload); err != nil {
 			t.Logf("ethtool -K fv1 rxvlan %s: %v (the kernel untags in software anyway)", offload, err)
 		}
-		if err := filter.Attach(rx, filter.DropVLANTagged(prog.Instructions)); err != nil {
+		if err := prefilter.Attach(rx, prefilter.DropVLANTagged(prog.Instructions)); err != nil {
 			t.Fatal(err)
 		}
 		send()
 		if diff := cmp.Diff([]string{"untagged", "priority tag", "sentinel"}, receive()); diff != "" {
 			t.Errorf("rx VLAN offload %s, guarded: received (-want +got):\n%s", offload, diff)
 		}
-		if err := filter.Attach(rx, prog.Instructions); err != nil {
+		if err := prefilter.Attach(rx, prog.Instructions); err != nil {
 			t.Fatal(err)
 		}
 		send()
