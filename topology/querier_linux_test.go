@@ -273,6 +273,7 @@ func TestWhenJoinedFollowsReceivers(t *testing.T) {
 			waitFor(t, 10*time.Second, "the output to turn active after the join", func() bool {
 				return d.outputState(tc.id, 0) == controlproto.StateActive
 			})
+			d.waitReady() // the workers hold the active output
 			if ig := d.groups(outIf); !hasGroup(ig, tc.outGroup) {
 				t.Errorf("mcrctl groups does not list %s: %+v", tc.outGroup, ig.Groups)
 			}
@@ -290,6 +291,7 @@ func TestWhenJoinedFollowsReceivers(t *testing.T) {
 			waitFor(t, 10*time.Second, "the output to turn idle after the leave", func() bool {
 				return d.outputState(tc.id, 0) == controlproto.StateIdle
 			})
+			d.waitReady() // the workers hold the idle output
 			if tc.fam == "IPv4" {
 				// The workers' replacements get the output idle too.
 				d.killWorkers()
