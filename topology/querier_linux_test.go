@@ -263,8 +263,9 @@ func TestWhenJoinedFollowsReceivers(t *testing.T) {
 				t.Errorf("%d packets left %s during a stream of %d with no receiver", got, outIf, s.Count)
 			}
 			rr := ruleReport(t, d.stats(), tc.id)
-			if o := rr.Outputs[0]; o.PacketsOut != 0 || o.Errors != 0 {
-				t.Errorf("idle output counted %d sent, %d errors; want none", o.PacketsOut, o.Errors)
+			if o := rr.Outputs[0]; o.PacketsOut != 0 || o.Errors != 0 || o.NotSentIdle != s.Count {
+				t.Errorf("idle output counted %d sent, %d errors, %d not sent while idle; want 0, 0, %d",
+					o.PacketsOut, o.Errors, o.NotSentIdle, s.Count)
 			}
 
 			// A receiver joins: the output turns active and the
