@@ -72,6 +72,7 @@ type slot struct {
 	obs      uint64
 	base     WorkerCounters // earlier lives
 	counters WorkerCounters // this life, as last reported
+	ring     RingUsage      // as last reported
 	rules    map[string]*ruleState
 }
 
@@ -131,6 +132,7 @@ func (a *Aggregator) Observe(s *Snapshot, now time.Time) {
 		sl.base.add(sl.counters)
 	}
 	sl.counters = s.Counters
+	sl.ring = s.Ring
 	for i := range s.Rules {
 		rc := &s.Rules[i]
 		if at, ok := a.removed[rc.ID]; ok && s.UnixNano < at.UnixNano() {
@@ -169,6 +171,7 @@ func (a *Aggregator) AddKernelDrops(w int, n uint64) {
 func (sl *slot) newLife() {
 	sl.base.add(sl.counters)
 	sl.counters = WorkerCounters{}
+	sl.ring = RingUsage{}
 	sl.lastNano = 0
 	for _, st := range sl.rules {
 		st.last = ruleCounts{}
@@ -296,6 +299,7 @@ func (a *Aggregator) Report(rules []RuleDesc, workers []WorkerDesc, now time.Tim
 		if sl := a.slots[wd.Worker]; sl != nil {
 			wr.WorkerCounters = sl.base
 			wr.WorkerCounters.add(sl.counters)
+			wr.Ring = sl.ring
 		}
 		rep.Totals.KernelDrops += wr.KernelDrops
 		rep.Workers = append(rep.Workers, wr)
@@ -408,6 +412,7 @@ func (c *WorkerCounters) add(d WorkerCounters) {
 	c.VLANTagged += d.VLANTagged
 	c.BadChecksum += d.BadChecksum
 	c.KernelDrops += d.KernelDrops
+	c.RingFull += d.RingFull
 	c.BufferExhausted += d.BufferExhausted
 	c.EgressErrors += d.EgressErrors
 	c.Loops += d.Loops
@@ -426,7 +431,7 @@ func (c *WorkerCounters) add(d WorkerCounters) {
 func (c WorkerCounters) below(prev WorkerCounters) bool {
 	return c.RxPackets < prev.RxPackets || c.NoMatch < prev.NoMatch ||
 		c.Malformed < prev.Malformed || c.Fragments < prev.Fragments ||
-		c.NotUDP < prev.NotUDP || c.KernelDrops < prev.KernelDrops ||
+		c.NotUDP < prev.NotUDP || c.KernelDrops < prev.KernelDrops || c.RingFull < prev.RingFull ||
 		c.VLANTagged < prev.VLANTagged || c.BadChecksum < prev.BadChecksum ||
 		c.BufferExhausted < prev.BufferExhausted || c.EgressErrors < prev.EgressErrors ||
 		c.Loops < prev.Loops || c.TTLExpired < prev.TTLExpired ||

@@ -28,6 +28,11 @@ type WorkerCounters struct {
 	// KernelDrops accumulates PACKET_STATISTICS tp_drops of the worker's
 	// AF_PACKET sockets (the kernel resets them on every read).
 	KernelDrops uint64 `json:"kernel_drops"`
+	// RingFull counts the times the kernel found an input's receive ring
+	// full: freezes of a block ring (every block still the worker's), and
+	// packets a frame ring had no free frame for. Each one drops packets,
+	// counted in KernelDrops.
+	RingFull uint64 `json:"ring_full"`
 	// BufferExhausted counts packets dropped because no buffer was free.
 	BufferExhausted uint64 `json:"buffer_exhausted"`
 	// EgressErrors counts failed or dropped sends over all outputs.
@@ -109,6 +114,19 @@ type Snapshot struct {
 	// since its last snapshot that was sent (the supervisor passes them
 	// on to GetTrace; the aggregator ignores them).
 	Trace []tracing.Event `json:"trace,omitempty"`
+	// Ring is the state of the worker's receive rings when the snapshot
+	// was taken.
+	Ring RingUsage `json:"ring"`
+}
+
+// RingUsage is how full a worker's receive rings are: Used of their Size
+// frames (blocks, for block rings) are the worker's, waiting to be relayed
+// or held by sends in flight, summed over the worker's inputs. Both are 0
+// without rings. A ring stays nearly empty while the worker keeps up; Used
+// near Size means the next burst will find it full (RingFull).
+type RingUsage struct {
+	Used uint64 `json:"used"`
+	Size uint64 `json:"size"`
 }
 
 // Report is the GetStats result (docs/control-protocol.md).
@@ -158,6 +176,9 @@ type WorkerReport struct {
 	Worker int `json:"worker"`
 	Core   int `json:"core"`
 	WorkerCounters
+	// Ring is the receive rings' state in the slot's last snapshot;
+	// zero while no worker of the slot runs.
+	Ring RingUsage `json:"ring"`
 }
 
 // Totals sums the report.

@@ -41,6 +41,11 @@ type Config struct {
 	// (worker.Config): 0 = the worker's defaults; RingBlocks -1 = no ring.
 	RingBlocks  int
 	RingTimeout time.Duration
+	// RxRing ("" = the worker's default, frames), RingFrames (0 = the
+	// worker's default) and BusyPoll: see worker.Config.
+	RxRing     string
+	RingFrames int
+	BusyPoll   bool
 	// StatsInterval is the worker → supervisor stats period; 0 = 1s.
 	StatsInterval time.Duration
 	// LogLevel is the initial log level; SetLogLevel changes it at runtime.

@@ -4,6 +4,7 @@
 // netlink, aggregates stats and serves the operator control socket.
 //
 // Parts with a job of their own are packages below it, which it wires:
+// supervisor/pool (the worker pool and the sockets it holds for workers),
 // supervisor/tuning (host tuning advice) and supervisor/sdnotify (systemd
 // notifications); they never import it.
 //

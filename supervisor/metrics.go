@@ -17,6 +17,7 @@ import (
 
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/supervisor/pool"
 )
 
 // metricsSource is what the Prometheus endpoint reads at scrape time: the
@@ -67,6 +68,11 @@ var (
 		"Relayed datagrams --exclusive-inputs kept from the kernel's own receive path on the input interface, "+
 			"since the interface's program was attached (it starts again from 0 when the interface is recreated).",
 		[]string{"interface"}, nil)
+	descWorkerRingUsed = prometheus.NewDesc("mcr_worker_rx_ring_used",
+		"Frames (blocks, for block rings) of the worker's receive rings that are the worker's: waiting to be relayed or held by sends in flight.",
+		[]string{"worker"}, nil)
+	descWorkerRingSize = prometheus.NewDesc("mcr_worker_rx_ring_size",
+		"Frames (blocks, for block rings) of the worker's receive rings, over all its inputs.", []string{"worker"}, nil)
 	descBuildInfo = prometheus.NewDesc("mcr_build_info",
 		"Always 1; the labels name the mcrd build.", []string{"version", "goversion"}, nil)
 )
@@ -93,6 +99,8 @@ var workerCounters = []struct {
 		func(c *stats.WorkerCounters) uint64 { return c.BadChecksum }},
 	{workerDesc("kernel_drops", "Packets the kernel dropped on the worker's AF_PACKET sockets (PACKET_STATISTICS tp_drops): receive ring full, or receive buffer full with --rx-ring-blocks 0; also what arrived for the worker while it was dead or hung."),
 		func(c *stats.WorkerCounters) uint64 { return c.KernelDrops }},
+	{workerDesc("rx_ring_full", "Times the kernel found the worker's receive ring full: block ring freezes, or packets a frame ring had no free frame for; each drops packets (kernel_drops)."),
+		func(c *stats.WorkerCounters) uint64 { return c.RingFull }},
 	{workerDesc("buffer_exhausted", "Packets dropped because the worker had no free packet buffer."),
 		func(c *stats.WorkerCounters) uint64 { return c.BufferExhausted }},
 	{workerDesc("egress_errors", "Failed or dropped sends over all outputs."),
@@ -178,7 +186,7 @@ func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descRulePacketsIn, descRuleBytesIn, descOutputPacketsOut, descOutputBytesOut, descOutputErrors, descOutputNotSentIdle,
 		descWorkerRestarts, descWorkerResyncs, descWorkerInSync, descWorkersUp, descRules, descOutputs, descBuildInfo,
-		descExclusiveDropped,
+		descExclusiveDropped, descWorkerRingUsed, descWorkerRingSize,
 	} {
 		ch <- d
 	}
@@ -201,6 +209,8 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, wc := range workerCounters {
 			ch <- counter(wc.desc, wc.value(&w.WorkerCounters), id)
 		}
+		ch <- gauge(descWorkerRingUsed, float64(w.Ring.Used), id)
+		ch <- gauge(descWorkerRingSize, float64(w.Ring.Size), id)
 	}
 	if ns := report.Namespace; ns != nil {
 		for _, nc := range namespaceCounters {
@@ -239,7 +249,7 @@ func collectWorkers(ch chan<- prometheus.Metric, workers []controlproto.WorkerIn
 		ch <- counter(descWorkerRestarts, uint64(w.Restarts), id)
 		ch <- counter(descWorkerResyncs, uint64(w.Resyncs), id)
 		ch <- gauge(descWorkerInSync, boolValue(w.InSync), id)
-		if w.State == stateRunning.String() {
+		if w.State == pool.StateRunning.String() {
 			up++
 		}
 	}

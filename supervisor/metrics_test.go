@@ -21,6 +21,7 @@ import (
 
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/supervisor/pool"
 )
 
 // fakeMetricsSource is a metricsSource whose answers a test sets.
@@ -129,7 +130,8 @@ func testSource() *fakeMetricsSource {
 					RxPackets: 700, NoMatch: 1, Malformed: 2, Fragments: 3, NotUDP: 4, KernelDrops: 5,
 					BufferExhausted: 6, EgressErrors: 7, StatsDropped: 8, LogsDropped: 9,
 					GSOSends: 10, GSODatagrams: 11, GSOFallbacks: 12, SocketErrors: 13, SocketResyncs: 14,
-					VLANTagged: 15, BadChecksum: 16, Loops: 17, TTLExpired: 18}},
+					VLANTagged: 15, BadChecksum: 16, Loops: 17, TTLExpired: 18, RingFull: 19},
+					Ring: stats.RingUsage{Used: 20, Size: 4096}},
 				{Worker: 1, Core: 3, WorkerCounters: stats.WorkerCounters{RxPackets: 300}},
 			},
 			Totals: stats.Totals{
@@ -139,8 +141,8 @@ func testSource() *fakeMetricsSource {
 			Namespace: &stats.NamespaceCounters{IPReasmReqds: 21, IPReasmOKs: 10, IPReasmFails: 2, IPReasmTimeout: 1},
 		},
 		workers: []controlproto.WorkerInfo{
-			{Worker: 0, PID: 100, Core: 2, State: stateRunning.String(), Restarts: 2, Resyncs: 1, InSync: true},
-			{Worker: 1, PID: 0, Core: 3, State: stateBackoff.String(), Restarts: 5, InSync: false},
+			{Worker: 0, PID: 100, Core: 2, State: pool.StateRunning.String(), Restarts: 2, Resyncs: 1, InSync: true},
+			{Worker: 1, PID: 0, Core: 3, State: pool.StateBackoff.String(), Restarts: 5, InSync: false},
 		},
 		exclusive: map[string]uint64{"eth0": 42, "eth0.100": 0},
 	}
@@ -173,6 +175,9 @@ func TestMetricsHandlerExposesSource(t *testing.T) {
 		"mcr_worker_fragments_total":             counter(map[string]float64{w0: 3, w1: 0}),
 		"mcr_worker_not_udp_total":               counter(map[string]float64{w0: 4, w1: 0}),
 		"mcr_worker_kernel_drops_total":          counter(map[string]float64{w0: 5, w1: 0}),
+		"mcr_worker_rx_ring_full_total":          counter(map[string]float64{w0: 19, w1: 0}),
+		"mcr_worker_rx_ring_used":                gauge(map[string]float64{w0: 20, w1: 0}),
+		"mcr_worker_rx_ring_size":                gauge(map[string]float64{w0: 4096, w1: 0}),
 		"mcr_worker_buffer_exhausted_total":      counter(map[string]float64{w0: 6, w1: 0}),
 		"mcr_worker_egress_errors_total":         counter(map[string]float64{w0: 7, w1: 0}),
 		"mcr_worker_stats_dropped_total":         counter(map[string]float64{w0: 8, w1: 0}),
@@ -229,7 +234,7 @@ func TestMetricsReadSourceAtScrape(t *testing.T) {
 
 	src.mu.Lock()
 	src.report.Rules = []stats.RuleReport{{ID: "r", PacketsIn: 42}}
-	src.workers = []controlproto.WorkerInfo{{Worker: 0, State: stateRunning.String()}, {Worker: 1, State: stateRunning.String()}}
+	src.workers = []controlproto.WorkerInfo{{Worker: 0, State: pool.StateRunning.String()}, {Worker: 1, State: pool.StateRunning.String()}}
 	src.mu.Unlock()
 	got = mcrFamilies(scrape(t, srv.Client(), srv.URL))
 	if diff := cmp.Diff(map[string]float64{`rule="r"`: 42}, got["mcr_rule_packets_in_total"].Samples); diff != "" {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/mcrelay/mcr/internal/relaysock"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/supervisor/pool"
 )
 
 // The property test drives a master through random sequences of rule
@@ -97,7 +99,7 @@ type propTest struct {
 	seed uint64
 	rng  *rand.Rand
 	tm   *testMaster
-	pool *Pool // fed the same updates as the fake data plane
+	pool *pool.Pool // fed the same updates as the fake data plane
 	d    *daemon
 
 	// The model.
@@ -125,14 +127,13 @@ func (t teeDataPlane) Workers() []controlproto.WorkerInfo { return t.a.Workers()
 
 func newPropTest(t *testing.T, seed uint64) *propTest {
 	tm := newTestMaster(t)
-	pool := NewPool(PoolConfig{Logger: testLogger(nil)})
-	pool.egress = newHeldEgress(testLogger(nil), (&fakeEgressKernel{}).egressOps())
-	tm.master.dp = teeDataPlane{tm.dp, pool}
+	wp := pool.New(pool.Config{Logger: testLogger(nil), Egress: fakeEgressOps()})
+	tm.master.dp = teeDataPlane{tm.dp, wp}
 	tm.master.log = testLogger(nil) // thousands of steps: the log is not looked at
 	dir := t.TempDir()
 	pt := &propTest{
 		t: t, seed: seed, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		tm: tm, pool: pool,
+		tm: tm, pool: wp,
 		d:     &daemon{log: testLogger(nil), configPath: filepath.Join(dir, "rules.json"), master: tm.master},
 		rules: map[string]ruleset.Rule{}, links: map[string]propLink{},
 		addrs: map[propFamily]map[netip.Prefix]bool{}, seenLinks: map[string]propLink{},
@@ -730,18 +731,9 @@ func (pt *propTest) check() string {
 			}
 		}
 	}
-	gotEgress := map[relaysock.EgressKey]int{}
-	pt.pool.egress.mu.Lock()
-	for k, s := range pt.pool.egress.byKey {
-		if s.outputs > 0 {
-			gotEgress[k] = s.outputs
-		}
-	}
-	pt.pool.egress.mu.Unlock()
-	report("pool egress sockets", cmp.Diff(wantEgress, gotEgress, cmpopts.EquateEmpty(), cmpopts.EquateComparable(netip.Addr{})))
-	pt.pool.mu.Lock()
-	gotHash, gotGrants, poolIDs := pt.pool.hash.String(), pt.pool.grants, slices.Sorted(maps.Keys(pt.pool.rules))
-	pt.pool.mu.Unlock()
+	held := pt.pool.Holding()
+	report("pool egress sockets", cmp.Diff(wantEgress, held.Egress, cmpopts.EquateEmpty(), cmpopts.EquateComparable(netip.Addr{})))
+	gotHash, gotGrants, poolIDs := held.Hash, held.Grants, held.RuleIDs
 	report("pool rule ids", cmp.Diff(slices.Sorted(maps.Keys(wantSent)), poolIDs))
 	if gotHash != hash.String() {
 		problems = append(problems, fmt.Sprintf("pool ruleset hash %s, want %s", gotHash, hash.String()))
@@ -798,4 +790,22 @@ func (pt *propTest) check() string {
 		problems = append(problems, fmt.Sprintf("fanout ids kept for ifindexes %v, which are gone", staleFanout))
 	}
 	return strings.Join(problems, "\n")
+}
+
+// fakeEgressOps are egress sockets that always open, on fd numbers no
+// real fd has, and close without touching the kernel.
+func fakeEgressOps() *pool.EgressOps {
+	var mu sync.Mutex
+	next := 1 << 20
+	return &pool.EgressOps{
+		Open: func(relaysock.EgressKey) (int, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			next++
+			return next, nil
+		},
+		Port:  func(fd int) int { return 40000 + fd%20000 },
+		Dup:   func(fd int) (int, error) { return fd, nil },
+		Close: func(int) {},
+	}
 }

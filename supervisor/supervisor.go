@@ -14,6 +14,7 @@ import (
 	"github.com/mcrelay/mcr/ingressdrop"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/supervisor/pool"
 	"github.com/mcrelay/mcr/supervisor/sdnotify"
 	"github.com/mcrelay/mcr/supervisor/tuning"
 	"github.com/mcrelay/mcr/tracing"
@@ -58,7 +59,7 @@ func Run(ctx context.Context, cfg Config) error {
 type instance struct {
 	log  *slog.Logger
 	d    *daemon
-	pool *Pool
+	pool *pool.Pool
 	srv  *server
 
 	// cancel ends the background goroutines (link follower, metrics
@@ -113,11 +114,12 @@ func start(cfg Config) (*instance, error) {
 
 	agg := stats.NewAggregator(cfg.StatsInterval)
 	var traces *traceSessions
-	pool := NewPool(PoolConfig{
+	pool := pool.New(pool.Config{
 		OnTrace: func(evs []tracing.Event) { traces.ingest(evs) },
 		Exe:     cfg.WorkerExe, NumWorkers: cfg.NumWorkers, CPUs: cfg.CPUs, Fanout: cfg.Fanout, Backend: cfg.Backend,
 		StatsInterval: cfg.StatsInterval, Logger: log, Aggregator: agg, WorkerUser: cfg.WorkerUser,
 		RingBlocks: cfg.RingBlocks, RingTimeout: cfg.RingTimeout, SocketRetry: cfg.SocketRetry,
+		RxRing: cfg.RxRing, RingFrames: cfg.RingFrames, BusyPoll: cfg.BusyPoll,
 	})
 	mc := masterConfig{
 		Log: log, DP: tuningCheck{pool, tuning.NewCheck(log)}, Stats: agg,
@@ -212,7 +214,7 @@ func (in *instance) stop() {
 	if l := in.d.master.listeners; l != nil {
 		l.close()
 	}
-	in.pool.Stop(DefaultStopTimeout)
+	in.pool.Stop(pool.DefaultStopTimeout)
 	if err := in.d.master.close(); err != nil {
 		in.log.Warn("leave groups", "err", err)
 	}

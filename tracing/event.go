@@ -73,7 +73,8 @@ const (
 	Malformed
 	// Fragment: an IP fragment the kernel did not reassemble.
 	Fragment
-	// NotUDP: an IP packet that is not UDP.
+	// NotUDP: a packet that is not UDP. Workers do not trace these:
+	// ARP, ICMP, IGMP and MLD on a traced input would drown the rest.
 	NotUDP
 	// VLANTagged: a frame of a VLAN on the input interface.
 	VLANTagged

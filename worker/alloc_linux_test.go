@@ -136,6 +136,9 @@ func startInProcess(t *testing.T, tp *topo, mode string) *workerProc {
 	if ring == noRing {
 		cfg.RingBlocks = -1
 	}
+	if ring == RingBlocks {
+		cfg.RxRing = RingBlocks
+	}
 	go func() {
 		w.done <- tp.relay.Do(func() error { return Run(cfg) })
 		unix.Close(sp[1])

@@ -106,7 +106,7 @@ func (d *dispatcher) forward(ifindex int32, link int, pkt []byte, n int, buf int
 	} else {
 		reason = packet.Parse(pkt[ip:n], &d.dg)
 	}
-	if reason != packet.OK && d.db.traceIns != nil {
+	if reason != packet.OK && reason != packet.NotUDP && d.db.traceIns != nil {
 		d.traceInput(ifindex, traceReason(reason), 1, n-ip)
 	}
 	switch reason {

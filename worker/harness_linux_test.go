@@ -68,8 +68,15 @@ func runTestWorker() int {
 	if ring == noRing {
 		cfg.RingBlocks = -1
 	}
+	if ring == RingBlocks {
+		cfg.RxRing = RingBlocks
+	}
 	if blocks, ok := strings.CutPrefix(ring, "blocks="); ok {
+		cfg.RxRing = RingBlocks
 		cfg.RingBlocks, _ = strconv.Atoi(blocks)
+	}
+	if frames, ok := strings.CutPrefix(ring, "frames="); ok {
+		cfg.RingFrames, _ = strconv.Atoi(frames)
 	}
 	err := Run(cfg)
 	if err != nil {
@@ -86,11 +93,15 @@ var backends = []string{BackendMmsg, BackendUring}
 
 // noRing is the suffix of a backend name (backend+noRing) that runs a
 // test worker without receive rings: every packet received on its own.
-// The suffix "blocks=N" gives it rings of N blocks.
+// The suffix "blocks" gives it block rings (TPACKET_V3), "blocks=N" block
+// rings of N blocks, "frames=N" frame rings of N frames (rounded up to a
+// block's worth); without a suffix it has the default frame rings.
 const noRing = "noring"
 
-// ingressModes are the backends with and without receive rings.
-var ingressModes = []string{BackendMmsg, BackendUring, BackendMmsg + "+" + noRing, BackendUring + "+" + noRing}
+// ingressModes are the backends with frame rings, block rings and without
+// receive rings.
+var ingressModes = []string{BackendMmsg, BackendUring, BackendMmsg + "+" + RingBlocks, BackendUring + "+" + RingBlocks,
+	BackendMmsg + "+" + noRing, BackendUring + "+" + noRing}
 
 // workerProc is a worker process driven over its socketpair, with its stats
 // and logs read into memory.

@@ -34,7 +34,7 @@ var inputCases = []struct {
 func (w *workerProc) hasRing() bool {
 	for _, l := range w.logLines() {
 		if strings.Contains(l, `"input open"`) {
-			return !strings.Contains(l, `"ring_blocks":0`)
+			return !strings.Contains(l, `"ring_frames":0,"ring_blocks":0`)
 		}
 	}
 	w.t.Fatal("no input was opened")

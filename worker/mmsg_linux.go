@@ -60,6 +60,8 @@ type mmsgBackend struct {
 	sctls []sendCtl
 	siovs []unix.Iovec
 
+	frames []int // the frames receiveFrames holds, frameRounds long
+
 	pfds      []unix.PollFd // the command socket, then one per input
 	pins      []*input      // input of pfds[i+1]
 	pollDirty bool
@@ -86,6 +88,7 @@ func newMmsg(w *worker) (*mmsgBackend, error) {
 		siovs:     make([]unix.Iovec, 2*maxStaged),
 		pollDirty: true,
 		cmdBuf:    make([]byte, cmdBufSize),
+		frames:    make([]int, 0, frameRounds),
 	}
 	for i := range b.rmsgs {
 		buf := b.pool.slot(i)
@@ -107,6 +110,12 @@ func (b *mmsgBackend) removeInput(in *input) { b.pollDirty = true }
 
 // sync has nothing to do: every send is complete when sendmmsg returns.
 func (b *mmsgBackend) sync() {}
+
+// reclaim sends what is queued: then no send points into a copy buffer.
+func (b *mmsgBackend) reclaim() {
+	b.flush()
+	b.w.copies.endBatch()
+}
 
 func (b *mmsgBackend) close() {
 	if b.pool.mem != nil {
@@ -223,6 +232,10 @@ func (b *mmsgBackend) receive(in *input) {
 // and given back before the next. Poll reports the socket readable as long
 // as a block waits, so what ringRounds leaves is taken on the next round.
 func (b *mmsgBackend) receiveRing(in *input) {
+	if in.ring.frames {
+		b.receiveFrames(in)
+		return
+	}
 	for range ringRounds {
 		blk := in.ring.take()
 		if blk < 0 {
@@ -231,6 +244,27 @@ func (b *mmsgBackend) receiveRing(in *input) {
 		b.w.forwardBlock(in, blk, b)
 		b.flush()
 		b.w.releaseBlock(bufID(in.ring, blk))
+	}
+}
+
+// receiveFrames forwards up to frameRounds frames in's frame ring has
+// handed over, sends what they queued and gives them back: one sendmmsg
+// per dest for the whole batch.
+func (b *mmsgBackend) receiveFrames(in *input) {
+	r := in.ring
+	b.frames = b.frames[:0]
+	for range frameRounds {
+		f := r.take()
+		if f < 0 {
+			break
+		}
+		b.w.forwardBlock(in, f, b)
+		b.frames = append(b.frames, f)
+	}
+	b.flush()
+	b.w.copies.endBatch()
+	for _, f := range b.frames {
+		b.w.releaseBlock(bufID(r, f))
 	}
 }
 

@@ -36,7 +36,7 @@ func TestRelay(t *testing.T) {
 			w.waitStats("the first snapshot", "", func(s stats.Snapshot, _ stats.RuleCounters) bool {
 				return s.Backend == backend
 			})
-			t.Cleanup(func() { checkRingLogs(t, w, ring != noRing) })
+			t.Cleanup(func() { checkRingLogs(t, w, ring) })
 			for _, tc := range slices.Concat(relayCases, gsoCases, gsoInputCases, refusedCases, inputCases, transparentCases) {
 				t.Run(tc.name, func(t *testing.T) {
 					w.t = t
@@ -53,10 +53,13 @@ func TestRelay(t *testing.T) {
 
 // checkRingLogs checks that every input the worker opened had a receive
 // ring, or none, as its mode asked.
-func checkRingLogs(t *testing.T, w *workerProc, ring bool) {
-	want := `"ring_blocks":0`
-	if ring {
-		want = fmt.Sprintf(`"ring_blocks":%d`, DefaultRingBlocks)
+func checkRingLogs(t *testing.T, w *workerProc, ring string) {
+	want := `"ring_frames":0,"ring_blocks":0`
+	switch ring {
+	case "":
+		want = fmt.Sprintf(`"ring_frames":%d,"ring_blocks":0`, DefaultRingFrames)
+	case RingBlocks:
+		want = fmt.Sprintf(`"ring_frames":0,"ring_blocks":%d`, DefaultRingBlocks)
 	}
 	opened := 0
 	for _, l := range w.logLines() {
@@ -408,16 +411,16 @@ func TestTwoWorkersNoDuplicates(t *testing.T) {
 	}
 }
 
-// TestRingFullCounted stops a worker whose input ring has two blocks while
-// 2,000 datagrams arrive: the kernel keeps what the two blocks hold and
-// drops the rest, and every datagram sent is then either relayed or
-// counted in kernel_drops, with the freeze logged.
+// TestRingFullCounted stops a worker whose input ring has two blocks, or
+// 64 frames, while 2,000 datagrams arrive: the kernel keeps what the ring
+// holds and drops the rest, and every datagram sent is then either relayed
+// or counted in kernel_drops, with the full ring logged.
 func TestRingFullCounted(t *testing.T) {
 	netnstest.RequireRoot(t)
-	for _, backend := range backends {
-		t.Run(backend, func(t *testing.T) {
+	for _, mode := range []string{BackendMmsg + "+blocks=2", BackendUring + "+blocks=2", BackendMmsg + "+frames=64", BackendUring + "+frames=64"} {
+		t.Run(mode, func(t *testing.T) {
 			tp := newTopo(t)
-			w := startWorker(t, tp.relay, backend+"+blocks=2", 0, -1)
+			w := startWorker(t, tp.relay, mode, 0, -1)
 			w.sync([]controlproto.WorkerRule{tp.rule("burst", "239.1.1.1:5001@r0", "239.2.2.2:6000@r1")})
 			k := newSink(t, tp.sink1, "k1", "239.2.2.2:6000")
 			mustNoErr(t, w.cmd.Process.Signal(unix.SIGSTOP))
@@ -431,7 +434,8 @@ func TestRingFullCounted(t *testing.T) {
 			_, rc := w.snapshot("burst")
 			drops := w.counters().KernelDrops
 			// A block is handed over full or after the 1 ms timeout, so
-			// two blocks hold what arrived in about 2 ms (~40 datagrams).
+			// two blocks hold what arrived in about 2 ms (~40 datagrams);
+			// 64 frames hold 64.
 			if rc.PacketsIn < 2 || drops < n/2 {
 				t.Errorf("relayed %d, kernel_drops %d: want what two blocks held relayed, most dropped", rc.PacketsIn, drops)
 			}

@@ -84,7 +84,7 @@ type reporter struct {
 // report sends one snapshot of db and the worker counters c, and counts it
 // in c.StatsDropped when the pipe cannot take it. It also logs the outputs
 // that started or stopped failing since the last report.
-func (rp *reporter) report(now time.Time, db *ruleDB, c *stats.WorkerCounters) {
+func (rp *reporter) report(now time.Time, db *ruleDB, c *stats.WorkerCounters, ring stats.RingUsage) {
 	rp.seq++
 	snap := stats.Snapshot{
 		Worker:      rp.worker,
@@ -94,6 +94,7 @@ func (rp *reporter) report(now time.Time, db *ruleDB, c *stats.WorkerCounters) {
 		RulesetHash: db.Hash(),
 		Backend:     rp.backend,
 		Counters:    *c,
+		Ring:        ring,
 	}
 	rp.changed, rp.errs = rp.changed[:0], rp.errs[:0]
 	budget := maxSnapshotBytes

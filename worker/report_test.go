@@ -104,7 +104,7 @@ func TestReporter(t *testing.T) {
 		return ids
 	}
 
-	rp.report(now, db, &c)
+	rp.report(now, db, &c, stats.RingUsage{})
 	s := last()
 	if diff := cmp.Diff([]string{"b"}, ruleIDs(s)); diff != "" {
 		t.Errorf("first snapshot: only b, which has an error, changed (-want +got):\n%s", diff)
@@ -114,19 +114,19 @@ func TestReporter(t *testing.T) {
 		t.Errorf("snapshot header %+v", s)
 	}
 
-	rp.report(now, db, &c)
+	rp.report(now, db, &c, stats.RingUsage{})
 	if s := last(); s.Seq != 2 || len(s.Rules) != 0 {
 		t.Errorf("heartbeat without changes: seq %d, %d rules; want seq 2, none", s.Seq, len(s.Rules))
 	}
 
 	db.byID["a"].packetsIn = 5
 	p.room = 0
-	rp.report(now, db, &c)
+	rp.report(now, db, &c, stats.RingUsage{})
 	if c.StatsDropped != 1 {
 		t.Errorf("StatsDropped = %d after a full pipe, want 1", c.StatsDropped)
 	}
 	p.room = 1 << 20
-	rp.report(now, db, &c)
+	rp.report(now, db, &c, stats.RingUsage{})
 	s = last()
 	if diff := cmp.Diff([]string{"a"}, ruleIDs(s)); diff != "" {
 		t.Errorf("after a dropped snapshot the change is still reported (-want +got):\n%s", diff)
@@ -148,11 +148,11 @@ func TestOutputFailureLoggedOncePerTransition(t *testing.T) {
 		for range 100 {
 			d.failed(o, syscall.EAGAIN)
 		}
-		rp.report(time.Now(), db, &d.c)
+		rp.report(time.Now(), db, &d.c, stats.RingUsage{})
 	}
 	for range 2 {
 		d.sent(o, 10)
-		rp.report(time.Now(), db, &d.c)
+		rp.report(time.Now(), db, &d.c, stats.RingUsage{})
 	}
 	var msgs []string
 	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
@@ -182,16 +182,16 @@ func TestOutputWithoutSocketLogged(t *testing.T) {
 	pkt := plain(packettest.BuildUDP4(ap("10.0.0.9:4000"), ap("239.1.1.1:5001"), []byte("payload")))
 	for range 3 { // three periods of drops: logged once
 		d.forward(2, 0, pkt, len(pkt), 0, 0, s)
-		rp.report(time.Now(), db, &d.c)
+		rp.report(time.Now(), db, &d.c, stats.RingUsage{})
 	}
 	// A drop, then the socket opens before the report: the drop was
 	// still for want of a socket.
 	d.forward(2, 0, pkt, len(pkt), 0, 0, s)
 	f.failOut = nil
 	db.retry()
-	rp.report(time.Now(), db, &d.c)
+	rp.report(time.Now(), db, &d.c, stats.RingUsage{})
 	d.forward(2, 0, pkt, len(pkt), 0, 0, s) // leaves
-	rp.report(time.Now(), db, &d.c)
+	rp.report(time.Now(), db, &d.c, stats.RingUsage{})
 
 	var got []string
 	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {

@@ -76,9 +76,17 @@ type input struct {
 	rearmAt time.Time
 }
 
-// ringBlocks returns the number of blocks of in's receive ring, 0 without.
+// ringBlocks returns the number of blocks of in's block ring, 0 without.
 func (in *input) ringBlocks() int {
-	if in.ring == nil {
+	if in.ring == nil || in.ring.frames {
+		return 0
+	}
+	return len(in.ring.refs)
+}
+
+// ringFrames returns the number of frames of in's frame ring, 0 without.
+func (in *input) ringFrames() int {
+	if in.ring == nil || !in.ring.frames {
 		return 0
 	}
 	return len(in.ring.refs)
@@ -564,7 +572,7 @@ func (db *ruleDB) syncInput(in *input, m []inputMatch) {
 		in.fanoutID = in.want
 		if err = db.sk.openInput(in, m); err == nil || errors.Is(err, prefilter.ErrUnfiltered) {
 			db.log.Info("input open", "ifindex", in.ifindex, "fanout_id", in.fanoutID, "matches", len(m),
-				"ring_blocks", in.ringBlocks())
+				"ring_frames", in.ringFrames(), "ring_blocks", in.ringBlocks())
 		}
 	} else {
 		err = db.sk.filterInput(in, m)

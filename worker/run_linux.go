@@ -13,6 +13,7 @@ import (
 
 	"github.com/mcrelay/mcr/internal/prefilter"
 	"github.com/mcrelay/mcr/internal/relaysock"
+	"github.com/mcrelay/mcr/stats"
 	"github.com/mcrelay/mcr/tracing"
 )
 
@@ -31,6 +32,10 @@ type backend interface {
 	// sync hands every queued operation to the kernel, so that sockets
 	// may be closed and their numbers reused.
 	sync()
+	// reclaim sends what is queued and handles the completions ready, so
+	// that copy buffers held only by finished sends become free; called
+	// in the middle of a dispatch.
+	reclaim()
 	close()
 }
 
@@ -51,8 +56,11 @@ type worker struct {
 	b    backend
 	eof  bool // the command socket reached end of file
 
-	rings ringTable // the inputs' receive rings
-	iter  blockIter // scratch of forwardBlock
+	rings   ringTable // the inputs' receive rings
+	mod     moderator // wake-up moderation of frame rings
+	iter    blockIter // scratch of forwardBlock
+	copies  copyPool  // packets larger than a frame of a frame ring
+	discard [1]byte   // what forwardCopy reads a packet into when no copy buffer is free
 
 	lastRetry time.Time
 	// sockBroken and sockResyncs are the socket stream's state as last
@@ -76,6 +84,14 @@ func Run(cfg Config) error {
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	// A worker started confined to one CPU gets one P. When the runtime
+	// runs something of its own on it (a GC worker, the scavenger) while
+	// the loop's thread sleeps in io_uring_enter, the thread finds no P
+	// when a packet wakes it and waits for Go's preemption, up to 10 ms.
+	// A second P lets it run at once; the kernel shares the core.
+	if runtime.GOMAXPROCS(0) < 2 {
+		runtime.GOMAXPROCS(2)
+	}
 	w, err := newWorker(c)
 	if err != nil {
 		return err
@@ -95,6 +111,10 @@ func newWorker(cfg Config) (*worker, error) {
 	}
 	w := &worker{cfg: cfg, logw: &recordWriter{write: fdWriter(cfg.LogFD)}}
 	w.log = newLogger(w.logw, cfg.ID)
+	// The loop's thread sleeps for moderation naps of tens of
+	// microseconds and waits with io_uring timeouts: the default 50 µs
+	// of timer slack would stretch each.
+	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1000, 0, 0, 0)
 	if cfg.Core >= 0 {
 		if err := pin(cfg.Core); err != nil {
 			w.log.Warn("cannot pin to core", "core", cfg.Core, "err", err)
@@ -172,13 +192,18 @@ func (w *worker) openBackend() (backend, error) {
 //	             │
 //	             └──command socket EOF (supervisor gone)──► return nil
 func (w *worker) run() error {
-	w.log.Info("worker started", "pid", os.Getpid(), "core", w.cfg.Core, "backend", w.b.name())
+	w.log.Info("worker started", "pid", os.Getpid(), "core", w.cfg.Core, "backend", w.b.name(), "busy_poll", w.cfg.BusyPoll)
 	interval := w.cfg.StatsInterval
 	next := time.Now().Add(interval)
 	for {
 		timeout := max(time.Until(next), 0)
 		if w.rep.fw.busy() {
 			timeout = min(timeout, statsRetry)
+		}
+		if w.cfg.BusyPoll {
+			// Never sleep: the poll only collects completions and the
+			// dispatch finds frames as the kernel writes them.
+			timeout = 0
 		}
 		if err := w.b.poll(timeout); err != nil {
 			return err
@@ -199,6 +224,10 @@ func (w *worker) run() error {
 			return nil
 		}
 		now := time.Now()
+		if nap := w.napAfter(now); nap > 0 {
+			w.b.sync() // the batch's sends leave before the nap, not after
+			napFor(nap)
+		}
 		if now.Before(next) {
 			w.rep.fw.flush()
 			continue
@@ -208,6 +237,15 @@ func (w *worker) run() error {
 			next = now.Add(interval)
 		}
 	}
+}
+
+// napAfter returns how long to nap after a batch (moderator): 0 with
+// --busy-poll or without frame rings.
+func (w *worker) napAfter(now time.Time) time.Duration {
+	if w.cfg.BusyPoll || !w.rings.hasFrames() {
+		return 0
+	}
+	return w.mod.observe(now, w.d.c.RxPackets)
 }
 
 // tick does the periodic work: kernel drop counters, retrying sockets that
@@ -227,7 +265,7 @@ func (w *worker) tick(now time.Time) {
 	w.noteSocketStream()
 	w.d.c.LogsDropped = w.logw.dropped
 	w.d.c.SocketErrors, w.d.c.SocketResyncs = w.sock.Errors(), w.sock.Resyncs()
-	w.rep.report(now, w.db, &w.d.c)
+	w.rep.report(now, w.db, &w.d.c, w.ringUsage())
 }
 
 // noteSocketStream logs when the socket stream to the supervisor lost its
@@ -330,7 +368,7 @@ func (w *worker) openIngress(in *input, prog []bpf.RawInstruction) (int, *rxRing
 			return -1, nil, unfiltered
 		}
 	}
-	ring, ino, err := ringOf(fd)
+	ring, frames, ino, err := ringOf(fd)
 	switch {
 	case err != nil:
 		unix.Close(fd)
@@ -343,6 +381,9 @@ func (w *worker) openIngress(in *input, prog []bpf.RawInstruction) (int, *rxRing
 	case g == nil:
 		unix.Close(fd)
 		return -1, nil, fmt.Errorf("open input on ifindex %d: its socket has a receive ring, and this worker runs without", in.ifindex)
+	case frames != (g.FrameSize > 0):
+		unix.Close(fd)
+		return -1, nil, fmt.Errorf("open input on ifindex %d: its socket has a receive ring of another kind (frames: %v) than this worker's", in.ifindex, frames)
 	}
 	if r := w.rings.lookupRing(ino); r != nil {
 		// This worker closed the socket while sends still pointed into
@@ -351,7 +392,7 @@ func (w *worker) openIngress(in *input, prog []bpf.RawInstruction) (int, *rxRing
 		return fd, r, unfiltered
 	}
 	r, err := mapRing(fd, g)
-	if err == nil {
+	if err == nil && !r.frames {
 		err = r.checkPriv()
 		if err != nil {
 			unmapRing(r)
@@ -378,23 +419,43 @@ func (w *worker) closeRing(r *rxRing) {
 	}
 }
 
-// releaseBlock drops one hold on the ring block id names.
+// holdBlock counts one more send pointing into the ring block, or copy
+// buffer, id names.
+func (w *worker) holdBlock(id uint32) {
+	if isCopy(id) {
+		w.copies.hold(id)
+		return
+	}
+	w.rings.hold(id)
+}
+
+// releaseBlock drops one hold on the ring block, or copy buffer, id names.
 func (w *worker) releaseBlock(id uint32) {
+	if isCopy(id) {
+		w.copies.release(id)
+		return
+	}
 	if r := w.rings.release(id); r != nil {
 		unmapRing(r)
 	}
 }
 
-// forwardBlock forwards the packets of block blk of in's ring that are not
-// handled yet, counting each as handled (rxRing.done, for the next owner
-// of the ring) as forward starts on it: a send that forward's queue
-// flushes is published as handled, so a packet is relayed at most once
-// across owners. The block must be held while its sends are in flight.
+// forwardBlock forwards the packets of block blk of in's ring (a frame of
+// a frame ring) that are not handled yet, counting each as handled
+// (rxRing.done, for the next owner of the ring) as forward starts on it: a
+// send that forward's queue flushes is published as handled, so a packet
+// is relayed at most once across owners. The block must be held while its
+// sends are in flight; a packet read into a copy buffer is held until the
+// backend calls w.copies.endBatch.
 func (w *worker) forwardBlock(in *input, blk int, s sender) {
 	r := in.ring
 	id := int(bufID(r, blk))
 	it := &w.iter
-	it.start(r.block(blk))
+	if r.frames {
+		it.startFrame(r.block(blk))
+	} else {
+		it.start(r.block(blk))
+	}
 	if !it.skip(int(r.done[blk])) {
 		return // an earlier owner counted the bad headers
 	}
@@ -408,9 +469,54 @@ func (w *worker) forwardBlock(in *input, blk int, s sender) {
 			break
 		}
 		r.done[blk]++
+		if it.frame && it.copied {
+			w.forwardCopy(in, it.meta, s)
+			continue
+		}
 		w.d.forward(int32(in.ifindex), in.link, pkt, n, id, it.meta, s)
 	}
 	r.cur = -1
+}
+
+// forwardCopy reads the packet a frame marked TP_STATUS_COPY stands for
+// from in's receive queue, where the kernel queued it whole, and forwards
+// it from a copy buffer. The queue holds such packets only, in the order
+// of their frames. When every copy buffer is held by sends in flight the
+// packet is read and dropped, counted as buffer_exhausted.
+func (w *worker) forwardCopy(in *input, meta rxMeta, s sender) {
+	if w.copies.pool.mem == nil {
+		mem, err := mapPool(copySlots)
+		if err != nil {
+			w.log.Warn("cannot map copy buffers", "err", err)
+		} else {
+			w.copies.pool.mem = mem
+			for i := range copySlots {
+				w.copies.free = append(w.copies.free, i)
+			}
+		}
+	}
+	slot := w.copies.get()
+	if slot < 0 {
+		w.b.reclaim()
+		slot = w.copies.get()
+	}
+	buf := w.discard[:] // MSG_TRUNC dequeues the packet all the same
+	if slot >= 0 {
+		buf = w.copies.pool.slot(slot)
+	}
+	n, err := recvTrunc(in.fd, buf)
+	switch {
+	case err != nil:
+		// The copy is not there (the socket was closed and opened
+		// again): nothing to count but the frame.
+		w.d.c.RxPackets++
+		w.d.c.Malformed++
+	case slot < 0:
+		w.d.c.RxPackets++
+		w.d.c.BufferExhausted++
+	default:
+		w.d.forward(int32(in.ifindex), in.link, buf, n, int(copyID(slot)), meta, s)
+	}
 }
 
 func (w *worker) filterInput(in *input, matches []inputMatch) error {
@@ -446,15 +552,29 @@ func (w *worker) countDrops(in *input) {
 		}
 		return
 	}
-	drops, freezes := ringStats(in.fd)
+	drops, freezes := ringStats(in.fd, in.ring.frames)
 	w.d.c.KernelDrops += drops
+	w.d.c.RingFull += freezes
 	if drops > 0 && w.db.traceIns != nil {
 		w.d.traceInput(int32(in.ifindex), tracing.RingFull, uint64(drops), 0)
 	}
 	if freezes > 0 {
 		w.log.Warn("receive ring full: packets dropped", "ifindex", in.ifindex, "freezes", freezes, "dropped", drops,
-			"blocks", len(in.ring.refs))
+			"ring_size", len(in.ring.refs))
 	}
+}
+
+// ringUsage returns how many frames (blocks) of the inputs' rings are the
+// worker's now, and how many they have.
+func (w *worker) ringUsage() stats.RingUsage {
+	var u stats.RingUsage
+	for _, in := range w.db.inputs {
+		if in.fd >= 0 && in.ring != nil {
+			u.Used += uint64(in.ring.used())
+			u.Size += uint64(len(in.ring.refs))
+		}
+	}
+	return u
 }
 
 // openEgress gets the socket of e's identity from the supervisor, the same
@@ -478,4 +598,11 @@ func (w *worker) openEgress(e *egress) error {
 func (w *worker) closeEgress(e *egress) {
 	unix.Close(e.fd)
 	e.fd = -1
+}
+
+// napFor sleeps for d on the calling thread, without the Go scheduler's
+// timers, which would wake another thread to run the loop's goroutine.
+func napFor(d time.Duration) {
+	ts := unix.NsecToTimespec(int64(d))
+	_ = unix.Nanosleep(&ts, nil)
 }

@@ -31,6 +31,9 @@ const (
 
 	tpStatusKernel = 0
 	tpStatusUser   = 1
+	// tpStatusCopy: a frame ring's packet was larger than its frame; the
+	// frame holds its start, the socket's receive queue all of it.
+	tpStatusCopy = 1 << 1
 
 	// Per-packet tp_status bits (tpacket_rcv, net/packet/af_packet.c).
 	tpStatusCsumNotReady = 1 << 3 // CHECKSUM_PARTIAL
@@ -40,17 +43,47 @@ const (
 	vlanIDMask = 0x0fff // the VLAN ID in a tag control information word
 )
 
+// Layout of a TPACKET_V2 frame (struct tpacket2_hdr): the frame's status
+// (also its owner), the packet's length and the bytes captured, where the
+// link-layer header starts, the VLAN tag the kernel took out of the frame,
+// and four bytes of padding the kernel zeroes each time it fills the frame,
+// where the worker marks a frame it has handled (rxring_takeover.go).
+const (
+	frStatusOff  = 0
+	frLenOff     = 4
+	frSnaplenOff = 8
+	frMacOff     = 12
+	frSecOff     = 16
+	frVLANTCIOff = 24
+	frMarkOff    = 28
+	frHdrLen     = 32
+)
+
 // ringRounds bounds the blocks taken from one ring per wake-up, so that a
-// flooded input cannot starve the others or the commands.
-const ringRounds = 16
+// flooded input cannot starve the others or the commands; frameRounds
+// does the same for the frames of a frame ring.
+const (
+	ringRounds  = 16
+	frameRounds = 1024
+)
+
+// rounds returns how many blocks (frames) of r one wake-up takes at most.
+func (r *rxRing) rounds() int {
+	if r.frames {
+		return frameRounds
+	}
+	return ringRounds
+}
 
 // ringBufBit marks a buffer id (pending.buf) that names a block of a
 // receive ring rather than a slot of the backend's pool: ringBufBit |
 // ring id << 16 | block.
 const ringBufBit = 1 << 31
 
-// rxRing is one input socket's TPACKET_V3 receive ring, mapped into the
-// worker. The kernel fills blocks in ring order and hands each over
+// rxRing is one input socket's receive ring, mapped into the worker: a
+// TPACKET_V3 block ring, or a TPACKET_V2 frame ring, where everything said
+// of blocks here holds for frames, a frame being a block of one packet.
+// For a block ring: The kernel fills blocks in ring order and hands each over
 // (TP_STATUS_USER) when it is full or its retire timeout expired; the
 // worker reads them in the same order and gives a block back
 // (TP_STATUS_KERNEL) once every send that points into it has completed.
@@ -68,8 +101,10 @@ type rxRing struct {
 	id        int    // in the worker's ringTable
 	ino       uint64 // the socket's inode: the same socket opened again finds its mapping
 	mem       []byte
-	blockSize int
-	next      int // the next block to read
+	blockSize int  // the frame size in a frame ring
+	frames    bool // a TPACKET_V2 frame ring
+	statusOff int  // of the block's (frame's) status in it
+	next      int  // the next block to read
 	// refs is per block: 1 while its packets are being dispatched, plus
 	// one per send in flight that points into it; 0 while the kernel
 	// owns it.
@@ -91,16 +126,27 @@ type rxRing struct {
 	unpublished []int
 	marked      []bool
 	cur         int
+	// lastMark is the last mark written into a handled frame of a frame
+	// ring (rxring_takeover.go).
+	lastMark uint32
 }
 
 func newRxRing(mem []byte, blocks, blockSize int) *rxRing {
-	return &rxRing{mem: mem, blockSize: blockSize, refs: make([]int32, blocks), cur: -1,
+	return &rxRing{mem: mem, blockSize: blockSize, statusOff: blockStatusOff, refs: make([]int32, blocks), cur: -1,
 		seq: make([]uint64, blocks), done: make([]uint32, blocks),
 		unpublished: make([]int, 0, blocks), marked: make([]bool, blocks)}
 }
 
+// newFrameRing returns the state of a frame ring of n frames of frameSize
+// bytes mapped at mem.
+func newFrameRing(mem []byte, n, frameSize int) *rxRing {
+	r := newRxRing(mem, n, frameSize)
+	r.frames, r.statusOff = true, frStatusOff
+	return r
+}
+
 func (r *rxRing) status(b int) *uint32 {
-	return (*uint32)(unsafe.Pointer(&r.mem[b*r.blockSize+blockStatusOff]))
+	return (*uint32)(unsafe.Pointer(&r.mem[b*r.blockSize+r.statusOff]))
 }
 
 // take returns the next block to forward, held once for its dispatch, or
@@ -118,12 +164,30 @@ func (r *rxRing) take() int {
 			return -1
 		}
 		r.next = (b + 1) % len(r.refs)
-		r.seq[b], r.done[b] = r.blockSeq(b), 0
+		r.done[b] = 0
+		if !r.frames {
+			r.seq[b] = r.blockSeq(b)
+		}
 	}
 	r.refs[b] = 1
 	r.held++
 	r.mark(b)
 	return b
+}
+
+// used returns how many blocks (frames) are the worker's: held (taken and
+// not given back yet), or handed over and waiting, which the kernel fills
+// in ring order from next on. It reads only the waiting ones, not the
+// whole ring: a frame ring spans thousands of pages.
+func (r *rxRing) used() int {
+	n := r.held + len(r.backlog)
+	for i, b := 0, r.next; i < len(r.refs) && r.refs[b] == 0; i, b = i+1, (b+1)%len(r.refs) {
+		if atomic.LoadUint32(r.status(b))&tpStatusUser == 0 {
+			break
+		}
+		n++
+	}
+	return n
 }
 
 // hold counts one more send pointing into block b.
@@ -148,20 +212,48 @@ func (r *rxRing) block(b int) []byte {
 	return r.mem[b*r.blockSize : (b+1)*r.blockSize : (b+1)*r.blockSize]
 }
 
-// blockIter walks the packets of one block.
+// blockIter walks the packets of one block, or the one of a frame.
 type blockIter struct {
 	blk       []byte
 	off, left int
+	frame     bool
 	// meta is what the packet header of the packet next returned last
-	// says about it.
-	meta rxMeta
+	// says about it; copied that the packet was larger than its frame and
+	// is whole on the socket's receive queue (TP_STATUS_COPY).
+	meta   rxMeta
+	copied bool
 }
 
 // start begins the walk of blk, a block the kernel handed over.
 func (it *blockIter) start(blk []byte) {
-	it.blk = blk
+	it.blk, it.frame = blk, false
 	it.left = int(binary.LittleEndian.Uint32(blk[blockNumPktsOff:]))
 	it.off = int(binary.LittleEndian.Uint32(blk[blockFirstOff:]))
+}
+
+// startFrame begins the walk of fr, a frame the kernel handed over.
+func (it *blockIter) startFrame(fr []byte) {
+	it.blk, it.frame, it.left, it.off = fr, true, 1, 0
+}
+
+// nextFrame is next for a frame.
+func (it *blockIter) nextFrame() (pkt []byte, n int, ok, bad bool) {
+	it.left = 0
+	fr := it.blk
+	if len(fr) < frHdrLen {
+		return nil, 0, false, true
+	}
+	status := binary.LittleEndian.Uint32(fr[frStatusOff:])
+	length := int(binary.LittleEndian.Uint32(fr[frLenOff:]))
+	snap := int(binary.LittleEndian.Uint32(fr[frSnaplenOff:]))
+	mac := int(binary.LittleEndian.Uint16(fr[frMacOff:]))
+	start := mac - vnetHdrLen
+	if start < frHdrLen || mac+snap > len(fr) || length < snap {
+		return nil, 0, false, true
+	}
+	it.meta = ringMeta(status, uint32(binary.LittleEndian.Uint16(fr[frVLANTCIOff:])))
+	it.copied = status&tpStatusCopy != 0
+	return fr[start : mac+snap : mac+snap], vnetHdrLen + length, true, false
 }
 
 // skip passes over the first n packets, which an earlier owner of the ring
@@ -184,6 +276,9 @@ func (it *blockIter) skip(n int) bool {
 func (it *blockIter) next() (pkt []byte, n int, ok, bad bool) {
 	if it.left == 0 {
 		return nil, 0, false, false
+	}
+	if it.frame {
+		return it.nextFrame()
 	}
 	it.left--
 	off, blk := it.off, it.blk
@@ -228,9 +323,9 @@ func ringMeta(status, tci uint32) rxMeta {
 }
 
 // ringTable names the worker's receive rings by small ids, so that a send
-// can name the block it points into in a pending's 32-bit buf: 15 bits of
-// id (one ring per input interface, freed ids reused) and 16 of block
-// (relaysock.MaxRingBlocks is 4,096).
+// can name the block it points into in a pending's 32-bit buf: 14 bits of
+// id (one ring per input interface, freed ids reused; copyBufBit is
+// above) and 16 of block or frame (relaysock.MaxRingFrames).
 type ringTable struct {
 	rings []*rxRing // by id; nil when free
 }
@@ -248,6 +343,16 @@ func (t *ringTable) publish() {
 			r.publish()
 		}
 	}
+}
+
+// hasFrames reports whether any ring is a frame ring.
+func (t *ringTable) hasFrames() bool {
+	for _, r := range t.rings {
+		if r != nil && r.frames {
+			return true
+		}
+	}
+	return false
 }
 
 // lookupRing returns the ring of the socket with inode ino, nil if none:

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"fmt"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -17,23 +18,26 @@ func mapRing(fd int, g *relaysock.Ring) (*rxRing, error) {
 	if err != nil {
 		return nil, fmt.Errorf("map receive ring (%d blocks of %d bytes): %w", g.Blocks, g.BlockSize, err)
 	}
+	if g.FrameSize > 0 {
+		return newFrameRing(mem, g.Frames(), g.FrameSize), nil
+	}
 	return newRxRing(mem, g.Blocks, g.BlockSize), nil
 }
 
-// ringOf reports whether input socket fd has a receive ring, and the
-// socket's inode, which names the socket across duplicates. The
-// supervisor switches a socket to TPACKET_V3 only to give it a ring
-// (relaysock.OpenIngress).
-func ringOf(fd int) (ring bool, ino uint64, err error) {
+// ringOf reports whether input socket fd has a receive ring, whether it
+// is a frame ring, and the socket's inode, which names the socket across
+// duplicates. The supervisor switches a socket to TPACKET_V2 or V3 only to
+// give it a ring (relaysock.OpenIngress).
+func ringOf(fd int) (ring, frames bool, ino uint64, err error) {
 	v, err := unix.GetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION)
 	if err != nil {
-		return false, 0, fmt.Errorf("read PACKET_VERSION: %w", err)
+		return false, false, 0, fmt.Errorf("read PACKET_VERSION: %w", err)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return false, 0, fmt.Errorf("stat input socket: %w", err)
+		return false, false, 0, fmt.Errorf("stat input socket: %w", err)
 	}
-	return v == unix.TPACKET_V3, st.Ino, nil
+	return v == unix.TPACKET_V3 || v == unix.TPACKET_V2, v == unix.TPACKET_V2, st.Ino, nil
 }
 
 func unmapRing(r *rxRing) {
@@ -51,11 +55,34 @@ func clearSocketError(fd int) {
 
 // ringStats returns the packets the kernel dropped on ring socket fd, and
 // the times the ring froze (every block was the worker's), since the last
-// call.
-func ringStats(fd int) (drops, freezes uint64) {
+// call. A frame ring does not freeze: each packet that finds the next
+// frame still the worker's is dropped, so drops are its freezes.
+func ringStats(fd int, frames bool) (drops, freezes uint64) {
+	if frames {
+		st, err := unix.GetsockoptTpacketStats(fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
+		if err != nil {
+			return 0, 0
+		}
+		return uint64(st.Drops), uint64(st.Drops)
+	}
 	st, err := unix.GetsockoptTpacketStatsV3(fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
 	if err != nil {
 		return 0, 0
 	}
 	return uint64(st.Drops), uint64(st.Freeze_q_cnt)
+}
+
+// recvTrunc reads one packet from fd into buf without waiting and returns
+// its whole length (MSG_TRUNC), which exceeds len(buf) when it did not fit.
+func recvTrunc(fd int, buf []byte) (int, error) {
+	var p unsafe.Pointer
+	if len(buf) > 0 {
+		p = unsafe.Pointer(&buf[0])
+	}
+	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(p), uintptr(len(buf)),
+		unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }

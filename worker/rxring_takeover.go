@@ -101,6 +101,9 @@ func (r *rxRing) priv(b int) []byte {
 // with blocks not given back (see above). It must run before the first
 // take.
 func (r *rxRing) adopt() adopted {
+	if r.frames {
+		return r.adoptFrames()
+	}
 	type userBlock struct {
 		b   int
 		seq uint64
@@ -156,8 +159,13 @@ func (r *rxRing) mark(b int) {
 }
 
 // publish writes the progress of every block listed since the last call
-// into its private area; the block being forwarded stays listed.
+// into its private area, or marks every frame handled; the block being
+// forwarded stays listed.
 func (r *rxRing) publish() {
+	if r.frames {
+		r.publishFrames()
+		return
+	}
 	for _, b := range r.unpublished {
 		p := r.priv(b)
 		binary.LittleEndian.PutUint64(p[privSeqOff:], r.seq[b])
@@ -168,4 +176,101 @@ func (r *rxRing) publish() {
 	if r.cur >= 0 {
 		r.mark(r.cur)
 	}
+}
+
+// Takeover of a frame ring (TPACKET_V2). Its frames have no sequence
+// number and no private area, but a frame's header ends in four bytes of
+// padding that the kernel zeroes each time it fills the frame
+// (tpacket_rcv). publish writes there, into every frame the worker has
+// handled, a mark that grows by one per frame (never 0). The kernel fills
+// frames in ring order and the worker handles them in ring order, so when
+// a worker maps a ring an earlier owner left:
+//
+//   - a frame that is the user's and marked was handled: it goes back to
+//     the kernel at once;
+//   - the frame with the highest mark is the last one handled; the frames
+//     after it that are the user's (unmarked) are the backlog, in ring
+//     order, and the first frame after them that is the kernel's is where
+//     the kernel writes next;
+//   - with no mark anywhere (no owner handled a frame, or the kernel filled
+//     every frame again since), the backlog starts at the user's frame the
+//     kernel stamped first (tp_sec, tp_nsec), or at frame 0.
+
+func (r *rxRing) frameMark(f int) *uint32 {
+	return (*uint32)(unsafe.Pointer(&r.mem[f*r.blockSize+frMarkOff]))
+}
+
+func (r *rxRing) frameUser(f int) bool {
+	return atomic.LoadUint32(r.status(f))&tpStatusUser != 0
+}
+
+// frameTime returns the time the kernel stamped frame f with, as one
+// comparable number.
+func (r *rxRing) frameTime(f int) uint64 {
+	fr := r.block(f)
+	return uint64(binary.LittleEndian.Uint32(fr[frSecOff:]))<<32 | uint64(binary.LittleEndian.Uint32(fr[frSecOff+4:]))
+}
+
+// publishFrames marks every frame listed since the last call handled.
+func (r *rxRing) publishFrames() {
+	for _, f := range r.unpublished {
+		r.marked[f] = false
+		if r.done[f] == 0 {
+			continue
+		}
+		if r.lastMark++; r.lastMark == 0 {
+			r.lastMark = 1
+		}
+		atomic.StoreUint32(r.frameMark(f), r.lastMark)
+	}
+	r.unpublished = r.unpublished[:0]
+	if r.cur >= 0 {
+		r.mark(r.cur)
+	}
+}
+
+// adoptFrames is adopt for a frame ring (see above).
+func (r *rxRing) adoptFrames() adopted {
+	n := len(r.refs)
+	var a adopted
+	last := -1
+	for f := range n {
+		m := atomic.LoadUint32(r.frameMark(f))
+		if m == 0 {
+			continue
+		}
+		if last < 0 || int32(m-r.lastMark) > 0 {
+			last, r.lastMark = f, m
+		}
+	}
+	for f := range n {
+		if r.frameUser(f) && atomic.LoadUint32(r.frameMark(f)) != 0 {
+			atomic.StoreUint32(r.status(f), tpStatusKernel)
+			a.Returned++
+		}
+	}
+	start := 0
+	if last >= 0 {
+		start = (last + 1) % n
+	} else {
+		oldest := uint64(0)
+		for f := range n {
+			if t := r.frameTime(f); r.frameUser(f) && (oldest == 0 || t < oldest) {
+				start, oldest = f, t
+			}
+		}
+	}
+	r.backlog = r.backlog[:0]
+	f := start
+	for range n {
+		if !r.frameUser(f) {
+			break
+		}
+		r.done[f] = 0
+		r.backlog = append(r.backlog, f)
+		f = (f + 1) % n
+	}
+	r.next = f
+	a.Backlog = len(r.backlog)
+	return a
 }

@@ -274,6 +274,15 @@ func (b *uringBackend) sync() {
 	}
 }
 
+// reclaim sends what is prepared and reaps what completed. Sends hold
+// their own references, so the copy buffers' dispatch holds go at once.
+func (b *uringBackend) reclaim() {
+	b.w.copies.endBatch()
+	b.flush()
+	b.sync()
+	b.reap()
+}
+
 // poll arms what needs arming, submits the queued sends, waits for
 // completions up to timeout, and forwards what was received.
 func (b *uringBackend) poll(timeout time.Duration) error {
@@ -471,8 +480,8 @@ func (b *uringBackend) dispatch() {
 		if in == nil || in.ring == nil {
 			continue
 		}
-		for k := 0; ; k++ {
-			if k == ringRounds {
+		for k, rounds := 0, in.ring.rounds(); ; k++ {
+			if k == rounds {
 				b.more = true
 				break
 			}
@@ -489,6 +498,7 @@ func (b *uringBackend) dispatch() {
 			b.release(bufID(in.ring, blk))
 		}
 	}
+	b.w.copies.endBatch() // their sends hold them
 	b.flush()
 }
 
@@ -730,7 +740,7 @@ func (b *uringBackend) resend() {
 // a ring block.
 func (b *uringBackend) holdBuf(buf uint32) {
 	if buf&ringBufBit != 0 {
-		b.w.rings.hold(buf)
+		b.w.holdBlock(buf)
 		return
 	}
 	b.refs[buf]++

@@ -26,6 +26,7 @@ import (
 	"github.com/mcrelay/mcr/internal/relaysock"
 	"github.com/mcrelay/mcr/querier"
 	"github.com/mcrelay/mcr/supervisor"
+	"github.com/mcrelay/mcr/supervisor/pool"
 	"github.com/mcrelay/mcr/worker"
 )
 
@@ -105,6 +106,9 @@ type supervisorFlags struct {
 	backend       string
 	ringBlocks    int
 	ringTimeout   time.Duration
+	rxRing        string
+	ringFrames    int
+	busyPoll      bool
 	statsInterval time.Duration
 	logLevel      string
 	logFormat     string
@@ -156,10 +160,17 @@ saved to it before it is acknowledged (--config-autosave).`,
 	fl.BoolVar(&f.autosave, "config-autosave", true,
 		"save every rule change to --config before acknowledging it; false leaves the file to you (config save writes it)")
 	fl.StringVar(&f.backend, "backend", worker.BackendAuto, "data plane I/O backend: auto, uring or mmsg")
+	fl.StringVar(&f.rxRing, "rx-ring", worker.RingFrames,
+		"kind of each input socket's receive ring: frames (TPACKET_V2: each packet handed over at once) "+
+			"or blocks (TPACKET_V3: blocks handed over full or after --rx-ring-timeout)")
+	fl.IntVar(&f.ringFrames, "rx-ring-frames", worker.DefaultRingFrames,
+		"frames of 2 KiB in each input socket's frame ring, per worker (--rx-ring frames)")
 	fl.IntVar(&f.ringBlocks, "rx-ring-blocks", worker.DefaultRingBlocks,
-		"blocks of 128 KiB in each input socket's receive ring, per worker; 0 = no ring, one receive per packet")
+		"blocks of 128 KiB in each input socket's block ring, per worker (--rx-ring blocks); 0 = no ring of either kind, one receive per packet")
 	fl.DurationVar(&f.ringTimeout, "rx-ring-timeout", worker.DefaultRingTimeout,
-		"longest a packet waits in a receive ring block before it is handed over (1ms to 1s, whole ms): the latency knob at low rates")
+		"longest a packet waits in a block of a block ring before it is handed over (1ms to 1s, whole ms)")
+	fl.BoolVar(&f.busyPoll, "busy-poll", false,
+		"workers spin on their rings instead of sleeping between packets: the lowest latency, for a whole core per worker")
 	fl.DurationVar(&f.statsInterval, "stats-interval", time.Second, "worker stats period")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
@@ -192,6 +203,9 @@ func (f *supervisorFlags) supervisorConfig(stderr io.Writer) (supervisor.Config,
 		Backend:       f.backend,
 		RingBlocks:    ringBlocks(f.ringBlocks),
 		RingTimeout:   f.ringTimeout,
+		RxRing:        f.rxRing,
+		RingFrames:    f.ringFrames,
+		BusyPoll:      f.busyPoll,
 		StatsInterval: f.statsInterval,
 		MetricsListen: f.metricsListen,
 		WorkerUser:    f.workerUser,
@@ -220,7 +234,7 @@ func (f *supervisorFlags) supervisorConfig(stderr io.Writer) (supervisor.Config,
 		return cfg, fmt.Errorf("--num-workers %d: must be 0 (one per CPU) or more", f.numWorkers)
 	}
 	if f.cpus != "" {
-		cpus, err := supervisor.ParseCPUList(f.cpus)
+		cpus, err := pool.ParseCPUList(f.cpus)
 		if err != nil {
 			return cfg, fmt.Errorf("--cpus: %w", err)
 		}
@@ -239,8 +253,9 @@ func (f *supervisorFlags) supervisorConfig(stderr io.Writer) (supervisor.Config,
 	if f.ringBlocks < 0 {
 		return cfg, fmt.Errorf("--rx-ring-blocks %d: want 0 (no ring) or more", f.ringBlocks)
 	}
-	if err := (worker.Config{RingBlocks: cfg.RingBlocks, RingTimeout: cfg.RingTimeout}).Check(); err != nil {
-		return cfg, fmt.Errorf("--rx-ring-blocks %d, --rx-ring-timeout %v: %w", f.ringBlocks, f.ringTimeout, err)
+	if err := (worker.Config{RxRing: f.rxRing, RingFrames: f.ringFrames, RingBlocks: cfg.RingBlocks, RingTimeout: cfg.RingTimeout}).Check(); err != nil {
+		return cfg, fmt.Errorf("--rx-ring %s, --rx-ring-frames %d, --rx-ring-blocks %d, --rx-ring-timeout %v: %w",
+			f.rxRing, f.ringFrames, f.ringBlocks, f.ringTimeout, err)
 	}
 	if f.statsInterval <= 0 {
 		return cfg, fmt.Errorf("--stats-interval %v: must be positive", f.statsInterval)
@@ -287,6 +302,9 @@ func workerCommand(runWorker func(worker.Config) error) *cobra.Command {
 	fl.StringVar(&cfg.User, "user", "", "account the worker must run as, unprivileged; it refuses to run otherwise")
 	fl.IntVar(&blocks, "rx-ring-blocks", worker.DefaultRingBlocks, "blocks in each input's receive ring; 0 = no ring")
 	fl.DurationVar(&cfg.RingTimeout, "rx-ring-timeout", worker.DefaultRingTimeout, "receive ring block retire timeout")
+	fl.StringVar(&cfg.RxRing, "rx-ring", worker.RingFrames, "receive ring kind: frames or blocks")
+	fl.IntVar(&cfg.RingFrames, "rx-ring-frames", worker.DefaultRingFrames, "frames in each input's frame ring")
+	fl.BoolVar(&cfg.BusyPoll, "busy-poll", false, "spin on the rings instead of sleeping")
 	fl.DurationVar(&cfg.SocketRetry, "socket-retry", worker.DefaultSocketRetry, "how often sockets that failed to open are asked for again")
 	for _, name := range []string{"id", "core"} {
 		_ = cmd.MarkFlagRequired(name) // the flags exist: no error

@@ -53,8 +53,8 @@ func fanoutType(mode Fanout) (int, error) {
 // fanoutID in mode; a FanoutCPU group hands every packet to its first
 // member until SetCPUProgram gives it its program.
 //
-// With a ring, packets go to a TPACKET_V3 receive ring instead of the
-// receive queue, which the worker maps (worker's rxRing). The ring is set
+// With a ring, packets go to a receive ring (TPACKET_V2 frames or
+// TPACKET_V3 blocks, see Ring) instead of the receive queue, which the worker maps (worker's rxRing). The ring is set
 // up before bind and fanout: setting it later would briefly unhook the
 // socket, and re-link it last in the fanout group, out of slot order.
 func OpenIngress(ifindex, fanoutID int, mode Fanout, prog []bpf.RawInstruction, ring *Ring) (int, error) {
@@ -156,11 +156,20 @@ func PacketDrops(fd int) (uint64, error) {
 	return uint64(st.Drops), nil
 }
 
-// setRing switches fd to TPACKET_V3 and gives it a receive ring of
+// setRing gives fd a receive ring of geometry r: a TPACKET_V2 frame ring
+// when r has frames, else a TPACKET_V3 block ring.
+func setRing(fd int, r *Ring) error {
+	if r.FrameSize > 0 {
+		return setFrameRing(fd, r)
+	}
+	return setBlockRing(fd, r)
+}
+
+// setBlockRing switches fd to TPACKET_V3 and gives it a receive ring of
 // geometry r, one frame per block (V3 packs packets of any size into a
 // block; frames only matter to the kernel's arithmetic), each block with a
 // private area of RingPrivSize bytes.
-func setRing(fd int, r *Ring) error {
+func setBlockRing(fd int, r *Ring) error {
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
 		return fmt.Errorf("set PACKET_VERSION TPACKET_V3: %w", err)
 	}
@@ -174,6 +183,31 @@ func setRing(fd int, r *Ring) error {
 	}
 	if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
 		return fmt.Errorf("set PACKET_RX_RING (%d blocks of %d bytes): %w", r.Blocks, r.BlockSize, err)
+	}
+	return nil
+}
+
+// setFrameRing switches fd to TPACKET_V2 and gives it a frame ring of
+// geometry r. PACKET_COPY_THRESH makes the kernel queue a whole copy of
+// every packet larger than a frame (a UDP GSO aggregate, a reassembled
+// datagram, a jumbo frame) on the socket's receive queue, where the worker
+// reads it when it meets the frame marked TP_STATUS_COPY: nothing is lost
+// to the frame size while the receive buffer has room.
+func setFrameRing(fd int, r *Ring) error {
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V2); err != nil {
+		return fmt.Errorf("set PACKET_VERSION TPACKET_V2: %w", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_COPY_THRESH, 1); err != nil {
+		return fmt.Errorf("set PACKET_COPY_THRESH: %w", err)
+	}
+	req := unix.TpacketReq{
+		Block_size: uint32(r.BlockSize),
+		Block_nr:   uint32(r.Blocks),
+		Frame_size: uint32(r.FrameSize),
+		Frame_nr:   uint32(r.Frames()),
+	}
+	if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
+		return fmt.Errorf("set PACKET_RX_RING (%d frames of %d bytes): %w", r.Frames(), r.FrameSize, err)
 	}
 	return nil
 }

@@ -2,15 +2,34 @@ package relaysock
 
 import "fmt"
 
-// Ring is the geometry of an ingress socket's TPACKET_V3 receive ring
-// (packet(7) PACKET_RX_RING): Blocks blocks of BlockSize bytes, which the
-// kernel fills one after the other with packets and hands to the worker
-// when one is full or has been open for TimeoutMS milliseconds (the
-// block's retire timeout).
+// Ring is the geometry of an ingress socket's receive ring (packet(7)
+// PACKET_RX_RING), Blocks blocks of BlockSize bytes, in one of two kinds:
+//
+//   - FrameSize 0: a TPACKET_V3 block ring. The kernel packs packets one
+//     after the other into a block and hands the block to the worker when
+//     it is full or has been open for TimeoutMS milliseconds (the block's
+//     retire timeout): few wake-ups under load, but at low rates a packet
+//     waits for the timer.
+//   - FrameSize > 0: a TPACKET_V2 frame ring of BlockSize/FrameSize
+//     frames per block, one packet per frame, each handed over the moment
+//     it is written: the worker wakes on the first packet, and under load
+//     finds many frames ready at once. A packet larger than a frame is
+//     copied whole to the socket's receive queue as well
+//     (PACKET_COPY_THRESH); its frame says so (TP_STATUS_COPY). TimeoutMS
+//     is unused.
 type Ring struct {
 	Blocks    int `json:"blocks"`
 	BlockSize int `json:"block_size"`
-	TimeoutMS int `json:"timeout_ms"`
+	TimeoutMS int `json:"timeout_ms,omitempty"`
+	FrameSize int `json:"frame_size,omitempty"`
+}
+
+// Frames returns the number of frames of a frame ring, 0 for a block ring.
+func (r *Ring) Frames() int {
+	if r.FrameSize <= 0 {
+		return 0
+	}
+	return r.Blocks * (r.BlockSize / r.FrameSize)
 }
 
 // RingPrivSize is the size of every ring block's private area
@@ -33,6 +52,12 @@ const (
 	MaxRingBlocks    = 4096
 	MaxRingBytes     = 256 << 20
 	MaxRingTimeoutMS = 1000
+	// MinRingFrameSize holds a frame's headers and a minimum-size
+	// Ethernet frame; frames are multiples of 16 bytes
+	// (TPACKET_ALIGNMENT). MaxRingFrames is what a send's buffer id can
+	// name (16 bits).
+	MinRingFrameSize = 256
+	MaxRingFrames    = 1 << 16
 )
 
 // Validate returns an error naming the first field out of range.
@@ -45,7 +70,12 @@ func (r *Ring) Validate() error {
 		return fmt.Errorf("receive ring: %d blocks: want 1 to %d", r.Blocks, MaxRingBlocks)
 	case r.Blocks*r.BlockSize > MaxRingBytes:
 		return fmt.Errorf("receive ring: %d blocks of %d bytes exceed %d MiB", r.Blocks, r.BlockSize, MaxRingBytes>>20)
-	case r.TimeoutMS < 1 || r.TimeoutMS > MaxRingTimeoutMS:
+	case r.FrameSize < 0 || r.FrameSize > 0 && (r.FrameSize < MinRingFrameSize || r.FrameSize%16 != 0 || r.BlockSize%r.FrameSize != 0):
+		return fmt.Errorf("receive ring: frame size %d: want a multiple of 16 from %d bytes that divides the block size %d",
+			r.FrameSize, MinRingFrameSize, r.BlockSize)
+	case r.Frames() > MaxRingFrames:
+		return fmt.Errorf("receive ring: %d frames: want at most %d", r.Frames(), MaxRingFrames)
+	case r.FrameSize == 0 && (r.TimeoutMS < 1 || r.TimeoutMS > MaxRingTimeoutMS):
 		return fmt.Errorf("receive ring: block timeout %d ms: want 1 to %d", r.TimeoutMS, MaxRingTimeoutMS)
 	}
 	return nil

@@ -18,6 +18,15 @@ func TestRingValidate(t *testing.T) {
 		{"too much memory", func(r *Ring) { r.Blocks, r.BlockSize = 4096, 1<<20 },
 			"receive ring: 4096 blocks of 1048576 bytes exceed 256 MiB"},
 		{"no timeout", func(r *Ring) { r.TimeoutMS = 0 }, "receive ring: block timeout 0 ms: want 1 to 1000"},
+		{"frame ring, no timeout needed", func(r *Ring) { r.FrameSize, r.TimeoutMS = 2048, 0 }, ""},
+		{"frame not a multiple of 16", func(r *Ring) { r.FrameSize = 2000 },
+			"receive ring: frame size 2000: want a multiple of 16 from 256 bytes that divides the block size 131072"},
+		{"frame too small", func(r *Ring) { r.FrameSize = 128 },
+			"receive ring: frame size 128: want a multiple of 16 from 256 bytes that divides the block size 131072"},
+		{"frame does not divide the block", func(r *Ring) { r.FrameSize = 3072 },
+			"receive ring: frame size 3072: want a multiple of 16 from 256 bytes that divides the block size 131072"},
+		{"too many frames", func(r *Ring) { r.Blocks, r.FrameSize = 2048, 256 },
+			"receive ring: 1048576 frames: want at most 65536"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := ok

@@ -119,8 +119,8 @@ run_point() {
 	sink_pids=($!)
 	wait_for 5 joined "${sinks[0]}" "$sif" "$group" || log "  warning: sink on $sif did not join $group"
 
-	local a0 p0 q0 ig0 t0 gen_rc=0
-	a0=$(all_tasks_runtime "$RELAY_CPU") p0=$(ns_runtime "$relay") q0=$(task_runtime "$ksoftirqd")
+	local a0 p0 q0 ig0 t0 w0 gen_rc=0
+	a0=$(all_tasks_runtime "$RELAY_CPU") p0=$(ns_runtime "$relay") q0=$(task_runtime "$ksoftirqd") w0=$(ns_rqwait "$relay")
 	ig0=$(cpu_idle "$GEN_CPU") t0=$(now_ns)
 	# In the background with `wait`, so that Ctrl-C or a TERM ends the run at
 	# once: bash defers a trap until a foreground command has finished, and
@@ -131,9 +131,9 @@ run_point() {
 	gen_pids=($!)
 	wait "${gen_pids[0]}" || gen_rc=$?
 	gen_pids=()
-	local a1 p1 q1 ig1 t1
+	local a1 p1 q1 ig1 t1 w1
 	t1=$(now_ns) ig1=$(cpu_idle "$GEN_CPU")
-	a1=$(all_tasks_runtime "$RELAY_CPU") q1=$(task_runtime "$ksoftirqd") p1=$(ns_runtime "$relay")
+	a1=$(all_tasks_runtime "$RELAY_CPU") q1=$(task_runtime "$ksoftirqd") p1=$(ns_runtime "$relay") w1=$(ns_rqwait "$relay")
 
 	# The sink stops by itself once it has every datagram; give stragglers
 	# two seconds, then ask it for its report.
@@ -163,16 +163,18 @@ run_point() {
 		-v dups="${dups:-0}" -v p50="$(json_num p50 "$tmp/recv.json")" -v p99="$(json_num p99 "$tmp/recv.json")" \
 		-v p999="$(json_num p999 "$tmp/recv.json")" -v max="$(json_num max "$tmp/recv.json")" \
 		-v foreign="$foreign" -v el=$((t1 - t0)) -v idle=$((ig1 - ig0)) -v hz="$(getconf CLK_TCK)" \
-		-v attempt="$attempt" -v note="$note" 'BEGIN {
+		-v attempt="$attempt" -v note="$note" -v w0="$w0" -v w1="$w1" 'BEGIN {
+		split(w0, a, " "); split(w1, b, " ")
+		rqwait = (b[2] > a[2]) ? sprintf("%.1f", (b[1] - a[1]) / (b[2] - a[2]) / 1000) : ""
 		loss = (sent > 0) ? 100 * (sent - (recv - dups)) / sent : 100; if (loss < 0) loss = 0
 		fp = (foreign == "") ? "" : sprintf("%.1f", 100 * foreign / el)
 		gbusy = 100 * (1 - idle / hz / (el / 1e9)); if (gbusy < 0) gbusy = 0
-		printf "%s,%s,%s,%s,%d,%d,%.4f,%s,%s,%s,%s,%s,%.1f,%d,%s\n",
-			v, rate, size, rep, sent, recv - dups, loss, p50, p99, p999, max, fp, gbusy, attempt, note
+		printf "%s,%s,%s,%s,%d,%d,%.4f,%s,%s,%s,%s,%s,%.1f,%d,%s,%s\n",
+			v, rate, size, rep, sent, recv - dups, loss, p50, p99, p999, max, fp, gbusy, attempt, note, rqwait
 	}' >"$tmp/row.csv"
 	awk -F, '{
-		printf "  %-12s %6s pps #%s: p50 %7s  p99 %7s  p99.9 %7s  max %8s µs  loss %6.3f%%  foreign %4s%%  gen core %5.1f%%  %s\n",
-			$1, $2, $4, $8, $9, $10, $11, $7, ($12 == "" ? "?" : $12), $13, $15 }' "$tmp/row.csv" >&2
+		printf "  %-12s %6s pps #%s: p50 %7s  p99 %7s  p99.9 %7s  max %8s µs  loss %6.3f%%  foreign %4s%%  gen core %5.1f%%  relay rq wait %s µs/wake  %s\n",
+			$1, $2, $4, $8, $9, $10, $11, $7, ($12 == "" ? "?" : $12), $13, $16, $15 }' "$tmp/row.csv" >&2
 }
 
 # ---------------------------------------------------------------- report --
@@ -259,7 +261,7 @@ main() {
 		if [ "$SINK_FIFO" = 0 ]; then echo "sink: SCHED_OTHER"; else echo "sink: SCHED_FIFO $SINK_FIFO"; fi
 		[ -z "$MCRD_ARGS" ] || echo "mcrd flags for every mcr variant: $MCRD_ARGS"
 	} >>"$OUT/machine.txt"
-	local header=variant,rate,size,rep,sent,received,loss_pct,p50_us,p99_us,p999_us,max_us,foreign_pct,gen_busy_pct,attempt,note
+	local header=variant,rate,size,rep,sent,received,loss_pct,p50_us,p99_us,p999_us,max_us,foreign_pct,gen_busy_pct,attempt,note,relay_rqwait_us
 	echo "$header" >"$OUT/points.csv"
 	echo "$header" >"$OUT/noisy.csv"
 
@@ -297,6 +299,7 @@ main() {
 	done
 
 	report | tee "$OUT/summary.md"
+	charts -latency
 	log "results: $OUT/summary.md (these tables), $OUT/summary.csv (medians), $OUT/points.csv (every point); logs: $OUT/logs"
 }
 

@@ -244,6 +244,18 @@ ns_runtime() {
 	cat "${files[@]}" 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'
 }
 
+# ns_rqwait NS — "WAIT SLICES": nanoseconds every thread of every process in
+# NS has waited on a run queue, ready but not running, and the times they
+# were scheduled in (schedstat fields 2 and 3). Their ratio over a window is
+# how long the relay waited for its core per wake-up: other work on the
+# core, or its own other threads.
+ns_rqwait() {
+	local -a files=()
+	local p
+	for p in $(ip netns pids "$1" 2>/dev/null); do files+=("/proc/$p/task/"*/schedstat); done
+	cat "${files[@]}" 2>/dev/null | awk '{ w += $2; n += $3 } END { printf "%.0f %.0f\n", w, n }'
+}
+
 # task_runtime PID — nanoseconds one task has run (0 when unknown).
 task_runtime() { local a _; [ -n "$1" ] && read -r a _ <"/proc/$1/schedstat" 2>/dev/null && echo "$a" || echo 0; }
 
@@ -500,3 +512,13 @@ reprint() {
 
 # machine KEY — the value of the "KEY: value" line of machine.txt.
 machine() { sed -n "s/^$1: //p" "$OUT/machine.txt" 2>/dev/null; }
+
+# charts KIND — SVG bar charts of $OUT/summary.csv, written next to it
+# (scripts/bench/charts; KIND is -run or -latency). Skipped without Go.
+charts() {
+	if ! command -v go >/dev/null; then
+		log "no go in PATH: charts skipped (go run ./scripts/bench/charts $1 $OUT/summary.csv -out DIR)"
+		return 0
+	fi
+	(cd "$repo" && go run ./scripts/bench/charts "$1" "$OUT/summary.csv" -out "$OUT") || log "charts failed"
+}

@@ -20,6 +20,9 @@ usage: scripts/bench/run.sh [options]   (root; Linux network namespaces)
                    and `mcrctl add`'s as add:FLAG:
                    "mcr-uring@main:--rx-ring-blocks 0 add:--preserve-source"
   --rates LIST     offered rates in pps, "max" = as fast as the generator can
+                   for the duration, "burstN" = N datagrams as fast as the
+                   generator can, into an idle relay: the burst regression
+                   point (burst4000 is 20 ms at 200k pps)
                    (default 50000,100000,200000,300000,max)
   --sizes LIST     UDP payload bytes (default 1024,64)
   --fanouts LIST   outputs per input, 1 and/or 4 (default 1,4)
@@ -103,7 +106,9 @@ run_point() {
 	# A paced point sends rate×duration datagrams and its sinks stop once they
 	# have them all; "max" sends as fast as it can for the duration.
 	local -a gen_args=(--rate 0 --duration "${DURATION}s") sink_args=()
-	if [ "$rate" != max ]; then
+	if [[ $rate =~ ^burst([0-9]+)$ ]]; then
+		gen_args=(--rate 0 --count "${BASH_REMATCH[1]}") sink_args=(--count "${BASH_REMATCH[1]}")
+	elif [ "$rate" != max ]; then
 		gen_args=(--rate "$rate" --count "$((rate * DURATION))") sink_args=(--count "$((rate * DURATION))")
 	fi
 
@@ -325,6 +330,7 @@ main() {
 	done
 
 	report | tee "$OUT/summary.md"
+	charts -run
 	log "raw data: $OUT/points.csv, $OUT/summary.csv; logs: $OUT/logs"
 }
 

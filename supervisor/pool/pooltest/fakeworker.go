@@ -1,4 +1,4 @@
-package supervisor
+package pooltest
 
 import (
 	"encoding/json"
@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -19,34 +20,42 @@ import (
 	"github.com/mcrelay/mcr/stats"
 )
 
-// The pool tests run this test binary as their worker: with fakeWorkerEnv
+// The pool tests run this test binary as their worker: with WorkerEnv
 // set, init turns the process into a fake worker that speaks the real
 // worker protocol on fds 3, 4 and 5, before the testing package starts. The
 // fake holds a ruleset like a worker does and reports its hash, so the
 // tests exercise the pool's protocol, restart and resync logic without
 // root or a data plane. Environment knobs make it misbehave:
 const (
-	fakeWorkerEnv = "MCR_TEST_FAKE_WORKER" // "1": be a fake worker
-	// fakeExitEnv: exit at once with this status.
-	fakeExitEnv = "MCR_TEST_FAKE_EXIT"
-	// fakeHangOnceEnv: the first fake to create this file sends one
+	WorkerEnv = "MCR_TEST_FAKE_WORKER" // "1": be a fake worker
+	// ExitEnv: exit at once with this status.
+	ExitEnv = "MCR_TEST_FAKE_EXIT"
+	// HangOnceEnv: the first fake to create this file sends one
 	// snapshot, then neither reads commands nor sends stats.
-	fakeHangOnceEnv = "MCR_TEST_FAKE_HANG_ONCE"
-	// fakeGarbageOnceEnv: the first fake to create this file writes a
+	HangOnceEnv = "MCR_TEST_FAKE_HANG_ONCE"
+	// GarbageOnceEnv: the first fake to create this file writes a
 	// frame that is not a snapshot after its first snapshot.
-	fakeGarbageOnceEnv = "MCR_TEST_FAKE_GARBAGE_ONCE"
-	// fakeDropAddEnv: ignore AddRule commands for this rule id (SyncRules
+	GarbageOnceEnv = "MCR_TEST_FAKE_GARBAGE_ONCE"
+	// DropAddEnv: ignore AddRule commands for this rule id (SyncRules
 	// still carries it).
-	fakeDropAddEnv = "MCR_TEST_FAKE_DROP_ADD"
-	// fakeIgnoreShutdownEnv: "1": ignore Shutdown.
-	fakeIgnoreShutdownEnv = "MCR_TEST_FAKE_IGNORE_SHUTDOWN"
-	// fakeStallEnv: a duration to wait before reading commands, while
+	DropAddEnv = "MCR_TEST_FAKE_DROP_ADD"
+	// IgnoreShutdownEnv: "1": ignore Shutdown.
+	IgnoreShutdownEnv = "MCR_TEST_FAKE_IGNORE_SHUTDOWN"
+	// StallEnv: a duration to wait before reading commands, while
 	// stats go on.
-	fakeStallEnv = "MCR_TEST_FAKE_STALL"
+	StallEnv = "MCR_TEST_FAKE_STALL"
 )
 
-func init() {
-	if os.Getenv(fakeWorkerEnv) == "1" {
+// StatsInterval is the fake workers' stats period: short, so that
+// heartbeats and resyncs happen quickly, and long enough for a loaded
+// 2-core machine.
+const StatsInterval = 200 * time.Millisecond
+
+// RunIfWorker turns the process into a fake worker, and never returns,
+// when WorkerEnv is "1". A test package that runs its test binary as
+// workers calls it from init, before the testing package starts.
+func RunIfWorker() {
+	if os.Getenv(WorkerEnv) == "1" {
 		os.Exit(runFakeWorker(os.Args[1:]))
 	}
 }
@@ -66,7 +75,7 @@ type fakeWorker struct {
 
 func runFakeWorker(args []string) int {
 	fds := openFDs() // before the runtime or flag parsing opens anything
-	if code := os.Getenv(fakeExitEnv); code != "" {
+	if code := os.Getenv(ExitEnv); code != "" {
 		var n int
 		fmt.Sscan(code, &n)
 		return n
@@ -100,9 +109,9 @@ func runFakeWorker(args []string) int {
 		"worker", "ignored", "nested", map[string]any{"a": 1, "b": "x"})
 	os.Stderr.WriteString("plain stderr line\n")
 
-	hang := createdFirst(os.Getenv(fakeHangOnceEnv))
+	hang := createdFirst(os.Getenv(HangOnceEnv))
 	w.sendSnapshot()
-	if createdFirst(os.Getenv(fakeGarbageOnceEnv)) {
+	if createdFirst(os.Getenv(GarbageOnceEnv)) {
 		controlproto.WriteFrame(w.stats, []int{1, 2, 3})
 	}
 	if hang {
@@ -113,7 +122,7 @@ func runFakeWorker(args []string) int {
 			w.sendSnapshot()
 		}
 	}()
-	if stall, err := time.ParseDuration(os.Getenv(fakeStallEnv)); err == nil {
+	if stall, err := time.ParseDuration(os.Getenv(StallEnv)); err == nil {
 		time.Sleep(stall)
 	}
 	return w.serveCommands()
@@ -196,7 +205,7 @@ func (w *fakeWorker) handle(body []byte) (exit int, stop bool) {
 	}
 	switch cmd.Type {
 	case controlproto.WAddRule:
-		if cmd.Rule.ID != os.Getenv(fakeDropAddEnv) {
+		if cmd.Rule.ID != os.Getenv(DropAddEnv) {
 			w.add(*cmd.Rule)
 		}
 	case controlproto.WRemoveRule:
@@ -215,7 +224,7 @@ func (w *fakeWorker) handle(body []byte) (exit int, stop bool) {
 			}
 		}
 	case controlproto.WShutdown:
-		if os.Getenv(fakeIgnoreShutdownEnv) != "1" {
+		if os.Getenv(IgnoreShutdownEnv) != "1" {
 			w.log.Info("fake worker shutting down")
 			return 0, true
 		}
@@ -235,4 +244,27 @@ func (w *fakeWorker) remove(id string) {
 		w.hash.Remove(enc)
 		delete(w.rules, id)
 	}
+}
+
+// CountOpenFDs returns how many fds this process has open, for tests that
+// check nothing leaks.
+func CountOpenFDs(t testing.TB) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
+
+// PidAlive reports whether pid exists and is not a zombie (an orphan
+// may wait for a reaper that never comes in a container).
+func PidAlive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the parenthesised command name.
+	i := strings.LastIndexByte(string(stat), ')')
+	return i >= 0 && i+2 < len(stat) && stat[i+2] != 'Z'
 }

@@ -1,4 +1,4 @@
-package supervisor
+package pool
 
 import (
 	"bufio"
@@ -22,12 +22,11 @@ import (
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/internal/netnstest"
 	"github.com/mcrelay/mcr/ruleset"
+	"github.com/mcrelay/mcr/supervisor/pool/pooltest"
 )
 
-// testStatsInterval is the fake workers' stats period: short, so that
-// heartbeats and resyncs happen quickly, and long enough for a loaded
-// 2-core machine.
-const testStatsInterval = 200 * time.Millisecond
+// testStatsInterval is the fake workers' stats period (pooltest).
+const testStatsInterval = pooltest.StatsInterval
 
 // logRecord is a log record captured by logCapture, its attributes
 // flattened to "group.key" → value.
@@ -138,13 +137,13 @@ func newTestPool(t *testing.T, n int, env ...string) *testPool {
 		t.Fatal(err)
 	}
 	logs := newLogCapture()
-	p := NewPool(PoolConfig{
+	p := New(Config{
 		Exe:           exe,
 		NumWorkers:    n,
 		CPUs:          cpus,
 		StatsInterval: testStatsInterval,
 		Logger:        slog.New(logs),
-		ExtraEnv:      append([]string{fakeWorkerEnv + "=1", noRaceExitSleep}, env...),
+		ExtraEnv:      append([]string{pooltest.WorkerEnv + "=1", noRaceExitSleep}, env...),
 	})
 	// On a loaded machine a pinned fake may miss a few beats; only the
 	// test of hung workers wants them killed after 3.
@@ -181,7 +180,7 @@ func (p *testPool) waitHash(t *testing.T, timeout time.Duration, want string) {
 	t.Helper()
 	netnstest.WaitFor(t, timeout, "every worker to report ruleset "+want, func() bool {
 		for _, w := range p.Workers() {
-			if w.State != stateRunning.String() || w.RulesetHash != want || !w.InSync {
+			if w.State != StateRunning.String() || w.RulesetHash != want || !w.InSync {
 				return false
 			}
 		}
@@ -228,7 +227,7 @@ func TestPoolSyncsRulesOnStart(t *testing.T) {
 		pids[w.PID] = true
 		got := controlproto.WorkerInfo{Worker: w.Worker, Core: w.Core, State: w.State,
 			RulesetHash: w.RulesetHash, InSync: w.InSync, Backend: w.Backend}
-		wantInfo := controlproto.WorkerInfo{Worker: i, Core: p.cfg.CPUs[i%len(p.cfg.CPUs)], State: stateRunning.String(),
+		wantInfo := controlproto.WorkerInfo{Worker: i, Core: p.cfg.CPUs[i%len(p.cfg.CPUs)], State: StateRunning.String(),
 			RulesetHash: want, InSync: true, Backend: "fake"}
 		if diff := cmp.Diff(wantInfo, got); diff != "" {
 			t.Errorf("worker %d (-want +got):\n%s", i, diff)
@@ -311,7 +310,7 @@ func TestPoolRestartsKilledWorker(t *testing.T) {
 }
 
 func TestPoolBacksOffRestarts(t *testing.T) {
-	p := startTestPool(t, 1, fakeExitEnv+"=3")
+	p := startTestPool(t, 1, pooltest.ExitEnv+"=3")
 	const lives = 5
 	netnstest.WaitFor(t, 15*time.Second, fmt.Sprintf("%d worker starts", lives), func() bool {
 		return len(p.logs.find("worker spawned", nil)) >= lives
@@ -381,7 +380,7 @@ func TestPoolReplacesOverflowingQueueBySyncRules(t *testing.T) {
 	// socket fills, the writer blocks, and the pool's queue for it
 	// overflows into one SyncRules. Update never waits for the worker.
 	const stall = 2 * time.Second
-	p := newTestPool(t, 1, fakeStallEnv+"="+stall.String())
+	p := newTestPool(t, 1, pooltest.StallEnv+"="+stall.String())
 	p.limit = queueLimit{frames: 100, bytes: 1 << 20}
 	// Applying thousands of commands at once takes a -race fake a while;
 	// it must not count as hung.
@@ -413,7 +412,7 @@ func TestPoolReplacesOverflowingQueueBySyncRules(t *testing.T) {
 }
 
 func TestPoolKillsHungWorker(t *testing.T) {
-	p := newTestPool(t, 2, fakeHangOnceEnv+"="+filepath.Join(t.TempDir(), "hang"))
+	p := newTestPool(t, 2, pooltest.HangOnceEnv+"="+filepath.Join(t.TempDir(), "hang"))
 	p.missedBeats = defaultMissedBeats
 	p.minSilence = 0 // three of the test's short intervals
 	if err := p.Start(); err != nil {
@@ -438,7 +437,7 @@ func TestPoolKillsHungWorker(t *testing.T) {
 func TestPoolResyncsWorkerOutOfSync(t *testing.T) {
 	// The fakes ignore AddRule for "dropped": their hash stays wrong
 	// until the pool notices and resends SyncRules, which carries it.
-	p := newTestPool(t, 2, fakeDropAddEnv+"=dropped")
+	p := newTestPool(t, 2, pooltest.DropAddEnv+"=dropped")
 	rules := []controlproto.WorkerRule{fakeWorkerRule("base", 4000)}
 	p.Update(rules, nil)
 	if err := p.Start(); err != nil {
@@ -459,7 +458,7 @@ func TestPoolResyncsWorkerOutOfSync(t *testing.T) {
 }
 
 func TestPoolRestartsWorkerWithBrokenStats(t *testing.T) {
-	p := startTestPool(t, 1, fakeGarbageOnceEnv+"="+filepath.Join(t.TempDir(), "garbage"))
+	p := startTestPool(t, 1, pooltest.GarbageOnceEnv+"="+filepath.Join(t.TempDir(), "garbage"))
 	rules := fakeWorkerRules(1)
 	p.Update(rules, nil)
 	netnstest.WaitFor(t, 5*time.Second, "a restart", func() bool { return p.Workers()[0].Restarts == 1 })
@@ -544,7 +543,7 @@ func TestPoolStopShutsWorkersDown(t *testing.T) {
 		}
 	}
 	for _, w := range p.Workers() {
-		if w.State != stateStopped.String() || w.PID != 0 {
+		if w.State != StateStopped.String() || w.PID != 0 {
 			t.Errorf("worker %d after Stop: state %s, pid %d", w.Worker, w.State, w.PID)
 		}
 	}
@@ -554,7 +553,7 @@ func TestPoolStopShutsWorkersDown(t *testing.T) {
 }
 
 func TestPoolStopKillsAfterTimeout(t *testing.T) {
-	p := startTestPool(t, 1, fakeIgnoreShutdownEnv+"=1")
+	p := startTestPool(t, 1, pooltest.IgnoreShutdownEnv+"=1")
 	p.waitAllRunning(t)
 	const timeout = 300 * time.Millisecond
 	start := time.Now()
@@ -569,7 +568,7 @@ func TestPoolStopKillsAfterTimeout(t *testing.T) {
 }
 
 func TestPoolLeavesNoGoroutinesOrFDs(t *testing.T) {
-	fdsBefore := countOpenFDs(t)
+	fdsBefore := pooltest.CountOpenFDs(t)
 	goroutinesBefore := runtime.NumGoroutine()
 
 	p := startTestPool(t, 2)
@@ -584,18 +583,9 @@ func TestPoolLeavesNoGoroutinesOrFDs(t *testing.T) {
 	p.Stop(DefaultStopTimeout)
 
 	netnstest.WaitFor(t, 2*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= goroutinesBefore })
-	if fds := countOpenFDs(t); fds != fdsBefore {
+	if fds := pooltest.CountOpenFDs(t); fds != fdsBefore {
 		t.Errorf("%d fds open after Stop, %d before Start", fds, fdsBefore)
 	}
-}
-
-func countOpenFDs(t *testing.T) int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(entries)
 }
 
 // poolHelperEnv makes this test binary a supervisor stand-in: it runs a
@@ -615,8 +605,8 @@ func runPoolHelper() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	p := NewPool(PoolConfig{Exe: exe, NumWorkers: 2, StatsInterval: testStatsInterval,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), ExtraEnv: []string{fakeWorkerEnv + "=1", noRaceExitSleep}})
+	p := New(Config{Exe: exe, NumWorkers: 2, StatsInterval: testStatsInterval,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), ExtraEnv: []string{pooltest.WorkerEnv + "=1", noRaceExitSleep}})
 	if err := p.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -663,7 +653,7 @@ func TestWorkersDieWithSupervisor(t *testing.T) {
 		t.Fatalf("helper printed %q, want two pids", line)
 	}
 	for _, pid := range pids {
-		if !pidAlive(pid) {
+		if !pooltest.PidAlive(pid) {
 			t.Fatalf("worker %d not running before the kill", pid)
 		}
 	}
@@ -673,18 +663,6 @@ func TestWorkersDieWithSupervisor(t *testing.T) {
 	}
 	helper.Wait()
 	netnstest.WaitFor(t, 2*time.Second, "the workers to die with their supervisor", func() bool {
-		return !pidAlive(pids[0]) && !pidAlive(pids[1])
+		return !pooltest.PidAlive(pids[0]) && !pooltest.PidAlive(pids[1])
 	})
-}
-
-// pidAlive reports whether pid exists and is not a zombie (an orphan
-// may wait for a reaper that never comes in a container).
-func pidAlive(pid int) bool {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// The state follows the parenthesised command name.
-	i := strings.LastIndexByte(string(stat), ')')
-	return i >= 0 && i+2 < len(stat) && stat[i+2] != 'Z'
 }

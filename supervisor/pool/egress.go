@@ -1,16 +1,14 @@
-package supervisor
+package pool
 
 import (
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/internal/relaysock"
-	"github.com/mcrelay/mcr/ruleset"
 )
 
 // egressLinger is how long an egress socket stays open after its last
@@ -23,12 +21,13 @@ const egressLinger = 5 * time.Second
 // sees its EPERM through the broker.
 var errNotHeld = fmt.Errorf("no output needs it: %w", syscall.EPERM)
 
-// egressOps are the kernel steps of heldEgress; tests fake them.
-type egressOps struct {
-	open  func(relaysock.EgressKey) (int, error) // relaysock.OpenEgress
-	port  func(fd int) int                       // the source port fd is bound to; 0 for raw sockets
-	dup   func(fd int) (int, error)
-	close func(fd int)
+// EgressOps are the kernel steps of the egress sockets a Pool holds
+// (Config.Egress); tests of what drives a pool fake them.
+type EgressOps struct {
+	Open  func(relaysock.EgressKey) (int, error) // relaysock.OpenEgress
+	Port  func(fd int) int                       // the source port fd is bound to; 0 for raw sockets
+	Dup   func(fd int) (int, error)
+	Close func(fd int)
 }
 
 // heldEgress holds the egress sockets of the ruleset's outputs, one per
@@ -45,7 +44,7 @@ type egressOps struct {
 // concurrent use.
 type heldEgress struct {
 	log    *slog.Logger
-	ops    egressOps
+	ops    EgressOps
 	linger time.Duration
 	// after runs f after d on a goroutine of its own (time.AfterFunc);
 	// tests fire it by hand.
@@ -69,7 +68,7 @@ type egressSocket struct {
 // stopper is a timer that may be stopped before it fires.
 type stopper interface{ Stop() bool }
 
-func newHeldEgress(log *slog.Logger, ops egressOps) *heldEgress {
+func newHeldEgress(log *slog.Logger, ops EgressOps) *heldEgress {
 	return &heldEgress{log: log, ops: ops, linger: egressLinger, byKey: map[relaysock.EgressKey]*egressSocket{},
 		after: func(d time.Duration, f func()) stopper { return time.AfterFunc(d, f) }}
 }
@@ -133,14 +132,14 @@ func (h *heldEgress) expire(k relaysock.EgressKey, s *egressSocket) {
 	}
 	delete(h.byKey, k)
 	if s.fd >= 0 {
-		h.ops.close(s.fd)
+		h.ops.Close(s.fd)
 		h.log.Info("egress socket closed", "socket", k.String())
 	}
 }
 
 // openLocked opens the socket of k, logging a change of its error.
 func (h *heldEgress) openLocked(k relaysock.EgressKey, s *egressSocket) {
-	fd, err := h.ops.open(k)
+	fd, err := h.ops.Open(k)
 	if err != nil {
 		if s.err == nil || s.err.Error() != err.Error() {
 			h.log.Warn("cannot open egress socket", "socket", k.String(), "err", err)
@@ -150,7 +149,7 @@ func (h *heldEgress) openLocked(k relaysock.EgressKey, s *egressSocket) {
 	}
 	s.fd, s.err = fd, nil
 	attrs := []any{"socket", k.String()}
-	if p := h.ops.port(fd); p != 0 && !k.Raw { // a raw socket's "port" is its protocol
+	if p := h.ops.Port(fd); p != 0 && !k.Raw { // a raw socket's "port" is its protocol
 		attrs = append(attrs, "source_port", p)
 	}
 	h.log.Info("egress socket open", attrs...)
@@ -171,7 +170,7 @@ func (h *heldEgress) dup(k relaysock.EgressKey) (int, error) {
 			return -1, s.err
 		}
 	}
-	fd, err := h.ops.dup(s.fd)
+	fd, err := h.ops.Dup(s.fd)
 	if err != nil {
 		return -1, fmt.Errorf("dup the %v: %w", k, err)
 	}
@@ -188,41 +187,8 @@ func (h *heldEgress) close() {
 			s.idle.Stop()
 		}
 		if s.fd >= 0 {
-			h.ops.close(s.fd)
+			h.ops.Close(s.fd)
 		}
 		delete(h.byKey, k)
 	}
-}
-
-// rawSupport says, per family, why the supervisor cannot open the raw
-// sockets of transparent outputs (Output.PreserveSource), as probed once at
-// start; nil errors: it can.
-type rawSupport struct{ v4, v6 error }
-
-// check refuses the first transparent output of rules this supervisor
-// cannot serve, naming it; path prefixes the field ("rules[3]"), "" for
-// a lone rule.
-func (s rawSupport) check(path string, rules ...ruleset.Rule) error {
-	for i := range rules {
-		for j, o := range rules[i].Outputs {
-			if !o.PreserveSource {
-				continue
-			}
-			v6 := netip.MustParseAddr(o.Group).Is6() // validated
-			err, family := s.v4, "IPv4"
-			if v6 {
-				err, family = s.v6, "IPv6"
-			}
-			if err == nil {
-				continue
-			}
-			field := fmt.Sprintf("outputs[%d].preserve_source", j)
-			if path != "" {
-				field = fmt.Sprintf("%s[%d].%s", path, i, field)
-			}
-			return &ruleset.ValidationError{Field: field,
-				Message: fmt.Sprintf("this mcrd cannot send transparent %s outputs: %v", family, err)}
-		}
-	}
-	return nil
 }

@@ -1,13 +1,15 @@
-package supervisor
+package pool
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,28 +34,28 @@ import (
 //	          stopped
 //
 // The zero value is invalid; String is the name on the wire.
-type slotState uint8
+type SlotState uint8
 
 const (
-	_ slotState = iota
-	stateStarting
-	stateRunning
-	stateBackoff
-	stateStopped
+	_ SlotState = iota
+	StateStarting
+	StateRunning
+	StateBackoff
+	StateStopped
 )
 
-func (s slotState) String() string {
+func (s SlotState) String() string {
 	switch s {
-	case stateStarting:
+	case StateStarting:
 		return "starting"
-	case stateRunning:
+	case StateRunning:
 		return "running"
-	case stateBackoff:
+	case StateBackoff:
 		return "backoff"
-	case stateStopped:
+	case StateStopped:
 		return "stopped"
 	}
-	return fmt.Sprintf("slotState(%d)", uint8(s))
+	return fmt.Sprintf("SlotState(%d)", uint8(s))
 }
 
 // Health and restart timing, as docs/architecture.md describes it.
@@ -88,8 +90,8 @@ type queueLimit struct {
 // defaultQueueLimit holds a burst of thousands of single-rule updates.
 var defaultQueueLimit = queueLimit{frames: 8192, bytes: 8 << 20}
 
-// PoolConfig configures a Pool. Zero values mean the documented defaults.
-type PoolConfig struct {
+// Config configures a Pool. Zero values mean the documented defaults.
+type Config struct {
 	// Exe is the binary run as `Exe worker …`; "" = /proc/self/exe, the
 	// running mcrd (also after the file on disk was replaced).
 	Exe string
@@ -107,6 +109,11 @@ type PoolConfig struct {
 	// no ring) and --rx-ring-timeout when not 0; see worker.Config.
 	RingBlocks  int
 	RingTimeout time.Duration
+	// RxRing, RingFrames and BusyPoll are passed as --rx-ring,
+	// --rx-ring-frames and --busy-poll when set; see worker.Config.
+	RxRing     string
+	RingFrames int
+	BusyPoll   bool
 	// SocketRetry is passed as --socket-retry when not 0: how often
 	// workers ask again for sockets that failed to open.
 	SocketRetry time.Duration
@@ -120,6 +127,10 @@ type PoolConfig struct {
 	Aggregator *stats.Aggregator
 	// ExtraEnv is appended to the supervisor's environment for workers.
 	ExtraEnv []string
+	// Egress are the kernel steps of the egress sockets the pool holds
+	// for the outputs; nil = the kernel's. Tests of what drives a pool
+	// fake them.
+	Egress *EgressOps
 	// OnTrace, if set, gets the trace events of every worker snapshot
 	// (traceSessions.ingest), from the workers' stats readers.
 	OnTrace func([]tracing.Event)
@@ -144,7 +155,7 @@ type PoolConfig struct {
 // (prctl(2) PR_SET_PDEATHSIG; golang/go#27505), so that thread must outlive
 // every worker it spawns.
 type Pool struct {
-	cfg PoolConfig // defaults filled in by Start
+	cfg Config // defaults filled in by Start
 	// cred is what workers run as (from cfg.WorkerUser); nil: the
 	// supervisor's credentials.
 	cred    *syscall.Credential
@@ -186,7 +197,7 @@ type Pool struct {
 //	 │                                  │                     │
 //	 └─────────Stop────────► stopped ◄──┴─all workers exited──┘
 //
-// The zero value is invalid: NewPool starts a pool in poolNew.
+// The zero value is invalid: New starts a pool in poolNew.
 type poolState uint8
 
 const (
@@ -261,7 +272,7 @@ type poolRule struct {
 type workerSlot struct {
 	id, core int
 
-	state    slotState
+	state    SlotState
 	proc     *workerProc // the live process; nil in backoff and stopped
 	restarts int
 	resyncs  int
@@ -272,11 +283,15 @@ type workerSlot struct {
 	mismatches int
 }
 
-// NewPool returns a pool configured by cfg. Nothing runs until Start.
-func NewPool(cfg PoolConfig) *Pool {
+// New returns a pool configured by cfg. Nothing runs until Start.
+func New(cfg Config) *Pool {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	egress := kernelEgressOps()
+	if cfg.Egress != nil {
+		egress = *cfg.Egress
 	}
 	return &Pool{
 		cfg:     cfg,
@@ -289,7 +304,7 @@ func NewPool(cfg PoolConfig) *Pool {
 		stop:        make(chan struct{}),
 		rules:       make(map[string]poolRule),
 		grants:      relaysock.NewGrants(),
-		egress:      newHeldEgress(log, kernelEgressOps()),
+		egress:      newHeldEgress(log, egress),
 		changed:     make(chan struct{}),
 		state:       poolNew,
 	}
@@ -325,7 +340,7 @@ func (p *Pool) Start() error {
 	}
 	p.inputs = newHeldInputs(cfg.Fanout, cores, p.log, cfg.Aggregator)
 	for i, core := range cores {
-		s := &workerSlot{id: i, core: core, state: stateStarting}
+		s := &workerSlot{id: i, core: core, state: StateStarting}
 		p.slots = append(p.slots, s)
 		p.wg.Add(1)
 		go p.runSlot(s)
@@ -334,12 +349,13 @@ func (p *Pool) Start() error {
 	go p.healthLoop()
 	p.log.Info("worker pool started", "workers", cfg.NumWorkers, "cpus", cfg.CPUs, "fanout", cfg.Fanout.String(),
 		"backend", cfg.Backend, "stats_interval", cfg.StatsInterval,
-		"rx_ring_blocks", cfg.RingBlocks, "rx_ring_timeout", cfg.RingTimeout)
+		"rx_ring", cfg.RxRing, "rx_ring_frames", cfg.RingFrames, "rx_ring_blocks", cfg.RingBlocks,
+		"rx_ring_timeout", cfg.RingTimeout, "busy_poll", cfg.BusyPoll)
 	return nil
 }
 
 // withDefaults returns p.cfg with its zero values replaced by defaults.
-func (p *Pool) withDefaults() (PoolConfig, error) {
+func (p *Pool) withDefaults() (Config, error) {
 	cfg := p.cfg
 	if cfg.Exe == "" {
 		cfg.Exe = "/proc/self/exe"
@@ -525,7 +541,7 @@ func (p *Pool) Workers() []controlproto.WorkerInfo {
 
 // inSync reports whether s runs and holds the ruleset hashing to want.
 func (s *workerSlot) inSync(want string) bool {
-	return s.state == stateRunning && s.hash == want
+	return s.state == StateRunning && s.hash == want
 }
 
 // WaitAllRunning waits until every worker is running and in sync with the
@@ -590,7 +606,7 @@ func (p *Pool) runSlot(s *workerSlot) {
 			// Workers would run without no_new_privs: refuse to start them.
 			log.Error("cannot restrict the thread that starts workers; slot stopped", "err", err)
 			p.mu.Lock()
-			s.state = stateStopped
+			s.state = StateStopped
 			p.notifyLocked()
 			p.mu.Unlock()
 			return
@@ -624,7 +640,7 @@ func (p *Pool) enterBackoff(s *workerSlot, delay time.Duration, log *slog.Logger
 	p.mu.Lock()
 	stopping := p.state.stopping()
 	if !stopping {
-		s.state = stateBackoff
+		s.state = StateBackoff
 		p.notifyLocked()
 	}
 	p.mu.Unlock()
@@ -643,7 +659,7 @@ func (p *Pool) enterBackoff(s *workerSlot, delay time.Duration, log *slog.Logger
 	if !p.state.stopping() {
 		return true
 	}
-	s.state = stateStopped
+	s.state = StateStopped
 	p.notifyLocked()
 	log.Info("worker slot stopped")
 	return false
@@ -656,7 +672,7 @@ func (p *Pool) enterBackoff(s *workerSlot, delay time.Duration, log *slog.Logger
 func (p *Pool) superviseLife(s *workerSlot, w *workerProc) (healthy time.Duration) {
 	p.mu.Lock()
 	s.proc = w
-	s.state = stateStarting
+	s.state = StateStarting
 	s.hash, s.backend, s.mismatches = "", "", 0
 	w.lastBeat = w.started
 	switch {
@@ -683,7 +699,7 @@ func (p *Pool) superviseLife(s *workerSlot, w *workerProc) (healthy time.Duratio
 
 	p.mu.Lock()
 	s.proc = nil
-	s.state = stateBackoff
+	s.state = StateBackoff
 	w.queue.close()
 	if !w.runningSince.IsZero() {
 		healthy = time.Since(w.runningSince)
@@ -803,8 +819,8 @@ func (p *Pool) observe(s *workerSlot, w *workerProc, snap *stats.Snapshot, now t
 	}
 	w.lastBeat = now
 	s.hash, s.backend = snap.RulesetHash, snap.Backend
-	if s.state == stateStarting {
-		s.state = stateRunning
+	if s.state == StateStarting {
+		s.state = StateRunning
 		w.runningSince = now
 		w.log.Info("worker running", "backend", snap.Backend)
 	}
@@ -868,4 +884,31 @@ func (b backoffPolicy) next(failures *int, healthy time.Duration) time.Duration 
 		d *= 2
 	}
 	return min(d, b.max)
+}
+
+// Holding is what a Pool holds for its ruleset, for checks against a
+// model of it.
+type Holding struct {
+	Hash    string            // the ruleset's set hash
+	RuleIDs []string          // the rules' ids, sorted
+	Grants  *relaysock.Grants // the input sockets the rules need: the pool's own, to read before the next Update
+	// Egress counts the outputs on each egress socket that has any.
+	Egress map[relaysock.EgressKey]int
+}
+
+// Holding returns what p holds now.
+func (p *Pool) Holding() Holding {
+	var h Holding
+	p.egress.mu.Lock()
+	h.Egress = map[relaysock.EgressKey]int{}
+	for k, s := range p.egress.byKey {
+		if s.outputs > 0 {
+			h.Egress[k] = s.outputs
+		}
+	}
+	p.egress.mu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	h.Hash, h.RuleIDs, h.Grants = p.hash.String(), slices.Sorted(maps.Keys(p.rules)), p.grants
+	return h
 }

@@ -1,4 +1,4 @@
-package supervisor
+package pool
 
 import (
 	"fmt"
@@ -84,6 +84,15 @@ func (p *Pool) spawn(s *workerSlot) (*workerProc, error) {
 	}
 	if p.cfg.RingTimeout != 0 {
 		args = append(args, "--rx-ring-timeout", p.cfg.RingTimeout.String())
+	}
+	if p.cfg.RxRing != "" {
+		args = append(args, "--rx-ring", p.cfg.RxRing)
+	}
+	if p.cfg.RingFrames != 0 {
+		args = append(args, "--rx-ring-frames", strconv.Itoa(p.cfg.RingFrames))
+	}
+	if p.cfg.BusyPoll {
+		args = append(args, "--busy-poll")
 	}
 	if p.cfg.SocketRetry != 0 {
 		args = append(args, "--socket-retry", p.cfg.SocketRetry.String())

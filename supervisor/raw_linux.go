@@ -9,18 +9,6 @@ import (
 	"github.com/mcrelay/mcr/internal/relaysock"
 )
 
-// kernelEgressOps are the real steps of heldEgress.
-func kernelEgressOps() egressOps {
-	return egressOps{
-		open: relaysock.OpenEgress,
-		port: relaysock.BoundPort,
-		dup: func(fd int) (int, error) {
-			return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
-		},
-		close: func(fd int) { unix.Close(fd) },
-	}
-}
-
 // probeRaw finds out once, at start, whether the supervisor can open the
 // raw sockets of transparent outputs (relaysock.OpenRaw), per family.
 func probeRaw() rawSupport {

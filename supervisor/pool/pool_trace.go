@@ -1,4 +1,4 @@
-package supervisor
+package pool
 
 import (
 	"github.com/mcrelay/mcr/controlproto"
@@ -26,7 +26,7 @@ func (p *Pool) SetTraces(ts []controlproto.WorkerTrace) {
 }
 
 // passTraces hands the trace events of w's snapshot, numbered with its
-// slot, to PoolConfig.OnTrace.
+// slot, to Config.OnTrace.
 func (p *Pool) passTraces(s *workerSlot, snap *stats.Snapshot) {
 	if len(snap.Trace) == 0 || p.cfg.OnTrace == nil {
 		return

@@ -1,4 +1,4 @@
-package supervisor
+package pool
 
 import (
 	"testing"
@@ -121,9 +121,8 @@ func TestPoolStateMoves(t *testing.T) {
 
 // TestStateNames: the states keep their names on the wire.
 func TestStateNames(t *testing.T) {
-	got := []string{stateStarting.String(), stateRunning.String(), stateBackoff.String(), stateStopped.String(),
-		linkPending.String(), linkDown.String(), linkActive.String()}
-	want := []string{"starting", "running", "backoff", "stopped", "pending", "down", "active"}
+	got := []string{StateStarting.String(), StateRunning.String(), StateBackoff.String(), StateStopped.String()}
+	want := []string{"starting", "running", "backoff", "stopped"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("state names (-want +got):\n%s", diff)
 	}
