@@ -77,6 +77,9 @@ type master struct {
 	// counts the rules with an output on each interface name.
 	listeners *listeners
 	outNames  map[string]int
+	// querier is the config file's querier settings in effect, which
+	// config and encodedConfig give back.
+	querier ruleset.Querier
 }
 
 // ruleEntry is one rule of the master ruleset and what it resolved to.
@@ -719,7 +722,7 @@ func countState(c *stats.StateCounts, state string) {
 func (m *master) config() ruleset.Config {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	c := ruleset.Config{Rules: make([]ruleset.Rule, 0, len(m.rules))}
+	c := ruleset.Config{Rules: make([]ruleset.Rule, 0, len(m.rules)), Querier: m.querier}
 	for _, e := range m.sorted() {
 		c.Rules = append(c.Rules, e.rule)
 	}
@@ -745,7 +748,8 @@ func (m *master) encodedConfig() ([]byte, uint64, error) {
 		}
 		parts[i] = e.saved
 	}
-	return joinConfig(parts), m.version, nil
+	data, err := withQuerier(joinConfig(parts), m.querier)
+	return data, m.version, err
 }
 
 // currentVersion returns the version of the ruleset: a save of a config

@@ -160,6 +160,7 @@ func start(cfg Config) (*instance, error) {
 	}
 	in.goBackground(func() { <-following })
 	in.goBackground(func() { mc.Listeners.run(ctx, m) })
+	m.setQuerierSettings(initial.Querier)
 	if res := m.replace(initial.Rules); cfg.ConfigPath != "" {
 		log.Info("config loaded", "from", cfg.ConfigPath, "added", res.Added)
 	}
@@ -322,6 +323,7 @@ func (d *daemon) reload() {
 		return
 	}
 	res := d.master.replace(c.Rules)
+	d.master.setQuerierSettings(c.Querier)
 	d.log.Info("config reloaded on SIGHUP", "path", d.configPath,
 		"added", res.Added, "removed", res.Removed, "unchanged", res.Unchanged)
 }

@@ -3,13 +3,18 @@ package topology
 import (
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/internal/netnstest"
 	"github.com/mcrelay/mcr/querier"
+	"github.com/mcrelay/mcr/ruleset"
 )
 
 // Timers of the snooping segment, short so that the scenarios take
@@ -207,11 +212,32 @@ func TestQuerierKeepsSnoopedReceivers(t *testing.T) {
 // TestWhenJoinedFollowsReceivers: an output with when_joined sends
 // nothing before a receiver joins its group on the output interface,
 // sends once one has, and stops again after it leaves; over IPv4 (IGMP)
-// and IPv6 (MLD).
+// and IPv6 (MLD), and stays idle through a restart of the workers. The
+// querier is set in the config file here, which keeps the setting
+// through the saves of the rules added.
 func TestWhenJoinedFollowsReceivers(t *testing.T) {
 	t.Parallel()
 	seg := newSnoopedSegment(t)
-	d := startDaemon(t, seg.relay, daemonOptions{Flags: []string{"--querier", outIf, "--query-interval", queryInterval}})
+	path := filepath.Join(t.TempDir(), "mcr.json")
+	querierConfig := ruleset.Querier{Interfaces: []string{outIf}, QueryInterval: queryInterval}
+	b, err := ruleset.EncodeConfig(ruleset.Config{Querier: querierConfig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, seg.relay, daemonOptions{Config: path})
+	t.Cleanup(func() {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := ruleset.DecodeConfig(data)
+		if err != nil || !cmp.Equal(c.Querier, querierConfig) || len(c.Rules) != 2 {
+			t.Errorf("the saved config holds querier %+v and %d rules (%v); want %+v and 2 rules", c.Querier, len(c.Rules), err, querierConfig)
+		}
+	})
 	for _, tc := range []struct {
 		id, inGroup, outGroup, fam string
 	}{
@@ -237,8 +263,9 @@ func TestWhenJoinedFollowsReceivers(t *testing.T) {
 				t.Errorf("%d packets left %s during a stream of %d with no receiver", got, outIf, s.Count)
 			}
 			rr := ruleReport(t, d.stats(), tc.id)
-			if o := rr.Outputs[0]; o.PacketsOut != 0 || o.Errors != 0 {
-				t.Errorf("idle output counted %d sent, %d errors; want none", o.PacketsOut, o.Errors)
+			if o := rr.Outputs[0]; o.PacketsOut != 0 || o.Errors != 0 || o.NotSentIdle != s.Count {
+				t.Errorf("idle output counted %d sent, %d errors, %d not sent while idle; want 0, 0, %d",
+					o.PacketsOut, o.Errors, o.NotSentIdle, s.Count)
 			}
 
 			// A receiver joins: the output turns active and the
@@ -247,6 +274,7 @@ func TestWhenJoinedFollowsReceivers(t *testing.T) {
 			waitFor(t, 10*time.Second, "the output to turn active after the join", func() bool {
 				return d.outputState(tc.id, 0) == controlproto.StateActive
 			})
+			d.waitReady() // the workers hold the active output
 			if ig := d.groups(outIf); !hasGroup(ig, tc.outGroup) {
 				t.Errorf("mcrctl groups does not list %s: %+v", tc.outGroup, ig.Groups)
 			}
@@ -264,6 +292,11 @@ func TestWhenJoinedFollowsReceivers(t *testing.T) {
 			waitFor(t, 10*time.Second, "the output to turn idle after the leave", func() bool {
 				return d.outputState(tc.id, 0) == controlproto.StateIdle
 			})
+			d.waitReady() // the workers hold the idle output
+			if tc.fam == "IPv4" {
+				// The workers' replacements get the output idle too.
+				d.killWorkers()
+			}
 			out := ruleReport(t, d.stats(), tc.id).Outputs[0].PacketsOut
 			tx = seg.relay.LinkStat(outIf, "tx_packets")
 			send(t, seg.src, s)

@@ -181,6 +181,7 @@ func (d *dispatcher) fanOut(r *rule, buf int, pkt []byte, off, n, seg int, s sen
 	for j := range r.outputs {
 		o := &r.outputs[j]
 		if o.idle { // no listener wants it: not sent, and not a drop
+			o.cnt.NotSentIdle++
 			continue
 		}
 		if !o.open() {
