@@ -24,6 +24,7 @@ import (
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/supervisor/links"
 )
 
 // testDaemon is a control server over a master of fakes, listening on a
@@ -53,8 +54,8 @@ func startTestDaemonWith(t testing.TB, tune func(*server)) *testDaemon {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	tm := newTestMaster(t)
-	tm.linkChanged(link{"eth0", 2, true})
-	tm.linkChanged(link{"eth1", 3, true})
+	tm.LinkChanged(links.Link{Name: "eth0", Index: 2, Up: true})
+	tm.LinkChanged(links.Link{Name: "eth1", Index: 3, Up: true})
 	tm.dp.workers = []controlproto.WorkerInfo{
 		{Worker: 0, PID: 100, Core: 0, State: "running", InSync: true},
 		{Worker: 1, PID: 101, Core: 1, State: "running", InSync: true},

@@ -14,6 +14,7 @@ import (
 	"github.com/mcrelay/mcr/ingressdrop"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/supervisor/links"
 	"github.com/mcrelay/mcr/supervisor/pool"
 	"github.com/mcrelay/mcr/supervisor/sdnotify"
 	"github.com/mcrelay/mcr/supervisor/tuning"
@@ -154,7 +155,7 @@ func start(cfg Config) (*instance, error) {
 	if err := pool.Start(); err != nil {
 		return fail(err)
 	}
-	following, err := startLinkFollower(ctx, m, log)
+	following, err := links.Follow(ctx, m, log)
 	if err != nil {
 		return fail(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/internal/netnstest"
+	"github.com/mcrelay/mcr/supervisor/links"
 	"github.com/mcrelay/mcr/tracing"
 )
 
@@ -34,8 +35,8 @@ func startTraceDaemon(t *testing.T) *traceDaemon {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	tm := newTestMaster(t)
-	tm.linkChanged(link{"eth0", 2, true})
-	tm.linkChanged(link{"eth1", 3, true})
+	tm.LinkChanged(links.Link{Name: "eth0", Index: 2, Up: true})
+	tm.LinkChanged(links.Link{Name: "eth1", Index: 3, Up: true})
 	td := &traceDaemon{testDaemon: &testDaemon{testMaster: tm, path: filepath.Join(dir, "ctl.sock"), dir: dir}}
 	td.traces = newTraceSessions(testLogger(tm.log), func(ts []controlproto.WorkerTrace) {
 		td.mu.Lock()
