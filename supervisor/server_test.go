@@ -44,8 +44,9 @@ func startTestDaemon(t testing.TB) *testDaemon {
 }
 
 // startTestDaemonWith is startTestDaemon with tune, when not nil, called on
-// the server before it starts (to shorten its timeouts).
-func startTestDaemonWith(t testing.TB, tune func(*server)) *testDaemon {
+// the daemon before its server starts (to shorten its timeouts, or add
+// parts such as trace sessions).
+func startTestDaemonWith(t testing.TB, tune func(*testDaemon)) *testDaemon {
 	t.Helper()
 	// Not t.TempDir: a unix socket path must fit in 108 bytes.
 	dir, err := os.MkdirTemp("", "mcrsv")
@@ -71,7 +72,7 @@ func startTestDaemonWith(t testing.TB, tune func(*server)) *testDaemon {
 	}
 	td.srv = newServer(ln, td.d.serve, td.d.log)
 	if tune != nil {
-		tune(td.srv)
+		tune(td)
 	}
 	td.srv.start()
 	t.Cleanup(td.srv.close)
@@ -617,7 +618,7 @@ func TestConnectionLimitAllBusy(t *testing.T) {
 // line, and keeps one that keeps asking.
 func TestIdleTimeout(t *testing.T) {
 	const idle = 500 * time.Millisecond
-	td := startTestDaemonWith(t, func(s *server) { s.idleTimeout = idle })
+	td := startTestDaemonWith(t, func(td *testDaemon) { td.srv.idleTimeout = idle })
 	silent := td.dial(t)
 	stalled := td.dial(t)
 	stalled.send(`{"command":"Pi`)
@@ -645,7 +646,7 @@ func TestIdleTimeout(t *testing.T) {
 // reads slowly but steadily: each gets its whole reply.
 func TestLargeReplyAfterLongIdle(t *testing.T) {
 	const write = time.Second // long enough that a loaded machine's late wake-ups stay inside one
-	td := startTestDaemonWith(t, func(s *server) { s.writeTimeout = write })
+	td := startTestDaemonWith(t, func(td *testDaemon) { td.srv.writeTimeout = write })
 	c := td.client(t)
 	ctx := context.Background()
 	const n = 3000
