@@ -7,9 +7,10 @@
 // Parts with a job of their own are packages below it, which it wires:
 // supervisor/pool (the worker pool and the sockets it holds for workers),
 // supervisor/links (the netlink view of interfaces and addresses, whose
-// Events the master ruleset implements), supervisor/tuning (host tuning
-// advice) and supervisor/sdnotify (systemd notifications); they never
-// import it nor each other.
+// Events the master ruleset implements), supervisor/membership (the
+// IGMP/MLD joins of the inputs, on pooled helper sockets),
+// supervisor/tuning (host tuning advice) and supervisor/sdnotify (systemd
+// notifications); they never import it nor each other.
 //
 // It never imports package worker: supervisor and workers meet only in
 // controlproto and internal/relaysock (the socket broker), as the processes

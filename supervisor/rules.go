@@ -16,6 +16,7 @@ import (
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
 	"github.com/mcrelay/mcr/supervisor/links"
+	"github.com/mcrelay/mcr/supervisor/membership"
 )
 
 // master owns the master ruleset (the truth every worker's ruleset is
@@ -60,7 +61,7 @@ type master struct {
 	byIface map[string]map[string]*ruleEntry // interface name → rules on it (input or output)
 	links   links.View
 	addrs   links.Addrs
-	groups  *memberships
+	groups  *membership.Joins
 	fanout  *fanoutIDs
 	// excl, when --exclusive-inputs is on, keeps the kernel's receive
 	// path from seeing the streams the data plane holds; nil when off.
@@ -100,7 +101,7 @@ type ruleEntry struct {
 
 	sent      *controlproto.WorkerRule // what the data plane holds; nil = not sent
 	sentCanon []byte                   // sent.Canonical()
-	joined    *membership              // the membership held for the rule
+	joined    *membership.Group        // the membership held for the rule
 
 	// saved is the rule as the config file holds it (configEntry), made
 	// at its first save; nil until then.
@@ -112,7 +113,7 @@ type masterConfig struct {
 	Log    *slog.Logger
 	DP     dataPlane
 	Stats  *stats.Aggregator
-	Groups openGroupSocket
+	Groups membership.Opener
 	Fanout *fanoutIDs
 	// Exclusive, when set, drops the relayed streams at each input
 	// interface's tc ingress (--exclusive-inputs); nil = off.
@@ -140,7 +141,7 @@ func newMaster(c masterConfig) *master {
 		byIface: map[string]map[string]*ruleEntry{},
 		links:   links.NewView(),
 		addrs:   links.NewAddrs(),
-		groups:  newMemberships(c.Groups),
+		groups:  membership.New(c.Groups),
 		fanout:  c.Fanout,
 		raw:     c.Raw,
 
@@ -455,17 +456,17 @@ func unsend(e *ruleEntry, b *batch) {
 // A failed join is the rule's error; it is tried again at the next
 // reconcile.
 func (m *master) updateMembership(e *ruleEntry, in links.Link, exists bool) error {
-	var want *membership
+	var want *membership.Group
 	if exists && in.Up && e.group.IsMulticast() {
-		want = &membership{ifindex: in.Index, group: e.group, source: e.src}
+		want = &membership.Group{Ifindex: in.Index, Addr: e.group, Source: e.src}
 	}
 	if want != nil && e.joined != nil && *want == *e.joined {
 		return nil
 	}
 	var err error
 	if want != nil {
-		if err = m.groups.join(*want); err != nil {
-			err = fmt.Errorf("join %s on %s: %w", describeGroup(*want), in.Name, err)
+		if err = m.groups.Join(*want); err != nil {
+			err = fmt.Errorf("join %s on %s: %w", want, in.Name, err)
 			want = nil
 		}
 	}
@@ -476,20 +477,11 @@ func (m *master) updateMembership(e *ruleEntry, in links.Link, exists bool) erro
 	return err
 }
 
-// describeGroup names a membership's group: "239.1.1.1", or
-// "(10.0.0.9, 232.1.1.1)" when source-specific.
-func describeGroup(g membership) string {
-	if g.source.IsValid() {
-		return fmt.Sprintf("(%s, %s)", g.source, g.group)
-	}
-	return g.group.String()
-}
-
 // leave drops a rule's reference on g. A failed leave only matters to the
-// log: the membership is forgotten either way (see memberships.leave).
-func (m *master) leave(g membership) {
-	if err := m.groups.leave(g); err != nil {
-		m.log.Debug("leave group", "group", describeGroup(g), "ifindex", g.ifindex, "err", err)
+// log: the membership is forgotten either way (see membership.Joins.Leave).
+func (m *master) leave(g membership.Group) {
+	if err := m.groups.Leave(g); err != nil {
+		m.log.Debug("leave group", "group", g.String(), "ifindex", g.Ifindex, "err", err)
 	}
 }
 
@@ -816,7 +808,7 @@ func (m *master) close() error {
 	for _, e := range m.rules {
 		e.joined = nil
 	}
-	return m.groups.close()
+	return m.groups.Close()
 }
 
 // batch collects the data-plane changes of one master operation, so the

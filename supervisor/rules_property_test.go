@@ -22,6 +22,7 @@ import (
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
 	"github.com/mcrelay/mcr/supervisor/links"
+	"github.com/mcrelay/mcr/supervisor/membership"
 	"github.com/mcrelay/mcr/supervisor/pool"
 )
 
@@ -679,7 +680,7 @@ func (pt *propTest) check() string {
 			if r.Input.Source != "" {
 				src = netip.MustParseAddr(r.Input.Source)
 			}
-			wantJoined[fmt.Sprintf("%s@%d", describeGroup(membership{group: g, source: src}), in.index)]++
+			wantJoined[fmt.Sprintf("%s@%d", membership.Group{Addr: g, Source: src}.String(), in.index)]++
 		}
 	}
 	gotStatus := map[string]status{}
@@ -747,10 +748,10 @@ func (pt *propTest) check() string {
 	// left open without a membership.
 	pt.tm.mu.Lock()
 	gotJoined := map[string]int{}
-	for g, h := range pt.tm.groups.held {
-		gotJoined[fmt.Sprintf("%s@%d", describeGroup(g), g.ifindex)] = h.refs
+	for g, refs := range pt.tm.groups.All() {
+		gotJoined[fmt.Sprintf("%s@%d", g.String(), g.Ifindex)] = refs
 	}
-	_, sockets := pt.tm.groups.count()
+	_, sockets := pt.tm.groups.Count()
 	wantInputs := map[ruleset.InputKey]string{}
 	wantByIface := map[string][]string{}
 	for id, r := range pt.rules {
@@ -782,8 +783,8 @@ func (pt *propTest) check() string {
 	}
 	pt.tm.mu.Unlock()
 	report("memberships", cmp.Diff(wantJoined, gotJoined))
-	if pt.tm.kernel.open != sockets {
-		problems = append(problems, fmt.Sprintf("%d helper sockets open, the pools hold %d", pt.tm.kernel.open, sockets))
+	if pt.tm.kernel.Open != sockets {
+		problems = append(problems, fmt.Sprintf("%d helper sockets open, the pools hold %d", pt.tm.kernel.Open, sockets))
 	}
 	report("input index", cmp.Diff(wantInputs, gotInputs))
 	report("interface index", cmp.Diff(wantByIface, gotByIface))

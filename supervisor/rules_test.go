@@ -295,8 +295,8 @@ func TestRuleMembershipsShared(t *testing.T) {
 	if diff := cmp.Diff(want, tm.joined()); diff != "" {
 		t.Errorf("memberships (-want +got):\n%s", diff)
 	}
-	if tm.kernel.opened != 2 {
-		t.Errorf("IPv4 and IPv6 groups on one interface opened %d helper sockets, want 2", tm.kernel.opened)
+	if tm.kernel.Opened != 2 {
+		t.Errorf("IPv4 and IPv6 groups on one interface opened %d helper sockets, want 2", tm.kernel.Opened)
 	}
 	tm.remove("p5000")
 	if diff := cmp.Diff(want, tm.joined()); diff != "" {
@@ -310,7 +310,7 @@ func TestRuleMembershipsShared(t *testing.T) {
 
 func TestRuleJoinFailureIsThatRulesError(t *testing.T) {
 	tm := newTestMaster(t)
-	tm.kernel.fail[netip.MustParseAddr("239.6.6.6")] = syscall.EADDRNOTAVAIL
+	tm.kernel.Fail[netip.MustParseAddr("239.6.6.6")] = syscall.EADDRNOTAVAIL
 	up("eth9", 5)(tm)
 	addRules(
 		testRule("bad", "eth9", "239.6.6.6", 5000, "out0"),
@@ -328,7 +328,7 @@ func TestRuleJoinFailureIsThatRulesError(t *testing.T) {
 		t.Error("rule with a failing join was not sent to the data plane (unicast or already-flooded traffic still arrives)")
 	}
 	// The join is retried when the interface comes back.
-	delete(tm.kernel.fail, netip.MustParseAddr("239.6.6.6"))
+	delete(tm.kernel.Fail, netip.MustParseAddr("239.6.6.6"))
 	down("eth9", 5)(tm)
 	up("eth9", 5)(tm)
 	if _, errText := tm.status(t, "bad"); errText != "" {
@@ -379,7 +379,7 @@ func TestRuleReplaceAppliesOnlyTheDifference(t *testing.T) {
 		testRule("gone", "eth9", "239.1.1.3", 5000, "out0"),
 	)(tm)
 	tm.dp.updates()
-	opened := tm.kernel.opened
+	opened := tm.kernel.Opened
 
 	changed := testRule("changed", "eth9", "239.1.1.2", 5001, "out0") // same group, other port
 	// "new" takes the input "gone" had: the diff must free it first.
@@ -400,8 +400,8 @@ func TestRuleReplaceAppliesOnlyTheDifference(t *testing.T) {
 	if diff := cmp.Diff([]string{"239.1.1.1@5", "239.1.1.2@5", "239.1.1.3@5"}, tm.joined()); diff != "" {
 		t.Errorf("memberships (-want +got):\n%s", diff)
 	}
-	if tm.kernel.opened != opened {
-		t.Errorf("replace opened %d new helper sockets: a group stayed wanted but was left and joined again", tm.kernel.opened-opened)
+	if tm.kernel.Opened != opened {
+		t.Errorf("replace opened %d new helper sockets: a group stayed wanted but was left and joined again", tm.kernel.Opened-opened)
 	}
 	// The same set again changes nothing.
 	res = tm.replace(tm.config().Rules)

@@ -264,7 +264,7 @@ func TestGetStats(t *testing.T) {
 // names no output.
 func TestListRulesShowsWorkerErrors(t *testing.T) {
 	td := startTestDaemon(t)
-	td.kernel.fail[netip.MustParseAddr("239.1.1.3")] = syscall.ENODEV
+	td.kernel.Fail[netip.MustParseAddr("239.1.1.3")] = syscall.ENODEV
 	rc := td.dial(t)
 	rc.call(`{"command":"AddRule","rule":` + ruleA + `}`)
 	rc.call(`{"command":"AddRule","rule":` + strings.NewReplacer(`"a"`, `"b"`, "239.1.1.1", "239.1.1.2").Replace(ruleA) + `}`)
@@ -715,7 +715,7 @@ func pipelineAddRules(t testing.TB, n int) {
 	if len(td.dp.ids()) != n {
 		t.Errorf("data plane holds %d rules, want %d", len(td.dp.ids()), n)
 	}
-	if groups, sockets := td.groups.count(); groups != n || sockets != (n+19)/20 {
+	if groups, sockets := td.groups.Count(); groups != n || sockets != (n+19)/20 {
 		t.Errorf("%d groups joined on %d helper sockets, want %d on %d", groups, sockets, n, (n+19)/20)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
 	"github.com/mcrelay/mcr/supervisor/links"
+	"github.com/mcrelay/mcr/supervisor/membership"
 	"github.com/mcrelay/mcr/supervisor/pool"
 	"github.com/mcrelay/mcr/supervisor/sdnotify"
 	"github.com/mcrelay/mcr/supervisor/tuning"
@@ -124,7 +125,7 @@ func start(cfg Config) (*instance, error) {
 	})
 	mc := masterConfig{
 		Log: log, DP: tuningCheck{pool, tuning.NewCheck(log)}, Stats: agg,
-		Groups: openUDPGroupSocket, Fanout: newFanoutIDs(probeFanoutID, os.Getpid()),
+		Groups: membership.OpenUDP, Fanout: newFanoutIDs(probeFanoutID, os.Getpid()),
 		Raw: raw,
 	}
 	if cfg.ExclusiveInputs {

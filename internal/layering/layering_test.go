@@ -64,7 +64,7 @@ func TestImportRules(t *testing.T) {
 	if len(deps) < 10 {
 		t.Fatalf("go list found %d packages: not the module", len(deps))
 	}
-	for _, want := range []string{"supervisor", "worker", "controlproto", "internal/relaysock", "internal/prefilter", "supervisor/links"} {
+	for _, want := range []string{"supervisor", "worker", "controlproto", "internal/relaysock", "internal/prefilter", "supervisor/links", "supervisor/membership"} {
 		if _, ok := deps[want]; !ok {
 			t.Fatalf("package %s not listed: the rules below would check nothing about it", want)
 		}
