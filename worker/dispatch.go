@@ -182,6 +182,9 @@ func (d *dispatcher) fanOut(r *rule, buf int, pkt []byte, off, n, seg int, s sen
 		o := &r.outputs[j]
 		if o.idle { // no listener wants it: not sent, and not a drop
 			o.cnt.NotSentIdle++
+			if o.trace != nil {
+				o.traceNotSent(tracing.Idle, n)
+			}
 			continue
 		}
 		if !o.open() {
