@@ -36,6 +36,10 @@ link's querier.`,
 // writeGroups prints the `groups` tables: the querier state per interface
 // and family, then the groups with listeners.
 func writeGroups(w io.Writer, list []controlproto.InterfaceGroups, color bool) error {
+	if len(list) == 0 {
+		_, err := io.WriteString(w, "no listener tables: no output interface of a rule and no --querier interface exists\n")
+		return err
+	}
 	q := table{
 		header: []string{"INTERFACE", "FAMILY", "ROLE", "QUERIER", "GROUPS", "QUERIES SENT", "QUERIES HEARD", "REPORTS", "LEAVES"},
 		right:  []bool{false, false, false, false, true, true, true, true, true},

@@ -56,8 +56,17 @@ const (
 		`{"worker":1,"pid":4250,"core":1,"state":"backoff","restarts":3,"uptime_s":0.4,"ruleset_hash":"","in_sync":false,"resyncs":1,"backend":"mmsg"}]}`
 )
 
+// groupsReply is a ListGroups answer: one interface where mcrd queries
+// IPv4 and defers to another querier on IPv6, with two groups.
+const groupsReply = `{"ok":true,"result":[{"interface":"eth1","ifindex":3,"querier":true,"families":[` +
+	`{"family":"ipv4","role":"querier","address":"10.1.0.1","querier":"10.1.0.1","groups":2,"queries_sent":14,"queries_received":0,"reports":9,"leaves":1},` +
+	`{"family":"ipv6","role":"non-querier","address":"fe80::2","querier":"fe80::1","querier_expires_ms":251234,"groups":0,"queries_sent":2,"queries_received":3,"reports":0,"leaves":0}],` +
+	`"groups":[{"group":"239.2.2.2","mode":"exclude","version":"IGMPv3","reporter":"10.1.0.50","expires_ms":254321},` +
+	`{"group":"239.2.2.3","mode":"include","sources":["10.1.0.1","10.1.0.9"],"version":"IGMPv3","reporter":"10.1.0.51","expires_ms":1200}]}]}`
+
 func scriptedDaemon(t *testing.T) *fakeDaemon {
 	return newFakeDaemon(t, map[string]string{
+		"ListGroups":  groupsReply,
 		"ListRules":   rulesReply,
 		"GetStats":    statsReply,
 		"ListWorkers": workersReply,
@@ -81,6 +90,8 @@ func TestTables(t *testing.T) {
 		{name: "workers-tty", args: []string{"workers"}, opts: runOpts{tty: true}},
 		{name: "stats", args: []string{"stats"}},
 		{name: "stats-tty", args: []string{"stats"}, opts: runOpts{tty: true}},
+		{name: "groups", args: []string{"groups"}},
+		{name: "groups-tty", args: []string{"groups", "--interface", "eth1"}, opts: runOpts{tty: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -329,6 +340,7 @@ func TestRequests(t *testing.T) {
 		"CheckConfig": `{"ok":true,"result":{"rules":3}}`,
 		"GetLogLevel": `{"ok":true,"result":{"level":"info"}}`,
 		"SetLogLevel": `{"ok":true,"result":{"level":"debug"}}`,
+		"ListGroups":  `{"ok":true,"result":[]}`,
 	})
 	cwd, err := os.Getwd()
 	if err != nil {
@@ -369,6 +381,21 @@ func TestRequests(t *testing.T) {
 			wantRequest: `{"command":"AddRule","rule":{"input":{"interface":"eth0","group":"239.1.1.1","port":5000},` +
 				`"outputs":[{"interface":"eth1","group":"239.2.2.2","port":6000}]}}`,
 			wantStdout: "market-a\n",
+		},
+		{
+			name: "add when joined",
+			args: []string{"add", "--input-interface", "eth0", "--input-group", "239.1.1.1", "--input-port", "5000",
+				"--outputs", "239.2.2.2:6000:eth1,[ff3e::1]:6000:eth2", "--when-joined"},
+			wantRequest: `{"command":"AddRule","rule":{"input":{"interface":"eth0","group":"239.1.1.1","port":5000},"outputs":[` +
+				`{"interface":"eth1","group":"239.2.2.2","port":6000,"when_joined":true},` +
+				`{"interface":"eth2","group":"ff3e::1","port":6000,"when_joined":true}]}}`,
+			wantStdout: "market-a\n",
+		},
+		{
+			name:        "groups of one interface",
+			args:        []string{"groups", "--interface", "eth1"},
+			wantRequest: `{"command":"ListGroups","interface":"eth1"}`,
+			wantStdout:  "no listener tables: no output interface of a rule and no --querier interface exists\n",
 		},
 		{
 			name:        "remove",

@@ -288,6 +288,7 @@ func fillAddr(src, dst string) string {
 //	10:30:00.123470 w0 sent out 0 :38349 > 239.2.2.2:6000 1000 B GSO 3/8
 //	10:30:00.123470 w0 dropped out 1 output_down > 239.3.3.3:6000 (network is down)
 //	10:30:01.002000 w1 unmatched wrong_port 10.1.0.1:40000 > 239.1.1.1:5001 1000 B
+//	10:30:01.002010 w1 not_sent out 1 idle > 239.3.3.3:6000 1000 B
 func formatEvent(e tracing.Event) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s w%d %s", time.Unix(0, e.UnixNano).Format("15:04:05.000000"), e.Worker, e.Kind)

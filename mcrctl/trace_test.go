@@ -28,6 +28,8 @@ func TestFormatEvent(t *testing.T) {
 			"10:30:00.123456 w0 dropped ring_full ×12"},
 		{"wrong port", tracing.Event{UnixNano: at, Kind: tracing.Unmatched, Reason: tracing.WrongPort, Source: "10.1.0.1:40000", Destination: "239.1.1.1:5001", Size: 1000},
 			"10:30:00.123456 w0 unmatched wrong_port 10.1.0.1:40000 > 239.1.1.1:5001 1000 B"},
+		{"not sent: no listener", tracing.Event{UnixNano: at, Kind: tracing.NotSent, Reason: tracing.Idle, Output: &one, Destination: "239.3.3.3:6000", Size: 1000},
+			"10:30:00.123456 w0 not_sent out 1 idle > 239.3.3.3:6000 1000 B"},
 	}
 	for _, tt := range tests {
 		if got := formatEvent(tt.e); got != tt.want {

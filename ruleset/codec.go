@@ -35,6 +35,9 @@ func DecodeConfig(data []byte) (Config, error) {
 	for i := range c.Rules {
 		c.Rules[i].Normalize()
 	}
+	if err := c.Querier.validate(); err != nil {
+		return Config{}, err
+	}
 	if err := ValidateSet(c.Rules); err != nil {
 		return Config{}, err
 	}
@@ -118,8 +121,11 @@ var (
 		"id": stringSchema, "name": stringSchema, "input": inputSchema,
 		"outputs": {kind: jsonArray, elem: outputSchema},
 	}}
+	querierSchema = &schema{kind: jsonObject, fields: map[string]*schema{
+		"interfaces": {kind: jsonArray, elem: stringSchema}, "query_interval": stringSchema,
+	}}
 	configSchema = &schema{kind: jsonObject, fields: map[string]*schema{
-		"rules": {kind: jsonArray, elem: ruleSchema},
+		"rules": {kind: jsonArray, elem: ruleSchema}, "querier": querierSchema,
 	}, required: map[string]string{
 		"rules": `an empty ruleset is written "rules": []`,
 	}}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -262,6 +263,7 @@ func TestSchemaMatchesTypes(t *testing.T) {
 		{reflect.TypeFor[Rule](), ruleSchema},
 		{reflect.TypeFor[Input](), inputSchema},
 		{reflect.TypeFor[Output](), outputSchema},
+		{reflect.TypeFor[Querier](), querierSchema},
 	} {
 		var tags []string
 		for f := range tt.typ.Fields() {
@@ -306,4 +308,38 @@ func FuzzDecodeConfig(f *testing.F) {
 			t.Fatalf("round trip changed the ruleset:\n%s", enc)
 		}
 	})
+}
+
+// TestConfigQuerier: a config's querier settings decode, encode back the
+// same, and are validated with messages that name the field.
+func TestConfigQuerier(t *testing.T) {
+	c, err := DecodeConfig([]byte(`{"querier":{"interfaces":["eth1","eth2"],"query_interval":"30s"},"rules":[]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Querier{Interfaces: []string{"eth1", "eth2"}, QueryInterval: "30s"}
+	if diff := cmp.Diff(want, c.Querier); diff != "" || c.Querier.Interval() != 30*time.Second {
+		t.Errorf("querier (-want +got):\n%s; interval %v", diff, c.Querier.Interval())
+	}
+	b, err := EncodeConfig(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := DecodeConfig(b); err != nil || !cmp.Equal(again.Querier, want) {
+		t.Errorf("round trip of %s: %+v, %v", b, again.Querier, err)
+	}
+	if b, _ := EncodeConfig(Config{}); strings.Contains(string(b), "querier") {
+		t.Errorf("a config without querier settings encodes them: %s", b)
+	}
+	for _, tt := range []struct{ in, want string }{
+		{`{"querier":{"interfaces":["eth/1"]},"rules":[]}`, `querier.interfaces[0]: "eth/1" is not a valid interface name`},
+		{`{"querier":{"interfaces":["eth1","eth1"]},"rules":[]}`, `querier.interfaces[1]: "eth1" is listed twice`},
+		{`{"querier":{"query_interval":"500ms"},"rules":[]}`, `querier.query_interval: "500ms": want a duration from 1s to 8h49m4s, such as "125s"`},
+		{`{"querier":{"query_interval":125},"rules":[]}`, `querier.query_interval: must be a string, got number`},
+		{`{"querier":{"interval":"1s"},"rules":[]}`, `querier: unknown field "interval"`},
+	} {
+		if _, err := DecodeConfig([]byte(tt.in)); err == nil || err.Error() != tt.want {
+			t.Errorf("DecodeConfig(%s) = %v, want %s", tt.in, err, tt.want)
+		}
+	}
 }

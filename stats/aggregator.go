@@ -200,6 +200,7 @@ func (st *ruleState) observe(rc *RuleCounters, dt float64, obs uint64) {
 		t.PacketsOut += o.PacketsOut - prev.PacketsOut
 		t.BytesOut += o.BytesOut - prev.BytesOut
 		t.Errors += o.Errors - prev.Errors
+		t.NotSentIdle += o.NotSentIdle - prev.NotSentIdle
 	}
 	st.last.packets, st.last.bytes = cur.packets, cur.bytes
 	st.last.outputs = append(st.last.outputs[:0], cur.outputs...)
@@ -219,7 +220,7 @@ func (c *ruleCounts) below(prev *ruleCounts) bool {
 	}
 	for i, p := range prev.outputs {
 		o := c.outputs[i]
-		if o.PacketsOut < p.PacketsOut || o.BytesOut < p.BytesOut || o.Errors < p.Errors {
+		if o.PacketsOut < p.PacketsOut || o.BytesOut < p.BytesOut || o.Errors < p.Errors || o.NotSentIdle < p.NotSentIdle {
 			return true
 		}
 	}
@@ -326,6 +327,7 @@ func (a *Aggregator) ruleReport(rd RuleDesc, slots []*slot, now time.Time) RuleR
 			rr.Outputs[i].PacketsOut += t.PacketsOut
 			rr.Outputs[i].BytesOut += t.BytesOut
 			rr.Outputs[i].Errors += t.Errors
+			rr.Outputs[i].NotSentIdle += t.NotSentIdle
 		}
 		if st.rateObs == sl.obs && now.Sub(sl.hb.At) <= 2*a.interval {
 			rr.PPS += st.pps

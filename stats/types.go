@@ -74,6 +74,9 @@ type OutputCounters struct {
 	PacketsOut uint64 `json:"packets_out"`
 	BytesOut   uint64 `json:"bytes_out"`
 	Errors     uint64 `json:"errors"`
+	// NotSentIdle counts datagrams the output did not send because it
+	// was idle (when_joined, no listener): not drops.
+	NotSentIdle uint64 `json:"not_sent_idle,omitempty"`
 }
 
 // RuleCounters are one worker's cumulative counters for one rule. Outputs
@@ -155,6 +158,9 @@ type OutputReport struct {
 	PacketsOut  uint64 `json:"packets_out"`
 	BytesOut    uint64 `json:"bytes_out"`
 	Errors      uint64 `json:"errors"`
+	// NotSentIdle counts datagrams not sent because the output was idle
+	// (when_joined, no listener); they are not Errors.
+	NotSentIdle uint64 `json:"not_sent_idle,omitempty"`
 	// Error, when set, says why a worker cannot send to the output: it
 	// is failing (the rule's Error names it too).
 	Error string `json:"error,omitempty"`

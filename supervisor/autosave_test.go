@@ -304,17 +304,7 @@ func TestConfigEntries(t *testing.T) {
 	tm := newTestMaster(t)
 	check := func(what string) {
 		t.Helper()
-		got, _, err := tm.encodedConfig()
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := ruleset.EncodeConfig(tm.config())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(string(want), string(got)); diff != "" {
-			t.Errorf("%s: encodedConfig differs from EncodeConfig (-want +got):\n%s", what, diff)
-		}
+		checkEncodedConfig(t, tm, what)
 	}
 	check("no rule")
 	addRules(testRule("b", "eth0", "239.1.1.2", 5000, "eth1"))(tm)
@@ -326,4 +316,22 @@ func TestConfigEntries(t *testing.T) {
 	check("two rules, every field")
 	tm.replace([]ruleset.Rule{testRule("b", "eth0", "239.1.1.3", 5000, "eth1")})
 	check("a rule changed, one gone")
+}
+
+// checkEncodedConfig checks that tm's encodedConfig is byte for byte what
+// ruleset.EncodeConfig writes for its config, and returns it.
+func checkEncodedConfig(t *testing.T, tm *testMaster, what string) []byte {
+	t.Helper()
+	got, _, err := tm.encodedConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ruleset.EncodeConfig(tm.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("%s: encodedConfig differs from EncodeConfig (-want +got):\n%s", what, diff)
+	}
+	return got
 }

@@ -208,6 +208,7 @@ func (d *daemon) loadConfig(req controlproto.Request) controlproto.Response {
 		return controlproto.Response{Error: perr}
 	}
 	res := d.master.replace(c.Rules)
+	d.master.setQuerierSettings(c.Querier)
 	from := req.Path
 	if from == "" {
 		from = "request"

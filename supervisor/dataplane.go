@@ -7,7 +7,7 @@ import (
 
 // dataPlane is the seam between the rule-owning half of the supervisor
 // (control socket, master ruleset, netlink, memberships) and the half that
-// runs worker processes (pool.go). Tests of the first half use a fake.
+// runs worker processes (supervisor/pool). Tests of the first half use a fake.
 type dataPlane interface {
 	// Update changes the ruleset every worker should hold: rules in add are
 	// added (or replace the rule with the same ID), ids in remove are

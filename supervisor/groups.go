@@ -1,8 +1,10 @@
 package supervisor
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"fmt"
 	"log/slog"
 	"maps"
 	"net/netip"
@@ -15,7 +17,9 @@ import (
 
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/querier"
+	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/supervisor/links"
 )
 
 // groupTable is the IGMP/MLD side of one interface (querier.Interface):
@@ -25,6 +29,7 @@ type groupTable interface {
 	Allowed(group, source netip.Addr) bool
 	Groups() []querier.Group
 	Status() (st [2]querier.Status, received uint64, drops querier.Drops)
+	SetQuerier(on bool)
 	Close() error
 }
 
@@ -54,10 +59,15 @@ type listenerConfig struct {
 // tables' events take neither: they only mark the interface changed, so a
 // table can be closed under both locks while its goroutine delivers.
 type listeners struct {
-	open     openGroupTable
-	log      *slog.Logger
-	queriers map[string]bool
-	cfg      querier.Config
+	open openGroupTable
+	log  *slog.Logger
+	// flagQueriers and flagInterval are --querier and --query-interval;
+	// queriers and cfg what is in effect, with the config file's
+	// settings added (configure).
+	flagQueriers []string
+	flagInterval time.Duration
+	queriers     map[string]bool
+	cfg          querier.Config
 
 	mu      sync.Mutex // guards byIndex and failed
 	byIndex map[int]*listening
@@ -80,20 +90,54 @@ type listening struct {
 
 func newListeners(c listenerConfig) *listeners {
 	l := &listeners{
-		open: c.Open, log: c.Log, queriers: map[string]bool{},
-		cfg:     querier.Config{QueryInterval: c.QueryInterval},
+		open: c.Open, log: c.Log, flagQueriers: c.Queriers, flagInterval: c.QueryInterval,
 		byIndex: map[int]*listening{}, failed: map[int]bool{},
 		changed: map[int]bool{}, wake: make(chan struct{}, 1),
 	}
-	if qi := c.QueryInterval; qi > 0 && qi <= querier.DefaultQueryResponseInterval {
+	l.queriers, l.cfg = l.settings(ruleset.Querier{})
+	return l
+}
+
+// settings returns the querier interfaces and the protocol configuration
+// in effect with the config file's settings q.
+func (l *listeners) settings(q ruleset.Querier) (map[string]bool, querier.Config) {
+	names := map[string]bool{}
+	for _, name := range append(slices.Clone(l.flagQueriers), q.Interfaces...) {
+		names[name] = true
+	}
+	cfg := querier.Config{QueryInterval: cmp.Or(q.Interval(), l.flagInterval)}
+	if qi := cfg.QueryInterval; qi > 0 && qi <= querier.DefaultQueryResponseInterval {
 		// Short intervals (tests, labs): the response interval must stay
 		// below the query interval.
-		l.cfg.QueryResponseInterval = qi / 2
+		cfg.QueryResponseInterval = qi / 2
 	}
-	for _, name := range c.Queriers {
-		l.queriers[name] = true
+	return names, cfg
+}
+
+// configure applies the config file's querier settings: tables whose
+// interface became or stopped being a querier interface turn querying on
+// or off and keep their listeners; a new query interval reopens every
+// table (its listeners are learnt again from the next reports). The
+// caller then syncs, to open the tables of new querier interfaces.
+func (l *listeners) configure(q ruleset.Querier) {
+	names, cfg := l.settings(q)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	reopen := cfg != l.cfg
+	l.queriers, l.cfg = names, cfg
+	for _, ls := range l.byIndex {
+		switch {
+		case reopen:
+			l.log.Info("IGMP/MLD restarted with a new query interval", "interface", ls.name,
+				"query_interval", cmp.Or(cfg.QueryInterval, querier.DefaultQueryInterval))
+			l.closeLocked(ls)
+			l.openLocked(ls.name, ls.ifindex)
+		case ls.querier != names[ls.name]:
+			ls.querier = names[ls.name]
+			ls.t.SetQuerier(ls.querier)
+			l.log.Info("IGMP/MLD querier", "interface", ls.name, "on", ls.querier)
+		}
 	}
-	return l
 }
 
 // checkQueryInterval reports whether d can be a query interval, with the
@@ -276,7 +320,23 @@ func addrText(a netip.Addr) string {
 func (m *master) regate(ifindexes []int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.readdress(ifindexes)
+	affected := map[string]*ruleEntry{}
+	for _, ix := range ifindexes {
+		l, ok := m.links.ByIndex(ix)
+		if !ok {
+			continue
+		}
+		for id, e := range m.byIface[l.Name] {
+			if slices.ContainsFunc(e.rule.Outputs, func(o ruleset.Output) bool { return o.WhenJoined && o.Interface == l.Name }) {
+				affected[id] = e
+			}
+		}
+	}
+	var b batch
+	for _, id := range slices.Sorted(maps.Keys(affected)) {
+		m.reconcile(affected[id], &b)
+	}
+	m.flush(&b)
 }
 
 // outputAllowed reports whether output i of e, on link out, may send: it
@@ -284,7 +344,7 @@ func (m *master) regate(ifindexes []int) {
 // source there. The source receivers see is the output's source address,
 // or for a transparent output the input's; an output without one asks
 // for any listener (the kernel picks its source).
-func (m *master) outputAllowed(e *ruleEntry, i int, out link) bool {
+func (m *master) outputAllowed(e *ruleEntry, i int, out links.Link) bool {
 	o := e.rule.Outputs[i]
 	if !o.WhenJoined || m.listeners == nil {
 		return true
@@ -327,16 +387,53 @@ func (m *master) syncListeners() {
 	}
 	want := map[int]string{}
 	for name := range m.outNames {
-		if l, ok := m.links.lookup(name); ok {
+		if l, ok := m.links.Lookup(name); ok {
 			want[l.Index] = name
 		}
 	}
 	for name := range m.listeners.queriers {
-		if l, ok := m.links.lookup(name); ok {
+		if l, ok := m.links.Lookup(name); ok {
 			want[l.Index] = name
 		}
 	}
 	m.listeners.sync(want)
+}
+
+// setQuerierSettings makes q, a config file's querier settings, those in
+// effect (start, reload, LoadConfig); a change counts as a change of the
+// config, which a save then holds.
+func (m *master) setQuerierSettings(q ruleset.Querier) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if slices.Equal(q.Interfaces, m.querier.Interfaces) && q.QueryInterval == m.querier.QueryInterval {
+		return
+	}
+	m.querier = q
+	m.version++
+	if m.listeners != nil {
+		m.listeners.configure(q)
+		m.syncListeners()
+	}
+}
+
+// withQuerier returns the config file data, as joinConfig makes it, with
+// the querier settings q inserted as ruleset.EncodeConfig places them.
+func withQuerier(data []byte, q ruleset.Querier) ([]byte, error) {
+	if q.Interfaces == nil && q.QueryInterval == "" {
+		return data, nil
+	}
+	head, err := ruleset.EncodeConfig(ruleset.Config{Querier: q})
+	if err != nil {
+		return nil, err
+	}
+	// head is `{ "querier": {…}, "rules": [] }` indented; data starts
+	// `{\n  "rules"`.
+	cut := bytes.LastIndex(head, []byte(`"rules"`))
+	const open = "{\n  "
+	if cut < 0 || !bytes.HasPrefix(data, []byte(open)) {
+		return nil, fmt.Errorf("encode config: querier settings %+v do not fit %q", q, head)
+	}
+	return append(head[:cut:cut], data[len(open):]...), nil
 }
 
 // listGroups is the ListGroups result; an interface named but not

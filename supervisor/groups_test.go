@@ -16,6 +16,7 @@ import (
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/querier"
 	"github.com/mcrelay/mcr/ruleset"
+	"github.com/mcrelay/mcr/supervisor/links"
 )
 
 // fakeTables stands in for the IGMP/MLD sockets: each opened table holds
@@ -100,6 +101,12 @@ func (t *fakeTable) Status() ([2]querier.Status, uint64, querier.Drops) {
 		{Family: querier.IPv6, Role: role}}, 0, querier.Drops{}
 }
 
+func (t *fakeTable) SetQuerier(on bool) {
+	t.f.mu.Lock()
+	defer t.f.mu.Unlock()
+	t.cfg.Querier = on
+}
+
 func (t *fakeTable) Close() error {
 	t.f.mu.Lock()
 	defer t.f.mu.Unlock()
@@ -152,9 +159,9 @@ func (tm *testMaster) outputStates(id string) []string {
 func TestWhenJoinedFollowsListeners(t *testing.T) {
 	tm := newTestMaster(t)
 	f := withListeners(tm, "eth3")
-	tm.linkChanged(link{"eth0", 2, true})
-	tm.linkChanged(link{"eth1", 3, true})
-	tm.linkChanged(link{"eth3", 5, true})
+	tm.LinkChanged(links.Link{Name: "eth0", Index: 2, Up: true})
+	tm.LinkChanged(links.Link{Name: "eth1", Index: 3, Up: true})
+	tm.LinkChanged(links.Link{Name: "eth3", Index: 5, Up: true})
 	r := ruleset.Rule{ID: "a", Input: ruleset.Input{Interface: "eth0", Group: "239.1.1.1", Port: 5000},
 		Outputs: []ruleset.Output{
 			{Interface: "eth1", Group: "239.2.2.2", Port: 6000, WhenJoined: true, Source: "10.1.0.1"},
@@ -200,8 +207,8 @@ func TestWhenJoinedFollowsListeners(t *testing.T) {
 
 	// The output interface is recreated: a fresh table, and the output
 	// stays idle on it.
-	tm.linkDeleted(link{"eth1", 3, true})
-	tm.linkChanged(link{"eth1", 13, true})
+	tm.LinkDeleted(links.Link{Name: "eth1", Index: 3, Up: true})
+	tm.LinkChanged(links.Link{Name: "eth1", Index: 13, Up: true})
 	step("recreated", []bool{true, false}, []string{"idle", "active"})
 	if _, ok := f.open[3]; ok {
 		t.Error("the table of the deleted ifindex 3 is still open")
@@ -232,8 +239,8 @@ func TestWhenJoinedWithoutTable(t *testing.T) {
 	tm := newTestMaster(t)
 	f := withListeners(tm)
 	f.fail[3] = true
-	tm.linkChanged(link{"eth0", 2, true})
-	tm.linkChanged(link{"eth1", 3, true})
+	tm.LinkChanged(links.Link{Name: "eth0", Index: 2, Up: true})
+	tm.LinkChanged(links.Link{Name: "eth1", Index: 3, Up: true})
 	r := testRule("a", "eth0", "239.1.1.1", 5000, "eth1")
 	r.Outputs[0].WhenJoined = true
 	if _, err := tm.add(r); err != nil {
@@ -252,8 +259,8 @@ func TestWhenJoinedWithoutTable(t *testing.T) {
 func TestListGroups(t *testing.T) {
 	tm := newTestMaster(t)
 	f := withListeners(tm)
-	tm.linkChanged(link{"eth0", 2, true})
-	tm.linkChanged(link{"eth1", 3, true})
+	tm.LinkChanged(links.Link{Name: "eth0", Index: 2, Up: true})
+	tm.LinkChanged(links.Link{Name: "eth1", Index: 3, Up: true})
 	if _, err := tm.add(testRule("a", "eth0", "239.1.1.1", 5000, "eth1")); err != nil {
 		t.Fatal(err)
 	}
@@ -271,4 +278,67 @@ func TestListGroups(t *testing.T) {
 	if resp := d.listGroups("eth9"); resp.Error == nil || resp.Error.Code != controlproto.CodeNotFound {
 		t.Errorf("ListGroups eth9 = %+v, want not_found", resp)
 	}
+}
+
+// TestQuerierSettingsFromConfig: a config file's querier settings add
+// interfaces to --querier (turning querying on in an open table, opening
+// the table of a querier interface with no output), a new query interval
+// reopens the tables, and saves hold the settings as EncodeConfig writes
+// them.
+func TestQuerierSettingsFromConfig(t *testing.T) {
+	tm := newTestMaster(t)
+	f := withListeners(tm, "eth3")
+	tm.LinkChanged(links.Link{Name: "eth0", Index: 2, Up: true})
+	tm.LinkChanged(links.Link{Name: "eth1", Index: 3, Up: true})
+	tm.LinkChanged(links.Link{Name: "eth4", Index: 6, Up: true})
+	if _, err := tm.add(testRule("a", "eth0", "239.1.1.1", 5000, "eth1")); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"3"}, f.opened); diff != "" {
+		t.Errorf("tables opened (-want +got):\n%s", diff)
+	}
+	v := tm.currentVersion()
+	q := ruleset.Querier{Interfaces: []string{"eth1", "eth4"}}
+	tm.setQuerierSettings(q)
+	if !f.open[3].cfg.Querier || tm.currentVersion() == v {
+		t.Errorf("eth1 querier %v, version %d → %d: want querying on and a new version", f.open[3].cfg.Querier, v, tm.currentVersion())
+	}
+	if diff := cmp.Diff([]string{"3", "6 querier"}, f.opened); diff != "" {
+		t.Errorf("tables opened (-want +got):\n%s", diff)
+	}
+	check := func(what string) {
+		t.Helper()
+		got := checkEncodedConfig(t, tm, what)
+		if c, err := ruleset.DecodeConfig(got); err != nil || !cmp.Equal(c.Querier, tm.config().Querier) {
+			t.Errorf("%s: the saved config reads back as %+v, %v", what, c.Querier, err)
+		}
+	}
+	check("querier interfaces")
+
+	q.QueryInterval = "5s"
+	tm.setQuerierSettings(q)
+	if diff := cmp.Diff([]string{"3", "6 querier", "3 querier", "6 querier"}, sortedTail(f.opened, 2)); diff != "" {
+		t.Errorf("tables opened after a new interval (-want +got):\n%s", diff)
+	}
+	if got := f.open[3].cfg; got.QueryInterval != 5*time.Second || got.QueryResponseInterval != 2500*time.Millisecond {
+		t.Errorf("config after a 5 s interval: %+v", got)
+	}
+	check("query interval")
+
+	tm.setQuerierSettings(ruleset.Querier{})
+	if f.open[3].cfg.Querier {
+		t.Error("eth1 still queries after its settings went")
+	}
+	if _, ok := f.open[6]; ok {
+		t.Error("eth4, no output and no longer a querier interface, still has a table")
+	}
+	check("no settings")
+}
+
+// sortedTail returns s with its last n entries sorted (tables reopened in
+// map order).
+func sortedTail(s []string, n int) []string {
+	s = slices.Clone(s)
+	slices.Sort(s[len(s)-n:])
+	return s
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/supervisor/pool"
 )
 
 // metricsSource is what the Prometheus endpoint reads at scrape time: the
@@ -47,6 +48,9 @@ var (
 		"UDP payload bytes sent to the output.", []string{"rule", "output"}, nil)
 	descOutputErrors = prometheus.NewDesc("mcr_output_errors_total",
 		"Datagrams for the output that failed to send or were dropped.", []string{"rule", "output"}, nil)
+	descOutputNotSentIdle = prometheus.NewDesc("mcr_output_not_sent_idle_total",
+		"Datagrams an output with when_joined did not send because no listener wanted it (not errors); only for such outputs.",
+		[]string{"rule", "output"}, nil)
 	descWorkerRestarts = prometheus.NewDesc("mcr_worker_restarts_total",
 		"Times the supervisor restarted the worker.", []string{"worker"}, nil)
 	descWorkerResyncs = prometheus.NewDesc("mcr_worker_resyncs_total",
@@ -180,7 +184,7 @@ func newMetricsHandler(src metricsSource, version string) http.Handler {
 // Describe sends every description the collector uses.
 func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		descRulePacketsIn, descRuleBytesIn, descOutputPacketsOut, descOutputBytesOut, descOutputErrors,
+		descRulePacketsIn, descRuleBytesIn, descOutputPacketsOut, descOutputBytesOut, descOutputErrors, descOutputNotSentIdle,
 		descWorkerRestarts, descWorkerResyncs, descWorkerInSync, descWorkersUp, descRules, descOutputs, descBuildInfo,
 		descExclusiveDropped, descWorkerRingUsed, descWorkerRingSize,
 	} {
@@ -230,6 +234,9 @@ func collectRules(ch chan<- prometheus.Metric, rules []stats.RuleReport) {
 			ch <- counter(descOutputPacketsOut, o.PacketsOut, r.ID, o.Destination)
 			ch <- counter(descOutputBytesOut, o.BytesOut, r.ID, o.Destination)
 			ch <- counter(descOutputErrors, o.Errors, r.ID, o.Destination)
+			if o.State != "" { // follows its receivers
+				ch <- counter(descOutputNotSentIdle, o.NotSentIdle, r.ID, o.Destination)
+			}
 		}
 	}
 }
@@ -242,7 +249,7 @@ func collectWorkers(ch chan<- prometheus.Metric, workers []controlproto.WorkerIn
 		ch <- counter(descWorkerRestarts, uint64(w.Restarts), id)
 		ch <- counter(descWorkerResyncs, uint64(w.Resyncs), id)
 		ch <- gauge(descWorkerInSync, boolValue(w.InSync), id)
-		if w.State == stateRunning.String() {
+		if w.State == pool.StateRunning.String() {
 			up++
 		}
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/supervisor/pool"
 )
 
 // fakeMetricsSource is a metricsSource whose answers a test sets.
@@ -140,8 +141,8 @@ func testSource() *fakeMetricsSource {
 			Namespace: &stats.NamespaceCounters{IPReasmReqds: 21, IPReasmOKs: 10, IPReasmFails: 2, IPReasmTimeout: 1},
 		},
 		workers: []controlproto.WorkerInfo{
-			{Worker: 0, PID: 100, Core: 2, State: stateRunning.String(), Restarts: 2, Resyncs: 1, InSync: true},
-			{Worker: 1, PID: 0, Core: 3, State: stateBackoff.String(), Restarts: 5, InSync: false},
+			{Worker: 0, PID: 100, Core: 2, State: pool.StateRunning.String(), Restarts: 2, Resyncs: 1, InSync: true},
+			{Worker: 1, PID: 0, Core: 3, State: pool.StateBackoff.String(), Restarts: 5, InSync: false},
 		},
 		exclusive: map[string]uint64{"eth0": 42, "eth0.100": 0},
 	}
@@ -233,7 +234,7 @@ func TestMetricsReadSourceAtScrape(t *testing.T) {
 
 	src.mu.Lock()
 	src.report.Rules = []stats.RuleReport{{ID: "r", PacketsIn: 42}}
-	src.workers = []controlproto.WorkerInfo{{Worker: 0, State: stateRunning.String()}, {Worker: 1, State: stateRunning.String()}}
+	src.workers = []controlproto.WorkerInfo{{Worker: 0, State: pool.StateRunning.String()}, {Worker: 1, State: pool.StateRunning.String()}}
 	src.mu.Unlock()
 	got = mcrFamilies(scrape(t, srv.Client(), srv.URL))
 	if diff := cmp.Diff(map[string]float64{`rule="r"`: 42}, got["mcr_rule_packets_in_total"].Samples); diff != "" {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +21,9 @@ import (
 	"github.com/mcrelay/mcr/internal/relaysock"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/supervisor/links"
+	"github.com/mcrelay/mcr/supervisor/membership"
+	"github.com/mcrelay/mcr/supervisor/pool"
 )
 
 // The property test drives a master through random sequences of rule
@@ -97,7 +101,7 @@ type propTest struct {
 	seed uint64
 	rng  *rand.Rand
 	tm   *testMaster
-	pool *Pool // fed the same updates as the fake data plane
+	pool *pool.Pool // fed the same updates as the fake data plane
 	d    *daemon
 
 	// The model.
@@ -125,14 +129,13 @@ func (t teeDataPlane) Workers() []controlproto.WorkerInfo { return t.a.Workers()
 
 func newPropTest(t *testing.T, seed uint64) *propTest {
 	tm := newTestMaster(t)
-	pool := NewPool(PoolConfig{Logger: testLogger(nil)})
-	pool.egress = newHeldEgress(testLogger(nil), (&fakeEgressKernel{}).egressOps())
-	tm.master.dp = teeDataPlane{tm.dp, pool}
+	wp := pool.New(pool.Config{Logger: testLogger(nil), Egress: fakeEgressOps()})
+	tm.master.dp = teeDataPlane{tm.dp, wp}
 	tm.master.log = testLogger(nil) // thousands of steps: the log is not looked at
 	dir := t.TempDir()
 	pt := &propTest{
 		t: t, seed: seed, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		tm: tm, pool: pool,
+		tm: tm, pool: wp,
 		d:     &daemon{log: testLogger(nil), configPath: filepath.Join(dir, "rules.json"), master: tm.master},
 		rules: map[string]ruleset.Rule{}, links: map[string]propLink{},
 		addrs: map[propFamily]map[netip.Prefix]bool{}, seenLinks: map[string]propLink{},
@@ -412,7 +415,7 @@ func (pt *propTest) tell(name string) {
 	l, ok := pt.links[name]
 	if !ok {
 		old := pt.seenLinks[name]
-		pt.tm.linkDeleted(link{Name: name, Index: old.index})
+		pt.tm.LinkDeleted(links.Link{Name: name, Index: old.index})
 		pt.forgetLink(name)
 		return
 	}
@@ -421,7 +424,7 @@ func (pt *propTest) tell(name string) {
 		pt.forgetLink(name) // recreated: the old index goes with its deletion or the new link
 	}
 	pt.seenLinks[name] = l
-	pt.tm.linkChanged(link{Name: name, Index: l.index, Up: l.up})
+	pt.tm.LinkChanged(links.Link{Name: name, Index: l.index, Up: l.up})
 }
 
 // forgetLink drops the model's view of the link the master knew by name.
@@ -484,13 +487,13 @@ func (pt *propTest) opLinkRecreated() string {
 	l := propLink{index: pt.newIndex(), up: pt.rng.IntN(2) == 0}
 	pt.links[name] = l
 	if pt.rng.IntN(2) == 0 {
-		pt.tm.linkDeleted(link{Name: name, Index: old.index})
+		pt.tm.LinkDeleted(links.Link{Name: name, Index: old.index})
 		pt.forgetLink(name)
 		pt.tell(name)
 		return fmt.Sprintf("%s %d -> %d, deletion first", name, old.index, l.index)
 	}
 	pt.tell(name)
-	pt.tm.linkDeleted(link{Name: name, Index: old.index}) // late: changes nothing
+	pt.tm.LinkDeleted(links.Link{Name: name, Index: old.index}) // late: changes nothing
 	return fmt.Sprintf("%s %d -> %d, deletion late", name, old.index, l.index)
 }
 
@@ -512,7 +515,7 @@ func (pt *propTest) opLinkRenamed() string {
 	// longer resolves, and the link keeps its addresses.
 	delete(pt.seenLinks, from)
 	pt.seenLinks[to] = l
-	pt.tm.linkChanged(link{Name: to, Index: l.index, Up: l.up})
+	pt.tm.LinkChanged(links.Link{Name: to, Index: l.index, Up: l.up})
 	return fmt.Sprintf("%s -> %s (%d)", from, to, l.index)
 }
 
@@ -530,7 +533,7 @@ func (pt *propTest) opAddr() string {
 	}
 	f := propFamily{l.index, pt.rng.IntN(2) == 0}
 	set := pt.addrs[f]
-	var a addr
+	var a links.Addr
 	present := len(set) == 0 || pt.rng.IntN(2) == 0
 	if present {
 		pt.nextAddr++
@@ -543,11 +546,11 @@ func (pt *propTest) opAddr() string {
 			pt.addrs[f] = set
 		}
 		set[p] = true
-		a = addr{Index: l.index, Prefix: p}
+		a = links.Addr{Index: l.index, Prefix: p}
 	} else {
 		p := pick(pt.rng, slices.SortedFunc(maps.Keys(set), func(x, y netip.Prefix) int { return x.Addr().Compare(y.Addr()) }))
 		delete(set, p)
-		a = addr{Index: l.index, Prefix: p}
+		a = links.Addr{Index: l.index, Prefix: p}
 	}
 	sa := pt.seenAddrs[f]
 	if sa == nil {
@@ -559,7 +562,7 @@ func (pt *propTest) opAddr() string {
 	} else {
 		delete(sa.set, a.Prefix)
 	}
-	pt.tm.addrChanged(a, present)
+	pt.tm.AddrChanged(a, present)
 	return fmt.Sprintf("%s %v present=%v", name, a.Prefix, present)
 }
 
@@ -583,17 +586,17 @@ func (pt *propTest) opRelist() string {
 			changes = append(changes, fmt.Sprintf("%s up=%v", name, l.up))
 		}
 	}
-	var links []link
+	var all []links.Link
 	for name, l := range pt.links {
-		links = append(links, link{Name: name, Index: l.index, Up: l.up})
+		all = append(all, links.Link{Name: name, Index: l.index, Up: l.up})
 	}
-	var addrs []addr
+	var addrs []links.Addr
 	for f, set := range pt.addrs {
 		for p := range set {
-			addrs = append(addrs, addr{Index: f.index, Prefix: p})
+			addrs = append(addrs, links.Addr{Index: f.index, Prefix: p})
 		}
 	}
-	// The model of linkView.replace and addrView.replace.
+	// The model of links.View.Replace and links.Addrs.Replace.
 	listed := map[int]bool{}
 	for _, l := range pt.links {
 		listed[l.index] = true
@@ -605,8 +608,8 @@ func (pt *propTest) opRelist() string {
 			pt.seenAddrs[f] = &propAddrs{set: maps.Clone(set)}
 		}
 	}
-	pt.tm.linksListed(links)
-	pt.tm.addrsListed(addrs)
+	pt.tm.LinksListed(all)
+	pt.tm.AddrsListed(addrs)
 	return strings.Join(changes, ", ")
 }
 
@@ -677,7 +680,7 @@ func (pt *propTest) check() string {
 			if r.Input.Source != "" {
 				src = netip.MustParseAddr(r.Input.Source)
 			}
-			wantJoined[fmt.Sprintf("%s@%d", describeGroup(membership{group: g, source: src}), in.index)]++
+			wantJoined[fmt.Sprintf("%s@%d", membership.Group{Addr: g, Source: src}.String(), in.index)]++
 		}
 	}
 	gotStatus := map[string]status{}
@@ -730,18 +733,9 @@ func (pt *propTest) check() string {
 			}
 		}
 	}
-	gotEgress := map[relaysock.EgressKey]int{}
-	pt.pool.egress.mu.Lock()
-	for k, s := range pt.pool.egress.byKey {
-		if s.outputs > 0 {
-			gotEgress[k] = s.outputs
-		}
-	}
-	pt.pool.egress.mu.Unlock()
-	report("pool egress sockets", cmp.Diff(wantEgress, gotEgress, cmpopts.EquateEmpty(), cmpopts.EquateComparable(netip.Addr{})))
-	pt.pool.mu.Lock()
-	gotHash, gotGrants, poolIDs := pt.pool.hash.String(), pt.pool.grants, slices.Sorted(maps.Keys(pt.pool.rules))
-	pt.pool.mu.Unlock()
+	held := pt.pool.Holding()
+	report("pool egress sockets", cmp.Diff(wantEgress, held.Egress, cmpopts.EquateEmpty(), cmpopts.EquateComparable(netip.Addr{})))
+	gotHash, gotGrants, poolIDs := held.Hash, held.Grants, held.RuleIDs
 	report("pool rule ids", cmp.Diff(slices.Sorted(maps.Keys(wantSent)), poolIDs))
 	if gotHash != hash.String() {
 		problems = append(problems, fmt.Sprintf("pool ruleset hash %s, want %s", gotHash, hash.String()))
@@ -754,10 +748,10 @@ func (pt *propTest) check() string {
 	// left open without a membership.
 	pt.tm.mu.Lock()
 	gotJoined := map[string]int{}
-	for g, h := range pt.tm.groups.held {
-		gotJoined[fmt.Sprintf("%s@%d", describeGroup(g), g.ifindex)] = h.refs
+	for g, refs := range pt.tm.groups.All() {
+		gotJoined[fmt.Sprintf("%s@%d", g.String(), g.Ifindex)] = refs
 	}
-	_, sockets := pt.tm.groups.count()
+	_, sockets := pt.tm.groups.Count()
 	wantInputs := map[ruleset.InputKey]string{}
 	wantByIface := map[string][]string{}
 	for id, r := range pt.rules {
@@ -789,8 +783,8 @@ func (pt *propTest) check() string {
 	}
 	pt.tm.mu.Unlock()
 	report("memberships", cmp.Diff(wantJoined, gotJoined))
-	if pt.tm.kernel.open != sockets {
-		problems = append(problems, fmt.Sprintf("%d helper sockets open, the pools hold %d", pt.tm.kernel.open, sockets))
+	if pt.tm.kernel.Open != sockets {
+		problems = append(problems, fmt.Sprintf("%d helper sockets open, the pools hold %d", pt.tm.kernel.Open, sockets))
 	}
 	report("input index", cmp.Diff(wantInputs, gotInputs))
 	report("interface index", cmp.Diff(wantByIface, gotByIface))
@@ -798,4 +792,22 @@ func (pt *propTest) check() string {
 		problems = append(problems, fmt.Sprintf("fanout ids kept for ifindexes %v, which are gone", staleFanout))
 	}
 	return strings.Join(problems, "\n")
+}
+
+// fakeEgressOps are egress sockets that always open, on fd numbers no
+// real fd has, and close without touching the kernel.
+func fakeEgressOps() *pool.EgressOps {
+	var mu sync.Mutex
+	next := 1 << 20
+	return &pool.EgressOps{
+		Open: func(relaysock.EgressKey) (int, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			next++
+			return next, nil
+		},
+		Port:  func(fd int) int { return 40000 + fd%20000 },
+		Dup:   func(fd int) (int, error) { return fd, nil },
+		Close: func(int) {},
+	}
 }

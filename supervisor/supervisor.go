@@ -14,6 +14,9 @@ import (
 	"github.com/mcrelay/mcr/ingressdrop"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/supervisor/links"
+	"github.com/mcrelay/mcr/supervisor/membership"
+	"github.com/mcrelay/mcr/supervisor/pool"
 	"github.com/mcrelay/mcr/supervisor/sdnotify"
 	"github.com/mcrelay/mcr/supervisor/tuning"
 	"github.com/mcrelay/mcr/tracing"
@@ -58,7 +61,7 @@ func Run(ctx context.Context, cfg Config) error {
 type instance struct {
 	log  *slog.Logger
 	d    *daemon
-	pool *Pool
+	pool *pool.Pool
 	srv  *server
 
 	// cancel ends the background goroutines (link follower, metrics
@@ -113,7 +116,7 @@ func start(cfg Config) (*instance, error) {
 
 	agg := stats.NewAggregator(cfg.StatsInterval)
 	var traces *traceSessions
-	pool := NewPool(PoolConfig{
+	pool := pool.New(pool.Config{
 		OnTrace: func(evs []tracing.Event) { traces.ingest(evs) },
 		Exe:     cfg.WorkerExe, NumWorkers: cfg.NumWorkers, CPUs: cfg.CPUs, Fanout: cfg.Fanout, Backend: cfg.Backend,
 		StatsInterval: cfg.StatsInterval, Logger: log, Aggregator: agg, WorkerUser: cfg.WorkerUser,
@@ -122,7 +125,7 @@ func start(cfg Config) (*instance, error) {
 	})
 	mc := masterConfig{
 		Log: log, DP: tuningCheck{pool, tuning.NewCheck(log)}, Stats: agg,
-		Groups: openUDPGroupSocket, Fanout: newFanoutIDs(probeFanoutID, os.Getpid()),
+		Groups: membership.OpenUDP, Fanout: newFanoutIDs(probeFanoutID, os.Getpid()),
 		Raw: raw,
 	}
 	if cfg.ExclusiveInputs {
@@ -153,12 +156,13 @@ func start(cfg Config) (*instance, error) {
 	if err := pool.Start(); err != nil {
 		return fail(err)
 	}
-	following, err := startLinkFollower(ctx, m, log)
+	following, err := links.Follow(ctx, m, log)
 	if err != nil {
 		return fail(err)
 	}
 	in.goBackground(func() { <-following })
 	in.goBackground(func() { mc.Listeners.run(ctx, m) })
+	m.setQuerierSettings(initial.Querier)
 	if res := m.replace(initial.Rules); cfg.ConfigPath != "" {
 		log.Info("config loaded", "from", cfg.ConfigPath, "added", res.Added)
 	}
@@ -212,7 +216,7 @@ func (in *instance) stop() {
 	if l := in.d.master.listeners; l != nil {
 		l.close()
 	}
-	in.pool.Stop(DefaultStopTimeout)
+	in.pool.Stop(pool.DefaultStopTimeout)
 	if err := in.d.master.close(); err != nil {
 		in.log.Warn("leave groups", "err", err)
 	}
@@ -321,6 +325,7 @@ func (d *daemon) reload() {
 		return
 	}
 	res := d.master.replace(c.Rules)
+	d.master.setQuerierSettings(c.Querier)
 	d.log.Info("config reloaded on SIGHUP", "path", d.configPath,
 		"added", res.Added, "removed", res.Removed, "unchanged", res.Unchanged)
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/internal/netnstest"
 	"github.com/mcrelay/mcr/internal/syncbuf"
+	"github.com/mcrelay/mcr/supervisor/pool/pooltest"
 )
 
 // runTest runs Run with fake workers (this test binary, see
@@ -49,7 +50,7 @@ func newRunTest(t *testing.T, config string) *runTest {
 		t.Fatal(err)
 	}
 	// Workers inherit the environment: they become fake workers.
-	t.Setenv(fakeWorkerEnv, "1")
+	t.Setenv(pooltest.WorkerEnv, "1")
 	t.Setenv("GORACE", "atexit_sleep_ms=0")
 	rt := &runTest{t: t, dir: dir, logs: &syncbuf.Buffer{}, result: make(chan error, 1)}
 	rt.cfg = Config{
@@ -57,7 +58,7 @@ func newRunTest(t *testing.T, config string) *runTest {
 		CPUs:          []int{0},
 		ControlSocket: filepath.Join(dir, "run", "ctl.sock"),
 		ConfigPath:    filepath.Join(dir, "rules.json"),
-		StatsInterval: testStatsInterval,
+		StatsInterval: pooltest.StatsInterval,
 		LogLevel:      new(slog.LevelVar),
 		WorkerExe:     exe,
 	}
@@ -205,7 +206,7 @@ func TestRunServesReloadsAndShutsDown(t *testing.T) {
 	warm := make(chan os.Signal, 1)
 	signal.Notify(warm, syscall.SIGUSR2)
 	signal.Stop(warm)
-	fdsBefore, goroutinesBefore := countOpenFDs(t), runtime.NumGoroutine()
+	fdsBefore, goroutinesBefore := pooltest.CountOpenFDs(t), runtime.NumGoroutine()
 	rt.start(context.Background())
 	if diff := cmp.Diff([]string{"a:pending", "b:pending"}, rt.ruleIDs()); diff != "" {
 		t.Errorf("rules from --config (-want +got):\n%s", diff)
@@ -269,13 +270,13 @@ func TestRunServesReloadsAndShutsDown(t *testing.T) {
 		t.Errorf("systemd notifications (-want +got):\n%s", diff)
 	}
 	for _, w := range workers {
-		if pidAlive(w.PID) {
+		if pooltest.PidAlive(w.PID) {
 			t.Errorf("worker %d (pid %d) alive after shutdown", w.Worker, w.PID)
 		}
 	}
 	// Netlink sockets close asynchronously once their subscription ends.
 	netnstest.WaitFor(t, 2*time.Second, "goroutines and fds of the daemon to go", func() bool {
-		return runtime.NumGoroutine() <= goroutinesBefore && countOpenFDs(t) == fdsBefore
+		return runtime.NumGoroutine() <= goroutinesBefore && pooltest.CountOpenFDs(t) == fdsBefore
 	})
 }
 

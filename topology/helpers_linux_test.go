@@ -354,6 +354,7 @@ func since(rr, base stats.RuleReport) stats.RuleReport {
 		rr.Outputs[i].PacketsOut -= base.Outputs[i].PacketsOut
 		rr.Outputs[i].BytesOut -= base.Outputs[i].BytesOut
 		rr.Outputs[i].Errors -= base.Outputs[i].Errors
+		rr.Outputs[i].NotSentIdle -= base.Outputs[i].NotSentIdle
 	}
 	return rr
 }

@@ -21,9 +21,14 @@ const (
 	// Lost: Count events the worker's trace ring could not hold (its
 	// reader fell behind); they are gone.
 	Lost
+	// NotSent: the datagram was not sent on one output on purpose, which
+	// is not a drop; Reason says why.
+	NotSent
 )
 
-var kindNames = [...]string{Received: "received", Sent: "sent", Dropped: "dropped", Unmatched: "unmatched", Lost: "lost"}
+var kindNames = [...]string{Received: "received", Sent: "sent", Dropped: "dropped", Unmatched: "unmatched", Lost: "lost",
+	NotSent: "not_sent",
+}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) && kindNames[k] != "" {
@@ -51,8 +56,8 @@ func (k *Kind) UnmarshalText(b []byte) error {
 	return fmt.Errorf("unknown trace event kind %q", b)
 }
 
-// Reason says why a datagram was dropped or matched no rule. The zero
-// value is "no reason": events that are neither.
+// Reason says why a datagram was dropped, matched no rule or was not
+// sent. The zero value is "no reason": events that are none of these.
 type Reason uint8
 
 const (
@@ -73,7 +78,8 @@ const (
 	Malformed
 	// Fragment: an IP fragment the kernel did not reassemble.
 	Fragment
-	// NotUDP: an IP packet that is not UDP.
+	// NotUDP: a packet that is not UDP. Workers do not trace these:
+	// ARP, ICMP, IGMP and MLD on a traced input would drown the rest.
 	NotUDP
 	// VLANTagged: a frame of a VLAN on the input interface.
 	VLANTagged
@@ -91,6 +97,10 @@ const (
 	// WrongSource: group and port match, but the rule wants another
 	// source.
 	WrongSource
+	// Idle: the output follows its receivers (when_joined) and no
+	// listener wants its group on its interface; the stats count the
+	// datagram as not_sent_idle.
+	Idle
 )
 
 var reasonNames = [...]string{
@@ -98,6 +108,7 @@ var reasonNames = [...]string{
 	Malformed: "malformed", Fragment: "fragment", NotUDP: "not_udp", VLANTagged: "vlan_tagged",
 	BadChecksum: "bad_checksum", Loop: "loop", RingFull: "ring_full",
 	WrongGroup: "wrong_group", WrongPort: "wrong_port", WrongSource: "wrong_source",
+	Idle: "idle",
 }
 
 func (r Reason) String() string {
@@ -163,8 +174,8 @@ type Event struct {
 	Destination string `json:"destination,omitempty"`
 	// Size is the UDP payload's length in bytes.
 	Size int `json:"size,omitempty"`
-	// Output is the index of the rule's output for sent events and
-	// drops on an output.
+	// Output is the index of the rule's output for sent and not_sent
+	// events and drops on an output.
 	Output *int `json:"output,omitempty"`
 	// Segment (from 1) of Segments: the datagram left in one UDP GSO
 	// send with Segments-1 others. Absent for a plain send.

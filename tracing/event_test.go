@@ -47,3 +47,22 @@ func TestSendReason(t *testing.T) {
 		}
 	}
 }
+
+// TestNotSentJSON: an output's datagram not sent for want of listeners
+// encodes as kind not_sent, reason idle, and decodes back.
+func TestNotSentJSON(t *testing.T) {
+	out := 1
+	e := Event{UnixNano: 5, Rule: "r", Kind: NotSent, Reason: Idle, Destination: "239.3.3.3:6000", Size: 100, Output: &out}
+	b, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `{"unix_nano":5,"worker":0,"rule":"r","kind":"not_sent","reason":"idle","destination":"239.3.3.3:6000","size":100,"output":1}`
+	if string(b) != want {
+		t.Errorf("JSON\ngot  %s\nwant %s", b, want)
+	}
+	var back Event
+	if err := json.Unmarshal(b, &back); err != nil || !cmp.Equal(e, back) {
+		t.Errorf("round trip: %+v, %v; want %+v", back, err, e)
+	}
+}

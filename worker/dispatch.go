@@ -106,7 +106,7 @@ func (d *dispatcher) forward(ifindex int32, link int, pkt []byte, n int, buf int
 	} else {
 		reason = packet.Parse(pkt[ip:n], &d.dg)
 	}
-	if reason != packet.OK && d.db.traceIns != nil {
+	if reason != packet.OK && reason != packet.NotUDP && d.db.traceIns != nil {
 		d.traceInput(ifindex, traceReason(reason), 1, n-ip)
 	}
 	switch reason {
@@ -181,6 +181,10 @@ func (d *dispatcher) fanOut(r *rule, buf int, pkt []byte, off, n, seg int, s sen
 	for j := range r.outputs {
 		o := &r.outputs[j]
 		if o.idle { // no listener wants it: not sent, and not a drop
+			o.cnt.NotSentIdle++
+			if o.trace != nil {
+				o.traceNotSent(tracing.Idle, n)
+			}
 			continue
 		}
 		if !o.open() {

@@ -566,9 +566,10 @@ func (s *boundsSender) send(o *output, buf int, pkt []byte, off, n int, hdr []by
 }
 
 // TestForwardSkipsIdleOutputs: an idle output (when_joined without
-// listeners) sends nothing and counts nothing, not even when it has no
-// socket; the rule's other outputs send as before, and the output sends
-// again once the rule comes back without the idle flag.
+// listeners) sends nothing and counts no error, not even when it has no
+// socket, only a datagram not sent; the rule's other outputs send as
+// before, and the output sends again once the rule comes back without
+// the idle flag.
 func TestForwardSkipsIdleOutputs(t *testing.T) {
 	f := newFakeSockets()
 	db := newRuleDB(f, testLogger(nil))
@@ -587,7 +588,8 @@ func TestForwardSkipsIdleOutputs(t *testing.T) {
 
 	r := db.byID["a"]
 	got := r.counters(r.errorText()).Outputs
-	want := []stats.OutputCounters{{PacketsOut: 2, BytesOut: 200}, {PacketsOut: 1, BytesOut: 100}, {Errors: 1}}
+	want := []stats.OutputCounters{{PacketsOut: 2, BytesOut: 200}, {PacketsOut: 1, BytesOut: 100, NotSentIdle: 1},
+		{Errors: 1, NotSentIdle: 1}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("output counters (-want +got):\n%s", diff)
 	}

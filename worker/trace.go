@@ -255,6 +255,19 @@ func (o *output) traceFailed(errno syscall.Errno, why tracing.Reason) {
 	}
 }
 
+// traceNotSent records a datagram of n payload bytes that o did not send
+// on purpose (why): not a drop.
+func (o *output) traceNotSent(why tracing.Reason, n int) {
+	s := o.trace.next(tracing.NotSent, why)
+	if s == nil {
+		return
+	}
+	s.output, s.size, s.srcUnknown = o.index, int32(n), true
+	if o.d != nil {
+		s.dst, s.dport = o.d.dstIP, o.d.key.dst.Port()
+	}
+}
+
 // traceEvents appends to evs the unreported events of every tracer, as
 // much as fits maxTraceReport, marking them taken; commitTraces forgets
 // them once the snapshot carrying them was sent.

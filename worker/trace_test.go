@@ -173,3 +173,41 @@ func BenchmarkDispatchTrace(b *testing.B) {
 		})
 	}
 }
+
+// TestTraceIdleOutput: a traced rule's output that is idle (when_joined,
+// no listener) records each datagram it does not send as not_sent, reason
+// idle, with the output's destination; not as a drop. Once it sends again
+// the trace shows sent events for it.
+func TestTraceIdleOutput(t *testing.T) {
+	f := newFakeSockets()
+	db := newRuleDB(f, testLogger(nil))
+	wr := wrule("a", 2, "239.1.1.1:5001", "239.2.2.2:6000@3", "239.3.3.3:6000@3")
+	wr.OutputIdle = []bool{false, true}
+	db.add(wr)
+	db.setTraces([]controlproto.WorkerTrace{{ID: "a", Limit: 10}})
+	db.commit()
+	d := &dispatcher{db: db}
+	s := traceSender{d}
+	pkt := plain(packettest.BuildUDP4(ap("10.0.0.9:4000"), ap("239.1.1.1:5001"), []byte("hello")))
+	d.forward(2, 0, pkt, len(pkt), 0, 0, s)
+	wr.OutputIdle = nil
+	db.add(wr)
+	db.commit()
+	d.forward(2, 0, pkt, len(pkt), 0, 0, s)
+
+	want := []brief{
+		{tracing.Received, 0, "10.0.0.9:4000", "239.1.1.1:5001", 5, -1, ""},
+		{tracing.Sent, 0, ":40100", "239.2.2.2:6000", 5, 0, ""},
+		{tracing.NotSent, tracing.Idle, "", "239.3.3.3:6000", 5, 1, ""},
+		{tracing.Received, 0, "10.0.0.9:4000", "239.1.1.1:5001", 5, -1, ""},
+		{tracing.Sent, 0, ":40100", "239.2.2.2:6000", 5, 0, ""},
+		{tracing.Sent, 0, ":40100", "239.3.3.3:6000", 5, 1, ""},
+	}
+	if diff := cmp.Diff(want, briefs(db.traceEvents(nil, 0))); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	r := db.byID["a"]
+	if o := r.counters(r.errorText()).Outputs[1]; o.NotSentIdle != 1 || o.Errors != 0 || o.PacketsOut != 1 {
+		t.Errorf("idle output counted %+v; want 1 not sent while idle, 1 sent, no error", o)
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"github.com/mcrelay/mcr/internal/relaysock"
 	"github.com/mcrelay/mcr/querier"
 	"github.com/mcrelay/mcr/supervisor"
+	"github.com/mcrelay/mcr/supervisor/pool"
 	"github.com/mcrelay/mcr/worker"
 )
 
@@ -233,7 +234,7 @@ func (f *supervisorFlags) supervisorConfig(stderr io.Writer) (supervisor.Config,
 		return cfg, fmt.Errorf("--num-workers %d: must be 0 (one per CPU) or more", f.numWorkers)
 	}
 	if f.cpus != "" {
-		cpus, err := supervisor.ParseCPUList(f.cpus)
+		cpus, err := pool.ParseCPUList(f.cpus)
 		if err != nil {
 			return cfg, fmt.Errorf("--cpus: %w", err)
 		}
