@@ -27,6 +27,8 @@ func TestExampleConfig(t *testing.T) {
 		ID      string
 		Family  string
 		Outputs int
+		// WhenJoined counts the outputs that follow their receivers.
+		WhenJoined int
 	}
 	var got []shape
 	for _, r := range c.Rules {
@@ -34,9 +36,15 @@ func TestExampleConfig(t *testing.T) {
 		if netip.MustParseAddr(r.Input.Group).Is6() {
 			family = "IPv6"
 		}
-		got = append(got, shape{r.ID, family, len(r.Outputs)})
+		joined := 0
+		for _, o := range r.Outputs {
+			if o.WhenJoined {
+				joined++
+			}
+		}
+		got = append(got, shape{r.ID, family, len(r.Outputs), joined})
 	}
-	want := []shape{{"market-a", "IPv4", 2}, {"studio-v6", "IPv6", 1}}
+	want := []shape{{"market-a", "IPv4", 2, 0}, {"studio-v6", "IPv6", 1, 1}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("example rules (-want +got):\n%s", diff)
 	}

@@ -39,12 +39,15 @@ type snoopedSegment struct {
 	relayPort, sinkPort   string
 	sinkAddr4, otherAddr4 string
 	relayAddr4            string
+	// otherAddr6 is the link-local address of a second querier, lower
+	// than any the kernel makes from a MAC address.
+	otherAddr6 string
 }
 
 func newSnoopedSegment(t *testing.T) *snoopedSegment {
 	t.Helper()
 	netnstest.RequireTools(t, "the bridge's multicast database and the query mirror", "bridge", "tc")
-	s := &snoopedSegment{sinkAddr4: "10.2.0.3", otherAddr4: "10.2.0.1", relayAddr4: "10.2.0.2"}
+	s := &snoopedSegment{sinkAddr4: "10.2.0.3", otherAddr4: "10.2.0.1", relayAddr4: "10.2.0.2", otherAddr6: "fe80::1"}
 	s.sw = newBridge(t, "qsw", "mcast_snooping", "1", "mcast_querier", "0",
 		"mcast_membership_interval", fmt.Sprint(bridgeMembership.Milliseconds()/10),
 		"mcast_query_response_interval", "100")
@@ -130,7 +133,8 @@ func (d *daemon) outputState(id string, i int) string {
 // querier its join shows in the switch's table, stays there past the
 // switch's membership interval (the relay's queries make the receiver
 // report again) and the stream arrives. A querier with a lower address
-// silences mcrd, which takes over again once it is gone.
+// silences mcrd, for IGMP and for MLD, which takes over again once it is
+// gone.
 func TestQuerierKeepsSnoopedReceivers(t *testing.T) {
 	t.Parallel()
 	seg := newSnoopedSegment(t)
@@ -174,11 +178,15 @@ func TestQuerierKeepsSnoopedReceivers(t *testing.T) {
 	send(t, seg.src, s)
 	checkDelivered(t, "receiver behind the snooping switch", rcv.result(), s.Count, s.Size)
 
-	// Another querier comes, from 10.2.0.1: it wins the election. (The
-	// bridge's own querier would not do: it stays silent while it hears
-	// another, whatever the addresses.)
+	// Another querier comes, from 10.2.0.1 and fe80::1, lower than the
+	// relay's link-local address (made from its MAC): it wins the IPv4 and
+	// the MLD election. (The bridge's own querier would not do: it stays
+	// silent while it hears another, whatever the addresses.) Its only
+	// link-local address is fe80::1, so that it queries from that one.
 	rtr := netnstest.New(t, "qrtr")
 	seg.sw.attach(rtr, "rtr0", seg.otherAddr4+"/24")
+	rtr.MustRun("ip", "-6", "addr", "flush", "dev", "rtr0", "scope", "link")
+	rtr.MustRun("ip", "-6", "addr", "add", seg.otherAddr6+"/64", "dev", "rtr0", "nodad")
 	var other *querier.Interface
 	err := rtr.Do(func() (err error) {
 		other, err = querier.Open(rtr.IfIndex("rtr0"), &querier.Config{Querier: true, QueryInterval: time.Second,
@@ -188,24 +196,41 @@ func TestQuerierKeepsSnoopedReceivers(t *testing.T) {
 	if err != nil {
 		t.Fatalf("start the other querier: %v", err)
 	}
-	var silent controlproto.FamilyQuerier
-	waitFor(t, 10*time.Second, "mcrd to defer to the other querier", func() bool {
-		silent = family(t, d.groups(outIf), "ipv4")
-		return silent.Role == "non-querier" && silent.Querier == seg.otherAddr4
+	fams := []struct{ name, other string }{{"ipv4", seg.otherAddr4}, {"ipv6", seg.otherAddr6}}
+	silent := map[string]controlproto.FamilyQuerier{}
+	waitFor(t, 10*time.Second, "mcrd to defer to the other querier in both families", func() bool {
+		ig := d.groups(outIf)
+		for _, fam := range fams {
+			silent[fam.name] = family(t, ig, fam.name)
+			if f := silent[fam.name]; f.Role != "non-querier" || f.Querier != fam.other {
+				return false
+			}
+		}
+		return true
 	})
 	// Two more of the other's queries: a query interval and more, in
 	// which mcrd sends none.
-	waitFor(t, 10*time.Second, "two more queries from the other querier", func() bool {
-		f := family(t, d.groups(outIf), "ipv4")
-		if f.QueriesSent != silent.QueriesSent {
-			t.Fatalf("mcrd sent %d queries while the other was the querier", f.QueriesSent-silent.QueriesSent)
+	waitFor(t, 10*time.Second, "two more queries from the other querier in both families", func() bool {
+		ig := d.groups(outIf)
+		heard := true
+		for _, fam := range fams {
+			f := family(t, ig, fam.name)
+			if f.QueriesSent != silent[fam.name].QueriesSent {
+				t.Fatalf("mcrd sent %d %s queries while the other was the querier", f.QueriesSent-silent[fam.name].QueriesSent, fam.name)
+			}
+			heard = heard && f.QueriesReceived >= silent[fam.name].QueriesReceived+2
 		}
-		return f.QueriesReceived >= silent.QueriesReceived+2
+		return heard
 	})
 	other.Close()
-	waitFor(t, 15*time.Second, "mcrd to query again once the other querier is gone", func() bool {
-		f := family(t, d.groups(outIf), "ipv4")
-		return f.Role == "querier" && f.QueriesSent > silent.QueriesSent
+	waitFor(t, 15*time.Second, "mcrd to query again in both families once the other querier is gone", func() bool {
+		ig := d.groups(outIf)
+		for _, fam := range fams {
+			if f := family(t, ig, fam.name); f.Role != "querier" || f.QueriesSent <= silent[fam.name].QueriesSent {
+				return false
+			}
+		}
+		return true
 	})
 }
 
