@@ -656,8 +656,9 @@ func (m *master) addrsListed(all []addr) {
 }
 
 // readdress reconciles the rules on the links with these ifindexes, whose
-// addresses changed.
+// addresses changed, and has their listener tables re-read them.
 func (m *master) readdress(ifindexes []int) {
+	m.listeners.readdress(ifindexes)
 	var names []string
 	for _, ix := range ifindexes {
 		if l, ok := m.links.byIndex[ix]; ok {
