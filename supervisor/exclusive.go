@@ -49,7 +49,8 @@ func newExclusiveInputs(d inputDropper) *exclusiveInputs {
 // the whole ruleset. The caller holds m.mu.
 func (x *exclusiveInputs) sync(m *master, ifindexes map[int]bool) {
 	for _, ix := range slices.Sorted(maps.Keys(ifindexes)) {
-		name := m.links.byIndex[ix].Name // "" when the link is gone: no rule is sent on it
+		l, _ := m.links.ByIndex(ix)
+		name := l.Name // "" when the link is gone: no rule is sent on it
 		var want []ingressdrop.Match
 		for _, e := range m.byIface[name] {
 			if e.sent != nil && e.sent.InputIfIndex == ix {
@@ -93,7 +94,7 @@ func (x *exclusiveInputs) set(log *slog.Logger, name string, ifindex int, matche
 func (x *exclusiveInputs) dropped(m *master) map[string]uint64 {
 	out := map[string]uint64{}
 	for ix := range x.on {
-		l, ok := m.links.byIndex[ix]
+		l, ok := m.links.ByIndex(ix)
 		if n, attached := x.dropper.Dropped(ix); ok && attached {
 			out[l.Name] = n
 		}

@@ -5,10 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"net/netip"
 	"slices"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/supervisor/membership/membershiptest"
 )
 
 // fakeDataPlane is a dataPlane that holds the ruleset it is told, and
@@ -77,86 +76,6 @@ func (f *fakeDataPlane) updates() [][]string {
 	return u
 }
 
-// fakeKernel stands in for the kernel's multicast membership bookkeeping
-// of helper sockets: a per-socket cap on groups (igmp_max_memberships), a
-// per-group cap on sources (igmp_max_msf), no mixing of any-source and
-// source-specific joins of one group on one socket, and chosen failures.
-type fakeKernel struct {
-	maxGroups  int
-	maxSources int
-	fail       map[netip.Addr]error // joins of these groups fail so
-	open       int                  // sockets open now
-	opened     int                  // sockets ever opened
-}
-
-func newFakeKernel(maxGroups, maxSources int) *fakeKernel {
-	return &fakeKernel{maxGroups: maxGroups, maxSources: maxSources, fail: map[netip.Addr]error{}}
-}
-
-type fakeGroupSocket struct {
-	k       *fakeKernel
-	ifindex int
-	v6      bool
-	groups  map[netip.Addr]map[netip.Addr]bool // group → sources; {zero: true} = any source
-	closed  bool
-}
-
-func (k *fakeKernel) openSocket(ifindex int, v6 bool) (groupSocket, error) {
-	k.open++
-	k.opened++
-	return &fakeGroupSocket{k: k, ifindex: ifindex, v6: v6, groups: map[netip.Addr]map[netip.Addr]bool{}}, nil
-}
-
-func (s *fakeGroupSocket) join(g membership) error {
-	switch {
-	case s.closed:
-		return syscall.EBADF
-	case g.ifindex != s.ifindex || g.group.Is6() != s.v6:
-		return fmt.Errorf("membership %v on the socket of ifindex %d v6=%v", g, s.ifindex, s.v6)
-	case s.k.fail[g.group] != nil:
-		return s.k.fail[g.group]
-	}
-	srcs := s.groups[g.group]
-	if srcs == nil {
-		if len(s.groups) >= s.k.maxGroups {
-			return syscall.ENOBUFS
-		}
-		srcs = map[netip.Addr]bool{}
-		s.groups[g.group] = srcs
-	}
-	anySource := srcs[netip.Addr{}]
-	switch {
-	case len(srcs) > 0 && anySource != !g.source.IsValid():
-		return syscall.EINVAL // filter mode change
-	case srcs[g.source]:
-		return syscall.EADDRINUSE
-	case g.source.IsValid() && len(srcs) >= s.k.maxSources:
-		return syscall.ENOBUFS
-	}
-	srcs[g.source] = true
-	return nil
-}
-
-func (s *fakeGroupSocket) leave(g membership) error {
-	if !s.groups[g.group][g.source] {
-		return syscall.EADDRNOTAVAIL
-	}
-	delete(s.groups[g.group], g.source)
-	if len(s.groups[g.group]) == 0 {
-		delete(s.groups, g.group)
-	}
-	return nil
-}
-
-func (s *fakeGroupSocket) close() error {
-	if s.closed {
-		return syscall.EBADF
-	}
-	s.closed = true
-	s.k.open--
-	return nil
-}
-
 // fakeFanout is a fanoutProbe over a set of ids in use.
 type fakeFanout struct {
 	busy   map[int]bool
@@ -182,7 +101,7 @@ type testMaster struct {
 	*master
 	t      testing.TB
 	dp     *fakeDataPlane
-	kernel *fakeKernel
+	kernel *membershiptest.Kernel
 	fanout *fakeFanout
 	log    *syncbuf.Buffer
 }
@@ -192,7 +111,7 @@ func newTestMaster(t testing.TB) *testMaster {
 	tm := &testMaster{
 		t:      t,
 		dp:     newFakeDataPlane(),
-		kernel: newFakeKernel(20, 10),
+		kernel: membershiptest.NewKernel(20, 10),
 		fanout: &fakeFanout{busy: map[int]bool{}},
 		log:    &syncbuf.Buffer{},
 	}
@@ -200,7 +119,7 @@ func newTestMaster(t testing.TB) *testMaster {
 		Log:    testLogger(tm.log),
 		DP:     tm.dp,
 		Stats:  stats.NewAggregator(time.Second),
-		Groups: tm.kernel.openSocket,
+		Groups: tm.kernel.OpenSocket,
 		Fanout: newFanoutIDs(tm.fanout.probe, 4242),
 	})
 	return tm
@@ -212,10 +131,10 @@ func (tm *testMaster) joined() []string {
 	tm.mu.Lock()
 	defer tm.mu.Unlock()
 	var out []string
-	for g := range tm.groups.held {
-		s := fmt.Sprintf("%s@%d", g.group, g.ifindex)
-		if g.source.IsValid() {
-			s = g.source.String() + ">" + s
+	for g := range tm.groups.All() {
+		s := fmt.Sprintf("%s@%d", g.Addr, g.Ifindex)
+		if g.Source.IsValid() {
+			s = g.Source.String() + ">" + s
 		}
 		out = append(out, s)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/mcrelay/mcr/querier"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/supervisor/links"
 )
 
 // groupTable is the IGMP/MLD side of one interface (querier.Interface):
@@ -341,7 +342,7 @@ func (m *master) regate(ifindexes []int) {
 	defer m.mu.Unlock()
 	affected := map[string]*ruleEntry{}
 	for _, ix := range ifindexes {
-		l, ok := m.links.byIndex[ix]
+		l, ok := m.links.ByIndex(ix)
 		if !ok {
 			continue
 		}
@@ -363,7 +364,7 @@ func (m *master) regate(ifindexes []int) {
 // source there. The source receivers see is the output's source address,
 // or for a transparent output the input's; an output without one asks
 // for any listener (the kernel picks its source).
-func (m *master) outputAllowed(e *ruleEntry, i int, out link) bool {
+func (m *master) outputAllowed(e *ruleEntry, i int, out links.Link) bool {
 	o := e.rule.Outputs[i]
 	if !o.WhenJoined || m.listeners == nil {
 		return true
@@ -406,12 +407,12 @@ func (m *master) syncListeners() {
 	}
 	want := map[int]string{}
 	for name := range m.outNames {
-		if l, ok := m.links.lookup(name); ok {
+		if l, ok := m.links.Lookup(name); ok {
 			want[l.Index] = name
 		}
 	}
 	for name := range m.listeners.queriers {
-		if l, ok := m.links.lookup(name); ok {
+		if l, ok := m.links.Lookup(name); ok {
 			want[l.Index] = name
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/querier"
 	"github.com/mcrelay/mcr/ruleset"
+	"github.com/mcrelay/mcr/supervisor/links"
 )
 
 // fakeTables stands in for the IGMP/MLD sockets: each opened table holds
@@ -166,9 +167,9 @@ func (tm *testMaster) outputStates(id string) []string {
 func TestWhenJoinedFollowsListeners(t *testing.T) {
 	tm := newTestMaster(t)
 	f := withListeners(tm, "eth3")
-	tm.linkChanged(link{"eth0", 2, true})
-	tm.linkChanged(link{"eth1", 3, true})
-	tm.linkChanged(link{"eth3", 5, true})
+	tm.LinkChanged(links.Link{Name: "eth0", Index: 2, Up: true})
+	tm.LinkChanged(links.Link{Name: "eth1", Index: 3, Up: true})
+	tm.LinkChanged(links.Link{Name: "eth3", Index: 5, Up: true})
 	r := ruleset.Rule{ID: "a", Input: ruleset.Input{Interface: "eth0", Group: "239.1.1.1", Port: 5000},
 		Outputs: []ruleset.Output{
 			{Interface: "eth1", Group: "239.2.2.2", Port: 6000, WhenJoined: true, Source: "10.1.0.1"},
@@ -214,8 +215,8 @@ func TestWhenJoinedFollowsListeners(t *testing.T) {
 
 	// The output interface is recreated: a fresh table, and the output
 	// stays idle on it.
-	tm.linkDeleted(link{"eth1", 3, true})
-	tm.linkChanged(link{"eth1", 13, true})
+	tm.LinkDeleted(links.Link{Name: "eth1", Index: 3, Up: true})
+	tm.LinkChanged(links.Link{Name: "eth1", Index: 13, Up: true})
 	step("recreated", []bool{true, false}, []string{"idle", "active"})
 	if _, ok := f.open[3]; ok {
 		t.Error("the table of the deleted ifindex 3 is still open")
@@ -246,8 +247,8 @@ func TestWhenJoinedWithoutTable(t *testing.T) {
 	tm := newTestMaster(t)
 	f := withListeners(tm)
 	f.fail[3] = true
-	tm.linkChanged(link{"eth0", 2, true})
-	tm.linkChanged(link{"eth1", 3, true})
+	tm.LinkChanged(links.Link{Name: "eth0", Index: 2, Up: true})
+	tm.LinkChanged(links.Link{Name: "eth1", Index: 3, Up: true})
 	r := testRule("a", "eth0", "239.1.1.1", 5000, "eth1")
 	r.Outputs[0].WhenJoined = true
 	if _, err := tm.add(r); err != nil {
@@ -266,8 +267,8 @@ func TestWhenJoinedWithoutTable(t *testing.T) {
 func TestListGroups(t *testing.T) {
 	tm := newTestMaster(t)
 	f := withListeners(tm)
-	tm.linkChanged(link{"eth0", 2, true})
-	tm.linkChanged(link{"eth1", 3, true})
+	tm.LinkChanged(links.Link{Name: "eth0", Index: 2, Up: true})
+	tm.LinkChanged(links.Link{Name: "eth1", Index: 3, Up: true})
 	if _, err := tm.add(testRule("a", "eth0", "239.1.1.1", 5000, "eth1")); err != nil {
 		t.Fatal(err)
 	}
@@ -295,9 +296,9 @@ func TestListGroups(t *testing.T) {
 func TestQuerierSettingsFromConfig(t *testing.T) {
 	tm := newTestMaster(t)
 	f := withListeners(tm, "eth3")
-	tm.linkChanged(link{"eth0", 2, true})
-	tm.linkChanged(link{"eth1", 3, true})
-	tm.linkChanged(link{"eth4", 6, true})
+	tm.LinkChanged(links.Link{Name: "eth0", Index: 2, Up: true})
+	tm.LinkChanged(links.Link{Name: "eth1", Index: 3, Up: true})
+	tm.LinkChanged(links.Link{Name: "eth4", Index: 6, Up: true})
 	if _, err := tm.add(testRule("a", "eth0", "239.1.1.1", 5000, "eth1")); err != nil {
 		t.Fatal(err)
 	}

@@ -14,11 +14,12 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/mcrelay/mcr/internal/netnstest"
+	"github.com/mcrelay/mcr/supervisor/links"
 )
 
 // followNS starts a link follower on ns feeding sink, stopped at the end of
 // the test.
-func followNS(t *testing.T, ns *netnstest.NS, sink linkEvents, rcvBuf int, log *syncbuf.Buffer) {
+func followNS(t *testing.T, ns *netnstest.NS, sink links.Events, rcvBuf int, log *syncbuf.Buffer) {
 	t.Helper()
 	h, err := netns.GetFromName(ns.Name)
 	if err != nil {
@@ -26,8 +27,8 @@ func followNS(t *testing.T, ns *netnstest.NS, sink linkEvents, rcvBuf int, log *
 	}
 	t.Cleanup(func() { h.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &linkFollower{log: testLogger(log), sink: sink, ns: &h, rcvBuf: rcvBuf}
-	stopped, err := f.start(ctx)
+	f := &links.Follower{Log: testLogger(log), Sink: sink, NS: &h, RcvBuf: rcvBuf}
+	stopped, err := f.Start(ctx)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -39,7 +40,7 @@ func TestLinkFollowerDrivesRuleStates(t *testing.T) {
 	ns := netnstest.New(t, "lk")
 	tm := newTestMaster(t)
 	addRules(testRule("r", "mcrv0", "239.1.1.1", 5000, "mcrv1"))(tm)
-	followNS(t, ns, tm.master, netlinkRcvBuf, tm.log)
+	followNS(t, ns, tm.master, links.DefaultRcvBuf, tm.log)
 
 	// waitRule waits for rule r's state and the ifindexes the data plane
 	// holds for it (0, 0 when it holds nothing).
@@ -107,7 +108,7 @@ func TestLinkFollowerDrivesRuleStates(t *testing.T) {
 // gatedSink holds every event until the gate opens, so the netlink socket
 // behind the follower overruns.
 type gatedSink struct {
-	linkEvents
+	links.Events
 	gate chan struct{}
 
 	mu     sync.Mutex
@@ -115,19 +116,19 @@ type gatedSink struct {
 	events int
 }
 
-func (g *gatedSink) linkChanged(l link) {
+func (g *gatedSink) LinkChanged(l links.Link) {
 	<-g.gate
 	g.mu.Lock()
 	g.events++
 	g.mu.Unlock()
-	g.linkEvents.linkChanged(l)
+	g.Events.LinkChanged(l)
 }
 
-func (g *gatedSink) linksListed(all []link) {
+func (g *gatedSink) LinksListed(all []links.Link) {
 	g.mu.Lock()
 	g.lists++
 	g.mu.Unlock()
-	g.linkEvents.linksListed(all)
+	g.Events.LinksListed(all)
 }
 
 func TestLinkFollowerRelistsAfterOverrun(t *testing.T) {
@@ -137,7 +138,7 @@ func TestLinkFollowerRelistsAfterOverrun(t *testing.T) {
 	for i := range n {
 		addRules(testRule(fmt.Sprintf("r%d", i), fmt.Sprintf("mcra%d", i), "239.1.1.1", 5000, fmt.Sprintf("mcrb%d", i)))(tm)
 	}
-	sink := &gatedSink{linkEvents: tm.master, gate: make(chan struct{})}
+	sink := &gatedSink{Events: tm.master, gate: make(chan struct{})}
 	logs := &syncbuf.Buffer{}
 	// The smallest receive buffer the kernel allows (SOCK_MIN_RCVBUF)
 	// holds a couple of link messages.

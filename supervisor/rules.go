@@ -15,12 +15,14 @@ import (
 	"github.com/mcrelay/mcr/internal/jsontext"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/supervisor/links"
+	"github.com/mcrelay/mcr/supervisor/membership"
 )
 
 // master owns the master ruleset (the truth every worker's ruleset is
 // checked against) and everything derived from it: each rule's resolution
 // against the link and address views, its state, the group memberships and
-// what the data plane holds. It implements linkEvents.
+// what the data plane holds. It implements links.Events.
 //
 // Every rule is resolved by the name of its input interface:
 //
@@ -57,9 +59,9 @@ type master struct {
 	rules   map[string]*ruleEntry
 	inputs  map[ruleset.InputKey]string      // input → id of the rule on it
 	byIface map[string]map[string]*ruleEntry // interface name → rules on it (input or output)
-	links   linkView
-	addrs   addrView
-	groups  *memberships
+	links   links.View
+	addrs   links.Addrs
+	groups  *membership.Joins
 	fanout  *fanoutIDs
 	// excl, when --exclusive-inputs is on, keeps the kernel's receive
 	// path from seeing the streams the data plane holds; nil when off.
@@ -99,7 +101,7 @@ type ruleEntry struct {
 
 	sent      *controlproto.WorkerRule // what the data plane holds; nil = not sent
 	sentCanon []byte                   // sent.Canonical()
-	joined    *membership              // the membership held for the rule
+	joined    *membership.Group        // the membership held for the rule
 
 	// saved is the rule as the config file holds it (configEntry), made
 	// at its first save; nil until then.
@@ -111,7 +113,7 @@ type masterConfig struct {
 	Log    *slog.Logger
 	DP     dataPlane
 	Stats  *stats.Aggregator
-	Groups openGroupSocket
+	Groups membership.Opener
 	Fanout *fanoutIDs
 	// Exclusive, when set, drops the relayed streams at each input
 	// interface's tc ingress (--exclusive-inputs); nil = off.
@@ -137,9 +139,9 @@ func newMaster(c masterConfig) *master {
 		rules:   map[string]*ruleEntry{},
 		inputs:  map[ruleset.InputKey]string{},
 		byIface: map[string]map[string]*ruleEntry{},
-		links:   newLinkView(),
-		addrs:   newAddrView(),
-		groups:  newMemberships(c.Groups),
+		links:   links.NewView(),
+		addrs:   links.NewAddrs(),
+		groups:  membership.New(c.Groups),
 		fanout:  c.Fanout,
 		raw:     c.Raw,
 
@@ -352,7 +354,7 @@ func (m *master) release(e *ruleEntry, b *batch) {
 // state, the rule the data plane holds, its membership. Changes for the
 // data plane go into b.
 func (m *master) reconcile(e *ruleEntry, b *batch) {
-	in, exists := m.links.lookup(e.rule.Input.Interface)
+	in, exists := m.links.Lookup(e.rule.Input.Interface)
 	var problems []string
 	var want *controlproto.WorkerRule
 	if exists {
@@ -386,7 +388,7 @@ func (m *master) setError(e *ruleEntry, msg string) {
 }
 
 // resolve returns the rule as the data plane needs it on input link in.
-func (m *master) resolve(e *ruleEntry, in link) (*controlproto.WorkerRule, error) {
+func (m *master) resolve(e *ruleEntry, in links.Link) (*controlproto.WorkerRule, error) {
 	fanout, err := m.fanout.get(in.Index)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", in.Name, err)
@@ -400,7 +402,7 @@ func (m *master) resolve(e *ruleEntry, in link) (*controlproto.WorkerRule, error
 	addrs := make([][]string, len(e.rule.Outputs))
 	known := false
 	for i, o := range e.rule.Outputs {
-		out, ok := m.links.lookup(o.Interface)
+		out, ok := m.links.Lookup(o.Interface)
 		if !ok {
 			continue
 		}
@@ -413,7 +415,7 @@ func (m *master) resolve(e *ruleEntry, in link) (*controlproto.WorkerRule, error
 		}
 		if o.Source == "" && !o.PreserveSource {
 			// Validate accepted the group, Normalize canonicalised it.
-			addrs[i] = m.addrs.list(out.Index, netip.MustParseAddr(o.Group).Is6())
+			addrs[i] = m.addrs.List(out.Index, netip.MustParseAddr(o.Group).Is6())
 			known = known || len(addrs[i]) > 0
 		}
 	}
@@ -453,18 +455,18 @@ func unsend(e *ruleEntry, b *batch) {
 // is multicast. The new membership is joined before the old one is left.
 // A failed join is the rule's error; it is tried again at the next
 // reconcile.
-func (m *master) updateMembership(e *ruleEntry, in link, exists bool) error {
-	var want *membership
+func (m *master) updateMembership(e *ruleEntry, in links.Link, exists bool) error {
+	var want *membership.Group
 	if exists && in.Up && e.group.IsMulticast() {
-		want = &membership{ifindex: in.Index, group: e.group, source: e.src}
+		want = &membership.Group{Ifindex: in.Index, Addr: e.group, Source: e.src}
 	}
 	if want != nil && e.joined != nil && *want == *e.joined {
 		return nil
 	}
 	var err error
 	if want != nil {
-		if err = m.groups.join(*want); err != nil {
-			err = fmt.Errorf("join %s on %s: %w", describeGroup(*want), in.Name, err)
+		if err = m.groups.Join(*want); err != nil {
+			err = fmt.Errorf("join %s on %s: %w", want, in.Name, err)
 			want = nil
 		}
 	}
@@ -475,20 +477,11 @@ func (m *master) updateMembership(e *ruleEntry, in link, exists bool) error {
 	return err
 }
 
-// describeGroup names a membership's group: "239.1.1.1", or
-// "(10.0.0.9, 232.1.1.1)" when source-specific.
-func describeGroup(g membership) string {
-	if g.source.IsValid() {
-		return fmt.Sprintf("(%s, %s)", g.source, g.group)
-	}
-	return g.group.String()
-}
-
 // leave drops a rule's reference on g. A failed leave only matters to the
-// log: the membership is forgotten either way (see memberships.leave).
-func (m *master) leave(g membership) {
-	if err := m.groups.leave(g); err != nil {
-		m.log.Debug("leave group", "group", describeGroup(g), "ifindex", g.ifindex, "err", err)
+// log: the membership is forgotten either way (see membership.Joins.Leave).
+func (m *master) leave(g membership.Group) {
+	if err := m.groups.Leave(g); err != nil {
+		m.log.Debug("leave group", "group", g.String(), "ifindex", g.Ifindex, "err", err)
 	}
 }
 
@@ -523,7 +516,7 @@ func (s linkState) String() string {
 }
 
 // stateOf is the state of a rule whose input interface resolved to in.
-func stateOf(in link, exists bool) linkState {
+func stateOf(in links.Link, exists bool) linkState {
 	switch {
 	case !exists:
 		return linkPending
@@ -544,7 +537,7 @@ func (m *master) setOutputStates(e *ruleEntry) {
 	ifaces := make([]string, len(e.rule.Outputs))
 	var logged []string
 	for i, o := range e.rule.Outputs {
-		l, ok := m.links.lookup(o.Interface)
+		l, ok := m.links.Lookup(o.Interface)
 		next[i], ifaces[i] = stateOf(l, ok), o.Interface
 		if next[i] == linkActive && e.sent != nil && i < len(e.sent.OutputIdle) && e.sent.OutputIdle[i] {
 			next[i] = linkIdle
@@ -564,7 +557,7 @@ func (m *master) setOutputStates(e *ruleEntry) {
 }
 
 // setState records e's state and logs a change, once per transition.
-func (m *master) setState(e *ruleEntry, state linkState, in link) {
+func (m *master) setState(e *ruleEntry, state linkState, in links.Link) {
 	old := e.state
 	if old == state {
 		return
@@ -581,31 +574,31 @@ func (m *master) setState(e *ruleEntry, state linkState, in link) {
 	m.log.Info("rule state changed", append(attrs, "from", old.String())...)
 }
 
-// linkChanged implements linkEvents.
-func (m *master) linkChanged(l link) {
+// LinkChanged implements links.Events.
+func (m *master) LinkChanged(l links.Link) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.relink(m.links.set(l))
+	m.relink(m.links.Set(l))
 }
 
-// linkDeleted implements linkEvents. The link's addresses are forgotten
+// LinkDeleted implements links.Events. The link's addresses are forgotten
 // with it, so the address view does not grow with links that come and go.
-func (m *master) linkDeleted(l link) {
+func (m *master) LinkDeleted(l links.Link) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.relink(m.links.remove(l))
-	m.addrs.forget(l.Index)
+	m.relink(m.links.Remove(l))
+	m.addrs.Forget(l.Index)
 }
 
-// linksListed implements linkEvents. The addresses of links not listed are
-// forgotten; those of the listed ones follow in addrsListed.
-func (m *master) linksListed(all []link) {
+// LinksListed implements links.Events. The addresses of links not listed are
+// forgotten; those of the listed ones follow in AddrsListed.
+func (m *master) LinksListed(all []links.Link) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.relink(m.links.replace(all))
-	for f := range m.addrs.byFamily {
-		if _, ok := m.links.byIndex[f.index]; !ok {
-			m.addrs.forget(f.index)
+	m.relink(m.links.Replace(all))
+	for _, ix := range m.addrs.Indexes() {
+		if _, ok := m.links.ByIndex(ix); !ok {
+			m.addrs.Forget(ix)
 		}
 	}
 }
@@ -617,7 +610,7 @@ func (m *master) relink(names []string) {
 		return
 	}
 	for ifindex := range m.fanout.byIf {
-		if _, ok := m.links.byIndex[ifindex]; !ok {
+		if _, ok := m.links.ByIndex(ifindex); !ok {
 			m.fanout.release(ifindex)
 		}
 	}
@@ -632,27 +625,27 @@ func (m *master) relink(names []string) {
 	m.flush(&b)
 }
 
-// addrChanged implements linkEvents. A real change of a link's addresses
+// AddrChanged implements links.Events. A real change of a link's addresses
 // re-resolves the rules on it: those with an output there without a
 // source carry the addresses now there in WorkerRule.OutputAddrs, which the
 // workers check returning datagrams against.
-func (m *master) addrChanged(a addr, present bool) {
+func (m *master) AddrChanged(a links.Addr, present bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	changed := m.addrs.set
+	changed := m.addrs.Set
 	if !present {
-		changed = m.addrs.remove
+		changed = m.addrs.Remove
 	}
 	if changed(a) {
 		m.readdress([]int{a.Index})
 	}
 }
 
-// addrsListed implements linkEvents.
-func (m *master) addrsListed(all []addr) {
+// AddrsListed implements links.Events.
+func (m *master) AddrsListed(all []links.Addr) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.readdress(m.addrs.replace(all))
+	m.readdress(m.addrs.Replace(all))
 }
 
 // readdress reconciles the rules on the links with these ifindexes, whose
@@ -661,7 +654,7 @@ func (m *master) readdress(ifindexes []int) {
 	m.listeners.readdress(ifindexes)
 	var names []string
 	for _, ix := range ifindexes {
-		if l, ok := m.links.byIndex[ix]; ok {
+		if l, ok := m.links.ByIndex(ix); ok {
 			names = append(names, l.Name)
 		}
 	}
@@ -816,7 +809,7 @@ func (m *master) close() error {
 	for _, e := range m.rules {
 		e.joined = nil
 	}
-	return m.groups.close()
+	return m.groups.Close()
 }
 
 // batch collects the data-plane changes of one master operation, so the

@@ -21,6 +21,8 @@ import (
 	"github.com/mcrelay/mcr/internal/relaysock"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/supervisor/links"
+	"github.com/mcrelay/mcr/supervisor/membership"
 	"github.com/mcrelay/mcr/supervisor/pool"
 )
 
@@ -413,7 +415,7 @@ func (pt *propTest) tell(name string) {
 	l, ok := pt.links[name]
 	if !ok {
 		old := pt.seenLinks[name]
-		pt.tm.linkDeleted(link{Name: name, Index: old.index})
+		pt.tm.LinkDeleted(links.Link{Name: name, Index: old.index})
 		pt.forgetLink(name)
 		return
 	}
@@ -422,7 +424,7 @@ func (pt *propTest) tell(name string) {
 		pt.forgetLink(name) // recreated: the old index goes with its deletion or the new link
 	}
 	pt.seenLinks[name] = l
-	pt.tm.linkChanged(link{Name: name, Index: l.index, Up: l.up})
+	pt.tm.LinkChanged(links.Link{Name: name, Index: l.index, Up: l.up})
 }
 
 // forgetLink drops the model's view of the link the master knew by name.
@@ -485,13 +487,13 @@ func (pt *propTest) opLinkRecreated() string {
 	l := propLink{index: pt.newIndex(), up: pt.rng.IntN(2) == 0}
 	pt.links[name] = l
 	if pt.rng.IntN(2) == 0 {
-		pt.tm.linkDeleted(link{Name: name, Index: old.index})
+		pt.tm.LinkDeleted(links.Link{Name: name, Index: old.index})
 		pt.forgetLink(name)
 		pt.tell(name)
 		return fmt.Sprintf("%s %d -> %d, deletion first", name, old.index, l.index)
 	}
 	pt.tell(name)
-	pt.tm.linkDeleted(link{Name: name, Index: old.index}) // late: changes nothing
+	pt.tm.LinkDeleted(links.Link{Name: name, Index: old.index}) // late: changes nothing
 	return fmt.Sprintf("%s %d -> %d, deletion late", name, old.index, l.index)
 }
 
@@ -513,7 +515,7 @@ func (pt *propTest) opLinkRenamed() string {
 	// longer resolves, and the link keeps its addresses.
 	delete(pt.seenLinks, from)
 	pt.seenLinks[to] = l
-	pt.tm.linkChanged(link{Name: to, Index: l.index, Up: l.up})
+	pt.tm.LinkChanged(links.Link{Name: to, Index: l.index, Up: l.up})
 	return fmt.Sprintf("%s -> %s (%d)", from, to, l.index)
 }
 
@@ -531,7 +533,7 @@ func (pt *propTest) opAddr() string {
 	}
 	f := propFamily{l.index, pt.rng.IntN(2) == 0}
 	set := pt.addrs[f]
-	var a addr
+	var a links.Addr
 	present := len(set) == 0 || pt.rng.IntN(2) == 0
 	if present {
 		pt.nextAddr++
@@ -544,11 +546,11 @@ func (pt *propTest) opAddr() string {
 			pt.addrs[f] = set
 		}
 		set[p] = true
-		a = addr{Index: l.index, Prefix: p}
+		a = links.Addr{Index: l.index, Prefix: p}
 	} else {
 		p := pick(pt.rng, slices.SortedFunc(maps.Keys(set), func(x, y netip.Prefix) int { return x.Addr().Compare(y.Addr()) }))
 		delete(set, p)
-		a = addr{Index: l.index, Prefix: p}
+		a = links.Addr{Index: l.index, Prefix: p}
 	}
 	sa := pt.seenAddrs[f]
 	if sa == nil {
@@ -560,7 +562,7 @@ func (pt *propTest) opAddr() string {
 	} else {
 		delete(sa.set, a.Prefix)
 	}
-	pt.tm.addrChanged(a, present)
+	pt.tm.AddrChanged(a, present)
 	return fmt.Sprintf("%s %v present=%v", name, a.Prefix, present)
 }
 
@@ -584,17 +586,17 @@ func (pt *propTest) opRelist() string {
 			changes = append(changes, fmt.Sprintf("%s up=%v", name, l.up))
 		}
 	}
-	var links []link
+	var all []links.Link
 	for name, l := range pt.links {
-		links = append(links, link{Name: name, Index: l.index, Up: l.up})
+		all = append(all, links.Link{Name: name, Index: l.index, Up: l.up})
 	}
-	var addrs []addr
+	var addrs []links.Addr
 	for f, set := range pt.addrs {
 		for p := range set {
-			addrs = append(addrs, addr{Index: f.index, Prefix: p})
+			addrs = append(addrs, links.Addr{Index: f.index, Prefix: p})
 		}
 	}
-	// The model of linkView.replace and addrView.replace.
+	// The model of links.View.Replace and links.Addrs.Replace.
 	listed := map[int]bool{}
 	for _, l := range pt.links {
 		listed[l.index] = true
@@ -606,8 +608,8 @@ func (pt *propTest) opRelist() string {
 			pt.seenAddrs[f] = &propAddrs{set: maps.Clone(set)}
 		}
 	}
-	pt.tm.linksListed(links)
-	pt.tm.addrsListed(addrs)
+	pt.tm.LinksListed(all)
+	pt.tm.AddrsListed(addrs)
 	return strings.Join(changes, ", ")
 }
 
@@ -678,7 +680,7 @@ func (pt *propTest) check() string {
 			if r.Input.Source != "" {
 				src = netip.MustParseAddr(r.Input.Source)
 			}
-			wantJoined[fmt.Sprintf("%s@%d", describeGroup(membership{group: g, source: src}), in.index)]++
+			wantJoined[fmt.Sprintf("%s@%d", membership.Group{Addr: g, Source: src}.String(), in.index)]++
 		}
 	}
 	gotStatus := map[string]status{}
@@ -746,10 +748,10 @@ func (pt *propTest) check() string {
 	// left open without a membership.
 	pt.tm.mu.Lock()
 	gotJoined := map[string]int{}
-	for g, h := range pt.tm.groups.held {
-		gotJoined[fmt.Sprintf("%s@%d", describeGroup(g), g.ifindex)] = h.refs
+	for g, refs := range pt.tm.groups.All() {
+		gotJoined[fmt.Sprintf("%s@%d", g.String(), g.Ifindex)] = refs
 	}
-	_, sockets := pt.tm.groups.count()
+	_, sockets := pt.tm.groups.Count()
 	wantInputs := map[ruleset.InputKey]string{}
 	wantByIface := map[string][]string{}
 	for id, r := range pt.rules {
@@ -781,8 +783,8 @@ func (pt *propTest) check() string {
 	}
 	pt.tm.mu.Unlock()
 	report("memberships", cmp.Diff(wantJoined, gotJoined))
-	if pt.tm.kernel.open != sockets {
-		problems = append(problems, fmt.Sprintf("%d helper sockets open, the pools hold %d", pt.tm.kernel.open, sockets))
+	if pt.tm.kernel.Open != sockets {
+		problems = append(problems, fmt.Sprintf("%d helper sockets open, the pools hold %d", pt.tm.kernel.Open, sockets))
 	}
 	report("input index", cmp.Diff(wantInputs, gotInputs))
 	report("interface index", cmp.Diff(wantByIface, gotByIface))

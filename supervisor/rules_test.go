@@ -19,6 +19,7 @@ import (
 	"github.com/mcrelay/mcr/internal/netnstest"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/supervisor/links"
 )
 
 // sentSummary describes what the data plane holds per rule id:
@@ -49,15 +50,15 @@ type scriptStep struct {
 }
 
 func up(name string, index int) func(*testMaster) {
-	return func(tm *testMaster) { tm.linkChanged(link{name, index, true}) }
+	return func(tm *testMaster) { tm.LinkChanged(links.Link{Name: name, Index: index, Up: true}) }
 }
 
 func down(name string, index int) func(*testMaster) {
-	return func(tm *testMaster) { tm.linkChanged(link{name, index, false}) }
+	return func(tm *testMaster) { tm.LinkChanged(links.Link{Name: name, Index: index, Up: false}) }
 }
 
 func gone(name string, index int) func(*testMaster) {
-	return func(tm *testMaster) { tm.linkDeleted(link{Name: name, Index: index}) }
+	return func(tm *testMaster) { tm.LinkDeleted(links.Link{Name: name, Index: index}) }
 }
 
 func addRules(rules ...ruleset.Rule) func(*testMaster) {
@@ -181,7 +182,9 @@ func TestRuleStates(t *testing.T) {
 					sent:   map[string]string{"r1": "in=5 out=[0]", "r2": "in=6 out=[0]"},
 					joined: []string{"239.1.1.1@5", "239.1.1.2@6"}},
 				{name: "listing: eth9 recreated and down, wan gone, out0 there",
-					do:     func(tm *testMaster) { tm.linksListed([]link{{"eth9", 11, false}, {"out0", 12, true}}) },
+					do: func(tm *testMaster) {
+						tm.LinksListed([]links.Link{{Name: "eth9", Index: 11, Up: false}, {Name: "out0", Index: 12, Up: true}})
+					},
 					states: map[string]string{"r1": "down", "r2": "pending"},
 					sent:   map[string]string{"r1": "in=11 out=[12]"}},
 			},
@@ -292,8 +295,8 @@ func TestRuleMembershipsShared(t *testing.T) {
 	if diff := cmp.Diff(want, tm.joined()); diff != "" {
 		t.Errorf("memberships (-want +got):\n%s", diff)
 	}
-	if tm.kernel.opened != 2 {
-		t.Errorf("IPv4 and IPv6 groups on one interface opened %d helper sockets, want 2", tm.kernel.opened)
+	if tm.kernel.Opened != 2 {
+		t.Errorf("IPv4 and IPv6 groups on one interface opened %d helper sockets, want 2", tm.kernel.Opened)
 	}
 	tm.remove("p5000")
 	if diff := cmp.Diff(want, tm.joined()); diff != "" {
@@ -307,7 +310,7 @@ func TestRuleMembershipsShared(t *testing.T) {
 
 func TestRuleJoinFailureIsThatRulesError(t *testing.T) {
 	tm := newTestMaster(t)
-	tm.kernel.fail[netip.MustParseAddr("239.6.6.6")] = syscall.EADDRNOTAVAIL
+	tm.kernel.Fail[netip.MustParseAddr("239.6.6.6")] = syscall.EADDRNOTAVAIL
 	up("eth9", 5)(tm)
 	addRules(
 		testRule("bad", "eth9", "239.6.6.6", 5000, "out0"),
@@ -325,7 +328,7 @@ func TestRuleJoinFailureIsThatRulesError(t *testing.T) {
 		t.Error("rule with a failing join was not sent to the data plane (unicast or already-flooded traffic still arrives)")
 	}
 	// The join is retried when the interface comes back.
-	delete(tm.kernel.fail, netip.MustParseAddr("239.6.6.6"))
+	delete(tm.kernel.Fail, netip.MustParseAddr("239.6.6.6"))
 	down("eth9", 5)(tm)
 	up("eth9", 5)(tm)
 	if _, errText := tm.status(t, "bad"); errText != "" {
@@ -376,7 +379,7 @@ func TestRuleReplaceAppliesOnlyTheDifference(t *testing.T) {
 		testRule("gone", "eth9", "239.1.1.3", 5000, "out0"),
 	)(tm)
 	tm.dp.updates()
-	opened := tm.kernel.opened
+	opened := tm.kernel.Opened
 
 	changed := testRule("changed", "eth9", "239.1.1.2", 5001, "out0") // same group, other port
 	// "new" takes the input "gone" had: the diff must free it first.
@@ -397,8 +400,8 @@ func TestRuleReplaceAppliesOnlyTheDifference(t *testing.T) {
 	if diff := cmp.Diff([]string{"239.1.1.1@5", "239.1.1.2@5", "239.1.1.3@5"}, tm.joined()); diff != "" {
 		t.Errorf("memberships (-want +got):\n%s", diff)
 	}
-	if tm.kernel.opened != opened {
-		t.Errorf("replace opened %d new helper sockets: a group stayed wanted but was left and joined again", tm.kernel.opened-opened)
+	if tm.kernel.Opened != opened {
+		t.Errorf("replace opened %d new helper sockets: a group stayed wanted but was left and joined again", tm.kernel.Opened-opened)
 	}
 	// The same set again changes nothing.
 	res = tm.replace(tm.config().Rules)
@@ -467,15 +470,19 @@ func TestRuleStateCounts(t *testing.T) {
 // addrAdd, addrDel and addrList script the address events of
 // TestRuleAddressChanges.
 func addrAdd(index int, prefix string, flags int) func(*testMaster) {
-	return func(tm *testMaster) { tm.addrChanged(addr{index, netip.MustParsePrefix(prefix), flags}, true) }
+	return func(tm *testMaster) {
+		tm.AddrChanged(links.Addr{Index: index, Prefix: netip.MustParsePrefix(prefix), Flags: flags}, true)
+	}
 }
 
 func addrDel(index int, prefix string) func(*testMaster) {
-	return func(tm *testMaster) { tm.addrChanged(addr{Index: index, Prefix: netip.MustParsePrefix(prefix)}, false) }
+	return func(tm *testMaster) {
+		tm.AddrChanged(links.Addr{Index: index, Prefix: netip.MustParsePrefix(prefix)}, false)
+	}
 }
 
-func addrList(all ...addr) func(*testMaster) {
-	return func(tm *testMaster) { tm.addrsListed(all) }
+func addrList(all ...links.Addr) func(*testMaster) {
+	return func(tm *testMaster) { tm.AddrsListed(all) }
 }
 
 // TestRuleOutputAddresses follows the addresses of output interfaces
@@ -488,7 +495,7 @@ func TestRuleOutputAddresses(t *testing.T) {
 	up("eth9", 5)(tm)
 	up("out0", 6)(tm)
 	up("out1", 7)(tm)
-	addrList(addr{6, netip.MustParsePrefix("10.2.0.1/24"), 0}, addr{6, netip.MustParsePrefix("fd00:2::1/64"), tentative})(tm)
+	addrList(links.Addr{Index: 6, Prefix: netip.MustParsePrefix("10.2.0.1/24"), Flags: 0}, links.Addr{Index: 6, Prefix: netip.MustParsePrefix("fd00:2::1/64"), Flags: tentative})(tm)
 	fixed := testRule("fixed", "eth9", "239.1.1.2", 5000, "out0")
 	fixed.Outputs[0].Source = "10.2.0.1"
 	v6 := testRule("v6", "eth9", "239.1.1.4", 5000, "out0")
@@ -542,19 +549,19 @@ func TestRuleOutputAddresses(t *testing.T) {
 		{"address on out1", addrAdd(7, "10.4.0.1/24", 0), []string{"+elsewhere"},
 			[3][]string{{"10.2.0.9"}, {"fd00:2::1"}, {"10.4.0.1"}}},
 		{"re-list that finds nothing new", addrList(
-			addr{6, netip.MustParsePrefix("10.2.0.9/24"), 0}, addr{6, netip.MustParsePrefix("fd00:2::1/64"), 0},
-			addr{7, netip.MustParsePrefix("10.4.0.1/24"), 0}, addr{99, netip.MustParsePrefix("10.3.0.1/24"), 0}), nil,
+			links.Addr{Index: 6, Prefix: netip.MustParsePrefix("10.2.0.9/24"), Flags: 0}, links.Addr{Index: 6, Prefix: netip.MustParsePrefix("fd00:2::1/64"), Flags: 0},
+			links.Addr{Index: 7, Prefix: netip.MustParsePrefix("10.4.0.1/24"), Flags: 0}, links.Addr{Index: 99, Prefix: netip.MustParsePrefix("10.3.0.1/24"), Flags: 0}), nil,
 			[3][]string{{"10.2.0.9"}, {"fd00:2::1"}, {"10.4.0.1"}}},
 		{"re-list that finds out1's address gone and out0's back", addrList(
-			addr{6, netip.MustParsePrefix("10.2.0.9/24"), 0}, addr{6, netip.MustParsePrefix("10.2.0.1/24"), 0},
-			addr{6, netip.MustParsePrefix("fd00:2::1/64"), 0}, addr{99, netip.MustParsePrefix("10.3.0.1/24"), 0}),
+			links.Addr{Index: 6, Prefix: netip.MustParsePrefix("10.2.0.9/24"), Flags: 0}, links.Addr{Index: 6, Prefix: netip.MustParsePrefix("10.2.0.1/24"), Flags: 0},
+			links.Addr{Index: 6, Prefix: netip.MustParsePrefix("fd00:2::1/64"), Flags: 0}, links.Addr{Index: 99, Prefix: netip.MustParsePrefix("10.3.0.1/24"), Flags: 0}),
 			[]string{"+derived", "+elsewhere"}, [3][]string{{"10.2.0.1", "10.2.0.9"}, {"fd00:2::1"}, nil}},
 		{"out0 down and up: the egress sockets need nothing", func(tm *testMaster) {
 			down("out0", 6)(tm)
 			up("out0", 6)(tm)
 		}, nil, [3][]string{{"10.2.0.1", "10.2.0.9"}, {"fd00:2::1"}, nil}},
 		{"re-list of links", func(tm *testMaster) {
-			tm.linksListed([]link{{"eth9", 5, true}, {"out0", 6, true}, {"out1", 7, true}})
+			tm.LinksListed([]links.Link{{Name: "eth9", Index: 5, Up: true}, {Name: "out0", Index: 6, Up: true}, {Name: "out1", Index: 7, Up: true}})
 		}, nil, [3][]string{{"10.2.0.1", "10.2.0.9"}, {"fd00:2::1"}, nil}},
 	}
 	for _, st := range steps {
@@ -575,12 +582,12 @@ func TestRuleOutputAddresses(t *testing.T) {
 	// did not list; a re-list forgot out1's, which it did not find; a
 	// deletion forgets the link's addresses: the view does not grow with
 	// links or addresses that came and went.
-	if _, ok := tm.addrs.byFamily[addrFamily{99, false}]; ok {
-		t.Errorf("a link listing without ifindex 99 kept its addresses: %v", tm.addrs.byFamily)
+	if ixs := tm.addrs.Indexes(); slices.Contains(ixs, 99) {
+		t.Errorf("a link listing without ifindex 99 kept its addresses: the view holds addresses of %v", ixs)
 	}
 	gone("out0", 6)(tm)
-	if diff := cmp.Diff([]addrFamily(nil), slices.Collect(maps.Keys(tm.addrs.byFamily)), cmp.AllowUnexported(addrFamily{})); diff != "" {
-		t.Errorf("address view after out0's deletion (-want +got):\n%s", diff)
+	if diff := cmp.Diff([]int(nil), tm.addrs.Indexes()); diff != "" {
+		t.Errorf("ifindexes with addresses after out0's deletion (-want +got):\n%s", diff)
 	}
 }
 

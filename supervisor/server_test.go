@@ -24,6 +24,7 @@ import (
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/supervisor/links"
 )
 
 // testDaemon is a control server over a master of fakes, listening on a
@@ -43,8 +44,9 @@ func startTestDaemon(t testing.TB) *testDaemon {
 }
 
 // startTestDaemonWith is startTestDaemon with tune, when not nil, called on
-// the server before it starts (to shorten its timeouts).
-func startTestDaemonWith(t testing.TB, tune func(*server)) *testDaemon {
+// the daemon before its server starts (to shorten its timeouts, or add
+// parts such as trace sessions).
+func startTestDaemonWith(t testing.TB, tune func(*testDaemon)) *testDaemon {
 	t.Helper()
 	// Not t.TempDir: a unix socket path must fit in 108 bytes.
 	dir, err := os.MkdirTemp("", "mcrsv")
@@ -53,8 +55,8 @@ func startTestDaemonWith(t testing.TB, tune func(*server)) *testDaemon {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	tm := newTestMaster(t)
-	tm.linkChanged(link{"eth0", 2, true})
-	tm.linkChanged(link{"eth1", 3, true})
+	tm.LinkChanged(links.Link{Name: "eth0", Index: 2, Up: true})
+	tm.LinkChanged(links.Link{Name: "eth1", Index: 3, Up: true})
 	tm.dp.workers = []controlproto.WorkerInfo{
 		{Worker: 0, PID: 100, Core: 0, State: "running", InSync: true},
 		{Worker: 1, PID: 101, Core: 1, State: "running", InSync: true},
@@ -70,7 +72,7 @@ func startTestDaemonWith(t testing.TB, tune func(*server)) *testDaemon {
 	}
 	td.srv = newServer(ln, td.d.serve, td.d.log)
 	if tune != nil {
-		tune(td.srv)
+		tune(td)
 	}
 	td.srv.start()
 	t.Cleanup(td.srv.close)
@@ -262,7 +264,7 @@ func TestGetStats(t *testing.T) {
 // names no output.
 func TestListRulesShowsWorkerErrors(t *testing.T) {
 	td := startTestDaemon(t)
-	td.kernel.fail[netip.MustParseAddr("239.1.1.3")] = syscall.ENODEV
+	td.kernel.Fail[netip.MustParseAddr("239.1.1.3")] = syscall.ENODEV
 	rc := td.dial(t)
 	rc.call(`{"command":"AddRule","rule":` + ruleA + `}`)
 	rc.call(`{"command":"AddRule","rule":` + strings.NewReplacer(`"a"`, `"b"`, "239.1.1.1", "239.1.1.2").Replace(ruleA) + `}`)
@@ -616,7 +618,7 @@ func TestConnectionLimitAllBusy(t *testing.T) {
 // line, and keeps one that keeps asking.
 func TestIdleTimeout(t *testing.T) {
 	const idle = 500 * time.Millisecond
-	td := startTestDaemonWith(t, func(s *server) { s.idleTimeout = idle })
+	td := startTestDaemonWith(t, func(td *testDaemon) { td.srv.idleTimeout = idle })
 	silent := td.dial(t)
 	stalled := td.dial(t)
 	stalled.send(`{"command":"Pi`)
@@ -644,7 +646,7 @@ func TestIdleTimeout(t *testing.T) {
 // reads slowly but steadily: each gets its whole reply.
 func TestLargeReplyAfterLongIdle(t *testing.T) {
 	const write = time.Second // long enough that a loaded machine's late wake-ups stay inside one
-	td := startTestDaemonWith(t, func(s *server) { s.writeTimeout = write })
+	td := startTestDaemonWith(t, func(td *testDaemon) { td.srv.writeTimeout = write })
 	c := td.client(t)
 	ctx := context.Background()
 	const n = 3000
@@ -713,7 +715,7 @@ func pipelineAddRules(t testing.TB, n int) {
 	if len(td.dp.ids()) != n {
 		t.Errorf("data plane holds %d rules, want %d", len(td.dp.ids()), n)
 	}
-	if groups, sockets := td.groups.count(); groups != n || sockets != (n+19)/20 {
+	if groups, sockets := td.groups.Count(); groups != n || sockets != (n+19)/20 {
 		t.Errorf("%d groups joined on %d helper sockets, want %d on %d", groups, sockets, n, (n+19)/20)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/mcrelay/mcr/ingressdrop"
 	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/supervisor/links"
+	"github.com/mcrelay/mcr/supervisor/membership"
 	"github.com/mcrelay/mcr/supervisor/pool"
 	"github.com/mcrelay/mcr/supervisor/sdnotify"
 	"github.com/mcrelay/mcr/supervisor/tuning"
@@ -123,7 +125,7 @@ func start(cfg Config) (*instance, error) {
 	})
 	mc := masterConfig{
 		Log: log, DP: tuningCheck{pool, tuning.NewCheck(log)}, Stats: agg,
-		Groups: openUDPGroupSocket, Fanout: newFanoutIDs(probeFanoutID, os.Getpid()),
+		Groups: membership.OpenUDP, Fanout: newFanoutIDs(probeFanoutID, os.Getpid()),
 		Raw: raw,
 	}
 	if cfg.ExclusiveInputs {
@@ -154,7 +156,7 @@ func start(cfg Config) (*instance, error) {
 	if err := pool.Start(); err != nil {
 		return fail(err)
 	}
-	following, err := startLinkFollower(ctx, m, log)
+	following, err := links.Follow(ctx, m, log)
 	if err != nil {
 		return fail(err)
 	}

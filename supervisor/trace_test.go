@@ -2,9 +2,6 @@ package supervisor
 
 import (
 	"fmt"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -28,30 +25,16 @@ type traceDaemon struct {
 
 func startTraceDaemon(t *testing.T) *traceDaemon {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "mcrtr")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	tm := newTestMaster(t)
-	tm.linkChanged(link{"eth0", 2, true})
-	tm.linkChanged(link{"eth1", 3, true})
-	td := &traceDaemon{testDaemon: &testDaemon{testMaster: tm, path: filepath.Join(dir, "ctl.sock"), dir: dir}}
-	td.traces = newTraceSessions(testLogger(tm.log), func(ts []controlproto.WorkerTrace) {
-		td.mu.Lock()
-		defer td.mu.Unlock()
-		td.sets = append(td.sets, ts)
-	}, tm.master.has)
-	td.d = &daemon{log: testLogger(tm.log), level: new(slog.LevelVar), master: tm.master, dp: tm.dp,
-		stats: tm.master.stats, traces: td.traces}
-	ln, err := listenControl(td.path, "", td.d.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	td.srv = newServer(ln, td.d.serve, td.d.log)
-	td.srv.connClosed = td.traces.connClosed
-	td.srv.start()
-	t.Cleanup(td.srv.close)
+	td := &traceDaemon{}
+	td.testDaemon = startTestDaemonWith(t, func(d *testDaemon) {
+		td.traces = newTraceSessions(d.d.log, func(ts []controlproto.WorkerTrace) {
+			td.mu.Lock()
+			defer td.mu.Unlock()
+			td.sets = append(td.sets, ts)
+		}, d.master.has)
+		d.d.traces = td.traces
+		d.srv.connClosed = td.traces.connClosed
+	})
 	return td
 }
 

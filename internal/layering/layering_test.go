@@ -43,6 +43,17 @@ func rel(path string) string {
 	return strings.TrimPrefix(path, module+"/")
 }
 
+// supervisorPart returns the part of the supervisor pkg belongs to
+// ("supervisor/pool" for supervisor/pool/pooltest), "" when it is none.
+func supervisorPart(pkg string) string {
+	rest, ok := strings.CutPrefix(pkg, "supervisor/")
+	if !ok {
+		return ""
+	}
+	part, _, _ := strings.Cut(rest, "/")
+	return "supervisor/" + part
+}
+
 // under reports whether pkg is root or one of its subpackages.
 func under(pkg, root string) bool { return pkg == root || strings.HasPrefix(pkg, root+"/") }
 
@@ -53,7 +64,7 @@ func TestImportRules(t *testing.T) {
 	if len(deps) < 10 {
 		t.Fatalf("go list found %d packages: not the module", len(deps))
 	}
-	for _, want := range []string{"supervisor", "worker", "controlproto", "internal/relaysock", "internal/prefilter"} {
+	for _, want := range []string{"supervisor", "worker", "controlproto", "internal/relaysock", "internal/prefilter", "supervisor/links", "supervisor/membership"} {
 		if _, ok := deps[want]; !ok {
 			t.Fatalf("package %s not listed: the rules below would check nothing about it", want)
 		}
@@ -70,6 +81,8 @@ func TestImportRules(t *testing.T) {
 			case pkg != "supervisor" && under(pkg, "supervisor") && imp == "supervisor",
 				pkg != "worker" && under(pkg, "worker") && imp == "worker":
 				t.Errorf("%s imports %s: a part never imports what wires it", pkg, imp)
+			case supervisorPart(pkg) != "" && supervisorPart(imp) != "" && supervisorPart(pkg) != supervisorPart(imp):
+				t.Errorf("%s imports %s: the supervisor's parts are leaves it wires, they never import each other", pkg, imp)
 			}
 			if under(pkg, "cmd") || under(pkg, "topology") || under(pkg, "scripts") {
 				continue

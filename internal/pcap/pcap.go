@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/netip"
 	"time"
+
+	"github.com/mcrelay/mcr/internal/inetsum"
 )
 
 // LinkTypeRaw is LINKTYPE_RAW: each packet starts with its IPv4 or IPv6
@@ -81,7 +83,7 @@ func AppendUDP(b []byte, src, dst netip.AddrPort, payload []byte, size int) (pkt
 		}
 		b = append(b, sa[:]...)
 		b = append(b, da[:]...)
-		binary.BigEndian.PutUint16(b[start+10:], ^fold(sum(0, b[start:start+20])))
+		binary.BigEndian.PutUint16(b[start+10:], inetsum.Checksum(inetsum.Add(0, b[start:start+20])))
 	} else {
 		origLen = 40 + udpLen
 		b = append(b, 0x60, 0, 0, 0, byte(udpLen>>8), byte(udpLen), 17, 64)
@@ -104,31 +106,12 @@ func AppendUDP(b []byte, src, dst netip.AddrPort, payload []byte, size int) (pkt
 		if !v4 {
 			addrs = b[start+8 : start+40]
 		}
-		c := sum(sum(0, addrs), []byte{0, 17, byte(udpLen >> 8), byte(udpLen)})
-		cs := ^fold(sum(c, b[u:]))
+		c := inetsum.Add(inetsum.Add(0, addrs), []byte{0, 17, byte(udpLen >> 8), byte(udpLen)})
+		cs := inetsum.Checksum(inetsum.Add(c, b[u:]))
 		if cs == 0 {
 			cs = 0xffff
 		}
 		binary.BigEndian.PutUint16(b[u+6:], cs)
 	}
 	return b, origLen
-}
-
-// sum adds p to the ones' complement sum acc, unfolded.
-func sum(acc uint32, p []byte) uint32 {
-	for len(p) >= 2 {
-		acc += uint32(p[0])<<8 | uint32(p[1])
-		p = p[2:]
-	}
-	if len(p) == 1 {
-		acc += uint32(p[0]) << 8
-	}
-	return acc
-}
-
-func fold(acc uint32) uint16 {
-	for acc > 0xffff {
-		acc = acc>>16 + acc&0xffff
-	}
-	return uint16(acc)
 }

@@ -1,4 +1,4 @@
-package supervisor
+package links
 
 import (
 	"context"
@@ -13,26 +13,29 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// netlinkRcvBuf is the receive buffer of the netlink subscriptions, forced
+// DefaultRcvBuf is the receive buffer of the netlink subscriptions, forced
 // past net.core.rmem_max (the daemon runs as root): a burst of link events
 // (thousands of VLANs created at once) should not overrun it. An overrun
 // still costs no correctness: it triggers a full re-list.
-const netlinkRcvBuf = 4 << 20
+const DefaultRcvBuf = 4 << 20
 
-// linkFollower follows links and addresses over netlink (rtnetlink(7)) and
-// reports them to a linkEvents: a full listing first, then every change.
+// Follower follows links and addresses over netlink (rtnetlink(7)) and
+// reports them to its Sink: a full listing first, then every change.
 // When the subscription reports an error — the kernel dropped messages
 // because the socket overran (ENOBUFS), or a dump was interrupted — it
 // subscribes again and re-lists everything, so the view never silently
 // misses a change.
-type linkFollower struct {
-	log  *slog.Logger
-	sink linkEvents
-	// ns is the network namespace followed; nil = the daemon's own (tests
-	// follow a throwaway namespace). handle lists links in it.
-	ns     *netns.NsHandle
-	handle *netlink.Handle
-	rcvBuf int // the subscriptions' receive buffer (netlinkRcvBuf)
+type Follower struct {
+	Log  *slog.Logger
+	Sink Events
+	// NS is the network namespace followed; nil = the daemon's own (tests
+	// follow a throwaway namespace).
+	NS *netns.NsHandle
+	// RcvBuf is the subscriptions' receive buffer; 0 means DefaultRcvBuf
+	// (tests shrink it to provoke an overrun).
+	RcvBuf int
+
+	handle *netlink.Handle // lists links in NS
 }
 
 // subscription is one generation of netlink subscriptions.
@@ -43,20 +46,23 @@ type subscription struct {
 	done  chan struct{}
 }
 
-// startLinkFollower subscribes, reports the initial listing to sink before
-// it returns (so rules loaded next resolve at once), then follows changes
-// in a goroutine until ctx ends. stopped is closed when that goroutine has
+// Follow subscribes, reports the initial listing to sink before it returns
+// (so rules loaded next resolve at once), then follows changes in a
+// goroutine until ctx ends. stopped is closed when that goroutine has
 // finished.
-func startLinkFollower(ctx context.Context, sink linkEvents, log *slog.Logger) (stopped <-chan struct{}, err error) {
-	f := &linkFollower{log: log, sink: sink, rcvBuf: netlinkRcvBuf}
-	return f.start(ctx)
+func Follow(ctx context.Context, sink Events, log *slog.Logger) (stopped <-chan struct{}, err error) {
+	f := &Follower{Log: log, Sink: sink}
+	return f.Start(ctx)
 }
 
-// start is startLinkFollower for a follower whose fields are set.
-func (f *linkFollower) start(ctx context.Context) (<-chan struct{}, error) {
+// Start is Follow for a follower whose fields are set.
+func (f *Follower) Start(ctx context.Context) (<-chan struct{}, error) {
+	if f.RcvBuf == 0 {
+		f.RcvBuf = DefaultRcvBuf
+	}
 	var err error
-	if f.ns != nil {
-		f.handle, err = netlink.NewHandleAt(*f.ns)
+	if f.NS != nil {
+		f.handle, err = netlink.NewHandleAt(*f.NS)
 	} else {
 		f.handle, err = netlink.NewHandle()
 	}
@@ -77,9 +83,9 @@ func (f *linkFollower) start(ctx context.Context) (<-chan struct{}, error) {
 	go func() {
 		defer close(done)
 		defer f.handle.Close()
-		f.log.Debug("link follower started")
+		f.Log.Debug("link follower started")
 		f.run(ctx, sub)
-		f.log.Debug("link follower stopped")
+		f.Log.Debug("link follower stopped")
 	}()
 	return done, nil
 }
@@ -87,7 +93,7 @@ func (f *linkFollower) start(ctx context.Context) (<-chan struct{}, error) {
 // subscribe opens the link and address subscriptions. Links come with a
 // listing of the existing ones (ListExisting), delivered in order with the
 // changes on the same socket.
-func (f *linkFollower) subscribe() (*subscription, error) {
+func (f *Follower) subscribe() (*subscription, error) {
 	s := &subscription{
 		links: make(chan netlink.LinkUpdate, 256),
 		addrs: make(chan netlink.AddrUpdate, 256),
@@ -101,16 +107,16 @@ func (f *linkFollower) subscribe() (*subscription, error) {
 		}
 	}
 	err := netlink.LinkSubscribeWithOptions(s.links, s.done, netlink.LinkSubscribeOptions{
-		Namespace: f.ns, ErrorCallback: report, ListExisting: true,
-		ReceiveBufferSize: f.rcvBuf, ReceiveBufferForceSize: true,
+		Namespace: f.NS, ErrorCallback: report, ListExisting: true,
+		ReceiveBufferSize: f.RcvBuf, ReceiveBufferForceSize: true,
 	})
 	if err != nil {
 		close(s.done)
 		return nil, fmt.Errorf("subscribe to link changes: %w", err)
 	}
 	err = netlink.AddrSubscribeWithOptions(s.addrs, s.done, netlink.AddrSubscribeOptions{
-		Namespace: f.ns, ErrorCallback: report,
-		ReceiveBufferSize: f.rcvBuf, ReceiveBufferForceSize: true,
+		Namespace: f.NS, ErrorCallback: report,
+		ReceiveBufferSize: f.RcvBuf, ReceiveBufferForceSize: true,
 	})
 	if err != nil {
 		s.close()
@@ -135,7 +141,7 @@ func (s *subscription) close() {
 }
 
 // list reports a full listing of the links, then of their addresses.
-func (f *linkFollower) list() error {
+func (f *Follower) list() error {
 	links, err := f.handle.LinkList()
 	if err != nil {
 		return fmt.Errorf("list links: %w", err)
@@ -144,31 +150,31 @@ func (f *linkFollower) list() error {
 	if err != nil {
 		return fmt.Errorf("list addresses: %w", err)
 	}
-	all := make([]link, 0, len(links))
+	all := make([]Link, 0, len(links))
 	for _, l := range links {
 		all = append(all, linkOf(l.Attrs()))
 	}
-	f.sink.linksListed(all)
-	as := make([]addr, 0, len(addrs))
+	f.Sink.LinksListed(all)
+	as := make([]Addr, 0, len(addrs))
 	for _, a := range addrs {
 		if p, ok := prefixOf(*a.IPNet); ok {
-			as = append(as, addr{Index: a.LinkIndex, Prefix: p, Flags: a.Flags})
+			as = append(as, Addr{Index: a.LinkIndex, Prefix: p, Flags: a.Flags})
 		}
 	}
-	f.sink.addrsListed(as)
+	f.Sink.AddrsListed(as)
 	return nil
 }
 
 // run delivers events until ctx ends, re-subscribing and re-listing after
 // a subscription error.
-func (f *linkFollower) run(ctx context.Context, sub *subscription) {
+func (f *Follower) run(ctx context.Context, sub *subscription) {
 	for {
 		err := f.follow(ctx, sub)
 		sub.close()
 		if err == nil {
 			return
 		}
-		f.log.Warn("netlink subscription lost events; re-listing links", "err", err)
+		f.Log.Warn("netlink subscription lost events; re-listing links", "err", err)
 		if sub = f.resync(ctx); sub == nil {
 			return
 		}
@@ -177,7 +183,7 @@ func (f *linkFollower) run(ctx context.Context, sub *subscription) {
 
 // follow delivers events from sub until ctx ends (nil) or the
 // subscription fails (the error).
-func (f *linkFollower) follow(ctx context.Context, sub *subscription) error {
+func (f *Follower) follow(ctx context.Context, sub *subscription) error {
 	for {
 		select {
 		case <-ctx.Done():
@@ -200,7 +206,7 @@ func (f *linkFollower) follow(ctx context.Context, sub *subscription) error {
 
 // resync subscribes again and re-lists, retrying every second until it
 // succeeds or ctx ends (nil).
-func (f *linkFollower) resync(ctx context.Context) *subscription {
+func (f *Follower) resync(ctx context.Context) *subscription {
 	for {
 		sub, err := f.subscribe()
 		if err == nil {
@@ -209,7 +215,7 @@ func (f *linkFollower) resync(ctx context.Context) *subscription {
 			}
 			sub.close()
 		}
-		f.log.Error("re-list links", "err", err)
+		f.Log.Error("re-list links", "err", err)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -221,29 +227,29 @@ func (f *linkFollower) resync(ctx context.Context) *subscription {
 // linkUpdate reports one link message. Messages of family AF_BRIDGE are
 // about bridge port state (an RTM_DELLINK of that family means "left the
 // bridge", not "deleted") and are skipped.
-func (f *linkFollower) linkUpdate(u netlink.LinkUpdate) {
+func (f *Follower) linkUpdate(u netlink.LinkUpdate) {
 	if u.IfInfomsg.Family == unix.AF_BRIDGE {
 		return
 	}
 	l := linkOf(u.Link.Attrs())
 	switch u.Header.Type {
 	case unix.RTM_NEWLINK:
-		f.log.Debug("link changed", "interface", l.Name, "ifindex", l.Index, "up", l.Up)
-		f.sink.linkChanged(l)
+		f.Log.Debug("link changed", "interface", l.Name, "ifindex", l.Index, "up", l.Up)
+		f.Sink.LinkChanged(l)
 	case unix.RTM_DELLINK:
-		f.log.Debug("link deleted", "interface", l.Name, "ifindex", l.Index)
-		f.sink.linkDeleted(l)
+		f.Log.Debug("link deleted", "interface", l.Name, "ifindex", l.Index)
+		f.Sink.LinkDeleted(l)
 	}
 }
 
 // addrUpdate reports one address message.
-func (f *linkFollower) addrUpdate(u netlink.AddrUpdate) {
+func (f *Follower) addrUpdate(u netlink.AddrUpdate) {
 	p, ok := prefixOf(u.LinkAddress)
 	if !ok {
 		return
 	}
-	f.log.Debug("address changed", "ifindex", u.LinkIndex, "addr", p, "flags", u.Flags, "present", u.NewAddr)
-	f.sink.addrChanged(addr{Index: u.LinkIndex, Prefix: p, Flags: u.Flags}, u.NewAddr)
+	f.Log.Debug("address changed", "ifindex", u.LinkIndex, "addr", p, "flags", u.Flags, "present", u.NewAddr)
+	f.Sink.AddrChanged(Addr{Index: u.LinkIndex, Prefix: p, Flags: u.Flags}, u.NewAddr)
 }
 
 // prefixOf converts a netlink address: IPv4 unmapped, so that the family
@@ -258,7 +264,7 @@ func prefixOf(n net.IPNet) (netip.Prefix, bool) {
 }
 
 // linkOf is the view of a netlink link: up means IFF_UP and IFF_RUNNING.
-func linkOf(a *netlink.LinkAttrs) link {
+func linkOf(a *netlink.LinkAttrs) Link {
 	const up = unix.IFF_UP | unix.IFF_RUNNING
-	return link{Name: a.Name, Index: a.Index, Up: a.RawFlags&up == up}
+	return Link{Name: a.Name, Index: a.Index, Up: a.RawFlags&up == up}
 }

@@ -1,4 +1,4 @@
-package supervisor
+package membership
 
 import (
 	"encoding/binary"
@@ -15,14 +15,14 @@ import (
 	"github.com/mcrelay/mcr/internal/netnstest"
 )
 
-// openIn returns an openGroupSocket that opens helper sockets inside ns. A
+// openIn returns an Opener that opens helper sockets inside ns. A
 // socket belongs to the namespace it was created in, so joins on it work
 // from any thread.
-func openIn(ns *netnstest.NS) openGroupSocket {
-	return func(ifindex int, v6 bool) (groupSocket, error) {
-		var s groupSocket
+func openIn(ns *netnstest.NS) Opener {
+	return func(ifindex int, v6 bool) (Socket, error) {
+		var s Socket
 		err := ns.Do(func() (err error) {
-			s, err = openUDPGroupSocket(ifindex, v6)
+			s, err = OpenUDP(ifindex, v6)
 			return err
 		})
 		return s, err
@@ -39,8 +39,8 @@ func TestMembershipsKernelJoins5000GroupsPerFamily(t *testing.T) {
 	a, b := netnstest.New(t, "ma"), netnstest.New(t, "mb")
 	netnstest.Veth(t, a, "mcra0", nil, b, "mcrb0", nil)
 	ifindex := a.IfIndex("mcra0")
-	m := newMemberships(openIn(a))
-	t.Cleanup(func() { m.close() })
+	m := New(openIn(a))
+	t.Cleanup(func() { m.Close() })
 
 	const n = 5000
 	start := time.Now()
@@ -48,12 +48,12 @@ func TestMembershipsKernelJoins5000GroupsPerFamily(t *testing.T) {
 		g4 := netip.AddrFrom4([4]byte{239, 1, byte(i >> 8), byte(i)})
 		g6 := netip.AddrFrom16([16]byte{0: 0xff, 1: 0x3e, 14: byte(i >> 8), 15: byte(i)})
 		for _, g := range []netip.Addr{g4, g6} {
-			if err := m.join(membership{ifindex: ifindex, group: g}); err != nil {
+			if err := m.Join(Group{Ifindex: ifindex, Addr: g}); err != nil {
 				t.Fatalf("join %s: %v", g, err)
 			}
 		}
 	}
-	groups, sockets := m.count()
+	groups, sockets := m.Count()
 	t.Logf("%d groups joined in %v on %d helper sockets", groups, time.Since(start).Round(time.Millisecond), sockets)
 	if got := countMaddrs(a, "mcra0", "inet  239."); got != n {
 		t.Errorf("kernel lists %d IPv4 groups on mcra0, want %d", got, n)
@@ -66,7 +66,7 @@ func TestMembershipsKernelJoins5000GroupsPerFamily(t *testing.T) {
 		t.Errorf("IPv4 groups on %d sockets, want %d (20 each)", v4sockets, n/20)
 	}
 
-	if err := m.close(); err != nil {
+	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if got := countMaddrs(a, "mcra0", "inet  239.") + countMaddrs(a, "mcra0", "inet6 ff3e:"); got != 0 {
@@ -78,14 +78,14 @@ func TestMembershipsSourceSpecificInKernel(t *testing.T) {
 	a, b := netnstest.New(t, "ma"), netnstest.New(t, "mb")
 	netnstest.Veth(t, a, "mcra0", nil, b, "mcrb0", nil)
 	ifindex := a.IfIndex("mcra0")
-	m := newMemberships(openIn(a))
-	t.Cleanup(func() { m.close() })
-	joins := []membership{
-		{ifindex: ifindex, group: netip.MustParseAddr("232.1.1.1"), source: netip.MustParseAddr("10.9.0.2")},
-		{ifindex: ifindex, group: netip.MustParseAddr("ff3e::8000:1"), source: netip.MustParseAddr("fd00::2")},
+	m := New(openIn(a))
+	t.Cleanup(func() { m.Close() })
+	joins := []Group{
+		{Ifindex: ifindex, Addr: netip.MustParseAddr("232.1.1.1"), Source: netip.MustParseAddr("10.9.0.2")},
+		{Ifindex: ifindex, Addr: netip.MustParseAddr("ff3e::8000:1"), Source: netip.MustParseAddr("fd00::2")},
 	}
 	for _, g := range joins {
-		if err := m.join(g); err != nil {
+		if err := m.Join(g); err != nil {
 			t.Fatalf("join %v: %v", g, err)
 		}
 	}
@@ -99,7 +99,7 @@ func TestMembershipsSourceSpecificInKernel(t *testing.T) {
 			strings.Contains(v6, "ff3e0000000000000000000080000001 fd000000000000000000000000000002")
 	})
 	for _, g := range joins {
-		if err := m.leave(g); err != nil {
+		if err := m.Leave(g); err != nil {
 			t.Errorf("leave %v: %v", g, err)
 		}
 	}
@@ -142,10 +142,10 @@ func TestMembershipHelperSocketReceivesNothing(t *testing.T) {
 	a, b := netnstest.New(t, "ma"), netnstest.New(t, "mb")
 	netnstest.Veth(t, a, "mcra0", []string{"10.9.0.1/24"}, b, "mcrb0", []string{"10.9.0.2/24"})
 	group, port := netip.MustParseAddr("239.7.7.7"), 7777
-	m := newMemberships(openIn(a))
-	t.Cleanup(func() { m.close() })
-	g := membership{ifindex: a.IfIndex("mcra0"), group: group}
-	if err := m.join(g); err != nil {
+	m := New(openIn(a))
+	t.Cleanup(func() { m.Close() })
+	g := Group{Ifindex: a.IfIndex("mcra0"), Addr: group}
+	if err := m.Join(g); err != nil {
 		t.Fatal(err)
 	}
 	// A socket bound to the port proves the datagrams reach UDP in a.
@@ -268,10 +268,10 @@ func TestMembershipOpensIGMPSnoopingBridge(t *testing.T) {
 	control, group := netip.MustParseAddr("239.8.8.1"), netip.MustParseAddr("239.8.8.2")
 	counter := newPacketCounter(t, rly, "mcrr0", port)
 	sender := newUDPSender(t, src, "mcrs0")
-	m := newMemberships(openIn(rly))
-	t.Cleanup(func() { m.close() })
+	m := New(openIn(rly))
+	t.Cleanup(func() { m.Close() })
 	ifindex := rly.IfIndex("mcrr0")
-	if err := m.join(membership{ifindex: ifindex, group: control}); err != nil {
+	if err := m.Join(Group{Ifindex: ifindex, Addr: control}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -305,57 +305,10 @@ func TestMembershipOpensIGMPSnoopingBridge(t *testing.T) {
 	}
 
 	joined := time.Now()
-	if err := m.join(membership{ifindex: ifindex, group: group}); err != nil {
+	if err := m.Join(Group{Ifindex: ifindex, Addr: group}); err != nil {
 		t.Fatal(err)
 	}
 	waitArrival("after the join", group, 5*time.Second)
 	t.Logf("querier established after %v; %s arrived %v after the join",
 		established.Round(time.Millisecond), group, time.Since(joined).Round(time.Millisecond))
-}
-
-func TestProbeFanoutID(t *testing.T) {
-	a, b := netnstest.New(t, "fa"), netnstest.New(t, "fb")
-	netnstest.Veth(t, a, "mcra0", nil, b, "mcrb0", nil)
-	ifindex := a.IfIndex("mcra0")
-	const id = 4321
-	probe := func() bool {
-		t.Helper()
-		var free bool
-		if err := a.Do(func() (err error) { free, err = probeFanoutID(id); return err }); err != nil {
-			t.Fatal(err)
-		}
-		return free
-	}
-	if !probe() {
-		t.Fatalf("fanout id %d in use in a fresh namespace", id)
-	}
-	// A worker-style member: FANOUT_CPU on a bound ETH_P_ALL socket.
-	var member int
-	var proto [2]byte
-	binary.BigEndian.PutUint16(proto[:], unix.ETH_P_ALL)
-	all := binary.NativeEndian.Uint16(proto[:])
-	err := a.Do(func() (err error) {
-		member, err = unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, int(all))
-		if err != nil {
-			return err
-		}
-		if err := unix.Bind(member, &unix.SockaddrLinklayer{Protocol: all, Ifindex: ifindex}); err != nil {
-			return err
-		}
-		return unix.SetsockoptInt(member, unix.SOL_PACKET, unix.PACKET_FANOUT, id|unix.PACKET_FANOUT_CPU<<16)
-	})
-	if err != nil {
-		t.Fatalf("join fanout group %d: %v", id, err)
-	}
-	if probe() {
-		t.Errorf("fanout id %d reported free while a worker-style socket is in its group", id)
-	}
-	unix.Close(member)
-	if !probe() {
-		t.Errorf("fanout id %d still in use after its only member closed", id)
-	}
-	// The probe's own group does not outlive it.
-	if !probe() {
-		t.Errorf("fanout id %d in use after a probe", id)
-	}
 }

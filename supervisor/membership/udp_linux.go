@@ -1,4 +1,4 @@
-package supervisor
+package membership
 
 import (
 	"fmt"
@@ -20,8 +20,8 @@ type udpGroupSocket struct {
 	v6 bool
 }
 
-// openUDPGroupSocket is the openGroupSocket of the real daemon.
-func openUDPGroupSocket(ifindex int, v6 bool) (groupSocket, error) {
+// OpenUDP is the Opener of the real daemon.
+func OpenUDP(ifindex int, v6 bool) (Socket, error) {
 	family, name := unix.AF_INET, "IGMP"
 	if v6 {
 		family, name = unix.AF_INET6, "MLD"
@@ -33,15 +33,15 @@ func openUDPGroupSocket(ifindex int, v6 bool) (groupSocket, error) {
 	return &udpGroupSocket{fd: fd, v6: v6}, nil
 }
 
-// join joins g. Any-source joins use IP_ADD_MEMBERSHIP with struct ip_mreqn
+// Join joins g. Any-source joins use IP_ADD_MEMBERSHIP with struct ip_mreqn
 // (which names the interface by index) or IPV6_ADD_MEMBERSHIP;
 // source-specific joins use MCAST_JOIN_SOURCE_GROUP (RFC 3678), whose
 // struct group_source_req names the interface by index for both families
 // (IP_ADD_SOURCE_MEMBERSHIP would need an interface address, and input
 // interfaces often have none).
-func (s *udpGroupSocket) join(g membership) error {
+func (s *udpGroupSocket) Join(g Group) error {
 	switch {
-	case g.source.IsValid():
+	case g.Source.IsValid():
 		return s.setSourceGroup("MCAST_JOIN_SOURCE_GROUP", unix.MCAST_JOIN_SOURCE_GROUP, g)
 	case s.v6:
 		return optError("IPV6_ADD_MEMBERSHIP",
@@ -51,10 +51,10 @@ func (s *udpGroupSocket) join(g membership) error {
 		unix.SetsockoptIPMreqn(s.fd, unix.IPPROTO_IP, unix.IP_ADD_MEMBERSHIP, ipMreqn(g)))
 }
 
-// leave leaves g, the way join joined it.
-func (s *udpGroupSocket) leave(g membership) error {
+// Leave leaves g, the way Join joined it.
+func (s *udpGroupSocket) Leave(g Group) error {
 	switch {
-	case g.source.IsValid():
+	case g.Source.IsValid():
 		return s.setSourceGroup("MCAST_LEAVE_SOURCE_GROUP", unix.MCAST_LEAVE_SOURCE_GROUP, g)
 	case s.v6:
 		return optError("IPV6_DROP_MEMBERSHIP",
@@ -73,19 +73,19 @@ func optError(opt string, err error) error {
 	return nil
 }
 
-func (s *udpGroupSocket) close() error {
+func (s *udpGroupSocket) Close() error {
 	if err := unix.Close(s.fd); err != nil {
 		return fmt.Errorf("close membership socket: %w", err)
 	}
 	return nil
 }
 
-func ipMreqn(g membership) *unix.IPMreqn {
-	return &unix.IPMreqn{Multiaddr: g.group.As4(), Ifindex: int32(g.ifindex)}
+func ipMreqn(g Group) *unix.IPMreqn {
+	return &unix.IPMreqn{Multiaddr: g.Addr.As4(), Ifindex: int32(g.Ifindex)}
 }
 
-func ipv6Mreq(g membership) *unix.IPv6Mreq {
-	return &unix.IPv6Mreq{Multiaddr: g.group.As16(), Interface: uint32(g.ifindex)}
+func ipv6Mreq(g Group) *unix.IPv6Mreq {
+	return &unix.IPv6Mreq{Multiaddr: g.Addr.As16(), Interface: uint32(g.Ifindex)}
 }
 
 // groupSourceReq is struct group_source_req of <linux/in.h>: the interface
@@ -100,10 +100,10 @@ type groupSourceReq struct {
 
 // setSourceGroup sets a source-specific option (MCAST_JOIN_SOURCE_GROUP,
 // MCAST_LEAVE_SOURCE_GROUP) for g, at the socket's family's level.
-func (s *udpGroupSocket) setSourceGroup(name string, opt int, g membership) error {
-	req := groupSourceReq{Interface: uint32(g.ifindex)}
-	putSockaddr(req.Group[:], g.group)
-	putSockaddr(req.Source[:], g.source)
+func (s *udpGroupSocket) setSourceGroup(name string, opt int, g Group) error {
+	req := groupSourceReq{Interface: uint32(g.Ifindex)}
+	putSockaddr(req.Group[:], g.Addr)
+	putSockaddr(req.Source[:], g.Source)
 	level := unix.IPPROTO_IP
 	if s.v6 {
 		level = unix.IPPROTO_IPV6

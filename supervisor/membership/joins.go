@@ -1,33 +1,44 @@
-package supervisor
+package membership
 
 import (
 	"errors"
+	"fmt"
+	"iter"
 	"net/netip"
 	"slices"
 	"syscall"
 )
 
-// membership is one group membership the supervisor holds: group (with
-// source, for a source-specific rule) on the interface with ifindex.
-type membership struct {
-	ifindex int
-	group   netip.Addr
-	source  netip.Addr // the zero Addr: any source
+// Group is one group membership: group Addr (with Source, for a
+// source-specific rule) on the interface with Ifindex.
+type Group struct {
+	Ifindex int
+	Addr    netip.Addr
+	Source  netip.Addr // the zero Addr: any source
 }
 
-// groupSocket is a helper socket that holds memberships for one interface
-// and family (membership_linux.go: an unbound UDP socket).
-type groupSocket interface {
-	join(g membership) error
-	leave(g membership) error
-	close() error
+// String names the membership's group: "239.1.1.1", or
+// "(10.0.0.9, 232.1.1.1)" when source-specific.
+func (g Group) String() string {
+	if g.Source.IsValid() {
+		return fmt.Sprintf("(%s, %s)", g.Source, g.Addr)
+	}
+	return g.Addr.String()
 }
 
-// openGroupSocket opens a helper socket for the interface with ifindex, of
+// Socket is a helper socket that holds memberships for one interface
+// and family (udp_linux.go: an unbound UDP socket; tests use a fake).
+type Socket interface {
+	Join(g Group) error
+	Leave(g Group) error
+	Close() error
+}
+
+// Opener opens a helper socket for the interface with ifindex, of
 // family IPv6 when v6 is set, IPv4 otherwise.
-type openGroupSocket func(ifindex int, v6 bool) (groupSocket, error)
+type Opener func(ifindex int, v6 bool) (Socket, error)
 
-// memberships holds the supervisor's group memberships (IGMP/MLD): it joins
+// Joins holds the supervisor's group memberships (IGMP/MLD): it joins
 // each distinct membership once however many rules want it, and leaves it
 // when the last of them lets go.
 //
@@ -41,14 +52,14 @@ type openGroupSocket func(ifindex int, v6 bool) (groupSocket, error)
 // hold it source-specific (the kernel refuses a filter-mode change with
 // EINVAL), so such a join goes to another socket as well.
 //
-// It is not safe for concurrent use; the master serialises it under its
-// lock.
+// It is not safe for concurrent use; the supervisor's master ruleset
+// serialises it under its lock.
 //
 // A pool of 100,000 groups has 5,000 sockets at the default cap, so a join
 // must not look at every socket: room and holders index the few that can
 // take it.
-type memberships struct {
-	open  openGroupSocket
+type Joins struct {
+	open  Opener
 	pools map[poolKey][]*pooledSocket
 	// room holds, per pool, its sockets not known to be full, in the
 	// pool's order: a new group goes to the first that takes it.
@@ -56,7 +67,7 @@ type memberships struct {
 	// holders are the sockets of a pool that hold a group, any-source or
 	// source-specific.
 	holders map[groupKey][]*pooledSocket
-	held    map[membership]*holding
+	held    map[Group]*holding
 	opened  int // sockets ever opened: pooledSocket.seq
 }
 
@@ -79,7 +90,7 @@ type holding struct {
 
 // pooledSocket is a helper socket and what it holds, per group.
 type pooledSocket struct {
-	sock   groupSocket
+	sock   Socket
 	groups map[netip.Addr]*groupUse
 	// full is set when the socket refused a new group for lack of room
 	// and cleared when it leaves one; a full socket is not in room.
@@ -94,13 +105,14 @@ type groupUse struct {
 	sources   int
 }
 
-func newMemberships(open openGroupSocket) *memberships {
-	return &memberships{open: open, pools: map[poolKey][]*pooledSocket{}, room: map[poolKey][]*pooledSocket{},
-		holders: map[groupKey][]*pooledSocket{}, held: map[membership]*holding{}}
+// New returns an empty Joins whose helper sockets open opens.
+func New(open Opener) *Joins {
+	return &Joins{open: open, pools: map[poolKey][]*pooledSocket{}, room: map[poolKey][]*pooledSocket{},
+		holders: map[groupKey][]*pooledSocket{}, held: map[Group]*holding{}}
 }
 
-// join takes one reference on g, joining it if it is the first.
-func (m *memberships) join(g membership) error {
+// Join takes one reference on g, joining it if it is the first.
+func (m *Joins) Join(g Group) error {
 	if h, ok := m.held[g]; ok {
 		h.refs++
 		return nil
@@ -109,14 +121,14 @@ func (m *memberships) join(g membership) error {
 	if err != nil {
 		return err
 	}
-	u := ps.groups[g.group]
+	u := ps.groups[g.Addr]
 	if u == nil {
 		u = &groupUse{}
-		ps.groups[g.group] = u
-		gk := groupKey{poolKey{g.ifindex, g.group.Is6()}, g.group}
+		ps.groups[g.Addr] = u
+		gk := groupKey{poolKey{g.Ifindex, g.Addr.Is6()}, g.Addr}
 		m.holders[gk] = append(m.holders[gk], ps)
 	}
-	if g.source.IsValid() {
+	if g.Source.IsValid() {
 		u.sources++
 	} else {
 		u.anySource = true
@@ -127,14 +139,14 @@ func (m *memberships) join(g membership) error {
 
 // place joins g on a socket of its pool that takes it, opening one more if
 // none does, and returns that socket.
-func (m *memberships) place(g membership) (*pooledSocket, error) {
-	key := poolKey{g.ifindex, g.group.Is6()}
+func (m *Joins) place(g Group) (*pooledSocket, error) {
+	key := poolKey{g.Ifindex, g.Addr.Is6()}
 	// Sockets already holding the group source-specific take another
 	// source without spending a membership; try them first.
-	if g.source.IsValid() {
-		for _, ps := range m.holders[groupKey{key, g.group}] {
-			if !ps.groups[g.group].anySource {
-				if err := ps.sock.join(g); !isFull(err) {
+	if g.Source.IsValid() {
+		for _, ps := range m.holders[groupKey{key, g.Addr}] {
+			if !ps.groups[g.Addr].anySource {
+				if err := ps.sock.Join(g); !isFull(err) {
 					return ps, err
 				}
 			}
@@ -142,23 +154,23 @@ func (m *memberships) place(g membership) (*pooledSocket, error) {
 	}
 	for i := 0; i < len(m.room[key]); {
 		ps := m.room[key][i]
-		if ps.groups[g.group] != nil {
+		if ps.groups[g.Addr] != nil {
 			i++
 			continue
 		}
-		err := ps.sock.join(g)
+		err := ps.sock.Join(g)
 		if !isFull(err) {
 			return ps, err
 		}
 		ps.full = true
 		m.room[key] = slices.Delete(m.room[key], i, i+1)
 	}
-	sock, err := m.open(g.ifindex, g.group.Is6())
+	sock, err := m.open(g.Ifindex, g.Addr.Is6())
 	if err != nil {
 		return nil, err
 	}
-	if err := sock.join(g); err != nil {
-		sock.close()
+	if err := sock.Join(g); err != nil {
+		sock.Close()
 		return nil, err
 	}
 	m.opened++
@@ -169,7 +181,7 @@ func (m *memberships) place(g membership) (*pooledSocket, error) {
 }
 
 // hasRoom puts ps, which just left a group, back in its pool's room.
-func (m *memberships) hasRoom(key poolKey, ps *pooledSocket) {
+func (m *Joins) hasRoom(key poolKey, ps *pooledSocket) {
 	if !ps.full {
 		return
 	}
@@ -184,11 +196,11 @@ func isFull(err error) bool {
 	return errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
 }
 
-// leave drops one reference on g, leaving it when it was the last. The
+// Leave drops one reference on g, leaving it when it was the last. The
 // membership is forgotten even when the kernel's leave fails (the
 // interface is gone, and the kernel with it forgot the group); the error
 // is returned for the log.
-func (m *memberships) leave(g membership) error {
+func (m *Joins) Leave(g Group) error {
 	h, ok := m.held[g]
 	if !ok {
 		return nil
@@ -198,17 +210,17 @@ func (m *memberships) leave(g membership) error {
 	}
 	delete(m.held, g)
 	ps := h.sock
-	err := ps.sock.leave(g)
-	key := poolKey{g.ifindex, g.group.Is6()}
-	u := ps.groups[g.group]
-	if g.source.IsValid() {
+	err := ps.sock.Leave(g)
+	key := poolKey{g.Ifindex, g.Addr.Is6()}
+	u := ps.groups[g.Addr]
+	if g.Source.IsValid() {
 		u.sources--
 	} else {
 		u.anySource = false
 	}
 	if !u.anySource && u.sources == 0 {
-		delete(ps.groups, g.group)
-		gk := groupKey{key, g.group}
+		delete(ps.groups, g.Addr)
+		gk := groupKey{key, g.Addr}
 		m.holders[gk] = slices.DeleteFunc(m.holders[gk], func(p *pooledSocket) bool { return p == ps })
 		if len(m.holders[gk]) == 0 {
 			delete(m.holders, gk)
@@ -223,27 +235,38 @@ func (m *memberships) leave(g membership) error {
 			delete(m.pools, key)
 			delete(m.room, key)
 		}
-		return errors.Join(err, ps.sock.close())
+		return errors.Join(err, ps.sock.Close())
 	}
 	return err
 }
 
-// count returns how many distinct memberships are joined and on how many
+// Count returns how many distinct memberships are joined and on how many
 // helper sockets.
-func (m *memberships) count() (groups, sockets int) {
+func (m *Joins) Count() (groups, sockets int) {
 	for _, p := range m.pools {
 		sockets += len(p)
 	}
 	return len(m.held), sockets
 }
 
-// close leaves every membership (closing a socket drops its memberships in
+// All yields every joined membership with the number of references on it.
+func (m *Joins) All() iter.Seq2[Group, int] {
+	return func(yield func(Group, int) bool) {
+		for g, h := range m.held {
+			if !yield(g, h.refs) {
+				return
+			}
+		}
+	}
+}
+
+// Close leaves every membership (closing a socket drops its memberships in
 // the kernel, which sends the leaves) and closes every helper socket.
-func (m *memberships) close() error {
+func (m *Joins) Close() error {
 	var errs []error
 	for key, pool := range m.pools {
 		for _, ps := range pool {
-			errs = append(errs, ps.sock.close())
+			errs = append(errs, ps.sock.Close())
 		}
 		delete(m.pools, key)
 	}

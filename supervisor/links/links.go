@@ -1,4 +1,4 @@
-package supervisor
+package links
 
 import (
 	"maps"
@@ -6,8 +6,8 @@ import (
 	"slices"
 )
 
-// link is one network interface as the supervisor's netlink view sees it.
-type link struct {
+// Link is one network interface as the supervisor's netlink view sees it.
+type Link struct {
 	Name  string
 	Index int
 	// Up is IFF_UP and IFF_RUNNING: administratively up and operationally
@@ -17,32 +17,32 @@ type link struct {
 	Up bool
 }
 
-// linkEvents is the seam between the netlink follower (links_linux.go) and
-// the rule owner (master): the follower reports what the kernel says,
-// unit tests script the same calls. Events may come duplicated and, for
+// Events is the seam between the netlink follower (follower_linux.go) and
+// the rule owner (the supervisor): the follower reports what the kernel
+// says, unit tests script the same calls. Events may come duplicated and, for
 // one name, out of order (a recreated interface's new link before the old
 // one's deletion); the receiver converges to the latest state it was told.
-type linkEvents interface {
-	// linkChanged reports that a link exists with these attributes: it
+type Events interface {
+	// LinkChanged reports that a link exists with these attributes: it
 	// appeared, changed flags or was renamed. (Netlink's RTM_NEWLINK does
 	// not tell "added" from "changed", so neither does the seam.)
-	linkChanged(l link)
-	// linkDeleted reports that the link with l.Index is gone.
-	linkDeleted(l link)
-	// linksListed replaces the whole view with a fresh listing; the
+	LinkChanged(l Link)
+	// LinkDeleted reports that the link with l.Index is gone.
+	LinkDeleted(l Link)
+	// LinksListed replaces the whole view with a fresh listing; the
 	// follower sends it at start and whenever the subscription may have
 	// lost events (socket overrun), so no gap stays unnoticed.
-	linksListed(all []link)
-	// addrChanged reports that address a exists (RTM_NEWADDR: added, or
+	LinksListed(all []Link)
+	// AddrChanged reports that address a exists (RTM_NEWADDR: added, or
 	// its flags changed) or, when !present, is gone (RTM_DELADDR).
-	addrChanged(a addr, present bool)
-	// addrsListed replaces every address with a fresh listing, sent right
-	// after linksListed.
-	addrsListed(all []addr)
+	AddrChanged(a Addr, present bool)
+	// AddrsListed replaces every address with a fresh listing, sent right
+	// after LinksListed.
+	AddrsListed(all []Addr)
 }
 
-// addr is one address of a link, as the netlink view sees it.
-type addr struct {
+// Addr is one address of a link, as the netlink view sees it.
+type Addr struct {
 	Index  int
 	Prefix netip.Prefix
 	// Flags are the address's IFA_F_* flags: the kernel never picks a
@@ -52,33 +52,40 @@ type addr struct {
 	Flags int
 }
 
-// linkView resolves interface names to links. It is keyed by ifindex, the
+// View resolves interface names to links. It is keyed by ifindex, the
 // kernel's identity of a link; names are unique among the kernel's links at
 // any instant, so a link claiming a name another index holds means that
 // other link is gone (its deletion arrives late, or was lost).
 //
 // Each change returns the names whose resolution may have changed, for the
-// master to re-resolve the rules on them. It is not safe for concurrent use.
-type linkView struct {
-	byIndex map[int]link
+// rule owner to re-resolve the rules on them. It is not safe for
+// concurrent use.
+type View struct {
+	byIndex map[int]Link
 	byName  map[string]int
 }
 
-func newLinkView() linkView {
-	return linkView{byIndex: map[int]link{}, byName: map[string]int{}}
+func NewView() View {
+	return View{byIndex: map[int]Link{}, byName: map[string]int{}}
 }
 
-// lookup returns the link named name.
-func (v *linkView) lookup(name string) (link, bool) {
+// Lookup returns the link named name.
+func (v *View) Lookup(name string) (Link, bool) {
 	idx, ok := v.byName[name]
 	if !ok {
-		return link{}, false
+		return Link{}, false
 	}
 	return v.byIndex[idx], true
 }
 
-// set records that l exists as given.
-func (v *linkView) set(l link) (touched []string) {
+// ByIndex returns the link with ifindex ix.
+func (v *View) ByIndex(ix int) (Link, bool) {
+	l, ok := v.byIndex[ix]
+	return l, ok
+}
+
+// Set records that l exists as given.
+func (v *View) Set(l Link) (touched []string) {
 	old, had := v.byIndex[l.Index]
 	if had && old == l {
 		return nil
@@ -95,10 +102,10 @@ func (v *linkView) set(l link) (touched []string) {
 	return append(touched, l.Name)
 }
 
-// remove records that the link with l.Index is gone. A deletion of an index
+// Remove records that the link with l.Index is gone. A deletion of an index
 // the view no longer holds (a duplicate, or one overtaken by the recreated
 // link) changes nothing.
-func (v *linkView) remove(l link) (touched []string) {
+func (v *View) Remove(l Link) (touched []string) {
 	old, had := v.byIndex[l.Index]
 	if !had {
 		return nil
@@ -110,16 +117,16 @@ func (v *linkView) remove(l link) (touched []string) {
 	return []string{old.Name}
 }
 
-// replace makes the view exactly all and returns the names that resolve
+// Replace makes the view exactly all and returns the names that resolve
 // differently than before (appeared, vanished, or another index or state).
-func (v *linkView) replace(all []link) (touched []string) {
-	next := newLinkView()
+func (v *View) Replace(all []Link) (touched []string) {
+	next := NewView()
 	for _, l := range all {
-		next.set(l)
+		next.Set(l)
 	}
 	for name := range v.byName {
-		before, _ := v.lookup(name)
-		if after, ok := next.lookup(name); !ok || after != before {
+		before, _ := v.Lookup(name)
+		if after, ok := next.Lookup(name); !ok || after != before {
 			touched = append(touched, name)
 		}
 	}
@@ -138,27 +145,27 @@ type addrFamily struct {
 	v6    bool
 }
 
-// addrView holds the addresses of every link, per family: those an egress
+// Addrs holds the addresses of every link, per family: those an egress
 // socket without a source address sends from (the kernel picks one per
-// destination). It tells the master when a link's addresses really
+// destination). It tells the rule owner when a link's addresses really
 // changed, and only then (a duplicated event, or a re-list that finds what
 // the view already holds, changes nothing). It is not safe for concurrent
 // use.
-type addrView struct {
+type Addrs struct {
 	byFamily map[addrFamily]map[netip.Prefix]int // address → flags
 }
 
-func newAddrView() addrView {
-	return addrView{byFamily: map[addrFamily]map[netip.Prefix]int{}}
+func NewAddrs() Addrs {
+	return Addrs{byFamily: map[addrFamily]map[netip.Prefix]int{}}
 }
 
-func familyOf(a addr) addrFamily {
+func familyOf(a Addr) addrFamily {
 	return addrFamily{index: a.Index, v6: a.Prefix.Addr().Is6()}
 }
 
-// list returns the addresses of family v6 on the link with ifindex, as
+// List returns the addresses of family v6 on the link with ifindex, as
 // canonical text in ascending order.
-func (v *addrView) list(ifindex int, v6 bool) []string {
+func (v *Addrs) List(ifindex int, v6 bool) []string {
 	flags := v.byFamily[addrFamily{ifindex, v6}]
 	if len(flags) == 0 {
 		return nil
@@ -175,8 +182,8 @@ func (v *addrView) list(ifindex int, v6 bool) []string {
 	return out
 }
 
-// set records that a exists and reports whether that is a change.
-func (v *addrView) set(a addr) bool {
+// Set records that a exists and reports whether that is a change.
+func (v *Addrs) Set(a Addr) bool {
 	flags := v.byFamily[familyOf(a)]
 	if flags == nil {
 		flags = map[netip.Prefix]int{}
@@ -189,8 +196,8 @@ func (v *addrView) set(a addr) bool {
 	return true
 }
 
-// remove records that a is gone and reports whether that is a change.
-func (v *addrView) remove(a addr) bool {
+// Remove records that a is gone and reports whether that is a change.
+func (v *Addrs) Remove(a Addr) bool {
 	flags := v.byFamily[familyOf(a)]
 	if _, ok := flags[a.Prefix]; !ok {
 		return false
@@ -199,9 +206,9 @@ func (v *addrView) remove(a addr) bool {
 	return true
 }
 
-// replace makes the view exactly all and returns the ifindexes whose
+// Replace makes the view exactly all and returns the ifindexes whose
 // addresses (of either family) changed.
-func (v *addrView) replace(all []addr) (changed []int) {
+func (v *Addrs) Replace(all []Addr) (changed []int) {
 	next := map[addrFamily]map[netip.Prefix]int{}
 	for _, a := range all {
 		f := familyOf(a)
@@ -227,8 +234,20 @@ func (v *addrView) replace(all []addr) (changed []int) {
 	return changed
 }
 
-// forget drops what the view holds for the link with ifindex (it is gone).
-func (v *addrView) forget(ifindex int) {
+// Indexes returns the ifindexes the view holds addresses for, ascending.
+func (v *Addrs) Indexes() []int {
+	var ixs []int
+	for f := range v.byFamily {
+		if !slices.Contains(ixs, f.index) {
+			ixs = append(ixs, f.index)
+		}
+	}
+	slices.Sort(ixs)
+	return ixs
+}
+
+// Forget drops what the view holds for the link with ifindex (it is gone).
+func (v *Addrs) Forget(ifindex int) {
 	delete(v.byFamily, addrFamily{ifindex, false})
 	delete(v.byFamily, addrFamily{ifindex, true})
 }
