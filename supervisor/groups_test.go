@@ -357,22 +357,22 @@ func sortedTail(s []string, n int) []string {
 func TestListenersFollowAddresses(t *testing.T) {
 	tm := newTestMaster(t)
 	f := withListeners(tm, "eth1")
-	tm.linkChanged(link{"eth0", 2, true})
-	tm.linkChanged(link{"eth1", 3, true})
+	tm.LinkChanged(links.Link{Name: "eth0", Index: 2, Up: true})
+	tm.LinkChanged(links.Link{Name: "eth1", Index: 3, Up: true})
 	tm.syncListeners()
 	refreshes := func() int {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		return f.open[3].refreshes
 	}
-	tm.addrChanged(addr{Index: 3, Prefix: netip.MustParsePrefix("10.1.0.2/24")}, true)
-	tm.addrChanged(addr{Index: 3, Prefix: netip.MustParsePrefix("10.1.0.2/24")}, true) // no change
-	tm.addrChanged(addr{Index: 2, Prefix: netip.MustParsePrefix("10.0.0.2/24")}, true)
+	tm.AddrChanged(links.Addr{Index: 3, Prefix: netip.MustParsePrefix("10.1.0.2/24")}, true)
+	tm.AddrChanged(links.Addr{Index: 3, Prefix: netip.MustParsePrefix("10.1.0.2/24")}, true) // no change
+	tm.AddrChanged(links.Addr{Index: 2, Prefix: netip.MustParsePrefix("10.0.0.2/24")}, true)
 	if got := refreshes(); got != 1 {
 		t.Errorf("after a new address on eth1: %d refreshes of its table, want 1", got)
 	}
-	tm.addrChanged(addr{Index: 3, Prefix: netip.MustParsePrefix("10.1.0.2/24")}, false)
-	tm.addrsListed([]addr{{Index: 3, Prefix: netip.MustParsePrefix("10.1.0.9/24")}})
+	tm.AddrChanged(links.Addr{Index: 3, Prefix: netip.MustParsePrefix("10.1.0.2/24")}, false)
+	tm.AddrsListed([]links.Addr{{Index: 3, Prefix: netip.MustParsePrefix("10.1.0.9/24")}})
 	if got := refreshes(); got != 3 {
 		t.Errorf("after a removal and a re-listing: %d refreshes, want 3", got)
 	}
