@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" -ne 0 ]; then
-	echo "demo: needs root (network namespaces): sudo make demo" >&2
+	echo "demo: needs root (network namespaces): run make demo as root, or sudo make demo" >&2
 	exit 1
 fi
 BIN=${BIN:-$PWD/bin}

@@ -30,6 +30,9 @@ type groupTable interface {
 	Groups() []querier.Group
 	Status() (st [2]querier.Status, received uint64, drops querier.Drops)
 	SetQuerier(on bool)
+	// RefreshAddresses re-reads the interface's addresses, the source of
+	// its queries and its bid in the querier election.
+	RefreshAddresses()
 	Close() error
 }
 
@@ -218,6 +221,23 @@ func (l *listeners) allowed(name string, ifindex int, group, source netip.Addr) 
 		ls = l.openLocked(name, ifindex)
 	}
 	return ls == nil || ls.t.Allowed(group, source)
+}
+
+// readdress has the tables of these ifindexes, whose addresses changed,
+// re-read them at once rather than at their next periodic look: a querier
+// then queries from its new address, or stops with none, without delay.
+// Safe on nil (no listener tables).
+func (l *listeners) readdress(ifindexes []int) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, ix := range ifindexes {
+		if ls := l.byIndex[ix]; ls != nil {
+			ls.t.RefreshAddresses()
+		}
+	}
 }
 
 // event runs on a table's goroutine: it logs joins and leaves and marks the

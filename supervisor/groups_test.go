@@ -35,6 +35,8 @@ type fakeTable struct {
 	events  func(querier.Event)
 	groups  map[netip.Addr]querier.Filter
 	closed  bool
+	// refreshes counts RefreshAddresses calls.
+	refreshes int
 }
 
 func newFakeTables() *fakeTables {
@@ -105,6 +107,12 @@ func (t *fakeTable) SetQuerier(on bool) {
 	t.f.mu.Lock()
 	defer t.f.mu.Unlock()
 	t.cfg.Querier = on
+}
+
+func (t *fakeTable) RefreshAddresses() {
+	t.f.mu.Lock()
+	defer t.f.mu.Unlock()
+	t.refreshes++
 }
 
 func (t *fakeTable) Close() error {
@@ -341,4 +349,31 @@ func sortedTail(s []string, n int) []string {
 	s = slices.Clone(s)
 	slices.Sort(s[len(s)-n:])
 	return s
+}
+
+// TestListenersFollowAddresses: an address change on an interface with a
+// listener table makes the table re-read its addresses at once; one on
+// another interface does not.
+func TestListenersFollowAddresses(t *testing.T) {
+	tm := newTestMaster(t)
+	f := withListeners(tm, "eth1")
+	tm.LinkChanged(links.Link{Name: "eth0", Index: 2, Up: true})
+	tm.LinkChanged(links.Link{Name: "eth1", Index: 3, Up: true})
+	tm.syncListeners()
+	refreshes := func() int {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.open[3].refreshes
+	}
+	tm.AddrChanged(links.Addr{Index: 3, Prefix: netip.MustParsePrefix("10.1.0.2/24")}, true)
+	tm.AddrChanged(links.Addr{Index: 3, Prefix: netip.MustParsePrefix("10.1.0.2/24")}, true) // no change
+	tm.AddrChanged(links.Addr{Index: 2, Prefix: netip.MustParsePrefix("10.0.0.2/24")}, true)
+	if got := refreshes(); got != 1 {
+		t.Errorf("after a new address on eth1: %d refreshes of its table, want 1", got)
+	}
+	tm.AddrChanged(links.Addr{Index: 3, Prefix: netip.MustParsePrefix("10.1.0.2/24")}, false)
+	tm.AddrsListed([]links.Addr{{Index: 3, Prefix: netip.MustParsePrefix("10.1.0.9/24")}})
+	if got := refreshes(); got != 3 {
+		t.Errorf("after a removal and a re-listing: %d refreshes, want 3", got)
+	}
 }

@@ -649,8 +649,9 @@ func (m *master) AddrsListed(all []links.Addr) {
 }
 
 // readdress reconciles the rules on the links with these ifindexes, whose
-// addresses changed.
+// addresses changed, and has their listener tables re-read them.
 func (m *master) readdress(ifindexes []int) {
+	m.listeners.readdress(ifindexes)
 	var names []string
 	for _, ix := range ifindexes {
 		if l, ok := m.links.ByIndex(ix); ok {

@@ -134,7 +134,7 @@ func (d *daemon) outputState(id string, i int) string {
 // switch's membership interval (the relay's queries make the receiver
 // report again) and the stream arrives. A querier with a lower address
 // silences mcrd, for IGMP and for MLD, which takes over again once it is
-// gone.
+// gone, and queries from its new address as soon as its address changes.
 func TestQuerierKeepsSnoopedReceivers(t *testing.T) {
 	t.Parallel()
 	seg := newSnoopedSegment(t)
@@ -231,6 +231,15 @@ func TestQuerierKeepsSnoopedReceivers(t *testing.T) {
 			}
 		}
 		return true
+	})
+
+	// The relay's address changes: it queries from the new one at once,
+	// on the netlink event, not at its next look every 5 s.
+	seg.relay.MustRun("ip", "addr", "del", seg.relayAddr4+"/24", "dev", outIf)
+	seg.relay.MustRun("ip", "addr", "add", "10.2.0.4/24", "dev", outIf)
+	waitFor(t, 2*time.Second, "mcrd to query from its new address", func() bool {
+		f := family(t, d.groups(outIf), "ipv4")
+		return f.Address == "10.2.0.4" && f.Querier == "10.2.0.4"
 	})
 }
 

@@ -621,15 +621,24 @@ func TestQueuedForTheNextWorker(t *testing.T) {
 			first.kill()
 			next := startWorkerWith(t, tp.relay, mode, 0, -1, held.opener(0))
 			next.sync(rules)
+			// Without a ring, the stopped worker's io_uring may still
+			// have taken datagrams into its buffers (the kernel completes
+			// armed receives without the task running); they die with it
+			// uncounted, as in TestHashFanoutKeepsOrder. With a ring the
+			// next worker takes over every frame.
+			var uncounted uint64
+			if _, ring, _ := strings.Cut(mode, "+"); ring == noRing {
+				uncounted = uringBufs
+			}
 			netnstest.WaitFor(t, 10*time.Second, "relayed + kernel_drops to reach the datagrams sent", func() bool {
 				_, rc := next.snapshot("queued")
-				return rc.PacketsIn+next.counters().KernelDrops >= n
+				return rc.PacketsIn+next.counters().KernelDrops+uncounted >= n
 			})
 			_, rc := next.snapshot("queued")
 			drops := next.counters().KernelDrops
-			if rc.PacketsIn+drops != n || rc.PacketsIn == 0 {
-				t.Errorf("the next worker relayed %d, kernel_drops %d: want what was queued relayed, the sum %d",
-					rc.PacketsIn, drops, n)
+			if sum := rc.PacketsIn + drops; sum > n || sum+uncounted < n || rc.PacketsIn == 0 {
+				t.Errorf("the next worker relayed %d, kernel_drops %d: want what was queued relayed, the sum %d (at most %d uncounted)",
+					rc.PacketsIn, drops, n, uncounted)
 			}
 			k.expect(t, 2, int(rc.PacketsIn))
 			if _, ring, _ := strings.Cut(mode, "+"); ring != noRing && countLogs(next, "receive ring taken over") == 0 {
