@@ -30,7 +30,7 @@
 // "Worker restarts"): a worker relays first, in order, what an earlier
 // worker of its slot left queued in a socket's receive ring, from the
 // packet that one stopped at, which every worker records in the ring's
-// blocks as it goes (rxring_takeover.go).
+// blocks, or marks in its frames, as it goes (rxring_takeover.go).
 //
 // A rule the worker cannot serve, fully or in part (an input socket that
 // does not open, an output that does not resolve or whose socket the
@@ -50,7 +50,8 @@
 // per-packet code (parse, lookup, dispatch, the per-destination send
 // queues that form UDP GSO runs) is shared by both backends, and tests
 // check that it allocates nothing. Packets are relayed from where they were received
-// (a receive-ring block or a buffer mapped once outside the Go heap),
+// (a receive-ring frame or block, or a buffer mapped once outside the Go
+// heap; a packet larger than a frame costs one recvfrom into a copy buffer),
 // reference-counted across the sends of their outputs: no copy per output.
 // Sends never block: a full or failing output drops and counts, and never
 // holds up ingress or another output.

@@ -75,6 +75,9 @@ func runTestWorker() int {
 		cfg.RxRing = RingBlocks
 		cfg.RingBlocks, _ = strconv.Atoi(blocks)
 	}
+	if ring == "busy" {
+		cfg.BusyPoll = true
+	}
 	if frames, ok := strings.CutPrefix(ring, "frames="); ok {
 		cfg.RingFrames, _ = strconv.Atoi(frames)
 	}
@@ -95,7 +98,8 @@ var backends = []string{BackendMmsg, BackendUring}
 // test worker without receive rings: every packet received on its own.
 // The suffix "blocks" gives it block rings (TPACKET_V3), "blocks=N" block
 // rings of N blocks, "frames=N" frame rings of N frames (rounded up to a
-// block's worth); without a suffix it has the default frame rings.
+// block's worth), "busy" the default rings with --busy-poll; without a
+// suffix it has the default frame rings.
 const noRing = "noring"
 
 // ingressModes are the backends with frame rings, block rings and without

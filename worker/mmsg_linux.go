@@ -60,7 +60,8 @@ type mmsgBackend struct {
 	sctls []sendCtl
 	siovs []unix.Iovec
 
-	frames []int // the frames receiveFrames holds, frameRounds long
+	frames   []int   // the frames receiveFrames holds, frameRounds long
+	framesOf *rxRing // the ring they are in
 
 	pfds      []unix.PollFd // the command socket, then one per input
 	pins      []*input      // input of pfds[i+1]
@@ -252,7 +253,7 @@ func (b *mmsgBackend) receiveRing(in *input) {
 // per dest for the whole batch.
 func (b *mmsgBackend) receiveFrames(in *input) {
 	r := in.ring
-	b.frames = b.frames[:0]
+	b.frames, b.framesOf = b.frames[:0], r
 	for range frameRounds {
 		f := r.take()
 		if f < 0 {
@@ -263,9 +264,16 @@ func (b *mmsgBackend) receiveFrames(in *input) {
 	}
 	b.flush()
 	b.w.copies.endBatch()
+	b.framesOf = nil
+}
+
+// releaseFrames gives back the frames forwarded so far, whose sends flush
+// has just made: in the middle of a batch too, so that a burst finds them.
+func (b *mmsgBackend) releaseFrames() {
 	for _, f := range b.frames {
-		b.w.releaseBlock(bufID(r, f))
+		b.w.releaseBlock(bufID(b.framesOf, f))
 	}
+	b.frames = b.frames[:0]
 }
 
 // send queues a send; see sender.
@@ -288,6 +296,7 @@ func (b *mmsgBackend) flush() {
 		}
 	}
 	b.sq.reset()
+	b.releaseFrames()
 }
 
 // prepare builds the messages that send the datagrams idx[from:] of d's

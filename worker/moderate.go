@@ -7,17 +7,21 @@ import "time"
 // low rates; but at tens of thousands of packets a second a worker that
 // keeps up is woken for nearly every packet, and each wake-up (a context
 // switch, an io_uring_enter, a send per packet instead of one UDP_SEGMENT
-// run) costs more CPU than the packet itself. So above moderateAbovePPS the
-// worker naps after each batch for as long as moderateBatch packets take to
-// arrive at the measured rate, at most moderateMaxNap: the next wake-up
-// finds a batch, as a block ring's would, with a fraction of its delay.
-// Below the rate it never naps. --busy-poll never naps either.
+// run) costs more CPU than the packet itself. So from moderateAbovePPS on
+// the worker naps after each batch for as long as moderateBatch packets
+// take to arrive at the measured rate, at most moderateMaxNap: the next
+// wake-up finds a batch, as a block ring's would, with a fraction of its
+// delay. It stops napping when the rate falls below moderateBelowPPS: the
+// gap keeps a paced stream just under the threshold, whose rate jitters
+// from one window to the next, from napping now and then. --busy-poll
+// never naps.
 const (
-	moderateAbovePPS = 40_000
+	moderateAbovePPS = 45_000
+	moderateBelowPPS = 35_000
 	moderateBatch    = 32
 	moderateMaxNap   = 500 * time.Microsecond
 	// moderateWindow is how long the input rate is measured over.
-	moderateWindow = 10 * time.Millisecond
+	moderateWindow = 20 * time.Millisecond
 )
 
 // moderator measures the rate of packets the worker received and says how
@@ -25,6 +29,7 @@ const (
 type moderator struct {
 	start   time.Time // of the current window
 	startRx uint64    // rx_packets at start
+	on      bool      // napping
 	nap     time.Duration
 }
 
@@ -41,8 +46,9 @@ func (m *moderator) observe(now time.Time, rx uint64) time.Duration {
 	}
 	pps := float64(rx-m.startRx) / dt.Seconds()
 	m.start, m.startRx = now, rx
+	m.on = pps >= moderateAbovePPS || m.on && pps >= moderateBelowPPS
 	m.nap = 0
-	if pps >= moderateAbovePPS {
+	if m.on {
 		m.nap = min(time.Duration(moderateBatch/pps*float64(time.Second)), moderateMaxNap)
 	}
 	return m.nap

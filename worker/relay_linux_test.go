@@ -450,6 +450,28 @@ func TestRingFullCounted(t *testing.T) {
 	}
 }
 
+// TestBusyPollRelays relays a paced stream through a busy-polling worker
+// of each backend: every datagram arrives, in order, and the worker's stats
+// and commands still flow while it never sleeps.
+func TestBusyPollRelays(t *testing.T) {
+	netnstest.RequireRoot(t)
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			tp := newTopo(t)
+			w := startWorker(t, tp.relay, backend+"+busy", 0, -1)
+			w.sync([]controlproto.WorkerRule{tp.rule("busy", "239.1.1.1:5001@r0", "239.2.2.2:6000@r1")})
+			k := newSink(t, tp.sink1, "k1", "239.2.2.2:6000")
+			const n = 2000
+			source{tp.src, "s0", src4}.send(t, "239.1.1.1:5001", 1, n, 1000, 10000)
+			k.expect(t, 1, n)
+			netnstest.WaitFor(t, 5*time.Second, "the worker to count the stream", func() bool {
+				_, rc := w.snapshot("busy")
+				return rc.PacketsIn == n
+			})
+		})
+	}
+}
+
 // TestInputDownDoesNotSpin takes the input link down under a worker in
 // each mode: the socket reports ENETDOWN (POLLERR), which must not keep
 // the loop busy, and once the link is up again the worker relays again

@@ -205,8 +205,18 @@ func (w *worker) run() error {
 			// dispatch finds frames as the kernel writes them.
 			timeout = 0
 		}
+		rx := w.d.c.RxPackets
 		if err := w.b.poll(timeout); err != nil {
 			return err
+		}
+		if w.cfg.BusyPoll && w.d.c.RxPackets == rx {
+			// Nothing came: let whatever else is runnable on the core
+			// go first. The kernel's receive work for the inputs often
+			// runs there (ksoftirqd once it is behind), and spinning
+			// through its time slice would delay exactly the packets
+			// the worker waits for. With nothing else to run this
+			// returns at once.
+			_, _, _ = unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
 		}
 		if w.cmds.fed {
 			w.b.sync()
@@ -482,7 +492,10 @@ func (w *worker) forwardBlock(in *input, blk int, s sender) {
 // from in's receive queue, where the kernel queued it whole, and forwards
 // it from a copy buffer. The queue holds such packets only, in the order
 // of their frames. When every copy buffer is held by sends in flight the
-// packet is read and dropped, counted as buffer_exhausted.
+// packet is read and dropped, counted as buffer_exhausted. A worker killed
+// between reading such a packet and publishing its frame handled leaves the
+// next owner of the ring one copy short: it reads the copy of the next
+// marked frame for this one (both are relayed, the earlier lost).
 func (w *worker) forwardCopy(in *input, meta rxMeta, s sender) {
 	if w.copies.pool.mem == nil {
 		mem, err := mapPool(copySlots)

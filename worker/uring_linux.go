@@ -508,8 +508,13 @@ func (b *uringBackend) send(o *output, buf int, pkt []byte, off, n int, hdr []by
 	b.holdBuf(uint32(buf))
 	p := (*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(pkt)), off))
 	if b.sq.add(o, buf, p, n, hdr) {
+		// Submit and reap at once rather than with the next poll: the
+		// sends complete as they are submitted (they never wait), and
+		// reaping them gives their frames back to the kernel in the
+		// middle of a long dispatch, when a burst needs them.
 		b.flush()
-		b.makeRoom()
+		b.sync()
+		b.reap()
 	}
 }
 

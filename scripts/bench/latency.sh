@@ -200,7 +200,10 @@ summarize() {
 			printf "\n##### %s pps\n\n", R[r]
 			print "| variant | p50 µs | p99 µs | p99.9 µs | max µs | loss % | foreign % | gen core % | added p50 µs | added p99 µs |"
 			print "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-			ref = "kernel" SUBSEP R[r]; kp50 = kp99 = ""
+			# Added over kernel forwarding, or over no relay where the
+			# kernel cannot forward (no CONFIG_IP_MROUTE).
+			refv = "kernel"; ref = refv SUBSEP R[r]; kp50 = kp99 = ""
+			if (!(ref in cnt)) { refv = "none"; ref = refv SUBSEP R[r] }
 			if (ref in cnt) { stat(ref, 8); kp50 = m; stat(ref, 9); kp99 = m }
 			for (v = 1; v <= nv; v++) {
 				k = V[v] SUBSEP R[r]
@@ -213,7 +216,7 @@ summarize() {
 				fm = ""; if (!(k in noforeign)) { stat(k, 12); fm = sprintf("%.0f", m) }
 				stat(k, 13); gm = m
 				a50 = a99 = ""
-				if (kp50 != "" && V[v] != "kernel") { a50 = sprintf("%+.0f", p50 - kp50); a99 = sprintf("%+.0f", p99 - kp99) }
+				if (kp50 != "" && V[v] != refv) { a50 = sprintf("%+.0f", p50 - kp50); a99 = sprintf("%+.0f", p99 - kp99) }
 				printf "| %s | %s | %s | %s | %.0f | %s | %s | %.0f | %s | %s |\n", V[v], c50, c99, c999, worst, closs,
 					(fm == "" ? "?" : fm), gm, (a50 == "" ? "–" : a50), (a99 == "" ? "–" : a99)
 				printf "%s,%s,%d,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.4f,%.4f,%.4f,%s,%.1f,%s,%s\n", V[v], R[r], n,
@@ -241,7 +244,7 @@ report() {
 		"One-way latency of the datagrams the sink verified, in µs: median (min–max) over repetitions;" \
 		"max = the highest of any repetition; foreign % = share of the relay core other processes used;" \
 		"gen core % = how busy the generator and sink core was (near 100: its queueing dominates);" \
-		"added = median minus kernel forwarding's median at the same rate."
+		"added = median minus kernel forwarding's median at the same rate (no relay's, when kernel forwarding is not in the run)."
 	local s
 	for s in "${skipped[@]}"; do echo; echo "Skipped: $s"; done
 	summarize
