@@ -515,6 +515,11 @@ func (b *uringBackend) send(o *output, buf int, pkt []byte, off, n int, hdr []by
 		b.flush()
 		b.sync()
 		b.reap()
+		// What the kernel refused goes out again before the rest of
+		// this dispatch, in its place.
+		if b.redoN > 0 {
+			b.resend()
+		}
 	}
 }
 
