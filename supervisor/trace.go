@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/internal/jsontext"
 	"github.com/mcrelay/mcr/tracing"
 )
 
@@ -51,7 +52,7 @@ func (ts *traceSessions) handle(req controlproto.Request) controlproto.Response 
 		return controlproto.Fail(controlproto.CodeUnavailable, "tracing is not available")
 	}
 	if !ts.exists(req.ID) {
-		return controlproto.Fail(controlproto.CodeNotFound, "no rule with id %q", req.ID)
+		return controlproto.Fail(controlproto.CodeNotFound, "no rule %s", jsontext.Quote(req.ID))
 	}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()

@@ -53,7 +53,7 @@ func TestTraceCommands(t *testing.T) {
 	rc := td.dial(t)
 	rc.call(`{"command":"AddRule","rule":` + ruleA + `}`)
 	steps := []struct{ name, req, want string }{
-		{"unknown rule", `{"command":"EnableTrace","id":"nosuch"}`, errReply("not_found", `no rule with id "nosuch"`)},
+		{"unknown rule", `{"command":"EnableTrace","id":"nosuch"}`, errReply("not_found", `no rule "nosuch"`)},
 		{"not traced", `{"command":"GetTrace","id":"a"}`, `{"ok":true,"result":{"id":"a","enabled":false,"next":0}}`},
 		{"enable", `{"command":"EnableTrace","id":"a","limit":3,"snaplen":2}`,
 			`{"ok":true,"result":{"id":"a","enabled":true,"limit":3,"snaplen":2,"next":0}}`},
