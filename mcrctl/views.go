@@ -209,13 +209,15 @@ func writeStats(w io.Writer, r stats.Report, color bool) error {
 }
 
 // formatStates prints counts by state: "2 active, 1 pending, 0 down", with
-// the failing count after the active one for outputs.
+// the failing count after the active one for outputs (and before it the
+// idle count, when there are idle outputs).
 func formatStates(c stats.StateCounts, outputs bool) string {
+	s := fmt.Sprintf("%d active", c.Active)
 	if outputs && c.Idle > 0 {
-		return fmt.Sprintf("%d active, %d idle, %d failing, %d pending, %d down", c.Active, c.Idle, c.Failing, c.Pending, c.Down)
+		s += fmt.Sprintf(", %d idle", c.Idle)
 	}
 	if outputs {
-		return fmt.Sprintf("%d active, %d failing, %d pending, %d down", c.Active, c.Failing, c.Pending, c.Down)
+		s += fmt.Sprintf(", %d failing", c.Failing)
 	}
-	return fmt.Sprintf("%d active, %d pending, %d down", c.Active, c.Pending, c.Down)
+	return s + fmt.Sprintf(", %d pending, %d down", c.Pending, c.Down)
 }
