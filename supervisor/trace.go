@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"cmp"
 	"log/slog"
 	"slices"
 	"sync"
@@ -155,12 +156,7 @@ func (ts *traceSessions) pushLocked() {
 	for _, s := range ts.byRule {
 		set = append(set, s.cfg)
 	}
-	slices.SortFunc(set, func(a, b controlproto.WorkerTrace) int {
-		if a.ID < b.ID {
-			return -1
-		}
-		return 1
-	})
+	slices.SortFunc(set, func(a, b controlproto.WorkerTrace) int { return cmp.Compare(a.ID, b.ID) })
 	ts.setWorkers(set)
 }
 
