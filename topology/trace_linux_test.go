@@ -106,6 +106,30 @@ func (r *traceReader) waitEvents(what string, n int, match func(tracing.Event) b
 	return got
 }
 
+// primeDst is where primed sends: the rule's group on a port no rule has,
+// so its datagrams show only as unmatched and never as relayed.
+const primeDst = "239.1.1.1:5999"
+
+// primed waits until the workers trace: EnableTrace replies once the
+// supervisor has queued the trace for them, not once they apply it, and a
+// datagram that arrives before is not traced. It sends to primeDst until
+// one shows as unmatched (a traced input lets such datagrams up). Primes
+// still in flight show up later: matchers of unmatched events skip them.
+func (r *traceReader) primed(snd *net.UDPConn) {
+	r.t.Helper()
+	waitFor(r.t, 10*time.Second, "the workers to trace the rule", func() bool {
+		res := r.call(controlproto.CmdGetTrace)
+		r.since = res.Next
+		for _, e := range res.Events {
+			if e.Kind == tracing.Unmatched && e.Destination == primeDst {
+				return true
+			}
+		}
+		sendTo(r.t, snd, primeDst, []byte("prime"))
+		return false
+	})
+}
+
 // TestTraceShowsEveryDatagram traces a rule with two outputs: each
 // datagram sent shows as received and as sent to both outputs; a datagram
 // to the rule's group on another port shows as unmatched, wrong_port;
@@ -122,6 +146,7 @@ func TestTraceShowsEveryDatagram(t *testing.T) {
 		t.Fatalf("EnableTrace: %+v", res)
 	}
 	snd := mcastSender(t, l.src, srcIf, "10.1.0.1:40000")
+	tr.primed(snd)
 	const n = 5
 	for i := range n {
 		sendTo(t, snd, "239.1.1.1:5000", fmt.Appendf(nil, "datagram %d", i))
@@ -149,7 +174,9 @@ func TestTraceShowsEveryDatagram(t *testing.T) {
 
 	sendTo(t, snd, "239.1.1.1:5001", []byte("wrong port"))
 	sendTo(t, snd, "239.1.1.9:5000", []byte("wrong group"))
-	un := tr.waitEvents("the wrong port and group as unmatched", 2, func(e tracing.Event) bool { return e.Kind == tracing.Unmatched })
+	un := tr.waitEvents("the wrong port and group as unmatched", 2, func(e tracing.Event) bool {
+		return e.Kind == tracing.Unmatched && e.Destination != primeDst
+	})
 	if un[0].Reason != tracing.WrongPort || un[0].Destination != "239.1.1.1:5001" ||
 		un[1].Reason != tracing.WrongGroup || un[1].Destination != "239.1.1.9:5000" {
 		t.Errorf("unmatched events %+v, want wrong_port to 239.1.1.1:5001, then wrong_group to 239.1.1.9:5000", un)
@@ -206,6 +233,7 @@ func TestCaptureReadByTcpdump(t *testing.T) {
 	tr := d.dialTrace(id)
 	waitFor(t, 5*time.Second, "mcrctl capture to enable the trace", func() bool { return tr.call(controlproto.CmdGetTrace).Enabled })
 	snd := mcastSender(t, l.src, srcIf, "10.1.0.1:40000")
+	tr.primed(snd)
 	var want []string
 	for i := range n {
 		payload := fmt.Appendf(nil, "capture %d %s", i, strings.Repeat("x", 10*i))
