@@ -109,11 +109,7 @@ func (a *Aggregator) Observe(s *Snapshot, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.forgetTombstones(now)
-	sl := a.slots[s.Worker]
-	if sl == nil {
-		sl = &slot{rules: make(map[string]*ruleState)}
-		a.slots[s.Worker] = sl
-	}
+	sl := a.slotLocked(s.Worker)
 	switch {
 	case sl.seen && s.PID == sl.hb.PID && s.Seq == sl.hb.Seq:
 		return
@@ -158,12 +154,17 @@ func (a *Aggregator) AddKernelDrops(w int, n uint64) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.slotLocked(w).base.KernelDrops += n
+}
+
+// slotLocked returns worker slot w, made on first use; a.mu is held.
+func (a *Aggregator) slotLocked(w int) *slot {
 	sl := a.slots[w]
 	if sl == nil {
 		sl = &slot{rules: make(map[string]*ruleState)}
 		a.slots[w] = sl
 	}
-	sl.base.KernelDrops += n
+	return sl
 }
 
 // newLife folds the slot's current life into its base: the next snapshot
