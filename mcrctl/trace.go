@@ -93,13 +93,13 @@ func (c *cli) traceRule(ctx context.Context, id string, s traceSettings, each fu
 	}
 }
 
-// note tells on stderr what a trace could not show.
+// noteTotals tells on stderr what a trace could not show.
 func (c *cli) noteTotals(tot traceTotals) {
 	if tot.lost > 0 {
-		fmt.Fprintf(c.stderr, "mcrctl: %d events lost: the workers' trace rings were full (raise --limit or lower the rate)\n", tot.lost)
+		fmt.Fprintf(c.stderr, "mcrctl: %s lost: the workers' trace rings were full (raise --limit or lower the rate)\n", counted(tot.lost, "event"))
 	}
 	if tot.missed > 0 {
-		fmt.Fprintf(c.stderr, "mcrctl: %d events missed: the daemon's buffer of --limit events overflowed between two reads\n", tot.missed)
+		fmt.Fprintf(c.stderr, "mcrctl: %s missed: the daemon's buffer of --limit events overflowed between two reads\n", counted(tot.missed, "event"))
 	}
 }
 
@@ -265,7 +265,7 @@ func (c *cli) capture(ctx context.Context, id, path string, s traceSettings, wan
 	if ferr := bw.Flush(); err == nil {
 		err = ferr
 	}
-	fmt.Fprintf(c.stderr, "mcrctl: %d datagrams of rule %s written to %s\n", n, id, name)
+	fmt.Fprintf(c.stderr, "mcrctl: %s of rule %s written to %s\n", counted(n, "datagram"), id, name)
 	c.noteTotals(tot)
 	return err
 }
