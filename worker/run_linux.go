@@ -268,6 +268,7 @@ func (w *worker) tick(now time.Time) {
 	}
 	if now.Sub(w.lastRetry) >= w.cfg.SocketRetry {
 		w.lastRetry = now
+		w.copies.mapFailed = false
 		w.b.sync()
 		w.db.retry()
 		w.refreshGSO()
@@ -497,9 +498,12 @@ func (w *worker) forwardBlock(in *input, blk int, s sender) {
 // next owner of the ring one copy short: it reads the copy of the next
 // marked frame for this one (both are relayed, the earlier lost).
 func (w *worker) forwardCopy(in *input, meta rxMeta, s sender) {
-	if w.copies.pool.mem == nil {
+	if w.copies.pool.mem == nil && !w.copies.mapFailed {
 		mem, err := mapPool(copySlots)
 		if err != nil {
+			// Not again before the next socket retry (tick): not an
+			// mmap and a log line per packet.
+			w.copies.mapFailed = true
 			w.log.Warn("cannot map copy buffers", "err", err)
 		} else {
 			w.copies.pool.mem = mem
@@ -509,7 +513,7 @@ func (w *worker) forwardCopy(in *input, meta rxMeta, s sender) {
 		}
 	}
 	slot := w.copies.get()
-	if slot < 0 {
+	if slot < 0 && w.copies.pool.mem != nil {
 		w.b.reclaim()
 		slot = w.copies.get()
 	}

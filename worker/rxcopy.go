@@ -22,6 +22,9 @@ type copyPool struct {
 	refs  [copySlots]int32
 	free  []int
 	batch []int // taken since the last endBatch
+	// mapFailed: mapping pool failed; tried again at the next socket
+	// retry.
+	mapFailed bool
 }
 
 // get returns a free buffer, held once for its dispatch, or -1.
