@@ -39,6 +39,11 @@ type backend interface {
 	close()
 }
 
+// tickObserver, when set (by tests, before Run), is told how long each
+// periodic tick kept the event loop from its packets, and how much of that
+// the stats snapshot took.
+var tickObserver func(tick, report time.Duration)
+
 // statsRetry is how soon a stats frame the pipe took only part of is
 // continued.
 const statsRetry = 5 * time.Millisecond
@@ -261,6 +266,10 @@ func (w *worker) napAfter(now time.Time) time.Duration {
 // tick does the periodic work: kernel drop counters, retrying sockets that
 // failed to open (every Config.SocketRetry), and the stats snapshot.
 func (w *worker) tick(now time.Time) {
+	var start, rep time.Time
+	if tickObserver != nil {
+		start = time.Now()
+	}
 	for _, in := range w.db.inputs {
 		if in.fd >= 0 {
 			w.countDrops(in)
@@ -276,7 +285,14 @@ func (w *worker) tick(now time.Time) {
 	w.noteSocketStream()
 	w.d.c.LogsDropped = w.logw.dropped
 	w.d.c.SocketErrors, w.d.c.SocketResyncs = w.sock.Errors(), w.sock.Resyncs()
+	if tickObserver != nil {
+		rep = time.Now()
+	}
 	w.rep.report(now, w.db, &w.d.c, w.ringUsage())
+	if tickObserver != nil {
+		end := time.Now()
+		tickObserver(end.Sub(start), end.Sub(rep))
+	}
 }
 
 // noteSocketStream logs when the socket stream to the supervisor lost its
