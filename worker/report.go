@@ -63,6 +63,10 @@ func (fw *frameWriter) send(v any) (bool, error) {
 	return true, nil
 }
 
+// statsRetry is how soon a stats frame the pipe took only part of is
+// continued.
+const statsRetry = 5 * time.Millisecond
+
 // maxSnapshotBytes bounds the estimated encoded size of one snapshot's
 // rules; rules beyond it wait for the next snapshot (they stay changed), so
 // a snapshot never approaches the 16 MiB frame limit.
@@ -71,22 +75,69 @@ const maxSnapshotBytes = 4 << 20
 // reporter builds the periodic stats snapshots and sends them on the stats
 // pipe. Rules lists only rules whose counters or error changed since the
 // last snapshot actually sent.
+//
+// The event loop only copies plain values into a snapshot buffer (report);
+// an encoder goroutine turns it into JSON and writes it, so that encoding
+// and the write never hold up packets. The buffer comes back with the
+// verdict (sent or not), which the loop applies at its next report, before
+// it copies the next snapshot: one channel handoff each way per interval,
+// nothing per packet. While the encoder still holds a buffer (the pipe took
+// only part of its frame, or is slow), a new snapshot is dropped.
 type reporter struct {
 	worker, pid int
 	backend     string
 	seq         uint64
-	fw          frameWriter
-	log         *slog.Logger
-	changed     []*rule
-	errs        []string
+	// fw is the encoder goroutine's.
+	fw  frameWriter
+	log *slog.Logger
+
+	bufs     [2]snapshotBuf
+	next     int  // index in bufs of the buffer the loop fills next
+	inFlight bool // the encoder holds bufs[1-next]
+	started  bool
+	jobs     chan *snapshotBuf // loop → encoder
+	done     chan *snapshotBuf // encoder → loop, with its verdict
+	quit     chan struct{}     // closed by stop
+	exited   chan struct{}     // closed when the encoder returns
 }
 
-// report sends one snapshot of db and the worker counters c, and counts it
-// in c.StatsDropped when the pipe cannot take it. It also logs the outputs
-// that started or stopped failing since the last report.
+// snapshotBuf is one snapshot as the loop copied it. The loop owns it until
+// it hands it to the encoder, which owns it until it hands it back. Its
+// slices keep their capacity from snapshot to snapshot.
+type snapshotBuf struct {
+	snap stats.Snapshot // Rules entries reuse their Outputs
+	// rules are the rules of snap.Rules, in order, whose counters are
+	// marked reported when the snapshot was sent.
+	rules []*rule
+	// traces are the trace events taken from the tracers' rings and data
+	// their payload bytes; the encoder turns them into snap.Trace.
+	traces []traceCopy
+	data   []byte
+
+	// The encoder's verdict: the frame was written or started, or
+	// could not be encoded.
+	sent bool
+	err  error
+}
+
+// report takes one snapshot of db, the worker counters c and ring, and
+// hands it to the encoder goroutine; when the encoder still holds the last
+// one, the snapshot is dropped and counted in c.StatsDropped, and so is one
+// the pipe could not take (counted at the next report). It also logs the
+// outputs that started or stopped failing since the last report.
 func (rp *reporter) report(now time.Time, db *ruleDB, c *stats.WorkerCounters, ring stats.RingUsage) {
+	rp.start()
+	rp.collect(db, c, nil)
 	rp.seq++
-	snap := stats.Snapshot{
+	for _, r := range db.byID {
+		rp.logTransitions(r)
+	}
+	if rp.inFlight {
+		c.StatsDropped++
+		return
+	}
+	b := &rp.bufs[rp.next]
+	b.snap = stats.Snapshot{
 		Worker:      rp.worker,
 		PID:         rp.pid,
 		Seq:         rp.seq,
@@ -95,36 +146,147 @@ func (rp *reporter) report(now time.Time, db *ruleDB, c *stats.WorkerCounters, r
 		Backend:     rp.backend,
 		Counters:    *c,
 		Ring:        ring,
+		Rules:       b.snap.Rules[:0],
+		Trace:       b.snap.Trace[:0],
 	}
-	rp.changed, rp.errs = rp.changed[:0], rp.errs[:0]
+	b.rules = b.rules[:0]
 	budget := maxSnapshotBytes
 	for _, r := range db.byID {
-		rp.logTransitions(r)
+		if budget <= 0 {
+			break
+		}
 		errText := db.errorOf(r)
-		if budget <= 0 || !r.changedSince(errText) {
+		if !r.changedSince(errText) {
 			continue
 		}
 		budget -= 128 + len(r.wr.ID) + len(errText) + 64*len(r.outputs)
-		rp.changed = append(rp.changed, r)
-		rp.errs = append(rp.errs, errText)
-		snap.Rules = append(snap.Rules, r.counters(errText))
+		b.rules = append(b.rules, r)
+		if len(b.snap.Rules) < cap(b.snap.Rules) {
+			b.snap.Rules = b.snap.Rules[:len(b.snap.Rules)+1]
+		} else {
+			b.snap.Rules = append(b.snap.Rules, stats.RuleCounters{})
+		}
+		r.countersInto(&b.snap.Rules[len(b.snap.Rules)-1], errText)
 	}
+	b.traces, b.data = b.traces[:0], b.data[:0]
 	if db.traces != nil {
-		snap.Trace = db.traceEvents(nil, rp.worker)
+		b.traces, b.data = db.copyTraces(b.traces, b.data)
 	}
-	ok, err := rp.fw.send(&snap)
-	if err != nil {
-		rp.log.Error("cannot encode stats snapshot", "err", err)
+	rp.inFlight = true
+	rp.next = 1 - rp.next
+	rp.jobs <- b
+}
+
+// collect applies the verdict on the snapshot the encoder holds, if it
+// handed it back: the rules it carried are marked reported and the trace
+// events it took forgotten when it was sent; otherwise it counts as
+// dropped. It returns false when the encoder still holds it. It waits for
+// the verdict until deadline, or not at all when deadline is nil.
+func (rp *reporter) collect(db *ruleDB, c *stats.WorkerCounters, deadline <-chan time.Time) bool {
+	if !rp.inFlight {
+		return true
 	}
-	if !ok {
+	var b *snapshotBuf
+	if deadline == nil {
+		select {
+		case b = <-rp.done:
+		default:
+			return false
+		}
+	} else {
+		select {
+		case b = <-rp.done:
+		case <-deadline:
+			return false
+		}
+	}
+	rp.inFlight = false
+	if b.err != nil {
+		rp.log.Error("cannot encode stats snapshot", "err", b.err)
+	}
+	if !b.sent {
 		c.StatsDropped++
+	} else {
+		db.commitTraces()
+		for i, r := range b.rules {
+			r.markReported(&b.snap.Rules[i])
+		}
+	}
+	clear(b.rules) // the rules may go
+	return true
+}
+
+// flush waits until the encoder has written the last snapshot, or given
+// it up, and applies the verdict (collect); it gives up at until and then
+// reports false. It is for the final snapshot and tests: the loop never
+// waits for the encoder otherwise.
+func (rp *reporter) flush(db *ruleDB, c *stats.WorkerCounters, until time.Time) bool {
+	if !rp.inFlight {
+		return true
+	}
+	t := time.NewTimer(time.Until(until))
+	defer t.Stop()
+	return rp.collect(db, c, t.C)
+}
+
+// start starts the encoder goroutine, once.
+func (rp *reporter) start() {
+	if rp.started {
 		return
 	}
-	db.commitTraces()
-	for i, r := range rp.changed {
-		r.markReported(rp.errs[i])
+	rp.started = true
+	rp.jobs, rp.done = make(chan *snapshotBuf, 1), make(chan *snapshotBuf, 1)
+	rp.quit, rp.exited = make(chan struct{}), make(chan struct{})
+	go rp.encode()
+}
+
+// stop ends the encoder goroutine, abandoning what is left of a partly
+// written frame, and waits for it to return.
+func (rp *reporter) stop() {
+	if !rp.started || rp.quit == nil {
+		return
 	}
-	clear(rp.changed)
+	close(rp.quit)
+	<-rp.exited
+	rp.quit = nil
+}
+
+// encode is the encoder goroutine: it writes each snapshot it is handed
+// (write) until stop.
+func (rp *reporter) encode() {
+	defer close(rp.exited)
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	for {
+		select {
+		case b := <-rp.jobs:
+			if !rp.write(b, retry) {
+				return
+			}
+		case <-rp.quit:
+			return
+		}
+	}
+}
+
+// write encodes and writes snapshot b, finishing a frame the pipe took only
+// part of every statsRetry, and then hands b back with its verdict, so
+// that a frame is never torn. It reports false when stop came first.
+func (rp *reporter) write(b *snapshotBuf, retry *time.Timer) bool {
+	b.snap.Trace = b.events(b.snap.Trace, rp.worker)
+	b.sent, b.err = rp.fw.send(&b.snap)
+	clear(b.snap.Trace) // the events' data and strings may go
+	for !rp.fw.flush() {
+		retry.Reset(statsRetry)
+		select {
+		case <-retry.C:
+		case <-rp.quit:
+			rp.done <- b
+			return false
+		}
+	}
+	rp.done <- b
+	return true
 }
 
 // logTransitions logs, once per change, an output that started dropping

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -14,17 +15,27 @@ import (
 
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/stats"
+	"github.com/mcrelay/mcr/tracing"
 	"github.com/mcrelay/mcr/worker/packet/packettest"
 )
 
 // fakePipe is a non-blocking pipe with room bytes of free space; the test
-// plays the reader by raising room.
+// plays the reader by raising room (setRoom while an encoder runs).
 type fakePipe struct {
+	mu   sync.Mutex
 	buf  bytes.Buffer
 	room int
 }
 
+func (p *fakePipe) setRoom(n int) {
+	p.mu.Lock()
+	p.room = n
+	p.mu.Unlock()
+}
+
 func (p *fakePipe) write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.room == 0 {
 		return -1, syscall.EAGAIN
 	}
@@ -40,7 +51,10 @@ func (p *fakePipe) write(b []byte) (int, error) {
 // frames decodes every whole frame written so far.
 func (p *fakePipe) frames(t *testing.T) []string {
 	t.Helper()
-	fr := controlproto.NewFrameReader(bytes.NewReader(p.buf.Bytes()))
+	p.mu.Lock()
+	written := bytes.Clone(p.buf.Bytes())
+	p.mu.Unlock()
+	fr := controlproto.NewFrameReader(bytes.NewReader(written))
 	var out []string
 	for {
 		body, err := fr.Next()
@@ -51,6 +65,17 @@ func (p *fakePipe) frames(t *testing.T) []string {
 			t.Fatalf("stats stream: %v", err)
 		}
 		out = append(out, string(body))
+	}
+}
+
+// reportNow makes rp report and waits for the encoder to write the
+// snapshot, or give it up, and for the verdict to be applied.
+func reportNow(t *testing.T, rp *reporter, now time.Time, db *ruleDB, c *stats.WorkerCounters) {
+	t.Helper()
+	t.Cleanup(rp.stop)
+	rp.report(now, db, c, stats.RingUsage{})
+	if !rp.flush(db, c, time.Now().Add(5*time.Second)) {
+		t.Fatal("the encoder still holds the snapshot after 5 s")
 	}
 }
 
@@ -104,7 +129,7 @@ func TestReporter(t *testing.T) {
 		return ids
 	}
 
-	rp.report(now, db, &c, stats.RingUsage{})
+	reportNow(t, &rp, now, db, &c)
 	s := last()
 	if diff := cmp.Diff([]string{"b"}, ruleIDs(s)); diff != "" {
 		t.Errorf("first snapshot: only b, which has an error, changed (-want +got):\n%s", diff)
@@ -114,19 +139,19 @@ func TestReporter(t *testing.T) {
 		t.Errorf("snapshot header %+v", s)
 	}
 
-	rp.report(now, db, &c, stats.RingUsage{})
+	reportNow(t, &rp, now, db, &c)
 	if s := last(); s.Seq != 2 || len(s.Rules) != 0 {
 		t.Errorf("heartbeat without changes: seq %d, %d rules; want seq 2, none", s.Seq, len(s.Rules))
 	}
 
 	db.byID["a"].packetsIn = 5
 	p.room = 0
-	rp.report(now, db, &c, stats.RingUsage{})
+	reportNow(t, &rp, now, db, &c)
 	if c.StatsDropped != 1 {
 		t.Errorf("StatsDropped = %d after a full pipe, want 1", c.StatsDropped)
 	}
 	p.room = 1 << 20
-	rp.report(now, db, &c, stats.RingUsage{})
+	reportNow(t, &rp, now, db, &c)
 	s = last()
 	if diff := cmp.Diff([]string{"a"}, ruleIDs(s)); diff != "" {
 		t.Errorf("after a dropped snapshot the change is still reported (-want +got):\n%s", diff)
@@ -148,11 +173,11 @@ func TestOutputFailureLoggedOncePerTransition(t *testing.T) {
 		for range 100 {
 			d.failed(o, syscall.EAGAIN)
 		}
-		rp.report(time.Now(), db, &d.c, stats.RingUsage{})
+		reportNow(t, &rp, time.Now(), db, &d.c)
 	}
 	for range 2 {
 		d.sent(o, 10)
-		rp.report(time.Now(), db, &d.c, stats.RingUsage{})
+		reportNow(t, &rp, time.Now(), db, &d.c)
 	}
 	var msgs []string
 	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
@@ -182,16 +207,16 @@ func TestOutputWithoutSocketLogged(t *testing.T) {
 	pkt := plain(packettest.BuildUDP4(ap("10.0.0.9:4000"), ap("239.1.1.1:5001"), []byte("payload")))
 	for range 3 { // three periods of drops: logged once
 		d.forward(2, 0, pkt, len(pkt), 0, 0, s)
-		rp.report(time.Now(), db, &d.c, stats.RingUsage{})
+		reportNow(t, &rp, time.Now(), db, &d.c)
 	}
 	// A drop, then the socket opens before the report: the drop was
 	// still for want of a socket.
 	d.forward(2, 0, pkt, len(pkt), 0, 0, s)
 	f.failOut = nil
 	db.retry()
-	rp.report(time.Now(), db, &d.c, stats.RingUsage{})
+	reportNow(t, &rp, time.Now(), db, &d.c)
 	d.forward(2, 0, pkt, len(pkt), 0, 0, s) // leaves
-	rp.report(time.Now(), db, &d.c, stats.RingUsage{})
+	reportNow(t, &rp, time.Now(), db, &d.c)
 
 	var got []string
 	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
@@ -209,5 +234,89 @@ func TestOutputWithoutSocketLogged(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "errno 0") {
 		t.Errorf("the log says errno 0:\n%s", logs.String())
+	}
+}
+
+// TestReporterHandoff checks the handoff between the loop and the encoder
+// goroutine: a snapshot is dropped while the encoder still holds the last
+// one, rules are marked reported with the counters the snapshot carried
+// (not those of when the verdict came back), trace events of a dropped
+// snapshot come again, and the final snapshot waits for the one before.
+func TestReporterHandoff(t *testing.T) {
+	p := &fakePipe{room: 10} // the first frame goes out in part
+	db := newRuleDB(newFakeSockets(), testLogger(nil))
+	db.add(wrule("a", 2, "239.1.1.1:5001", "239.2.2.2:6000@3"))
+	db.commit()
+	db.setTraces([]controlproto.WorkerTrace{{ID: "a", Limit: 10}})
+	db.commit()
+	a, tr := db.byID["a"], db.traces["a"]
+	var c stats.WorkerCounters
+	rp := reporter{worker: 1, fw: frameWriter{write: p.write}, log: testLogger(nil)}
+	t.Cleanup(rp.stop)
+	snaps := func() []stats.Snapshot {
+		t.Helper()
+		var out []stats.Snapshot
+		for _, f := range p.frames(t) {
+			var s stats.Snapshot
+			mustNoErr(t, json.Unmarshal([]byte(f), &s))
+			out = append(out, s)
+		}
+		return out
+	}
+	now := time.Unix(1000, 0)
+
+	a.packetsIn = 1
+	tr.next(tracing.Received, 0)
+	rp.report(now, db, &c, stats.RingUsage{}) // seq 1: the encoder keeps retrying its frame
+	a.packetsIn = 2                          // after the copy: not in seq 1
+	rp.report(now, db, &c, stats.RingUsage{}) // seq 2: dropped, the encoder holds seq 1
+	if c.StatsDropped != 1 || !rp.inFlight {
+		t.Fatalf("StatsDropped %d, in flight %v while the encoder holds a frame; want 1, true", c.StatsDropped, rp.inFlight)
+	}
+	p.setRoom(1 << 20)
+	if !rp.flush(db, &c, time.Now().Add(5*time.Second)) {
+		t.Fatal("the encoder did not finish the frame")
+	}
+	if a.reported.packetsIn != 1 || tr.n != 0 {
+		t.Errorf("after seq 1 was sent: rule reported with packets_in %d, %d trace events left; want 1 (what seq 1 carried), 0",
+			a.reported.packetsIn, tr.n)
+	}
+
+	// A snapshot the pipe cannot take at all: its rule and events come
+	// again in the next one, which counts it dropped.
+	tr.next(tracing.Sent, 0)
+	p.setRoom(0)
+	reportNow(t, &rp, now, db, &c)
+	p.setRoom(1 << 20)
+	reportNow(t, &rp, now, db, &c)
+	// The final snapshot (finalReport): wait for the one before, report,
+	// wait for it.
+	a.packetsIn = 3
+	p.setRoom(10)
+	rp.report(now, db, &c, stats.RingUsage{})
+	p.setRoom(1 << 20)
+	rp.flush(db, &c, time.Now().Add(5*time.Second))
+	reportNow(t, &rp, now, db, &c)
+
+	type brief struct {
+		Seq, Dropped, PacketsIn uint64
+		Events                  int
+	}
+	var got []brief
+	for _, s := range snaps() {
+		b := brief{Seq: s.Seq, Dropped: s.Counters.StatsDropped, Events: len(s.Trace)}
+		if len(s.Rules) > 0 {
+			b.PacketsIn = s.Rules[0].PacketsIn
+		}
+		got = append(got, b)
+	}
+	want := []brief{
+		{Seq: 1, PacketsIn: 1, Events: 1},
+		{Seq: 4, Dropped: 2, PacketsIn: 2, Events: 1}, // seq 3 was dropped
+		{Seq: 5, Dropped: 2, PacketsIn: 3},
+		{Seq: 6, Dropped: 2}, // the final snapshot: nothing changed
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("snapshots written (-want +got):\n%s", diff)
 	}
 }

@@ -197,6 +197,10 @@ type rule struct {
 	// errText caches errorText as of socket-state generation errGen.
 	errText string
 	errGen  uint64
+	// outErrs caches outputErrors as of error text outErrsFor, for
+	// snapshots (countersInto).
+	outErrs    []string
+	outErrsFor string
 }
 
 // ruleReport is what the last snapshot sent said about a rule.
@@ -723,20 +727,27 @@ func (r *rule) outputErrors() []string {
 
 // counters returns r's counters as a snapshot reports them.
 func (r *rule) counters(errText string) stats.RuleCounters {
-	rc := stats.RuleCounters{
-		ID:        r.wr.ID,
-		PacketsIn: r.packetsIn,
-		BytesIn:   r.bytesIn,
-		Outputs:   make([]stats.OutputCounters, len(r.outputs)),
-		Error:     errText,
-	}
-	if errText != "" {
-		rc.OutputErrors = r.outputErrors()
-	}
-	for i := range r.outputs {
-		rc.Outputs[i] = r.outputs[i].cnt
-	}
+	var rc stats.RuleCounters
+	r.countersInto(&rc, errText)
 	return rc
+}
+
+// countersInto sets rc to r's counters as a snapshot reports them, reusing
+// rc.Outputs. It allocates only when r's error changed since the last call
+// (or rc.Outputs is too short): rc shares r's cached output errors, which
+// are replaced, never modified, so another goroutine may read rc.
+func (r *rule) countersInto(rc *stats.RuleCounters, errText string) {
+	outs := rc.Outputs[:0]
+	for i := range r.outputs {
+		outs = append(outs, r.outputs[i].cnt)
+	}
+	*rc = stats.RuleCounters{ID: r.wr.ID, PacketsIn: r.packetsIn, BytesIn: r.bytesIn, Outputs: outs, Error: errText}
+	if errText != "" {
+		if r.outErrsFor != errText {
+			r.outErrs, r.outErrsFor = r.outputErrors(), errText
+		}
+		rc.OutputErrors = r.outErrs
+	}
 }
 
 // changedSince reports whether r's counters or error differ from the last
@@ -754,11 +765,12 @@ func (r *rule) changedSince(errText string) bool {
 	return false
 }
 
-// markReported records that a snapshot carrying r's current state was sent.
-func (r *rule) markReported(errText string) {
-	r.reported = ruleReport{packetsIn: r.packetsIn, bytesIn: r.bytesIn, err: errText}
+// markReported records that a snapshot carrying rc, r's state when it was
+// taken (countersInto), was sent.
+func (r *rule) markReported(rc *stats.RuleCounters) {
+	r.reported = ruleReport{packetsIn: rc.PacketsIn, bytesIn: rc.BytesIn, err: rc.Error}
 	r.forceReport = false
-	for i := range r.outputs {
-		r.outputs[i].reported = r.outputs[i].cnt
+	for i := range min(len(r.outputs), len(rc.Outputs)) {
+		r.outputs[i].reported = rc.Outputs[i]
 	}
 }

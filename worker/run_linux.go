@@ -44,9 +44,6 @@ type backend interface {
 // the stats snapshot took.
 var tickObserver func(tick, report time.Duration)
 
-// statsRetry is how soon a stats frame the pipe took only part of is
-// continued.
-const statsRetry = 5 * time.Millisecond
 
 // worker is one worker process's state, owned by the event loop goroutine.
 type worker struct {
@@ -202,9 +199,6 @@ func (w *worker) run() error {
 	next := time.Now().Add(interval)
 	for {
 		timeout := max(time.Until(next), 0)
-		if w.rep.fw.busy() {
-			timeout = min(timeout, statsRetry)
-		}
 		if w.cfg.BusyPoll {
 			// Never sleep: the poll only collects completions and the
 			// dispatch finds frames as the kernel writes them.
@@ -244,7 +238,6 @@ func (w *worker) run() error {
 			napFor(nap)
 		}
 		if now.Before(next) {
-			w.rep.fw.flush()
 			continue
 		}
 		w.tick(now)
@@ -312,17 +305,18 @@ func (w *worker) noteSocketStream() {
 }
 
 // finalReport sends a last snapshot and waits up to a second for the
-// supervisor to read it.
+// supervisor to read it. It first waits for the snapshot before it, so
+// that the last one is not dropped for want of the encoder.
 func (w *worker) finalReport() {
-	w.tick(time.Now())
 	deadline := time.Now().Add(time.Second)
-	for !w.rep.fw.flush() && time.Now().Before(deadline) {
-		pfd := []unix.PollFd{{Fd: int32(w.cfg.StatsFD), Events: unix.POLLOUT}}
-		_, _ = unix.Poll(pfd, 50)
-	}
+	w.rep.flush(w.db, &w.d.c, deadline)
+	w.tick(time.Now())
+	w.rep.flush(w.db, &w.d.c, deadline)
+	w.rep.stop()
 }
 
 func (w *worker) close() {
+	w.rep.stop()
 	w.b.sync()
 	w.db.close()
 	w.b.close()
