@@ -268,7 +268,7 @@ func TestReporterHandoff(t *testing.T) {
 	a.packetsIn = 1
 	tr.next(tracing.Received, 0)
 	rp.report(now, db, &c, stats.RingUsage{}) // seq 1: the encoder keeps retrying its frame
-	a.packetsIn = 2                          // after the copy: not in seq 1
+	a.packetsIn = 2                           // after the copy: not in seq 1
 	rp.report(now, db, &c, stats.RingUsage{}) // seq 2: dropped, the encoder holds seq 1
 	if c.StatsDropped != 1 || !rp.inFlight {
 		t.Fatalf("StatsDropped %d, in flight %v while the encoder holds a frame; want 1, true", c.StatsDropped, rp.inFlight)

@@ -44,7 +44,6 @@ type backend interface {
 // the stats snapshot took.
 var tickObserver func(tick, report time.Duration)
 
-
 // worker is one worker process's state, owned by the event loop goroutine.
 type worker struct {
 	cfg  Config
