@@ -1,11 +1,16 @@
 package worker
 
 import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/ruleset"
 	"github.com/mcrelay/mcr/stats"
 )
 
@@ -15,8 +20,9 @@ import (
 type frameWriter struct {
 	// write is one non-blocking write(2) on the pipe.
 	write   func([]byte) (int, error)
-	pending []byte // unwritten tail of the frame being written
-	buf     []byte // the frame pending points into, reused
+	pending []byte       // unwritten tail of the frame being written
+	buf     bytes.Buffer // the frame pending points into, reused
+	enc     *json.Encoder
 }
 
 // flush writes what is left of the pending frame and reports whether
@@ -49,11 +55,10 @@ func (fw *frameWriter) send(v any) (bool, error) {
 	if !fw.flush() {
 		return false, nil
 	}
-	frame, err := controlproto.AppendFrame(fw.buf[:0], v)
+	frame, err := fw.encode(v)
 	if err != nil {
 		return false, err
 	}
-	fw.buf = frame
 	// A short write leaves the rest for flush, whatever error came with it.
 	n, _ := fw.write(frame)
 	if n <= 0 {
@@ -67,6 +72,27 @@ func (fw *frameWriter) send(v any) (bool, error) {
 // continued.
 const statsRetry = 5 * time.Millisecond
 
+// encode returns v as one frame, as controlproto.AppendFrame makes it, in
+// fw.buf: json.Marshal would allocate the whole body anew each time.
+func (fw *frameWriter) encode(v any) ([]byte, error) {
+	fw.buf.Reset()
+	fw.buf.Write([]byte{0, 0, 0, 0}) // the length prefix, set below
+	if fw.enc == nil {
+		fw.enc = json.NewEncoder(&fw.buf)
+	}
+	if err := fw.enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("encode frame: %w", err)
+	}
+	frame := fw.buf.Bytes()
+	frame = frame[:len(frame)-1] // the newline Encode ends with
+	n := len(frame) - 4
+	if n > controlproto.MaxFrameSize {
+		return nil, fmt.Errorf("encode frame: %d bytes, limit %d: %w", n, controlproto.MaxFrameSize, controlproto.ErrFrameTooLarge)
+	}
+	binary.BigEndian.PutUint32(frame, uint32(n))
+	return frame, nil
+}
+
 // maxSnapshotBytes bounds the estimated encoded size of one snapshot's
 // rules; rules beyond it wait for the next snapshot (they stay changed), so
 // a snapshot never approaches the 16 MiB frame limit.
@@ -76,13 +102,15 @@ const maxSnapshotBytes = 4 << 20
 // pipe. Rules lists only rules whose counters or error changed since the
 // last snapshot actually sent.
 //
-// The event loop only copies plain values into a snapshot buffer (report);
-// an encoder goroutine turns it into JSON and writes it, so that encoding
-// and the write never hold up packets. The buffer comes back with the
-// verdict (sent or not), which the loop applies at its next report, before
-// it copies the next snapshot: one channel handoff each way per interval,
-// nothing per packet. While the encoder still holds a buffer (the pipe took
-// only part of its frame, or is slow), a new snapshot is dropped.
+// The event loop only copies plain values into a snapshot buffer, at most
+// rulesPerStep rules per loop iteration (report, then step), so that even
+// a large ruleset holds up packets for microseconds at a time; an encoder
+// goroutine turns the buffer into JSON and writes it. The buffer comes
+// back with the verdict (sent or not), which the loop applies at its next
+// report, before it copies the next snapshot: one channel handoff each way
+// per interval, nothing per packet. While the last snapshot is still being
+// copied or written (the pipe took only part of its frame), a new one is
+// dropped.
 type reporter struct {
 	worker, pid int
 	backend     string
@@ -90,16 +118,31 @@ type reporter struct {
 	// fw is the encoder goroutine's.
 	fw  frameWriter
 	log *slog.Logger
+	// perStep is how many rules step copies at most; 0: rulesPerStep.
+	perStep int
 
-	bufs     [2]snapshotBuf
-	next     int  // index in bufs of the buffer the loop fills next
-	inFlight bool // the encoder holds bufs[1-next]
-	started  bool
-	jobs     chan *snapshotBuf // loop → encoder
-	done     chan *snapshotBuf // encoder → loop, with its verdict
-	quit     chan struct{}     // closed by stop
-	exited   chan struct{}     // closed when the encoder returns
+	buf snapshotBuf
+	// copying: buf is being filled, from rule pos of the rule list of
+	// generation gen, with budget bytes left; resume is where the next
+	// snapshot starts, after the rules the budget left out (-1: anywhere).
+	copying     bool
+	pos, resume int
+	done        int // rules gone through
+	gen         uint64
+	budget      int
+	hash        ruleset.SetHash // of hashText
+	hashText    string
+	inFlight    bool // the encoder holds buf
+	started     bool
+	jobs        chan *snapshotBuf // loop → encoder
+	verdicts    chan *snapshotBuf // encoder → loop, with its verdict
+	quit        chan struct{}     // closed by stop
+	exited      chan struct{}     // closed when the encoder returns
 }
+
+// rulesPerStep is how many rules the loop copies into a snapshot between
+// two batches of packets: some 20 µs of its time.
+const rulesPerStep = 256
 
 // snapshotBuf is one snapshot as the loop copied it. The loop owns it until
 // it hands it to the encoder, which owns it until it hands it back. Its
@@ -113,6 +156,10 @@ type snapshotBuf struct {
 	// their payload bytes; the encoder turns them into snap.Trace.
 	traces []traceCopy
 	data   []byte
+	// wantTraces and wantData are how many events, and payload bytes,
+	// traces and data lacked the room for: the encoder grows them, so
+	// that the loop never allocates for them.
+	wantTraces, wantData int
 
 	// The encoder's verdict: the frame was written or started, or
 	// could not be encoded.
@@ -120,61 +167,111 @@ type snapshotBuf struct {
 	err  error
 }
 
-// report takes one snapshot of db, the worker counters c and ring, and
-// hands it to the encoder goroutine; when the encoder still holds the last
-// one, the snapshot is dropped and counted in c.StatsDropped, and so is one
-// the pipe could not take (counted at the next report). It also logs the
-// outputs that started or stopped failing since the last report.
+// report starts one snapshot of db, the worker counters c and ring, and
+// copies its first rules (step); when the last one is still being copied
+// or written, the snapshot is dropped and counted in c.StatsDropped, and
+// so is one the pipe could not take (counted at the next report). It also
+// applies the verdict on the last snapshot (collect).
 func (rp *reporter) report(now time.Time, db *ruleDB, c *stats.WorkerCounters, ring stats.RingUsage) {
 	rp.start()
 	rp.collect(db, c, nil)
 	rp.seq++
-	for _, r := range db.byID {
-		rp.logTransitions(r)
-	}
-	if rp.inFlight {
+	if rp.inFlight || rp.copying {
 		c.StatsDropped++
 		return
 	}
-	b := &rp.bufs[rp.next]
+	b := &rp.buf
 	b.snap = stats.Snapshot{
-		Worker:      rp.worker,
-		PID:         rp.pid,
-		Seq:         rp.seq,
-		UnixNano:    now.UnixNano(),
-		RulesetHash: db.Hash(),
-		Backend:     rp.backend,
-		Counters:    *c,
-		Ring:        ring,
-		Rules:       b.snap.Rules[:0],
-		Trace:       b.snap.Trace[:0],
+		Worker:   rp.worker,
+		PID:      rp.pid,
+		Seq:      rp.seq,
+		UnixNano: now.UnixNano(),
+		Backend:  rp.backend,
+		Counters: *c,
+		Ring:     ring,
+		Rules:    b.snap.Rules[:0],
+		Trace:    b.snap.Trace[:0],
 	}
-	b.rules = b.rules[:0]
-	budget := maxSnapshotBytes
-	for _, r := range db.byID {
-		if budget <= 0 {
-			break
-		}
-		errText := db.errorOf(r)
-		if !r.changedSince(errText) {
-			continue
-		}
-		budget -= 128 + len(r.wr.ID) + len(errText) + 64*len(r.outputs)
-		b.rules = append(b.rules, r)
-		if len(b.snap.Rules) < cap(b.snap.Rules) {
-			b.snap.Rules = b.snap.Rules[:len(b.snap.Rules)+1]
-		} else {
-			b.snap.Rules = append(b.snap.Rules, stats.RuleCounters{})
-		}
-		r.countersInto(&b.snap.Rules[len(b.snap.Rules)-1], errText)
+	rp.copying = true
+	rp.restart(db)
+	rp.step(db)
+}
+
+// restart starts copying db's rules into the snapshot from scratch.
+func (rp *reporter) restart(db *ruleDB) {
+	b := &rp.buf
+	clear(b.rules)
+	b.rules, b.snap.Rules = b.rules[:0], b.snap.Rules[:0]
+	rules := db.ruleList()
+	rp.gen, rp.done, rp.budget = db.listGen, 0, maxSnapshotBytes
+	if rp.pos = rp.resume; rp.pos < 0 || rp.pos >= len(rules) {
+		rp.pos = 0
 	}
+	rp.resume = -1
+}
+
+// step copies the next rules of the snapshot being copied, and when it
+// has them all, its trace events, and hands it to the encoder. It also
+// logs the outputs of those rules that started or stopped failing. When
+// the rules changed since the snapshot started, it starts them again.
+func (rp *reporter) step(db *ruleDB) {
+	if !rp.copying {
+		return
+	}
+	rules := db.ruleList()
+	if db.listGen != rp.gen {
+		rp.restart(db)
+	}
+	b := &rp.buf
+	n := rp.perStep
+	if n <= 0 {
+		n = rulesPerStep
+	}
+	for ; n > 0 && rp.done < len(rules); n-- {
+		r := rules[rp.pos]
+		rp.logTransitions(r)
+		if rp.budget > 0 {
+			errText := db.errorOf(r)
+			if r.changedSince(errText) {
+				rp.budget -= 128 + len(r.wr.ID) + len(errText) + 64*len(r.outputs)
+				b.rules = append(b.rules, r)
+				if len(b.snap.Rules) < cap(b.snap.Rules) {
+					b.snap.Rules = b.snap.Rules[:len(b.snap.Rules)+1]
+				} else {
+					b.snap.Rules = append(b.snap.Rules, stats.RuleCounters{})
+				}
+				r.countersInto(&b.snap.Rules[len(b.snap.Rules)-1], errText)
+			}
+		}
+		rp.done++
+		if rp.pos++; rp.pos == len(rules) {
+			rp.pos = 0
+		}
+		if rp.budget <= 0 && rp.resume < 0 {
+			rp.resume = rp.pos // the next snapshot starts with the rules left out
+		}
+	}
+	if rp.done < len(rules) {
+		return
+	}
+	if rp.hashText == "" || db.hash != rp.hash {
+		rp.hash, rp.hashText = db.hash, db.Hash() // formatted once per change
+	}
+	b.snap.RulesetHash = rp.hashText
 	b.traces, b.data = b.traces[:0], b.data[:0]
 	if db.traces != nil {
-		b.traces, b.data = db.copyTraces(b.traces, b.data)
+		b.traces, b.data, b.wantTraces, b.wantData = db.copyTraces(b.traces, b.data)
 	}
-	rp.inFlight = true
-	rp.next = 1 - rp.next
+	rp.copying, rp.inFlight = false, true
 	rp.jobs <- b
+}
+
+// complete copies the rest of the snapshot being copied at once, for the
+// final snapshot.
+func (rp *reporter) complete(db *ruleDB) {
+	for rp.copying {
+		rp.step(db)
+	}
 }
 
 // collect applies the verdict on the snapshot the encoder holds, if it
@@ -189,13 +286,13 @@ func (rp *reporter) collect(db *ruleDB, c *stats.WorkerCounters, deadline <-chan
 	var b *snapshotBuf
 	if deadline == nil {
 		select {
-		case b = <-rp.done:
+		case b = <-rp.verdicts:
 		default:
 			return false
 		}
 	} else {
 		select {
-		case b = <-rp.done:
+		case b = <-rp.verdicts:
 		case <-deadline:
 			return false
 		}
@@ -235,7 +332,7 @@ func (rp *reporter) start() {
 		return
 	}
 	rp.started = true
-	rp.jobs, rp.done = make(chan *snapshotBuf, 1), make(chan *snapshotBuf, 1)
+	rp.jobs, rp.verdicts = make(chan *snapshotBuf, 1), make(chan *snapshotBuf, 1)
 	rp.quit, rp.exited = make(chan struct{}), make(chan struct{})
 	go rp.encode()
 }
@@ -276,16 +373,22 @@ func (rp *reporter) write(b *snapshotBuf, retry *time.Timer) bool {
 	b.snap.Trace = b.events(b.snap.Trace, rp.worker)
 	b.sent, b.err = rp.fw.send(&b.snap)
 	clear(b.snap.Trace) // the events' data and strings may go
+	if cap(b.traces) < b.wantTraces {
+		b.traces = make([]traceCopy, 0, b.wantTraces+b.wantTraces/4)
+	}
+	if cap(b.data) < b.wantData {
+		b.data = make([]byte, 0, b.wantData+b.wantData/4)
+	}
 	for !rp.fw.flush() {
 		retry.Reset(statsRetry)
 		select {
 		case <-retry.C:
 		case <-rp.quit:
-			rp.done <- b
+			rp.verdicts <- b
 			return false
 		}
 	}
-	rp.done <- b
+	rp.verdicts <- b
 	return true
 }
 

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -252,6 +254,7 @@ func TestReporterHandoff(t *testing.T) {
 	a, tr := db.byID["a"], db.traces["a"]
 	var c stats.WorkerCounters
 	rp := reporter{worker: 1, fw: frameWriter{write: p.write}, log: testLogger(nil)}
+	rp.buf.traces = make([]traceCopy, 0, 10) // as grown by earlier snapshots (TestReporterGrowsTraces)
 	t.Cleanup(rp.stop)
 	snaps := func() []stats.Snapshot {
 		t.Helper()
@@ -318,5 +321,112 @@ func TestReporterHandoff(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("snapshots written (-want +got):\n%s", diff)
+	}
+}
+
+// TestReporterSteps checks that a snapshot of more rules than a step takes
+// is copied over several steps, dropping a snapshot due meanwhile, and
+// starts over when the rules change under it.
+func TestReporterSteps(t *testing.T) {
+	p := &fakePipe{room: 1 << 20}
+	db := newRuleDB(newFakeSockets(), testLogger(nil))
+	for i := range 5 {
+		db.add(wrule(fmt.Sprintf("r%d", i), 2, fmt.Sprintf("239.1.1.%d:5001", i+1), "239.2.2.2:6000@3"))
+	}
+	db.commit()
+	var c stats.WorkerCounters
+	rp := reporter{fw: frameWriter{write: p.write}, log: testLogger(nil), perStep: 2}
+	t.Cleanup(rp.stop)
+	changeAll := func() {
+		for _, r := range db.byID {
+			r.packetsIn++
+		}
+	}
+	until := time.Now().Add(5 * time.Second)
+	lastRules := func() []string {
+		t.Helper()
+		frames := p.frames(t)
+		var s stats.Snapshot
+		mustNoErr(t, json.Unmarshal([]byte(frames[len(frames)-1]), &s))
+		var ids []string
+		for _, r := range s.Rules {
+			ids = append(ids, r.ID)
+		}
+		slices.Sort(ids)
+		return ids
+	}
+
+	changeAll()
+	rp.report(time.Now(), db, &c, stats.RingUsage{}) // rules 1-2
+	if !rp.copying {
+		t.Fatal("5 rules copied in one step of 2")
+	}
+	rp.report(time.Now(), db, &c, stats.RingUsage{}) // due while copying: dropped
+	rp.step(db)                                      // rules 3-4
+	rp.step(db)                                      // rule 5, handed off
+	if rp.copying || !rp.flush(db, &c, until) {
+		t.Fatal("the snapshot was not handed off after 3 steps")
+	}
+	if diff := cmp.Diff([]string{"r0", "r1", "r2", "r3", "r4"}, lastRules()); diff != "" {
+		t.Errorf("rules of the stepwise snapshot (-want +got):\n%s", diff)
+	}
+	if c.StatsDropped != 1 {
+		t.Errorf("StatsDropped = %d, want 1: a snapshot came due while one was being copied", c.StatsDropped)
+	}
+
+	changeAll()
+	rp.report(time.Now(), db, &c, stats.RingUsage{})
+	db.remove("r1")
+	db.commit()
+	rp.complete(db)
+	rp.flush(db, &c, until)
+	if diff := cmp.Diff([]string{"r0", "r2", "r3", "r4"}, lastRules()); diff != "" {
+		t.Errorf("rules of the snapshot the ruleset changed under (-want +got):\n%s", diff)
+	}
+}
+
+// TestFrameWriterEncodesAsAppendFrame checks that the frame writer's reused
+// encoder makes the bytes controlproto.AppendFrame does.
+func TestFrameWriterEncodesAsAppendFrame(t *testing.T) {
+	var fw frameWriter
+	snap := stats.Snapshot{Worker: 1, Seq: 2, Backend: "<uring>", Rules: []stats.RuleCounters{{ID: "a&b",
+		Outputs: []stats.OutputCounters{{PacketsOut: 3}}}}, Trace: []tracing.Event{{Rule: "a&b", Kind: tracing.Received, Data: []byte("x")}}}
+	for range 2 { // the second time in the reused buffer
+		got, err := fw.encode(&snap)
+		mustNoErr(t, err)
+		want, err := controlproto.AppendFrame(nil, &snap)
+		mustNoErr(t, err)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("frame\n%q\nwant\n%q", got, want)
+		}
+	}
+}
+
+// TestReporterGrowsTraces checks that the loop does not allocate for trace
+// events: the first snapshot with events has no room for them, and they
+// come with the next one, for which the encoder made room.
+func TestReporterGrowsTraces(t *testing.T) {
+	p := &fakePipe{room: 1 << 20}
+	db := newRuleDB(newFakeSockets(), testLogger(nil))
+	db.add(wrule("a", 2, "239.1.1.1:5001", "239.2.2.2:6000@3"))
+	db.setTraces([]controlproto.WorkerTrace{{ID: "a", Limit: 10, Snaplen: 8}})
+	db.commit()
+	s := db.traces["a"].next(tracing.Received, 0)
+	db.traces["a"].snap(s, []byte("payload"))
+	var c stats.WorkerCounters
+	rp := reporter{fw: frameWriter{write: p.write}, log: testLogger(nil)}
+	var events []int
+	for range 3 {
+		reportNow(t, &rp, time.Now(), db, &c)
+		frames := p.frames(t)
+		var snap stats.Snapshot
+		mustNoErr(t, json.Unmarshal([]byte(frames[len(frames)-1]), &snap))
+		events = append(events, len(snap.Trace))
+		if len(snap.Trace) > 0 && string(snap.Trace[0].Data) != "payload" {
+			t.Errorf("event data %q, want payload", snap.Trace[0].Data)
+		}
+	}
+	if diff := cmp.Diff([]int{0, 1, 0}, events); diff != "" {
+		t.Errorf("events per snapshot (-want +got):\n%s", diff)
 	}
 }

@@ -214,13 +214,19 @@ type ruleReport struct {
 // effect on commit, which the loop calls between receive batches. It is
 // owned by the event loop goroutine.
 type ruleDB struct {
-	sk     sockets
-	log    *slog.Logger
-	byID   map[string]*rule
-	inputs map[int]*input
-	egress map[egressKey]*egress
-	dests  map[destKey]*dest
-	hash   ruleset.SetHash
+	sk   sockets
+	log  *slog.Logger
+	byID map[string]*rule
+	// list holds the rules of byID, for the stats snapshot to go through
+	// them a step at a time; rebuilt (ruleList) when listDirty, which
+	// bumps listGen.
+	list      []*rule
+	listDirty bool
+	listGen   uint64
+	inputs    map[int]*input
+	egress    map[egressKey]*egress
+	dests     map[destKey]*dest
+	hash      ruleset.SetHash
 
 	// table maps packet keys to indexes of byIndex; both are replaced,
 	// never modified, by commit, and so is loops.
@@ -264,6 +270,21 @@ func newRuleDB(sk sockets, log *slog.Logger) *ruleDB {
 // canonical encoding, equal to controlproto.HashWorkerRules of its rules.
 func (db *ruleDB) Hash() string { return db.hash.String() }
 
+// ruleList returns every rule, in an order that stays the same until the
+// rules change, and then listGen changes too.
+func (db *ruleDB) ruleList() []*rule {
+	if db.listDirty {
+		clear(db.list)
+		db.list = db.list[:0]
+		for _, r := range db.byID {
+			db.list = append(db.list, r)
+		}
+		db.listDirty = false
+		db.listGen++
+	}
+	return db.list
+}
+
 // Len is the number of rules.
 func (db *ruleDB) Len() int { return len(db.byID) }
 
@@ -283,7 +304,7 @@ func (db *ruleDB) add(wr controlproto.WorkerRule) {
 	}
 	db.byID[wr.ID] = r
 	db.hash.Add(canon)
-	db.dirty = true
+	db.dirty, db.listDirty = true, true
 }
 
 // remove uninstalls the rule with id and reports whether there was one.
@@ -294,7 +315,7 @@ func (db *ruleDB) remove(id string) bool {
 	}
 	db.drop(r)
 	delete(db.byID, id)
-	db.dirty = true
+	db.dirty, db.listDirty = true, true
 	return true
 }
 
@@ -333,7 +354,7 @@ func (db *ruleDB) replaceAll(rules []controlproto.WorkerRule) {
 			db.drop(old)
 		}
 	}
-	db.byID, db.hash, db.dirty = next, h, true
+	db.byID, db.hash, db.dirty, db.listDirty = next, h, true, true
 }
 
 // withID fills in the default id of a rule that has none, as

@@ -198,6 +198,9 @@ func (w *worker) run() error {
 	next := time.Now().Add(interval)
 	for {
 		timeout := max(time.Until(next), 0)
+		if w.rep.copying {
+			timeout = 0 // the snapshot's next rules, after what came meanwhile
+		}
 		if w.cfg.BusyPoll {
 			// Never sleep: the poll only collects completions and the
 			// dispatch finds frames as the kernel writes them.
@@ -237,6 +240,7 @@ func (w *worker) run() error {
 			napFor(nap)
 		}
 		if now.Before(next) {
+			w.rep.step(w.db)
 			continue
 		}
 		w.tick(now)
@@ -310,6 +314,7 @@ func (w *worker) finalReport() {
 	deadline := time.Now().Add(time.Second)
 	w.rep.flush(w.db, &w.d.c, deadline)
 	w.tick(time.Now())
+	w.rep.complete(w.db)
 	w.rep.flush(w.db, &w.d.c, deadline)
 	w.rep.stop()
 }

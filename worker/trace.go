@@ -280,28 +280,39 @@ type traceCopy struct {
 }
 
 // copyTraces appends to evs, and their payloads to data, the unreported
-// events of every tracer, as much as fits maxTraceReport, marking them
-// taken; commitTraces forgets them once the snapshot carrying them was
-// sent. It copies plain values only: the encoder makes the events
+// events of every tracer, as much as fits maxTraceReport and the capacity
+// of evs and data, marking them taken; commitTraces forgets them once the
+// snapshot carrying them was sent. It copies plain values only and never
+// allocates: it returns how many events, and payload bytes, it would have
+// taken with room enough, for the encoder to grow evs and data to, and the
+// events left out wait in their rings. The encoder makes the events
 // (snapshotBuf.events).
-func (db *ruleDB) copyTraces(evs []traceCopy, data []byte) ([]traceCopy, []byte) {
+func (db *ruleDB) copyTraces(evs []traceCopy, data []byte) (_ []traceCopy, _ []byte, wantEvs, wantData int) {
 	budget := maxTraceReport
+	full := false // no room for the next event
 	for id, t := range db.traces {
 		t.taken, t.lostTaken = 0, 0
-		for budget > 0 && t.taken < t.n {
-			i := (t.head + t.taken) % len(t.ev)
+		for k := 0; budget > 0 && k < t.n; k++ {
+			i := (t.head + k) % len(t.ev)
 			s := &t.ev[i]
+			wantEvs, wantData = wantEvs+1, wantData+int(s.dlen)
+			budget -= 200 + 2*int(s.dlen)
+			if full = full || len(evs) == cap(evs) || len(data)+int(s.dlen) > cap(data); full {
+				continue
+			}
 			evs = append(evs, traceCopy{rule: id, slot: *s, off: len(data)})
 			data = append(data, t.data[i*t.cfg.Snaplen:][:s.dlen]...)
-			budget -= 200 + 2*int(s.dlen)
 			t.taken++
 		}
 		if t.lost > 0 && budget > 0 {
-			t.lostTaken = t.lost
-			evs = append(evs, traceCopy{rule: id, lost: t.lost, nano: time.Now().UnixNano()})
+			wantEvs++
+			if full = full || len(evs) == cap(evs); !full {
+				t.lostTaken = t.lost
+				evs = append(evs, traceCopy{rule: id, lost: t.lost, nano: time.Now().UnixNano()})
+			}
 		}
 	}
-	return evs, data
+	return evs, data, wantEvs, wantData
 }
 
 // events appends to evs the events of b's trace copies, as worker.
@@ -313,7 +324,11 @@ func (b *snapshotBuf) events(evs []tracing.Event, worker int) []tracing.Event {
 				Kind: tracing.Lost, Count: tc.lost})
 			continue
 		}
-		evs = append(evs, tc.slot.event(tc.rule, worker, b.data[tc.off:][:tc.slot.dlen]))
+		e := tc.slot.event(tc.rule, worker, nil)
+		if n := int(tc.slot.dlen); n > 0 {
+			e.Data = b.data[tc.off : tc.off+n : tc.off+n] // b's until the encoder is done with it
+		}
+		evs = append(evs, e)
 	}
 	return evs
 }

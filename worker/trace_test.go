@@ -215,7 +215,7 @@ func TestTraceIdleOutput(t *testing.T) {
 // traceEvents takes db's unreported events as a snapshot does: copied on
 // the loop, made into events by the encoder.
 func traceEvents(db *ruleDB, worker int) []tracing.Event {
-	var b snapshotBuf
-	b.traces, b.data = db.copyTraces(nil, nil)
+	b := snapshotBuf{traces: make([]traceCopy, 0, 100), data: make([]byte, 0, 1000)}
+	b.traces, b.data, _, _ = db.copyTraces(b.traces, b.data)
 	return b.events(nil, worker)
 }
