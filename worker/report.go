@@ -266,12 +266,19 @@ func (rp *reporter) step(db *ruleDB) {
 	rp.jobs <- b
 }
 
-// complete copies the rest of the snapshot being copied at once, for the
-// final snapshot.
+// complete copies the rest of the snapshot being copied at once.
 func (rp *reporter) complete(db *ruleDB) {
 	for rp.copying {
 		rp.step(db)
 	}
+}
+
+// finish completes the snapshot being copied, if any, and waits until
+// until for the encoder to write it (flush): for the final snapshot, which
+// finalReport takes between two calls.
+func (rp *reporter) finish(db *ruleDB, c *stats.WorkerCounters, until time.Time) bool {
+	rp.complete(db)
+	return rp.flush(db, c, until)
 }
 
 // collect applies the verdict on the snapshot the encoder holds, if it

@@ -383,6 +383,25 @@ func TestReporterSteps(t *testing.T) {
 	if diff := cmp.Diff([]string{"r0", "r2", "r3", "r4"}, lastRules()); diff != "" {
 		t.Errorf("rules of the snapshot the ruleset changed under (-want +got):\n%s", diff)
 	}
+
+	// Shutdown while a snapshot is being copied (finalReport): that one
+	// is finished and written, then the final one.
+	changeAll()
+	rp.report(time.Now(), db, &c, stats.RingUsage{})
+	seq := rp.seq
+	if !rp.finish(db, &c, until) {
+		t.Fatal("finish did not finish")
+	}
+	rp.report(time.Now(), db, &c, stats.RingUsage{})
+	if !rp.finish(db, &c, until) {
+		t.Fatal("finish did not finish the final snapshot")
+	}
+	frames := p.frames(t)
+	var last stats.Snapshot
+	mustNoErr(t, json.Unmarshal([]byte(frames[len(frames)-1]), &last))
+	if last.Seq != seq+1 || c.StatsDropped != 1 {
+		t.Errorf("final snapshot seq %d, StatsDropped %d; want %d (written, after the one being copied), 1", last.Seq, c.StatsDropped, seq+1)
+	}
 }
 
 // TestFrameWriterEncodesAsAppendFrame checks that the frame writer's reused

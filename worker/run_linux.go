@@ -308,14 +308,13 @@ func (w *worker) noteSocketStream() {
 }
 
 // finalReport sends a last snapshot and waits up to a second for the
-// supervisor to read it. It first waits for the snapshot before it, so
-// that the last one is not dropped for want of the encoder.
+// supervisor to read it. It first finishes the snapshot before it, so that
+// the last one is not dropped for want of the encoder.
 func (w *worker) finalReport() {
 	deadline := time.Now().Add(time.Second)
-	w.rep.flush(w.db, &w.d.c, deadline)
+	w.rep.finish(w.db, &w.d.c, deadline)
 	w.tick(time.Now())
-	w.rep.complete(w.db)
-	w.rep.flush(w.db, &w.d.c, deadline)
+	w.rep.finish(w.db, &w.d.c, deadline)
 	w.rep.stop()
 }
 
