@@ -18,7 +18,6 @@ import (
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/querier"
 	"github.com/mcrelay/mcr/ruleset"
-	"github.com/mcrelay/mcr/stats"
 	"github.com/mcrelay/mcr/supervisor/links"
 )
 
@@ -469,26 +468,6 @@ func (d *daemon) listGroups(iface string) controlproto.Response {
 			"no listener table on %s: it is no output interface of a rule, no --querier interface, or does not exist", iface)
 	}
 	return controlproto.OK(list)
-}
-
-// markWhenJoined sets the state of each output that follows its
-// receivers in a GetStats report, from the rules' output states.
-func markWhenJoined(r *stats.Report, list []controlproto.RuleStatus) {
-	byID := make(map[string]*controlproto.RuleStatus, len(list))
-	for i := range list {
-		byID[list[i].ID] = &list[i]
-	}
-	for i := range r.Rules {
-		rs := byID[r.Rules[i].ID]
-		if rs == nil || len(rs.Outputs) != len(r.Rules[i].Outputs) {
-			continue
-		}
-		for j, o := range rs.Outputs {
-			if o.WhenJoined && j < len(rs.OutputStates) {
-				r.Rules[i].Outputs[j].State = rs.OutputStates[j]
-			}
-		}
-	}
 }
 
 // Listener metrics (docs/stats.md).

@@ -760,9 +760,12 @@ func (m *master) statsRules() []stats.RuleDesc {
 	defer m.mu.Unlock()
 	out := make([]stats.RuleDesc, 0, len(m.rules))
 	for _, e := range m.sorted() {
-		d := stats.RuleDesc{ID: e.rule.ID, Destinations: make([]string, len(e.rule.Outputs))}
+		d := stats.RuleDesc{ID: e.rule.ID, State: e.state.String(), Outputs: make([]stats.OutputDesc, len(e.rule.Outputs))}
 		for i, o := range e.rule.Outputs {
-			d.Destinations[i] = o.Destination()
+			d.Outputs[i] = stats.OutputDesc{Destination: o.Destination(), WhenJoined: o.WhenJoined}
+			if i < len(e.outStates) {
+				d.Outputs[i].State = e.outStates[i].String()
+			}
 		}
 		out = append(out, d)
 	}
