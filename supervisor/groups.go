@@ -281,8 +281,12 @@ func (l *listeners) run(ctx context.Context, m *master) {
 }
 
 // list returns the ListGroups result: every table, or the one of the
-// interface named iface, in name order.
+// interface named iface, in name order. Safe on nil (no listener tables):
+// none.
 func (l *listeners) list(iface string, now time.Time) []controlproto.InterfaceGroups {
+	if l == nil {
+		return []controlproto.InterfaceGroups{}
+	}
 	l.mu.Lock()
 	tables := make([]*listening, 0, len(l.byIndex))
 	for _, ls := range l.byIndex {
@@ -455,14 +459,16 @@ func withQuerier(data []byte, q ruleset.Querier) ([]byte, error) {
 	return append(head[:cut:cut], data[len(open):]...), nil
 }
 
+// Groups is the ListGroups result for every interface (what the listener
+// metrics show).
+func (d *daemon) Groups() []controlproto.InterfaceGroups {
+	return d.master.listeners.list("", time.Now())
+}
+
 // listGroups is the ListGroups result; an interface named but not
 // listened on is not_found.
 func (d *daemon) listGroups(iface string) controlproto.Response {
-	l := d.master.listeners
-	if l == nil {
-		return controlproto.OK([]controlproto.InterfaceGroups{})
-	}
-	list := l.list(iface, time.Now())
+	list := d.master.listeners.list(iface, time.Now())
 	if iface != "" && len(list) == 0 {
 		return controlproto.Fail(controlproto.CodeNotFound,
 			"no listener table on %s: it is no output interface of a rule, no --querier interface, or does not exist", iface)
@@ -489,20 +495,9 @@ var (
 		"IGMPv2 leaves and MLDv1 dones heard on the interface.", []string{"interface", "family"}, nil)
 )
 
-// groupsCollector exports the listener tables at scrape time.
-type groupsCollector struct{ l *listeners }
-
-var _ prometheus.Collector = groupsCollector{}
-
-func (c groupsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descListenerGroups, descQuerierActive, descQueriesSent, descQueriesReceived,
-		descListenerReports, descListenerLeaves} {
-		ch <- d
-	}
-}
-
-func (c groupsCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, ig := range c.l.list("", time.Now()) {
+// collectGroups sends the listener metrics of the ListGroups result.
+func collectGroups(ch chan<- prometheus.Metric, groups []controlproto.InterfaceGroups) {
+	for _, ig := range groups {
 		for _, f := range ig.Families {
 			ch <- gauge(descListenerGroups, float64(f.Groups), ig.Interface, f.Family)
 			ch <- gauge(descQuerierActive, boolValue(f.Role == querier.Querier.String()), ig.Interface, f.Family)
