@@ -349,7 +349,7 @@ func (m *master) regate(ifindexes []int) {
 		if !ok {
 			continue
 		}
-		for id, e := range m.byIface[l.Name] {
+		for id, e := range m.byOutput[l.Name] {
 			if slices.ContainsFunc(e.rule.Outputs, func(o ruleset.Output) bool { return o.WhenJoined && o.Interface == l.Name }) {
 				affected[id] = e
 			}
@@ -382,24 +382,6 @@ func (m *master) outputAllowed(e *ruleEntry, i int, out links.Link) bool {
 	return m.listeners.allowed(out.Name, out.Index, netip.MustParseAddr(o.Group), src)
 }
 
-// countOutputs adds (delta 1) or removes (-1) e's output interfaces to the
-// names the listener tables follow.
-func (m *master) countOutputs(e *ruleEntry, delta int) {
-	if m.outNames == nil {
-		m.outNames = map[string]int{}
-	}
-	var seen []string
-	for _, o := range e.rule.Outputs {
-		if slices.Contains(seen, o.Interface) {
-			continue
-		}
-		seen = append(seen, o.Interface)
-		if m.outNames[o.Interface] += delta; m.outNames[o.Interface] <= 0 {
-			delete(m.outNames, o.Interface)
-		}
-	}
-}
-
 // syncListeners opens a listener table on every output interface and
 // --querier interface that exists and closes the others. (A table an
 // output that follows its receivers needs is opened already, by
@@ -409,7 +391,7 @@ func (m *master) syncListeners() {
 		return
 	}
 	want := map[int]string{}
-	for name := range m.outNames {
+	for name := range m.byOutput {
 		if l, ok := m.links.Lookup(name); ok {
 			want[l.Index] = name
 		}
