@@ -6,11 +6,26 @@ import (
 	"time"
 )
 
-// RuleDesc names a rule of the report and its outputs' destinations, in
-// the order of the rule's outputs ("239.2.2.2:6000@eth1").
+// RuleDesc is a rule of the report as the supervisor sees it, taken
+// under one lock with the rest of its rules so that a report is one
+// consistent view: its id, its state (the supervisor counts it in
+// Totals.Rules) and its outputs, in the order of the rule's outputs.
 type RuleDesc struct {
-	ID           string
-	Destinations []string
+	ID      string
+	State   string
+	Outputs []OutputDesc
+}
+
+// OutputDesc is one output of a RuleDesc.
+type OutputDesc struct {
+	// Destination labels the output: "239.2.2.2:6000@eth1".
+	Destination string
+	// State is the output's state (the supervisor counts it in
+	// Totals.Outputs); the report shows it (OutputReport.State) only for
+	// an output that follows its receivers (WhenJoined), whose "idle"
+	// explains why it sends nothing.
+	State      string
+	WhenJoined bool
 }
 
 // WorkerDesc names a worker slot of the report and the core it runs on.
@@ -275,7 +290,8 @@ func (a *Aggregator) LastSeen(w int) (hb Heartbeat, ok bool) {
 }
 
 // Report returns the GetStats report at now: rules in the order given, each
-// output labelled with its destination, workers in the order given. Totals
+// output labelled with its destination (and its state, when it follows its
+// receivers), workers in the order given. Totals
 // sum what the report lists: packets_in over its rules, packets_out over
 // their outputs, kernel_drops over its workers. Rules and workers never
 // observed report zeros.
@@ -311,9 +327,12 @@ func (a *Aggregator) Report(rules []RuleDesc, workers []WorkerDesc, now time.Tim
 // ruleReport sums one rule over slots (in worker order, so that the error
 // shown is the lowest worker's and float sums are reproducible).
 func (a *Aggregator) ruleReport(rd RuleDesc, slots []*slot, now time.Time) RuleReport {
-	rr := RuleReport{ID: rd.ID, Outputs: make([]OutputReport, len(rd.Destinations))}
-	for i, d := range rd.Destinations {
-		rr.Outputs[i].Destination = d
+	rr := RuleReport{ID: rd.ID, Outputs: make([]OutputReport, len(rd.Outputs))}
+	for i, o := range rd.Outputs {
+		rr.Outputs[i].Destination = o.Destination
+		if o.WhenJoined {
+			rr.Outputs[i].State = o.State
+		}
 	}
 	var errs RuleErrors
 	for _, sl := range slots {

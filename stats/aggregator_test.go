@@ -58,10 +58,11 @@ func run(a *Aggregator, steps []step) {
 }
 
 var (
-	descA       = RuleDesc{ID: "a", Destinations: []string{"239.2.2.2:6000@eth1", "[ff3e::1]:6000@eth2"}}
-	descB       = RuleDesc{ID: "b", Destinations: []string{"10.1.0.50:6000@eth1"}}
+	destsA      = []string{"239.2.2.2:6000@eth1", "[ff3e::1]:6000@eth2"}
+	destsB      = []string{"10.1.0.50:6000@eth1"}
+	descA       = desc("a", destsA...)
+	descB       = desc("b", destsB...)
 	twoWorkers  = []WorkerDesc{{Worker: 0, Core: 0}, {Worker: 1, Core: 1}}
-	destsA      = descA.Destinations
 	zeroOutputs = func(dests ...string) []OutputReport {
 		out := []OutputReport{}
 		for _, d := range dests {
@@ -70,6 +71,15 @@ var (
 		return out
 	}
 )
+
+// desc describes rule id with outputs to dests, all active.
+func desc(id string, dests ...string) RuleDesc {
+	d := RuleDesc{ID: id, State: "active"}
+	for _, dest := range dests {
+		d.Outputs = append(d.Outputs, OutputDesc{Destination: dest, State: "active"})
+	}
+	return d
+}
 
 func outputs(dests []string, packets ...uint64) []OutputReport {
 	out := []OutputReport{}
@@ -107,7 +117,7 @@ func TestAggregatorReport(t *testing.T) {
 			workers: twoWorkers,
 			want: Report{
 				Rules: []RuleReport{
-					{ID: "b", PacketsIn: 7, BytesIn: 70, Outputs: outputs(descB.Destinations, 7)},
+					{ID: "b", PacketsIn: 7, BytesIn: 70, Outputs: outputs(destsB, 7)},
 					{ID: "a", PacketsIn: 15, BytesIn: 1500, Outputs: outputs(destsA, 15, 14)},
 				},
 				Workers: []WorkerReport{
@@ -291,7 +301,7 @@ func TestAggregatorReport(t *testing.T) {
 			},
 			rules: []RuleDesc{descB},
 			want: Report{
-				Rules:   []RuleReport{{ID: "b", PacketsIn: 9, BytesIn: 90, Outputs: outputs(descB.Destinations, 9)}},
+				Rules:   []RuleReport{{ID: "b", PacketsIn: 9, BytesIn: 90, Outputs: outputs(destsB, 9)}},
 				Workers: []WorkerReport{},
 				Totals:  Totals{PacketsIn: 9, PacketsOut: 9},
 			},
@@ -528,7 +538,7 @@ func TestOutputErrors(t *testing.T) {
 		{At: 0, Snap: failing(0, 10, 1, "", "from worker 0")},
 		{At: 0, Snap: snap(2, 12, 1, rule("ok", 0, 0, 0))},
 	})
-	rep := a.Report([]RuleDesc{{ID: "r", Destinations: []string{"a", "b"}}, {ID: "ok", Destinations: []string{"c"}}}, nil, at(0))
+	rep := a.Report([]RuleDesc{desc("r", "a", "b"), desc("ok", "c")}, nil, at(0))
 	want := []RuleReport{
 		{ID: "r", Error: "some outputs fail", Outputs: []OutputReport{{Destination: "a"}, {Destination: "b", Error: "from worker 0"}}},
 		{ID: "ok", Outputs: []OutputReport{{Destination: "c"}}},
@@ -546,5 +556,20 @@ func TestOutputErrors(t *testing.T) {
 	})
 	if got := a.Errors(); len(got) != 0 {
 		t.Errorf("Errors after recovery = %v, want none", got)
+	}
+}
+
+// TestReportOutputState: the report shows the state of the outputs that
+// follow their receivers (when_joined), idle among them, and of no other.
+func TestReportOutputState(t *testing.T) {
+	rd := RuleDesc{ID: "r", State: "active", Outputs: []OutputDesc{
+		{Destination: "a", State: "idle", WhenJoined: true},
+		{Destination: "b", State: "active", WhenJoined: true},
+		{Destination: "c", State: "down"},
+	}}
+	rep := NewAggregator(interval).Report([]RuleDesc{rd}, nil, at(0))
+	want := []OutputReport{{Destination: "a", State: "idle"}, {Destination: "b", State: "active"}, {Destination: "c"}}
+	if diff := cmp.Diff(want, rep.Rules[0].Outputs); diff != "" {
+		t.Errorf("outputs (-want +got):\n%s", diff)
 	}
 }

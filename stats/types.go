@@ -167,7 +167,7 @@ type OutputReport struct {
 	// State is set for outputs that follow their receivers (when_joined)
 	// only: "active" while a listener wants them, "idle" while none does
 	// (nothing is sent, and nothing counted as dropped), or the state of
-	// their interface ("pending", "down"). The supervisor fills it in.
+	// their interface ("pending", "down"), as OutputDesc gives it.
 	State string `json:"state,omitempty"`
 }
 

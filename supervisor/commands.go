@@ -116,9 +116,7 @@ func (d *daemon) Report() stats.Report {
 		workers[i] = stats.WorkerDesc{Worker: w.Worker, Core: w.Core}
 	}
 	r := d.stats.Report(rules, workers, time.Now())
-	list := d.listRules()
-	r.Totals.Rules, r.Totals.Outputs = stateCounts(list)
-	markWhenJoined(&r, list)
+	r.Totals.Rules, r.Totals.Outputs = stateCounts(rules, r.Rules)
 	r.Namespace = d.namespaceCounters()
 	return r
 }
@@ -149,18 +147,19 @@ func (d *daemon) listRules() []controlproto.RuleStatus {
 	return list
 }
 
-// stateCounts counts rules by state, and outputs by state with those whose
-// interface is up but that the workers report an error for as failing, not
-// active: they do not forward.
-func stateCounts(list []controlproto.RuleStatus) (rules, outputs stats.StateCounts) {
-	for _, rs := range list {
-		countState(&rules, rs.State)
-		for i, state := range rs.OutputStates {
-			if state == controlproto.StateActive && i < len(rs.OutputErrors) && rs.OutputErrors[i] != "" {
+// stateCounts counts the report's rules by state, and their outputs by
+// state with those whose interface is up but that show a worker's error as
+// failing, not active: they do not forward. reports are the aggregator's
+// for descs: one per rule, one output per output.
+func stateCounts(descs []stats.RuleDesc, reports []stats.RuleReport) (rules, outputs stats.StateCounts) {
+	for i, rd := range descs {
+		countState(&rules, rd.State)
+		for j, o := range rd.Outputs {
+			if o.State == controlproto.StateActive && reports[i].Outputs[j].Error != "" {
 				outputs.Failing++
 				continue
 			}
-			countState(&outputs, state)
+			countState(&outputs, o.State)
 		}
 	}
 	return rules, outputs

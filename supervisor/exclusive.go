@@ -52,7 +52,7 @@ func (x *exclusiveInputs) sync(m *master, ifindexes map[int]bool) {
 		l, _ := m.links.ByIndex(ix)
 		name := l.Name // "" when the link is gone: no rule is sent on it
 		var want []ingressdrop.Match
-		for _, e := range m.byIface[name] {
+		for _, e := range m.byInput[name] {
 			if e.sent != nil && e.sent.InputIfIndex == ix {
 				want = append(want, ingressdrop.Match{Group: e.group, Port: uint16(e.rule.Input.Port), Source: e.src})
 			}

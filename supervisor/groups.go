@@ -18,7 +18,6 @@ import (
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/querier"
 	"github.com/mcrelay/mcr/ruleset"
-	"github.com/mcrelay/mcr/stats"
 	"github.com/mcrelay/mcr/supervisor/links"
 )
 
@@ -282,8 +281,12 @@ func (l *listeners) run(ctx context.Context, m *master) {
 }
 
 // list returns the ListGroups result: every table, or the one of the
-// interface named iface, in name order.
+// interface named iface, in name order. Safe on nil (no listener tables):
+// none.
 func (l *listeners) list(iface string, now time.Time) []controlproto.InterfaceGroups {
+	if l == nil {
+		return []controlproto.InterfaceGroups{}
+	}
 	l.mu.Lock()
 	tables := make([]*listening, 0, len(l.byIndex))
 	for _, ls := range l.byIndex {
@@ -346,7 +349,7 @@ func (m *master) regate(ifindexes []int) {
 		if !ok {
 			continue
 		}
-		for id, e := range m.byIface[l.Name] {
+		for id, e := range m.byOutput[l.Name] {
 			if slices.ContainsFunc(e.rule.Outputs, func(o ruleset.Output) bool { return o.WhenJoined && o.Interface == l.Name }) {
 				affected[id] = e
 			}
@@ -379,24 +382,6 @@ func (m *master) outputAllowed(e *ruleEntry, i int, out links.Link) bool {
 	return m.listeners.allowed(out.Name, out.Index, netip.MustParseAddr(o.Group), src)
 }
 
-// countOutputs adds (delta 1) or removes (-1) e's output interfaces to the
-// names the listener tables follow.
-func (m *master) countOutputs(e *ruleEntry, delta int) {
-	if m.outNames == nil {
-		m.outNames = map[string]int{}
-	}
-	var seen []string
-	for _, o := range e.rule.Outputs {
-		if slices.Contains(seen, o.Interface) {
-			continue
-		}
-		seen = append(seen, o.Interface)
-		if m.outNames[o.Interface] += delta; m.outNames[o.Interface] <= 0 {
-			delete(m.outNames, o.Interface)
-		}
-	}
-}
-
 // syncListeners opens a listener table on every output interface and
 // --querier interface that exists and closes the others. (A table an
 // output that follows its receivers needs is opened already, by
@@ -406,7 +391,7 @@ func (m *master) syncListeners() {
 		return
 	}
 	want := map[int]string{}
-	for name := range m.outNames {
+	for name := range m.byOutput {
 		if l, ok := m.links.Lookup(name); ok {
 			want[l.Index] = name
 		}
@@ -456,39 +441,21 @@ func withQuerier(data []byte, q ruleset.Querier) ([]byte, error) {
 	return append(head[:cut:cut], data[len(open):]...), nil
 }
 
+// Groups is the ListGroups result for every interface (what the listener
+// metrics show).
+func (d *daemon) Groups() []controlproto.InterfaceGroups {
+	return d.master.listeners.list("", time.Now())
+}
+
 // listGroups is the ListGroups result; an interface named but not
 // listened on is not_found.
 func (d *daemon) listGroups(iface string) controlproto.Response {
-	l := d.master.listeners
-	if l == nil {
-		return controlproto.OK([]controlproto.InterfaceGroups{})
-	}
-	list := l.list(iface, time.Now())
+	list := d.master.listeners.list(iface, time.Now())
 	if iface != "" && len(list) == 0 {
 		return controlproto.Fail(controlproto.CodeNotFound,
 			"no listener table on %s: it is no output interface of a rule, no --querier interface, or does not exist", iface)
 	}
 	return controlproto.OK(list)
-}
-
-// markWhenJoined sets the state of each output that follows its
-// receivers in a GetStats report, from the rules' output states.
-func markWhenJoined(r *stats.Report, list []controlproto.RuleStatus) {
-	byID := make(map[string]*controlproto.RuleStatus, len(list))
-	for i := range list {
-		byID[list[i].ID] = &list[i]
-	}
-	for i := range r.Rules {
-		rs := byID[r.Rules[i].ID]
-		if rs == nil || len(rs.Outputs) != len(r.Rules[i].Outputs) {
-			continue
-		}
-		for j, o := range rs.Outputs {
-			if o.WhenJoined && j < len(rs.OutputStates) {
-				r.Rules[i].Outputs[j].State = rs.OutputStates[j]
-			}
-		}
-	}
 }
 
 // Listener metrics (docs/stats.md).
@@ -510,20 +477,9 @@ var (
 		"IGMPv2 leaves and MLDv1 dones heard on the interface.", []string{"interface", "family"}, nil)
 )
 
-// groupsCollector exports the listener tables at scrape time.
-type groupsCollector struct{ l *listeners }
-
-var _ prometheus.Collector = groupsCollector{}
-
-func (c groupsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descListenerGroups, descQuerierActive, descQueriesSent, descQueriesReceived,
-		descListenerReports, descListenerLeaves} {
-		ch <- d
-	}
-}
-
-func (c groupsCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, ig := range c.l.list("", time.Now()) {
+// collectGroups sends the listener metrics of the ListGroups result.
+func collectGroups(ch chan<- prometheus.Metric, groups []controlproto.InterfaceGroups) {
+	for _, ig := range groups {
 		for _, f := range ig.Families {
 			ch <- gauge(descListenerGroups, float64(f.Groups), ig.Interface, f.Family)
 			ch <- gauge(descQuerierActive, boolValue(f.Role == querier.Querier.String()), ig.Interface, f.Family)

@@ -16,6 +16,7 @@ import (
 	"github.com/mcrelay/mcr/controlproto"
 	"github.com/mcrelay/mcr/querier"
 	"github.com/mcrelay/mcr/ruleset"
+	"github.com/mcrelay/mcr/stats"
 	"github.com/mcrelay/mcr/supervisor/links"
 )
 
@@ -375,5 +376,29 @@ func TestListenersFollowAddresses(t *testing.T) {
 	tm.AddrsListed([]links.Addr{{Index: 3, Prefix: netip.MustParsePrefix("10.1.0.9/24")}})
 	if got := refreshes(); got != 3 {
 		t.Errorf("after a removal and a re-listing: %d refreshes, want 3", got)
+	}
+}
+
+// TestReportIdleOutput: GetStats shows an output that follows its
+// receivers and has none as idle, and counts it idle in the totals; its
+// sibling that always sends shows no state and counts active.
+func TestReportIdleOutput(t *testing.T) {
+	td := startTestDaemon(t)
+	withListeners(td.testMaster)
+	r := testRule("a", "eth0", "239.1.1.1", 5000, "eth1")
+	r.Outputs = append(r.Outputs, ruleset.Output{Interface: "eth1", Group: "239.2.2.2", Port: 6000, WhenJoined: true})
+	if _, err := td.add(r); err != nil {
+		t.Fatal(err)
+	}
+	rep := td.d.Report()
+	var states []string
+	for _, o := range rep.Rules[0].Outputs {
+		states = append(states, o.State)
+	}
+	if diff := cmp.Diff([]string{"", "idle"}, states); diff != "" {
+		t.Errorf("outputs[].state (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(stats.StateCounts{Active: 1, Idle: 1}, rep.Totals.Outputs); diff != "" {
+		t.Errorf("totals.outputs (-want +got):\n%s", diff)
 	}
 }

@@ -32,6 +32,9 @@ type metricsSource interface {
 	// ExclusiveDropped is, per input interface name, the datagrams
 	// --exclusive-inputs dropped at tc ingress; empty when off.
 	ExclusiveDropped() map[string]uint64
+	// Groups is the ListGroups result for every interface; empty without
+	// listener tables.
+	Groups() []controlproto.InterfaceGroups
 }
 
 // Metric descriptions (docs/stats.md lists them). Counters are the
@@ -174,9 +177,6 @@ func newMetricsHandler(src metricsSource, version string) http.Handler {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	if d, ok := src.(*daemon); ok && d.master.listeners != nil {
-		reg.MustRegister(groupsCollector{d.master.listeners})
-	}
 	// ContinueOnError: a metric that fails to collect must not hide the rest.
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
@@ -187,6 +187,7 @@ func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		descRulePacketsIn, descRuleBytesIn, descOutputPacketsOut, descOutputBytesOut, descOutputErrors, descOutputNotSentIdle,
 		descWorkerRestarts, descWorkerResyncs, descWorkerInSync, descWorkersUp, descRules, descOutputs, descBuildInfo,
 		descExclusiveDropped, descWorkerRingUsed, descWorkerRingSize,
+		descListenerGroups, descQuerierActive, descQueriesSent, descQueriesReceived, descListenerReports, descListenerLeaves,
 	} {
 		ch <- d
 	}
@@ -223,6 +224,7 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	for name, n := range c.src.ExclusiveDropped() {
 		ch <- counter(descExclusiveDropped, n, name)
 	}
+	collectGroups(ch, c.src.Groups())
 }
 
 // collectRules sends the per-rule and per-output counters.

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/mcrelay/mcr/controlproto"
+	"github.com/mcrelay/mcr/querier"
 	"github.com/mcrelay/mcr/stats"
 	"github.com/mcrelay/mcr/supervisor/pool"
 )
@@ -30,6 +31,7 @@ type fakeMetricsSource struct {
 	report    stats.Report
 	workers   []controlproto.WorkerInfo
 	exclusive map[string]uint64
+	groups    []controlproto.InterfaceGroups
 }
 
 func (f *fakeMetricsSource) Report() stats.Report {
@@ -48,6 +50,12 @@ func (f *fakeMetricsSource) ExclusiveDropped() map[string]uint64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.exclusive
+}
+
+func (f *fakeMetricsSource) Groups() []controlproto.InterfaceGroups {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.groups
 }
 
 // family is a parsed metric family reduced to what the tests compare:
@@ -145,6 +153,10 @@ func testSource() *fakeMetricsSource {
 			{Worker: 1, PID: 0, Core: 3, State: pool.StateBackoff.String(), Restarts: 5, InSync: false},
 		},
 		exclusive: map[string]uint64{"eth0": 42, "eth0.100": 0},
+		groups: []controlproto.InterfaceGroups{{Interface: "eth1", Families: []controlproto.FamilyQuerier{
+			{Family: "ipv4", Role: querier.Querier.String(), Groups: 3, QueriesSent: 4, QueriesReceived: 5, Reports: 6, Leaves: 7},
+			{Family: "ipv6", Role: querier.NonQuerier.String(), Groups: 1},
+		}}},
 	}
 }
 
@@ -204,6 +216,13 @@ func TestMetricsHandlerExposesSource(t *testing.T) {
 		"mcr_namespace_ip_reasm_timeouts_total":  counter(map[string]float64{"": 1}),
 	}
 	want["mcr_exclusive_dropped_packets_total"] = counter(map[string]float64{`interface="eth0"`: 42, `interface="eth0.100"`: 0})
+	const v4, v6 = `family="ipv4",interface="eth1"`, `family="ipv6",interface="eth1"`
+	want["mcr_listener_groups"] = gauge(map[string]float64{v4: 3, v6: 1})
+	want["mcr_querier_active"] = gauge(map[string]float64{v4: 1, v6: 0})
+	want["mcr_querier_queries_sent_total"] = counter(map[string]float64{v4: 4, v6: 0})
+	want["mcr_querier_queries_received_total"] = counter(map[string]float64{v4: 5, v6: 0})
+	want["mcr_listener_reports_total"] = counter(map[string]float64{v4: 6, v6: 0})
+	want["mcr_listener_leaves_total"] = counter(map[string]float64{v4: 7, v6: 0})
 	if diff := cmp.Diff(want, mcrFamilies(fams)); diff != "" {
 		t.Errorf("mcr metrics (-want +got):\n%s", diff)
 	}

@@ -55,14 +55,19 @@ type master struct {
 	// in the order the master made them; dp.Update must not block on a
 	// worker or call back into the master. Nothing that waits on a peer
 	// (control-socket I/O) happens under mu.
-	mu      sync.Mutex
-	rules   map[string]*ruleEntry
-	inputs  map[ruleset.InputKey]string      // input → id of the rule on it
-	byIface map[string]map[string]*ruleEntry // interface name → rules on it (input or output)
-	links   links.View
-	addrs   links.Addrs
-	groups  *membership.Joins
-	fanout  *fanoutIDs
+	mu     sync.Mutex
+	rules  map[string]*ruleEntry
+	inputs map[ruleset.InputKey]string // input → id of the rule on it
+	// byInput and byOutput index the rules by the names of their input
+	// interface and of their outputs' interfaces: a link's change costs
+	// the rules on it, and byOutput's names are those the listener
+	// tables follow.
+	byInput  map[string]map[string]*ruleEntry // interface name → id → rule
+	byOutput map[string]map[string]*ruleEntry
+	links    links.View
+	addrs    links.Addrs
+	groups   *membership.Joins
+	fanout   *fanoutIDs
 	// excl, when --exclusive-inputs is on, keeps the kernel's receive
 	// path from seeing the streams the data plane holds; nil when off.
 	excl *exclusiveInputs
@@ -75,10 +80,8 @@ type master struct {
 	// raw says whether transparent outputs can be served.
 	raw rawSupport
 	// listeners keeps the IGMP/MLD listener tables of the output
-	// interfaces (groups.go); nil = none: every output sends. outNames
-	// counts the rules with an output on each interface name.
+	// interfaces (groups.go); nil = none: every output sends.
 	listeners *listeners
-	outNames  map[string]int
 	// querier is the config file's querier settings in effect, which
 	// config and encodedConfig give back.
 	querier ruleset.Querier
@@ -132,18 +135,19 @@ func newMaster(c masterConfig) *master {
 		excl = newExclusiveInputs(c.Exclusive)
 	}
 	return &master{
-		excl:    excl,
-		log:     c.Log,
-		dp:      c.DP,
-		stats:   c.Stats,
-		rules:   map[string]*ruleEntry{},
-		inputs:  map[ruleset.InputKey]string{},
-		byIface: map[string]map[string]*ruleEntry{},
-		links:   links.NewView(),
-		addrs:   links.NewAddrs(),
-		groups:  membership.New(c.Groups),
-		fanout:  c.Fanout,
-		raw:     c.Raw,
+		excl:     excl,
+		log:      c.Log,
+		dp:       c.DP,
+		stats:    c.Stats,
+		rules:    map[string]*ruleEntry{},
+		inputs:   map[ruleset.InputKey]string{},
+		byInput:  map[string]map[string]*ruleEntry{},
+		byOutput: map[string]map[string]*ruleEntry{},
+		links:    links.NewView(),
+		addrs:    links.NewAddrs(),
+		groups:   membership.New(c.Groups),
+		fanout:   c.Fanout,
+		raw:      c.Raw,
 
 		listeners: c.Listeners,
 	}
@@ -302,14 +306,9 @@ func (m *master) index(e *ruleEntry) {
 	m.rules[e.rule.ID] = e
 	m.inputs[e.rule.Input.Key()] = e.rule.ID
 	m.ports.Add(&e.rule)
-	m.countOutputs(e, 1)
-	for _, name := range e.interfaces() {
-		set := m.byIface[name]
-		if set == nil {
-			set = map[string]*ruleEntry{}
-			m.byIface[name] = set
-		}
-		set[e.rule.ID] = e
+	addToIndex(m.byInput, e.rule.Input.Interface, e)
+	for _, o := range e.rule.Outputs {
+		addToIndex(m.byOutput, o.Interface, e)
 	}
 }
 
@@ -319,24 +318,28 @@ func (m *master) unindex(e *ruleEntry) {
 	delete(m.rules, e.rule.ID)
 	delete(m.inputs, e.rule.Input.Key())
 	m.ports.Remove(&e.rule)
-	m.countOutputs(e, -1)
-	for _, name := range e.interfaces() {
-		delete(m.byIface[name], e.rule.ID)
-		if len(m.byIface[name]) == 0 {
-			delete(m.byIface, name)
-		}
+	removeFromIndex(m.byInput, e.rule.Input.Interface, e)
+	for _, o := range e.rule.Outputs {
+		removeFromIndex(m.byOutput, o.Interface, e)
 	}
 }
 
-// interfaces lists the names of the interfaces e's rule uses.
-func (e *ruleEntry) interfaces() []string {
-	names := []string{e.rule.Input.Interface}
-	for _, o := range e.rule.Outputs {
-		if !slices.Contains(names, o.Interface) {
-			names = append(names, o.Interface)
-		}
+// addToIndex enters e under name in index (byInput or byOutput).
+func addToIndex(index map[string]map[string]*ruleEntry, name string, e *ruleEntry) {
+	set := index[name]
+	if set == nil {
+		set = map[string]*ruleEntry{}
+		index[name] = set
 	}
-	return names
+	set[e.rule.ID] = e
+}
+
+// removeFromIndex removes e from name in index; a name without rules goes.
+func removeFromIndex(index map[string]map[string]*ruleEntry, name string, e *ruleEntry) {
+	delete(index[name], e.rule.ID)
+	if len(index[name]) == 0 {
+		delete(index, name)
+	}
 }
 
 // release undoes what e resolved to: its membership, its rule in the data
@@ -616,7 +619,8 @@ func (m *master) relink(names []string) {
 	}
 	affected := map[string]*ruleEntry{}
 	for _, name := range names {
-		maps.Copy(affected, m.byIface[name])
+		maps.Copy(affected, m.byInput[name])
+		maps.Copy(affected, m.byOutput[name])
 	}
 	var b batch
 	for _, id := range slices.Sorted(maps.Keys(affected)) {
@@ -760,9 +764,12 @@ func (m *master) statsRules() []stats.RuleDesc {
 	defer m.mu.Unlock()
 	out := make([]stats.RuleDesc, 0, len(m.rules))
 	for _, e := range m.sorted() {
-		d := stats.RuleDesc{ID: e.rule.ID, Destinations: make([]string, len(e.rule.Outputs))}
+		d := stats.RuleDesc{ID: e.rule.ID, State: e.state.String(), Outputs: make([]stats.OutputDesc, len(e.rule.Outputs))}
 		for i, o := range e.rule.Outputs {
-			d.Destinations[i] = o.Destination()
+			d.Outputs[i] = stats.OutputDesc{Destination: o.Destination(), WhenJoined: o.WhenJoined}
+			if i < len(e.outStates) {
+				d.Outputs[i].State = e.outStates[i].String()
+			}
 		}
 		out = append(out, d)
 	}

@@ -753,23 +753,30 @@ func (pt *propTest) check() string {
 	}
 	_, sockets := pt.tm.groups.Count()
 	wantInputs := map[ruleset.InputKey]string{}
-	wantByIface := map[string][]string{}
+	// Interface indexes as "name id" pairs, sorted.
+	var wantByInput, wantByOutput []string
 	for id, r := range pt.rules {
 		wantInputs[r.Input.Key()] = id
-		for _, name := range (&ruleEntry{rule: r}).interfaces() {
-			wantByIface[name] = append(wantByIface[name], id)
+		wantByInput = append(wantByInput, r.Input.Interface+" "+id)
+		for _, o := range r.Outputs {
+			if pair := o.Interface + " " + id; !slices.Contains(wantByOutput, pair) {
+				wantByOutput = append(wantByOutput, pair)
+			}
 		}
 	}
-	gotByIface := map[string][]string{}
-	for name, set := range pt.tm.byIface {
-		gotByIface[name] = slices.Collect(maps.Keys(set))
+	pairs := func(index map[string]map[string]*ruleEntry) []string {
+		var out []string
+		for name, set := range index {
+			for id := range set {
+				out = append(out, name+" "+id)
+			}
+		}
+		slices.Sort(out)
+		return out
 	}
-	for _, ids := range wantByIface {
-		slices.Sort(ids)
-	}
-	for _, ids := range gotByIface {
-		slices.Sort(ids)
-	}
+	slices.Sort(wantByInput)
+	slices.Sort(wantByOutput)
+	gotByInput, gotByOutput := pairs(pt.tm.byInput), pairs(pt.tm.byOutput)
 	gotInputs := maps.Clone(pt.tm.inputs)
 	var staleFanout []int
 	seenIndexes := map[int]bool{}
@@ -787,7 +794,8 @@ func (pt *propTest) check() string {
 		problems = append(problems, fmt.Sprintf("%d helper sockets open, the pools hold %d", pt.tm.kernel.Open, sockets))
 	}
 	report("input index", cmp.Diff(wantInputs, gotInputs))
-	report("interface index", cmp.Diff(wantByIface, gotByIface))
+	report("input interface index", cmp.Diff(wantByInput, gotByInput))
+	report("output interface index", cmp.Diff(wantByOutput, gotByOutput))
 	if len(staleFanout) > 0 {
 		problems = append(problems, fmt.Sprintf("fanout ids kept for ifindexes %v, which are gone", staleFanout))
 	}

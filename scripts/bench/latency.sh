@@ -14,7 +14,10 @@ usage() {
 	cat <<'EOF'
 usage: scripts/bench/latency.sh [options]   (root; Linux network namespaces)
 
-  --variants LIST   kernel,tc-redirect,go-batched,none,mcr-uring,mcr-mmsg
+  --variants LIST   kernel,tc-redirect,go-batched,none,none-cross,mcr-uring,
+                    mcr-mmsg; none-cross is no relay with the generator on the
+                    relay's core: one crossing from that core to the sink's,
+                    the floor of any relay on its own core
                     (default: kernel,none,mcr-uring,mcr-mmsg, in
                     this order); an mcr variant may carry mcrd flags after a
                     colon, split at spaces, so one run compares settings:
@@ -48,6 +51,7 @@ EOF
 }
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
+LATENCY_VARIANTS=1 # lib.sh: none-cross is ours
 tag="mcrl$$"
 # shellcheck source=scripts/bench/lib.sh
 . "$repo/scripts/bench/lib.sh"
@@ -109,8 +113,12 @@ parse_args() {
 run_point() {
 	local v=$1 rate=$2 rep=$3
 	local group=$OUT_GROUP port=$OUT_PORT gen_if=s0 sif=k1 count=$(($2 * DURATION))
-	if [ "$v" = kernel ] || [ "$v" = none ]; then group=$IN_GROUP port=$IN_PORT; fi
-	if [ "$v" = none ]; then gen_if=n0 sif=n1; fi
+	local gen_cpu=$GEN_CPU
+	case "$v" in kernel | none | none-cross) group=$IN_GROUP port=$IN_PORT ;; esac
+	case "$v" in none | none-cross) gen_if=n0 sif=n1 ;; esac
+	# The sink's link steers receive work to the sink's core, so a datagram
+	# sent from the relay's core crosses to it as a relayed one does.
+	[ "$v" != none-cross ] || gen_cpu=$RELAY_CPU
 
 	local -a sched=()
 	[ "$SINK_FIFO" = 0 ] || sched=(chrt -f "$SINK_FIFO")
@@ -125,7 +133,7 @@ run_point() {
 	# In the background with `wait`, so that Ctrl-C or a TERM ends the run at
 	# once: bash defers a trap until a foreground command has finished, and
 	# skips SIGINT altogether when that command exits normally, as mcrgen does.
-	ip netns exec "$src" taskset -c "$GEN_CPU" "$MCRGEN" send --interface "$gen_if" --group "$IN_GROUP" \
+	ip netns exec "$src" taskset -c "$gen_cpu" "$MCRGEN" send --interface "$gen_if" --group "$IN_GROUP" \
 		--port "$IN_PORT" --rate "$rate" --count "$count" --size "$SIZE" --ttl "$TTL" \
 		>"$tmp/send.json" 2>"$tmp/send.err" &
 	gen_pids=($!)
@@ -153,7 +161,8 @@ run_point() {
 	# relay's and its core's ksoftirqd runtime are ours, the rest is not.
 	last_foreign_pct=0
 	local foreign=""
-	if [ -n "$a0" ] && [ -n "$a1" ]; then
+	# none-cross's generator is that other work: not measured.
+	if [ -n "$a0" ] && [ -n "$a1" ] && [ "$v" != none-cross ]; then
 		foreign=$(((a1 - a0) - (p1 - p0) - (q1 - q0)))
 		[ "$foreign" -gt 0 ] || foreign=0
 		last_foreign_pct=$((foreign * 100 / (t1 - t0)))

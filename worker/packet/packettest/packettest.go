@@ -3,36 +3,27 @@ package packettest
 import (
 	"encoding/binary"
 	"net/netip"
+
+	"github.com/mcrelay/mcr/internal/inetsum"
+	"github.com/mcrelay/mcr/internal/pcap"
 )
 
 const (
-	protoUDP      = 17
 	protoHopByHop = 0
 	protoFragment = 44
 	ipv6Header    = 40
-	udpHeader     = 8
-	defaultTTL    = 64
 )
 
 // BuildUDP4 returns an IPv4 packet (20-byte header, TTL 64, no flags)
 // carrying one UDP datagram from src to dst with payload. Both addresses must
 // be IPv4 or IPv4-mapped.
 func BuildUDP4(src, dst netip.AddrPort, payload []byte) []byte {
-	s, d := src.Addr().Unmap(), dst.Addr().Unmap()
-	if !s.Is4() || !d.Is4() {
+	if !src.Addr().Unmap().Is4() || !dst.Addr().Unmap().Is4() {
 		panic("packettest.BuildUDP4: addresses must be IPv4: " + src.String() + " " + dst.String())
 	}
-	total := 20 + udpHeader + len(payload)
-	p := make([]byte, total)
-	p[0] = 0x45
-	binary.BigEndian.PutUint16(p[2:4], uint16(total))
-	p[8] = defaultTTL
-	p[9] = protoUDP
-	s4, d4 := s.As4(), d.As4()
-	copy(p[12:16], s4[:])
-	copy(p[16:20], d4[:])
+	p, _ := pcap.AppendUDP(nil, src, dst, payload, len(payload))
+	p[6] = 0 // AppendUDP sets DF; test packets have no flags
 	SetIPv4Checksum(p)
-	putUDP(p[20:], src.Port(), dst.Port(), payload, pseudoSum(s4[:], d4[:], len(payload)))
 	return p
 }
 
@@ -44,35 +35,8 @@ func BuildUDP6(src, dst netip.AddrPort, payload []byte) []byte {
 	if !s.Is6() || !d.Is6() || s.Is4In6() || d.Is4In6() {
 		panic("packettest.BuildUDP6: addresses must be IPv6: " + src.String() + " " + dst.String())
 	}
-	p := make([]byte, ipv6Header+udpHeader+len(payload))
-	p[0] = 0x60
-	binary.BigEndian.PutUint16(p[4:6], uint16(udpHeader+len(payload)))
-	p[6] = protoUDP
-	p[7] = defaultTTL
-	s16, d16 := s.As16(), d.As16()
-	copy(p[8:24], s16[:])
-	copy(p[24:40], d16[:])
-	putUDP(p[ipv6Header:], src.Port(), dst.Port(), payload, pseudoSum(s16[:], d16[:], len(payload)))
+	p, _ := pcap.AppendUDP(nil, src, dst, payload, len(payload))
 	return p
-}
-
-// pseudoSum is the ones' complement sum of the UDP pseudo-header (RFC 768,
-// RFC 8200 8.1). IPv6's 32-bit length and IPv4's 16-bit one sum the same for
-// lengths below 64 KiB.
-func pseudoSum(src, dst []byte, payloadLen int) uint32 {
-	return sum16(src) + sum16(dst) + protoUDP + uint32(udpHeader+payloadLen)
-}
-
-func putUDP(u []byte, sport, dport uint16, payload []byte, pseudo uint32) {
-	binary.BigEndian.PutUint16(u[0:2], sport)
-	binary.BigEndian.PutUint16(u[2:4], dport)
-	binary.BigEndian.PutUint16(u[4:6], uint16(udpHeader+len(payload)))
-	copy(u[udpHeader:], payload)
-	c := ^fold(pseudo + sum16(u))
-	if c == 0 {
-		c = 0xffff // RFC 768: a computed 0 is sent as all ones
-	}
-	binary.BigEndian.PutUint16(u[6:8], c)
 }
 
 // SetIPv4Checksum recomputes the header checksum of the IPv4 packet p, for
@@ -81,7 +45,7 @@ func putUDP(u []byte, sport, dport uint16, payload []byte, pseudo uint32) {
 func SetIPv4Checksum(p []byte) {
 	ihl := min(int(p[0]&0x0f)*4, len(p))
 	p[10], p[11] = 0, 0
-	binary.BigEndian.PutUint16(p[10:12], ^fold(sum16(p[:ihl])))
+	binary.BigEndian.PutUint16(p[10:12], inetsum.Checksum(inetsum.Add(0, p[:ihl])))
 }
 
 // WithIPv4Options returns a copy of the IPv4 packet p with opts (a multiple
@@ -201,23 +165,4 @@ func multicastMAC(p []byte) [6]byte {
 		return [6]byte{0x33, 0x33, p[36], p[37], p[38], p[39]}
 	}
 	return [6]byte{0x01, 0x00, 0x5e, p[17] & 0x7f, p[18], p[19]}
-}
-
-// sum16 adds b as big-endian 16-bit words, a trailing odd byte padded with 0.
-func sum16(b []byte) uint32 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	return s
-}
-
-func fold(s uint32) uint16 {
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	return uint16(s)
 }
