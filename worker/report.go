@@ -119,7 +119,8 @@ type reporter struct {
 	fw  frameWriter
 	log *slog.Logger
 	// perStep is how many rules step copies at most; 0: rulesPerStep.
-	perStep int
+	// maxBytes is the budget of a snapshot's rules; 0: maxSnapshotBytes.
+	perStep, maxBytes int
 
 	buf snapshotBuf
 	// copying: buf is being filled, from rule pos of the rule list of
@@ -203,7 +204,10 @@ func (rp *reporter) restart(db *ruleDB) {
 	clear(b.rules)
 	b.rules, b.snap.Rules = b.rules[:0], b.snap.Rules[:0]
 	rules := db.ruleList()
-	rp.gen, rp.done, rp.budget = db.listGen, 0, maxSnapshotBytes
+	rp.gen, rp.done, rp.budget = db.listGen, 0, rp.maxBytes
+	if rp.budget <= 0 {
+		rp.budget = maxSnapshotBytes
+	}
 	if rp.pos = rp.resume; rp.pos < 0 || rp.pos >= len(rules) {
 		rp.pos = 0
 	}

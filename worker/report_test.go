@@ -449,3 +449,37 @@ func TestReporterGrowsTraces(t *testing.T) {
 		t.Errorf("events per snapshot (-want +got):\n%s", diff)
 	}
 }
+
+// TestReporterBudget checks that rules a snapshot's budget left out come
+// first in the next one, so that a ruleset whose changes never fit one
+// snapshot still has every rule reported in turn.
+func TestReporterBudget(t *testing.T) {
+	p := &fakePipe{room: 1 << 20}
+	db := newRuleDB(newFakeSockets(), testLogger(nil))
+	for i := range 4 {
+		db.add(wrule(fmt.Sprintf("r%d", i), 2, fmt.Sprintf("239.1.1.%d:5001", i+1), "239.2.2.2:6000@3"))
+	}
+	db.commit()
+	var c stats.WorkerCounters
+	// 194 estimated bytes a rule: the budget takes two.
+	rp := reporter{fw: frameWriter{write: p.write}, log: testLogger(nil), maxBytes: 300}
+	seen := map[string]int{}
+	for range 2 {
+		for _, r := range db.byID {
+			r.packetsIn++ // every rule changes every time
+		}
+		reportNow(t, &rp, time.Now(), db, &c)
+		frames := p.frames(t)
+		var s stats.Snapshot
+		mustNoErr(t, json.Unmarshal([]byte(frames[len(frames)-1]), &s))
+		if len(s.Rules) != 2 {
+			t.Fatalf("%d rules in a snapshot whose budget takes 2", len(s.Rules))
+		}
+		for _, r := range s.Rules {
+			seen[r.ID]++
+		}
+	}
+	if diff := cmp.Diff(map[string]int{"r0": 1, "r1": 1, "r2": 1, "r3": 1}, seen); diff != "" {
+		t.Errorf("snapshots per rule (-want +got):\n%s", diff)
+	}
+}
