@@ -122,6 +122,11 @@ func newCountingSink(t *testing.T, ns *netnstest.NS, ifname, addr string, n *ato
 // the relay namespace, with a stats interval long enough that no snapshot
 // is built (and allocated) until Shutdown.
 func startInProcess(t *testing.T, tp *topo, mode string) *workerProc {
+	return startInProcessEvery(t, tp, mode, time.Hour)
+}
+
+// startInProcessEvery is startInProcess with the stats interval given.
+func startInProcessEvery(t *testing.T, tp *topo, mode string, interval time.Duration) *workerProc {
 	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	mustNoErr(t, err)
 	statsR, statsW, err := os.Pipe()
@@ -131,7 +136,7 @@ func startInProcess(t *testing.T, tp *topo, mode string) *workerProc {
 	w := &workerProc{t: t, ctl: os.NewFile(uintptr(sp[0]), "ctl"), done: make(chan error, 1), rules: map[string]stats.RuleCounters{}}
 	sock := serveSockets(t, tp.relay, nil)
 	backend, ring, _ := strings.Cut(mode, "+")
-	cfg := Config{Core: -1, Backend: backend, StatsInterval: time.Hour,
+	cfg := Config{Core: -1, Backend: backend, StatsInterval: interval,
 		CommandFD: sp[1], StatsFD: int(statsW.Fd()), LogFD: int(logW.Fd()), SocketFD: int(sock.Fd())}
 	if ring == noRing {
 		cfg.RingBlocks = -1

@@ -197,6 +197,10 @@ type rule struct {
 	// errText caches errorText as of socket-state generation errGen.
 	errText string
 	errGen  uint64
+	// outErrs caches outputErrors as of error text outErrsFor, for
+	// snapshots (countersInto).
+	outErrs    []string
+	outErrsFor string
 }
 
 // ruleReport is what the last snapshot sent said about a rule.
@@ -210,13 +214,19 @@ type ruleReport struct {
 // effect on commit, which the loop calls between receive batches. It is
 // owned by the event loop goroutine.
 type ruleDB struct {
-	sk     sockets
-	log    *slog.Logger
-	byID   map[string]*rule
-	inputs map[int]*input
-	egress map[egressKey]*egress
-	dests  map[destKey]*dest
-	hash   ruleset.SetHash
+	sk   sockets
+	log  *slog.Logger
+	byID map[string]*rule
+	// list holds the rules of byID, for the stats snapshot to go through
+	// them a step at a time; rebuilt (ruleList) when listDirty, which
+	// bumps listGen.
+	list      []*rule
+	listDirty bool
+	listGen   uint64
+	inputs    map[int]*input
+	egress    map[egressKey]*egress
+	dests     map[destKey]*dest
+	hash      ruleset.SetHash
 
 	// table maps packet keys to indexes of byIndex; both are replaced,
 	// never modified, by commit, and so is loops.
@@ -260,6 +270,21 @@ func newRuleDB(sk sockets, log *slog.Logger) *ruleDB {
 // canonical encoding, equal to controlproto.HashWorkerRules of its rules.
 func (db *ruleDB) Hash() string { return db.hash.String() }
 
+// ruleList returns every rule, in an order that stays the same until the
+// rules change, and then listGen changes too.
+func (db *ruleDB) ruleList() []*rule {
+	if db.listDirty {
+		clear(db.list)
+		db.list = db.list[:0]
+		for _, r := range db.byID {
+			db.list = append(db.list, r)
+		}
+		db.listDirty = false
+		db.listGen++
+	}
+	return db.list
+}
+
 // Len is the number of rules.
 func (db *ruleDB) Len() int { return len(db.byID) }
 
@@ -279,7 +304,7 @@ func (db *ruleDB) add(wr controlproto.WorkerRule) {
 	}
 	db.byID[wr.ID] = r
 	db.hash.Add(canon)
-	db.dirty = true
+	db.dirty, db.listDirty = true, true
 }
 
 // remove uninstalls the rule with id and reports whether there was one.
@@ -290,7 +315,7 @@ func (db *ruleDB) remove(id string) bool {
 	}
 	db.drop(r)
 	delete(db.byID, id)
-	db.dirty = true
+	db.dirty, db.listDirty = true, true
 	return true
 }
 
@@ -329,7 +354,7 @@ func (db *ruleDB) replaceAll(rules []controlproto.WorkerRule) {
 			db.drop(old)
 		}
 	}
-	db.byID, db.hash, db.dirty = next, h, true
+	db.byID, db.hash, db.dirty, db.listDirty = next, h, true, true
 }
 
 // withID fills in the default id of a rule that has none, as
@@ -723,20 +748,27 @@ func (r *rule) outputErrors() []string {
 
 // counters returns r's counters as a snapshot reports them.
 func (r *rule) counters(errText string) stats.RuleCounters {
-	rc := stats.RuleCounters{
-		ID:        r.wr.ID,
-		PacketsIn: r.packetsIn,
-		BytesIn:   r.bytesIn,
-		Outputs:   make([]stats.OutputCounters, len(r.outputs)),
-		Error:     errText,
-	}
-	if errText != "" {
-		rc.OutputErrors = r.outputErrors()
-	}
-	for i := range r.outputs {
-		rc.Outputs[i] = r.outputs[i].cnt
-	}
+	var rc stats.RuleCounters
+	r.countersInto(&rc, errText)
 	return rc
+}
+
+// countersInto sets rc to r's counters as a snapshot reports them, reusing
+// rc.Outputs. It allocates only when r's error changed since the last call
+// (or rc.Outputs is too short): rc shares r's cached output errors, which
+// are replaced, never modified, so another goroutine may read rc.
+func (r *rule) countersInto(rc *stats.RuleCounters, errText string) {
+	outs := rc.Outputs[:0]
+	for i := range r.outputs {
+		outs = append(outs, r.outputs[i].cnt)
+	}
+	*rc = stats.RuleCounters{ID: r.wr.ID, PacketsIn: r.packetsIn, BytesIn: r.bytesIn, Outputs: outs, Error: errText}
+	if errText != "" {
+		if r.outErrsFor != errText {
+			r.outErrs, r.outErrsFor = r.outputErrors(), errText
+		}
+		rc.OutputErrors = r.outErrs
+	}
 }
 
 // changedSince reports whether r's counters or error differ from the last
@@ -754,11 +786,12 @@ func (r *rule) changedSince(errText string) bool {
 	return false
 }
 
-// markReported records that a snapshot carrying r's current state was sent.
-func (r *rule) markReported(errText string) {
-	r.reported = ruleReport{packetsIn: r.packetsIn, bytesIn: r.bytesIn, err: errText}
+// markReported records that a snapshot carrying rc, r's state when it was
+// taken (countersInto), was sent.
+func (r *rule) markReported(rc *stats.RuleCounters) {
+	r.reported = ruleReport{packetsIn: rc.PacketsIn, bytesIn: rc.BytesIn, err: rc.Error}
 	r.forceReport = false
-	for i := range r.outputs {
-		r.outputs[i].reported = r.outputs[i].cnt
+	for i := range min(len(r.outputs), len(rc.Outputs)) {
+		r.outputs[i].reported = rc.Outputs[i]
 	}
 }

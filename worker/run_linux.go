@@ -39,9 +39,10 @@ type backend interface {
 	close()
 }
 
-// statsRetry is how soon a stats frame the pipe took only part of is
-// continued.
-const statsRetry = 5 * time.Millisecond
+// tickObserver, when set (by tests, before Run), is told how long each
+// periodic tick kept the event loop from its packets, and how much of that
+// the stats snapshot took.
+var tickObserver func(tick, report time.Duration)
 
 // worker is one worker process's state, owned by the event loop goroutine.
 type worker struct {
@@ -197,8 +198,8 @@ func (w *worker) run() error {
 	next := time.Now().Add(interval)
 	for {
 		timeout := max(time.Until(next), 0)
-		if w.rep.fw.busy() {
-			timeout = min(timeout, statsRetry)
+		if w.rep.copying {
+			timeout = 0 // the snapshot's next rules, after what came meanwhile
 		}
 		if w.cfg.BusyPoll {
 			// Never sleep: the poll only collects completions and the
@@ -239,7 +240,7 @@ func (w *worker) run() error {
 			napFor(nap)
 		}
 		if now.Before(next) {
-			w.rep.fw.flush()
+			w.rep.step(w.db)
 			continue
 		}
 		w.tick(now)
@@ -261,6 +262,10 @@ func (w *worker) napAfter(now time.Time) time.Duration {
 // tick does the periodic work: kernel drop counters, retrying sockets that
 // failed to open (every Config.SocketRetry), and the stats snapshot.
 func (w *worker) tick(now time.Time) {
+	var start, rep time.Time
+	if tickObserver != nil {
+		start = time.Now()
+	}
 	for _, in := range w.db.inputs {
 		if in.fd >= 0 {
 			w.countDrops(in)
@@ -276,7 +281,14 @@ func (w *worker) tick(now time.Time) {
 	w.noteSocketStream()
 	w.d.c.LogsDropped = w.logw.dropped
 	w.d.c.SocketErrors, w.d.c.SocketResyncs = w.sock.Errors(), w.sock.Resyncs()
+	if tickObserver != nil {
+		rep = time.Now()
+	}
 	w.rep.report(now, w.db, &w.d.c, w.ringUsage())
+	if tickObserver != nil {
+		end := time.Now()
+		tickObserver(end.Sub(start), end.Sub(rep))
+	}
 }
 
 // noteSocketStream logs when the socket stream to the supervisor lost its
@@ -296,17 +308,18 @@ func (w *worker) noteSocketStream() {
 }
 
 // finalReport sends a last snapshot and waits up to a second for the
-// supervisor to read it.
+// supervisor to read it. It first finishes the snapshot before it, so that
+// the last one is not dropped for want of the encoder.
 func (w *worker) finalReport() {
-	w.tick(time.Now())
 	deadline := time.Now().Add(time.Second)
-	for !w.rep.fw.flush() && time.Now().Before(deadline) {
-		pfd := []unix.PollFd{{Fd: int32(w.cfg.StatsFD), Events: unix.POLLOUT}}
-		_, _ = unix.Poll(pfd, 50)
-	}
+	w.rep.finish(w.db, &w.d.c, deadline)
+	w.tick(time.Now())
+	w.rep.finish(w.db, &w.d.c, deadline)
+	w.rep.stop()
 }
 
 func (w *worker) close() {
+	w.rep.stop()
 	w.b.sync()
 	w.db.close()
 	w.b.close()

@@ -268,24 +268,67 @@ func (o *output) traceNotSent(why tracing.Reason, n int) {
 	}
 }
 
-// traceEvents appends to evs the unreported events of every tracer, as
-// much as fits maxTraceReport, marking them taken; commitTraces forgets
-// them once the snapshot carrying them was sent.
-func (db *ruleDB) traceEvents(evs []tracing.Event, worker int) []tracing.Event {
+// traceCopy is one trace event as the loop copied it for a snapshot: a
+// slot, its payload at data[off:off+slot.dlen] of the snapshot buffer, or
+// (lost > 0) the count of events a full ring could not take.
+type traceCopy struct {
+	rule string
+	slot traceSlot
+	off  int
+	lost uint64
+	nano int64 // of a lost count
+}
+
+// copyTraces appends to evs, and their payloads to data, the unreported
+// events of every tracer, as much as fits maxTraceReport and the capacity
+// of evs and data, marking them taken; commitTraces forgets them once the
+// snapshot carrying them was sent. It copies plain values only and never
+// allocates: it returns how many events, and payload bytes, it would have
+// taken with room enough, for the encoder to grow evs and data to, and the
+// events left out wait in their rings. The encoder makes the events
+// (snapshotBuf.events).
+func (db *ruleDB) copyTraces(evs []traceCopy, data []byte) (_ []traceCopy, _ []byte, wantEvs, wantData int) {
 	budget := maxTraceReport
+	full := false // no room for the next event
 	for id, t := range db.traces {
 		t.taken, t.lostTaken = 0, 0
-		for budget > 0 && t.taken < t.n {
-			i := (t.head + t.taken) % len(t.ev)
-			evs = append(evs, t.ev[i].event(id, worker, t.data[i*t.cfg.Snaplen:][:t.ev[i].dlen]))
-			budget -= 200 + 2*int(t.ev[i].dlen)
+		for k := 0; budget > 0 && k < t.n; k++ {
+			i := (t.head + k) % len(t.ev)
+			s := &t.ev[i]
+			wantEvs, wantData = wantEvs+1, wantData+int(s.dlen)
+			budget -= 200 + 2*int(s.dlen)
+			if full = full || len(evs) == cap(evs) || len(data)+int(s.dlen) > cap(data); full {
+				continue
+			}
+			evs = append(evs, traceCopy{rule: id, slot: *s, off: len(data)})
+			data = append(data, t.data[i*t.cfg.Snaplen:][:s.dlen]...)
 			t.taken++
 		}
 		if t.lost > 0 && budget > 0 {
-			t.lostTaken = t.lost
-			evs = append(evs, tracing.Event{UnixNano: time.Now().UnixNano(), Worker: worker, Rule: id,
-				Kind: tracing.Lost, Count: t.lost})
+			wantEvs++
+			if full = full || len(evs) == cap(evs); !full {
+				t.lostTaken = t.lost
+				evs = append(evs, traceCopy{rule: id, lost: t.lost, nano: time.Now().UnixNano()})
+			}
 		}
+	}
+	return evs, data, wantEvs, wantData
+}
+
+// events appends to evs the events of b's trace copies, as worker.
+func (b *snapshotBuf) events(evs []tracing.Event, worker int) []tracing.Event {
+	for i := range b.traces {
+		tc := &b.traces[i]
+		if tc.lost > 0 {
+			evs = append(evs, tracing.Event{UnixNano: tc.nano, Worker: worker, Rule: tc.rule,
+				Kind: tracing.Lost, Count: tc.lost})
+			continue
+		}
+		e := tc.slot.event(tc.rule, worker, nil)
+		if n := int(tc.slot.dlen); n > 0 {
+			e.Data = b.data[tc.off : tc.off+n : tc.off+n] // b's until the encoder is done with it
+		}
+		evs = append(evs, e)
 	}
 	return evs
 }

@@ -74,7 +74,7 @@ func TestTraceEvents(t *testing.T) {
 	pkt := plain(packettest.BuildUDP4(ap("10.0.0.9:4000"), ap("239.1.1.1:5001"), []byte("x")))
 	d.forward(2, 0, pkt[:len(pkt)-4], len(pkt)-4, 0, 0, s) // truncated
 
-	evs := db.traceEvents(nil, 7)
+	evs := traceEvents(db, 7)
 	want := []brief{
 		{tracing.Received, 0, "10.0.0.9:4000", "239.1.1.1:5001", 5, -1, "hell"},
 		{tracing.Sent, 0, ":40100", "239.2.2.2:6000", 5, 0, "hell"},
@@ -95,11 +95,11 @@ func TestTraceEvents(t *testing.T) {
 	// Not yet committed: the next report carries them again; the ring is
 	// full, so more are lost and counted.
 	send(2, "10.0.0.9:4000", "239.1.1.1:5001", "more")
-	if evs := db.traceEvents(nil, 7); len(evs) != 7 || evs[6].Kind != tracing.Lost || evs[6].Count != 3 {
+	if evs := traceEvents(db, 7); len(evs) != 7 || evs[6].Kind != tracing.Lost || evs[6].Count != 3 {
 		t.Fatalf("uncommitted report: got %+v, want the 6 events again and 3 lost", briefs(evs))
 	}
 	db.commitTraces()
-	if evs := db.traceEvents(nil, 7); len(evs) != 0 {
+	if evs := traceEvents(db, 7); len(evs) != 0 {
 		t.Fatalf("after commit: %+v, want nothing", briefs(evs))
 	}
 
@@ -108,7 +108,7 @@ func TestTraceEvents(t *testing.T) {
 	db.add(wrule("a", 2, "239.1.1.1:5001", "239.2.2.2:6000@3"))
 	db.commit()
 	send(2, "10.0.0.9:4000", "239.1.1.1:5001", "after")
-	if evs := db.traceEvents(nil, 7); len(evs) != 2 {
+	if evs := traceEvents(db, 7); len(evs) != 2 {
 		t.Fatalf("after a rule change: %+v, want received and sent", briefs(evs))
 	}
 	db.setTraces(nil)
@@ -203,11 +203,19 @@ func TestTraceIdleOutput(t *testing.T) {
 		{tracing.Sent, 0, ":40100", "239.2.2.2:6000", 5, 0, ""},
 		{tracing.Sent, 0, ":40100", "239.3.3.3:6000", 5, 1, ""},
 	}
-	if diff := cmp.Diff(want, briefs(db.traceEvents(nil, 0))); diff != "" {
+	if diff := cmp.Diff(want, briefs(traceEvents(db, 0))); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
 	r := db.byID["a"]
 	if o := r.counters(r.errorText()).Outputs[1]; o.NotSentIdle != 1 || o.Errors != 0 || o.PacketsOut != 1 {
 		t.Errorf("idle output counted %+v; want 1 not sent while idle, 1 sent, no error", o)
 	}
+}
+
+// traceEvents takes db's unreported events as a snapshot does: copied on
+// the loop, made into events by the encoder.
+func traceEvents(db *ruleDB, worker int) []tracing.Event {
+	b := snapshotBuf{traces: make([]traceCopy, 0, 100), data: make([]byte, 0, 1000)}
+	b.traces, b.data, _, _ = db.copyTraces(b.traces, b.data)
+	return b.events(nil, worker)
 }
