@@ -46,6 +46,9 @@ type Config struct {
 	RxRing     string
 	RingFrames int
 	BusyPoll   bool
+	// Moderation: see worker.Config (0 = the worker's default, negative
+	// = never nap).
+	Moderation time.Duration
 	// StatsInterval is the worker → supervisor stats period; 0 = 1s.
 	StatsInterval time.Duration
 	// LogLevel is the initial log level; SetLogLevel changes it at runtime.

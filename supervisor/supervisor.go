@@ -121,7 +121,7 @@ func start(cfg Config) (*instance, error) {
 		Exe:     cfg.WorkerExe, NumWorkers: cfg.NumWorkers, CPUs: cfg.CPUs, Fanout: cfg.Fanout, Backend: cfg.Backend,
 		StatsInterval: cfg.StatsInterval, Logger: log, Aggregator: agg, WorkerUser: cfg.WorkerUser,
 		RingBlocks: cfg.RingBlocks, RingTimeout: cfg.RingTimeout, SocketRetry: cfg.SocketRetry,
-		RxRing: cfg.RxRing, RingFrames: cfg.RingFrames, BusyPoll: cfg.BusyPoll,
+		RxRing: cfg.RxRing, RingFrames: cfg.RingFrames, BusyPoll: cfg.BusyPoll, Moderation: cfg.Moderation,
 	})
 	mc := masterConfig{
 		Log: log, DP: tuningCheck{pool, tuning.NewCheck(log)}, Stats: agg,

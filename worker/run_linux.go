@@ -110,7 +110,7 @@ func newWorker(cfg Config) (*worker, error) {
 		// of logs while the supervisor is busy (pipe-max-size caps it).
 		_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, 1<<20)
 	}
-	w := &worker{cfg: cfg, logw: &recordWriter{write: fdWriter(cfg.LogFD)}}
+	w := &worker{cfg: cfg, logw: &recordWriter{write: fdWriter(cfg.LogFD)}, mod: moderator{maxNap: cfg.Moderation}}
 	w.log = newLogger(w.logw, cfg.ID)
 	// The loop's thread sleeps for moderation naps of tens of
 	// microseconds and waits with io_uring timeouts: the default 50 µs

@@ -114,6 +114,9 @@ type Config struct {
 	RxRing     string
 	RingFrames int
 	BusyPoll   bool
+	// Moderation is passed as --rx-moderation when not 0; see
+	// worker.Config.
+	Moderation time.Duration
 	// SocketRetry is passed as --socket-retry when not 0: how often
 	// workers ask again for sockets that failed to open.
 	SocketRetry time.Duration
@@ -350,7 +353,7 @@ func (p *Pool) Start() error {
 	p.log.Info("worker pool started", "workers", cfg.NumWorkers, "cpus", cfg.CPUs, "fanout", cfg.Fanout.String(),
 		"backend", cfg.Backend, "stats_interval", cfg.StatsInterval,
 		"rx_ring", cfg.RxRing, "rx_ring_frames", cfg.RingFrames, "rx_ring_blocks", cfg.RingBlocks,
-		"rx_ring_timeout", cfg.RingTimeout, "busy_poll", cfg.BusyPoll)
+		"rx_ring_timeout", cfg.RingTimeout, "busy_poll", cfg.BusyPoll, "rx_moderation", cfg.Moderation)
 	return nil
 }
 

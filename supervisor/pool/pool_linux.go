@@ -94,6 +94,9 @@ func (p *Pool) spawn(s *workerSlot) (*workerProc, error) {
 	if p.cfg.BusyPoll {
 		args = append(args, "--busy-poll")
 	}
+	if p.cfg.Moderation != 0 {
+		args = append(args, "--rx-moderation", p.cfg.Moderation.String())
+	}
 	if p.cfg.SocketRetry != 0 {
 		args = append(args, "--socket-retry", p.cfg.SocketRetry.String())
 	}
