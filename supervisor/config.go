@@ -41,8 +41,8 @@ type Config struct {
 	// (worker.Config): 0 = the worker's defaults; RingBlocks -1 = no ring.
 	RingBlocks  int
 	RingTimeout time.Duration
-	// RxRing ("" = the worker's default, frames), RingFrames (0 = the
-	// worker's default) and BusyPoll: see worker.Config.
+	// RxRing ("" = the worker's default, frames), RingFrames (0 =
+	// relaysock.DefaultFrames for the number of workers) and BusyPoll: see worker.Config.
 	RxRing     string
 	RingFrames int
 	BusyPoll   bool

@@ -113,12 +113,11 @@ const (
 
 // Frame ring defaults. A frame holds a packet of up to 1,944 bytes of IP
 // (with its link-layer header, the frame's header and the virtio_net_hdr);
-// larger ones are read from the socket (relaysock.Ring). 8,192 frames
-// take 16 MiB and hold 40 ms at 200,000 packets/s, whatever their size:
-// with 4,096 a generator's bursts at its maximum rate overflowed the ring
-// of a worker whose core was half idle on average.
+// larger ones are read from the socket (relaysock.Ring). A worker gets
+// relaysock.DefaultFrames for its number of workers from the supervisor;
+// DefaultRingFrames is what a worker that has its inputs to itself gets.
 const (
-	DefaultRingFrames = 8192
+	DefaultRingFrames = relaysock.MaxDefaultFrames
 	RingFrameSize     = 2048
 )
 

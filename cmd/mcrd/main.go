@@ -164,8 +164,8 @@ saved to it before it is acknowledged (--config-autosave).`,
 	fl.StringVar(&f.rxRing, "rx-ring", worker.RingFrames,
 		"kind of each input socket's receive ring: frames (TPACKET_V2: each packet handed over at once) "+
 			"or blocks (TPACKET_V3: blocks handed over full or after --rx-ring-timeout)")
-	fl.IntVar(&f.ringFrames, "rx-ring-frames", worker.DefaultRingFrames,
-		"frames of 2 KiB in each input socket's frame ring, per worker (--rx-ring frames)")
+	fl.IntVar(&f.ringFrames, "rx-ring-frames", 0,
+		"frames of 2 KiB in each input socket's frame ring, per worker (--rx-ring frames); 0 = 32768 / workers, from 4096 to 16384")
 	fl.IntVar(&f.ringBlocks, "rx-ring-blocks", worker.DefaultRingBlocks,
 		"blocks of 128 KiB in each input socket's block ring, per worker (--rx-ring blocks); 0 = no ring of either kind, one receive per packet")
 	fl.DurationVar(&f.ringTimeout, "rx-ring-timeout", worker.DefaultRingTimeout,

@@ -54,7 +54,7 @@ func TestSupervisorFlags(t *testing.T) {
 		RingBlocks:    64,
 		RingTimeout:   time.Millisecond,
 		RxRing:        "frames",
-		RingFrames:    8192,
+		RingFrames:    0,
 		Moderation:    time.Millisecond,
 		StatsInterval: time.Second,
 		WorkerUser:    "nobody",
@@ -176,7 +176,7 @@ func TestWorkerFlags(t *testing.T) {
 	}
 	want := worker.Config{ID: 2, Core: 1, Backend: "uring", StatsInterval: 500 * time.Millisecond, User: "nobody",
 		RingBlocks: 64, RingTimeout: time.Millisecond, SocketRetry: 5 * time.Second,
-		RxRing: "frames", RingFrames: 8192, BusyPoll: true, Moderation: time.Millisecond}
+		RxRing: "frames", RingFrames: 16384, BusyPoll: true, Moderation: time.Millisecond}
 	if diff := cmp.Diff(want, *res.worker); diff != "" {
 		t.Errorf("worker.Config (-want +got):\n%s", diff)
 	}
@@ -216,7 +216,7 @@ func TestExitStatus(t *testing.T) {
 		{name: "negative ring blocks", args: []string{"supervisor", "--rx-ring-blocks", "-1"}, wantCode: exitUsage,
 			wantStderr: "mcrd: --rx-ring-blocks -1: want 0 (no ring) or more\n"},
 		{name: "too many ring blocks", args: []string{"supervisor", "--rx-ring-blocks", "5000"}, wantCode: exitUsage,
-			wantStderr: "mcrd: --rx-ring frames, --rx-ring-frames 8192, --rx-ring-blocks 5000, --rx-ring-timeout 1ms: worker config: receive ring: 5000 blocks: want 1 to 4096\n"},
+			wantStderr: "mcrd: --rx-ring frames, --rx-ring-frames 0, --rx-ring-blocks 5000, --rx-ring-timeout 1ms: worker config: receive ring: 5000 blocks: want 1 to 4096\n"},
 		{name: "moderation too long", args: []string{"supervisor", "--rx-moderation", "20ms"}, wantCode: exitUsage,
 			wantStderr: "mcrd: --rx-moderation 20ms: want 0 (never nap) to 10ms\n"},
 		{name: "negative moderation", args: []string{"supervisor", "--rx-moderation", "-1ms"}, wantCode: exitUsage,
@@ -224,11 +224,11 @@ func TestExitStatus(t *testing.T) {
 		{name: "too many ring frames", args: []string{"supervisor", "--rx-ring-frames", "70000"}, wantCode: exitUsage,
 			wantStderr: "mcrd: --rx-ring frames, --rx-ring-frames 70000, --rx-ring-blocks 64, --rx-ring-timeout 1ms: worker config: receive ring: 70016 frames: want at most 65536\n"},
 		{name: "unknown ring kind", args: []string{"supervisor", "--rx-ring", "v4"}, wantCode: exitUsage,
-			wantStderr: "mcrd: --rx-ring v4, --rx-ring-frames 8192, --rx-ring-blocks 64, --rx-ring-timeout 1ms: worker config: receive ring \"v4\": want frames or blocks\n"},
+			wantStderr: "mcrd: --rx-ring v4, --rx-ring-frames 0, --rx-ring-blocks 64, --rx-ring-timeout 1ms: worker config: receive ring \"v4\": want frames or blocks\n"},
 		{name: "ring timeout not in whole ms", args: []string{"supervisor", "--rx-ring-timeout", "1500us"}, wantCode: exitUsage,
-			wantStderr: "mcrd: --rx-ring frames, --rx-ring-frames 8192, --rx-ring-blocks 64, --rx-ring-timeout 1.5ms: worker config: receive ring timeout 1.5ms: want whole milliseconds\n"},
+			wantStderr: "mcrd: --rx-ring frames, --rx-ring-frames 0, --rx-ring-blocks 64, --rx-ring-timeout 1.5ms: worker config: receive ring timeout 1.5ms: want whole milliseconds\n"},
 		{name: "ring timeout too long", args: []string{"supervisor", "--rx-ring-timeout", "2s"}, wantCode: exitUsage,
-			wantStderr: "mcrd: --rx-ring frames, --rx-ring-frames 8192, --rx-ring-blocks 64, --rx-ring-timeout 2s: worker config: receive ring: block timeout 2000 ms: want 1 to 1000\n"},
+			wantStderr: "mcrd: --rx-ring frames, --rx-ring-frames 0, --rx-ring-blocks 64, --rx-ring-timeout 2s: worker config: receive ring: block timeout 2000 ms: want 1 to 1000\n"},
 		{name: "bad duration", args: []string{"supervisor", "--stats-interval", "soon"}, wantCode: exitUsage,
 			wantStderr: "mcrd: invalid argument \"soon\" for \"--stats-interval\" flag"},
 		{name: "extra argument", args: []string{"supervisor", "now"}, wantCode: exitUsage,

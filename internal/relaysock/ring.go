@@ -60,6 +60,27 @@ const (
 	MaxRingFrames    = 1 << 16
 )
 
+// Default frame rings. An input's frame rings get InputFrames frames in
+// all (64 MiB of 2 KiB frames), shared by its workers, each between
+// MinDefaultFrames and MaxDefaultFrames (DefaultFrames): a worker that has
+// an input to itself holds 80 ms of it at 200,000 packets/s, and a host
+// with many workers, each with a share of the traffic, does not pay
+// gigabytes. With 4,096 or 8,192 frames a generator's bursts at its
+// maximum rate overflowed the ring of a worker whose core was half idle on
+// average: 1.1–8.5 % lost at 1→4 and 150k–200k pps against 0–0.7 % with
+// 16,384 (docs/PERFORMANCE.md).
+const (
+	InputFrames      = 32768
+	MinDefaultFrames = 4096
+	MaxDefaultFrames = 16384
+)
+
+// DefaultFrames returns the default number of frames of each worker's
+// ring for an input when workers workers share it.
+func DefaultFrames(workers int) int {
+	return min(max(InputFrames/max(workers, 1), MinDefaultFrames), MaxDefaultFrames)
+}
+
 // Validate returns an error naming the first field out of range.
 func (r *Ring) Validate() error {
 	switch {

@@ -45,3 +45,15 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
+
+// TestDefaultFrames: an input's 32,768 default frames are shared by its
+// workers, from 4,096 to 16,384 each.
+func TestDefaultFrames(t *testing.T) {
+	for _, tc := range []struct{ workers, want int }{
+		{0, 16384}, {1, 16384}, {2, 16384}, {3, 10922}, {4, 8192}, {8, 4096}, {64, 4096},
+	} {
+		if got := DefaultFrames(tc.workers); got != tc.want {
+			t.Errorf("DefaultFrames(%d) = %d, want %d", tc.workers, got, tc.want)
+		}
+	}
+}

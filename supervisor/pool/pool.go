@@ -111,6 +111,7 @@ type Config struct {
 	RingTimeout time.Duration
 	// RxRing, RingFrames and BusyPoll are passed as --rx-ring,
 	// --rx-ring-frames and --busy-poll when set; see worker.Config.
+	// RingFrames 0 is relaysock.DefaultFrames for NumWorkers.
 	RxRing     string
 	RingFrames int
 	BusyPoll   bool
@@ -375,6 +376,9 @@ func (p *Pool) withDefaults() (Config, error) {
 	}
 	if cfg.NumWorkers < 0 {
 		return cfg, fmt.Errorf("start worker pool: %d workers", cfg.NumWorkers)
+	}
+	if cfg.RingFrames == 0 {
+		cfg.RingFrames = relaysock.DefaultFrames(cfg.NumWorkers)
 	}
 	if cfg.Backend == "" {
 		cfg.Backend = "auto"

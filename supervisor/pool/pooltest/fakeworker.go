@@ -87,6 +87,14 @@ func runFakeWorker(args []string) int {
 	interval := fs.Duration("stats-interval", 0, "")
 	fs.String("user", "", "")
 	fs.Duration("socket-retry", 0, "")
+	// The receive ring's flags, which the pool passes when set (and
+	// --rx-ring-frames always): a fake has no rings.
+	fs.String("rx-ring", "", "")
+	fs.Int("rx-ring-frames", 0, "")
+	fs.Int("rx-ring-blocks", 0, "")
+	fs.Duration("rx-ring-timeout", 0, "")
+	fs.Duration("rx-moderation", 0, "")
+	fs.Bool("busy-poll", false, "")
 	if len(args) == 0 || args[0] != "worker" || fs.Parse(args[1:]) != nil || *interval <= 0 {
 		fmt.Fprintf(os.Stderr, "fake worker: bad arguments %q\n", args)
 		return 2
