@@ -328,12 +328,7 @@ func TestReporterHandoff(t *testing.T) {
 // is copied over several steps, dropping a snapshot due meanwhile, and
 // starts over when the rules change under it.
 func TestReporterSteps(t *testing.T) {
-	p := &fakePipe{room: 1 << 20}
-	db := newRuleDB(newFakeSockets(), testLogger(nil))
-	for i := range 5 {
-		db.add(wrule(fmt.Sprintf("r%d", i), 2, fmt.Sprintf("239.1.1.%d:5001", i+1), "239.2.2.2:6000@3"))
-	}
-	db.commit()
+	p, db := pipeAndRules(5)
 	var c stats.WorkerCounters
 	rp := reporter{fw: frameWriter{write: p.write}, log: testLogger(nil), perStep: 2}
 	t.Cleanup(rp.stop)
@@ -454,12 +449,7 @@ func TestReporterGrowsTraces(t *testing.T) {
 // first in the next one, so that a ruleset whose changes never fit one
 // snapshot still has every rule reported in turn.
 func TestReporterBudget(t *testing.T) {
-	p := &fakePipe{room: 1 << 20}
-	db := newRuleDB(newFakeSockets(), testLogger(nil))
-	for i := range 4 {
-		db.add(wrule(fmt.Sprintf("r%d", i), 2, fmt.Sprintf("239.1.1.%d:5001", i+1), "239.2.2.2:6000@3"))
-	}
-	db.commit()
+	p, db := pipeAndRules(4)
 	var c stats.WorkerCounters
 	// 194 estimated bytes a rule: the budget takes two.
 	rp := reporter{fw: frameWriter{write: p.write}, log: testLogger(nil), maxBytes: 300}
@@ -482,4 +472,15 @@ func TestReporterBudget(t *testing.T) {
 	if diff := cmp.Diff(map[string]int{"r0": 1, "r1": 1, "r2": 1, "r3": 1}, seen); diff != "" {
 		t.Errorf("snapshots per rule (-want +got):\n%s", diff)
 	}
+}
+
+// pipeAndRules returns a roomy fake stats pipe and a rule database of n
+// committed rules r0… on groups 239.1.1.1… with one output each.
+func pipeAndRules(n int) (*fakePipe, *ruleDB) {
+	db := newRuleDB(newFakeSockets(), testLogger(nil))
+	for i := range n {
+		db.add(wrule(fmt.Sprintf("r%d", i), 2, fmt.Sprintf("239.1.1.%d:5001", i+1), "239.2.2.2:6000@3"))
+	}
+	db.commit()
+	return &fakePipe{room: 1 << 20}, db
 }
