@@ -129,6 +129,7 @@ type reporter struct {
 	copying     bool
 	pos, resume int
 	done        int // rules gone through
+	restarts    int // of the snapshot being copied, for rule changes
 	gen         uint64
 	budget      int
 	hash        ruleset.SetHash // of hashText
@@ -193,7 +194,7 @@ func (rp *reporter) report(now time.Time, db *ruleDB, c *stats.WorkerCounters, r
 		Rules:    b.snap.Rules[:0],
 		Trace:    b.snap.Trace[:0],
 	}
-	rp.copying = true
+	rp.copying, rp.restarts = true, 0
 	rp.restart(db)
 	rp.step(db)
 }
@@ -217,19 +218,24 @@ func (rp *reporter) restart(db *ruleDB) {
 // step copies the next rules of the snapshot being copied, and when it
 // has them all, its trace events, and hands it to the encoder. It also
 // logs the outputs of those rules that started or stopped failing. When
-// the rules changed since the snapshot started, it starts them again.
+// the rules changed since the snapshot started, it starts them again; the
+// second time in one snapshot it copies them all at once, so that steady
+// rule changes cannot keep a snapshot (the heartbeat) from ever leaving.
 func (rp *reporter) step(db *ruleDB) {
 	if !rp.copying {
 		return
 	}
 	rules := db.ruleList()
-	if db.listGen != rp.gen {
-		rp.restart(db)
-	}
 	b := &rp.buf
 	n := rp.perStep
 	if n <= 0 {
 		n = rulesPerStep
+	}
+	if db.listGen != rp.gen {
+		rp.restart(db)
+		if rp.restarts++; rp.restarts > 1 {
+			n = len(rules)
+		}
 	}
 	for ; n > 0 && rp.done < len(rules); n-- {
 		r := rules[rp.pos]

@@ -379,6 +379,26 @@ func TestReporterSteps(t *testing.T) {
 		t.Errorf("rules of the snapshot the ruleset changed under (-want +got):\n%s", diff)
 	}
 
+	// Rules changing under every step: the second change copies the
+	// rest at once, so the snapshot leaves.
+	changeAll()
+	rp.report(time.Now(), db, &c, stats.RingUsage{})
+	db.remove("r2")
+	db.commit()
+	rp.step(db) // restarts, copies 2
+	if !rp.copying {
+		t.Fatal("3 rules copied in one step of 2 after the first change")
+	}
+	db.remove("r3")
+	db.commit()
+	rp.step(db) // restarts again: copies all
+	if rp.copying || !rp.flush(db, &c, until) {
+		t.Fatal("a snapshot whose rules changed twice under it was not handed off")
+	}
+	if diff := cmp.Diff([]string{"r0", "r4"}, lastRules()); diff != "" {
+		t.Errorf("rules of the snapshot the ruleset changed under twice (-want +got):\n%s", diff)
+	}
+
 	// Shutdown while a snapshot is being copied (finalReport): that one
 	// is finished and written, then the final one.
 	changeAll()
@@ -483,4 +503,37 @@ func pipeAndRules(n int) (*fakePipe, *ruleDB) {
 	}
 	db.commit()
 	return &fakePipe{room: 1 << 20}, db
+}
+
+// TestReporterCollectFreesTraces checks that the verdict on a sent snapshot,
+// collected without waiting as the loop does between batches, frees the
+// trace events it carried at once: a full tracer ring takes new events
+// for the rest of the interval instead of counting them lost.
+func TestReporterCollectFreesTraces(t *testing.T) {
+	p := &fakePipe{room: 1 << 20}
+	db := newRuleDB(newFakeSockets(), testLogger(nil))
+	db.add(wrule("a", 2, "239.1.1.1:5001", "239.2.2.2:6000@3"))
+	db.commit()
+	db.setTraces([]controlproto.WorkerTrace{{ID: "a", Limit: 4}})
+	db.commit()
+	tr := db.traces["a"]
+	var c stats.WorkerCounters
+	rp := reporter{worker: 1, fw: frameWriter{write: p.write}, log: testLogger(nil)}
+	rp.buf.traces = make([]traceCopy, 0, 4)
+	t.Cleanup(rp.stop)
+	for range 4 {
+		tr.next(tracing.Received, 0)
+	}
+	rp.report(time.Unix(1000, 0), db, &c, stats.RingUsage{})
+	for deadline := time.Now().Add(5 * time.Second); rp.inFlight; time.Sleep(time.Millisecond) {
+		if rp.collect(db, &c, nil) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no verdict on the snapshot within 5 s")
+		}
+	}
+	if tr.n != 0 {
+		t.Errorf("%d trace events left in the ring after the snapshot carrying them was sent; want 0", tr.n)
+	}
 }

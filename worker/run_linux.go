@@ -235,11 +235,17 @@ func (w *worker) run() error {
 			return nil
 		}
 		now := time.Now()
-		if nap := w.napAfter(now); nap > 0 {
+		// No nap while a snapshot is being copied: a large ruleset
+		// would take a nap per step and its copy outlast the interval.
+		if nap := w.napAfter(now); nap > 0 && !w.rep.copying {
 			w.b.sync() // the batch's sends leave before the nap, not after
 			napFor(nap)
 		}
 		if now.Before(next) {
+			// A verdict applied as soon as it is back frees the trace
+			// events a sent snapshot carried, so the tracers' rings
+			// take new ones for the whole of the next interval.
+			w.rep.collect(w.db, &w.d.c, nil)
 			w.rep.step(w.db)
 			continue
 		}

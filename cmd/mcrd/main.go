@@ -258,6 +258,9 @@ func (f *supervisorFlags) supervisorConfig(stderr io.Writer) (supervisor.Config,
 	if f.ringBlocks < 0 {
 		return cfg, fmt.Errorf("--rx-ring-blocks %d: want 0 (no ring) or more", f.ringBlocks)
 	}
+	if f.ringFrames < 0 {
+		return cfg, fmt.Errorf("--rx-ring-frames %d: want 0 (32768 / workers) or more", f.ringFrames)
+	}
 	if f.moderation < 0 || f.moderation > worker.MaxModeration {
 		return cfg, fmt.Errorf("--rx-moderation %v: want 0 (never nap) to %v", f.moderation, worker.MaxModeration)
 	}

@@ -217,6 +217,8 @@ func TestExitStatus(t *testing.T) {
 			wantStderr: "mcrd: --rx-ring-blocks -1: want 0 (no ring) or more\n"},
 		{name: "too many ring blocks", args: []string{"supervisor", "--rx-ring-blocks", "5000"}, wantCode: exitUsage,
 			wantStderr: "mcrd: --rx-ring frames, --rx-ring-frames 0, --rx-ring-blocks 5000, --rx-ring-timeout 1ms: worker config: receive ring: 5000 blocks: want 1 to 4096\n"},
+		{name: "negative ring frames", args: []string{"supervisor", "--rx-ring-frames", "-1"}, wantCode: exitUsage,
+			wantStderr: "mcrd: --rx-ring-frames -1: want 0 (32768 / workers) or more\n"},
 		{name: "moderation too long", args: []string{"supervisor", "--rx-moderation", "20ms"}, wantCode: exitUsage,
 			wantStderr: "mcrd: --rx-moderation 20ms: want 0 (never nap) to 10ms\n"},
 		{name: "negative moderation", args: []string{"supervisor", "--rx-moderation", "-1ms"}, wantCode: exitUsage,

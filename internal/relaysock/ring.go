@@ -60,9 +60,10 @@ const (
 	MaxRingFrames    = 1 << 16
 )
 
-// Default frame rings. An input's frame rings get InputFrames frames in
-// all (64 MiB of 2 KiB frames), shared by its workers, each between
-// MinDefaultFrames and MaxDefaultFrames (DefaultFrames): a worker that has
+// Default frame rings. InputFrames frames of 2 KiB (64 MiB) are divided
+// among an input's workers, each getting between MinDefaultFrames and
+// MaxDefaultFrames (DefaultFrames): 32 MiB per input with one worker,
+// 64 MiB with two to eight, 8 MiB a worker beyond; a worker that has
 // an input to itself holds 80 ms of it at 200,000 packets/s, and a host
 // with many workers, each with a share of the traffic, does not pay
 // gigabytes. With 4,096 or 8,192 frames a generator's bursts at its

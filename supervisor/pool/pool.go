@@ -354,7 +354,7 @@ func (p *Pool) Start() error {
 	p.log.Info("worker pool started", "workers", cfg.NumWorkers, "cpus", cfg.CPUs, "fanout", cfg.Fanout.String(),
 		"backend", cfg.Backend, "stats_interval", cfg.StatsInterval,
 		"rx_ring", cfg.RxRing, "rx_ring_frames", cfg.RingFrames, "rx_ring_blocks", cfg.RingBlocks,
-		"rx_ring_timeout", cfg.RingTimeout, "busy_poll", cfg.BusyPoll, "rx_moderation", cfg.Moderation)
+		"rx_ring_timeout", cfg.RingTimeout, "busy_poll", cfg.BusyPoll, "rx_moderation", moderationText(cfg.Moderation))
 	return nil
 }
 
@@ -918,4 +918,16 @@ func (p *Pool) Holding() Holding {
 	defer p.mu.Unlock()
 	h.Hash, h.RuleIDs, h.Grants = p.hash.String(), slices.Sorted(maps.Keys(p.rules)), p.grants
 	return h
+}
+
+// moderationText is Config.Moderation as the pool logs it: negative is
+// "off" (never nap), 0 the worker's default.
+func moderationText(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "off"
+	case d == 0:
+		return "default"
+	}
+	return d.String()
 }
