@@ -356,8 +356,13 @@ func (a *Aggregator) ruleReport(rd RuleDesc, slots []*slot, now time.Time) RuleR
 		errs.merge(st)
 	}
 	rr.Error = errs.Error
-	for i := range min(len(rr.Outputs), len(errs.Outputs)) {
-		rr.Outputs[i].Error = errs.Outputs[i]
+	// Errors for another number of outputs belong to an earlier version
+	// of the rule, which the workers have not replaced yet (ListRules
+	// leaves them out too).
+	if len(errs.Outputs) == len(rr.Outputs) {
+		for i := range rr.Outputs {
+			rr.Outputs[i].Error = errs.Outputs[i]
+		}
 	}
 	return rr
 }

@@ -549,6 +549,12 @@ func TestOutputErrors(t *testing.T) {
 	if diff := cmp.Diff(map[string]RuleErrors{"r": {Error: "some outputs fail", Outputs: []string{"", "from worker 0"}}}, a.Errors()); diff != "" {
 		t.Errorf("Errors (-want +got):\n%s", diff)
 	}
+	// The rule now has three outputs, the workers still report the old
+	// version's two: the per-output errors are not the new outputs'.
+	rep = a.Report([]RuleDesc{desc("r", "a", "b", "c")}, nil, at(0))
+	if diff := cmp.Diff([]OutputReport{{Destination: "a"}, {Destination: "b"}, {Destination: "c"}}, rep.Rules[0].Outputs); diff != "" {
+		t.Errorf("outputs of a rule whose workers report another number of outputs (-want +got):\n%s", diff)
+	}
 	// Both workers recover: the errors go.
 	run(a, []step{
 		{At: interval, Snap: snap(0, 10, 2, rule("r", 0, 0, 0, 0))},
