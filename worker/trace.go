@@ -245,27 +245,31 @@ func (d *dispatcher) traceSent(p *pending, seg, segs int) {
 // traceFailed records a datagram for o that was dropped: its send failed
 // with errno, or it had no socket (errno 0).
 func (o *output) traceFailed(errno syscall.Errno, why tracing.Reason) {
-	s := o.trace.next(tracing.Dropped, why)
-	if s == nil {
-		return
-	}
-	s.output, s.errno, s.srcUnknown = o.index, uint16(errno), true
-	if o.d != nil {
-		s.dst, s.dport = o.d.dstIP, o.d.key.dst.Port()
+	if s := o.traceUnsent(tracing.Dropped, why); s != nil {
+		s.errno = uint16(errno)
 	}
 }
 
 // traceNotSent records a datagram of n payload bytes that o did not send
 // on purpose (why): not a drop.
 func (o *output) traceNotSent(why tracing.Reason, n int) {
-	s := o.trace.next(tracing.NotSent, why)
-	if s == nil {
-		return
+	if s := o.traceUnsent(tracing.NotSent, why); s != nil {
+		s.size = int32(n)
 	}
-	s.output, s.size, s.srcUnknown = o.index, int32(n), true
+}
+
+// traceUnsent starts an event of o for a datagram it did not send, with
+// the output's destination; nil when o is not traced.
+func (o *output) traceUnsent(kind tracing.Kind, why tracing.Reason) *traceSlot {
+	s := o.trace.next(kind, why)
+	if s == nil {
+		return nil
+	}
+	s.output, s.srcUnknown = o.index, true
 	if o.d != nil {
 		s.dst, s.dport = o.d.dstIP, o.d.key.dst.Port()
 	}
+	return s
 }
 
 // traceCopy is one trace event as the loop copied it for a snapshot: a

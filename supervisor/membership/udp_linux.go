@@ -33,35 +33,40 @@ func OpenUDP(ifindex int, v6 bool) (Socket, error) {
 	return &udpGroupSocket{fd: fd, v6: v6}, nil
 }
 
+// membershipOpts names the options that join (or leave) a group:
+// source-specific, IPv6 any-source, IPv4 any-source.
+type membershipOpts struct {
+	source, v6, v4             int
+	sourceName, v6Name, v4Name string
+}
+
+var (
+	joinOpts = membershipOpts{unix.MCAST_JOIN_SOURCE_GROUP, unix.IPV6_ADD_MEMBERSHIP, unix.IP_ADD_MEMBERSHIP,
+		"MCAST_JOIN_SOURCE_GROUP", "IPV6_ADD_MEMBERSHIP", "IP_ADD_MEMBERSHIP"}
+	leaveOpts = membershipOpts{unix.MCAST_LEAVE_SOURCE_GROUP, unix.IPV6_DROP_MEMBERSHIP, unix.IP_DROP_MEMBERSHIP,
+		"MCAST_LEAVE_SOURCE_GROUP", "IPV6_DROP_MEMBERSHIP", "IP_DROP_MEMBERSHIP"}
+)
+
 // Join joins g. Any-source joins use IP_ADD_MEMBERSHIP with struct ip_mreqn
 // (which names the interface by index) or IPV6_ADD_MEMBERSHIP;
 // source-specific joins use MCAST_JOIN_SOURCE_GROUP (RFC 3678), whose
 // struct group_source_req names the interface by index for both families
 // (IP_ADD_SOURCE_MEMBERSHIP would need an interface address, and input
 // interfaces often have none).
-func (s *udpGroupSocket) Join(g Group) error {
-	switch {
-	case g.Source.IsValid():
-		return s.setSourceGroup("MCAST_JOIN_SOURCE_GROUP", unix.MCAST_JOIN_SOURCE_GROUP, g)
-	case s.v6:
-		return optError("IPV6_ADD_MEMBERSHIP",
-			unix.SetsockoptIPv6Mreq(s.fd, unix.IPPROTO_IPV6, unix.IPV6_ADD_MEMBERSHIP, ipv6Mreq(g)))
-	}
-	return optError("IP_ADD_MEMBERSHIP",
-		unix.SetsockoptIPMreqn(s.fd, unix.IPPROTO_IP, unix.IP_ADD_MEMBERSHIP, ipMreqn(g)))
-}
+func (s *udpGroupSocket) Join(g Group) error { return s.set(joinOpts, g) }
 
 // Leave leaves g, the way Join joined it.
-func (s *udpGroupSocket) Leave(g Group) error {
+func (s *udpGroupSocket) Leave(g Group) error { return s.set(leaveOpts, g) }
+
+// set sets the option of o that fits g and the socket's family.
+func (s *udpGroupSocket) set(o membershipOpts, g Group) error {
 	switch {
 	case g.Source.IsValid():
-		return s.setSourceGroup("MCAST_LEAVE_SOURCE_GROUP", unix.MCAST_LEAVE_SOURCE_GROUP, g)
+		return s.setSourceGroup(o.sourceName, o.source, g)
 	case s.v6:
-		return optError("IPV6_DROP_MEMBERSHIP",
-			unix.SetsockoptIPv6Mreq(s.fd, unix.IPPROTO_IPV6, unix.IPV6_DROP_MEMBERSHIP, ipv6Mreq(g)))
+		return optError(o.v6Name, unix.SetsockoptIPv6Mreq(s.fd, unix.IPPROTO_IPV6, o.v6, ipv6Mreq(g)))
 	}
-	return optError("IP_DROP_MEMBERSHIP",
-		unix.SetsockoptIPMreqn(s.fd, unix.IPPROTO_IP, unix.IP_DROP_MEMBERSHIP, ipMreqn(g)))
+	return optError(o.v4Name, unix.SetsockoptIPMreqn(s.fd, unix.IPPROTO_IP, o.v4, ipMreqn(g)))
 }
 
 // optError names the socket option that failed; the caller names the group
