@@ -438,7 +438,6 @@ start_variant() {
 	go-batched) start_go "$2" ;;
 	tc-redirect) start_tc "$2" ;;
 	none) [ "$2" = 1 ] || fail "no relay means no fan-out: 1→1 only" ;;
-	none-cross) [ -n "${LATENCY_VARIANTS:-}" ] || fail "none-cross is a latency.sh variant" ;;
 	*) fail "unknown variant (known: mcr-uring, mcr-mmsg, socat, kernel, tc-redirect, go-batched, none, and in latency.sh none-cross)" ;;
 	esac
 }
