@@ -439,6 +439,7 @@ func (c *WorkerCounters) add(d WorkerCounters) {
 	c.KernelDrops += d.KernelDrops
 	c.RingFull += d.RingFull
 	c.BufferExhausted += d.BufferExhausted
+	c.RestartUnconfirmed += d.RestartUnconfirmed
 	c.EgressErrors += d.EgressErrors
 	c.Loops += d.Loops
 	c.TTLExpired += d.TTLExpired
@@ -458,7 +459,8 @@ func (c WorkerCounters) below(prev WorkerCounters) bool {
 		c.Malformed < prev.Malformed || c.Fragments < prev.Fragments ||
 		c.NotUDP < prev.NotUDP || c.KernelDrops < prev.KernelDrops || c.RingFull < prev.RingFull ||
 		c.VLANTagged < prev.VLANTagged || c.BadChecksum < prev.BadChecksum ||
-		c.BufferExhausted < prev.BufferExhausted || c.EgressErrors < prev.EgressErrors ||
+		c.BufferExhausted < prev.BufferExhausted || c.RestartUnconfirmed < prev.RestartUnconfirmed ||
+		c.EgressErrors < prev.EgressErrors ||
 		c.Loops < prev.Loops || c.TTLExpired < prev.TTLExpired ||
 		c.StatsDropped < prev.StatsDropped || c.LogsDropped < prev.LogsDropped ||
 		c.GSOSends < prev.GSOSends || c.GSODatagrams < prev.GSODatagrams ||

@@ -35,6 +35,11 @@ type WorkerCounters struct {
 	RingFull uint64 `json:"ring_full"`
 	// BufferExhausted counts packets dropped because no buffer was free.
 	BufferExhausted uint64 `json:"buffer_exhausted"`
+	// RestartUnconfirmed counts datagrams a worker that died had handed to
+	// the one send call it was about to make, or making: sent or not, the
+	// next worker of the slot, which counts them, cannot tell, and does not
+	// send them again (a datagram is relayed at most once).
+	RestartUnconfirmed uint64 `json:"restart_unconfirmed"`
 	// EgressErrors counts failed or dropped sends over all outputs.
 	EgressErrors uint64 `json:"egress_errors"`
 	// Loops counts datagrams that matched a rule but carried the source

@@ -106,6 +106,8 @@ var workerCounters = []struct {
 		func(c *stats.WorkerCounters) uint64 { return c.RingFull }},
 	{workerDesc("buffer_exhausted", "Packets dropped because the worker had no free packet buffer."),
 		func(c *stats.WorkerCounters) uint64 { return c.BufferExhausted }},
+	{workerDesc("restart_unconfirmed", "Datagrams a worker that died had handed to the send call it was about to make, or making: sent or not, nobody can tell; not sent again."),
+		func(c *stats.WorkerCounters) uint64 { return c.RestartUnconfirmed }},
 	{workerDesc("egress_errors", "Failed or dropped sends over all outputs."),
 		func(c *stats.WorkerCounters) uint64 { return c.EgressErrors }},
 	{workerDesc("loops", "Datagrams that came back to an input with the source of one of the relay's own outputs (a network loop), dropped."),

@@ -296,6 +296,7 @@ func (b *mmsgBackend) flush() {
 		}
 	}
 	b.sq.reset()
+	b.w.rings.confirm()
 	b.releaseFrames()
 }
 

@@ -434,8 +434,10 @@ func (w *worker) openIngress(in *input, prog []bpf.RawInstruction) (int, *rxRing
 	}
 	r.ino = ino
 	if a := r.adopt(); a != (adopted{}) {
+		w.d.c.RestartUnconfirmed += uint64(a.Unconfirmed)
 		w.log.Info("receive ring taken over", "ifindex", in.ifindex, "backlog_blocks", a.Backlog,
-			"resumed_blocks", a.Resumed, "skipped_packets", a.Skipped, "returned_blocks", a.Returned)
+			"resumed_blocks", a.Resumed, "skipped_packets", a.Skipped, "returned_blocks", a.Returned,
+			"unconfirmed_packets", a.Unconfirmed)
 	}
 	w.rings.add(r)
 	return fd, r, unfiltered

@@ -126,6 +126,9 @@ type rxRing struct {
 	unpublished []int
 	marked      []bool
 	cur         int
+	// unconfirmed lists the blocks the last publish wrote, until the
+	// system call after it returns (confirm).
+	unconfirmed []int
 	// lastMark is the last mark written into a handled frame of a frame
 	// ring (rxring_takeover.go).
 	lastMark uint32
@@ -134,7 +137,7 @@ type rxRing struct {
 func newRxRing(mem []byte, blocks, blockSize int) *rxRing {
 	return &rxRing{mem: mem, blockSize: blockSize, statusOff: blockStatusOff, refs: make([]int32, blocks), cur: -1,
 		seq: make([]uint64, blocks), done: make([]uint32, blocks),
-		unpublished: make([]int, 0, blocks), marked: make([]bool, blocks)}
+		unpublished: make([]int, 0, blocks), unconfirmed: make([]int, 0, blocks), marked: make([]bool, blocks)}
 }
 
 // newFrameRing returns the state of a frame ring of n frames of frameSize
@@ -336,11 +339,22 @@ type ringTable struct {
 // sendmmsg), so that what a ring says is handled has been sent, or is in
 // the call being made, and what it does not say has not: a worker killed
 // at any point leaves its successor exactly the packets it never sent, but
-// for those of the one call it was making when killed.
+// for those of the one call it was about to make or making when killed,
+// which the successor counts (restart_unconfirmed).
 func (t *ringTable) publish() {
 	for _, r := range t.rings {
 		if r != nil && len(r.unpublished) > 0 {
 			r.publish()
+		}
+	}
+}
+
+// confirm records in every ring that the system call the last publish
+// preceded has returned; the backends call it right after.
+func (t *ringTable) confirm() {
+	for _, r := range t.rings {
+		if r != nil && len(r.unconfirmed) > 0 {
+			r.confirm()
 		}
 	}
 }

@@ -36,10 +36,11 @@ import (
 //     the kernel reserves after the block header and never writes: a
 //     worker that takes a block writes there the block's seq_num and how
 //     many of its packets it has handled, each time before it hands sends
-//     to the kernel (ringTable.publish). A block whose private area carries
-//     its current seq_num was taken by an earlier worker, which handled
-//     that many of its packets; any other block was never taken in its
-//     current fill.
+//     to the kernel (ringTable.publish), and how many of those the kernel
+//     has taken, each time that system call has returned
+//     (ringTable.confirm). A block whose private area carries its current
+//     seq_num was taken by an earlier worker, which handled that many of
+//     its packets; any other block was never taken in its current fill.
 //
 // adopt reads all of it once, when a worker maps a ring: the user's blocks
 // become the backlog, oldest first, each resumed after the packets an
@@ -50,16 +51,24 @@ import (
 // the scan is simply read later as the next one.
 //
 // What is not kept: the packets whose sends were in the one system call
-// the earlier worker was making when it died (they count as handled) and,
-// without a ring, whatever the worker had received into its own buffers.
-// What the kernel dropped while no worker read the ring is in the socket's
-// drop counter, which the next reader (the supervisor when the worker
-// dies, or the next worker) counts in kernel_drops.
+// the earlier worker was about to make, or making, when it died. They
+// count as handled (a datagram is relayed at most once), but whether they
+// left cannot be told: killed before the call they did not, killed in it
+// they did (the kernel finishes a submission before the process dies). The
+// next worker counts them as restart_unconfirmed: handled and not
+// confirmed in a block ring, handled and not given back in a frame ring
+// (a frame goes back as soon as its sends' completions are reaped, right
+// after the call). Without a ring, whatever the worker had received into
+// its own buffers is lost uncounted. What the kernel dropped while no
+// worker read the ring is in the socket's drop counter, which the next
+// reader (the supervisor when the worker dies, or the next worker) counts
+// in kernel_drops.
 
 // Layout of a block's private area.
 const (
-	privSeqOff  = 0 // u64: the block's seq_num when taken
-	privDoneOff = 8 // u32: packets of that fill handled
+	privSeqOff  = 0  // u64: the block's seq_num when taken
+	privDoneOff = 8  // u32: packets of that fill handled
+	privConfOff = 12 // u32: of those, packets whose send call has returned
 )
 
 // adopted is what adopt found.
@@ -67,8 +76,9 @@ type adopted struct {
 	// Backlog is how many blocks an earlier owner left to relay, Resumed
 	// how many of them it had started, Skipped the packets of those it had
 	// handled, and Returned how many blocks it had finished and not given
-	// back (given back now).
-	Backlog, Resumed, Skipped, Returned int
+	// back (given back now). Unconfirmed is how many packets it had
+	// handled without knowing whether their sends left (see above).
+	Backlog, Resumed, Skipped, Returned, Unconfirmed int
 }
 
 // checkPriv returns an error unless the ring's blocks have the private
@@ -133,6 +143,9 @@ func (r *rxRing) adopt() adopted {
 		var done uint32
 		if binary.LittleEndian.Uint64(p[privSeqOff:]) == u.seq {
 			done = binary.LittleEndian.Uint32(p[privDoneOff:])
+			if conf := binary.LittleEndian.Uint32(p[privConfOff:]); conf < done {
+				a.Unconfirmed += int(done - conf)
+			}
 		}
 		if done > 0 && done >= binary.LittleEndian.Uint32(r.block(u.b)[blockNumPktsOff:]) {
 			atomic.StoreUint32(r.status(u.b), tpStatusKernel)
@@ -172,10 +185,23 @@ func (r *rxRing) publish() {
 		binary.LittleEndian.PutUint32(p[privDoneOff:], r.done[b])
 		r.marked[b] = false
 	}
+	r.unconfirmed = append(r.unconfirmed[:0], r.unpublished...)
 	r.unpublished = r.unpublished[:0]
 	if r.cur >= 0 {
 		r.mark(r.cur)
 	}
+}
+
+// confirm records, in the blocks the last publish wrote, that the system
+// call it preceded has returned: the kernel has taken their sends. A frame
+// ring needs nothing: its frames go back to the kernel as soon as the
+// sends' completions are reaped, right after the call.
+func (r *rxRing) confirm() {
+	for _, b := range r.unconfirmed {
+		p := r.priv(b)
+		copy(p[privConfOff:privConfOff+4], p[privDoneOff:privDoneOff+4])
+	}
+	r.unconfirmed = r.unconfirmed[:0]
 }
 
 // Takeover of a frame ring (TPACKET_V2). Its frames have no sequence
@@ -249,6 +275,7 @@ func (r *rxRing) adoptFrames() adopted {
 			a.Returned++
 		}
 	}
+	a.Unconfirmed = a.Returned
 	start := 0
 	if last >= 0 {
 		start = (last + 1) % n

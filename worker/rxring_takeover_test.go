@@ -3,6 +3,7 @@ package worker
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -12,12 +13,12 @@ import (
 
 // takeoverBlock is the state of one block of a ring an earlier worker
 // left: its status, its seq_num, how many packets it holds, and what its
-// private area says (seq and done; zero: never written).
+// private area says (seq, done and confirmed; zero: never written).
 type takeoverBlock struct {
-	status         uint32
-	seq            uint64
-	pkts           int
-	privSeq, privN uint64
+	status                uint32
+	seq                   uint64
+	pkts                  int
+	privSeq, privN, privC uint64
 }
 
 // takeoverRing lays out a ring of such blocks, packet j of a block
@@ -34,6 +35,7 @@ func takeoverRing(blocks []takeoverBlock) *rxRing {
 		binary.LittleEndian.PutUint64(blk[blockSeqOff:], tb.seq)
 		binary.LittleEndian.PutUint64(blk[blockHdrLen+privSeqOff:], tb.privSeq)
 		binary.LittleEndian.PutUint32(blk[blockHdrLen+privDoneOff:], uint32(tb.privN))
+		binary.LittleEndian.PutUint32(blk[blockHdrLen+privConfOff:], uint32(tb.privC))
 	}
 	return r
 }
@@ -60,34 +62,42 @@ func TestRingAdopt(t *testing.T) {
 		want   result
 	}{
 		{"a fresh ring: the kernel fills block 0",
-			[]takeoverBlock{{kernel, 1, 0, 0, 0}, {kernel, 0, 0, 0, 0}, {kernel, 0, 0, 0, 0}},
+			[]takeoverBlock{{kernel, 1, 0, 0, 0, 0}, {kernel, 0, 0, 0, 0, 0}, {kernel, 0, 0, 0, 0, 0}},
 			result{Next: 0, Status: []uint32{kernel, kernel, kernel}}},
 		{"blocks handed over and never taken, the kernel filling the next",
-			[]takeoverBlock{{kernel, 7, 0, 0, 0}, {usr, 8, 3, 0, 0}, {usr, 9, 2, 0, 0}, {kernel, 10, 0, 0, 0}},
+			[]takeoverBlock{{kernel, 7, 0, 0, 0, 0}, {usr, 8, 3, 0, 0, 0}, {usr, 9, 2, 0, 0, 0}, {kernel, 10, 0, 0, 0, 0}},
 			result{Backlog: []int{1, 2}, From: []uint32{0, 0}, Next: 3,
 				Status: []uint32{kernel, usr, usr, kernel}, Adopted: adopted{Backlog: 2}}},
 		{"frozen: every block the user's, oldest after the newest",
-			[]takeoverBlock{{usr, 12, 1, 0, 0}, {usr, 13, 1, 0, 0}, {usr, 10, 1, 0, 0}, {usr, 11, 1, 0, 0}},
+			[]takeoverBlock{{usr, 12, 1, 0, 0, 0}, {usr, 13, 1, 0, 0, 0}, {usr, 10, 1, 0, 0, 0}, {usr, 11, 1, 0, 0, 0}},
 			result{Backlog: []int{2, 3, 0, 1}, From: []uint32{0, 0, 0, 0}, Next: 2,
 				Status: []uint32{usr, usr, usr, usr}, Adopted: adopted{Backlog: 4}}},
 		{"a block taken and half sent is resumed after what was sent",
-			[]takeoverBlock{{kernel, 4, 0, 0, 0}, {usr, 5, 5, 5, 3}, {usr, 6, 2, 0, 0}, {kernel, 7, 0, 0, 0}},
+			[]takeoverBlock{{kernel, 4, 0, 0, 0, 0}, {usr, 5, 5, 5, 3, 3}, {usr, 6, 2, 0, 0, 0}, {kernel, 7, 0, 0, 0, 0}},
 			result{Backlog: []int{1, 2}, From: []uint32{3, 0}, Next: 3,
 				Status: []uint32{kernel, usr, usr, kernel}, Adopted: adopted{Backlog: 2, Resumed: 1, Skipped: 3}}},
+		{"packets handed to a send call that never returned count as unconfirmed",
+			[]takeoverBlock{{kernel, 4, 0, 0, 0, 0}, {usr, 5, 5, 5, 3, 1}, {usr, 6, 2, 0, 0, 0}, {kernel, 7, 0, 0, 0, 0}},
+			result{Backlog: []int{1, 2}, From: []uint32{3, 0}, Next: 3,
+				Status: []uint32{kernel, usr, usr, kernel}, Adopted: adopted{Backlog: 2, Resumed: 1, Skipped: 3, Unconfirmed: 2}}},
 		{"a block sent whole but not given back goes back to the kernel",
-			[]takeoverBlock{{usr, 5, 4, 5, 4}, {usr, 6, 2, 0, 0}, {kernel, 7, 0, 0, 0}},
+			[]takeoverBlock{{usr, 5, 4, 5, 4, 4}, {usr, 6, 2, 0, 0, 0}, {kernel, 7, 0, 0, 0, 0}},
 			result{Backlog: []int{1}, From: []uint32{0}, Next: 2,
 				Status: []uint32{kernel, usr, kernel}, Adopted: adopted{Backlog: 1, Returned: 1}}},
+		{"a block handled whole, its last send call not returned",
+			[]takeoverBlock{{usr, 5, 4, 5, 4, 2}, {usr, 6, 2, 0, 0, 0}, {kernel, 7, 0, 0, 0, 0}},
+			result{Backlog: []int{1}, From: []uint32{0}, Next: 2,
+				Status: []uint32{kernel, usr, kernel}, Adopted: adopted{Backlog: 1, Returned: 1, Unconfirmed: 2}}},
 		{"progress of an earlier fill of the block does not count",
-			[]takeoverBlock{{kernel, 4, 0, 0, 0}, {usr, 5, 5, 1, 5}, {kernel, 6, 0, 0, 0}},
+			[]takeoverBlock{{kernel, 4, 0, 0, 0, 0}, {usr, 5, 5, 1, 5, 0}, {kernel, 6, 0, 0, 0, 0}},
 			result{Backlog: []int{1}, From: []uint32{0}, Next: 2,
 				Status: []uint32{kernel, usr, kernel}, Adopted: adopted{Backlog: 1}}},
 		{"a block held by a send in flight behind one given back",
-			[]takeoverBlock{{usr, 5, 2, 5, 1}, {kernel, 6, 0, 0, 0}, {usr, 7, 2, 0, 0}, {kernel, 8, 0, 0, 0}},
+			[]takeoverBlock{{usr, 5, 2, 5, 1, 1}, {kernel, 6, 0, 0, 0, 0}, {usr, 7, 2, 0, 0, 0}, {kernel, 8, 0, 0, 0, 0}},
 			result{Backlog: []int{0, 2}, From: []uint32{1, 0}, Next: 3,
 				Status: []uint32{usr, kernel, usr, kernel}, Adopted: adopted{Backlog: 2, Resumed: 1, Skipped: 1}}},
 		{"the newest block is the user's: read on after it",
-			[]takeoverBlock{{kernel, 2, 0, 0, 0}, {usr, 3, 1, 0, 0}, {kernel, 0, 0, 0, 0}},
+			[]takeoverBlock{{kernel, 2, 0, 0, 0, 0}, {usr, 3, 1, 0, 0, 0}, {kernel, 0, 0, 0, 0, 0}},
 			result{Backlog: []int{1}, From: []uint32{0}, Next: 2,
 				Status: []uint32{kernel, usr, kernel}, Adopted: adopted{Backlog: 1}}},
 	} {
@@ -111,7 +121,7 @@ func TestRingAdopt(t *testing.T) {
 // TestRingTakeBacklogFirst checks that take hands out the backlog before
 // the block the kernel hands over next.
 func TestRingTakeBacklogFirst(t *testing.T) {
-	r := takeoverRing([]takeoverBlock{{usr, 6, 1, 0, 0}, {kernel, 3, 0, 0, 0}, {usr, 5, 1, 0, 0}})
+	r := takeoverRing([]takeoverBlock{{usr, 6, 1, 0, 0, 0}, {kernel, 3, 0, 0, 0, 0}, {usr, 5, 1, 0, 0, 0}})
 	r.adopt()
 	var got []int
 	for b := r.take(); b >= 0; b = r.take() {
@@ -141,27 +151,39 @@ func TestRingTakeoverRelaysEachPacketOnce(t *testing.T) {
 			all = append(all, fmt.Sprintf("b%dp%d", b, j))
 		}
 	}
+	// The first worker dies at send k, or at the call that sends
+	// what the first k sends queued: published, never sent.
 	for deathAt := 1; deathAt <= len(all); deathAt++ {
-		t.Run(fmt.Sprintf("dies at send %d", deathAt), func(t *testing.T) {
-			mem := make([]byte, blocks*testBlockSize)
-			first := ringWorker(t, mem, blocks)
-			for b := range blocks {
-				fillBlock(first.r.block(b), b, perBlock)
-				binary.LittleEndian.PutUint64(first.r.block(b)[blockSeqOff:], uint64(10+b))
-			}
-			first.s.dieAt = deathAt
-			first.run()
+		for _, inCall := range []bool{false, true} {
+			t.Run(fmt.Sprintf("dies at send %d, in the call %v", deathAt, inCall), func(t *testing.T) {
+				mem := make([]byte, blocks*testBlockSize)
+				first := ringWorker(t, mem, blocks)
+				for b := range blocks {
+					fillBlock(first.r.block(b), b, perBlock)
+					binary.LittleEndian.PutUint64(first.r.block(b)[blockSeqOff:], uint64(10+b))
+				}
+				first.s.dieAt, first.s.dieInCall = deathAt, inCall
+				first.run()
+				lost := first.s.queued
+				if !inCall {
+					lost = nil
+				}
 
-			second := ringWorker(t, mem, blocks)
-			second.r.adopt()
-			second.run()
-			second.s.flush()
+				second := ringWorker(t, mem, blocks)
+				a := second.r.adopt()
+				second.run()
+				second.s.flush()
 
-			got := append(first.s.flushed, second.s.flushed...)
-			if diff := cmp.Diff(all, got); diff != "" {
-				t.Errorf("datagrams relayed, first worker then second (-want +got):\n%s", diff)
-			}
-		})
+				got := append(first.s.flushed, second.s.flushed...)
+				want := slices.DeleteFunc(slices.Clone(all), func(d string) bool { return slices.Contains(lost, d) })
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("datagrams relayed, first worker then second (-want +got):\n%s", diff)
+				}
+				if a.Unconfirmed != len(lost) {
+					t.Errorf("adopt counted %d datagrams unconfirmed, want %d: %v", a.Unconfirmed, len(lost), lost)
+				}
+			})
+		}
 	}
 }
 
@@ -211,13 +233,16 @@ func (tw *takeoverWorker) run() {
 var errDied = fmt.Errorf("worker killed")
 
 // flushSender queues the first output's datagrams and sends them (to
-// flushed) every third send; at send dieAt it panics, losing what it
-// queued.
+// flushed) every third send, in a call that publishes the rings' progress
+// first and confirms it after; at send dieAt it panics, losing what it
+// queued, or with dieInCall in the call that would send them, after the
+// publish.
 type flushSender struct {
 	rings        *ringTable
 	queued       []string
 	flushed      []string
 	sends, dieAt int
+	dieInCall    bool
 	outputs      map[*output]int
 }
 
@@ -229,19 +254,23 @@ func (s *flushSender) send(o *output, _ int, pkt []byte, off, n int, _ []byte) {
 		s.outputs[o] = len(s.outputs)
 	}
 	s.sends++
-	if s.sends == s.dieAt {
+	if s.sends == s.dieAt && !s.dieInCall {
 		panic(errDied)
 	}
 	if s.outputs[o] == 0 {
 		s.queued = append(s.queued, string(pkt[off:off+n]))
 	}
-	if s.sends%3 == 0 {
+	if s.sends%3 == 0 || s.sends == s.dieAt {
 		s.flush()
 	}
 }
 
 func (s *flushSender) flush() {
 	s.rings.publish()
+	if s.dieInCall && s.sends == s.dieAt {
+		panic(errDied)
+	}
 	s.flushed = append(s.flushed, s.queued...)
 	s.queued = s.queued[:0]
+	s.rings.confirm()
 }

@@ -272,6 +272,7 @@ func (b *uringBackend) sync() {
 	if _, err := b.ring.Submit(); err != nil {
 		b.w.log.Error("io_uring submit", "err", err)
 	}
+	b.w.rings.confirm()
 }
 
 // reclaim sends what is prepared and reaps what completed. Sends hold
@@ -294,7 +295,9 @@ func (b *uringBackend) poll(timeout time.Duration) error {
 		timeout = 0
 	}
 	b.w.rings.publish()
-	if _, err := b.ring.SubmitAndWait(1, timeout); err != nil {
+	_, err := b.ring.SubmitAndWait(1, timeout)
+	b.w.rings.confirm()
+	if err != nil {
 		return fmt.Errorf("io_uring wait: %w", err)
 	}
 	b.reap()
