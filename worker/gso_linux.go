@@ -118,15 +118,21 @@ func (w *worker) narrowGSO(eg *egress, errno unix.Errno, seg int) {
 
 // refreshGSO reads the MTU of every egress socket again, so that one whose
 // MTU grew back after a refusal (narrowGSO) segments larger datagrams
-// again. Sockets on which GSO was refused stay off.
+// again. Sockets on which GSO was refused stay off. An MTU that shrank
+// since is logged as narrowGSO logs it: whichever finds it first says so.
 func (w *worker) refreshGSO() {
 	for _, e := range w.db.egress {
 		if e.fd < 0 || e.key.Raw {
 			continue
 		}
 		if mtu, err := interfaceMTU(e.fd, e.key.IfIndex); err == nil {
+			shrank := mtu < e.mtu
 			e.mtu = mtu
 			e.setGSO(w.db.gsoSegs)
+			if shrank && !e.gsoOff {
+				w.log.Info("output MTU shrank: larger datagrams leave one per send",
+					"socket", e.key.String(), "mtu", e.mtu, "max_segment", e.gso.maxSeg)
+			}
 		}
 	}
 }
