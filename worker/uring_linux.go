@@ -271,6 +271,7 @@ func (b *uringBackend) sync() {
 	b.w.rings.publish()
 	if _, err := b.ring.Submit(); err != nil {
 		b.w.log.Error("io_uring submit", "err", err)
+		return
 	}
 	b.w.rings.confirm()
 }
