@@ -132,6 +132,9 @@ type rxRing struct {
 	// lastMark is the last mark written into a handled frame of a frame
 	// ring (rxring_takeover.go).
 	lastMark uint32
+	// looked, when set (by tests), runs after adopt's first look at each
+	// block: where the kernel moves on while a worker takes a ring over.
+	looked func(b int)
 }
 
 func newRxRing(mem []byte, blocks, blockSize int) *rxRing {

@@ -46,9 +46,10 @@ import (
 // become the backlog, oldest first, each resumed after the packets an
 // earlier worker handled (and given back at once when it handled all), and
 // the worker reads on from the kernel's position. The kernel writes the
-// block headers only of blocks it owns and a block's status last, so a
-// block the scan sees as the kernel's but that the kernel hands over during
-// the scan is simply read later as the next one.
+// block headers only of blocks it owns and a block's status last; adopt
+// looks twice, first for the kernel's position, then for the user's blocks
+// filled before it, so that a block the kernel hands over during the look
+// is either behind the position and in the backlog, or read as the next.
 //
 // What is not kept: the packets whose sends were in the one system call
 // the earlier worker was about to make, or making, when it died. They
@@ -118,22 +119,37 @@ func (r *rxRing) adopt() adopted {
 		b   int
 		seq uint64
 	}
-	var user []userBlock
+	// First where the kernel is: the block it opened last.
 	newest, newestUser := 0, false
 	var newestSeq uint64
 	for b := range r.refs {
 		isUser := atomic.LoadUint32(r.status(b))&tpStatusUser != 0
-		seq := r.blockSeq(b)
-		if seq > newestSeq {
+		if seq := r.blockSeq(b); seq > newestSeq {
 			newest, newestSeq, newestUser = b, seq, isUser
 		}
-		if isUser {
-			user = append(user, userBlock{b, seq})
+		if r.looked != nil {
+			r.looked(b)
 		}
 	}
 	r.next = newest
 	if newestUser {
 		r.next = (newest + 1) % len(r.refs)
+	}
+	// Then what was filled before it: every block opened earlier has
+	// been handed over since, so a second look finds each of them the
+	// user's or given back. (A single pass misses the block the kernel
+	// hands over between the look at it and the look at the next one,
+	// which it opens then: that block would be behind next and never
+	// read, the kernel freezing on it once a lap.) Blocks the kernel
+	// opens from now on have higher seq_nums and are read from next.
+	var user []userBlock
+	for b := range r.refs {
+		if atomic.LoadUint32(r.status(b))&tpStatusUser == 0 {
+			continue
+		}
+		if seq := r.blockSeq(b); seq < newestSeq || b == newest && newestUser {
+			user = append(user, userBlock{b, seq})
+		}
 	}
 	slices.SortFunc(user, func(x, y userBlock) int { return cmp.Compare(x.seq, y.seq) })
 	var a adopted

@@ -118,6 +118,26 @@ func TestRingAdopt(t *testing.T) {
 	}
 }
 
+// TestRingAdoptWhileTheKernelMovesOn hands over block 1 and opens block 2
+// right after adopt first looks at block 1, still the kernel's: block 1
+// must be relayed (in the backlog, after block 0) and reading go on at
+// block 2, not leave block 1 behind the position to be read a lap late
+// (the kernel would freeze on it every lap, and the packets it holds last
+// would never be relayed).
+func TestRingAdoptWhileTheKernelMovesOn(t *testing.T) {
+	r := takeoverRing([]takeoverBlock{{usr, 10, 1, 0, 0, 0}, {kernel, 11, 1, 0, 0, 0}, {kernel, 8, 0, 0, 0, 0}, {usr, 9, 1, 0, 0, 0}})
+	r.looked = func(b int) {
+		if b == 1 {
+			*r.status(1) = usr
+			binary.LittleEndian.PutUint64(r.block(2)[blockSeqOff:], 12)
+		}
+	}
+	a := r.adopt()
+	if diff := cmp.Diff([]int{3, 0, 1}, r.backlog); diff != "" || r.next != 2 || a.Backlog != 3 {
+		t.Errorf("backlog (-want +got):\n%s\nnext %d, want 2", diff, r.next)
+	}
+}
+
 // TestRingTakeBacklogFirst checks that take hands out the backlog before
 // the block the kernel hands over next.
 func TestRingTakeBacklogFirst(t *testing.T) {
