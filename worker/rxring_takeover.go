@@ -197,6 +197,11 @@ func (r *rxRing) publish() {
 	}
 	for _, b := range r.unpublished {
 		p := r.priv(b)
+		if binary.LittleEndian.Uint64(p[privSeqOff:]) != r.seq[b] {
+			// A new fill: nothing of it confirmed yet (the word
+			// still counts an earlier fill's packets).
+			binary.LittleEndian.PutUint32(p[privConfOff:], 0)
+		}
 		binary.LittleEndian.PutUint64(p[privSeqOff:], r.seq[b])
 		binary.LittleEndian.PutUint32(p[privDoneOff:], r.done[b])
 		r.marked[b] = false

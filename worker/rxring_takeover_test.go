@@ -138,6 +138,23 @@ func TestRingAdoptWhileTheKernelMovesOn(t *testing.T) {
 	}
 }
 
+// TestRingUnconfirmedOfANewFill checks that what a worker confirmed of a
+// block's earlier fill does not count for the next: a worker that takes
+// the block filled again and dies before the send call of its first
+// packets leaves them unconfirmed.
+func TestRingUnconfirmedOfANewFill(t *testing.T) {
+	r := takeoverRing([]takeoverBlock{{usr, 9, 3, 5, 4, 4}, {kernel, 10, 0, 0, 0, 0}})
+	r.adopt()
+	if b := r.take(); b != 0 {
+		t.Fatalf("took block %d, want 0", b)
+	}
+	r.done[0] = 2
+	r.publish() // and killed before the call
+	if a := newRxRing(r.mem, 2, testBlockSize).adopt(); a.Unconfirmed != 2 { // the next worker
+		t.Errorf("adopted %+v, want 2 packets unconfirmed", a)
+	}
+}
+
 // TestRingTakeBacklogFirst checks that take hands out the backlog before
 // the block the kernel hands over next.
 func TestRingTakeBacklogFirst(t *testing.T) {
