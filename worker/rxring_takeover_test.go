@@ -149,8 +149,9 @@ func TestRingUnconfirmedOfANewFill(t *testing.T) {
 		t.Fatalf("took block %d, want 0", b)
 	}
 	r.done[0] = 2
-	r.publish() // and killed before the call
-	if a := newRxRing(r.mem, 2, testBlockSize).adopt(); a.Unconfirmed != 2 { // the next worker
+	r.publish()
+	// Killed before the call; the next worker maps the ring.
+	if a := newRxRing(r.mem, 2, testBlockSize).adopt(); a.Unconfirmed != 2 {
 		t.Errorf("adopted %+v, want 2 packets unconfirmed", a)
 	}
 }
