@@ -35,10 +35,12 @@ type WorkerCounters struct {
 	RingFull uint64 `json:"ring_full"`
 	// BufferExhausted counts packets dropped because no buffer was free.
 	BufferExhausted uint64 `json:"buffer_exhausted"`
-	// RestartUnconfirmed counts datagrams a worker that died had handed to
-	// the one send call it was about to make, or making: sent or not, the
+	// RestartUnconfirmed counts received packets a worker that died had
+	// handled (marked so in its receive ring) without seeing their sends
+	// through: the batch it was about to send, or sending. Sent or not, the
 	// next worker of the slot, which counts them, cannot tell, and does not
-	// send them again (a datagram is relayed at most once).
+	// send them again (a datagram is relayed at most once). An upper bound
+	// of what the death lost, at most one batch per death.
 	RestartUnconfirmed uint64 `json:"restart_unconfirmed"`
 	// EgressErrors counts failed or dropped sends over all outputs.
 	EgressErrors uint64 `json:"egress_errors"`

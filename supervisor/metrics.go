@@ -106,7 +106,7 @@ var workerCounters = []struct {
 		func(c *stats.WorkerCounters) uint64 { return c.RingFull }},
 	{workerDesc("buffer_exhausted", "Packets dropped because the worker had no free packet buffer."),
 		func(c *stats.WorkerCounters) uint64 { return c.BufferExhausted }},
-	{workerDesc("restart_unconfirmed", "Datagrams a worker that died had handed to the send call it was about to make, or making: sent or not, nobody can tell; not sent again."),
+	{workerDesc("restart_unconfirmed", "Received packets a worker that died had handled without seeing their sends through (its last batch): sent or not, nobody can tell; not sent again. An upper bound of what the death lost."),
 		func(c *stats.WorkerCounters) uint64 { return c.RestartUnconfirmed }},
 	{workerDesc("egress_errors", "Failed or dropped sends over all outputs."),
 		func(c *stats.WorkerCounters) uint64 { return c.EgressErrors }},

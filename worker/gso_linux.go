@@ -129,7 +129,7 @@ func (w *worker) refreshGSO() {
 			shrank := mtu < e.mtu
 			e.mtu = mtu
 			e.setGSO(w.db.gsoSegs)
-			if shrank && !e.gsoOff {
+			if shrank && e.gso.maxSegs > 0 {
 				w.log.Info("output MTU shrank: larger datagrams leave one per send",
 					"socket", e.key.String(), "mtu", e.mtu, "max_segment", e.gso.maxSeg)
 			}

@@ -126,21 +126,22 @@ type rxRing struct {
 	unpublished []int
 	marked      []bool
 	cur         int
-	// unconfirmed lists the blocks the last publish wrote, until the
-	// system call after it returns (confirm).
+	// unconfirmed lists the blocks published since the last confirm
+	// (confirming says which).
 	unconfirmed []int
+	confirming  []bool
 	// lastMark is the last mark written into a handled frame of a frame
 	// ring (rxring_takeover.go).
 	lastMark uint32
-	// looked, when set (by tests), runs after adopt's first look at each
-	// block: where the kernel moves on while a worker takes a ring over.
-	looked func(b int)
+	// testAfterLook, when set (by tests), runs after adopt's first look
+	// at each block: where the kernel moves on during a takeover.
+	testAfterLook func(b int)
 }
 
 func newRxRing(mem []byte, blocks, blockSize int) *rxRing {
 	return &rxRing{mem: mem, blockSize: blockSize, statusOff: blockStatusOff, refs: make([]int32, blocks), cur: -1,
 		seq: make([]uint64, blocks), done: make([]uint32, blocks),
-		unpublished: make([]int, 0, blocks), unconfirmed: make([]int, 0, blocks), marked: make([]bool, blocks)}
+		unpublished: make([]int, 0, blocks), unconfirmed: make([]int, 0, blocks), marked: make([]bool, blocks), confirming: make([]bool, blocks)}
 }
 
 // newFrameRing returns the state of a frame ring of n frames of frameSize
@@ -352,8 +353,9 @@ func (t *ringTable) publish() {
 	}
 }
 
-// confirm records in every ring that the system call the last publish
-// preceded has returned; the backends call it right after.
+// confirm records in every ring that the kernel has taken the sends of
+// what was published (rxRing.confirm); the backends call it once nothing
+// of it is left queued, prepared or to be sent again.
 func (t *ringTable) confirm() {
 	for _, r := range t.rings {
 		if r != nil && len(r.unconfirmed) > 0 {

@@ -36,9 +36,9 @@ import (
 //     the kernel reserves after the block header and never writes: a
 //     worker that takes a block writes there the block's seq_num and how
 //     many of its packets it has handled, each time before it hands sends
-//     to the kernel (ringTable.publish), and how many of those the kernel
-//     has taken, each time that system call has returned
-//     (ringTable.confirm). A block whose private area carries its current
+//     to the kernel (ringTable.publish), and how many of those it has seen
+//     through, each time nothing of them is left queued, unsubmitted or
+//     refused and due again (ringTable.confirm). A block whose private area carries its current
 //     seq_num was taken by an earlier worker, which handled that many of
 //     its packets; any other block was never taken in its current fill.
 //
@@ -56,10 +56,10 @@ import (
 // count as handled (a datagram is relayed at most once), but whether they
 // left cannot be told: killed before the call they did not, killed in it
 // they did (the kernel finishes a submission before the process dies). The
-// next worker counts them as restart_unconfirmed: handled and not
-// confirmed in a block ring, handled and not given back in a frame ring
-// (a frame goes back as soon as its sends' completions are reaped, right
-// after the call). Without a ring, whatever the worker had received into
+// next worker counts them as restart_unconfirmed, an upper bound of the
+// loss: handled and not confirmed in a block ring, handled and not given
+// back in a frame ring (a frame goes back as soon as its sends'
+// completions are reaped). Without a ring, whatever the worker had received into
 // its own buffers is lost uncounted. What the kernel dropped while no
 // worker read the ring is in the socket's drop counter, which the next
 // reader (the supervisor when the worker dies, or the next worker) counts
@@ -127,8 +127,8 @@ func (r *rxRing) adopt() adopted {
 		if seq := r.blockSeq(b); seq > newestSeq {
 			newest, newestSeq, newestUser = b, seq, isUser
 		}
-		if r.looked != nil {
-			r.looked(b)
+		if r.testAfterLook != nil {
+			r.testAfterLook(b)
 		}
 	}
 	r.next = newest
@@ -161,6 +161,9 @@ func (r *rxRing) adopt() adopted {
 			done = binary.LittleEndian.Uint32(p[privDoneOff:])
 			if conf := binary.LittleEndian.Uint32(p[privConfOff:]); conf < done {
 				a.Unconfirmed += int(done - conf)
+				// Counted once: should this worker die too, its
+				// successor counts only what this one leaves.
+				binary.LittleEndian.PutUint32(p[privConfOff:], done)
 			}
 		}
 		if done > 0 && done >= binary.LittleEndian.Uint32(r.block(u.b)[blockNumPktsOff:]) {
@@ -197,30 +200,43 @@ func (r *rxRing) publish() {
 	}
 	for _, b := range r.unpublished {
 		p := r.priv(b)
+		// seq_num last: a worker killed in between leaves the earlier
+		// fill's seq_num, and its successor relays the new fill whole
+		// (none of it was sent yet), not skip packets by an earlier
+		// fill's count.
 		if binary.LittleEndian.Uint64(p[privSeqOff:]) != r.seq[b] {
 			// A new fill: nothing of it confirmed yet (the word
 			// still counts an earlier fill's packets).
 			binary.LittleEndian.PutUint32(p[privConfOff:], 0)
 		}
-		binary.LittleEndian.PutUint64(p[privSeqOff:], r.seq[b])
 		binary.LittleEndian.PutUint32(p[privDoneOff:], r.done[b])
+		binary.LittleEndian.PutUint64(p[privSeqOff:], r.seq[b])
 		r.marked[b] = false
+		if !r.confirming[b] {
+			r.confirming[b] = true
+			r.unconfirmed = append(r.unconfirmed, b)
+		}
 	}
-	r.unconfirmed = append(r.unconfirmed[:0], r.unpublished...)
 	r.unpublished = r.unpublished[:0]
 	if r.cur >= 0 {
 		r.mark(r.cur)
 	}
 }
 
-// confirm records, in the blocks the last publish wrote, that the system
-// call it preceded has returned: the kernel has taken their sends. A frame
-// ring needs nothing: its frames go back to the kernel as soon as the
-// sends' completions are reaped, right after the call.
+// confirm records, in the blocks published since the last call, that the
+// kernel has taken the sends of the packets published handled, but for
+// the packet being forwarded, whose other outputs may still be queued. A
+// frame ring needs nothing: its frames go back to the kernel as soon as
+// the sends' completions are reaped.
 func (r *rxRing) confirm() {
 	for _, b := range r.unconfirmed {
 		p := r.priv(b)
-		copy(p[privConfOff:privConfOff+4], p[privDoneOff:privDoneOff+4])
+		conf := binary.LittleEndian.Uint32(p[privDoneOff:])
+		if b == r.cur && conf > 0 {
+			conf--
+		}
+		binary.LittleEndian.PutUint32(p[privConfOff:], conf)
+		r.confirming[b] = false
 	}
 	r.unconfirmed = r.unconfirmed[:0]
 }

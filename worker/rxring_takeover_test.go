@@ -126,7 +126,7 @@ func TestRingAdopt(t *testing.T) {
 // would never be relayed).
 func TestRingAdoptWhileTheKernelMovesOn(t *testing.T) {
 	r := takeoverRing([]takeoverBlock{{usr, 10, 1, 0, 0, 0}, {kernel, 11, 1, 0, 0, 0}, {kernel, 8, 0, 0, 0, 0}, {usr, 9, 1, 0, 0, 0}})
-	r.looked = func(b int) {
+	r.testAfterLook = func(b int) {
 		if b == 1 {
 			*r.status(1) = usr
 			binary.LittleEndian.PutUint64(r.block(2)[blockSeqOff:], 12)
@@ -134,7 +134,7 @@ func TestRingAdoptWhileTheKernelMovesOn(t *testing.T) {
 	}
 	a := r.adopt()
 	if diff := cmp.Diff([]int{3, 0, 1}, r.backlog); diff != "" || r.next != 2 || a.Backlog != 3 {
-		t.Errorf("backlog (-want +got):\n%s\nnext %d, want 2", diff, r.next)
+		t.Errorf("backlog (-want +got):\n%s\nnext %d, want 2; adopted %+v", diff, r.next, a)
 	}
 }
 
@@ -153,6 +153,32 @@ func TestRingUnconfirmedOfANewFill(t *testing.T) {
 	// Killed before the call; the next worker maps the ring.
 	if a := newRxRing(r.mem, 2, testBlockSize).adopt(); a.Unconfirmed != 2 {
 		t.Errorf("adopted %+v, want 2 packets unconfirmed", a)
+	}
+}
+
+// TestRingConfirm checks what a successor counts unconfirmed: progress
+// published before a send call that failed is confirmed with the next one
+// that goes through; the packet being forwarded is not confirmed (its
+// other outputs may still be queued); and a successor that counted a
+// block's packets leaves nothing of them to count for the one after it.
+func TestRingConfirm(t *testing.T) {
+	r := takeoverRing([]takeoverBlock{{usr, 5, 3, 0, 0, 0}, {usr, 6, 3, 0, 0, 0}, {kernel, 7, 0, 0, 0, 0}})
+	r.adopt()
+	b0 := r.take() // held by its sends until the end
+	r.done[b0] = 3
+	r.publish() // the call fails: not confirmed
+	b1 := r.take()
+	r.cur, r.done[b1] = b1, 2
+	r.publish()
+	r.confirm() // in the middle of block 1's second packet
+	// Block 0 is confirmed whole; block 1 is left with one packet
+	// unconfirmed.
+	next := newRxRing(r.mem, 3, testBlockSize)
+	if a := next.adopt(); a.Unconfirmed != 1 {
+		t.Errorf("the first successor counted %d unconfirmed, want 1", a.Unconfirmed)
+	}
+	if a := newRxRing(r.mem, 3, testBlockSize).adopt(); a.Unconfirmed != 0 {
+		t.Errorf("the second successor counted %d unconfirmed again, want 0", a.Unconfirmed)
 	}
 }
 
@@ -217,8 +243,10 @@ func TestRingTakeoverRelaysEachPacketOnce(t *testing.T) {
 				if diff := cmp.Diff(want, got); diff != "" {
 					t.Errorf("datagrams relayed, first worker then second (-want +got):\n%s", diff)
 				}
-				if a.Unconfirmed != len(lost) {
-					t.Errorf("adopt counted %d datagrams unconfirmed, want %d: %v", a.Unconfirmed, len(lost), lost)
+				// A flush in the middle of a packet leaves it
+				// unconfirmed: its other outputs may come later.
+				if a.Unconfirmed < len(lost) || a.Unconfirmed > len(lost)+1 {
+					t.Errorf("adopt counted %d datagrams unconfirmed, want %d (or one more): %v", a.Unconfirmed, len(lost), lost)
 				}
 			})
 		}

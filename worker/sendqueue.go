@@ -81,6 +81,9 @@ func (s *sendQueue) header(i int32) []byte {
 }
 
 // reset empties the queue once every dest's list was sent.
+// empty reports whether nothing is queued.
+func (s *sendQueue) empty() bool { return len(s.q) == 0 }
+
 func (s *sendQueue) reset() {
 	for _, d := range s.touched {
 		d.head, d.tail, d.queued = -1, -1, 0

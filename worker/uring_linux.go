@@ -271,9 +271,19 @@ func (b *uringBackend) sync() {
 	b.w.rings.publish()
 	if _, err := b.ring.Submit(); err != nil {
 		b.w.log.Error("io_uring submit", "err", err)
-		return
 	}
-	b.w.rings.confirm()
+}
+
+// settle records the rings' published progress as confirmed (see
+// ringTable.confirm) once everything it covers has been through a
+// returned submit and its completions reaped: nothing prepared or queued
+// left, nothing the kernel refused waiting to go out again. Anywhere else
+// the progress stays unconfirmed, which a successor counts: an upper
+// bound, never less than what a death loses.
+func (b *uringBackend) settle() {
+	if b.ring.Queued() == 0 && b.sq.empty() && b.redoN == 0 {
+		b.w.rings.confirm()
+	}
 }
 
 // reclaim sends what is prepared and reaps what completed. Sends hold
@@ -283,6 +293,7 @@ func (b *uringBackend) reclaim() {
 	b.flush()
 	b.sync()
 	b.reap()
+	b.settle()
 }
 
 // poll arms what needs arming, submits the queued sends, waits for
@@ -296,12 +307,11 @@ func (b *uringBackend) poll(timeout time.Duration) error {
 		timeout = 0
 	}
 	b.w.rings.publish()
-	_, err := b.ring.SubmitAndWait(1, timeout)
-	b.w.rings.confirm()
-	if err != nil {
+	if _, err := b.ring.SubmitAndWait(1, timeout); err != nil {
 		return fmt.Errorf("io_uring wait: %w", err)
 	}
 	b.reap()
+	b.settle()
 	b.dispatch()
 	if b.cmdEOF {
 		b.w.eof = true
@@ -524,6 +534,7 @@ func (b *uringBackend) send(o *output, buf int, pkt []byte, off, n int, hdr []by
 		if b.redoN > 0 {
 			b.resend()
 		}
+		b.settle()
 	}
 }
 

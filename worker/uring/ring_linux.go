@@ -209,6 +209,10 @@ func (r *Ring) nextSQE() *SQE {
 	return sqe
 }
 
+// Queued returns how many prepared SQEs the kernel has not consumed yet:
+// 0 once a Submit or SubmitAndWait has taken them all.
+func (r *Ring) Queued() int { return int(r.sqeTail - atomic.LoadUint32(r.sqHead)) }
+
 // flush publishes the prepared SQEs to the kernel and returns how many it
 // has not consumed yet. SQEs a failed enter left unconsumed are counted
 // again because the kernel's head did not move past them.
