@@ -15,10 +15,10 @@ import "time"
 // packets/s, naps of up to 0.5 ms for 32 packets cost 1.2–1.45× the block
 // ring's CPU per packet; up to 1 ms for 128 packets, 0.92–1.35× (the
 // most at 1→1 and 50,000 packets/s). Below 128,000 packets/s the nap is
-// the 1 ms cap. It stops
-// napping when the rate falls below moderateBelowPPS: the gap keeps a
-// paced stream just under the threshold, whose rate jitters from one
-// window to the next, from napping now and then. --busy-poll never naps.
+// the 1 ms cap. It stops napping when the rate falls below
+// moderateBelowPPS: the gap keeps a paced stream just under the
+// threshold, whose rate jitters from one window to the next, from napping
+// now and then. --busy-poll never naps.
 const (
 	moderateAbovePPS = 45_000
 	moderateBelowPPS = 35_000

@@ -80,10 +80,10 @@ func (s *sendQueue) header(i int32) []byte {
 	return s.hdrs[i][:s.q[i].hdrLen]
 }
 
-// reset empties the queue once every dest's list was sent.
 // empty reports whether nothing is queued.
 func (s *sendQueue) empty() bool { return len(s.q) == 0 }
 
+// reset empties the queue once every dest's list was sent.
 func (s *sendQueue) reset() {
 	for _, d := range s.touched {
 		d.head, d.tail, d.queued = -1, -1, 0
